@@ -12,6 +12,7 @@
 pub mod constants;
 pub mod entry_id;
 pub mod error;
+pub mod restriction;
 pub mod tag;
 pub mod value;
 
