@@ -245,6 +245,20 @@ tags! {
     PR_PREPROCESS = 0x0E22_000B,
     PR_INTERNET_MESSAGE_ID = 0x1035_001F,
     PR_SMTP_ADDRESS = 0x39FE_001F,
+    // mapispool's own properties, in the range MAPI leaves to providers (0x6600–0x67FF), for what
+    // MAPI has no tag for: the queue's per-message and per-recipient state, and the status rows'
+    // extra columns. Named PR_MSP_* so no reader takes them for Microsoft's.
+    PR_MSP_QUEUE_STATE = 0x6600_001F,
+    PR_MSP_ATTEMPTS = 0x6601_0003,
+    PR_MSP_LAST_ERROR = 0x6602_001F,
+    PR_MSP_NEXT_ATTEMPT_TIME = 0x6603_0040,
+    PR_MSP_TRANSPORT = 0x6604_001F,
+    PR_MSP_SERVER_ID = 0x6605_001F,
+    PR_MSP_ENVELOPE_FROM = 0x6606_001F,
+    PR_MSP_NEEDS_UI = 0x6610_000B,
+    PR_MSP_QUEUED_COUNT = 0x6611_0003,
+    PR_MSP_LAST_FLUSH_TIME = 0x6612_0040,
+    PR_MSP_PHASE = 0x6613_001F,
 }
 
 string8_tags! {
