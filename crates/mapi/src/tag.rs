@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(PR_SUBJECT_A.name(), Some("PR_SUBJECT_A"));
         assert_eq!(PropTag::parse("PR_STATUS_CODE_W"), None);
         assert_eq!(PropTag::parse("PR_NO_SUCH_TAG"), None);
-        assert_eq!(format!("{}", PropTag(0x6601_0003)), "0x66010003");
+        assert_eq!(format!("{}", PropTag(0x6701_0003)), "0x67010003");
     }
 
     #[test]
