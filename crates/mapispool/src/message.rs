@@ -1,0 +1,215 @@
+//! What the spooler needs to know of an RFC 5322 message without holding its body: the header
+//! summary (subject, sender, recipients, Message-ID, date), read with `mail-parser`.
+//!
+//! The raw bytes stay the stored truth; this is metadata only.
+
+use mail_parser::{Address, MessageParser};
+
+use mapi::constants::{MAPI_BCC, MAPI_CC, MAPI_TO};
+use mapi::{FileTime, MapiError, MapiResult};
+
+/// How much of a message is read to find its headers. Headers longer than this are unusual
+/// enough (a mail loop's Received chain) that refusing them is safer than buffering more.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// One mailbox from a header: display name and addr-spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+impl Mailbox {
+    /// The name people see: the display name, else the address.
+    pub fn display(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.address)
+    }
+}
+
+/// A recipient as the header gave it, with MAPI's recipient type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRecipient {
+    pub mailbox: Mailbox,
+    pub recipient_type: i32,
+}
+
+/// The header fields mapispool reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeaderSummary {
+    pub subject: Option<String>,
+    pub from: Option<Mailbox>,
+    pub recipients: Vec<HeaderRecipient>,
+    pub message_id: Option<String>,
+    pub date: Option<FileTime>,
+    /// `Auto-Submitted` other than `no`, or an empty `Return-Path`: a report or other automatic
+    /// message, never to be answered by a non-delivery report (RFC 3834, RFC 5321 §4.5.5).
+    pub auto_submitted: bool,
+}
+
+/// The header block of `bytes`: everything up to and including the first empty line.
+/// `None` when no empty line ends the headers within `MAX_HEADER_BYTES`.
+pub fn header_block(bytes: &[u8]) -> Option<&[u8]> {
+    let limit = bytes.len().min(MAX_HEADER_BYTES);
+    let window = &bytes[..limit];
+    let find = |needle: &[u8]| window.windows(needle.len()).position(|w| w == needle);
+    match (find(b"\r\n\r\n"), find(b"\n\n")) {
+        (Some(a), Some(b)) if b + 2 < a + 4 => Some(&bytes[..b + 2]),
+        (Some(a), _) => Some(&bytes[..a + 4]),
+        (None, Some(b)) => Some(&bytes[..b + 2]),
+        (None, None) if bytes.len() < MAX_HEADER_BYTES => Some(bytes),
+        (None, None) => None,
+    }
+}
+
+impl HeaderSummary {
+    /// Reads the summary from the start of a message (the header block is enough).
+    ///
+    /// Errors with `MAPI_E_CORRUPT_DATA` when there is no header at all: a message without
+    /// headers cannot be sent or filed sensibly, and saying so beats storing garbage.
+    pub fn parse(bytes: &[u8]) -> MapiResult<HeaderSummary> {
+        let headers = header_block(bytes).ok_or_else(|| {
+            MapiError::corrupt_data(format!(
+                "the message has no end of headers (an empty line) within its first {} bytes",
+                MAX_HEADER_BYTES
+            ))
+        })?;
+        let parsed = MessageParser::default().parse_headers(headers).ok_or_else(|| {
+            MapiError::corrupt_data(
+                "the message has no RFC 5322 header fields; expected lines like \"From: a@example.com\" before an empty line",
+            )
+        })?;
+        let mut recipients = Vec::new();
+        for (address, recipient_type) in [
+            (parsed.to(), MAPI_TO),
+            (parsed.cc(), MAPI_CC),
+            (parsed.bcc(), MAPI_BCC),
+        ] {
+            recipients.extend(
+                mailboxes(address)
+                    .into_iter()
+                    .map(|mailbox| HeaderRecipient {
+                        mailbox,
+                        recipient_type,
+                    }),
+            );
+        }
+        let auto_submitted = parsed
+            .header_raw("Auto-Submitted")
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"))
+            || parsed
+                .header_raw("Return-Path")
+                .is_some_and(|v| v.trim() == "<>");
+        Ok(HeaderSummary {
+            subject: parsed.subject().map(str::to_string),
+            from: mailboxes(parsed.from()).into_iter().next(),
+            recipients,
+            message_id: parsed.message_id().map(str::to_string),
+            date: parsed
+                .date()
+                .map(|d| FileTime::from_unix_seconds(d.to_timestamp())),
+            auto_submitted,
+        })
+    }
+}
+
+fn mailboxes(address: Option<&Address<'_>>) -> Vec<Mailbox> {
+    address
+        .map(|a| {
+            a.iter()
+                .filter_map(|addr| {
+                    Some(Mailbox {
+                        name: addr.name().map(str::to_string).filter(|n| !n.is_empty()),
+                        address: addr.address()?.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks an envelope address (a bare addr-spec): one `@`, a non-empty local part and domain, no
+/// white space, no angle brackets, no control characters (CR/LF would inject SMTP commands).
+pub fn check_address(address: &str) -> Result<(), String> {
+    if address.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "address {address:?} contains white space or a control character; give a bare address like me@example.com"
+        ));
+    }
+    if address.contains(['<', '>']) {
+        return Err(format!(
+            "address {address:?} has angle brackets; give the bare address, like me@example.com"
+        ));
+    }
+    match address.rsplit_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{address:?} is not an e-mail address; expected one like me@example.com"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"From: Alice <alice@example.com>\r\nTo: bob@example.com, \"Carol C\" <carol@example.com>\r\nCc: dan@example.com\r\nBcc: eve@example.com\r\nSubject: Hello there\r\nMessage-ID: <1@example.com>\r\nDate: Wed, 25 Nov 2026 17:00:00 +0000\r\n\r\nBody\r\n";
+
+    #[test]
+    fn reads_the_header_summary() {
+        let s = HeaderSummary::parse(MSG).expect("parses");
+        assert_eq!(s.subject.as_deref(), Some("Hello there"));
+        let from = s.from.expect("from");
+        assert_eq!(from.address, "alice@example.com");
+        assert_eq!(from.display(), "Alice");
+        let rcpts: Vec<_> = s
+            .recipients
+            .iter()
+            .map(|r| (r.mailbox.address.as_str(), r.recipient_type))
+            .collect();
+        assert_eq!(
+            rcpts,
+            vec![
+                ("bob@example.com", MAPI_TO),
+                ("carol@example.com", MAPI_TO),
+                ("dan@example.com", MAPI_CC),
+                ("eve@example.com", MAPI_BCC)
+            ]
+        );
+        assert_eq!(s.message_id.as_deref(), Some("1@example.com"));
+        assert_eq!(
+            s.date.map(|d| d.to_rfc3339()).as_deref(),
+            Some("2026-11-25T17:00:00Z")
+        );
+        assert!(!s.auto_submitted);
+    }
+
+    #[test]
+    fn header_block_stops_at_the_empty_line() {
+        assert_eq!(header_block(b"A: b\n\nbody"), Some(&b"A: b\n\n"[..]));
+        assert_eq!(
+            header_block(b"A: b\r\n\r\nbody"),
+            Some(&b"A: b\r\n\r\n"[..])
+        );
+        assert_eq!(header_block(b"A: b\r\n"), Some(&b"A: b\r\n"[..]));
+    }
+
+    #[test]
+    fn reports_are_auto_submitted() {
+        let s = HeaderSummary::parse(b"From: x@y\r\nAuto-Submitted: auto-replied\r\n\r\n")
+            .expect("parses");
+        assert!(s.auto_submitted);
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        assert!(check_address("me@example.com").is_ok());
+        assert!(check_address("me@example.com\r\nRCPT TO:<x@y>").is_err());
+        assert!(check_address("<me@example.com>").is_err());
+        assert!(check_address("me").is_err());
+        assert!(check_address("@example.com").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Transports: an account's outbound side (hand messages to the world) and inbound side (bring
+//! new mail into the store). Every transport has the same shape, one file each:
+//! `connect`, `send` (outbound), `download` (inbound), `close`.
+//!
+//! - `dir.rs`: the embedded default, a post-office directory on this machine.
+//!
+//! A transport decides what happened to each recipient ([`RecipientResult`]); what that means
+//! for the message (retry when, report to whom) is the spooler's business.
+
+pub mod dir;
+
+use std::future::Future;
+
+use mapi::{MapiCode, MapiError, MapiResult};
+use tokio::io::AsyncRead;
+
+use crate::message::HeaderSummary;
+
+/// One envelope recipient of an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeRecipient {
+    /// The recipient's row in the store (`PR_ROWID`), so results can be matched back.
+    pub rowid: i64,
+    pub address: String,
+}
+
+/// The envelope of one outbound message; the body comes separately as a stream.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The envelope sender; empty is the null sender `<>` that reports use.
+    pub from: String,
+    pub recipients: Vec<EnvelopeRecipient>,
+    /// `PR_MESSAGE_SIZE`, for `SIZE=` and progress.
+    pub size: u64,
+}
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientResult {
+    Delivered,
+    /// Try again later; the reason in the server's (or the system's) words.
+    Deferred {
+        error: String,
+    },
+    /// Will never be delivered; the reason, and MAPI's NDR reason and diagnostic codes.
+    Failed {
+        error: String,
+        reason: i32,
+        diag: i32,
+    },
+}
+
+/// Why a transport could not do its work at all (as opposed to one recipient failing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportErrorKind {
+    /// Could not reach the server or the post office; worth retrying later.
+    Connect,
+    /// The server refused our credentials.
+    Auth,
+    /// TLS could not be set up or the certificate was refused.
+    Tls,
+    /// The operation took longer than the configured timeout.
+    Timeout,
+    /// Something temporary went wrong mid-way (a dropped connection, a full disk).
+    Temporary,
+    /// Something that will not get better by retrying (a bad configuration).
+    Permanent,
+    /// Going on needs a person (a password prompt, an interactive connect command) and the
+    /// caller asked for no user interface (`FLUSH_NO_UI`).
+    NeedsPerson,
+}
+
+/// A whole-transport failure: what kind, and what happened in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    pub kind: TransportErrorKind,
+    pub message: String,
+}
+
+impl TransportError {
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> TransportError {
+        TransportError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether messages caught by this failure should be retried (not failed outright).
+    pub fn is_temporary(&self) -> bool {
+        !matches!(self.kind, TransportErrorKind::Permanent)
+    }
+
+    /// The MAPI error a client sees for this failure.
+    pub fn to_mapi(&self) -> MapiError {
+        let code = match self.kind {
+            TransportErrorKind::Connect
+            | TransportErrorKind::Tls
+            | TransportErrorKind::Temporary => MapiCode::NetworkError,
+            TransportErrorKind::Timeout => MapiCode::Timeout,
+            TransportErrorKind::Auth | TransportErrorKind::NeedsPerson => MapiCode::LogonFailed,
+            TransportErrorKind::Permanent => MapiCode::CallFailed,
+        };
+        MapiError::new(code, self.message.clone())
+    }
+}
+
+/// Where an inbound side puts what it downloads: the store, through the spooler.
+///
+/// A transport calls `deliver` and only after it returns (the message is durable) deletes or
+/// flags the message at its source, so a crash in between brings the message again, and
+/// `already_have` then tells the transport to skip it and finish the clean-up.
+pub trait InboundSink: Send + Sync {
+    /// Whether the message the source knows as `server_id` is already stored.
+    fn already_have(&self, server_id: &str) -> impl Future<Output = MapiResult<bool>> + Send;
+    /// Stores one message durably; `false` if it was already there (nothing stored twice).
+    fn deliver(
+        &self,
+        server_id: &str,
+        summary: &HeaderSummary,
+        size: u64,
+        body: impl AsyncRead + Unpin + Send,
+    ) -> impl Future<Output = MapiResult<bool>> + Send;
+    /// `done` of `total` messages handled so far, for `PR_REMOTE_PROGRESS`.
+    fn progress(&self, done: usize, total: usize);
+}
+
+/// What one download brought.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DownloadSummary {
+    /// New messages stored.
+    pub received: usize,
+    /// Messages the store already had (a resumed download after a crash).
+    pub skipped: usize,
+}
