@@ -1,0 +1,888 @@
+//! The message store: folders (Inbox, Outbox, Sent Items, Deleted Items), messages with their
+//! MAPI properties and raw RFC 5322 bytes, recipients with per-recipient delivery state, the
+//! outgoing queue, inbound dedupe and inbound sync state.
+//!
+//! # Layout
+//! - this file: the [`Store`] trait and the record types the spooler and the CLI work with.
+//! - [`sqlite`]: [`SqliteStore`], the SQLite backend (WAL, `synchronous = FULL`).
+//! - `error.rs`: [`StoreError`], a failed database or I/O operation, and its MAPI code.
+//!
+//! # The queue, and why leases
+//! A submitted message sits in the Outbox with `in_queue` set. A spooler takes due messages with
+//! [`Store::lease_due`], which stamps an owner and an expiry on them in one transaction; it reports
+//! back with [`Store::record_outcome`]. The lease in the database is the only lock: nothing is
+//! held in process memory, so a crashed spooler's messages are taken again once its lease
+//! expires, and a later PostgreSQL backend can let several spooler processes share one queue
+//! (`FOR UPDATE SKIP LOCKED`) behind the same trait.
+//!
+//! # Errors
+//! Every operation returns [`MapiResult`]: MAPI's codes for what MAPI names (`MAPI_E_NOT_IN_QUEUE`,
+//! `MAPI_E_UNABLE_TO_ABORT`, `MAPI_E_NO_RECIPIENTS`, `MAPI_E_NOT_FOUND`, ...), and for database
+//! failures the code [`StoreError::code`] gives (`MAPI_E_NOT_ENOUGH_DISK`, `MAPI_E_CORRUPT_STORE`,
+//! `MAPI_E_BUSY`, `MAPI_E_DISK_ERROR`) with the operation, the path and the cause in words.
+
+mod error;
+pub mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::time::Duration;
+
+use mapi::constants::{MAPI_BCC, MAPI_CC, MAPI_TO, SUBMITFLAG_LOCKED};
+use mapi::tag::*;
+use mapi::{EntryId, FileTime, MapiCode, MapiError, MapiResult, MapiUid, PropValue, Row};
+use tokio::io::AsyncRead;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+/// The store provider's `MAPIUID`: the 16 bytes after the flags in every entry ID we hand out.
+pub const STORE_UID: MapiUid = *b"mapispool-store1";
+
+/// How many body bytes one stored chunk holds: large messages are written and read this much at
+/// a time, never whole.
+pub const BODY_CHUNK_SIZE: usize = 256 * 1024;
+
+/// The store's folders. The numbers are stable: they are in the database and in entry IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Folder {
+    Inbox = 1,
+    Outbox = 2,
+    SentItems = 3,
+    DeletedItems = 4,
+}
+
+impl Folder {
+    pub const ALL: [Folder; 4] = [
+        Folder::Inbox,
+        Folder::Outbox,
+        Folder::SentItems,
+        Folder::DeletedItems,
+    ];
+
+    /// The display name MAPI clients show.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "Inbox",
+            Folder::Outbox => "Outbox",
+            Folder::SentItems => "Sent Items",
+            Folder::DeletedItems => "Deleted Items",
+        }
+    }
+
+    /// The folder's stable entry ID: `STORE_UID` then `b"F"` and the folder number.
+    pub fn entry_id(self) -> EntryId {
+        EntryId::new(&STORE_UID, &[b'F', self as u8])
+    }
+
+    /// Parses an entry ID made by [`Folder::entry_id`]; any other ID is `MAPI_E_INVALID_ENTRYID`.
+    pub fn from_entry_id(id: &EntryId) -> MapiResult<Folder> {
+        if id.uid() == Some(STORE_UID)
+            && let [b'F', n] = id.data()
+            && let Some(folder) = Folder::from_code(i64::from(*n))
+        {
+            return Ok(folder);
+        }
+        Err(MapiError::invalid_entry_id(format!(
+            "{id} is not a folder entry ID of this store"
+        )))
+    }
+
+    /// Looks a folder up by a user's word for it: `inbox`, `outbox`, `sent`, `sent items`,
+    /// `deleted`, `deleted items` (any case).
+    pub fn parse(name: &str) -> Option<Folder> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "inbox" => Some(Folder::Inbox),
+            "outbox" => Some(Folder::Outbox),
+            "sent" | "sent items" | "sentitems" | "sent-items" => Some(Folder::SentItems),
+            "deleted" | "deleted items" | "deleteditems" | "deleted-items" | "trash" => {
+                Some(Folder::DeletedItems)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_code(code: i64) -> Option<Folder> {
+        Folder::ALL.into_iter().find(|f| *f as i64 == code)
+    }
+}
+
+/// A message's key in the store. Its MAPI form is [`MessageId::entry_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub i64);
+
+impl MessageId {
+    /// `STORE_UID`, then `b"M"` and the id as 8 big-endian bytes.
+    pub fn entry_id(self) -> EntryId {
+        let mut data = [0u8; 9];
+        data[0] = b'M';
+        data[1..].copy_from_slice(&self.0.to_be_bytes());
+        EntryId::new(&STORE_UID, &data)
+    }
+
+    /// Parses an ID made by [`MessageId::entry_id`]. Another provider's ID, or one of ours that
+    /// does not name a message, is `MAPI_E_INVALID_ENTRYID`. Whether the message still exists
+    /// is for [`Store::message`] to say (`MAPI_E_NOT_FOUND`).
+    pub fn from_entry_id(id: &EntryId) -> MapiResult<MessageId> {
+        if id.uid() == Some(STORE_UID)
+            && let [b'M', rest @ ..] = id.data()
+            && let Ok(bytes) = <[u8; 8]>::try_from(rest)
+        {
+            return Ok(MessageId(i64::from_be_bytes(bytes)));
+        }
+        Err(MapiError::invalid_entry_id(format!(
+            "{id} is not a message entry ID of this store"
+        )))
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A recipient as the client gives it. The address type is always `SMTP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecipient {
+    pub display_name: String,
+    pub address: String,
+    /// `PR_RECIPIENT_TYPE`: `MAPI_TO`, `MAPI_CC` or `MAPI_BCC`.
+    pub recipient_type: i32,
+}
+
+impl NewRecipient {
+    pub fn to(address: impl Into<String>) -> NewRecipient {
+        NewRecipient {
+            display_name: String::new(),
+            address: address.into(),
+            recipient_type: MAPI_TO,
+        }
+    }
+}
+
+/// What a client submits: the properties and recipients of an outgoing message. The body (raw
+/// RFC 5322 bytes) is passed to [`Store::submit`] as a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// `PR_MESSAGE_CLASS`, `IPM.Note` by default.
+    pub message_class: String,
+    pub subject: String,
+    pub sender_name: Option<String>,
+    pub sender_address: Option<String>,
+    /// The SMTP `MAIL FROM` to use; the transport's address when `None`.
+    pub envelope_from: Option<String>,
+    pub internet_message_id: Option<String>,
+    /// `PR_DEFERRED_DELIVERY_TIME`: not sent before this time.
+    pub deferred_delivery_time: Option<FileTime>,
+    /// `PR_DELETE_AFTER_SUBMIT`: delete instead of moving to Sent Items once sent.
+    pub delete_after_submit: bool,
+    /// `PR_PRIORITY`: -1 non-urgent, 0 normal, 1 urgent.
+    pub priority: i32,
+    /// The transport it must leave by, when the client chose one; otherwise the spooler routes
+    /// it ([`Store::set_transport`]).
+    pub transport: Option<String>,
+    pub recipients: Vec<NewRecipient>,
+}
+
+impl Default for NewMessage {
+    fn default() -> NewMessage {
+        NewMessage {
+            message_class: "IPM.Note".into(),
+            subject: String::new(),
+            sender_name: None,
+            sender_address: None,
+            envelope_from: None,
+            internet_message_id: None,
+            deferred_delivery_time: None,
+            delete_after_submit: false,
+            priority: 0,
+            transport: None,
+            recipients: Vec::new(),
+        }
+    }
+}
+
+/// The properties of a message that arrives (from a transport) or that the spooler writes (a
+/// non-delivery report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub message_class: String,
+    pub subject: String,
+    pub sender_name: Option<String>,
+    pub sender_address: Option<String>,
+    pub envelope_from: Option<String>,
+    pub internet_message_id: Option<String>,
+    /// `PR_CLIENT_SUBMIT_TIME`: when the sender sent it (its `Date:`), if known.
+    pub client_submit_time: Option<FileTime>,
+    /// `PR_MESSAGE_DELIVERY_TIME`.
+    pub delivery_time: FileTime,
+    pub priority: i32,
+    /// `PR_MESSAGE_FLAGS`, usually 0 (unread).
+    pub message_flags: i32,
+    /// For reports: `PR_NDR_REASON_CODE` / `PR_NDR_DIAG_CODE`.
+    pub ndr_reason_code: Option<i32>,
+    pub ndr_diag_code: Option<i32>,
+    /// The recipients as the message names them (for display; nothing is sent to them).
+    pub recipients: Vec<NewRecipient>,
+}
+
+impl Default for InboundMessage {
+    fn default() -> InboundMessage {
+        InboundMessage {
+            message_class: "IPM.Note".into(),
+            subject: String::new(),
+            sender_name: None,
+            sender_address: None,
+            envelope_from: None,
+            internet_message_id: None,
+            client_submit_time: None,
+            delivery_time: FileTime::now(),
+            priority: 0,
+            message_flags: 0,
+            ndr_reason_code: None,
+            ndr_diag_code: None,
+            recipients: Vec::new(),
+        }
+    }
+}
+
+/// A stored message's properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub folder: Folder,
+    pub message_class: String,
+    pub subject: String,
+    pub sender_name: Option<String>,
+    pub sender_address: Option<String>,
+    pub envelope_from: Option<String>,
+    pub internet_message_id: Option<String>,
+    pub message_flags: i32,
+    /// As stored; [`QueueEntry::submit_flags`] says whether a lease is live.
+    pub submit_flags: i32,
+    pub client_submit_time: Option<FileTime>,
+    pub provider_submit_time: Option<FileTime>,
+    pub delivery_time: Option<FileTime>,
+    pub deferred_delivery_time: Option<FileTime>,
+    pub delete_after_submit: bool,
+    pub priority: i32,
+    /// The body's size in bytes.
+    pub message_size: u64,
+    /// Outbound: the transport it must leave by (`None` until routed). Inbound: the one it came by.
+    pub transport: Option<String>,
+    /// Inbound: the server's identity for it (IMAP UIDVALIDITY/UID, POP3 UIDL).
+    pub server_id: Option<String>,
+    pub ndr_reason_code: Option<i32>,
+    pub ndr_diag_code: Option<i32>,
+}
+
+impl MessageRecord {
+    pub fn entry_id(&self) -> EntryId {
+        self.id.entry_id()
+    }
+
+    /// The message as a folder contents table row: `PR_ENTRYID`, `PR_INSTANCE_KEY`,
+    /// `PR_PARENT_ENTRYID`, `PR_MESSAGE_CLASS`, `PR_SUBJECT`, `PR_SENDER_*`, the times that are
+    /// set, `PR_MESSAGE_SIZE`, `PR_MESSAGE_FLAGS`, `PR_PRIORITY`, `PR_INTERNET_MESSAGE_ID`,
+    /// `PR_MSP_TRANSPORT`, `PR_MSP_SERVER_ID`, `PR_MSP_ENVELOPE_FROM` and NDR codes when set.
+    pub fn to_row(&self) -> Row {
+        let eid = self.entry_id().as_bytes().to_vec();
+        let mut row = Row::new(vec![]);
+        row.set(PR_ENTRYID, PropValue::Binary(eid.clone()));
+        row.set(PR_INSTANCE_KEY, PropValue::Binary(eid));
+        row.set(
+            PR_PARENT_ENTRYID,
+            PropValue::Binary(self.folder.entry_id().as_bytes().to_vec()),
+        );
+        row.set(PR_MESSAGE_CLASS, text(&self.message_class));
+        row.set(PR_SUBJECT, text(&self.subject));
+        set_opt_text(&mut row, PR_SENDER_NAME, &self.sender_name);
+        set_opt_text(&mut row, PR_SENDER_EMAIL_ADDRESS, &self.sender_address);
+        set_opt_time(&mut row, PR_CLIENT_SUBMIT_TIME, self.client_submit_time);
+        set_opt_time(&mut row, PR_PROVIDER_SUBMIT_TIME, self.provider_submit_time);
+        set_opt_time(&mut row, PR_MESSAGE_DELIVERY_TIME, self.delivery_time);
+        set_opt_time(
+            &mut row,
+            PR_DEFERRED_DELIVERY_TIME,
+            self.deferred_delivery_time,
+        );
+        row.set(
+            PR_MESSAGE_SIZE,
+            PropValue::Long(size_long(self.message_size)),
+        );
+        row.set(PR_MESSAGE_FLAGS, PropValue::Long(self.message_flags));
+        row.set(PR_PRIORITY, PropValue::Long(self.priority));
+        row.set(
+            PR_DELETE_AFTER_SUBMIT,
+            PropValue::Boolean(self.delete_after_submit),
+        );
+        set_opt_text(&mut row, PR_INTERNET_MESSAGE_ID, &self.internet_message_id);
+        set_opt_text(&mut row, PR_MSP_TRANSPORT, &self.transport);
+        set_opt_text(&mut row, PR_MSP_SERVER_ID, &self.server_id);
+        set_opt_text(&mut row, PR_MSP_ENVELOPE_FROM, &self.envelope_from);
+        if let Some(code) = self.ndr_reason_code {
+            row.set(PR_NDR_REASON_CODE, PropValue::Long(code));
+        }
+        if let Some(code) = self.ndr_diag_code {
+            row.set(PR_NDR_DIAG_CODE, PropValue::Long(code));
+        }
+        row
+    }
+}
+
+/// Where delivery to one recipient stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecipientState {
+    /// Not tried yet.
+    Pending,
+    Delivered,
+    /// Failed for now (a 4xx, no connection); tried again at `retry_at`.
+    Deferred,
+    /// Failed for good (a 5xx, given up); a non-delivery report is due.
+    Failed,
+}
+
+impl RecipientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Pending => "pending",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Deferred => "deferred",
+            RecipientState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RecipientState> {
+        [
+            RecipientState::Pending,
+            RecipientState::Delivered,
+            RecipientState::Deferred,
+            RecipientState::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Still to be sent: pending or deferred.
+    pub fn is_open(self) -> bool {
+        matches!(self, RecipientState::Pending | RecipientState::Deferred)
+    }
+}
+
+/// A stored recipient with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientRecord {
+    /// `PR_ROWID`: the recipient's index within its message, from 0.
+    pub row_id: u32,
+    pub display_name: String,
+    pub address: String,
+    /// `PR_ADDRTYPE`: always `SMTP` today.
+    pub addrtype: String,
+    /// `PR_RECIPIENT_TYPE`.
+    pub recipient_type: i32,
+    /// `PR_RESPONSIBILITY`: a transport has handled this recipient (delivered or definitely failed).
+    pub responsibility: bool,
+    pub state: RecipientState,
+    pub attempts: u32,
+    /// The server's own words for the last failure.
+    pub last_error: Option<String>,
+    pub retry_at: Option<FileTime>,
+    pub ndr_reason_code: Option<i32>,
+    pub ndr_diag_code: Option<i32>,
+}
+
+impl RecipientRecord {
+    /// The name to show: the display name, or the address when there is none.
+    pub fn display(&self) -> &str {
+        if self.display_name.is_empty() {
+            &self.address
+        } else {
+            &self.display_name
+        }
+    }
+
+    /// The recipient as a recipient table row: `PR_ROWID`, `PR_DISPLAY_NAME`, `PR_EMAIL_ADDRESS`,
+    /// `PR_ADDRTYPE`, `PR_RECIPIENT_TYPE`, `PR_RESPONSIBILITY`, `PR_MSP_QUEUE_STATE` (the delivery
+    /// state), `PR_MSP_ATTEMPTS`, and when set `PR_MSP_LAST_ERROR`, `PR_MSP_NEXT_ATTEMPT_TIME`,
+    /// `PR_NDR_REASON_CODE`, `PR_NDR_DIAG_CODE`.
+    pub fn to_row(&self) -> Row {
+        let mut row = Row::new(vec![]);
+        row.set(PR_ROWID, PropValue::Long(self.row_id as i32));
+        row.set(PR_DISPLAY_NAME, text(self.display()));
+        row.set(PR_EMAIL_ADDRESS, text(&self.address));
+        row.set(PR_ADDRTYPE, text(&self.addrtype));
+        row.set(PR_RECIPIENT_TYPE, PropValue::Long(self.recipient_type));
+        row.set(PR_RESPONSIBILITY, PropValue::Boolean(self.responsibility));
+        row.set(PR_MSP_QUEUE_STATE, text(self.state.as_str()));
+        row.set(PR_MSP_ATTEMPTS, PropValue::Long(count_long(self.attempts)));
+        set_opt_text(&mut row, PR_MSP_LAST_ERROR, &self.last_error);
+        set_opt_time(&mut row, PR_MSP_NEXT_ATTEMPT_TIME, self.retry_at);
+        if let Some(code) = self.ndr_reason_code {
+            row.set(PR_NDR_REASON_CODE, PropValue::Long(code));
+        }
+        if let Some(code) = self.ndr_diag_code {
+            row.set(PR_NDR_DIAG_CODE, PropValue::Long(code));
+        }
+        row
+    }
+}
+
+/// Where a queued message stands, as the queue table shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueState {
+    /// Due: the next flush sends it.
+    Queued,
+    /// Leased by a live spooler (`SUBMITFLAG_LOCKED`).
+    Sending,
+    /// Waiting for its retry time after a temporary failure.
+    Deferred,
+    /// `PR_DEFERRED_DELIVERY_TIME` is still in the future.
+    Scheduled,
+}
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Queued => "queued",
+            QueueState::Sending => "sending",
+            QueueState::Deferred => "deferred",
+            QueueState::Scheduled => "scheduled",
+        }
+    }
+}
+
+/// A lease on a queued message: who holds it and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: FileTime,
+}
+
+/// One row of the outgoing queue (`IMsgStore::GetOutgoingQueue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub message: MessageRecord,
+    /// Worked out against the clock when the queue was read.
+    pub state: QueueState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<FileTime>,
+    /// The lease, if one is recorded; it may have expired (see `state`).
+    pub lease: Option<Lease>,
+    pub recipients: Vec<RecipientRecord>,
+}
+
+impl QueueEntry {
+    /// `PR_SUBMIT_FLAGS` as MAPI means it: `SUBMITFLAG_LOCKED` only while the lease is live.
+    pub fn submit_flags(&self) -> i32 {
+        let flags = self.message.submit_flags & !SUBMITFLAG_LOCKED;
+        if self.state == QueueState::Sending {
+            flags | SUBMITFLAG_LOCKED
+        } else {
+            flags
+        }
+    }
+
+    /// The queue table row: MAPI's queue columns (`PR_ENTRYID`, `PR_INSTANCE_KEY`,
+    /// `PR_CLIENT_SUBMIT_TIME`, `PR_DISPLAY_TO/CC/BCC`, `PR_MESSAGE_FLAGS`, `PR_MESSAGE_SIZE`,
+    /// `PR_PRIORITY`, `PR_SENDER_NAME`, `PR_SUBJECT`, `PR_SUBMIT_FLAGS`,
+    /// `PR_DEFERRED_DELIVERY_TIME` if set) and ours (`PR_MSP_QUEUE_STATE`, `PR_MSP_ATTEMPTS`,
+    /// `PR_MSP_LAST_ERROR`, `PR_MSP_NEXT_ATTEMPT_TIME`, `PR_MSP_TRANSPORT`,
+    /// `PR_MSP_ENVELOPE_FROM`, the last four when set).
+    pub fn to_row(&self) -> Row {
+        let m = &self.message;
+        let eid = m.entry_id().as_bytes().to_vec();
+        let mut row = Row::new(vec![]);
+        row.set(PR_ENTRYID, PropValue::Binary(eid.clone()));
+        row.set(PR_INSTANCE_KEY, PropValue::Binary(eid));
+        set_opt_time(&mut row, PR_CLIENT_SUBMIT_TIME, m.client_submit_time);
+        row.set(PR_DISPLAY_TO, text(&self.display(MAPI_TO)));
+        row.set(PR_DISPLAY_CC, text(&self.display(MAPI_CC)));
+        row.set(PR_DISPLAY_BCC, text(&self.display(MAPI_BCC)));
+        row.set(PR_MESSAGE_FLAGS, PropValue::Long(m.message_flags));
+        row.set(PR_MESSAGE_SIZE, PropValue::Long(size_long(m.message_size)));
+        row.set(PR_PRIORITY, PropValue::Long(m.priority));
+        row.set(
+            PR_SENDER_NAME,
+            text(
+                m.sender_name
+                    .as_deref()
+                    .or(m.sender_address.as_deref())
+                    .unwrap_or(""),
+            ),
+        );
+        row.set(PR_SUBJECT, text(&m.subject));
+        row.set(PR_SUBMIT_FLAGS, PropValue::Long(self.submit_flags()));
+        set_opt_time(
+            &mut row,
+            PR_DEFERRED_DELIVERY_TIME,
+            m.deferred_delivery_time,
+        );
+        row.set(PR_MSP_QUEUE_STATE, text(self.state.as_str()));
+        row.set(PR_MSP_ATTEMPTS, PropValue::Long(count_long(self.attempts)));
+        set_opt_text(&mut row, PR_MSP_LAST_ERROR, &self.last_error);
+        set_opt_time(&mut row, PR_MSP_NEXT_ATTEMPT_TIME, self.next_attempt_at);
+        set_opt_text(&mut row, PR_MSP_TRANSPORT, &m.transport);
+        set_opt_text(&mut row, PR_MSP_ENVELOPE_FROM, &m.envelope_from);
+        row
+    }
+
+    /// The `;`-joined names of the recipients of one type, as `PR_DISPLAY_TO` and friends show.
+    pub fn display(&self, recipient_type: i32) -> String {
+        self.recipients
+            .iter()
+            .filter(|r| r.recipient_type == recipient_type)
+            .map(RecipientRecord::display)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Which due messages [`Store::lease_due`] takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseFilter {
+    /// Only messages whose transport (route) is this one. Unrouted messages (`transport` NULL)
+    /// match only `None`; the spooler routes them first with [`Store::set_transport`].
+    pub transport: Option<String>,
+    /// `FLUSH_FORCE`: also take messages still waiting for their retry time. The deferred
+    /// delivery time (`PR_DEFERRED_DELIVERY_TIME`) is honoured regardless.
+    pub include_backoff: bool,
+    /// Only this message.
+    pub only: Option<MessageId>,
+}
+
+/// A message a spooler has leased, with everything it needs to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedMessage {
+    pub message: MessageRecord,
+    /// All recipients with their states; [`LeasedMessage::open_recipients`] are the ones to send to.
+    pub recipients: Vec<RecipientRecord>,
+    pub lease: Lease,
+    /// Earlier attempts.
+    pub attempts: u32,
+}
+
+impl LeasedMessage {
+    /// The recipients still to send to (pending or deferred).
+    pub fn open_recipients(&self) -> impl Iterator<Item = &RecipientRecord> {
+        self.recipients.iter().filter(|r| r.state.is_open())
+    }
+}
+
+/// What happened to one recipient in a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    /// A temporary failure: try again at `retry_at`. `error` is the server's words.
+    Deferred {
+        error: String,
+        retry_at: FileTime,
+    },
+    /// A permanent failure: a non-delivery report is due. Codes are `MAPI_REASON_*`/`MAPI_DIAG_*`.
+    Failed {
+        error: String,
+        reason_code: i32,
+        diag_code: i32,
+    },
+}
+
+/// One recipient's result, by its `PR_ROWID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientOutcome {
+    pub row_id: u32,
+    pub result: DeliveryResult,
+}
+
+/// What [`Store::record_outcome`] did with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageDisposition {
+    /// Every recipient handled: moved to Sent Items.
+    MovedToSentItems,
+    /// Every recipient handled and `PR_DELETE_AFTER_SUBMIT` set: deleted.
+    Deleted,
+    /// Some recipients still open: back in the queue, due at `next_attempt_at` (`None` = now).
+    StillQueued { next_attempt_at: Option<FileTime> },
+}
+
+impl MessageDisposition {
+    /// The message has left the queue.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, MessageDisposition::StillQueued { .. })
+    }
+}
+
+/// The result of [`Store::record_outcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeReport {
+    pub disposition: MessageDisposition,
+    /// The message as it was when the outcome was recorded (before a move or delete).
+    pub message: MessageRecord,
+    /// Recipients that failed in this attempt: the spooler writes a non-delivery report for them.
+    pub failed: Vec<RecipientRecord>,
+}
+
+/// Queue counts for one route, cheap enough for every status row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// The route; `None` for messages not yet routed.
+    pub transport: Option<String>,
+    pub queued: u32,
+    pub sending: u32,
+    pub deferred: u32,
+    pub scheduled: u32,
+}
+
+impl QueueCounts {
+    pub fn total(&self) -> u32 {
+        self.queued + self.sending + self.deferred + self.scheduled
+    }
+}
+
+/// The message store. Every method is one transaction (or, for bodies, a staged write whose
+/// final step is one transaction); nothing is cached in memory, so several handles and processes
+/// may share one store.
+pub trait Store: Send + Sync {
+    /// `IMessage::SubmitMessage`: stores the message in the Outbox with `MSGFLAG_SUBMIT |
+    /// MSGFLAG_UNSENT | MSGFLAG_FROMME`, `PR_RESPONSIBILITY` false on every recipient and
+    /// `PR_CLIENT_SUBMIT_TIME` now, and queues it. Returns only once it is on disk (fsynced).
+    ///
+    /// The body is streamed into chunks, never held whole. Errors: `MAPI_E_NO_RECIPIENTS` without
+    /// recipients; `MAPI_E_INVALID_PARAMETER` for a recipient with an empty address or a type
+    /// other than TO/CC/BCC; `MAPI_E_CALL_FAILED` when reading `body` fails; store errors
+    /// ([`StoreError::code`]). On error nothing is queued.
+    fn submit(
+        &self,
+        message: NewMessage,
+        body: impl AsyncRead + Send + Unpin,
+    ) -> impl Future<Output = MapiResult<MessageRecord>> + Send;
+
+    /// `GetOutgoingQueue`: the queued messages in submit-time order (then id), each with its
+    /// queue state against the current clock and its recipients.
+    fn outgoing_queue(&self) -> impl Future<Output = MapiResult<Vec<QueueEntry>>> + Send;
+
+    /// Counts of queued messages per route, for status rows.
+    fn queue_counts(&self) -> impl Future<Output = MapiResult<Vec<QueueCounts>>> + Send;
+
+    /// Atomically takes up to `limit` due messages for `owner` until `now + lease_for`, in queue
+    /// order, and marks them `SUBMITFLAG_LOCKED`. Due: deferred delivery time reached, retry time
+    /// reached (unless `filter.include_backoff`), and not leased — or leased with an expired
+    /// lease, which is how a crashed spooler's messages come back.
+    fn lease_due(
+        &self,
+        owner: &str,
+        now: FileTime,
+        lease_for: Duration,
+        limit: u32,
+        filter: LeaseFilter,
+    ) -> impl Future<Output = MapiResult<Vec<LeasedMessage>>> + Send;
+
+    /// Gives a lease back without recording an attempt (the spooler is shutting down, or chose
+    /// not to send now). A no-op if `owner` does not hold the lease.
+    fn release_lease(
+        &self,
+        id: MessageId,
+        owner: &str,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Sets the transport a queued message leaves by (the spooler's routing). Errors:
+    /// `MAPI_E_NOT_IN_QUEUE` if it is not queued.
+    fn set_transport(
+        &self,
+        id: MessageId,
+        transport: Option<&str>,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Records one delivery attempt, in one transaction: each listed recipient's new state
+    /// (`PR_RESPONSIBILITY` true for delivered and failed ones); then, if no recipient is left
+    /// pending or deferred, the message is finished (`FinishedMsg`): moved to Sent Items with
+    /// `MSGFLAG_SUBMIT`/`MSGFLAG_UNSENT` cleared and `PR_PROVIDER_SUBMIT_TIME = now`, or deleted
+    /// if `PR_DELETE_AFTER_SUBMIT`. Otherwise it stays queued with attempts + 1, the next attempt
+    /// at the earliest deferred recipient's retry time and that recipient's error as last error.
+    /// The lease is released either way.
+    ///
+    /// Errors: `MAPI_E_NOT_IN_QUEUE` (not queued), `MAPI_E_NO_ACCESS` (the lease is held by
+    /// someone else or by nobody: this spooler lost it), `MAPI_E_INVALID_PARAMETER` (a row id the
+    /// message does not have). On error nothing changes.
+    fn record_outcome(
+        &self,
+        id: MessageId,
+        owner: &str,
+        outcomes: Vec<RecipientOutcome>,
+        now: FileTime,
+    ) -> impl Future<Output = MapiResult<OutcomeReport>> + Send;
+
+    /// `IMsgStore::AbortSubmit`: takes the message out of the queue; it stays in the Outbox,
+    /// unsent, with `MSGFLAG_SUBMIT` cleared. Errors: `MAPI_E_NOT_IN_QUEUE` (unknown, or no longer
+    /// queued, e.g. already sent), `MAPI_E_UNABLE_TO_ABORT` (a spooler holds a live lease on it).
+    fn abort_submit(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Stores a message a transport received, in the Inbox, durably. If `(transport,
+    /// server_id)` was stored before (even if since deleted) nothing is stored and `None` is
+    /// returned, so the transport can go on to delete or flag it on the server.
+    fn deliver_inbound(
+        &self,
+        transport: &str,
+        server_id: &str,
+        message: InboundMessage,
+        body: impl AsyncRead + Send + Unpin,
+    ) -> impl Future<Output = MapiResult<Option<MessageRecord>>> + Send;
+
+    /// Whether `(transport, server_id)` was already stored: lets a transport skip downloading it.
+    fn has_inbound(
+        &self,
+        transport: &str,
+        server_id: &str,
+    ) -> impl Future<Output = MapiResult<bool>> + Send;
+
+    /// Stores a message the spooler writes itself (a non-delivery report into the Inbox), durably.
+    fn add_message(
+        &self,
+        folder: Folder,
+        message: InboundMessage,
+        body: impl AsyncRead + Send + Unpin,
+    ) -> impl Future<Output = MapiResult<MessageRecord>> + Send;
+
+    /// A folder's messages, oldest first (by id).
+    fn messages(
+        &self,
+        folder: Folder,
+    ) -> impl Future<Output = MapiResult<Vec<MessageRecord>>> + Send;
+
+    /// One message. Errors: `MAPI_E_NOT_FOUND` if there is no such message (any more).
+    fn message(&self, id: MessageId) -> impl Future<Output = MapiResult<MessageRecord>> + Send;
+
+    /// A message's recipients by row id. Errors: `MAPI_E_NOT_FOUND` if there is no such message.
+    fn recipients(
+        &self,
+        id: MessageId,
+    ) -> impl Future<Output = MapiResult<Vec<RecipientRecord>>> + Send;
+
+    /// Moves a message to another folder (e.g. Deleted Items). A queued message cannot move:
+    /// `MAPI_E_SUBMITTED`; an unknown one is `MAPI_E_NOT_FOUND`.
+    fn move_message(
+        &self,
+        id: MessageId,
+        folder: Folder,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Deletes a message for good. Errors as for [`Store::move_message`].
+    fn delete_message(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// The body's chunk `seq` (from 0), or `None` past the end. Use [`Store::open_body`].
+    fn body_chunk(
+        &self,
+        id: MessageId,
+        seq: u32,
+    ) -> impl Future<Output = MapiResult<Option<Vec<u8>>>> + Send;
+
+    /// How many chunks the body has. Errors: `MAPI_E_NOT_FOUND` if there is no such message.
+    fn body_chunk_count(&self, id: MessageId) -> impl Future<Output = MapiResult<u32>> + Send;
+
+    /// Opens the raw RFC 5322 body for reading chunk by chunk.
+    fn open_body(
+        &self,
+        id: MessageId,
+    ) -> impl Future<Output = MapiResult<BodyReader<'_, Self>>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let count = self.body_chunk_count(id).await?;
+            Ok(BodyReader {
+                store: self,
+                id,
+                next: 0,
+                count,
+            })
+        }
+    }
+
+    /// The whole body in memory: for small messages and tests; stream large ones with
+    /// [`Store::open_body`].
+    fn read_body_to_vec(&self, id: MessageId) -> impl Future<Output = MapiResult<Vec<u8>>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut reader = self.open_body(id).await?;
+            let mut out = Vec::new();
+            while let Some(chunk) = reader.next_chunk().await? {
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Inbound sync state (IMAP UIDVALIDITY and last UID, ...) for a transport, by key.
+    fn get_sync_state(
+        &self,
+        transport: &str,
+        key: &str,
+    ) -> impl Future<Output = MapiResult<Option<String>>> + Send;
+
+    /// Sets (replaces) one inbound sync state value, durably.
+    fn set_sync_state(
+        &self,
+        transport: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+}
+
+/// Reads a stored body one chunk at a time, so a large message is never held whole.
+pub struct BodyReader<'s, S: Store + ?Sized> {
+    store: &'s S,
+    id: MessageId,
+    next: u32,
+    count: u32,
+}
+
+impl<S: Store + ?Sized> BodyReader<'_, S> {
+    /// The next chunk (at most [`BODY_CHUNK_SIZE`] bytes), or `None` at the end. Errors:
+    /// `MAPI_E_OBJECT_DELETED` if the message was deleted while being read.
+    pub async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
+        if self.next >= self.count {
+            return Ok(None);
+        }
+        match self.store.body_chunk(self.id, self.next).await? {
+            Some(chunk) => {
+                self.next += 1;
+                Ok(Some(chunk))
+            }
+            None => Err(MapiError::new(
+                MapiCode::ObjectDeleted,
+                format!(
+                    "message {} was deleted while its body was being read",
+                    self.id
+                ),
+            )),
+        }
+    }
+}
+
+fn text(s: &str) -> PropValue {
+    PropValue::Unicode(s.to_owned())
+}
+
+fn set_opt_text(row: &mut Row, tag: PropTag, value: &Option<String>) {
+    if let Some(v) = value {
+        row.set(tag, text(v));
+    }
+}
+
+fn set_opt_time(row: &mut Row, tag: PropTag, value: Option<FileTime>) {
+    if let Some(t) = value {
+        row.set(tag, PropValue::SysTime(t));
+    }
+}
+
+/// `PR_MESSAGE_SIZE` is a `PT_LONG`; MAPI caps it rather than wrapping.
+fn size_long(size: u64) -> i32 {
+    i32::try_from(size).unwrap_or(i32::MAX)
+}
+
+fn count_long(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

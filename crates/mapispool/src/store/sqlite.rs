@@ -1,0 +1,1161 @@
+//! The SQLite backend: one file, WAL, `synchronous = FULL`, writers start with `BEGIN IMMEDIATE`.
+//!
+//! Bodies are written in two steps so that a slow sender (a pipe, an IMAP download) never holds
+//! the write lock: the message row is first inserted in a hidden staging folder (0) and its
+//! chunks are appended one autocommitted row at a time; a final short transaction makes it
+//! visible (and queues it, or records its inbound identity). A crash in between leaves a staged
+//! row that nobody sees and that a later open deletes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mapi::constants::{
+    MAPI_BCC, MAPI_CC, MAPI_TO, MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED,
+};
+use mapi::{FileTime, MapiCode, MapiError, MapiResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row as _};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{
+    BODY_CHUNK_SIZE, DeliveryResult, Folder, InboundMessage, Lease, LeaseFilter, LeasedMessage,
+    MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport,
+    QueueCounts, QueueEntry, QueueState, RecipientOutcome, RecipientRecord, RecipientState, Store,
+    StoreError,
+};
+
+/// How long a writer waits for another writer's lock before `MAPI_E_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A staged message older than this is left over from a crash (no body takes a day to arrive).
+const STALE_STAGING: Duration = Duration::from_secs(24 * 60 * 60);
+
+const STAGING_FOLDER: i64 = 0;
+
+macro_rules! message_columns {
+    () => {
+        "id, folder, message_class, subject, sender_name, sender_address, envelope_from, \
+         internet_message_id, message_flags, submit_flags, client_submit_time, \
+         provider_submit_time, delivery_time, deferred_delivery_time, delete_after_submit, \
+         priority, message_size, transport, server_id, ndr_reason_code, ndr_diag_code, \
+         in_queue, attempts, last_error, next_attempt_at, lease_owner, lease_until"
+    };
+}
+
+macro_rules! recipient_columns {
+    () => {
+        "message_id, row_id, display_name, address, addrtype, recipient_type, responsibility, \
+         state, attempts, last_error, retry_at, ndr_reason_code, ndr_diag_code"
+    };
+}
+
+/// The SQLite message store. Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating it, and its parent directory, if missing) the store at `path` and brings
+    /// its schema up to date. Errors: `MAPI_E_DISK_ERROR` / `MAPI_E_NO_ACCESS` if the file or
+    /// directory cannot be created or opened, `MAPI_E_CORRUPT_STORE` if it is not a store,
+    /// `MAPI_E_VERSION` if a newer mapispool wrote it.
+    pub async fn open(path: impl AsRef<Path>) -> MapiResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| StoreError::Io {
+                    what: format!("creating the directory {}", parent.display()),
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a
+            // submit that returned must survive that.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Db {
+                what: "opening".into(),
+                path: path.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                what: "updating the schema".into(),
+                path: path.clone(),
+                source,
+            })?;
+        let store = SqliteStore { pool, path };
+        let cutoff = FileTime::from(std::time::SystemTime::now() - STALE_STAGING);
+        sqlx::query("DELETE FROM messages WHERE folder = ? AND staged_at < ?")
+            .bind(STAGING_FOLDER)
+            .bind(ft(cutoff))
+            .execute(&store.pool)
+            .await
+            .map_err(store.db("removing messages left half-written by a crash"))?;
+        Ok(store)
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection, checkpointing the WAL. Later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn db(&self, what: &str) -> impl FnOnce(sqlx::Error) -> MapiError + use<> {
+        let what = what.to_owned();
+        let path = self.path.clone();
+        move |source| StoreError::Db { what, path, source }.into()
+    }
+
+    async fn conn(&self) -> MapiResult<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(self.db("getting a connection"))
+    }
+
+    async fn write_tx(&self, what: &str) -> MapiResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+        // writes fails at once with SQLITE_BUSY instead of waiting out busy_timeout.
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.db(what))
+    }
+
+    /// Step 1 of every message write: the hidden row with its properties and recipients.
+    async fn stage(&self, props: StagedProps<'_>, recipients: &[NewRecipient]) -> MapiResult<i64> {
+        let what = "storing a new message";
+        let mut tx = self.write_tx(what).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
+             sender_address, envelope_from, internet_message_id, message_flags, \
+             client_submit_time, delivery_time, deferred_delivery_time, delete_after_submit, \
+             priority, transport, ndr_reason_code, ndr_diag_code) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(STAGING_FOLDER)
+        .bind(ft(FileTime::now()))
+        .bind(props.message_class)
+        .bind(props.subject)
+        .bind(props.sender_name)
+        .bind(props.sender_address)
+        .bind(props.envelope_from)
+        .bind(props.internet_message_id)
+        .bind(i64::from(props.message_flags))
+        .bind(props.client_submit_time.map(ft))
+        .bind(props.delivery_time.map(ft))
+        .bind(props.deferred_delivery_time.map(ft))
+        .bind(props.delete_after_submit)
+        .bind(i64::from(props.priority))
+        .bind(props.transport)
+        .bind(props.ndr_reason_code.map(i64::from))
+        .bind(props.ndr_diag_code.map(i64::from))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        for (row_id, r) in recipients.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO recipients (message_id, row_id, display_name, address, addrtype, \
+                 recipient_type) VALUES (?, ?, ?, ?, 'SMTP', ?)",
+            )
+            .bind(id)
+            .bind(row_id as i64)
+            .bind(&r.display_name)
+            .bind(&r.address)
+            .bind(i64::from(r.recipient_type))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        }
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(id)
+    }
+
+    /// Step 2: the body, one autocommitted chunk at a time. Returns (size, chunk count).
+    async fn write_body(
+        &self,
+        id: i64,
+        mut body: impl AsyncRead + Unpin,
+    ) -> MapiResult<(u64, u32)> {
+        let mut buf = vec![0u8; BODY_CHUNK_SIZE];
+        let mut size = 0u64;
+        let mut seq = 0u32;
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = body.read(&mut buf[filled..]).await.map_err(|e| {
+                    MapiError::call_failed(format!(
+                        "reading the message to store (after {} bytes): {e}",
+                        size + filled as u64
+                    ))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            sqlx::query("INSERT INTO body_chunks (message_id, seq, data) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(i64::from(seq))
+                .bind(&buf[..filled])
+                .execute(&self.pool)
+                .await
+                .map_err(self.db("writing a message body"))?;
+            size += filled as u64;
+            seq += 1;
+            if filled < buf.len() {
+                break;
+            }
+        }
+        Ok((size, seq))
+    }
+
+    /// Forgets a staged message after a failure. Best effort: a leftover is removed at a later open.
+    async fn discard_staged(&self, id: i64) {
+        let result = sqlx::query("DELETE FROM messages WHERE id = ? AND folder = ?")
+            .bind(id)
+            .bind(STAGING_FOLDER)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(id, error = %e, path = %self.path.display(), "could not discard a half-written message");
+        }
+    }
+
+    async fn stage_with_body(
+        &self,
+        props: StagedProps<'_>,
+        recipients: &[NewRecipient],
+        body: impl AsyncRead + Unpin,
+    ) -> MapiResult<(i64, u64, u32)> {
+        let id = self.stage(props, recipients).await?;
+        match self.write_body(id, body).await {
+            Ok((size, chunks)) => Ok((id, size, chunks)),
+            Err(e) => {
+                self.discard_staged(id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn add_inbound(
+        &self,
+        folder: Folder,
+        inbound: Option<(&str, &str)>,
+        message: InboundMessage,
+        body: impl AsyncRead + Unpin,
+    ) -> MapiResult<Option<MessageRecord>> {
+        validate_recipients(&message.recipients)?;
+        let props = StagedProps {
+            message_class: &message.message_class,
+            subject: &message.subject,
+            sender_name: message.sender_name.as_deref(),
+            sender_address: message.sender_address.as_deref(),
+            envelope_from: message.envelope_from.as_deref(),
+            internet_message_id: message.internet_message_id.as_deref(),
+            message_flags: message.message_flags,
+            client_submit_time: message.client_submit_time,
+            delivery_time: Some(message.delivery_time),
+            deferred_delivery_time: None,
+            delete_after_submit: false,
+            priority: message.priority,
+            transport: inbound.map(|(t, _)| t),
+            ndr_reason_code: message.ndr_reason_code,
+            ndr_diag_code: message.ndr_diag_code,
+        };
+        let (id, size, chunks) = self
+            .stage_with_body(props, &message.recipients, body)
+            .await?;
+        let result = self.finish_inbound(id, folder, inbound, size, chunks).await;
+        match result {
+            Ok(true) => self.message(MessageId(id)).await.map(Some),
+            Ok(false) => {
+                self.discard_staged(id).await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.discard_staged(id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 3 for a received message; false if its server identity was already stored.
+    async fn finish_inbound(
+        &self,
+        id: i64,
+        folder: Folder,
+        inbound: Option<(&str, &str)>,
+        size: u64,
+        chunks: u32,
+    ) -> MapiResult<bool> {
+        let what = "storing a received message";
+        let mut tx = self.write_tx(what).await?;
+        if let Some((transport, server_id)) = inbound {
+            let inserted = sqlx::query(
+                "INSERT INTO inbound_seen (transport, server_id, message_id, received_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(transport)
+            .bind(server_id)
+            .bind(id)
+            .bind(ft(FileTime::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        sqlx::query(
+            "UPDATE messages SET folder = ?, server_id = ?, message_size = ?, body_chunks = ? \
+             WHERE id = ?",
+        )
+        .bind(folder as i64)
+        .bind(inbound.map(|(_, s)| s))
+        .bind(size_i64(size))
+        .bind(i64::from(chunks))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(true)
+    }
+}
+
+/// The properties every message write starts with.
+struct StagedProps<'a> {
+    message_class: &'a str,
+    subject: &'a str,
+    sender_name: Option<&'a str>,
+    sender_address: Option<&'a str>,
+    envelope_from: Option<&'a str>,
+    internet_message_id: Option<&'a str>,
+    message_flags: i32,
+    client_submit_time: Option<FileTime>,
+    delivery_time: Option<FileTime>,
+    deferred_delivery_time: Option<FileTime>,
+    delete_after_submit: bool,
+    priority: i32,
+    transport: Option<&'a str>,
+    ndr_reason_code: Option<i32>,
+    ndr_diag_code: Option<i32>,
+}
+
+fn validate_recipients(recipients: &[NewRecipient]) -> MapiResult<()> {
+    for (i, r) in recipients.iter().enumerate() {
+        if r.address.trim().is_empty() {
+            return Err(MapiError::invalid_parameter(format!(
+                "recipient {i} ({:?}) has no address",
+                r.display_name
+            )));
+        }
+        if ![MAPI_TO, MAPI_CC, MAPI_BCC].contains(&r.recipient_type) {
+            return Err(MapiError::invalid_parameter(format!(
+                "recipient {i} <{}> has PR_RECIPIENT_TYPE {}; expected MAPI_TO (1), MAPI_CC (2) or MAPI_BCC (3)",
+                r.address, r.recipient_type
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// FILETIME ticks as SQLite's signed 64-bit integer; they fit until the year 30828.
+fn ft(t: FileTime) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+fn size_i64(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
+fn decode_error(what: String) -> sqlx::Error {
+    sqlx::Error::Decode(what.into())
+}
+
+fn get_time(r: &SqliteRow, col: &str) -> Result<Option<FileTime>, sqlx::Error> {
+    let v: Option<i64> = r.try_get(col)?;
+    v.map(|v| {
+        u64::try_from(v)
+            .map(FileTime)
+            .map_err(|_| decode_error(format!("{col} holds a negative time {v}")))
+    })
+    .transpose()
+}
+
+fn get_i32(r: &SqliteRow, col: &str) -> Result<i32, sqlx::Error> {
+    let v: i64 = r.try_get(col)?;
+    i32::try_from(v).map_err(|_| decode_error(format!("{col} = {v} does not fit 32 bits")))
+}
+
+fn get_opt_i32(r: &SqliteRow, col: &str) -> Result<Option<i32>, sqlx::Error> {
+    let v: Option<i64> = r.try_get(col)?;
+    v.map(|v| {
+        i32::try_from(v).map_err(|_| decode_error(format!("{col} = {v} does not fit 32 bits")))
+    })
+    .transpose()
+}
+
+fn get_u32(r: &SqliteRow, col: &str) -> Result<u32, sqlx::Error> {
+    let v: i64 = r.try_get(col)?;
+    u32::try_from(v).map_err(|_| decode_error(format!("{col} = {v} is out of range")))
+}
+
+fn message_from_row(r: &SqliteRow) -> Result<MessageRecord, sqlx::Error> {
+    let folder: i64 = r.try_get("folder")?;
+    let size: i64 = r.try_get("message_size")?;
+    Ok(MessageRecord {
+        id: MessageId(r.try_get("id")?),
+        folder: Folder::from_code(folder)
+            .ok_or_else(|| decode_error(format!("unknown folder {folder}")))?,
+        message_class: r.try_get("message_class")?,
+        subject: r.try_get("subject")?,
+        sender_name: r.try_get("sender_name")?,
+        sender_address: r.try_get("sender_address")?,
+        envelope_from: r.try_get("envelope_from")?,
+        internet_message_id: r.try_get("internet_message_id")?,
+        message_flags: get_i32(r, "message_flags")?,
+        submit_flags: get_i32(r, "submit_flags")?,
+        client_submit_time: get_time(r, "client_submit_time")?,
+        provider_submit_time: get_time(r, "provider_submit_time")?,
+        delivery_time: get_time(r, "delivery_time")?,
+        deferred_delivery_time: get_time(r, "deferred_delivery_time")?,
+        delete_after_submit: r.try_get("delete_after_submit")?,
+        priority: get_i32(r, "priority")?,
+        message_size: u64::try_from(size).unwrap_or(0),
+        transport: r.try_get("transport")?,
+        server_id: r.try_get("server_id")?,
+        ndr_reason_code: get_opt_i32(r, "ndr_reason_code")?,
+        ndr_diag_code: get_opt_i32(r, "ndr_diag_code")?,
+    })
+}
+
+fn recipient_from_row(r: &SqliteRow) -> Result<RecipientRecord, sqlx::Error> {
+    let state: String = r.try_get("state")?;
+    Ok(RecipientRecord {
+        row_id: get_u32(r, "row_id")?,
+        display_name: r.try_get("display_name")?,
+        address: r.try_get("address")?,
+        addrtype: r.try_get("addrtype")?,
+        recipient_type: get_i32(r, "recipient_type")?,
+        responsibility: r.try_get("responsibility")?,
+        state: RecipientState::parse(&state)
+            .ok_or_else(|| decode_error(format!("unknown recipient state {state:?}")))?,
+        attempts: get_u32(r, "attempts")?,
+        last_error: r.try_get("last_error")?,
+        retry_at: get_time(r, "retry_at")?,
+        ndr_reason_code: get_opt_i32(r, "ndr_reason_code")?,
+        ndr_diag_code: get_opt_i32(r, "ndr_diag_code")?,
+    })
+}
+
+/// The queue columns of a message row, decoded.
+struct QueueFields {
+    in_queue: bool,
+    attempts: u32,
+    last_error: Option<String>,
+    next_attempt_at: Option<FileTime>,
+    lease: Option<Lease>,
+}
+
+fn queue_fields(r: &SqliteRow) -> Result<QueueFields, sqlx::Error> {
+    let owner: Option<String> = r.try_get("lease_owner")?;
+    let until = get_time(r, "lease_until")?;
+    Ok(QueueFields {
+        in_queue: r.try_get("in_queue")?,
+        attempts: get_u32(r, "attempts")?,
+        last_error: r.try_get("last_error")?,
+        next_attempt_at: get_time(r, "next_attempt_at")?,
+        lease: owner
+            .zip(until)
+            .map(|(owner, until)| Lease { owner, until }),
+    })
+}
+
+fn queue_state(
+    deferred_delivery_time: Option<FileTime>,
+    q: &QueueFields,
+    now: FileTime,
+) -> QueueState {
+    if q.lease.as_ref().is_some_and(|l| l.until > now) {
+        QueueState::Sending
+    } else if deferred_delivery_time.is_some_and(|t| t > now) {
+        QueueState::Scheduled
+    } else if q.next_attempt_at.is_some_and(|t| t > now) {
+        QueueState::Deferred
+    } else {
+        QueueState::Queued
+    }
+}
+
+async fn load_message(
+    conn: &mut SqliteConnection,
+    id: i64,
+) -> Result<Option<(MessageRecord, QueueFields)>, sqlx::Error> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE id = ? AND folder <> 0"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| Ok((message_from_row(&r)?, queue_fields(&r)?)))
+        .transpose()
+}
+
+async fn load_recipients(
+    conn: &mut SqliteConnection,
+    id: i64,
+) -> Result<Vec<RecipientRecord>, sqlx::Error> {
+    sqlx::query(concat!(
+        "SELECT ",
+        recipient_columns!(),
+        " FROM recipients WHERE message_id = ? ORDER BY row_id"
+    ))
+    .bind(id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(recipient_from_row)
+    .collect()
+}
+
+fn not_found(id: MessageId) -> MapiError {
+    MapiError::not_found(format!("there is no message {id} in the store"))
+}
+
+fn not_in_queue(id: MessageId) -> MapiError {
+    MapiError::not_in_queue(format!(
+        "message {id} is not in the outgoing queue (unknown, aborted or already sent)"
+    ))
+}
+
+impl Store for SqliteStore {
+    async fn submit(
+        &self,
+        message: NewMessage,
+        body: impl AsyncRead + Send + Unpin,
+    ) -> MapiResult<MessageRecord> {
+        if message.recipients.is_empty() {
+            return Err(MapiError::no_recipients(
+                "the message has no recipients: add at least one To, Cc or Bcc address",
+            ));
+        }
+        validate_recipients(&message.recipients)?;
+        let props = StagedProps {
+            message_class: &message.message_class,
+            subject: &message.subject,
+            sender_name: message.sender_name.as_deref(),
+            sender_address: message.sender_address.as_deref(),
+            envelope_from: message.envelope_from.as_deref(),
+            internet_message_id: message.internet_message_id.as_deref(),
+            message_flags: MSGFLAG_SUBMIT | MSGFLAG_UNSENT | MSGFLAG_FROMME,
+            client_submit_time: None,
+            delivery_time: None,
+            deferred_delivery_time: message.deferred_delivery_time,
+            delete_after_submit: message.delete_after_submit,
+            priority: message.priority,
+            transport: message.transport.as_deref(),
+            ndr_reason_code: None,
+            ndr_diag_code: None,
+        };
+        let (id, size, chunks) = self
+            .stage_with_body(props, &message.recipients, body)
+            .await?;
+        let what = "queueing a submitted message";
+        let queued = async {
+            let mut tx = self.write_tx(what).await?;
+            sqlx::query(
+                "UPDATE messages SET folder = ?, message_size = ?, body_chunks = ?, \
+                 client_submit_time = ?, in_queue = 1 WHERE id = ?",
+            )
+            .bind(Folder::Outbox as i64)
+            .bind(size_i64(size))
+            .bind(i64::from(chunks))
+            .bind(ft(FileTime::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+            // The commit is the fsync (synchronous = FULL): after it the message survives a
+            // power cut.
+            tx.commit().await.map_err(self.db(what))
+        }
+        .await;
+        if let Err(e) = queued {
+            self.discard_staged(id).await;
+            return Err(e);
+        }
+        self.message(MessageId(id)).await
+    }
+
+    async fn outgoing_queue(&self) -> MapiResult<Vec<QueueEntry>> {
+        let what = "reading the outgoing queue";
+        let now = FileTime::now();
+        let mut conn = self.conn().await?;
+        // One read transaction, so messages and recipients come from the same snapshot.
+        let mut tx = conn.begin().await.map_err(self.db(what))?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE in_queue = 1 ORDER BY client_submit_time, id"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let recipient_rows = sqlx::query(concat!(
+            "SELECT ",
+            recipient_columns!(),
+            " FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE in_queue = 1) \
+             ORDER BY message_id, row_id"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        let mut recipients: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
+        for r in &recipient_rows {
+            let message_id: i64 = r.try_get("message_id").map_err(self.db(what))?;
+            let rec = recipient_from_row(r).map_err(self.db(what))?;
+            recipients.entry(message_id).or_default().push(rec);
+        }
+        rows.iter()
+            .map(|r| {
+                let message = message_from_row(r).map_err(self.db(what))?;
+                let q = queue_fields(r).map_err(self.db(what))?;
+                Ok(QueueEntry {
+                    state: queue_state(message.deferred_delivery_time, &q, now),
+                    attempts: q.attempts,
+                    last_error: q.last_error,
+                    next_attempt_at: q.next_attempt_at,
+                    lease: q.lease,
+                    recipients: recipients.remove(&message.id.0).unwrap_or_default(),
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
+        let what = "counting the outgoing queue";
+        let now = FileTime::now();
+        let rows = sqlx::query(
+            "SELECT transport, deferred_delivery_time, next_attempt_at, lease_owner, \
+             lease_until, in_queue, attempts, last_error FROM messages WHERE in_queue = 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db(what))?;
+        let mut counts: Vec<QueueCounts> = Vec::new();
+        for r in &rows {
+            let transport: Option<String> = r.try_get("transport").map_err(self.db(what))?;
+            let deferred = get_time(r, "deferred_delivery_time").map_err(self.db(what))?;
+            let q = queue_fields(r).map_err(self.db(what))?;
+            let i = match counts.iter().position(|c| c.transport == transport) {
+                Some(i) => i,
+                None => {
+                    counts.push(QueueCounts {
+                        transport,
+                        ..QueueCounts::default()
+                    });
+                    counts.len() - 1
+                }
+            };
+            let c = &mut counts[i];
+            match queue_state(deferred, &q, now) {
+                QueueState::Queued => c.queued += 1,
+                QueueState::Sending => c.sending += 1,
+                QueueState::Deferred => c.deferred += 1,
+                QueueState::Scheduled => c.scheduled += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn lease_due(
+        &self,
+        owner: &str,
+        now: FileTime,
+        lease_for: Duration,
+        limit: u32,
+        filter: LeaseFilter,
+    ) -> MapiResult<Vec<LeasedMessage>> {
+        let what = "leasing due messages";
+        let until = FileTime(
+            now.0
+                .saturating_add(u64::try_from(lease_for.as_nanos() / 100).unwrap_or(u64::MAX)),
+        );
+        let mut tx = self.write_tx(what).await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE messages SET lease_owner = ?, lease_until = ?, submit_flags = submit_flags | ? \
+             WHERE id IN (SELECT id FROM messages WHERE in_queue = 1 \
+               AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= ?) \
+               AND (? OR next_attempt_at IS NULL OR next_attempt_at <= ?) \
+               AND (lease_until IS NULL OR lease_until <= ?) \
+               AND (? IS NULL OR transport = ?) \
+               AND (? IS NULL OR id = ?) \
+               ORDER BY client_submit_time, id LIMIT ?) \
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(ft(until))
+        .bind(i64::from(SUBMITFLAG_LOCKED))
+        .bind(ft(now))
+        .bind(filter.include_backoff)
+        .bind(ft(now))
+        .bind(ft(now))
+        .bind(filter.transport.as_deref())
+        .bind(filter.transport.as_deref())
+        .bind(filter.only.map(|m| m.0))
+        .bind(filter.only.map(|m| m.0))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let mut leased = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (message, q) = load_message(&mut tx, id)
+                .await
+                .map_err(self.db(what))?
+                .ok_or_else(|| not_found(MessageId(id)))?;
+            let recipients = load_recipients(&mut tx, id).await.map_err(self.db(what))?;
+            leased.push(LeasedMessage {
+                message,
+                recipients,
+                lease: Lease {
+                    owner: owner.to_owned(),
+                    until,
+                },
+                attempts: q.attempts,
+            });
+        }
+        tx.commit().await.map_err(self.db(what))?;
+        // RETURNING gives no order; the spooler sends in queue order.
+        leased.sort_by_key(|m| (m.message.client_submit_time, m.message.id));
+        Ok(leased)
+    }
+
+    async fn release_lease(&self, id: MessageId, owner: &str) -> MapiResult<()> {
+        sqlx::query(
+            "UPDATE messages SET lease_owner = NULL, lease_until = NULL, \
+             submit_flags = submit_flags & ~? WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(i64::from(SUBMITFLAG_LOCKED))
+        .bind(id.0)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db("releasing a lease"))?;
+        Ok(())
+    }
+
+    async fn set_transport(&self, id: MessageId, transport: Option<&str>) -> MapiResult<()> {
+        let done = sqlx::query("UPDATE messages SET transport = ? WHERE id = ? AND in_queue = 1")
+            .bind(transport)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db("routing a queued message"))?;
+        if done.rows_affected() == 0 {
+            return Err(not_in_queue(id));
+        }
+        Ok(())
+    }
+
+    async fn record_outcome(
+        &self,
+        id: MessageId,
+        owner: &str,
+        outcomes: Vec<RecipientOutcome>,
+        now: FileTime,
+    ) -> MapiResult<OutcomeReport> {
+        let what = "recording a delivery attempt";
+        let mut tx = self.write_tx(what).await?;
+        let (message, q) = load_message(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?
+            .ok_or_else(|| not_in_queue(id))?;
+        if !q.in_queue {
+            return Err(not_in_queue(id));
+        }
+        match &q.lease {
+            Some(lease) if lease.owner == owner => {}
+            Some(lease) => {
+                return Err(MapiError::no_access(format!(
+                    "message {id} is leased by {:?}, not {owner:?}: this spooler's lease expired and was taken over",
+                    lease.owner
+                )));
+            }
+            None => {
+                return Err(MapiError::no_access(format!(
+                    "message {id} is not leased by {owner:?}: its lease was released or expired"
+                )));
+            }
+        }
+        let before = load_recipients(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?;
+        let mut failed_now = Vec::new();
+        for o in &outcomes {
+            if !before.iter().any(|r| r.row_id == o.row_id) {
+                return Err(MapiError::invalid_parameter(format!(
+                    "message {id} has no recipient with PR_ROWID {}",
+                    o.row_id
+                )));
+            }
+            let (state, responsible, error, retry_at, reason, diag) = match &o.result {
+                DeliveryResult::Delivered => {
+                    (RecipientState::Delivered, true, None, None, None, None)
+                }
+                DeliveryResult::Deferred { error, retry_at } => (
+                    RecipientState::Deferred,
+                    false,
+                    Some(error.as_str()),
+                    Some(ft(*retry_at)),
+                    None,
+                    None,
+                ),
+                DeliveryResult::Failed {
+                    error,
+                    reason_code,
+                    diag_code,
+                } => {
+                    failed_now.push(o.row_id);
+                    (
+                        RecipientState::Failed,
+                        true,
+                        Some(error.as_str()),
+                        None,
+                        Some(i64::from(*reason_code)),
+                        Some(i64::from(*diag_code)),
+                    )
+                }
+            };
+            sqlx::query(
+                "UPDATE recipients SET state = ?, responsibility = ?, attempts = attempts + 1, \
+                 last_error = COALESCE(?, last_error), retry_at = ?, ndr_reason_code = ?, \
+                 ndr_diag_code = ? WHERE message_id = ? AND row_id = ?",
+            )
+            .bind(state.as_str())
+            .bind(responsible)
+            .bind(error)
+            .bind(retry_at)
+            .bind(reason)
+            .bind(diag)
+            .bind(id.0)
+            .bind(i64::from(o.row_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        }
+        let after = load_recipients(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?;
+        let failed: Vec<RecipientRecord> = after
+            .iter()
+            .filter(|r| failed_now.contains(&r.row_id))
+            .cloned()
+            .collect();
+        let open: Vec<&RecipientRecord> = after.iter().filter(|r| r.state.is_open()).collect();
+        let disposition = if open.is_empty() {
+            if message.delete_after_submit {
+                sqlx::query("DELETE FROM messages WHERE id = ?")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db(what))?;
+                MessageDisposition::Deleted
+            } else {
+                sqlx::query(
+                    "UPDATE messages SET folder = ?, in_queue = 0, \
+                     message_flags = message_flags & ~?, submit_flags = 0, \
+                     provider_submit_time = ?, attempts = attempts + 1, next_attempt_at = NULL, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                )
+                .bind(Folder::SentItems as i64)
+                .bind(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))
+                .bind(ft(now))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db(what))?;
+                MessageDisposition::MovedToSentItems
+            }
+        } else {
+            // A recipient never tried (pending) is due now; otherwise the earliest retry wins.
+            let earliest = open
+                .iter()
+                .filter(|r| r.state == RecipientState::Deferred)
+                .min_by_key(|r| r.retry_at);
+            let any_pending = open.iter().any(|r| r.state == RecipientState::Pending);
+            let next_attempt_at = if any_pending {
+                None
+            } else {
+                earliest.and_then(|r| r.retry_at)
+            };
+            let last_error = earliest.and_then(|r| r.last_error.clone());
+            sqlx::query(
+                "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?, \
+                 last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL, \
+                 submit_flags = submit_flags & ~? WHERE id = ?",
+            )
+            .bind(next_attempt_at.map(ft))
+            .bind(last_error)
+            .bind(i64::from(SUBMITFLAG_LOCKED))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+            MessageDisposition::StillQueued { next_attempt_at }
+        };
+        let message = match disposition {
+            MessageDisposition::Deleted => message,
+            _ => {
+                load_message(&mut tx, id.0)
+                    .await
+                    .map_err(self.db(what))?
+                    .ok_or_else(|| not_found(id))?
+                    .0
+            }
+        };
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(OutcomeReport {
+            disposition,
+            message,
+            failed,
+        })
+    }
+
+    async fn abort_submit(&self, id: MessageId) -> MapiResult<()> {
+        let what = "aborting a submission";
+        let now = FileTime::now();
+        let mut tx = self.write_tx(what).await?;
+        let (_, q) = load_message(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?
+            .ok_or_else(|| not_in_queue(id))?;
+        if !q.in_queue {
+            return Err(not_in_queue(id));
+        }
+        if let Some(lease) = q.lease.as_ref().filter(|l| l.until > now) {
+            return Err(MapiError::unable_to_abort(format!(
+                "message {id} is being sent by spooler {:?} (leased until {}); try again when it finishes",
+                lease.owner, lease.until
+            )));
+        }
+        sqlx::query(
+            "UPDATE messages SET in_queue = 0, message_flags = message_flags & ~?, \
+             submit_flags = 0, lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL \
+             WHERE id = ?",
+        )
+        .bind(i64::from(MSGFLAG_SUBMIT))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
+    async fn deliver_inbound(
+        &self,
+        transport: &str,
+        server_id: &str,
+        message: InboundMessage,
+        body: impl AsyncRead + Send + Unpin,
+    ) -> MapiResult<Option<MessageRecord>> {
+        // Checked first to spare the staging write; the unique key in finish_inbound is what
+        // actually guarantees one copy.
+        if self.has_inbound(transport, server_id).await? {
+            return Ok(None);
+        }
+        self.add_inbound(Folder::Inbox, Some((transport, server_id)), message, body)
+            .await
+    }
+
+    async fn has_inbound(&self, transport: &str, server_id: &str) -> MapiResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM inbound_seen WHERE transport = ? AND server_id = ?")
+                .bind(transport)
+                .bind(server_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.db("looking up a received message"))?;
+        Ok(found.is_some())
+    }
+
+    async fn add_message(
+        &self,
+        folder: Folder,
+        message: InboundMessage,
+        body: impl AsyncRead + Send + Unpin,
+    ) -> MapiResult<MessageRecord> {
+        self.add_inbound(folder, None, message, body)
+            .await?
+            .ok_or_else(|| MapiError::call_failed("the store did not keep the message"))
+    }
+
+    async fn messages(&self, folder: Folder) -> MapiResult<Vec<MessageRecord>> {
+        let what = "listing a folder";
+        sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE folder = ? ORDER BY id"
+        ))
+        .bind(folder as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db(what))?
+        .iter()
+        .map(|r| message_from_row(r).map_err(self.db(what)))
+        .collect()
+    }
+
+    async fn message(&self, id: MessageId) -> MapiResult<MessageRecord> {
+        let mut conn = self.conn().await?;
+        load_message(&mut conn, id.0)
+            .await
+            .map_err(self.db("reading a message"))?
+            .map(|(m, _)| m)
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn recipients(&self, id: MessageId) -> MapiResult<Vec<RecipientRecord>> {
+        let what = "reading recipients";
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(self.db(what))?;
+        if load_message(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?
+            .is_none()
+        {
+            return Err(not_found(id));
+        }
+        let recipients = load_recipients(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(recipients)
+    }
+
+    async fn move_message(&self, id: MessageId, folder: Folder) -> MapiResult<()> {
+        let what = "moving a message";
+        let mut tx = self.write_tx(what).await?;
+        check_movable(&mut tx, id).await.map_err(|e| match e {
+            Movable::Db(e) => (self.db(what))(e),
+            Movable::Mapi(e) => e,
+        })?;
+        sqlx::query("UPDATE messages SET folder = ? WHERE id = ?")
+            .bind(folder as i64)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
+    async fn delete_message(&self, id: MessageId) -> MapiResult<()> {
+        let what = "deleting a message";
+        let mut tx = self.write_tx(what).await?;
+        check_movable(&mut tx, id).await.map_err(|e| match e {
+            Movable::Db(e) => (self.db(what))(e),
+            Movable::Mapi(e) => e,
+        })?;
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
+    async fn body_chunk(&self, id: MessageId, seq: u32) -> MapiResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT data FROM body_chunks WHERE message_id = ? AND seq = ?")
+            .bind(id.0)
+            .bind(i64::from(seq))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db("reading a message body"))
+    }
+
+    async fn body_chunk_count(&self, id: MessageId) -> MapiResult<u32> {
+        let what = "reading a message body";
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT body_chunks FROM messages WHERE id = ? AND folder <> 0")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.db(what))?;
+        let count = count.ok_or_else(|| not_found(id))?;
+        u32::try_from(count).map_err(|_| {
+            MapiError::corrupt_store(format!("message {id} claims {count} body chunks"))
+        })
+    }
+
+    async fn get_sync_state(&self, transport: &str, key: &str) -> MapiResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM sync_state WHERE transport = ? AND key = ?")
+            .bind(transport)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db("reading inbound sync state"))
+    }
+
+    async fn set_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_state (transport, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(transport)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db("writing inbound sync state"))?;
+        Ok(())
+    }
+}
+
+enum Movable {
+    Db(sqlx::Error),
+    Mapi(MapiError),
+}
+
+/// A queued message is the spooler's until it is sent or aborted (MAPI: `MAPI_E_SUBMITTED`).
+async fn check_movable(conn: &mut SqliteConnection, id: MessageId) -> Result<(), Movable> {
+    match load_message(conn, id.0).await.map_err(Movable::Db)? {
+        None => Err(Movable::Mapi(not_found(id))),
+        Some((_, q)) if q.in_queue => Err(Movable::Mapi(MapiError::new(
+            MapiCode::Submitted,
+            format!("message {id} is in the outgoing queue; abort its submission first"),
+        ))),
+        Some(_) => Ok(()),
+    }
+}

@@ -1,0 +1,719 @@
+use std::time::Duration;
+
+use mapi::constants::*;
+use mapi::tag::*;
+use mapi::{FileTime, MapiCode, PropValue};
+
+use super::*;
+
+const LEASE: Duration = Duration::from_secs(300);
+
+async fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A parent that does not exist yet: open creates it.
+    let store = SqliteStore::open(dir.path().join("nested/dir/store.db"))
+        .await
+        .expect("open");
+    (dir, store)
+}
+
+fn message(subject: &str, to: &[&str]) -> NewMessage {
+    NewMessage {
+        subject: subject.into(),
+        sender_name: Some("Me".into()),
+        sender_address: Some("me@example.com".into()),
+        recipients: to.iter().map(|a| NewRecipient::to(*a)).collect(),
+        ..NewMessage::default()
+    }
+}
+
+async fn submit(store: &SqliteStore, subject: &str, to: &[&str]) -> MessageRecord {
+    let body = format!("Subject: {subject}\r\n\r\nhello\r\n");
+    store
+        .submit(message(subject, to), body.as_bytes())
+        .await
+        .expect("submit")
+}
+
+fn later(secs: i64) -> FileTime {
+    FileTime::from_unix_seconds(FileTime::now().unix_seconds() + secs)
+}
+
+#[tokio::test]
+async fn submit_queues_in_order_and_all_delivered_moves_to_sent_items() {
+    let (_dir, store) = open().await;
+    let a = submit(&store, "first", &["a@example.org", "b@example.org"]).await;
+    let b = submit(&store, "second", &["c@example.org"]).await;
+    assert_eq!(a.folder, Folder::Outbox);
+    assert_eq!(
+        a.message_flags,
+        MSGFLAG_SUBMIT | MSGFLAG_UNSENT | MSGFLAG_FROMME
+    );
+    assert!(a.client_submit_time.is_some());
+    let recips = store.recipients(a.id).await.expect("recipients");
+    assert!(
+        recips
+            .iter()
+            .all(|r| !r.responsibility && r.addrtype == "SMTP")
+    );
+
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(
+        queue.iter().map(|q| q.message.id).collect::<Vec<_>>(),
+        vec![a.id, b.id]
+    );
+    assert_eq!(queue[0].state, QueueState::Queued);
+    let row = queue[0].to_row();
+    assert_eq!(
+        row.get(PR_DISPLAY_TO),
+        Some(&PropValue::Unicode("a@example.org; b@example.org".into()))
+    );
+    assert_eq!(
+        row.get(PR_ENTRYID),
+        Some(&PropValue::Binary(a.entry_id().as_bytes().to_vec()))
+    );
+    assert_eq!(
+        row.get(PR_MSP_QUEUE_STATE),
+        Some(&PropValue::Unicode("queued".into()))
+    );
+
+    let leased = store
+        .lease_due("sp1", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 2);
+    assert_eq!(leased[0].message.id, a.id);
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue[0].state, QueueState::Sending);
+    assert_eq!(
+        queue[0].submit_flags() & SUBMITFLAG_LOCKED,
+        SUBMITFLAG_LOCKED
+    );
+    // Leased messages are not handed out twice.
+    let again = store
+        .lease_due("sp2", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert!(again.is_empty());
+
+    let outcomes = leased[0]
+        .open_recipients()
+        .map(|r| RecipientOutcome {
+            row_id: r.row_id,
+            result: DeliveryResult::Delivered,
+        })
+        .collect();
+    let report = store
+        .record_outcome(a.id, "sp1", outcomes, FileTime::now())
+        .await
+        .expect("outcome");
+    assert_eq!(report.disposition, MessageDisposition::MovedToSentItems);
+    assert!(report.failed.is_empty());
+    let sent = store.messages(Folder::SentItems).await.expect("sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].id, a.id);
+    assert_eq!(sent[0].message_flags & (MSGFLAG_UNSENT | MSGFLAG_SUBMIT), 0);
+    assert!(sent[0].provider_submit_time.is_some());
+    let recips = store.recipients(a.id).await.expect("recipients");
+    assert!(
+        recips
+            .iter()
+            .all(|r| r.responsibility && r.state == RecipientState::Delivered)
+    );
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.id, b.id);
+}
+
+#[tokio::test]
+async fn delete_after_submit_deletes_when_done() {
+    let (_dir, store) = open().await;
+    let mut m = message("gone", &["a@example.org"]);
+    m.delete_after_submit = true;
+    let rec = store.submit(m, &b"x"[..]).await.expect("submit");
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    let report = store
+        .record_outcome(
+            rec.id,
+            "sp",
+            vec![RecipientOutcome {
+                row_id: 0,
+                result: DeliveryResult::Delivered,
+            }],
+            FileTime::now(),
+        )
+        .await
+        .expect("outcome");
+    assert_eq!(report.disposition, MessageDisposition::Deleted);
+    let e = store.message(rec.id).await.expect_err("deleted");
+    assert_eq!(e.code, MapiCode::NotFound);
+    assert!(
+        store
+            .messages(Folder::SentItems)
+            .await
+            .expect("sent")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn deferred_recipient_stays_queued_until_retry_time_unless_forced() {
+    let (_dir, store) = open().await;
+    let rec = submit(&store, "retry", &["ok@example.org", "slow@example.org"]).await;
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    let retry_at = later(600);
+    let report = store
+        .record_outcome(
+            rec.id,
+            "sp",
+            vec![
+                RecipientOutcome {
+                    row_id: 0,
+                    result: DeliveryResult::Delivered,
+                },
+                RecipientOutcome {
+                    row_id: 1,
+                    result: DeliveryResult::Deferred {
+                        error: "451 4.7.1 greylisted".into(),
+                        retry_at,
+                    },
+                },
+            ],
+            FileTime::now(),
+        )
+        .await
+        .expect("outcome");
+    assert_eq!(
+        report.disposition,
+        MessageDisposition::StillQueued {
+            next_attempt_at: Some(retry_at)
+        }
+    );
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue[0].state, QueueState::Deferred);
+    assert_eq!(queue[0].attempts, 1);
+    assert_eq!(queue[0].last_error.as_deref(), Some("451 4.7.1 greylisted"));
+    assert_eq!(queue[0].next_attempt_at, Some(retry_at));
+    assert_eq!(queue[0].submit_flags() & SUBMITFLAG_LOCKED, 0);
+
+    let none = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert!(none.is_empty(), "not due before its retry time");
+    let after = store
+        .lease_due("sp", later(601), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(after.len(), 1);
+    // Only the deferred recipient is left to send to.
+    let open: Vec<u32> = after[0].open_recipients().map(|r| r.row_id).collect();
+    assert_eq!(open, vec![1]);
+    store.release_lease(rec.id, "sp").await.expect("release");
+
+    let forced = store
+        .lease_due(
+            "sp",
+            FileTime::now(),
+            LEASE,
+            10,
+            LeaseFilter {
+                include_backoff: true,
+                ..LeaseFilter::default()
+            },
+        )
+        .await
+        .expect("lease");
+    assert_eq!(forced.len(), 1);
+}
+
+#[tokio::test]
+async fn failed_recipient_is_reported_and_message_finishes() {
+    let (_dir, store) = open().await;
+    let rec = submit(&store, "bounce", &["ok@example.org", "nobody@example.org"]).await;
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    let report = store
+        .record_outcome(
+            rec.id,
+            "sp",
+            vec![
+                RecipientOutcome {
+                    row_id: 0,
+                    result: DeliveryResult::Delivered,
+                },
+                RecipientOutcome {
+                    row_id: 1,
+                    result: DeliveryResult::Failed {
+                        error: "550 5.1.1 no such user".into(),
+                        reason_code: MAPI_REASON_TRANSFER_FAILED,
+                        diag_code: MAPI_DIAG_MAIL_RECIPIENT_UNKNOWN,
+                    },
+                },
+            ],
+            FileTime::now(),
+        )
+        .await
+        .expect("outcome");
+    assert_eq!(report.disposition, MessageDisposition::MovedToSentItems);
+    assert_eq!(report.failed.len(), 1);
+    let f = &report.failed[0];
+    assert_eq!(f.address, "nobody@example.org");
+    assert_eq!(f.state, RecipientState::Failed);
+    assert!(f.responsibility);
+    assert_eq!(f.last_error.as_deref(), Some("550 5.1.1 no such user"));
+    assert_eq!(f.ndr_diag_code, Some(MAPI_DIAG_MAIL_RECIPIENT_UNKNOWN));
+    assert_eq!(
+        f.to_row().get(PR_NDR_DIAG_CODE),
+        Some(&PropValue::Long(MAPI_DIAG_MAIL_RECIPIENT_UNKNOWN))
+    );
+
+    // The spooler's report goes into the Inbox.
+    let ndr = store
+        .add_message(
+            Folder::Inbox,
+            InboundMessage {
+                message_class: "REPORT.IPM.Note.NDR".into(),
+                subject: "Undeliverable: bounce".into(),
+                ndr_reason_code: Some(MAPI_REASON_TRANSFER_FAILED),
+                ndr_diag_code: Some(MAPI_DIAG_MAIL_RECIPIENT_UNKNOWN),
+                ..InboundMessage::default()
+            },
+            &b"report"[..],
+        )
+        .await
+        .expect("ndr");
+    assert_eq!(ndr.folder, Folder::Inbox);
+    assert_eq!(
+        ndr.to_row().get(PR_NDR_REASON_CODE),
+        Some(&PropValue::Long(MAPI_REASON_TRANSFER_FAILED))
+    );
+}
+
+#[tokio::test]
+async fn outcome_needs_the_lease_and_known_rows() {
+    let (_dir, store) = open().await;
+    let rec = submit(&store, "x", &["a@example.org"]).await;
+    let delivered = || {
+        vec![RecipientOutcome {
+            row_id: 0,
+            result: DeliveryResult::Delivered,
+        }]
+    };
+    let e = store
+        .record_outcome(rec.id, "sp", delivered(), FileTime::now())
+        .await
+        .expect_err("not leased");
+    assert_eq!(e.code, MapiCode::NoAccess);
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    let e = store
+        .record_outcome(rec.id, "other", delivered(), FileTime::now())
+        .await
+        .expect_err("someone else's lease");
+    assert_eq!(e.code, MapiCode::NoAccess);
+    let e = store
+        .record_outcome(
+            rec.id,
+            "sp",
+            vec![RecipientOutcome {
+                row_id: 7,
+                result: DeliveryResult::Delivered,
+            }],
+            FileTime::now(),
+        )
+        .await
+        .expect_err("no such row");
+    assert_eq!(e.code, MapiCode::InvalidParameter);
+    let e = store
+        .record_outcome(MessageId(9999), "sp", delivered(), FileTime::now())
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.code, MapiCode::NotInQueue);
+}
+
+#[tokio::test]
+async fn no_recipients_is_mapi_e_no_recipients() {
+    let (_dir, store) = open().await;
+    let e = store
+        .submit(message("nobody", &[]), &b"x"[..])
+        .await
+        .expect_err("no recipients");
+    assert_eq!(e.code, MapiCode::NoRecipients);
+    assert!(store.outgoing_queue().await.expect("queue").is_empty());
+    assert!(
+        store
+            .messages(Folder::Outbox)
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn abort_submit() {
+    let (_dir, store) = open().await;
+    let e = store
+        .abort_submit(MessageId(42))
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.code, MapiCode::NotInQueue);
+
+    let rec = submit(&store, "abort me", &["a@example.org"]).await;
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    let e = store.abort_submit(rec.id).await.expect_err("leased");
+    assert_eq!(e.code, MapiCode::UnableToAbort);
+    store.release_lease(rec.id, "sp").await.expect("release");
+    store.abort_submit(rec.id).await.expect("abort");
+    let m = store.message(rec.id).await.expect("still there");
+    assert_eq!(m.folder, Folder::Outbox);
+    assert_eq!(m.message_flags & MSGFLAG_SUBMIT, 0);
+    assert_eq!(m.message_flags & MSGFLAG_UNSENT, MSGFLAG_UNSENT);
+    assert!(store.outgoing_queue().await.expect("queue").is_empty());
+    let e = store.abort_submit(rec.id).await.expect_err("already out");
+    assert_eq!(e.code, MapiCode::NotInQueue);
+
+    // A sent message is not in the queue either.
+    let sent = submit(&store, "sent", &["a@example.org"]).await;
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    store
+        .record_outcome(
+            sent.id,
+            "sp",
+            vec![RecipientOutcome {
+                row_id: 0,
+                result: DeliveryResult::Delivered,
+            }],
+            FileTime::now(),
+        )
+        .await
+        .expect("outcome");
+    let e = store.abort_submit(sent.id).await.expect_err("sent");
+    assert_eq!(e.code, MapiCode::NotInQueue);
+}
+
+#[tokio::test]
+async fn expired_lease_is_taken_again() {
+    let (_dir, store) = open().await;
+    let rec = submit(&store, "crash", &["a@example.org"]).await;
+    // A spooler leased it an hour ago for a minute, then crashed.
+    let long_ago = later(-3600);
+    let first = store
+        .lease_due(
+            "dead",
+            long_ago,
+            Duration::from_secs(60),
+            10,
+            LeaseFilter::default(),
+        )
+        .await
+        .expect("lease");
+    assert_eq!(first.len(), 1);
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(
+        queue[0].state,
+        QueueState::Queued,
+        "an expired lease is not live"
+    );
+    // An expired lease does not stop AbortSubmit... but here another spooler takes it first.
+    let second = store
+        .lease_due("alive", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].message.id, rec.id);
+    assert_eq!(second[0].lease.owner, "alive");
+    let e = store
+        .record_outcome(rec.id, "dead", vec![], FileTime::now())
+        .await
+        .expect_err("lost lease");
+    assert_eq!(e.code, MapiCode::NoAccess);
+}
+
+#[tokio::test]
+async fn deferred_delivery_time_is_honoured_even_when_forced() {
+    let (_dir, store) = open().await;
+    let mut m = message("tomorrow", &["a@example.org"]);
+    m.deferred_delivery_time = Some(later(86_400));
+    let rec = store.submit(m, &b"x"[..]).await.expect("submit");
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue[0].state, QueueState::Scheduled);
+    assert!(queue[0].to_row().get(PR_DEFERRED_DELIVERY_TIME).is_some());
+    let forced = LeaseFilter {
+        include_backoff: true,
+        ..LeaseFilter::default()
+    };
+    let none = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, forced.clone())
+        .await
+        .expect("lease");
+    assert!(none.is_empty());
+    let due = store
+        .lease_due("sp", later(86_401), LEASE, 10, forced)
+        .await
+        .expect("lease");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].message.id, rec.id);
+}
+
+#[tokio::test]
+async fn lease_filter_by_transport_and_id() {
+    let (_dir, store) = open().await;
+    let mut m = message("work", &["a@example.org"]);
+    m.transport = Some("work".into());
+    let work = store.submit(m, &b"x"[..]).await.expect("submit");
+    let unrouted = submit(&store, "unrouted", &["b@example.org"]).await;
+    let counts = store.queue_counts().await.expect("counts");
+    assert_eq!(counts.iter().map(QueueCounts::total).sum::<u32>(), 2);
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.transport.as_deref() == Some("work") && c.queued == 1)
+    );
+
+    let only_work = LeaseFilter {
+        transport: Some("home".into()),
+        ..LeaseFilter::default()
+    };
+    let got = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, only_work)
+        .await
+        .expect("lease");
+    assert!(got.is_empty());
+    store
+        .set_transport(unrouted.id, Some("home"))
+        .await
+        .expect("route");
+    let got = store
+        .lease_due(
+            "sp",
+            FileTime::now(),
+            LEASE,
+            10,
+            LeaseFilter {
+                only: Some(work.id),
+                ..LeaseFilter::default()
+            },
+        )
+        .await
+        .expect("lease");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.id, work.id);
+    let got = store
+        .lease_due(
+            "sp",
+            FileTime::now(),
+            LEASE,
+            10,
+            LeaseFilter {
+                transport: Some("home".into()),
+                ..LeaseFilter::default()
+            },
+        )
+        .await
+        .expect("lease");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.id, unrouted.id);
+}
+
+#[tokio::test]
+async fn inbound_dedupe_and_sync_state() {
+    let (_dir, store) = open().await;
+    assert!(!store.has_inbound("work", "42:1").await.expect("has"));
+    let props = InboundMessage {
+        subject: "hello".into(),
+        sender_address: Some("them@example.org".into()),
+        internet_message_id: Some("<1@example.org>".into()),
+        ..InboundMessage::default()
+    };
+    let first = store
+        .deliver_inbound(
+            "work",
+            "42:1",
+            props.clone(),
+            &b"Subject: hello\r\n\r\nhi"[..],
+        )
+        .await
+        .expect("deliver")
+        .expect("stored");
+    assert_eq!(first.folder, Folder::Inbox);
+    assert_eq!(first.transport.as_deref(), Some("work"));
+    assert_eq!(first.server_id.as_deref(), Some("42:1"));
+    assert!(store.has_inbound("work", "42:1").await.expect("has"));
+    let again = store
+        .deliver_inbound("work", "42:1", props.clone(), &b"again"[..])
+        .await
+        .expect("deliver");
+    assert!(again.is_none());
+    // Another transport's "42:1" is another message.
+    assert!(
+        store
+            .deliver_inbound("home", "42:1", props.clone(), &b"x"[..])
+            .await
+            .expect("deliver")
+            .is_some()
+    );
+    // Deleting the copy does not make it come back.
+    store.delete_message(first.id).await.expect("delete");
+    assert!(
+        store
+            .deliver_inbound("work", "42:1", props, &b"x"[..])
+            .await
+            .expect("deliver")
+            .is_none()
+    );
+    assert_eq!(store.messages(Folder::Inbox).await.expect("inbox").len(), 1);
+
+    assert_eq!(
+        store
+            .get_sync_state("work", "uidvalidity")
+            .await
+            .expect("get"),
+        None
+    );
+    store
+        .set_sync_state("work", "uidvalidity", "17")
+        .await
+        .expect("set");
+    store
+        .set_sync_state("work", "uidvalidity", "18")
+        .await
+        .expect("set");
+    assert_eq!(
+        store
+            .get_sync_state("work", "uidvalidity")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("18")
+    );
+}
+
+#[tokio::test]
+async fn large_body_round_trips_chunk_by_chunk() {
+    let (_dir, store) = open().await;
+    let body: Vec<u8> = (0..5 * 1024 * 1024 + 123)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let rec = store
+        .submit(message("big", &["a@example.org"]), &body[..])
+        .await
+        .expect("submit");
+    assert_eq!(rec.message_size, body.len() as u64);
+    let mut reader = store.open_body(rec.id).await.expect("open body");
+    let mut chunks = 0;
+    let mut back = Vec::new();
+    while let Some(chunk) = reader.next_chunk().await.expect("chunk") {
+        assert!(chunk.len() <= BODY_CHUNK_SIZE);
+        back.extend_from_slice(&chunk);
+        chunks += 1;
+    }
+    assert_eq!(chunks, body.len().div_ceil(BODY_CHUNK_SIZE));
+    assert!(back == body);
+    assert!(store.read_body_to_vec(rec.id).await.expect("read") == body);
+    // An empty body is zero chunks, not an error.
+    let empty = store
+        .submit(message("empty", &["a@example.org"]), &b""[..])
+        .await
+        .expect("submit");
+    assert!(
+        store
+            .read_body_to_vec(empty.id)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let id = {
+        let store = SqliteStore::open(&path).await.expect("open");
+        let rec = submit(&store, "durable", &["a@example.org"]).await;
+        store.set_sync_state("work", "uid", "5").await.expect("set");
+        store.close().await;
+        rec.id
+    };
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.id, id);
+    assert_eq!(queue[0].message.subject, "durable");
+    assert_eq!(
+        store.read_body_to_vec(id).await.expect("body"),
+        b"Subject: durable\r\n\r\nhello\r\n"
+    );
+    assert_eq!(
+        store
+            .get_sync_state("work", "uid")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("5")
+    );
+}
+
+#[test]
+fn entry_ids_round_trip_and_reject_others() {
+    let id = MessageId(0x0102_0304_0506);
+    assert_eq!(MessageId::from_entry_id(&id.entry_id()).expect("ours"), id);
+    let folder = Folder::SentItems.entry_id();
+    assert_eq!(
+        Folder::from_entry_id(&folder).expect("ours"),
+        Folder::SentItems
+    );
+    let e = MessageId::from_entry_id(&folder).expect_err("a folder is not a message");
+    assert_eq!(e.code, MapiCode::InvalidEntryId);
+    let foreign = mapi::EntryId::new(&[9; 16], b"M\0\0\0\0\0\0\0\x01");
+    assert_eq!(
+        MessageId::from_entry_id(&foreign)
+            .expect_err("foreign")
+            .code,
+        MapiCode::InvalidEntryId
+    );
+    let short = mapi::EntryId::from_bytes(vec![0; 3]);
+    assert_eq!(
+        MessageId::from_entry_id(&short).expect_err("short").code,
+        MapiCode::InvalidEntryId
+    );
+}
+
+#[tokio::test]
+async fn unknown_message_is_not_found() {
+    let (_dir, store) = open().await;
+    assert_eq!(
+        store.message(MessageId(5)).await.expect_err("unknown").code,
+        MapiCode::NotFound
+    );
+    assert_eq!(
+        store.open_body(MessageId(5)).await.err().map(|e| e.code),
+        Some(MapiCode::NotFound)
+    );
+    let rec = submit(&store, "queued", &["a@example.org"]).await;
+    assert_eq!(
+        store
+            .move_message(rec.id, Folder::DeletedItems)
+            .await
+            .expect_err("queued")
+            .code,
+        MapiCode::Submitted
+    );
+}
