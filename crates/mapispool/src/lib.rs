@@ -6,5 +6,6 @@
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
 pub mod message;
+pub mod profile;
 pub mod store;
 pub mod transport;
