@@ -4,6 +4,12 @@
 //! - `eval.rs`: evaluation against a row, with MAPI's semantics;
 //! - `text.rs`: a text syntax for people (the CLI's `--where`), parsed and printed back.
 
+mod eval;
+mod text;
+
+pub use eval::{NoSubObjects, SubObjects, byte_size, compare};
+pub use text::{PR_COMMENT, ParseError, parse};
+
 use crate::tag::PropTag;
 use crate::value::{Prop, PropValue};
 
