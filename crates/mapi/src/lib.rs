@@ -13,10 +13,12 @@ pub mod constants;
 pub mod entry_id;
 pub mod error;
 pub mod restriction;
+pub mod table;
 pub mod tag;
 pub mod value;
 
 pub use entry_id::{EntryId, MapiUid};
 pub use error::{MapiCode, MapiError, MapiResult};
+pub use table::{Bookmark, SortKey, SortOrder, Table, TableData, TableNotification};
 pub use tag::{PropTag, PropType};
 pub use value::{FileTime, Prop, PropValue, Row, RowSet};
