@@ -156,7 +156,12 @@ struct Parser<'a> {
     input: &'a str,
     chars: Vec<char>,
     pos: usize,
+    /// Nesting depth, bounded so that hostile input cannot overflow the stack.
+    depth: usize,
 }
+
+/// Deeper nesting than any person writes; beyond it the text is refused, not recursed into.
+const MAX_DEPTH: usize = 200;
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
@@ -180,6 +185,7 @@ impl<'a> Parser<'a> {
             input,
             chars: input.chars().collect(),
             pos: 0,
+            depth: 0,
         }
     }
 
@@ -302,6 +308,17 @@ impl<'a> Parser<'a> {
 
     // unary := "!" unary | "/*" text "*/" unary | primary
     fn unary(&mut self) -> PResult<Restriction> {
+        // Every nesting (`!`, comments, parentheses, functions) comes through here.
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error_here(format!("at most {MAX_DEPTH} levels of nesting")));
+        }
+        self.depth += 1;
+        let r = self.unary_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn unary_inner(&mut self) -> PResult<Restriction> {
         if self.eat("!") {
             return Ok(Restriction::Not(Box::new(self.unary()?)));
         }
@@ -1444,9 +1461,11 @@ fn escape(text: &str) -> String {
 }
 
 fn time_text(t: FileTime) -> String {
-    // humantime formats 1970-01-01 up to the end of 9999 only; outside, the ticks themselves.
+    // Times print as RFC 3339 from 1970 (humantime's start) to July 2554, where
+    // `FileTime::to_system_time` stops being exact (its nanoseconds leave `u64`); outside,
+    // the ticks themselves.
     let first = FileTime::from_unix_seconds(0).0;
-    let end = FileTime::from_unix_seconds(253_402_300_800).0;
+    let end = first + u64::MAX / 100;
     if (first..end).contains(&t.0) {
         t.to_rfc3339()
     } else {
@@ -1485,6 +1504,637 @@ fn value_text(tag: PropTag, value: &PropValue) -> String {
                 .map(|v| value_text(tag.single_valued(), v))
                 .collect();
             format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tag::*;
+    use proptest::prelude::*;
+
+    fn p(text: &str) -> Restriction {
+        match parse(text) {
+            Ok(r) => r,
+            Err(e) => panic!("{}", e.caret()),
+        }
+    }
+
+    fn err(text: &str) -> ParseError {
+        parse(text).expect_err(text)
+    }
+
+    fn property(relop: RelOp, tag: PropTag, value: PropValue) -> Restriction {
+        Restriction::Property { relop, tag, value }
+    }
+
+    fn unicode(s: &str) -> PropValue {
+        PropValue::Unicode(s.into())
+    }
+
+    /// Parses, checks the tree, and checks that printing gives `printed` and parses back.
+    fn check(text: &str, tree: Restriction, printed: &str) {
+        assert_eq!(p(text), tree, "{text}");
+        assert_eq!(tree.to_string(), printed);
+        assert_eq!(p(printed), tree, "{printed}");
+    }
+
+    #[test]
+    fn the_briefs_examples() {
+        check(
+            "PR_RESOURCE_TYPE == MAPI_TRANSPORT_PROVIDER && PR_RESOURCE_METHODS & STATUS_FLUSH_QUEUES",
+            Restriction::And(vec![
+                property(RelOp::Eq, PR_RESOURCE_TYPE, PropValue::Long(36)),
+                Restriction::Bitmask {
+                    op: BitmaskOp::Nez,
+                    tag: PR_RESOURCE_METHODS,
+                    mask: 8,
+                },
+            ]),
+            "PR_RESOURCE_TYPE == MAPI_TRANSPORT_PROVIDER && PR_RESOURCE_METHODS & STATUS_FLUSH_QUEUES",
+        );
+        check(
+            r#"PR_DISPLAY_NAME ~= "work"i"#,
+            Restriction::Content {
+                fuzzy: FuzzyLevel(FuzzyLevel::SUBSTRING | FuzzyLevel::IGNORECASE),
+                tag: PR_DISPLAY_NAME,
+                value: unicode("work"),
+            },
+            r#"PR_DISPLAY_NAME ~= "work"i"#,
+        );
+    }
+
+    #[test]
+    fn relops_and_values_of_each_type() {
+        for (op, relop) in [
+            ("<", RelOp::Lt),
+            ("<=", RelOp::Le),
+            (">", RelOp::Gt),
+            (">=", RelOp::Ge),
+            ("==", RelOp::Eq),
+            ("!=", RelOp::Ne),
+        ] {
+            let text = format!("PR_PRIORITY {op} -2");
+            check(
+                &text,
+                property(relop, PR_PRIORITY, PropValue::Long(-2)),
+                &text,
+            );
+        }
+        check(
+            "pr_priority==0xFFFFFFFF",
+            property(RelOp::Eq, PR_PRIORITY, PropValue::Long(-1)),
+            "PR_PRIORITY == -1",
+        );
+        check(
+            "PR_REMOTE_VALIDATE_OK == true",
+            property(RelOp::Eq, PR_REMOTE_VALIDATE_OK, PropValue::Boolean(true)),
+            "PR_REMOTE_VALIDATE_OK == true",
+        );
+        check(
+            r#"PR_SUBJECT_A != "a \"q\" \\ \n \u{E9}""#,
+            property(
+                RelOp::Ne,
+                PR_SUBJECT_A,
+                PropValue::String8("a \"q\" \\ \n é".into()),
+            ),
+            r#"PR_SUBJECT_A != "a \"q\" \\ \n é""#,
+        );
+        let t = FileTime::parse_rfc3339("2026-11-25T17:00:00Z").expect("time");
+        check(
+            "PR_CLIENT_SUBMIT_TIME >= 2026-11-25T17:00:00Z",
+            property(RelOp::Ge, PR_CLIENT_SUBMIT_TIME, PropValue::SysTime(t)),
+            "PR_CLIENT_SUBMIT_TIME >= 2026-11-25T17:00:00Z",
+        );
+        check(
+            "PR_CLIENT_SUBMIT_TIME < 0",
+            property(
+                RelOp::Lt,
+                PR_CLIENT_SUBMIT_TIME,
+                PropValue::SysTime(FileTime(0)),
+            ),
+            "PR_CLIENT_SUBMIT_TIME < 0",
+        );
+        check(
+            "PR_ENTRYID == x'00ab'",
+            property(RelOp::Eq, PR_ENTRYID, PropValue::Binary(vec![0, 0xAB])),
+            "PR_ENTRYID == x'00AB'",
+        );
+        check(
+            "0x66000014 > -0x10",
+            property(RelOp::Gt, PropTag(0x6600_0014), PropValue::I8(-16)),
+            "0x66000014 > -16",
+        );
+        check(
+            "0x66000006 == -1.5",
+            property(
+                RelOp::Eq,
+                PropTag(0x6600_0006),
+                PropValue::Currency(-15_000),
+            ),
+            "0x66000006 == -1.5000",
+        );
+        check(
+            "0x66000005 <= 2.5",
+            property(RelOp::Le, PropTag(0x6600_0005), PropValue::Double(2.5)),
+            "0x66000005 <= 2.5",
+        );
+        check(
+            "PR_STATUS_CODE == STATUS_AVAILABLE|STATUS_OUTBOUND_ENABLED",
+            property(RelOp::Eq, PR_STATUS_CODE, PropValue::Long(0x10_0001)),
+            "PR_STATUS_CODE == STATUS_AVAILABLE|STATUS_OUTBOUND_ENABLED",
+        );
+    }
+
+    #[test]
+    fn content_regex_bitmask_size_exist_compare() {
+        let content = |level, tag, v: &str| Restriction::Content {
+            fuzzy: FuzzyLevel(level),
+            tag,
+            value: unicode(v),
+        };
+        check(
+            r#"PR_SUBJECT ^= "Re:""#,
+            content(FuzzyLevel::PREFIX, PR_SUBJECT, "Re:"),
+            r#"PR_SUBJECT ^= "Re:""#,
+        );
+        check(
+            r#"PR_SUBJECT === "x""#,
+            content(FuzzyLevel::FULLSTRING, PR_SUBJECT, "x"),
+            r#"PR_SUBJECT === "x""#,
+        );
+        check(
+            r#"PR_SUBJECT == "x"in"#,
+            content(
+                FuzzyLevel::IGNORECASE | FuzzyLevel::IGNORENONSPACE,
+                PR_SUBJECT,
+                "x",
+            ),
+            r#"PR_SUBJECT === "x"in"#,
+        );
+        check(
+            r#"PR_SUBJECT ~= "x"l"#,
+            content(FuzzyLevel::SUBSTRING | FuzzyLevel::LOOSE, PR_SUBJECT, "x"),
+            r#"PR_SUBJECT ~= "x"l"#,
+        );
+        check(
+            r#"content(PR_SUBJECT, 0x5, "x")"#,
+            content(5, PR_SUBJECT, "x"),
+            r#"content(PR_SUBJECT, 0x5, "x")"#,
+        );
+        check(
+            r#"PR_SUBJECT =~ /^\d+ \/ x$/"#,
+            property(RelOp::Re, PR_SUBJECT, unicode(r"^\d+ / x$")),
+            r#"PR_SUBJECT matches "^\\d+ / x$""#,
+        );
+        check(
+            r#"PR_SUBJECT matches "^a.c""#,
+            property(RelOp::Re, PR_SUBJECT, unicode("^a.c")),
+            "PR_SUBJECT =~ /^a.c/",
+        );
+        check(
+            "PR_STATUS_CODE & STATUS_OFFLINE|0x100 == 0",
+            Restriction::Bitmask {
+                op: BitmaskOp::Eqz,
+                tag: PR_STATUS_CODE,
+                mask: 0x102,
+            },
+            "PR_STATUS_CODE & STATUS_OFFLINE|0x100 == 0",
+        );
+        check(
+            "PR_PRIORITY & 3 != 0",
+            Restriction::Bitmask {
+                op: BitmaskOp::Nez,
+                tag: PR_PRIORITY,
+                mask: 3,
+            },
+            "PR_PRIORITY & 0x3",
+        );
+        check(
+            "size(PR_SUBJECT) > 10",
+            Restriction::Size {
+                relop: RelOp::Gt,
+                tag: PR_SUBJECT,
+                size: 10,
+            },
+            "size(PR_SUBJECT) > 10",
+        );
+        check(
+            "exists(PR_SUBJECT)",
+            Restriction::Exist { tag: PR_SUBJECT },
+            "exists(PR_SUBJECT)",
+        );
+        check(
+            "PR_PRIORITY < PR_STATUS_CODE",
+            Restriction::CompareProps {
+                relop: RelOp::Lt,
+                tag1: PR_PRIORITY,
+                tag2: PR_STATUS_CODE,
+            },
+            "PR_PRIORITY < PR_STATUS_CODE",
+        );
+        check(
+            "PR_SUBJECT == tag(0x6700001F)",
+            Restriction::CompareProps {
+                relop: RelOp::Eq,
+                tag1: PR_SUBJECT,
+                tag2: PropTag(0x6700_001F),
+            },
+            "PR_SUBJECT == tag(0x6700001F)",
+        );
+    }
+
+    #[test]
+    fn logic_sub_restrictions_and_comments() {
+        let a = Restriction::Exist { tag: PR_SUBJECT };
+        let b = Restriction::Exist { tag: PR_ENTRYID };
+        let c = Restriction::Exist { tag: PR_PRIORITY };
+        check(
+            "exists(PR_SUBJECT) || exists(PR_ENTRYID) && !exists(PR_PRIORITY)",
+            Restriction::Or(vec![
+                a.clone(),
+                Restriction::And(vec![b.clone(), Restriction::Not(Box::new(c.clone()))]),
+            ]),
+            "exists(PR_SUBJECT) || exists(PR_ENTRYID) && !exists(PR_PRIORITY)",
+        );
+        check(
+            "(exists(PR_SUBJECT) || exists(PR_ENTRYID)) && exists(PR_PRIORITY)",
+            Restriction::And(vec![Restriction::Or(vec![a.clone(), b.clone()]), c.clone()]),
+            "(exists(PR_SUBJECT) || exists(PR_ENTRYID)) && exists(PR_PRIORITY)",
+        );
+        // Nesting is kept: parentheses are not flattened away.
+        check(
+            "exists(PR_SUBJECT) && (exists(PR_ENTRYID) && exists(PR_PRIORITY))",
+            Restriction::And(vec![
+                a.clone(),
+                Restriction::And(vec![b.clone(), c.clone()]),
+            ]),
+            "exists(PR_SUBJECT) && (exists(PR_ENTRYID) && exists(PR_PRIORITY))",
+        );
+        check("true", Restriction::And(vec![]), "true");
+        check("any()", Restriction::Or(vec![]), "false");
+        check(
+            "all(exists(PR_SUBJECT))",
+            Restriction::And(vec![a.clone()]),
+            "all(exists(PR_SUBJECT))",
+        );
+        check(
+            "any(exists(PR_SUBJECT), exists(PR_ENTRYID))",
+            Restriction::Or(vec![a.clone(), b.clone()]),
+            "exists(PR_SUBJECT) || exists(PR_ENTRYID)",
+        );
+        check(
+            "recipients(PR_RECIPIENT_TYPE == MAPI_BCC)",
+            Restriction::SubRestriction {
+                object: PR_MESSAGE_RECIPIENTS,
+                restriction: Box::new(property(RelOp::Eq, PR_RECIPIENT_TYPE, PropValue::Long(3))),
+            },
+            "recipients(PR_RECIPIENT_TYPE == MAPI_BCC)",
+        );
+        check(
+            "attachments(true)",
+            Restriction::SubRestriction {
+                object: PR_MESSAGE_ATTACHMENTS,
+                restriction: Box::new(Restriction::And(vec![])),
+            },
+            "attachments(true)",
+        );
+        check(
+            "/* outbound only */ exists(PR_SUBJECT) && exists(PR_ENTRYID)",
+            Restriction::And(vec![
+                Restriction::Comment {
+                    props: vec![Prop::new(PR_COMMENT, unicode("outbound only"))],
+                    restriction: Some(Box::new(a.clone())),
+                },
+                b.clone(),
+            ]),
+            "/* outbound only */ exists(PR_SUBJECT) && exists(PR_ENTRYID)",
+        );
+        check(
+            r#"comment(PR_PRIORITY = 1, PR_SUBJECT = "x"; exists(PR_SUBJECT))"#,
+            Restriction::Comment {
+                props: vec![
+                    Prop::new(PR_PRIORITY, PropValue::Long(1)),
+                    Prop::new(PR_SUBJECT, unicode("x")),
+                ],
+                restriction: Some(Box::new(a.clone())),
+            },
+            r#"comment(PR_PRIORITY = 1, PR_SUBJECT = "x"; exists(PR_SUBJECT))"#,
+        );
+        check(
+            "comment()",
+            Restriction::Comment {
+                props: vec![],
+                restriction: None,
+            },
+            "comment()",
+        );
+        check(
+            "comment(; true)",
+            Restriction::Comment {
+                props: vec![],
+                restriction: Some(Box::new(Restriction::And(vec![]))),
+            },
+            "comment(; true)",
+        );
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let e = err("PR_PRIORITY ==");
+        assert_eq!(e.column, 15);
+        assert_eq!(e.found, "end of input");
+        assert_eq!(
+            e.caret(),
+            "PR_PRIORITY ==\n              ^ expected a value after '==': an integer or a \
+             constant name for PR_PRIORITY (PT_LONG), found end of input"
+        );
+
+        let e = err("PR_DISPLAY_NAM == \"x\"");
+        assert_eq!(
+            (e.column, e.found.as_str()),
+            (1, "unknown tag 'PR_DISPLAY_NAM'")
+        );
+        assert_eq!(e.expected, "a property tag (did you mean PR_DISPLAY_NAME?)");
+
+        let e = err("PR_RESOURCE_TYPE == MAPI_TRANSPORT_PROVIDR");
+        assert_eq!(e.column, 21);
+        assert!(
+            e.expected
+                .ends_with("(did you mean MAPI_TRANSPORT_PROVIDER?)"),
+            "{}",
+            e.expected
+        );
+
+        let e = err("PR_PRIORITY == \"high\"");
+        assert_eq!((e.column, e.found.as_str()), (16, "a string"));
+        assert!(e.expected.contains("(PT_LONG)"));
+
+        let e = err("PR_SUBJECT == 5");
+        assert_eq!(e.column, 15);
+        assert_eq!(
+            e.to_string(),
+            "column 15: expected a value after '==': a string in double quotes for PR_SUBJECT \
+             (PT_UNICODE), found '5'"
+        );
+
+        let e = err("PR_PRIORITY == 4294967296");
+        assert_eq!((e.column, e.found.as_str()), (16, "'4294967296'"));
+
+        let e = err("PR_SUBJECT & 1");
+        assert_eq!(e.column, 1);
+        assert!(e.expected.contains("PT_LONG"), "{}", e.expected);
+
+        let e = err("PR_PRIORITY ~= \"x\"");
+        assert_eq!((e.column, e.found.as_str()), (13, "'~='"));
+
+        let e = err("PR_SUBJECT \"x\"");
+        assert_eq!(e.column, 12);
+        assert!(e.expected.starts_with("an operator after PR_SUBJECT"));
+
+        let e = err("(exists(PR_SUBJECT)");
+        assert_eq!((e.column, e.found.as_str()), (20, "end of input"));
+        assert_eq!(e.expected, "')' to close the '(' at column 1");
+
+        let e = err("exists(PR_SUBJECT) exists(PR_ENTRYID)");
+        assert_eq!((e.column, e.found.as_str()), (20, "'exists'"));
+
+        let e = err("PR_SUBJECT == \"abc");
+        assert_eq!((e.column, e.found.as_str()), (19, "end of input"));
+        assert_eq!(e.expected, "'\"' to close the string opened at column 15");
+
+        let e = err("PR_SUBJECT == \"a\\qb\"");
+        assert_eq!(e.column, 17);
+
+        let e = err("PR_SUBJECT == \"x\"z");
+        assert_eq!((e.column, e.found.as_str()), (18, "'z'"));
+
+        let e = err("PR_SUBJECT < \"x\"i");
+        assert_eq!(e.column, 17);
+
+        let e = err("PR_PRIORITY == PR_SUBJECT");
+        assert_eq!(e.column, 16);
+
+        let e = err("PR_ENTRYID == x'0AB'");
+        assert_eq!(e.column, 15);
+
+        let e = err("PR_PRIORITY & 1 == 2");
+        assert_eq!(e.column, 20);
+
+        let e = err("frobnicate(PR_SUBJECT)");
+        assert_eq!((e.column, e.found.as_str()), (1, "'frobnicate('"));
+
+        let e = err("size(PR_SUBJECT) > -1");
+        assert_eq!(e.column, 20);
+
+        let e = err("PR_CLIENT_SUBMIT_TIME > 2026-13-01");
+        assert_eq!(e.column, 25);
+
+        let e = err("");
+        assert_eq!((e.column, e.found.as_str()), (1, "end of input"));
+
+        let e = err("/* open");
+        assert_eq!(e.column, 8);
+        // Columns count characters, not bytes.
+        let e = err("PR_SUBJECT == \"é\" &&");
+        assert_eq!(e.column, 21);
+    }
+
+    // --- Round trip over arbitrary trees.
+
+    const I2: PropTag = PropTag(0x6620_0002);
+    const I8: PropTag = PropTag(0x6621_0014);
+    const R4: PropTag = PropTag(0x6622_0004);
+    const DOUBLE: PropTag = PropTag(0x6623_0005);
+    const CURRENCY: PropTag = PropTag(0x6624_0006);
+    const APPTIME: PropTag = PropTag(0x6625_0007);
+    const CLSID: PropTag = PropTag(0x6626_0048);
+    const TEXT: PropTag = PropTag(0x6627_001F);
+
+    const TAGS: [PropTag; 16] = [
+        PR_RESOURCE_TYPE,
+        PR_STATUS_CODE,
+        PR_PRIORITY,
+        PR_REMOTE_VALIDATE_OK,
+        PR_DISPLAY_NAME,
+        PR_SUBJECT_A,
+        PR_CLIENT_SUBMIT_TIME,
+        PR_ENTRYID,
+        I2,
+        I8,
+        R4,
+        DOUBLE,
+        CURRENCY,
+        APPTIME,
+        CLSID,
+        TEXT,
+    ];
+
+    fn value_of(tag: PropTag) -> BoxedStrategy<PropValue> {
+        match tag.prop_type() {
+            Some(PropType::I2) => any::<i16>().prop_map(PropValue::I2).boxed(),
+            Some(PropType::Long) => {
+                prop_oneof![any::<i32>(), -2i32..50, Just(0x10_0001), Just(i32::MIN)]
+                    .prop_map(PropValue::Long)
+                    .boxed()
+            }
+            Some(PropType::I8) => any::<i64>().prop_map(PropValue::I8).boxed(),
+            Some(PropType::R4) => any::<f32>()
+                .prop_filter("NaN", |x| !x.is_nan())
+                .prop_map(PropValue::R4)
+                .boxed(),
+            Some(PropType::Double) => any::<f64>()
+                .prop_filter("NaN", |x| !x.is_nan())
+                .prop_map(PropValue::Double)
+                .boxed(),
+            Some(PropType::AppTime) => any::<f64>()
+                .prop_filter("NaN", |x| !x.is_nan())
+                .prop_map(PropValue::AppTime)
+                .boxed(),
+            Some(PropType::Currency) => any::<i64>().prop_map(PropValue::Currency).boxed(),
+            Some(PropType::Boolean) => any::<bool>().prop_map(PropValue::Boolean).boxed(),
+            Some(PropType::Unicode) => any::<String>().prop_map(PropValue::Unicode).boxed(),
+            Some(PropType::String8) => any::<String>().prop_map(PropValue::String8).boxed(),
+            Some(PropType::SysTime) => prop_oneof![
+                any::<u64>(),
+                116_444_736_000_000_000u64..(116_444_736_000_000_000 + 2_534_023_008_000_000_000)
+            ]
+            .prop_map(|t| PropValue::SysTime(FileTime(t)))
+            .boxed(),
+            Some(PropType::Clsid) => any::<[u8; 16]>().prop_map(PropValue::Clsid).boxed(),
+            _ => proptest::collection::vec(any::<u8>(), 0..6)
+                .prop_map(PropValue::Binary)
+                .boxed(),
+        }
+    }
+
+    fn tag() -> impl Strategy<Value = PropTag> {
+        prop::sample::select(TAGS.to_vec())
+    }
+
+    fn relop() -> impl Strategy<Value = RelOp> {
+        prop::sample::select(vec![
+            RelOp::Lt,
+            RelOp::Le,
+            RelOp::Gt,
+            RelOp::Ge,
+            RelOp::Eq,
+            RelOp::Ne,
+        ])
+    }
+
+    fn leaf() -> impl Strategy<Value = Restriction> {
+        let text_tag = prop::sample::select(vec![PR_DISPLAY_NAME, PR_SUBJECT_A, TEXT, PR_ENTRYID]);
+        let long_tag = prop::sample::select(vec![PR_RESOURCE_TYPE, PR_STATUS_CODE, PR_PRIORITY]);
+        prop_oneof![
+            (relop(), tag()).prop_flat_map(|(relop, tag)| value_of(tag)
+                .prop_map(move |value| Restriction::Property { relop, tag, value })),
+            (
+                prop::sample::select(vec![PR_DISPLAY_NAME, PR_SUBJECT_A]),
+                any::<String>()
+            )
+                .prop_map(|(tag, p)| Restriction::Property {
+                    relop: RelOp::Re,
+                    tag,
+                    value: if tag == PR_SUBJECT_A {
+                        PropValue::String8(p)
+                    } else {
+                        PropValue::Unicode(p)
+                    },
+                }),
+            (text_tag, 0u32..3, 0u32..8).prop_flat_map(|(tag, level, flags)| {
+                value_of(tag).prop_map(move |value| Restriction::Content {
+                    fuzzy: FuzzyLevel(level | flags << 16),
+                    tag,
+                    value,
+                })
+            }),
+            (relop(), tag()).prop_map(|(relop, tag)| Restriction::CompareProps {
+                relop,
+                tag1: tag,
+                tag2: tag,
+            }),
+            (relop(), any::<bool>()).prop_map(|(relop, named)| Restriction::CompareProps {
+                relop,
+                tag1: if named { PR_DISPLAY_NAME } else { TEXT },
+                tag2: if named { TEXT } else { PR_DISPLAY_NAME },
+            }),
+            (long_tag, any::<bool>(), any::<u32>()).prop_map(|(tag, z, mask)| {
+                Restriction::Bitmask {
+                    op: if z { BitmaskOp::Eqz } else { BitmaskOp::Nez },
+                    tag,
+                    mask,
+                }
+            }),
+            (relop(), tag(), any::<u32>()).prop_map(|(relop, tag, size)| Restriction::Size {
+                relop,
+                tag,
+                size
+            }),
+            tag().prop_map(|tag| Restriction::Exist { tag }),
+        ]
+    }
+
+    fn comment_props() -> impl Strategy<Value = Vec<Prop>> {
+        prop_oneof![
+            any::<String>().prop_map(|s| vec![Prop::new(PR_COMMENT, PropValue::Unicode(s))]),
+            proptest::collection::vec(
+                tag().prop_flat_map(|t| value_of(t).prop_map(move |v| Prop::new(t, v))),
+                0..3
+            ),
+        ]
+    }
+
+    fn tree() -> impl Strategy<Value = Restriction> {
+        leaf().prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Restriction::And),
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Restriction::Or),
+                inner.clone().prop_map(|r| Restriction::Not(Box::new(r))),
+                (
+                    prop::sample::select(vec![
+                        PR_MESSAGE_RECIPIENTS,
+                        PR_MESSAGE_ATTACHMENTS,
+                        PropTag(0x6630_000D)
+                    ]),
+                    inner.clone()
+                )
+                    .prop_map(|(object, r)| Restriction::SubRestriction {
+                        object,
+                        restriction: Box::new(r),
+                    }),
+                (comment_props(), proptest::option::of(inner)).prop_map(|(props, r)| {
+                    Restriction::Comment {
+                        props,
+                        restriction: r.map(Box::new),
+                    }
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn print_then_parse_gives_the_same_tree(r in tree()) {
+            let text = r.to_string();
+            match parse(&text) {
+                Ok(back) => prop_assert_eq!(back, r, "{}", text),
+                Err(e) => prop_assert!(false, "{}\n{:?}", e.caret(), r),
+            }
+        }
+
+        #[test]
+        fn deep_nesting_is_refused_not_overflowed(n in 190usize..100_000) {
+            let text = format!("{}true{}", "(".repeat(n), ")".repeat(n));
+            prop_assert_eq!(parse(&text).is_ok(), n < MAX_DEPTH);
+        }
+
+        #[test]
+        fn parsing_never_panics(text in "[ -~é]{0,40}") {
+            let _ = parse(&text);
         }
     }
 }
