@@ -18,10 +18,12 @@ impl FileTime {
         FileTime::from(SystemTime::now())
     }
     pub fn to_system_time(self) -> SystemTime {
+        // Seconds and sub-second ticks separately: nanoseconds since 1970 overflow a u64 in 2554.
+        let ticks = |t: u64| Duration::new(t / 10_000_000, (t % 10_000_000) as u32 * 100);
         if self.0 >= UNIX_EPOCH_TICKS {
-            UNIX_EPOCH + Duration::from_nanos((self.0 - UNIX_EPOCH_TICKS).saturating_mul(100))
+            UNIX_EPOCH + ticks(self.0 - UNIX_EPOCH_TICKS)
         } else {
-            UNIX_EPOCH - Duration::from_nanos((UNIX_EPOCH_TICKS - self.0).saturating_mul(100))
+            UNIX_EPOCH - ticks(UNIX_EPOCH_TICKS - self.0)
         }
     }
     /// Seconds since the Unix epoch (negative before 1970).

@@ -2,10 +2,25 @@
 //! spooler that moves mail between them when asked (`FlushQueues`) or on a schedule.
 //!
 //! # Layout
-//! - [`message`]: the header summary of an RFC 5322 message; address checks.
+//! - [`profile`]: the TOML profile: store, spooler settings, transports.
+//! - [`session`]: logon, the status table, status objects, submit, the outgoing queue.
+//! - [`status`]: status rows and entry IDs, the live status table, `IMAPIStatus` objects.
+//! - [`flush`]: `FlushQueues` flags and the report a flush returns.
+//! - [`spooler`]: flushing transports in profile order, retries, non-delivery reports.
+//! - [`store`]: the durable message store (SQLite): folders, messages, queue, leases.
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
+//! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
+pub mod flush;
 pub mod message;
 pub mod profile;
+pub mod session;
+pub mod spooler;
+pub mod status;
 pub mod store;
 pub mod transport;
+
+pub use flush::{FlushFlags, FlushReport};
+pub use profile::Profile;
+pub use session::{Session, Submission};
+pub use status::Status;

@@ -157,6 +157,10 @@ pub struct TransportConfig {
     pub inbound: Option<InboundConfig>,
     /// A command to run before connecting (a VPN, a tunnel).
     pub connect_command: Option<ConnectCommand>,
+    /// `flush_queues = false`: the transport's own status object has no `FlushQueues`
+    /// (`PR_RESOURCE_METHODS` lacks `STATUS_FLUSH_QUEUES`), so clients flush it through the
+    /// spooler, naming its entry ID — MAPI's second procedure. Default true.
+    pub flush_queues: bool,
 }
 
 impl TransportConfig {

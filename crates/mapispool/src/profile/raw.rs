@@ -73,6 +73,8 @@ struct RawTransport {
     inbound: Option<RawInbound>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     connect_command: Option<RawConnect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flush_queues: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -520,6 +522,7 @@ fn convert_transport(
         outbound,
         inbound,
         connect_command,
+        flush_queues: raw.flush_queues.unwrap_or(true),
     })
 }
 
@@ -879,6 +882,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 command: connect.command.clone(),
                 interactive: Some(connect.interactive),
             }),
+        flush_queues: (!transport.flush_queues).then_some(false),
     })
 }
 

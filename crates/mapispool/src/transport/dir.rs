@@ -17,10 +17,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mapi::constants::{MAPI_DIAG_MAIL_RECIPIENT_UNKNOWN, MAPI_REASON_TRANSFER_IMPOSSIBLE};
 use tokio::fs;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 use super::{
-    DownloadSummary, Envelope, InboundSink, RecipientResult, TransportError, TransportErrorKind,
+    ChunkSource, DownloadSummary, Envelope, InboundSink, RecipientResult, TransportError,
+    TransportErrorKind,
 };
 use crate::message::{HeaderSummary, MAX_HEADER_BYTES, header_block};
 
@@ -88,7 +89,7 @@ impl DirOutbound {
     pub async fn send(
         &mut self,
         envelope: &Envelope,
-        mut body: impl AsyncRead + Unpin,
+        mut body: impl ChunkSource,
     ) -> Result<Vec<RecipientResult>, TransportError> {
         let name = unique_name();
         let staged = self.root.join("tmp").join(&name);
@@ -103,7 +104,7 @@ impl DirOutbound {
     async fn deliver_staged(
         &mut self,
         envelope: &Envelope,
-        body: &mut (impl AsyncRead + Unpin),
+        body: &mut impl ChunkSource,
         staged: &Path,
         name: &str,
     ) -> Result<Vec<RecipientResult>, TransportError> {
@@ -111,9 +112,11 @@ impl DirOutbound {
             .await
             .map_err(|e| io_error("cannot stage the message in", staged, &e))?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
-        tokio::io::copy(body, &mut out)
-            .await
-            .map_err(|e| io_error("cannot write the message to", staged, &e))?;
+        while let Some(chunk) = body.next_chunk().await.map_err(mapi_failure)? {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| io_error("cannot write the message to", staged, &e))?;
+        }
         out.flush()
             .await
             .map_err(|e| io_error("cannot write the message to", staged, &e))?;
@@ -281,7 +284,7 @@ impl DirInbound {
 fn mapi_failure(e: mapi::MapiError) -> TransportError {
     TransportError::new(
         TransportErrorKind::Temporary,
-        format!("the store refused the message: {e}"),
+        format!("the store failed: {e}"),
     )
 }
 
@@ -311,6 +314,8 @@ async fn read_summary(path: &Path) -> Result<(HeaderSummary, u64), TransportErro
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    use tokio::io::AsyncRead;
 
     use super::*;
     use crate::transport::EnvelopeRecipient;

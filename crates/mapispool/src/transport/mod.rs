@@ -15,6 +15,7 @@ use mapi::{MapiCode, MapiError, MapiResult};
 use tokio::io::AsyncRead;
 
 use crate::message::HeaderSummary;
+use crate::profile::{InboundConfig, OutboundConfig};
 
 /// One envelope recipient of an outbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +126,25 @@ pub trait InboundSink: Send + Sync {
     fn progress(&self, done: usize, total: usize);
 }
 
+/// A message body handed out in chunks, so a large message is never held whole: the store's
+/// body reader is one, and a byte slice is one (for tests and small reports).
+pub trait ChunkSource: Send {
+    /// The next chunk, or `None` at the end.
+    fn next_chunk(&mut self) -> impl Future<Output = MapiResult<Option<Vec<u8>>>> + Send;
+}
+
+impl ChunkSource for &[u8] {
+    async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let n = self.len().min(256 * 1024);
+        let (head, rest) = self.split_at(n);
+        *self = rest;
+        Ok(Some(head.to_vec()))
+    }
+}
+
 /// What one download brought.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DownloadSummary {
@@ -132,4 +152,90 @@ pub struct DownloadSummary {
     pub received: usize,
     /// Messages the store already had (a resumed download after a crash).
     pub skipped: usize,
+}
+
+/// A transport's outbound side, whichever kind the profile names.
+#[derive(Debug)]
+pub enum Outbound {
+    Dir(dir::DirOutbound),
+}
+
+impl Outbound {
+    /// The outbound side for a profile's `[transport.outbound]`. Kinds this build cannot speak
+    /// yet are a permanent `TransportError` naming the kind.
+    pub fn from_config(config: &OutboundConfig) -> Result<Outbound, TransportError> {
+        match config {
+            OutboundConfig::Dir(d) => Ok(Outbound::Dir(dir::DirOutbound::new(&d.path))),
+            other => Err(unsupported(other.kind().as_str())),
+        }
+    }
+
+    pub async fn connect(&mut self) -> Result<(), TransportError> {
+        match self {
+            Outbound::Dir(t) => t.connect().await,
+        }
+    }
+
+    pub async fn send(
+        &mut self,
+        envelope: &Envelope,
+        body: impl ChunkSource,
+    ) -> Result<Vec<RecipientResult>, TransportError> {
+        match self {
+            Outbound::Dir(t) => t.send(envelope, body).await,
+        }
+    }
+
+    pub async fn close(&mut self) {
+        match self {
+            Outbound::Dir(t) => t.close().await,
+        }
+    }
+}
+
+/// A transport's inbound side, whichever kind the profile names.
+#[derive(Debug)]
+pub enum Inbound {
+    Dir(dir::DirInbound),
+}
+
+impl Inbound {
+    /// The inbound side for a profile's `[transport.inbound]`, receiving for `address`.
+    pub fn from_config(config: &InboundConfig, address: &str) -> Result<Inbound, TransportError> {
+        match config {
+            InboundConfig::Dir(d) => Ok(Inbound::Dir(dir::DirInbound::new(
+                &d.path,
+                vec![address.to_string()],
+            ))),
+            other => Err(unsupported(other.kind().as_str())),
+        }
+    }
+
+    pub async fn connect(&mut self) -> Result<(), TransportError> {
+        match self {
+            Inbound::Dir(t) => t.connect().await,
+        }
+    }
+
+    pub async fn download(
+        &mut self,
+        sink: &impl InboundSink,
+    ) -> Result<DownloadSummary, TransportError> {
+        match self {
+            Inbound::Dir(t) => t.download(sink).await,
+        }
+    }
+
+    pub async fn close(&mut self) {
+        match self {
+            Inbound::Dir(t) => t.close().await,
+        }
+    }
+}
+
+fn unsupported(kind: &str) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Permanent,
+        format!("this build of mapispool cannot speak {kind} yet; use kind = \"dir\""),
+    )
 }

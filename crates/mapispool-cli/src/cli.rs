@@ -1,0 +1,166 @@
+//! The command line, defined once: help text, parsing, and (later) completions and man page
+//! all come from these clap definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// mapispool — the MAPI send/receive subsystem: a durable outgoing queue, transports, and a
+/// spooler you can ask to send and receive now.
+#[derive(Debug, Parser)]
+#[command(name = "mapispool", version, about, long_about = None)]
+pub struct Cli {
+    /// The profile to use (default: $MAPISPOOL_PROFILE, else
+    /// $XDG_CONFIG_HOME/mapispool/profile.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub profile: Option<PathBuf>,
+
+    /// Print less: only errors and what a script needs.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Log what the spooler does (repeat for more).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a throwaway demo with no configuration and no mail server: two profiles share a
+    /// post-office directory; one sends, the other receives.
+    Demo(DemoArgs),
+    /// Show the status table: the subsystem, the spooler, the store and every transport.
+    Status(TableArgs),
+    /// Send and/or receive now (IMAPIStatus::FlushQueues). With neither --upload nor
+    /// --download, does both.
+    Flush(FlushArgs),
+    /// Queue a message (RFC 5322, from stdin or --file) for sending; it is on disk when this
+    /// returns.
+    Submit(SubmitArgs),
+    /// Show the outgoing queue.
+    Queue(TableArgs),
+    /// Take a message out of the outgoing queue (IMsgStore::AbortSubmit).
+    Abort(AbortArgs),
+    /// List the messages in a folder.
+    Messages(MessagesArgs),
+    /// Print one message's raw RFC 5322 text.
+    Show(ShowArgs),
+    /// Check the spooler's or a transport's state (IMAPIStatus::ValidateState).
+    Validate(ValidateArgs),
+}
+
+/// Options shared by commands that print a MAPI table.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TableArgs {
+    /// Columns to show, by tag name or hex, comma-separated (e.g.
+    /// PR_DISPLAY_NAME,PR_STATUS_CODE).
+    #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+    pub columns: Vec<String>,
+    /// Only rows matching this restriction, e.g.
+    /// 'PR_RESOURCE_TYPE == MAPI_TRANSPORT_PROVIDER && PR_RESOURCE_METHODS & STATUS_FLUSH_QUEUES'.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub where_: Option<String>,
+    /// Sort by this column; add :desc for descending. Repeat for more keys.
+    #[arg(long, value_name = "TAG[:desc]")]
+    pub sort: Vec<String>,
+    /// Print JSON (tag names and numbers) for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// Send the outgoing queue (FLUSH_UPLOAD).
+    #[arg(long)]
+    pub upload: bool,
+    /// Receive new mail (FLUSH_DOWNLOAD).
+    #[arg(long)]
+    pub download: bool,
+    /// Only this transport, by name or entry ID. Goes to the transport's own status object when
+    /// it offers FlushQueues, else through the spooler with it as the target.
+    #[arg(long, value_name = "NAME|ENTRYID")]
+    pub transport: Option<String>,
+    /// Never prompt (FLUSH_NO_UI): a transport that needs a person fails its part instead.
+    #[arg(long)]
+    pub no_ui: bool,
+    /// Return at once and go on in the background (FLUSH_ASYNC_OK).
+    #[arg(long = "async")]
+    pub async_ok: bool,
+    /// Also send what is waiting for a retry, now (FLUSH_FORCE).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Envelope recipients; without any, the To:, Cc: and Bcc: headers are used.
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+    /// Also take recipients from the headers (as sendmail -t).
+    #[arg(short = 't')]
+    pub from_headers: bool,
+    /// The envelope sender (default: the From: header).
+    #[arg(short = 'f', long = "from", value_name = "ADDRESS")]
+    pub from: Option<String>,
+    /// Read the message from this file instead of stdin.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Send through this transport (default: the one whose address is the sender's, else the
+    /// first that can send).
+    #[arg(long, value_name = "NAME")]
+    pub transport: Option<String>,
+    /// Do not send before this time (RFC 3339, e.g. 2026-11-26T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub defer_until: Option<String>,
+    /// Delete the message after sending instead of keeping it in Sent Items.
+    #[arg(long)]
+    pub delete_after_submit: bool,
+    /// Print the queued message as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// The message's entry ID (PR_ENTRYID in `mapispool queue`).
+    pub entry_id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MessagesArgs {
+    /// inbox, outbox, sent or deleted.
+    #[arg(long, default_value = "inbox")]
+    pub folder: String,
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The message's entry ID (PR_ENTRYID in `mapispool messages`).
+    pub entry_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Only this transport, by name or entry ID (default: the spooler, i.e. every transport).
+    #[arg(long, value_name = "NAME|ENTRYID")]
+    pub transport: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's files here instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

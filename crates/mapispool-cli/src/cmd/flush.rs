@@ -1,0 +1,129 @@
+//! `mapispool flush`: send and receive now, through MAPI's `FlushQueues` as a client does it.
+
+use anyhow::Result;
+use mapi::constants::STATUS_FLUSH_QUEUES;
+use mapispool::flush::{MessageOutcome, RecipientReport};
+use mapispool::{FlushFlags, FlushReport, Session};
+
+use crate::cli::FlushArgs;
+use crate::exit::Exit;
+
+/// Flushes every transport through the spooler, or one transport: on its own status object
+/// when its `PR_RESOURCE_METHODS` has `STATUS_FLUSH_QUEUES`, else through the spooler with it as
+/// the target (MAPI's two procedures).
+pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exit> {
+    let mut flags = FlushFlags(0);
+    if args.upload {
+        flags = flags | FlushFlags::UPLOAD;
+    }
+    if args.download {
+        flags = flags | FlushFlags::DOWNLOAD;
+    }
+    if !args.upload && !args.download {
+        flags = flags | FlushFlags::UPLOAD | FlushFlags::DOWNLOAD;
+    }
+    if args.no_ui {
+        flags = flags | FlushFlags::NO_UI;
+    }
+    if args.async_ok {
+        flags = flags | FlushFlags::ASYNC_OK;
+    }
+    if args.force {
+        flags = flags | FlushFlags::FORCE;
+    }
+    let report = match &args.transport {
+        None => session.spooler_status().flush_queues(None, flags).await?,
+        Some(which) => {
+            let transport = session.transport_status(which)?;
+            if transport.methods() & STATUS_FLUSH_QUEUES != 0 {
+                transport.flush_queues(None, flags).await?
+            } else {
+                session
+                    .spooler_status()
+                    .flush_queues(Some(&transport.entry_id()), flags)
+                    .await?
+            }
+        }
+    };
+    if report.asynchronous {
+        // Without a spooler daemon the work runs in this process; leaving now would abandon it.
+        if !quiet && !args.json {
+            eprintln!(
+                "flush started asynchronously; no spooler daemon runs, so this process stays until it is done (follow it with `mapispool status`)"
+            );
+        }
+        session.spooler().wait_idle().await;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !quiet {
+        print!("{}", report_text(&report));
+    }
+    Ok(if report.is_complete() {
+        Exit::Done
+    } else {
+        Exit::Partial
+    })
+}
+
+/// The report as a person reads it: a line per transport, then a line per message that did not
+/// simply go out.
+pub fn report_text(report: &FlushReport) -> String {
+    let mut out = String::new();
+    if report.asynchronous && report.transports.is_empty() {
+        out.push_str("flush running in the background\n");
+        return out;
+    }
+    for t in &report.transports {
+        let mut parts = Vec::new();
+        if t.upload {
+            parts.push(format!("sent {}", t.sent()));
+            let deferred = t.count(MessageOutcome::Deferred);
+            if deferred > 0 {
+                parts.push(format!("{deferred} waiting for retry"));
+            }
+            let failed = t.count(MessageOutcome::Failed) + t.count(MessageOutcome::Partial);
+            if failed > 0 {
+                parts.push(format!("{failed} undeliverable (report in Inbox)"));
+            }
+        }
+        if t.download {
+            parts.push(format!("received {}", t.received));
+        }
+        if let Some(e) = &t.error {
+            parts.push(format!(
+                "FAILED: {e}{}",
+                t.error_code
+                    .as_deref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default()
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("nothing to do".to_string());
+        }
+        out.push_str(&format!("{}: {}\n", t.transport, parts.join(", ")));
+        for m in &t.messages {
+            if m.outcome == MessageOutcome::Sent {
+                continue;
+            }
+            for r in &m.recipients {
+                match r {
+                    RecipientReport::Deferred { address, error } => out.push_str(&format!(
+                        "  \"{}\" to {address}: deferred{}: {error}\n",
+                        m.subject,
+                        m.retry_at
+                            .map(|t| format!(" until {}", t.to_rfc3339()))
+                            .unwrap_or_default()
+                    )),
+                    RecipientReport::Failed { address, error } => out.push_str(&format!(
+                        "  \"{}\" to {address}: failed: {error}\n",
+                        m.subject
+                    )),
+                    RecipientReport::Delivered { .. } => {}
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! `mapispool submit`, `abort` and `show`: putting messages into the queue, taking them out,
+//! and reading one.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use mapi::{EntryId, FileTime};
+use mapispool::{Session, Submission};
+use serde_json::json;
+
+use crate::cli::{AbortArgs, ShowArgs, SubmitArgs};
+use crate::exit::{BadInput, Exit};
+
+/// Queues a message from stdin or `--file`; it is durable when this prints its entry ID.
+pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Exit> {
+    let deferred_until = match &args.defer_until {
+        Some(text) => Some(FileTime::parse_rfc3339(text).ok_or_else(|| {
+            BadInput(format!(
+                "--defer-until {text:?} is not a time; use RFC 3339, like 2026-11-26T08:00:00Z"
+            ))
+        })?),
+        None => None,
+    };
+    let submission = Submission {
+        from: args.from.clone(),
+        recipients: args.recipients.clone(),
+        recipients_from_headers: args.from_headers,
+        transport: args.transport.clone(),
+        deferred_until,
+        delete_after_submit: args.delete_after_submit,
+    };
+    let record = match &args.file {
+        Some(path) => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+            session.submit(submission, file).await?
+        }
+        None => session.submit(submission, tokio::io::stdin()).await?,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "entry_id": record.entry_id().to_string(),
+                "subject": record.subject,
+                "transport": record.transport,
+                "size": record.message_size,
+            }))?
+        );
+    } else if !quiet {
+        println!("{}", record.entry_id());
+    }
+    Ok(Exit::Done)
+}
+
+/// Takes a message out of the queue (`AbortSubmit`).
+pub async fn abort(session: &Session, args: &AbortArgs, quiet: bool) -> Result<Exit> {
+    let id = parse_entry_id(&args.entry_id)?;
+    session.abort_submit(&id).await?;
+    if args.json {
+        println!("{}", json!({ "entry_id": id.to_string(), "aborted": true }));
+    } else if !quiet {
+        println!("{id}: taken out of the queue (it stays in the Outbox, unsent)");
+    }
+    Ok(Exit::Done)
+}
+
+/// Prints a message's raw text.
+pub async fn show(session: &Session, args: &ShowArgs) -> Result<Exit> {
+    let id = parse_entry_id(&args.entry_id)?;
+    let body = session.message_body(&id).await?;
+    std::io::stdout()
+        .write_all(&body)
+        .context("cannot write to stdout")?;
+    Ok(Exit::Done)
+}
+
+fn parse_entry_id(text: &str) -> Result<EntryId> {
+    Ok(text.parse::<EntryId>()?)
+}

@@ -1,0 +1,141 @@
+//! Commands that print a MAPI table: `status`, `queue`, `messages`.
+
+use anyhow::{Context, Result};
+use mapi::restriction::Restriction;
+use mapi::table::{SortKey, Table, hr_query_all_rows};
+use mapi::tag::*;
+use mapi::{PropTag, RowSet};
+use mapispool::Session;
+use mapispool::store::Folder;
+
+use crate::cli::{MessagesArgs, TableArgs};
+use crate::exit::{BadInput, Exit};
+use crate::render::{rows_json, rows_text};
+
+/// `mapispool status`: the status table.
+pub fn status(session: &Session, args: &TableArgs) -> Result<Exit> {
+    let mut table = session.status_table();
+    print_table(
+        &mut table,
+        args,
+        &[
+            PR_DISPLAY_NAME,
+            PR_RESOURCE_TYPE,
+            PR_STATUS_CODE,
+            PR_RESOURCE_METHODS,
+            PR_STATUS_STRING,
+        ],
+    )
+}
+
+/// `mapispool queue`: the outgoing queue in submit order.
+pub async fn queue(session: &Session, args: &TableArgs) -> Result<Exit> {
+    let mut table = session.outgoing_queue_table().await?;
+    print_table(
+        &mut table,
+        args,
+        &[
+            PR_ENTRYID,
+            PR_CLIENT_SUBMIT_TIME,
+            PR_SUBJECT,
+            PR_DISPLAY_TO,
+            PR_MSP_QUEUE_STATE,
+            PR_MSP_ATTEMPTS,
+            PR_MSP_NEXT_ATTEMPT_TIME,
+            PR_MSP_LAST_ERROR,
+        ],
+    )
+}
+
+/// `mapispool messages`: a folder's messages.
+pub async fn messages(session: &Session, args: &MessagesArgs) -> Result<Exit> {
+    let folder = Folder::parse(&args.folder).ok_or_else(|| {
+        BadInput(format!(
+            "there is no folder \"{}\"; use inbox, outbox, sent or deleted",
+            args.folder
+        ))
+    })?;
+    let mut table = session.folder_table(folder).await?;
+    print_table(
+        &mut table,
+        &args.table,
+        &[
+            PR_ENTRYID,
+            PR_MESSAGE_DELIVERY_TIME,
+            PR_SENDER_NAME,
+            PR_SUBJECT,
+            PR_MESSAGE_SIZE,
+        ],
+    )
+}
+
+/// Applies `--columns`, `--where` and `--sort` with MAPI's own calls (SetColumns, Restrict,
+/// SortTable through HrQueryAllRows) and prints the rows.
+fn print_table(table: &mut Table, args: &TableArgs, default_columns: &[PropTag]) -> Result<Exit> {
+    let columns = if args.columns.is_empty() {
+        default_columns.to_vec()
+    } else {
+        args.columns
+            .iter()
+            .map(|c| parse_tag(c.trim()))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let restriction = match &args.where_ {
+        Some(text) => Some(
+            Restriction::parse(text)
+                .map_err(|e| BadInput(format!("--where is not a restriction:\n{}", e.caret())))?,
+        ),
+        None => None,
+    };
+    let sort = args
+        .sort
+        .iter()
+        .map(|s| parse_sort(s))
+        .collect::<Result<Vec<_>>>()?;
+    let rows: RowSet = hr_query_all_rows(
+        table,
+        Some(&columns),
+        restriction.as_ref(),
+        (!sort.is_empty()).then_some(&sort[..]),
+        0,
+    )
+    .context("cannot read the table")?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows_json(&columns, &rows))?
+        );
+    } else {
+        println!("{}", rows_text(&columns, &rows));
+    }
+    Ok(Exit::Done)
+}
+
+fn parse_tag(text: &str) -> Result<PropTag> {
+    PropTag::parse(text).ok_or_else(|| {
+        BadInput(format!(
+            "unknown property tag \"{text}\": give a name like PR_DISPLAY_NAME or a number like 0x3001001F"
+        ))
+        .into()
+    })
+}
+
+fn parse_sort(text: &str) -> Result<SortKey> {
+    let (tag, order) = match text.rsplit_once(':') {
+        Some((tag, "desc")) => (tag, true),
+        Some((tag, "asc")) => (tag, false),
+        Some((_, other)) => {
+            return Err(BadInput(format!(
+                "--sort {text}: \"{other}\" is not an order; use TAG, TAG:asc or TAG:desc"
+            ))
+            .into());
+        }
+        None => (text, false),
+    };
+    let tag = parse_tag(tag)?;
+    Ok(if order {
+        SortKey::descend(tag)
+    } else {
+        SortKey::ascend(tag)
+    })
+}

@@ -1,0 +1,1007 @@
+//! The spooler: moves messages from the outgoing queue to transports and from transports into
+//! the store — when a client calls `FlushQueues`, or on the profile's schedule — and shows what
+//! it does in the status table.
+//!
+//! - this file: flushing (MAPI's flush protocol, mapi-reference.md §5), routing, status bits;
+//! - `ndr.rs`: non-delivery reports;
+//! - `sink.rs`: where inbound transports put what they download.
+//!
+//! One flush per transport at a time: a flush that meets one already running on a transport
+//! waits for it, then moves what is still due ("joins" it), so it never fails with
+//! `MAPI_E_BUSY` and never misses a message submitted in between.
+
+pub mod ndr;
+mod sink;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mapi::constants::*;
+use mapi::tag::*;
+use mapi::{EntryId, FileTime, MapiCode, MapiError, MapiResult, Prop, PropValue};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::flush::{
+    FlushFlags, FlushReport, MessageOutcome, MessageReport, RecipientReport, TransportReport,
+};
+use crate::message::header_block;
+use crate::profile::{Profile, TransportConfig};
+use crate::status::{StatusBoard, StatusKind, initial_rows, transport_idle_code};
+use crate::store::{
+    DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
+    RecipientOutcome, SqliteStore, Store,
+};
+use crate::transport::{
+    ChunkSource, Envelope, EnvelopeRecipient, Inbound, Outbound, RecipientResult, TransportError,
+    TransportErrorKind,
+};
+
+use sink::StoreSink;
+
+/// How many messages one lease takes: small, so a slow server does not hold many messages
+/// leased while it works through them.
+const LEASE_BATCH: u32 = 32;
+
+/// The spooler of one profile. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Spooler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    profile: Profile,
+    store: SqliteStore,
+    board: StatusBoard,
+    /// Who holds our leases: host, process and start time, so a restarted spooler is someone
+    /// else and a dead one's leases simply expire.
+    owner: String,
+    host: String,
+    slots: Vec<Slot>,
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+struct Slot {
+    config: TransportConfig,
+    kind: StatusKind,
+    busy: AsyncMutex<()>,
+    offline: AtomicBool,
+}
+
+impl Spooler {
+    /// Starts the spooler on an open store: builds the status table and logs every transport on
+    /// (an inbound post office gets its mailboxes). A transport that fails to log on is marked
+    /// `STATUS_FAILURE` with the reason; the others go on.
+    pub async fn start(profile: Profile, store: SqliteStore) -> MapiResult<Spooler> {
+        let offline = profile.spooler.offline;
+        let store_display = format!("SQLite store {}", store.path().display());
+        let board = StatusBoard::new(initial_rows(&profile.transports, &store_display, offline));
+        let host = hostname();
+        let nanos = FileTime::now().0;
+        let slots = profile
+            .transports
+            .iter()
+            .map(|t| Slot {
+                config: t.clone(),
+                kind: StatusKind::Transport(t.name.clone()),
+                busy: AsyncMutex::new(()),
+                offline: AtomicBool::new(offline),
+            })
+            .collect();
+        let spooler = Spooler {
+            inner: Arc::new(Inner {
+                owner: format!("{host}:{}:{nanos}", std::process::id()),
+                host,
+                profile,
+                store,
+                board,
+                slots,
+                background: std::sync::Mutex::new(Vec::new()),
+            }),
+        };
+        for slot in &spooler.inner.slots {
+            spooler.log_on(slot).await;
+        }
+        spooler.refresh_queue_counts().await;
+        Ok(spooler)
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.inner.profile
+    }
+
+    pub fn store(&self) -> &SqliteStore {
+        &self.inner.store
+    }
+
+    pub fn board(&self) -> &StatusBoard {
+        &self.inner.board
+    }
+
+    /// The status object kinds that exist in this profile (for `OpenEntry`).
+    pub fn has_transport(&self, name: &str) -> bool {
+        self.slot(name).is_some()
+    }
+
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.inner.slots.iter().find(|s| s.config.name == name)
+    }
+
+    /// The transport a new message leaves by, MAPI's rule adapted to accounts: the one named,
+    /// else the one whose address is the sender's (the account it was written from), else the
+    /// first in profile order that can send.
+    ///
+    /// Errors: `MAPI_E_NOT_FOUND` for a named transport that does not exist or cannot send;
+    /// `MAPI_E_NO_SUPPORT` when no transport can send at all.
+    pub fn route(&self, sender: Option<&str>, named: Option<&str>) -> MapiResult<String> {
+        let senders = || {
+            self.inner
+                .slots
+                .iter()
+                .filter(|s| s.config.outbound.is_some())
+        };
+        if let Some(name) = named {
+            return match self.slot(name) {
+                Some(s) if s.config.outbound.is_some() => Ok(name.to_string()),
+                Some(_) => Err(MapiError::not_found(format!(
+                    "transport \"{name}\" has no outbound side; it cannot send"
+                ))),
+                None => Err(MapiError::not_found(format!(
+                    "there is no transport \"{name}\" in the profile; the profile has: {}",
+                    self.names()
+                ))),
+            };
+        }
+        if let Some(sender) = sender
+            && let Some(s) = senders().find(|s| s.config.address.eq_ignore_ascii_case(sender))
+        {
+            return Ok(s.config.name.clone());
+        }
+        senders()
+            .next()
+            .map(|s| s.config.name.clone())
+            .ok_or_else(|| {
+                MapiError::no_support(
+                    "no transport in the profile can send: add an [transport.outbound] section",
+                )
+            })
+    }
+
+    fn names(&self) -> String {
+        self.inner
+            .slots
+            .iter()
+            .map(|s| s.config.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `IMAPIStatus::FlushQueues` on the spooler: every transport in profile order, or the one
+    /// `target` names. Synchronous unless `FLUSH_ASYNC_OK`, which starts the work and returns at
+    /// once with `asynchronous` set (progress then shows in the status table).
+    ///
+    /// Errors: `MAPI_E_UNKNOWN_FLAGS`, `MAPI_E_INVALID_PARAMETER` (no direction, or a target
+    /// that is not a transport), `MAPI_E_INVALID_ENTRYID` / `MAPI_E_UNKNOWN_ENTRYID` for a bad
+    /// target. A transport that fails does not fail the call: its part of the report says why.
+    pub async fn flush_queues(
+        &self,
+        target: Option<&EntryId>,
+        flags: FlushFlags,
+    ) -> MapiResult<FlushReport> {
+        flags.validate()?;
+        let names: Vec<String> = match target {
+            None => self
+                .inner
+                .slots
+                .iter()
+                .map(|s| s.config.name.clone())
+                .collect(),
+            Some(id) => vec![self.transport_named_by(id)?],
+        };
+        if flags.contains(FlushFlags::ASYNC_OK) {
+            let spooler = self.clone();
+            let handle = tokio::spawn(async move {
+                let report = spooler.run_flush(&names, flags).await;
+                tracing::info!(
+                    transports = report.transports.len(),
+                    complete = report.is_complete(),
+                    "asynchronous flush finished"
+                );
+            });
+            if let Ok(mut bg) = self.inner.background.lock() {
+                bg.retain(|h| !h.is_finished());
+                bg.push(handle);
+            }
+            return Ok(FlushReport {
+                flags,
+                asynchronous: true,
+                transports: Vec::new(),
+            });
+        }
+        Ok(self.run_flush(&names, flags).await)
+    }
+
+    /// The transport an entry ID names, for `lpTargetTransport`.
+    pub fn transport_named_by(&self, id: &EntryId) -> MapiResult<String> {
+        match StatusKind::from_entry_id(id)? {
+            StatusKind::Transport(name) if self.has_transport(&name) => Ok(name),
+            StatusKind::Transport(name) => Err(MapiError::unknown_entry_id(format!(
+                "{id} names transport \"{name}\", which this profile does not have (it has: {})",
+                self.names()
+            ))),
+            other => Err(MapiError::invalid_parameter(format!(
+                "{id} is the {other:?} status object, not a transport; the target of FlushQueues must be a transport's PR_ENTRYID"
+            ))),
+        }
+    }
+
+    /// Waits until every asynchronous flush started so far has finished.
+    pub async fn wait_idle(&self) {
+        let handles: Vec<_> = match self.inner.background.lock() {
+            Ok(mut bg) => bg.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    async fn run_flush(&self, names: &[String], flags: FlushFlags) -> FlushReport {
+        let board = &self.inner.board;
+        let mut bits = 0;
+        if flags.contains(FlushFlags::UPLOAD) {
+            bits |= STATUS_OUTBOUND_FLUSH;
+        }
+        if flags.contains(FlushFlags::DOWNLOAD) {
+            bits |= STATUS_INBOUND_FLUSH;
+        }
+        board.change_bits(
+            &StatusKind::Spooler,
+            bits,
+            0,
+            vec![text(PR_STATUS_STRING, "Flushing")],
+        );
+        let mut report = FlushReport {
+            flags,
+            asynchronous: false,
+            transports: Vec::new(),
+        };
+        // MAPI's order: one transport at a time, in profile order, outbound then inbound.
+        for name in names {
+            if let Some(slot) = self.slot(name) {
+                report
+                    .transports
+                    .push(self.flush_transport(slot, flags).await);
+            }
+        }
+        let summary = summarize(&report);
+        board.change_bits(
+            &StatusKind::Spooler,
+            0,
+            bits,
+            vec![
+                text(PR_STATUS_STRING, &summary),
+                Prop::new(PR_MSP_LAST_FLUSH_TIME, PropValue::SysTime(FileTime::now())),
+            ],
+        );
+        self.refresh_queue_counts().await;
+        report
+    }
+
+    async fn flush_transport(&self, slot: &Slot, flags: FlushFlags) -> TransportReport {
+        let _running = slot.busy.lock().await;
+        let mut report = TransportReport {
+            transport: slot.config.name.clone(),
+            entry_id: slot.kind.entry_id(),
+            upload: false,
+            download: false,
+            messages: Vec::new(),
+            received: 0,
+            error: None,
+            error_code: None,
+        };
+        let board = &self.inner.board;
+        if slot.offline.load(Ordering::SeqCst) {
+            let why = format!(
+                "transport \"{}\" is offline; bring it online (ValidateState FORCE_XP_CONNECT) to flush it",
+                slot.config.name
+            );
+            fail(&mut report, &MapiError::new(MapiCode::NetworkError, why));
+            return report;
+        }
+        if flags.contains(FlushFlags::NO_UI) && slot.config.needs_person() {
+            let why = format!(
+                "cannot honour FLUSH_NO_UI: transport \"{}\" needs a person ({}); flush it without --no-ui, or give it a password_command",
+                slot.config.name,
+                needs_person_reason(&slot.config)
+            );
+            board.change_bits(
+                &slot.kind,
+                STATUS_FAILURE,
+                0,
+                vec![text(PR_STATUS_STRING, &why), phase("failed")],
+            );
+            fail(&mut report, &MapiError::new(MapiCode::LogonFailed, why));
+            return report;
+        }
+        board.change_bits(&slot.kind, 0, STATUS_FAILURE, Vec::new());
+        if flags.contains(FlushFlags::UPLOAD) && slot.config.outbound.is_some() {
+            report.upload = true;
+            self.upload(slot, flags, &mut report).await;
+        }
+        if flags.contains(FlushFlags::DOWNLOAD) && slot.config.inbound.is_some() {
+            report.download = true;
+            self.download(slot, &mut report).await;
+        }
+        report
+    }
+
+    async fn upload(&self, slot: &Slot, flags: FlushFlags, report: &mut TransportReport) {
+        let board = &self.inner.board;
+        let store = &self.inner.store;
+        let name = &slot.config.name;
+        board.change_bits(
+            &slot.kind,
+            STATUS_OUTBOUND_FLUSH | STATUS_OUTBOUND_ACTIVE,
+            0,
+            vec![
+                text(PR_STATUS_STRING, "Checking the outgoing queue"),
+                phase("sending"),
+            ],
+        );
+        let mut outbound: Option<Outbound> = None;
+        let mut attempted: Vec<MessageId> = Vec::new();
+        let mut connect_error: Option<TransportError> = None;
+        let total_hint = self.queued_for(name).await;
+        loop {
+            let leased = match store
+                .lease_due(
+                    &self.inner.owner,
+                    FileTime::now(),
+                    self.lease_time(),
+                    LEASE_BATCH,
+                    LeaseFilter {
+                        transport: Some(name.clone()),
+                        include_backoff: flags.contains(FlushFlags::FORCE),
+                        only: None,
+                    },
+                )
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    fail(report, &e);
+                    break;
+                }
+            };
+            // FLUSH_FORCE makes deferred messages due again at once; each is tried once a flush.
+            let (fresh, seen): (Vec<_>, Vec<_>) = leased
+                .into_iter()
+                .partition(|m| !attempted.contains(&m.message.id));
+            for m in seen {
+                let _ = store.release_lease(m.message.id, &self.inner.owner).await;
+            }
+            if fresh.is_empty() {
+                break;
+            }
+            for message in fresh {
+                attempted.push(message.message.id);
+                let done = attempted.len();
+                let total = total_hint.max(done);
+                board.update(
+                    &slot.kind,
+                    vec![
+                        text(PR_STATUS_STRING, &format!("Sending {done} of {total}")),
+                        Prop::new(
+                            PR_REMOTE_PROGRESS,
+                            PropValue::Long(((done - 1) * 100 / total) as i32),
+                        ),
+                        text(PR_REMOTE_PROGRESS_TEXT, &format!("{done} of {total}")),
+                    ],
+                );
+                let results = if let Some(err) = &connect_error {
+                    Err(err.clone())
+                } else {
+                    self.send_one(slot, &mut outbound, &message).await
+                };
+                if let Err(e) = &results
+                    && matches!(
+                        e.kind,
+                        TransportErrorKind::Connect
+                            | TransportErrorKind::Auth
+                            | TransportErrorKind::Tls
+                            | TransportErrorKind::NeedsPerson
+                    )
+                {
+                    // The server cannot be reached: the rest of the queue waits for the next
+                    // attempt rather than each message timing out in turn.
+                    connect_error = Some(e.clone());
+                }
+                report
+                    .messages
+                    .push(self.finish_message(&message, results).await);
+            }
+        }
+        if let Some(mut o) = outbound {
+            o.close().await;
+        }
+        let sent = report.count(MessageOutcome::Sent);
+        let waiting = report.count(MessageOutcome::Deferred);
+        let failed = report.count(MessageOutcome::Failed) + report.count(MessageOutcome::Partial);
+        let mut status = if attempted.is_empty() {
+            "Nothing to send".to_string()
+        } else {
+            format!("Sent {sent} of {}", attempted.len())
+        };
+        if waiting > 0 {
+            status.push_str(&format!(", {waiting} waiting for retry"));
+        }
+        if failed > 0 {
+            status.push_str(&format!(", {failed} undeliverable (report in Inbox)"));
+        }
+        let mut set = 0;
+        if let Some(e) = connect_error {
+            status = format!("{}: {}", name, e.message);
+            set = STATUS_FAILURE;
+            report.error = Some(e.message.clone());
+            report.error_code = e.to_mapi().code.name().map(str::to_string);
+        }
+        board.change_bits(
+            &slot.kind,
+            set,
+            STATUS_OUTBOUND_FLUSH | STATUS_OUTBOUND_ACTIVE,
+            vec![
+                text(PR_STATUS_STRING, &status),
+                Prop::new(PR_REMOTE_PROGRESS, PropValue::Long(-1)),
+                phase(if set != 0 { "failed" } else { "idle" }),
+            ],
+        );
+    }
+
+    /// Sends one leased message, connecting first if this flush has not yet.
+    async fn send_one(
+        &self,
+        slot: &Slot,
+        outbound: &mut Option<Outbound>,
+        message: &LeasedMessage,
+    ) -> Result<Vec<(u32, RecipientResult)>, TransportError> {
+        let expire = self.inner.profile.spooler.expire_after;
+        let submitted = message
+            .message
+            .client_submit_time
+            .unwrap_or_else(FileTime::now);
+        let open: Vec<_> = message.open_recipients().collect();
+        if age(submitted) > expire {
+            let error = format!(
+                "gave up after {} without delivery (expire_after in the profile)",
+                humantime::format_duration(expire)
+            );
+            return Ok(open
+                .iter()
+                .map(|r| {
+                    (
+                        r.row_id,
+                        RecipientResult::Failed {
+                            error: error.clone(),
+                            reason: MAPI_REASON_TRANSFER_FAILED,
+                            diag: MAPI_DIAG_MAXIMUM_TIME_EXPIRED,
+                        },
+                    )
+                })
+                .collect());
+        }
+        if outbound.is_none() {
+            let config = slot.config.outbound.as_ref().ok_or_else(|| {
+                TransportError::new(TransportErrorKind::Permanent, "no outbound side")
+            })?;
+            let mut o = Outbound::from_config(config)?;
+            self.run_connect_command(&slot.config).await?;
+            self.inner.board.update(
+                &slot.kind,
+                vec![text(PR_STATUS_STRING, "Connecting"), phase("connecting")],
+            );
+            tokio::time::timeout(self.inner.profile.spooler.timeout, o.connect())
+                .await
+                .map_err(|_| {
+                    TransportError::new(
+                        TransportErrorKind::Timeout,
+                        format!(
+                            "connecting took longer than {}",
+                            humantime::format_duration(self.inner.profile.spooler.timeout)
+                        ),
+                    )
+                })??;
+            self.inner.board.update(&slot.kind, vec![phase("sending")]);
+            *outbound = Some(o);
+        }
+        let Some(o) = outbound.as_mut() else {
+            return Err(TransportError::new(
+                TransportErrorKind::Permanent,
+                "not connected",
+            ));
+        };
+        let envelope = Envelope {
+            from: message
+                .message
+                .envelope_from
+                .clone()
+                .or_else(|| message.message.sender_address.clone())
+                .unwrap_or_else(|| slot.config.address.clone()),
+            recipients: open
+                .iter()
+                .map(|r| EnvelopeRecipient {
+                    rowid: i64::from(r.row_id),
+                    address: r.address.clone(),
+                })
+                .collect(),
+            size: message.message.message_size,
+        };
+        let body = self
+            .inner
+            .store
+            .open_body(message.message.id)
+            .await
+            .map_err(|e| TransportError::new(TransportErrorKind::Temporary, e.to_string()))?;
+        let results = match tokio::time::timeout(
+            self.inner.profile.spooler.timeout,
+            o.send(&envelope, StoreBody(body)),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                // A half-sent message on a connection we abandon: drop the connection.
+                *outbound = None;
+                return Err(TransportError::new(
+                    TransportErrorKind::Timeout,
+                    format!(
+                        "sending took longer than {}",
+                        humantime::format_duration(self.inner.profile.spooler.timeout)
+                    ),
+                ));
+            }
+        };
+        match results {
+            Ok(r) => Ok(open.iter().map(|rc| rc.row_id).zip(r).collect()),
+            Err(e) => {
+                *outbound = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Records what happened to one message and writes a non-delivery report if recipients
+    /// failed for good — unless the message is itself a report (never answer a report).
+    async fn finish_message(
+        &self,
+        message: &LeasedMessage,
+        results: Result<Vec<(u32, RecipientResult)>, TransportError>,
+    ) -> MessageReport {
+        let store = &self.inner.store;
+        let now = FileTime::now();
+        let retry_at = FileTime::from(now.to_system_time() + self.backoff(message.attempts));
+        let outcomes: Vec<RecipientOutcome> = match &results {
+            Ok(list) => list
+                .iter()
+                .map(|(row_id, r)| RecipientOutcome {
+                    row_id: *row_id,
+                    result: match r {
+                        RecipientResult::Delivered => DeliveryResult::Delivered,
+                        RecipientResult::Deferred { error } => DeliveryResult::Deferred {
+                            error: error.clone(),
+                            retry_at,
+                        },
+                        RecipientResult::Failed {
+                            error,
+                            reason,
+                            diag,
+                        } => DeliveryResult::Failed {
+                            error: error.clone(),
+                            reason_code: *reason,
+                            diag_code: *diag,
+                        },
+                    },
+                })
+                .collect(),
+            Err(e) => message
+                .open_recipients()
+                .map(|r| RecipientOutcome {
+                    row_id: r.row_id,
+                    result: if e.is_temporary() {
+                        DeliveryResult::Deferred {
+                            error: e.message.clone(),
+                            retry_at,
+                        }
+                    } else {
+                        DeliveryResult::Failed {
+                            error: e.message.clone(),
+                            reason_code: MAPI_REASON_TRANSFER_FAILED,
+                            diag_code: MAPI_DIAG_NO_DIAGNOSTIC,
+                        }
+                    },
+                })
+                .collect(),
+        };
+        let address_of = |row_id: u32| {
+            message
+                .recipients
+                .iter()
+                .find(|r| r.row_id == row_id)
+                .map(|r| r.address.clone())
+                .unwrap_or_default()
+        };
+        let recipients: Vec<RecipientReport> = outcomes
+            .iter()
+            .map(|o| match &o.result {
+                DeliveryResult::Delivered => RecipientReport::Delivered {
+                    address: address_of(o.row_id),
+                },
+                DeliveryResult::Deferred { error, .. } => RecipientReport::Deferred {
+                    address: address_of(o.row_id),
+                    error: error.clone(),
+                },
+                DeliveryResult::Failed { error, .. } => RecipientReport::Failed {
+                    address: address_of(o.row_id),
+                    error: error.clone(),
+                },
+            })
+            .collect();
+        let mut report = MessageReport {
+            entry_id: message.message.entry_id(),
+            subject: message.message.subject.clone(),
+            outcome: MessageOutcome::Deferred,
+            retry_at: None,
+            recipients,
+        };
+        match store
+            .record_outcome(message.message.id, &self.inner.owner, outcomes, now)
+            .await
+        {
+            Ok(outcome) => {
+                let any_failed = !outcome.failed.is_empty();
+                report.outcome = match outcome.disposition {
+                    MessageDisposition::StillQueued { next_attempt_at } => {
+                        report.retry_at = next_attempt_at;
+                        MessageOutcome::Deferred
+                    }
+                    _ if any_failed
+                        && report
+                            .recipients
+                            .iter()
+                            .all(|r| matches!(r, RecipientReport::Failed { .. })) =>
+                    {
+                        MessageOutcome::Failed
+                    }
+                    _ if any_failed => MessageOutcome::Partial,
+                    _ => MessageOutcome::Sent,
+                };
+                if any_failed {
+                    self.write_ndr(message, &outcome.failed).await;
+                }
+            }
+            Err(e) => {
+                // The message stays leased until the lease runs out, then is tried again: a
+                // possible duplicate, never a loss.
+                tracing::error!(error = %e, id = %message.message.id, "cannot record the outcome");
+                report.outcome = MessageOutcome::Deferred;
+            }
+        }
+        report
+    }
+
+    async fn write_ndr(&self, message: &LeasedMessage, failed: &[crate::store::RecipientRecord]) {
+        let original = &message.message;
+        let null_sender = original.envelope_from.as_deref() == Some("");
+        if null_sender || original.message_class.starts_with("REPORT.") {
+            tracing::info!(id = %original.id, "no report on a report");
+            return;
+        }
+        let store = &self.inner.store;
+        let head = match store.body_chunk(original.id, 0).await {
+            Ok(Some(chunk)) => header_block(&chunk).unwrap_or(&chunk).to_vec(),
+            _ => Vec::new(),
+        };
+        let (props, body) = ndr::build(original, failed, &head, &self.inner.host, FileTime::now());
+        if let Err(e) = store.add_message(Folder::Inbox, props, &body[..]).await {
+            tracing::error!(error = %e, id = %original.id, "cannot file the non-delivery report");
+        }
+    }
+
+    async fn download(&self, slot: &Slot, report: &mut TransportReport) {
+        let board = &self.inner.board;
+        board.change_bits(
+            &slot.kind,
+            STATUS_INBOUND_FLUSH | STATUS_INBOUND_ACTIVE,
+            0,
+            vec![
+                text(PR_STATUS_STRING, "Checking for new mail"),
+                phase("receiving"),
+            ],
+        );
+        let result = async {
+            let config = slot.config.inbound.as_ref().ok_or_else(|| {
+                TransportError::new(TransportErrorKind::Permanent, "no inbound side")
+            })?;
+            let mut inbound = Inbound::from_config(config, &slot.config.address)?;
+            self.run_connect_command(&slot.config).await?;
+            inbound.connect().await?;
+            let sink = StoreSink {
+                store: &self.inner.store,
+                transport: &slot.config.name,
+                board,
+                kind: &slot.kind,
+            };
+            let summary =
+                tokio::time::timeout(self.inner.profile.spooler.timeout, inbound.download(&sink))
+                    .await
+                    .map_err(|_| {
+                        TransportError::new(
+                            TransportErrorKind::Timeout,
+                            format!(
+                                "receiving took longer than {}",
+                                humantime::format_duration(self.inner.profile.spooler.timeout)
+                            ),
+                        )
+                    })?;
+            inbound.close().await;
+            summary
+        }
+        .await;
+        let (set, status) = match result {
+            Ok(summary) => {
+                report.received = summary.received;
+                (
+                    0,
+                    match summary.received {
+                        0 => "No new mail".to_string(),
+                        1 => "Received 1 new message".to_string(),
+                        n => format!("Received {n} new messages"),
+                    },
+                )
+            }
+            Err(e) => {
+                report.error = Some(e.message.clone());
+                report.error_code = e.to_mapi().code.name().map(str::to_string);
+                (
+                    STATUS_FAILURE,
+                    format!("{}: {}", slot.config.name, e.message),
+                )
+            }
+        };
+        board.change_bits(
+            &slot.kind,
+            set,
+            STATUS_INBOUND_FLUSH | STATUS_INBOUND_ACTIVE,
+            vec![
+                text(PR_STATUS_STRING, &status),
+                Prop::new(PR_REMOTE_PROGRESS, PropValue::Long(-1)),
+                phase(if set != 0 { "failed" } else { "idle" }),
+            ],
+        );
+    }
+
+    /// Runs the transport's `connect_command` (a VPN or tunnel) before it connects. An
+    /// interactive one keeps the terminal, so a person can answer it.
+    async fn run_connect_command(&self, config: &TransportConfig) -> Result<(), TransportError> {
+        let Some(cc) = &config.connect_command else {
+            return Ok(());
+        };
+        let mut command = tokio::process::Command::new("sh");
+        command.arg("-c").arg(&cc.command);
+        if !cc.interactive {
+            command.stdin(std::process::Stdio::null());
+        }
+        let status = command.status().await.map_err(|e| {
+            TransportError::new(
+                TransportErrorKind::Connect,
+                format!("cannot run connect_command of \"{}\": {e}", config.name),
+            )
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(TransportError::new(
+                TransportErrorKind::Connect,
+                format!(
+                    "connect_command of \"{}\" failed ({status}); the transport was not connected",
+                    config.name
+                ),
+            ))
+        }
+    }
+
+    async fn log_on(&self, slot: &Slot) {
+        let Some(config) = &slot.config.inbound else {
+            return;
+        };
+        // Only the post office is logged on here: creating the mailboxes lets others deliver.
+        // Network transports connect when they flush, not at logon (MAPI's FORCE_XP_CONNECT
+        // rule: never grab the link outside a flush).
+        if let Ok(mut inbound @ Inbound::Dir(_)) =
+            Inbound::from_config(config, &slot.config.address)
+            && let Err(e) = inbound.connect().await
+        {
+            self.inner.board.change_bits(
+                &slot.kind,
+                STATUS_FAILURE,
+                0,
+                vec![text(
+                    PR_STATUS_STRING,
+                    &format!("{}: {}", slot.config.name, e.message),
+                )],
+            );
+        }
+    }
+
+    /// `ValidateState` on a status object of this spooler. On the spooler (and the subsystem)
+    /// every transport is logged on again; on a transport, that transport. `FORCE_XP_DISCONNECT`
+    /// takes transports offline, `FORCE_XP_CONNECT` brings them back.
+    ///
+    /// Errors: `MAPI_E_UNKNOWN_FLAGS` for flags ValidateState does not define.
+    pub async fn validate_state(&self, kind: &StatusKind, flags: u32) -> MapiResult<()> {
+        const KNOWN: u32 = SUPPRESS_UI
+            | REFRESH_XP_HEADER_CACHE
+            | PROCESS_XP_HEADER_CACHE
+            | FORCE_XP_CONNECT
+            | FORCE_XP_DISCONNECT
+            | CONFIG_CHANGED
+            | ABORT_XP_HEADER_OPERATION
+            | SHOW_XP_SESSION_UI;
+        if flags & !KNOWN != 0 {
+            return Err(MapiError::unknown_flags(format!(
+                "ValidateState does not know the flag bits 0x{:X}",
+                flags & !KNOWN
+            )));
+        }
+        let slots: Vec<&Slot> = match kind {
+            StatusKind::Transport(name) => self.slot(name).into_iter().collect(),
+            StatusKind::Store => {
+                self.inner.store.queue_counts().await?;
+                return Ok(());
+            }
+            _ => self.inner.slots.iter().collect(),
+        };
+        for slot in slots {
+            if flags & FORCE_XP_DISCONNECT != 0 {
+                slot.offline.store(true, Ordering::SeqCst);
+            } else if flags & FORCE_XP_CONNECT != 0 {
+                slot.offline.store(false, Ordering::SeqCst);
+            }
+            let offline = slot.offline.load(Ordering::SeqCst);
+            let idle = transport_idle_code(&slot.config, offline);
+            let _running = slot.busy.lock().await;
+            self.inner.board.update(
+                &slot.kind,
+                vec![
+                    Prop::new(PR_STATUS_CODE, PropValue::Long(idle)),
+                    text(PR_STATUS_STRING, if offline { "Offline" } else { "Idle" }),
+                    phase(if offline { "offline" } else { "idle" }),
+                ],
+            );
+            if !offline {
+                self.log_on(slot).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates each transport row's `PR_MSP_QUEUED_COUNT` from the store.
+    pub async fn refresh_queue_counts(&self) {
+        let Ok(counts) = self.inner.store.queue_counts().await else {
+            return;
+        };
+        for slot in &self.inner.slots {
+            let n: u32 = counts
+                .iter()
+                .filter(|c| c.transport.as_deref() == Some(slot.config.name.as_str()))
+                .map(|c| c.total())
+                .sum();
+            self.inner.board.update(
+                &slot.kind,
+                vec![Prop::new(
+                    PR_MSP_QUEUED_COUNT,
+                    PropValue::Long(i32::try_from(n).unwrap_or(i32::MAX)),
+                )],
+            );
+        }
+    }
+
+    async fn queued_for(&self, name: &str) -> usize {
+        self.inner
+            .store
+            .queue_counts()
+            .await
+            .map(|counts| {
+                counts
+                    .iter()
+                    .filter(|c| c.transport.as_deref() == Some(name))
+                    .map(|c| c.total() as usize)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Retry backoff after `attempts` earlier attempts: `retry_initial`, doubling, capped at
+    /// `retry_max` (Postfix grows from 300 s to 4000 s the same way).
+    fn backoff(&self, attempts: u32) -> Duration {
+        let s = &self.inner.profile.spooler;
+        let factor = 2u32.saturating_pow(attempts.min(20));
+        s.retry_initial.saturating_mul(factor).min(s.retry_max)
+    }
+
+    /// How long a lease lasts: long enough for a batch at the configured timeout per message,
+    /// short enough that a crashed spooler's messages come back soon.
+    fn lease_time(&self) -> Duration {
+        self.inner
+            .profile
+            .spooler
+            .timeout
+            .saturating_mul(2)
+            .max(Duration::from_secs(60))
+    }
+}
+
+/// Adapts the store's body reader to what transports read.
+struct StoreBody<'s>(crate::store::BodyReader<'s, SqliteStore>);
+
+impl ChunkSource for StoreBody<'_> {
+    async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
+        self.0.next_chunk().await
+    }
+}
+
+fn age(since: FileTime) -> Duration {
+    FileTime::now()
+        .to_system_time()
+        .duration_since(since.to_system_time())
+        .unwrap_or_default()
+}
+
+fn text(tag: mapi::PropTag, s: &str) -> Prop {
+    Prop::new(tag, PropValue::Unicode(s.to_string()))
+}
+
+fn phase(s: &str) -> Prop {
+    text(PR_MSP_PHASE, s)
+}
+
+fn fail(report: &mut TransportReport, e: &MapiError) {
+    report.error = Some(e.cause.clone());
+    report.error_code = e.code.name().map(str::to_string);
+}
+
+fn needs_person_reason(config: &TransportConfig) -> &'static str {
+    match &config.connect_command {
+        Some(cc) if cc.interactive => "an interactive connect_command",
+        _ => "a password prompt",
+    }
+}
+
+fn summarize(report: &FlushReport) -> String {
+    let sent: usize = report.transports.iter().map(|t| t.sent()).sum();
+    let received: usize = report.transports.iter().map(|t| t.received).sum();
+    let failed = report
+        .transports
+        .iter()
+        .filter(|t| t.error.is_some())
+        .count();
+    let mut s = format!("Last flush: {sent} sent, {received} received");
+    if failed > 0 {
+        s.push_str(&format!(", {failed} transport(s) failed"));
+    }
+    s
+}
+
+/// This machine's name for reports and lease owners; `localhost` when it has none.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,73 @@
+//! The store as an inbound transport's destination, with progress in the status row.
+
+use mapi::tag::{PR_REMOTE_PROGRESS, PR_REMOTE_PROGRESS_TEXT, PR_STATUS_STRING};
+use mapi::{FileTime, MapiResult, Prop, PropValue};
+use tokio::io::AsyncRead;
+
+use crate::message::HeaderSummary;
+use crate::status::{StatusBoard, StatusKind};
+use crate::store::{InboundMessage, NewRecipient, SqliteStore, Store};
+use crate::transport::InboundSink;
+
+pub(super) struct StoreSink<'a> {
+    pub store: &'a SqliteStore,
+    pub transport: &'a str,
+    pub board: &'a StatusBoard,
+    pub kind: &'a StatusKind,
+}
+
+impl InboundSink for StoreSink<'_> {
+    async fn already_have(&self, server_id: &str) -> MapiResult<bool> {
+        self.store.has_inbound(self.transport, server_id).await
+    }
+
+    async fn deliver(
+        &self,
+        server_id: &str,
+        summary: &HeaderSummary,
+        _size: u64,
+        body: impl AsyncRead + Unpin + Send,
+    ) -> MapiResult<bool> {
+        let message = InboundMessage {
+            subject: summary.subject.clone().unwrap_or_default(),
+            sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
+            sender_address: summary.from.as_ref().map(|m| m.address.clone()),
+            internet_message_id: summary.message_id.clone(),
+            client_submit_time: summary.date,
+            delivery_time: FileTime::now(),
+            recipients: summary
+                .recipients
+                .iter()
+                .map(|r| NewRecipient {
+                    display_name: r.mailbox.display().to_string(),
+                    address: r.mailbox.address.clone(),
+                    recipient_type: r.recipient_type,
+                })
+                .collect(),
+            ..InboundMessage::default()
+        };
+        Ok(self
+            .store
+            .deliver_inbound(self.transport, server_id, message, body)
+            .await?
+            .is_some())
+    }
+
+    fn progress(&self, done: usize, total: usize) {
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
+        self.board.update(
+            self.kind,
+            vec![
+                Prop::new(
+                    PR_STATUS_STRING,
+                    PropValue::Unicode(format!("Receiving {done} of {total}")),
+                ),
+                Prop::new(PR_REMOTE_PROGRESS, PropValue::Long(percent as i32)),
+                Prop::new(
+                    PR_REMOTE_PROGRESS_TEXT,
+                    PropValue::Unicode(format!("{done} of {total}")),
+                ),
+            ],
+        );
+    }
+}
