@@ -2,6 +2,7 @@
 //! spooler that moves mail between them when asked (`FlushQueues`) or on a schedule.
 //!
 //! # Layout
+//! - [`credential`]: passwords from commands, files, variables or a prompt; never logged.
 //! - [`profile`]: the TOML profile: store, spooler settings, transports.
 //! - [`session`]: logon, the status table, status objects, submit, the outgoing queue.
 //! - [`status`]: status rows and entry IDs, the live status table, `IMAPIStatus` objects.
@@ -11,6 +12,7 @@
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
+pub mod credential;
 pub mod flush;
 pub mod message;
 pub mod profile;

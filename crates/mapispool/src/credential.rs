@@ -1,0 +1,210 @@
+//! Turning a transport's credential setting into a password, at the moment it is needed, and
+//! never letting it reach a log, an error message or a status row.
+
+use std::fmt;
+
+use crate::profile::Credential;
+use crate::transport::{TransportError, TransportErrorKind};
+
+/// A password or token. `Debug` and `Display` print `***`, so it cannot leak through `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it to a server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+fn auth_error(message: String) -> TransportError {
+    TransportError::new(TransportErrorKind::Auth, message)
+}
+
+/// The first line of `text`, without its line ending: password tools print a newline after the
+/// secret, and some print more lines after it (pass's metadata).
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// Resolves `credential` for `transport`. `allow_prompt` is false under `FLUSH_NO_UI`: a
+/// `password_prompt` credential then fails with `NeedsPerson` instead of asking.
+///
+/// Errors name the transport and the credential source, never the secret or the command's
+/// output.
+pub async fn resolve(
+    credential: &Credential,
+    transport: &str,
+    allow_prompt: bool,
+) -> Result<Secret, TransportError> {
+    match credential {
+        Credential::Command(command) => {
+            let output = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .await
+                .map_err(|e| {
+                    auth_error(format!(
+                        "transport \"{transport}\": cannot run password_command: {e}"
+                    ))
+                })?;
+            if !output.status.success() {
+                return Err(auth_error(format!(
+                    "transport \"{transport}\": password_command failed ({}); run it by hand to see why",
+                    output.status
+                )));
+            }
+            let text = String::from_utf8(output.stdout).map_err(|_| {
+                auth_error(format!(
+                    "transport \"{transport}\": password_command printed something that is not UTF-8"
+                ))
+            })?;
+            let secret = first_line(&text);
+            if secret.is_empty() {
+                return Err(auth_error(format!(
+                    "transport \"{transport}\": password_command printed nothing"
+                )));
+            }
+            Ok(Secret::new(secret))
+        }
+        Credential::File(path) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = tokio::fs::metadata(path).await.map_err(|e| {
+                    auth_error(format!(
+                        "transport \"{transport}\": cannot read password_file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(auth_error(format!(
+                        "transport \"{transport}\": password_file {} has mode {mode:o}, so others can read it; run `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    )));
+                }
+            }
+            let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+                auth_error(format!(
+                    "transport \"{transport}\": cannot read password_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok(Secret::new(first_line(&text)))
+        }
+        Credential::Env(var) => std::env::var(var).map(Secret::new).map_err(|_| {
+            auth_error(format!(
+                "transport \"{transport}\": password_env names ${var}, which is not set"
+            ))
+        }),
+        Credential::Prompt => {
+            if !allow_prompt {
+                return Err(TransportError::new(
+                    TransportErrorKind::NeedsPerson,
+                    format!(
+                        "cannot honour FLUSH_NO_UI: transport \"{transport}\" asks for its password on the terminal (password_prompt)"
+                    ),
+                ));
+            }
+            let prompt = format!("Password for transport \"{transport}\": ");
+            let answer = tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+                .await
+                .map_err(|e| auth_error(format!("password prompt failed: {e}")))?
+                .map_err(|e| {
+                    TransportError::new(
+                        TransportErrorKind::NeedsPerson,
+                        format!(
+                            "transport \"{transport}\": cannot ask for the password (no terminal?): {e}"
+                        ),
+                    )
+                })?;
+            Ok(Secret::new(answer))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn command_gives_its_first_line() {
+        let s = resolve(
+            &Credential::Command("printf 'hunter2\\nmeta\\n'".into()),
+            "t",
+            false,
+        )
+        .await
+        .expect("resolves");
+        assert_eq!(s.expose(), "hunter2");
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_does_not_leak_its_output() {
+        let e = resolve(
+            &Credential::Command("echo hunter2; exit 3".into()),
+            "work",
+            false,
+        )
+        .await
+        .expect_err("fails");
+        assert_eq!(e.kind, TransportErrorKind::Auth);
+        assert!(e.message.contains("\"work\""), "{}", e.message);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = resolve(&Credential::File(path.clone()), "t", false)
+            .await
+            .expect_err("refused");
+        assert!(e.message.contains("chmod 600"), "{}", e.message);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let s = resolve(&Credential::File(path), "t", false)
+            .await
+            .expect("ok");
+        assert_eq!(s.expose(), "s3cret");
+    }
+
+    #[tokio::test]
+    async fn prompt_under_no_ui_needs_a_person() {
+        let e = resolve(&Credential::Prompt, "t", false)
+            .await
+            .expect_err("no prompt");
+        assert_eq!(e.kind, TransportErrorKind::NeedsPerson);
+        let e = resolve(
+            &Credential::Env("MAPISPOOL_TEST_UNSET_VAR".into()),
+            "t",
+            false,
+        )
+        .await
+        .expect_err("unset");
+        assert!(e.message.contains("MAPISPOOL_TEST_UNSET_VAR"));
+    }
+}
