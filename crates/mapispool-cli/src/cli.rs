@@ -50,6 +50,9 @@ pub enum Command {
     Show(ShowArgs),
     /// Check the spooler's or a transport's state (IMAPIStatus::ValidateState).
     Validate(ValidateArgs),
+    /// Run the spooler in the foreground: flush on the profile's schedules until SIGTERM or
+    /// Ctrl-C, then finish what is in flight and exit 0.
+    Spooler,
 }
 
 /// Options shared by commands that print a MAPI table.

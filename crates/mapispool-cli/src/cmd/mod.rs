@@ -2,6 +2,7 @@
 
 mod demo;
 mod flush;
+mod spooler;
 mod submit;
 mod tables;
 mod validate;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Submit(args) => submit::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
         Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Spooler => spooler::run(logon(&cli).await?, cli.quiet).await,
     }
 }
 

@@ -4,13 +4,15 @@
 //!
 //! - this file: flushing (MAPI's flush protocol, mapi-reference.md §5), routing, status bits;
 //! - `ndr.rs`: non-delivery reports;
-//! - `sink.rs`: where inbound transports put what they download.
+//! - `sink.rs`: where inbound transports put what they download;
+//! - `schedule.rs`: flushes on the profile's intervals.
 //!
 //! One flush per transport at a time: a flush that meets one already running on a transport
 //! waits for it, then moves what is still due ("joins" it), so it never fails with
 //! `MAPI_E_BUSY` and never misses a message submitted in between.
 
 pub mod ndr;
+mod schedule;
 mod sink;
 
 use std::sync::Arc;
