@@ -11,6 +11,7 @@
 //! - [`store`]: the durable message store (SQLite): folders, messages, queue, leases.
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
+//! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 pub mod credential;
 pub mod flush;
@@ -20,6 +21,7 @@ pub mod session;
 pub mod spooler;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 pub use flush::{FlushFlags, FlushReport};
