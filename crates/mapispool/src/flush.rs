@@ -4,7 +4,7 @@ use std::fmt;
 
 use mapi::constants::{FLUSH_ASYNC_OK, FLUSH_DOWNLOAD, FLUSH_FORCE, FLUSH_NO_UI, FLUSH_UPLOAD};
 use mapi::{EntryId, FileTime, MapiError, MapiResult};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `ulFlags` of `IMAPIStatus::FlushQueues`, MAPI's bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -75,7 +75,7 @@ impl fmt::Display for FlushFlags {
 }
 
 /// What became of one recipient in a flush.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum RecipientReport {
     Delivered { address: String },
@@ -84,21 +84,24 @@ pub enum RecipientReport {
 }
 
 /// What became of one outbound message in a flush.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageReport {
-    #[serde(serialize_with = "entry_id_hex")]
+    #[serde(
+        serialize_with = "entry_id_hex",
+        deserialize_with = "entry_id_from_hex"
+    )]
     pub entry_id: EntryId,
     pub subject: String,
     /// `sent`, `deferred` (some recipients wait for a retry), `failed` (a non-delivery report
     /// went to the Inbox), `partial` (sent to some, reported for others).
     pub outcome: MessageOutcome,
     /// When the next attempt is due, for a deferred message.
-    #[serde(serialize_with = "opt_time")]
+    #[serde(serialize_with = "opt_time", deserialize_with = "opt_time_from")]
     pub retry_at: Option<FileTime>,
     pub recipients: Vec<RecipientReport>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageOutcome {
     Sent,
@@ -108,10 +111,13 @@ pub enum MessageOutcome {
 }
 
 /// What one transport did in a flush.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransportReport {
     pub transport: String,
-    #[serde(serialize_with = "entry_id_hex")]
+    #[serde(
+        serialize_with = "entry_id_hex",
+        deserialize_with = "entry_id_from_hex"
+    )]
     pub entry_id: EntryId,
     /// Whether the outbound queue was flushed on this transport.
     pub upload: bool,
@@ -138,9 +144,9 @@ impl TransportReport {
 }
 
 /// The report `flush_queues` returns: one part per transport, in profile order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct FlushReport {
-    #[serde(serialize_with = "flags_text")]
+    #[serde(serialize_with = "flags_text", deserialize_with = "flags_from_text")]
     pub flags: FlushFlags,
     /// True when `FLUSH_ASYNC_OK` let the call return before the work was done; the transports
     /// then report through the status table.
@@ -166,6 +172,38 @@ fn opt_time<S: serde::Serializer>(t: &Option<FileTime>, s: S) -> Result<S::Ok, S
         Some(t) => s.serialize_str(&t.to_rfc3339()),
         None => s.serialize_none(),
     }
+}
+
+fn entry_id_from_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EntryId, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(|e: MapiError| serde::de::Error::custom(e.cause))
+}
+
+fn opt_time_from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FileTime>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(text) => FileTime::parse_rfc3339(&text)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a time: {text}"))),
+        None => Ok(None),
+    }
+}
+
+/// Reads `FLUSH_UPLOAD|FLUSH_NO_UI` (what `Display` writes) back into bits.
+fn flags_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FlushFlags, D::Error> {
+    let text = String::deserialize(d)?;
+    let mut bits = 0;
+    for part in text.split('|').filter(|p| *p != "0") {
+        bits |= match part {
+            "FLUSH_UPLOAD" => FLUSH_UPLOAD,
+            "FLUSH_DOWNLOAD" => FLUSH_DOWNLOAD,
+            "FLUSH_FORCE" => FLUSH_FORCE,
+            "FLUSH_NO_UI" => FLUSH_NO_UI,
+            "FLUSH_ASYNC_OK" => FLUSH_ASYNC_OK,
+            other => return Err(serde::de::Error::custom(format!("unknown flag {other}"))),
+        };
+    }
+    Ok(FlushFlags(bits))
 }
 
 fn flags_text<S: serde::Serializer>(f: &FlushFlags, s: S) -> Result<S::Ok, S::Error> {

@@ -6,6 +6,7 @@
 //! - [`profile`]: the TOML profile: store, spooler settings, transports.
 //! - [`session`]: logon, the status table, status objects, submit, the outgoing queue.
 //! - [`status`]: status rows and entry IDs, the live status table, `IMAPIStatus` objects.
+//! - [`ipc`]: the spooler daemon and its local API (Unix socket), server and client.
 //! - [`flush`]: `FlushQueues` flags and the report a flush returns.
 //! - [`spooler`]: flushing transports in profile order, retries, non-delivery reports.
 //! - [`store`]: the durable message store (SQLite): folders, messages, queue, leases.
@@ -15,6 +16,7 @@
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 pub mod credential;
 pub mod flush;
+pub mod ipc;
 pub mod message;
 pub mod profile;
 pub mod session;
@@ -26,5 +28,5 @@ pub mod transport;
 
 pub use flush::{FlushFlags, FlushReport};
 pub use profile::Profile;
-pub use session::{Session, Submission};
+pub use session::{Session, Submission, Submitted};
 pub use status::Status;

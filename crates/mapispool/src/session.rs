@@ -1,24 +1,30 @@
 //! Sessions (`MAPILogonEx` → `IMAPISession`): what a client holds to read the status table,
 //! open status objects, submit messages and read folders.
 //!
-//! Today a session runs its own spooler in-process for its lifetime, as MAPI starts the spooler
-//! on the first logon; the messages it accepts are in the store before `submit` returns, so a
-//! later session (or the daemon) sends what this one could not.
+//! One API, two places: when a spooler daemon runs for the profile (`mapispool spooler`), the
+//! session talks to it over its socket; otherwise it runs a spooler in-process for its lifetime,
+//! as MAPI starts the spooler on the first logon. The same calls give the same results and the
+//! same MAPI errors either way.
+
+use std::sync::Arc;
 
 use mapi::table::{Table, TableData};
 use mapi::{EntryId, MapiError, MapiResult, Row};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::ipc::client::Client;
+use crate::ipc::socket_path;
 use crate::message::{HeaderSummary, MAX_HEADER_BYTES, check_address, header_block};
 use crate::profile::{Profile, StoreConfig};
 use crate::spooler::Spooler;
-use crate::status::{Status, StatusKind};
+use crate::status::{Status, StatusBoard, StatusKind};
 use crate::store::{
     Folder, MessageId, MessageRecord, NewMessage, NewRecipient, QueueEntry, SqliteStore, Store,
 };
 
 /// How a message is submitted: what the envelope is, beyond what its headers say.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Submission {
     /// The envelope sender; `None` takes the `From:` header's address.
     pub from: Option<String>,
@@ -28,24 +34,87 @@ pub struct Submission {
     pub recipients_from_headers: bool,
     /// The transport to leave by; `None` routes by sender, then profile order.
     pub transport: Option<String>,
-    /// `PR_DEFERRED_DELIVERY_TIME`: not before this time.
+    /// `PR_DEFERRED_DELIVERY_TIME`: not before this time (FILETIME ticks on the wire).
+    #[serde(with = "opt_filetime")]
     pub deferred_until: Option<mapi::FileTime>,
     /// `PR_DELETE_AFTER_SUBMIT`: delete instead of keeping a copy in Sent Items.
     pub delete_after_submit: bool,
 }
 
+/// What `submit` answers: the queued message's entry ID and what it was filed as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub entry_id: EntryId,
+    pub subject: String,
+    /// The transport it will leave by.
+    pub transport: Option<String>,
+    pub size: u64,
+}
+
+impl Submitted {
+    pub fn entry_id(&self) -> EntryId {
+        self.entry_id.clone()
+    }
+}
+
+/// Where a session's work happens.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// A spooler in this process.
+    Local(Spooler),
+    /// The profile's spooler daemon; `board` mirrors its status table.
+    Remote {
+        client: Client,
+        board: StatusBoard,
+        // Held only so the mirror stops when the last clone of the session goes.
+        _mirror: Arc<MirrorTask>,
+    },
+}
+
+/// Stops the status mirror when the last session clone goes.
+pub(crate) struct MirrorTask(tokio::task::JoinHandle<()>);
+
+impl Drop for MirrorTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A logged-on session.
 #[derive(Clone)]
 pub struct Session {
-    spooler: Spooler,
+    backend: Backend,
+    profile: Arc<Profile>,
 }
 
 impl Session {
-    /// Logs on to `profile`: opens its store and starts its spooler.
+    /// Logs on to `profile`: through its spooler daemon if one runs (found by the profile's
+    /// path), else with a spooler in this process on the profile's store.
     ///
     /// Errors: `MAPI_E_NO_SUPPORT` for a store URL this build cannot open; store errors
-    /// (`MAPI_E_DISK_ERROR`, `MAPI_E_CORRUPT_STORE`, ...) with the path.
+    /// (`MAPI_E_DISK_ERROR`, `MAPI_E_CORRUPT_STORE`, ...) with the path; `MAPI_E_VERSION` or
+    /// `MAPI_E_NO_ACCESS` from a daemon that will not serve us.
     pub async fn logon(profile: Profile) -> MapiResult<Session> {
+        if let Some(path) = &profile.source
+            && let Some(client) = Client::connect(&socket_path(path)).await?
+        {
+            let board = StatusBoard::new(client.status_rows().await?);
+            let mirror = MirrorTask(tokio::spawn(client.clone().mirror(board.clone())));
+            return Ok(Session {
+                backend: Backend::Remote {
+                    client,
+                    board,
+                    _mirror: Arc::new(mirror),
+                },
+                profile: Arc::new(profile),
+            });
+        }
+        Session::logon_local(profile).await
+    }
+
+    /// Logs on with a spooler in this process, whether or not a daemon runs (the daemon itself
+    /// does this).
+    pub async fn logon_local(profile: Profile) -> MapiResult<Session> {
         let path = match &profile.store {
             StoreConfig::Path(p) => p.clone(),
             StoreConfig::Url(url) => {
@@ -55,21 +124,48 @@ impl Session {
             }
         };
         let store = SqliteStore::open(&path).await?;
-        let spooler = Spooler::start(profile, store).await?;
-        Ok(Session { spooler })
+        let spooler = Spooler::start(profile.clone(), store).await?;
+        Ok(Session {
+            backend: Backend::Local(spooler),
+            profile: Arc::new(profile),
+        })
     }
 
-    pub fn spooler(&self) -> &Spooler {
-        &self.spooler
+    /// The in-process spooler, when the session runs one (not when it talks to a daemon).
+    pub fn spooler(&self) -> Option<&Spooler> {
+        match &self.backend {
+            Backend::Local(s) => Some(s),
+            Backend::Remote { .. } => None,
+        }
+    }
+
+    /// The daemon's socket, when the session talks to one.
+    pub fn daemon_socket(&self) -> Option<&std::path::Path> {
+        match &self.backend {
+            Backend::Local(_) => None,
+            Backend::Remote { client, .. } => Some(client.socket()),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     pub fn profile(&self) -> &Profile {
-        self.spooler.profile()
+        &self.profile
+    }
+
+    /// The live status table's rows (a mirror of the daemon's when remote).
+    pub fn board(&self) -> &StatusBoard {
+        match &self.backend {
+            Backend::Local(s) => s.board(),
+            Backend::Remote { board, .. } => board,
+        }
     }
 
     /// `IMAPISession::GetStatusTable`: a new view of the live status table.
     pub fn status_table(&self) -> Table {
-        self.spooler.board().view()
+        self.board().view()
     }
 
     /// `OpenEntry` on a status row's `PR_ENTRYID`.
@@ -79,41 +175,48 @@ impl Session {
     pub fn open_status(&self, id: &EntryId) -> MapiResult<Status> {
         let kind = StatusKind::from_entry_id(id)?;
         if let StatusKind::Transport(name) = &kind
-            && !self.spooler.has_transport(name)
+            && self.profile.transport(name).is_none()
         {
             return Err(MapiError::unknown_entry_id(format!(
                 "{id} names transport \"{name}\", which this profile does not have"
             )));
         }
-        Ok(Status::new(self.spooler.clone(), kind))
+        Ok(Status::new(self.clone(), kind))
     }
 
     /// The status object of the spooler (a shortcut for the restriction on `MAPI_SPOOLER`).
     pub fn spooler_status(&self) -> Status {
-        Status::new(self.spooler.clone(), StatusKind::Spooler)
+        Status::new(self.clone(), StatusKind::Spooler)
     }
 
     /// Finds a transport's status object by name or by hex entry ID (what the CLI's
     /// `--transport` takes).
     pub fn transport_status(&self, name_or_id: &str) -> MapiResult<Status> {
-        if self.spooler.has_transport(name_or_id) {
+        if self.profile.transport(name_or_id).is_some() {
             return Ok(Status::new(
-                self.spooler.clone(),
+                self.clone(),
                 StatusKind::Transport(name_or_id.to_string()),
             ));
         }
         match name_or_id.parse::<EntryId>() {
-            Ok(id) => {
-                let name = self.spooler.transport_named_by(&id)?;
-                Ok(Status::new(
-                    self.spooler.clone(),
-                    StatusKind::Transport(name),
-                ))
-            }
+            Ok(id) => match self.open_status(&id)? {
+                s if matches!(s.kind(), StatusKind::Transport(_)) => Ok(s),
+                _ => Err(MapiError::invalid_parameter(format!(
+                    "{id} is not a transport's entry ID"
+                ))),
+            },
             Err(_) => Err(MapiError::not_found(format!(
                 "there is no transport \"{name_or_id}\"; `mapispool status` lists them (PR_DISPLAY_NAME or PR_ENTRYID)"
             ))),
         }
+    }
+
+    fn local(&self, what: &str) -> MapiResult<&Spooler> {
+        self.spooler().ok_or_else(|| {
+            MapiError::no_support(format!(
+                "{what} is only available with an in-process spooler; through the daemon use the table form"
+            ))
+        })
     }
 
     /// `IMessage::SubmitMessage`: queues an RFC 5322 message, durably, before it returns.
@@ -125,8 +228,15 @@ impl Session {
     pub async fn submit(
         &self,
         submission: Submission,
-        mut body: impl AsyncRead + Unpin + Send,
-    ) -> MapiResult<MessageRecord> {
+        body: impl AsyncRead + Unpin + Send,
+    ) -> MapiResult<Submitted> {
+        let spooler = match &self.backend {
+            Backend::Local(s) => s,
+            Backend::Remote { client, .. } => {
+                return submit_remote(client, &submission, body).await;
+            }
+        };
+        let mut body = body;
         // Read just enough for the headers; the rest streams into the store.
         let mut head = Vec::with_capacity(64 * 1024);
         let mut buf = vec![0u8; 64 * 1024];
@@ -183,9 +293,7 @@ impl Session {
             check_address(&r.address)
                 .map_err(|e| MapiError::invalid_parameter(format!("recipient: {e}")))?;
         }
-        let transport = self
-            .spooler
-            .route(from.as_deref(), submission.transport.as_deref())?;
+        let transport = spooler.route(from.as_deref(), submission.transport.as_deref())?;
         let message = NewMessage {
             subject: summary.subject.clone().unwrap_or_default(),
             sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
@@ -198,61 +306,169 @@ impl Session {
             recipients,
             ..NewMessage::default()
         };
-        let record = self
-            .spooler
+        let record = spooler
             .store()
             .submit(message, (&head[..]).chain(body))
             .await?;
-        self.spooler.refresh_queue_counts().await;
-        Ok(record)
+        spooler.refresh_queue_counts().await;
+        Ok(Submitted {
+            entry_id: record.entry_id(),
+            subject: record.subject,
+            transport: record.transport,
+            size: record.message_size,
+        })
     }
 
-    /// `IMsgStore::GetOutgoingQueue`, as records.
+    /// `IMsgStore::GetOutgoingQueue`, as records (in-process spooler only; the table form works
+    /// everywhere).
     pub async fn outgoing_queue(&self) -> MapiResult<Vec<QueueEntry>> {
-        self.spooler.store().outgoing_queue().await
+        self.local("the queue as records")?
+            .store()
+            .outgoing_queue()
+            .await
     }
 
     /// `IMsgStore::GetOutgoingQueue` as a table (submit-time order), for `--where` and columns.
     pub async fn outgoing_queue_table(&self) -> MapiResult<Table> {
-        table_of(self.outgoing_queue().await?.iter().map(QueueEntry::to_row))
+        match &self.backend {
+            Backend::Local(s) => table_of(
+                s.store()
+                    .outgoing_queue()
+                    .await?
+                    .iter()
+                    .map(QueueEntry::to_row),
+            ),
+            Backend::Remote { client, .. } => table_of(client.queue_rows().await?.into_iter()),
+        }
     }
 
     /// `IMsgStore::AbortSubmit`. Errors: `MAPI_E_NOT_IN_QUEUE`, `MAPI_E_UNABLE_TO_ABORT`
     /// (the spooler is sending it right now), `MAPI_E_INVALID_ENTRYID`.
     pub async fn abort_submit(&self, id: &EntryId) -> MapiResult<()> {
-        let id = MessageId::from_entry_id(id)?;
-        self.spooler.store().abort_submit(id).await?;
-        self.spooler.refresh_queue_counts().await;
-        Ok(())
+        match &self.backend {
+            Backend::Local(s) => {
+                s.store()
+                    .abort_submit(MessageId::from_entry_id(id)?)
+                    .await?;
+                s.refresh_queue_counts().await;
+                Ok(())
+            }
+            Backend::Remote { client, .. } => client.abort(id).await,
+        }
     }
 
     /// A folder's messages as a table.
     pub async fn folder_table(&self, folder: Folder) -> MapiResult<Table> {
-        table_of(
-            self.spooler
-                .store()
-                .messages(folder)
-                .await?
-                .iter()
-                .map(MessageRecord::to_row),
-        )
+        match &self.backend {
+            Backend::Local(s) => table_of(
+                s.store()
+                    .messages(folder)
+                    .await?
+                    .iter()
+                    .map(MessageRecord::to_row),
+            ),
+            Backend::Remote { client, .. } => {
+                table_of(client.folder_rows(folder_name(folder)).await?.into_iter())
+            }
+        }
     }
 
-    /// A folder's messages as records.
+    /// A folder's messages as records (in-process spooler only).
     pub async fn messages(&self, folder: Folder) -> MapiResult<Vec<MessageRecord>> {
-        self.spooler.store().messages(folder).await
+        self.local("a folder as records")?
+            .store()
+            .messages(folder)
+            .await
     }
 
     /// A message's raw RFC 5322 bytes.
     pub async fn message_body(&self, id: &EntryId) -> MapiResult<Vec<u8>> {
-        let id = MessageId::from_entry_id(id)?;
-        self.spooler.store().read_body_to_vec(id).await
+        match &self.backend {
+            Backend::Local(s) => {
+                s.store()
+                    .read_body_to_vec(MessageId::from_entry_id(id)?)
+                    .await
+            }
+            Backend::Remote { client, .. } => client.message(id).await,
+        }
+    }
+
+    /// Waits until the asynchronous flushes this session started have finished (with a daemon,
+    /// they run there and outlive the session).
+    pub async fn wait_idle(&self) {
+        if let Backend::Local(s) = &self.backend {
+            s.wait_idle().await;
+        }
     }
 
     /// Waits for asynchronous flushes this session started, then closes the store.
     pub async fn logoff(self) {
-        self.spooler.wait_idle().await;
-        self.spooler.store().close().await;
+        if let Backend::Local(s) = &self.backend {
+            s.wait_idle().await;
+            s.store().close().await;
+        }
+    }
+}
+
+fn folder_name(folder: Folder) -> &'static str {
+    match folder {
+        Folder::Inbox => "inbox",
+        Folder::Outbox => "outbox",
+        Folder::SentItems => "sent",
+        Folder::DeletedItems => "deleted",
+    }
+}
+
+/// Submits through the daemon. The body is piped through an in-memory duplex so the caller's
+/// reader need not outlive this call, and the message is never held whole here either.
+async fn submit_remote(
+    client: &Client,
+    submission: &Submission,
+    mut body: impl AsyncRead + Unpin + Send,
+) -> MapiResult<Submitted> {
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let copy = async move {
+        let copied = tokio::io::copy(&mut body, &mut writer).await;
+        drop(writer);
+        copied
+    };
+    let (copied, answer) = tokio::join!(copy, client.submit(submission, reader));
+    copied.map_err(|e| MapiError::call_failed(format!("cannot read the message: {e}")))?;
+    let answer = answer?;
+    let entry_id = answer
+        .get("entry_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| MapiError::call_failed("the spooler did not say what it queued"))?
+        .parse::<EntryId>()?;
+    Ok(Submitted {
+        entry_id,
+        subject: answer
+            .get("subject")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        transport: answer
+            .get("transport")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        size: answer.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
+    })
+}
+
+/// `FileTime` as FILETIME ticks in JSON.
+mod opt_filetime {
+    use mapi::FileTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<FileTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&t.0),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FileTime>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(FileTime))
     }
 }
 

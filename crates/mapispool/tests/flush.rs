@@ -332,13 +332,21 @@ async fn async_ok_returns_at_once_and_the_work_completes() {
     assert!(took < Duration::from_millis(500), "returned after {took:?}");
     assert_eq!(world.delivered("bob@localhost"), 0, "not done yet");
 
-    alice.spooler().wait_idle().await;
+    alice
+        .spooler()
+        .expect("an in-process spooler")
+        .wait_idle()
+        .await;
     assert_eq!(world.delivered("bob@localhost"), 1);
     assert_eq!(
         subjects(&alice, Folder::SentItems).await,
         vec!["in the background"]
     );
-    let spooler_code = alice.spooler().board().status_code(&StatusKind::Spooler);
+    let spooler_code = alice
+        .spooler()
+        .expect("an in-process spooler")
+        .board()
+        .status_code(&StatusKind::Spooler);
     assert_eq!(spooler_code & STATUS_OUTBOUND_FLUSH, 0);
 }
 
@@ -536,6 +544,7 @@ async fn no_ui_fails_only_the_transport_that_needs_a_person() {
     assert_eq!(world.delivered("bob@localhost"), 2);
     let code = alice
         .spooler()
+        .expect("an in-process spooler")
         .board()
         .status_code(&StatusKind::Transport("vpn".into()));
     assert_eq!(code & STATUS_FAILURE, 0);

@@ -132,6 +132,7 @@ async fn a_flush_shows_its_bits_in_the_transports_row_and_clears_them() {
 
     let final_code = alice
         .spooler()
+        .expect("an in-process spooler")
         .board()
         .status_code(&StatusKind::Transport("local".into()));
     assert_eq!(

@@ -46,8 +46,8 @@ pub async fn run(args: &DemoArgs, quiet: bool) -> Result<Exit> {
         "Two profiles share the post office {}.\n",
         post_office.display()
     ));
-    let alice = Session::logon(alice).await?;
-    let bob = Session::logon(bob).await?;
+    let alice = Session::logon_local(alice).await?;
+    let bob = Session::logon_local(bob).await?;
 
     let letter = "From: Alice <alice@localhost>\r\nTo: Bob <bob@localhost>\r\nSubject: Hello from mapispool\r\nMessage-ID: <demo-1@localhost>\r\n\r\nThis message went through alice's outgoing queue and the post office.\r\n";
     let stray = "From: Alice <alice@localhost>\r\nTo: Nobody <nobody@localhost>\r\nSubject: To nobody\r\nMessage-ID: <demo-2@localhost>\r\n\r\nThere is no mailbox for this address.\r\n";
@@ -69,7 +69,6 @@ pub async fn run(args: &DemoArgs, quiet: bool) -> Result<Exit> {
         PR_STATUS_STRING,
     ];
     let rows: Vec<_> = alice
-        .spooler()
         .board()
         .rows()
         .iter()

@@ -47,12 +47,12 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
     };
     if report.asynchronous {
         // Without a spooler daemon the work runs in this process; leaving now would abandon it.
-        if !quiet && !args.json {
+        if session.daemon_socket().is_none() && !quiet && !args.json {
             eprintln!(
                 "flush started asynchronously; no spooler daemon runs, so this process stays until it is done (follow it with `mapispool status`)"
             );
         }
-        session.spooler().wait_idle().await;
+        session.wait_idle().await;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

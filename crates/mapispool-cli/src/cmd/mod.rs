@@ -25,7 +25,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Submit(args) => submit::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
         Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
-        Command::Spooler => spooler::run(logon(&cli).await?, cli.quiet).await,
+        Command::Spooler => spooler::run(&cli).await,
     }
 }
 

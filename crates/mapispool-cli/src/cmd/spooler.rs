@@ -1,50 +1,61 @@
-//! `mapispool spooler`: the spooler in the foreground, on the profile's schedules.
+//! `mapispool spooler`: the spooler daemon in the foreground — the profile's schedules, and the
+//! local API every other `mapispool` command (and any client) uses while it runs.
 
-use anyhow::Result;
-use mapispool::Session;
+use anyhow::{Context, Result};
+use mapispool::Profile;
+use mapispool::ipc::server::{Control, run_daemon};
+use tokio::sync::mpsc;
 
+use crate::cli::Cli;
 use crate::exit::Exit;
 
-/// Runs until SIGTERM or SIGINT; a flush in progress then finishes before the process exits 0.
-pub async fn run(session: Session, quiet: bool) -> Result<Exit> {
-    let s = &session.profile().spooler;
-    if !quiet {
-        let every = |d: Option<std::time::Duration>| {
-            d.map(|d| format!("every {}", humantime::format_duration(d)))
-                .unwrap_or_else(|| "only when flushed".to_string())
-        };
-        eprintln!(
-            "mapispool spooler: sending {}, receiving {}; stop with Ctrl-C or SIGTERM",
-            every(s.upload_interval),
-            every(s.download_interval)
-        );
-    }
-    session.spooler().run_schedules(shutdown_signal()).await;
-    session.logoff().await;
+/// Runs until SIGTERM or SIGINT (a flush in progress finishes first, then exit 0); SIGHUP
+/// reloads the profile, keeping the old one if the new one is invalid.
+pub async fn run(cli: &Cli) -> Result<Exit> {
+    let path = Profile::locate(cli.profile.as_deref())?;
+    // Read it once here so a bad profile fails with the profile's own precise error.
+    let profile = Profile::load(&path)?;
+    let quiet = cli.quiet;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(forward_signals(tx));
+    let s = &profile.spooler;
+    let every = |d: Option<std::time::Duration>| {
+        d.map(|d| format!("every {}", humantime::format_duration(d)))
+            .unwrap_or_else(|| "only when flushed".to_string())
+    };
+    let (up, down) = (every(s.upload_interval), every(s.download_interval));
+    run_daemon(&path, rx, |socket| {
+        if !quiet {
+            eprintln!(
+                "mapispool spooler: listening on {}; sending {up}, receiving {down}; stop with Ctrl-C or SIGTERM, reload with SIGHUP",
+                socket.display()
+            );
+        }
+    })
+    .await
+    .with_context(|| format!("the spooler for {} stopped", path.display()))?;
     Ok(Exit::Done)
 }
 
-/// Completes on the first SIGTERM or SIGINT. If the handlers cannot be installed the spooler
-/// still runs and stops on Ctrl-C through the default handler.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => std::future::pending::<()>().await,
+/// Turns signals into daemon controls. If the handlers cannot be installed the daemon still
+/// runs and stops through the default handlers.
+async fn forward_signals(tx: mpsc::Sender<Control>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        let control = tokio::select! {
+            _ = term.recv() => Control::Shutdown,
+            _ = int.recv() => Control::Shutdown,
+            _ = hup.recv() => Control::Reload,
+        };
+        if tx.send(control).await.is_err() || control == Control::Shutdown {
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -45,7 +45,7 @@ pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Ex
                 "entry_id": record.entry_id().to_string(),
                 "subject": record.subject,
                 "transport": record.transport,
-                "size": record.message_size,
+                "size": record.size,
             }))?
         );
     } else if !quiet {

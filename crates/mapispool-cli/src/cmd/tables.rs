@@ -56,17 +56,23 @@ pub async fn messages(session: &Session, args: &MessagesArgs) -> Result<Exit> {
         ))
     })?;
     let mut table = session.folder_table(folder).await?;
-    print_table(
-        &mut table,
-        &args.table,
-        &[
+    // What was sent is known by when it was submitted; what came in, by when and from whom.
+    let columns: &[PropTag] = match folder {
+        Folder::Outbox | Folder::SentItems => &[
+            PR_ENTRYID,
+            PR_CLIENT_SUBMIT_TIME,
+            PR_SUBJECT,
+            PR_MESSAGE_SIZE,
+        ],
+        Folder::Inbox | Folder::DeletedItems => &[
             PR_ENTRYID,
             PR_MESSAGE_DELIVERY_TIME,
             PR_SENDER_NAME,
             PR_SUBJECT,
             PR_MESSAGE_SIZE,
         ],
-    )
+    };
+    print_table(&mut table, &args.table, columns)
 }
 
 /// Applies `--columns`, `--where` and `--sort` with MAPI's own calls (SetColumns, Restrict,
@@ -77,7 +83,7 @@ fn print_table(table: &mut Table, args: &TableArgs, default_columns: &[PropTag])
     } else {
         args.columns
             .iter()
-            .map(|c| parse_tag(c.trim()))
+            .map(|c| parse_tag(c.trim(), "--columns"))
             .collect::<Result<Vec<_>>>()?
     };
     let restriction = match &args.where_ {
@@ -111,13 +117,42 @@ fn print_table(table: &mut Table, args: &TableArgs, default_columns: &[PropTag])
     Ok(Exit::Done)
 }
 
-fn parse_tag(text: &str) -> Result<PropTag> {
+fn parse_tag(text: &str, option: &str) -> Result<PropTag> {
     PropTag::parse(text).ok_or_else(|| {
+        let hint = closest_tag(text)
+            .map(|name| format!("did you mean {name}? "))
+            .unwrap_or_default();
         BadInput(format!(
-            "unknown property tag \"{text}\": give a name like PR_DISPLAY_NAME or a number like 0x3001001F"
+            "{option}: unknown property tag \"{text}\": {hint}give a name like PR_DISPLAY_NAME or a number like 0x3001001F"
         ))
         .into()
     })
+}
+
+/// The known tag name closest to `text` (at most three edits away), for "did you mean".
+fn closest_tag(text: &str) -> Option<&'static str> {
+    let text: Vec<char> = text.to_ascii_uppercase().chars().collect();
+    let distance = |name: &str| {
+        let name: Vec<char> = name.chars().collect();
+        let mut prev: Vec<usize> = (0..=name.len()).collect();
+        for (i, a) in text.iter().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, b) in name.iter().enumerate() {
+                cur.push(
+                    (prev[j] + usize::from(a != b))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
+            }
+            prev = cur;
+        }
+        prev[name.len()]
+    };
+    PropTag::known()
+        .map(|(name, _)| (distance(name), name))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
 }
 
 fn parse_sort(text: &str) -> Result<SortKey> {
@@ -132,7 +167,7 @@ fn parse_sort(text: &str) -> Result<SortKey> {
         }
         None => (text, false),
     };
-    let tag = parse_tag(tag)?;
+    let tag = parse_tag(tag, "--sort")?;
     Ok(if order {
         SortKey::descend(tag)
     } else {

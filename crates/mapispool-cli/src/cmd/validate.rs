@@ -16,7 +16,6 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
     status.validate_state(0).await?;
     let columns = [PR_DISPLAY_NAME, PR_STATUS_CODE, PR_STATUS_STRING];
     let rows: Vec<_> = session
-        .spooler()
         .board()
         .rows()
         .iter()

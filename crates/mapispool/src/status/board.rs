@@ -45,6 +45,15 @@ impl StatusBoard {
         self.data.row(kind.entry_id().as_bytes())
     }
 
+    /// Replaces a whole row, as a client's mirror of a remote status table does when the
+    /// spooler daemon reports a change.
+    pub fn replace(&self, row: Row) {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.data.replace_row(row) {
+            tracing::warn!(error = %e, "status row from the spooler refused");
+        }
+    }
+
     /// All rows in table order.
     pub fn rows(&self) -> Vec<Row> {
         self.data.rows()

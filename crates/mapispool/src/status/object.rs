@@ -10,18 +10,19 @@ use mapi::{EntryId, MapiError, MapiResult, Row};
 
 use super::StatusKind;
 use crate::flush::{FlushFlags, FlushReport};
-use crate::spooler::Spooler;
+use crate::session::{Backend, Session};
 
-/// An open status object.
+/// An open status object. Its properties come from the session's status table (a live mirror
+/// of the daemon's when there is one); its methods run where the spooler runs.
 #[derive(Clone)]
 pub struct Status {
-    spooler: Spooler,
+    session: Session,
     kind: StatusKind,
 }
 
 impl Status {
-    pub(crate) fn new(spooler: Spooler, kind: StatusKind) -> Status {
-        Status { spooler, kind }
+    pub(crate) fn new(session: Session, kind: StatusKind) -> Status {
+        Status { session, kind }
     }
 
     pub fn kind(&self) -> &StatusKind {
@@ -34,12 +35,12 @@ impl Status {
 
     /// `IMAPIProp::GetProps` with every property: the object's status row as it is now.
     pub fn props(&self) -> Row {
-        self.spooler.board().row(&self.kind).unwrap_or_default()
+        self.session.board().row(&self.kind).unwrap_or_default()
     }
 
     /// `PR_RESOURCE_METHODS`.
     pub fn methods(&self) -> i32 {
-        self.spooler
+        self.session
             .board()
             .long(&self.kind, PR_RESOURCE_METHODS)
             .unwrap_or(0)
@@ -69,10 +70,13 @@ impl Status {
         }
     }
 
-    /// `IMAPIStatus::ValidateState`: see [`Spooler::validate_state`].
+    /// `IMAPIStatus::ValidateState`: see [`crate::spooler::Spooler::validate_state`].
     pub async fn validate_state(&self, flags: u32) -> MapiResult<()> {
         self.require(STATUS_VALIDATE_STATE, "ValidateState")?;
-        self.spooler.validate_state(&self.kind, flags).await
+        match self.session.backend() {
+            Backend::Local(spooler) => spooler.validate_state(&self.kind, flags).await,
+            Backend::Remote { client, .. } => client.validate(&self.entry_id(), flags).await,
+        }
     }
 
     /// `IMAPIStatus::SettingsDialog`: no object here offers a dialog, so this is always
@@ -104,8 +108,15 @@ impl Status {
         flags: FlushFlags,
     ) -> MapiResult<FlushReport> {
         self.require(STATUS_FLUSH_QUEUES, "FlushQueues")?;
+        let spooler = match self.session.backend() {
+            Backend::Local(spooler) => spooler,
+            // The daemon's own status object makes the same checks and does the work.
+            Backend::Remote { client, .. } => {
+                return client.flush(&self.entry_id(), target, flags).await;
+            }
+        };
         match &self.kind {
-            StatusKind::Spooler => self.spooler.flush_queues(target, flags).await,
+            StatusKind::Spooler => spooler.flush_queues(target, flags).await,
             StatusKind::Transport(_) => {
                 if target.is_some() {
                     return Err(MapiError::invalid_parameter(
@@ -113,7 +124,7 @@ impl Status {
                     ));
                 }
                 let flags = mapi_flags_without_async(flags);
-                self.spooler
+                spooler
                     .flush_queues(Some(&self.kind.entry_id()), flags)
                     .await
             }

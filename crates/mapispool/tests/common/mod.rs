@@ -12,9 +12,9 @@ use mapispool::profile::{
     ConnectCommand, DirConfig, InboundConfig, OutboundConfig, SpoolerConfig, StoreConfig,
     TransportConfig,
 };
-use mapispool::store::{MessageRecord, QueueEntry};
+use mapispool::store::QueueEntry;
 use mapispool::transport::dir::mailbox_name;
-use mapispool::{Profile, Session, Submission};
+use mapispool::{Profile, Session, Submission, Submitted};
 
 /// A temporary directory holding the stores and a shared post office.
 pub struct World {
@@ -147,7 +147,7 @@ pub fn letter(from: &str, to: &str, subject: &str) -> String {
 }
 
 /// Submits a letter from the session's first transport's address to `to`.
-pub async fn submit(session: &Session, to: &str, subject: &str) -> MessageRecord {
+pub async fn submit(session: &Session, to: &str, subject: &str) -> Submitted {
     submit_with(session, to, subject, Submission::default())
         .await
         .expect("submit")
@@ -158,7 +158,7 @@ pub async fn submit_with(
     to: &str,
     subject: &str,
     submission: Submission,
-) -> MapiResult<MessageRecord> {
+) -> MapiResult<Submitted> {
     let from = session.profile().transports[0].address.clone();
     let text = letter(&from, to, subject);
     session.submit(submission, text.as_bytes()).await

@@ -1,0 +1,295 @@
+//! The client side of the local API: what a `Session` uses when a spooler daemon runs.
+//! One short HTTP/1 connection per call over the Unix socket (cheap locally, and nothing to
+//! keep alive), plus one long-lived connection for status events.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use mapi::{EntryId, MapiCode, MapiError, MapiResult, Row};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::io::AsyncRead;
+use tokio::net::UnixStream;
+
+use super::API_VERSION;
+use super::server::{
+    AbortRequest, Event, FlushRequest, Rows, SUBMISSION_HEADER, ValidateRequest, rows_from,
+};
+use super::wire::{WireError, row_from_wire};
+use crate::flush::{FlushFlags, FlushReport};
+use crate::session::Submission;
+use crate::status::StatusBoard;
+
+type ReqBody = BoxBody<Bytes, std::io::Error>;
+
+/// A connection point to a running spooler daemon.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+fn unreachable(socket: &Path, e: impl std::fmt::Display) -> MapiError {
+    MapiError::network_error(format!(
+        "cannot reach the spooler at {}: {e}",
+        socket.display()
+    ))
+}
+
+impl Client {
+    /// Connects to the daemon listening on `socket`: `Ok(None)` when none runs there (no socket,
+    /// or nobody listening — a stale socket of a dead daemon); an error when something answers
+    /// but is not a mapispool spooler of this API version, or refuses us.
+    pub async fn connect(socket: &Path) -> MapiResult<Option<Client>> {
+        match UnixStream::connect(socket).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(MapiError::no_access(format!(
+                    "a spooler runs at {} but this user may not use it: {e}",
+                    socket.display()
+                )));
+            }
+            // No socket, or a dead daemon's socket nobody listens on: no daemon runs.
+            Err(_) => return Ok(None),
+        }
+        let client = Client {
+            socket: socket.to_path_buf(),
+        };
+        let hello: Value = client.call(Method::GET, "/v1/hello", None::<&()>).await?;
+        match hello.get("api").and_then(Value::as_u64) {
+            Some(v) if v == u64::from(API_VERSION) => Ok(Some(client)),
+            other => Err(MapiError::new(
+                MapiCode::Version,
+                format!(
+                    "the spooler at {} speaks API {other:?}, this client {API_VERSION}; restart the spooler with this version",
+                    socket.display()
+                ),
+            )),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        header: Option<(&str, String)>,
+    ) -> MapiResult<hyper::Response<hyper::body::Incoming>> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| unreachable(&self.socket, e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&self.socket, e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "mapispool");
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| MapiError::call_failed(format!("cannot build the request: {e}")))?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(&self.socket, e))
+    }
+
+    /// Reads a whole answer; an error status becomes the MAPI error the daemon sent.
+    async fn answer(&self, response: hyper::Response<hyper::body::Incoming>) -> MapiResult<Bytes> {
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(&self.socket, e))?
+            .to_bytes();
+        if status == StatusCode::OK {
+            return Ok(bytes);
+        }
+        match serde_json::from_slice::<WireError>(&bytes) {
+            Ok(e) => Err(e.into()),
+            Err(_) => Err(MapiError::call_failed(format!(
+                "the spooler answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+        }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> MapiResult<T> {
+        let body = match body {
+            Some(b) => serde_json::to_vec(b)
+                .map_err(|e| MapiError::call_failed(format!("cannot encode the request: {e}")))?,
+            None => Vec::new(),
+        };
+        let body = Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed();
+        let response = self
+            .send(
+                method,
+                path,
+                body,
+                Some(("content-type", "application/json".to_string())),
+            )
+            .await?;
+        let bytes = self.answer(response).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            MapiError::call_failed(format!(
+                "the spooler's answer to {path} is not understood: {e}"
+            ))
+        })
+    }
+
+    pub async fn status_rows(&self) -> MapiResult<Vec<Row>> {
+        let rows: Rows = self.call(Method::GET, "/v1/status", None::<&()>).await?;
+        Ok(rows_from(&rows))
+    }
+
+    /// Keeps `board` a live mirror of the daemon's status table: applies every row change the
+    /// daemon streams, and after a reload (the stream ends) fetches the table again and goes on.
+    /// Ends when the daemon is gone.
+    pub async fn mirror(self, board: StatusBoard) {
+        loop {
+            let Ok(response) = self
+                .send(
+                    Method::GET,
+                    "/v1/events",
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed(),
+                    None,
+                )
+                .await
+            else {
+                return;
+            };
+            if let Ok(rows) = self.status_rows().await {
+                for row in rows {
+                    board.replace(row);
+                }
+            }
+            let mut body = response.into_body();
+            let mut pending = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                pending.extend_from_slice(data);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if let Ok(event) = serde_json::from_slice::<Event>(&line)
+                        && !event.row.is_empty()
+                    {
+                        board.replace(row_from_wire(&event.row));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn flush(
+        &self,
+        on: &EntryId,
+        target: Option<&EntryId>,
+        flags: FlushFlags,
+    ) -> MapiResult<FlushReport> {
+        let request = FlushRequest {
+            on: on.to_string(),
+            target: target.map(EntryId::to_string),
+            flags: flags.0,
+        };
+        self.call(Method::POST, "/v1/flush", Some(&request)).await
+    }
+
+    pub async fn validate(&self, on: &EntryId, flags: u32) -> MapiResult<()> {
+        let request = ValidateRequest {
+            on: on.to_string(),
+            flags,
+        };
+        let _: Value = self
+            .call(Method::POST, "/v1/validate", Some(&request))
+            .await?;
+        Ok(())
+    }
+
+    /// Streams a message to the daemon; returns once the daemon has it durably.
+    pub async fn submit(
+        &self,
+        submission: &Submission,
+        body: impl AsyncRead + Send + Sync + Unpin + 'static,
+    ) -> MapiResult<Value> {
+        let header = serde_json::to_string(submission)
+            .map_err(|e| MapiError::call_failed(format!("cannot encode the envelope: {e}")))?;
+        let stream = tokio_util::io::ReaderStream::new(body).map_ok(Frame::data);
+        let body = BodyExt::boxed(StreamBody::new(stream));
+        let response = self
+            .send(
+                Method::POST,
+                "/v1/submit",
+                body,
+                Some((SUBMISSION_HEADER, header)),
+            )
+            .await?;
+        let bytes = self.answer(response).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            MapiError::call_failed(format!("the spooler's answer is not understood: {e}"))
+        })
+    }
+
+    pub async fn queue_rows(&self) -> MapiResult<Vec<Row>> {
+        let rows: Rows = self.call(Method::GET, "/v1/queue", None::<&()>).await?;
+        Ok(rows_from(&rows))
+    }
+
+    pub async fn folder_rows(&self, folder: &str) -> MapiResult<Vec<Row>> {
+        let rows: Rows = self
+            .call(Method::GET, &format!("/v1/folders/{folder}"), None::<&()>)
+            .await?;
+        Ok(rows_from(&rows))
+    }
+
+    pub async fn abort(&self, id: &EntryId) -> MapiResult<()> {
+        let request = AbortRequest {
+            entry_id: id.to_string(),
+        };
+        let _: Value = self.call(Method::POST, "/v1/abort", Some(&request)).await?;
+        Ok(())
+    }
+
+    pub async fn message(&self, id: &EntryId) -> MapiResult<Vec<u8>> {
+        let response = self
+            .send(
+                Method::GET,
+                &format!("/v1/messages/{id}"),
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+                None,
+            )
+            .await?;
+        Ok(self.answer(response).await?.to_vec())
+    }
+}

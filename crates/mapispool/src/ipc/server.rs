@@ -1,0 +1,418 @@
+//! The daemon: one spooler for a profile, its schedules, and the local API clients use.
+//!
+//! Routes (all JSON unless said; errors are `{"code", "name", "cause"}` with an HTTP status):
+//! - `GET  /v1/hello` — API version, profile, pid
+//! - `GET  /v1/status` — the status table's rows
+//! - `GET  /v1/events` — status-row changes as JSON lines, as they happen
+//! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`
+//! - `POST /v1/validate` `{on, flags}` — `ValidateState`
+//! - `POST /v1/submit` — the raw message as the body, the envelope as a JSON header
+//!   `x-mapispool-submission`; answers when the message is durable
+//! - `GET  /v1/queue`, `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
+//! - `GET  /v1/messages/{entry_id}` — the raw message
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::IncomingStream;
+use futures_util::TryStreamExt;
+use mapi::{EntryId, MapiCode, MapiError, MapiResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+use tokio::sync::{RwLock, mpsc, watch};
+
+use super::wire::{WireError, WireRow, row_from_wire, row_to_wire};
+use super::{API_VERSION, DaemonLock, current_uid, socket_path};
+use crate::flush::{FlushFlags, FlushReport};
+use crate::profile::Profile;
+use crate::session::{Session, Submission};
+use crate::store::Folder;
+
+/// What the process running the daemon tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGHUP: read the profile again; keep the old one if the new one is invalid.
+    Reload,
+    /// SIGTERM / SIGINT: finish what is in flight and stop.
+    Shutdown,
+}
+
+struct ServerState {
+    session: RwLock<Session>,
+    profile_path: PathBuf,
+    /// Bumped when the profile is reloaded, so event streams of the old session end and
+    /// clients subscribe again.
+    generation: watch::Sender<u64>,
+}
+
+type Shared = Arc<ServerState>;
+
+/// A MAPI error as an HTTP answer.
+struct ApiError(MapiError);
+
+impl From<MapiError> for ApiError {
+    fn from(e: MapiError) -> ApiError {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0.code {
+            MapiCode::InvalidParameter
+            | MapiCode::InvalidEntryId
+            | MapiCode::UnknownFlags
+            | MapiCode::NoRecipients
+            | MapiCode::CorruptData
+            | MapiCode::TooComplex => StatusCode::BAD_REQUEST,
+            MapiCode::NoAccess => StatusCode::FORBIDDEN,
+            MapiCode::NotFound | MapiCode::UnknownEntryId | MapiCode::NotInQueue => {
+                StatusCode::NOT_FOUND
+            }
+            MapiCode::Busy | MapiCode::UnableToAbort | MapiCode::Submitted => StatusCode::CONFLICT,
+            MapiCode::NoSupport => StatusCode::NOT_IMPLEMENTED,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(WireError::from(&self.0))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The uid of the process at the other end of a connection (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    uid: Option<u32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Peer {
+        Peer {
+            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
+        }
+    }
+}
+
+/// Refuses callers of another uid, even if the socket's mode were relaxed.
+async fn only_our_user(
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if peer.uid != Some(current_uid()) {
+        tracing::warn!(uid = ?peer.uid, "refused a client of another user");
+        return ApiError(MapiError::no_access(format!(
+            "this spooler belongs to uid {}; uid {} may not use it",
+            current_uid(),
+            peer.uid
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        )))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/hello", get(hello))
+        .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
+        .route("/v1/flush", post(flush))
+        .route("/v1/validate", post(validate))
+        .route("/v1/submit", post(submit))
+        .route("/v1/queue", get(queue))
+        .route("/v1/abort", post(abort))
+        .route("/v1/folders/{name}", get(folder))
+        .route("/v1/messages/{entry_id}", get(message))
+        .layer(middleware::from_fn(only_our_user))
+        .with_state(state)
+}
+
+async fn current(state: &Shared) -> Session {
+    state.session.read().await.clone()
+}
+
+async fn hello(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "api": API_VERSION,
+        "profile": state.profile_path.display().to_string(),
+        "pid": std::process::id(),
+    }))
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Rows {
+    pub rows: Vec<WireRow>,
+}
+
+async fn status(State(state): State<Shared>) -> Json<Rows> {
+    let session = current(&state).await;
+    Json(Rows {
+        rows: session.board().rows().iter().map(row_to_wire).collect(),
+    })
+}
+
+/// One status-row change on the events stream.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Event {
+    pub event: u32,
+    pub row: WireRow,
+}
+
+async fn events(State(state): State<Shared>) -> Response {
+    let session = current(&state).await;
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let mut view = session.status_table();
+    view.advise(Arc::new(move |n: &mapi::table::TableNotification| {
+        let event = Event {
+            event: n.event.value(),
+            row: row_to_wire(&n.row),
+        };
+        if let Ok(mut line) = serde_json::to_string(&event) {
+            line.push('\n');
+            let _ = tx.send(line);
+        }
+    }));
+    let mut generation = state.generation.subscribe();
+    let seen = *generation.borrow_and_update();
+    let stream = futures_util::stream::unfold((rx, view, seen), move |(mut rx, view, seen)| {
+        let mut generation = generation.clone();
+        async move {
+            tokio::select! {
+                line = rx.recv() => line.map(|l| (Ok::<_, Infallible>(l), (rx, view, seen))),
+                // A reload replaced the session: end the stream; the client subscribes again.
+                _ = generation.wait_for(|g| *g != seen) => None,
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FlushRequest {
+    pub on: String,
+    pub target: Option<String>,
+    pub flags: u32,
+}
+
+fn entry_id(text: &str) -> MapiResult<EntryId> {
+    text.parse::<EntryId>()
+}
+
+async fn flush(
+    State(state): State<Shared>,
+    Json(req): Json<FlushRequest>,
+) -> ApiResult<Json<FlushReport>> {
+    let session = current(&state).await;
+    let status = session.open_status(&entry_id(&req.on)?)?;
+    let target = req.target.as_deref().map(entry_id).transpose()?;
+    Ok(Json(
+        status
+            .flush_queues(target.as_ref(), FlushFlags(req.flags))
+            .await?,
+    ))
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ValidateRequest {
+    pub on: String,
+    pub flags: u32,
+}
+
+async fn validate(
+    State(state): State<Shared>,
+    Json(req): Json<ValidateRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = current(&state).await;
+    session
+        .open_status(&entry_id(&req.on)?)?
+        .validate_state(req.flags)
+        .await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// The header that carries a submission's envelope.
+pub(crate) const SUBMISSION_HEADER: &str = "x-mapispool-submission";
+
+async fn submit(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let submission: Submission = match headers.get(SUBMISSION_HEADER) {
+        Some(h) => serde_json::from_slice(h.as_bytes()).map_err(|e| {
+            MapiError::invalid_parameter(format!("bad {SUBMISSION_HEADER} header: {e}"))
+        })?,
+        None => Submission::default(),
+    };
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let session = current(&state).await;
+    let record = session.submit(submission, reader).await?;
+    Ok(Json(json!({
+        "entry_id": record.entry_id().to_string(),
+        "subject": record.subject,
+        "transport": record.transport,
+        "size": record.size,
+    })))
+}
+
+async fn queue(State(state): State<Shared>) -> ApiResult<Json<Rows>> {
+    let session = current(&state).await;
+    let rows = session
+        .outgoing_queue()
+        .await?
+        .iter()
+        .map(|q| row_to_wire(&q.to_row()))
+        .collect();
+    Ok(Json(Rows { rows }))
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AbortRequest {
+    pub entry_id: String,
+}
+
+async fn abort(
+    State(state): State<Shared>,
+    Json(req): Json<AbortRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = current(&state).await;
+    session.abort_submit(&entry_id(&req.entry_id)?).await?;
+    Ok(Json(json!({ "aborted": true })))
+}
+
+async fn folder(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Rows>> {
+    let folder = Folder::parse(&name)
+        .ok_or_else(|| MapiError::not_found(format!("there is no folder \"{name}\"")))?;
+    let session = current(&state).await;
+    let rows = session
+        .messages(folder)
+        .await?
+        .iter()
+        .map(|m| row_to_wire(&m.to_row()))
+        .collect();
+    Ok(Json(Rows { rows }))
+}
+
+async fn message(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -> ApiResult<Vec<u8>> {
+    let session = current(&state).await;
+    Ok(session.message_body(&entry_id(&id)?).await?)
+}
+
+/// Runs the daemon for the profile at `profile_path` until `Control::Shutdown` (or the control
+/// channel closes): takes the profile's lock, serves the API on its socket, and flushes on the
+/// profile's schedules. On `Control::Reload` it reads the profile again and switches to it if
+/// it is valid, keeping the old one (and logging why) if not.
+///
+/// `ready` is called with the socket path once clients can connect.
+///
+/// Errors: `MAPI_E_BUSY` if a spooler already runs for this profile; profile and store errors
+/// at start.
+pub async fn run_daemon(
+    profile_path: &Path,
+    mut control: mpsc::Receiver<Control>,
+    ready: impl FnOnce(&Path),
+) -> MapiResult<()> {
+    let profile_path =
+        std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
+    let socket = socket_path(&profile_path);
+    let _lock = DaemonLock::acquire(&socket)?;
+    let profile = load(&profile_path)?;
+    let session = Session::logon_local(profile).await?;
+
+    // We hold the lock, so a socket file left here is a dead daemon's.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| MapiError::no_access(format!("cannot listen on {}: {e}", socket.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            MapiError::no_access(format!("cannot make {} private: {e}", socket.display()))
+        })?;
+    }
+    let (generation, _) = watch::channel(0u64);
+    let state = Arc::new(ServerState {
+        session: RwLock::new(session),
+        profile_path: profile_path.clone(),
+        generation,
+    });
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = server_stopped.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the local API stopped");
+        }
+    });
+    tracing::info!(socket = %socket.display(), "spooler daemon ready");
+    ready(&socket);
+
+    loop {
+        let session = current(&state).await;
+        let mut got = None;
+        let until_told = async {
+            got = control.recv().await;
+        };
+        match session.spooler() {
+            Some(spooler) => spooler.run_schedules(until_told).await,
+            // The daemon always logs on locally; without a spooler there is nothing to schedule.
+            None => until_told.await,
+        }
+        match got {
+            Some(Control::Reload) => match load(&profile_path) {
+                Ok(profile) => match Session::logon_local(profile).await {
+                    Ok(new) => {
+                        let old = std::mem::replace(&mut *state.session.write().await, new);
+                        state.generation.send_modify(|g| *g += 1);
+                        old.logoff().await;
+                        tracing::info!("profile reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload failed; keeping the old profile"),
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "the new profile is invalid; keeping the old one")
+                }
+            },
+            Some(Control::Shutdown) | None => break,
+        }
+    }
+    let _ = stop_server.send(());
+    state.generation.send_modify(|g| *g += 1);
+    let _ = server.await;
+    current(&state).await.logoff().await;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+fn load(path: &Path) -> MapiResult<Profile> {
+    Profile::load(path).map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
+}
+
+pub(crate) fn rows_from(rows: &Rows) -> Vec<mapi::Row> {
+    rows.rows.iter().map(row_from_wire).collect()
+}
