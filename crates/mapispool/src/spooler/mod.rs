@@ -12,6 +12,7 @@
 //! `MAPI_E_BUSY` and never misses a message submitted in between.
 
 pub mod ndr;
+mod recover;
 mod schedule;
 mod sink;
 
@@ -103,6 +104,9 @@ impl Spooler {
         };
         for slot in &spooler.inner.slots {
             spooler.log_on(slot).await;
+        }
+        if let Err(e) = spooler.reclaim_dead_leases().await {
+            tracing::warn!(error = %e, "cannot take back a dead spooler's messages; their leases will expire");
         }
         spooler.refresh_queue_counts().await;
         Ok(spooler)

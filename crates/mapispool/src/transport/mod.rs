@@ -3,11 +3,13 @@
 //! `connect`, `send` (outbound), `download` (inbound), `close`.
 //!
 //! - `dir.rs`: the embedded default, a post-office directory on this machine.
+//! - `smtp.rs` (+ `smtp/codec.rs`): SMTP submission, our own pipelining client on tokio.
 //!
 //! A transport decides what happened to each recipient ([`RecipientResult`]); what that means
 //! for the message (retry when, report to whom) is the spooler's business.
 
 pub mod dir;
+pub mod smtp;
 
 use std::future::Future;
 
@@ -158,21 +160,33 @@ pub struct DownloadSummary {
 #[derive(Debug)]
 pub enum Outbound {
     Dir(dir::DirOutbound),
+    /// Boxed: a session with its buffers is much larger than the other kinds.
+    Smtp(Box<smtp::SmtpOutbound>),
 }
 
 impl Outbound {
-    /// The outbound side for a profile's `[transport.outbound]`. Kinds this build cannot speak
-    /// yet are a permanent `TransportError` naming the kind.
-    pub fn from_config(config: &OutboundConfig) -> Result<Outbound, TransportError> {
+    /// The outbound side for a profile's `[transport.outbound]` of transport `transport`.
+    /// `allow_prompt` is false under `FLUSH_NO_UI`: a `password_prompt` then fails with
+    /// `NeedsPerson` when the transport connects.
+    pub fn from_config(
+        config: &OutboundConfig,
+        transport: &str,
+        allow_prompt: bool,
+    ) -> Result<Outbound, TransportError> {
         match config {
             OutboundConfig::Dir(d) => Ok(Outbound::Dir(dir::DirOutbound::new(&d.path))),
-            other => Err(unsupported(other.kind().as_str())),
+            OutboundConfig::Smtp(s) => Ok(Outbound::Smtp(Box::new(smtp::SmtpOutbound::new(
+                s,
+                transport,
+                allow_prompt,
+            )))),
         }
     }
 
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         match self {
             Outbound::Dir(t) => t.connect().await,
+            Outbound::Smtp(t) => t.connect().await,
         }
     }
 
@@ -183,12 +197,14 @@ impl Outbound {
     ) -> Result<Vec<RecipientResult>, TransportError> {
         match self {
             Outbound::Dir(t) => t.send(envelope, body).await,
+            Outbound::Smtp(t) => t.send(envelope, body).await,
         }
     }
 
     pub async fn close(&mut self) {
         match self {
             Outbound::Dir(t) => t.close().await,
+            Outbound::Smtp(t) => t.close().await,
         }
     }
 }
