@@ -408,7 +408,7 @@ impl Spooler {
                 let results = if let Some(err) = &connect_error {
                     Err(err.clone())
                 } else {
-                    self.send_one(slot, &mut outbound, &message).await
+                    self.send_one(slot, flags, &mut outbound, &message).await
                 };
                 if let Err(e) = &results
                     && matches!(
@@ -468,6 +468,7 @@ impl Spooler {
     async fn send_one(
         &self,
         slot: &Slot,
+        flags: FlushFlags,
         outbound: &mut Option<Outbound>,
         message: &LeasedMessage,
     ) -> Result<Vec<(u32, RecipientResult)>, TransportError> {
@@ -500,7 +501,11 @@ impl Spooler {
             let config = slot.config.outbound.as_ref().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Permanent, "no outbound side")
             })?;
-            let mut o = Outbound::from_config(config)?;
+            let mut o = Outbound::from_config(
+                config,
+                &slot.config.name,
+                !flags.contains(FlushFlags::NO_UI),
+            )?;
             self.run_connect_command(&slot.config).await?;
             self.inner.board.update(
                 &slot.kind,
