@@ -1172,3 +1172,145 @@ async fn tcp_connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream
         )
     })?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::EnvelopeRecipient;
+    use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
+    use tokio::net::TcpListener;
+
+    /// A minimal server for the part after TLS: EHLO with AUTH PLAIN, AUTH, a transaction.
+    async fn serve_after_tls<S: AsyncRead + AsyncWrite + Unpin>(s: S) -> Vec<String> {
+        let mut io = BufReader::new(s);
+        let mut seen = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return seen;
+            }
+            let cmd = line.trim_end().to_string();
+            let reply: &[u8] = if cmd.starts_with("EHLO") {
+                b"250-tls.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"
+            } else if cmd.starts_with("AUTH PLAIN") {
+                b"235 2.7.0 ok\r\n"
+            } else if cmd == "DATA" {
+                let _ = io.write_all(b"354 go\r\n").await;
+                let _ = io.flush().await;
+                let mut body = Vec::new();
+                while io.read_until(b'\n', &mut body).await.unwrap_or(0) > 0 {
+                    if body.ends_with(b"\r\n.\r\n") {
+                        break;
+                    }
+                }
+                b"250 2.0.0 queued\r\n"
+            } else if cmd == "QUIT" {
+                let _ = io.write_all(b"221 bye\r\n").await;
+                let _ = io.flush().await;
+                seen.push(cmd);
+                return seen;
+            } else {
+                b"250 ok\r\n"
+            };
+            seen.push(cmd);
+            let _ = io.write_all(reply).await;
+            let _ = io.flush().await;
+        }
+    }
+
+    async fn tls_server(implicit: bool) -> (u16, String, tokio::task::JoinHandle<Vec<String>>) {
+        let (ca, server) = crate::tls::tests::test_server();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return Vec::new();
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(server);
+            if implicit {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return Vec::new();
+                };
+                let _ = tls.write_all(b"220 tls.test ESMTP\r\n").await;
+                let _ = tls.flush().await;
+                return serve_after_tls(tls).await;
+            }
+            let _ = tcp.write_all(b"220 plain.test ESMTP\r\n").await;
+            let mut io = BufReader::new(tcp);
+            let mut line = String::new();
+            let mut before = Vec::new();
+            loop {
+                line.clear();
+                if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return before;
+                }
+                let cmd = line.trim_end().to_string();
+                before.push(cmd.clone());
+                if cmd == "STARTTLS" {
+                    let _ = io.write_all(b"220 2.0.0 ready\r\n").await;
+                    break;
+                }
+                let _ = io
+                    .write_all(b"250-plain.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
+                    .await;
+            }
+            let Ok(tls) = acceptor.accept(io.into_inner()).await else {
+                return before;
+            };
+            before.extend(serve_after_tls(tls).await);
+            before
+        });
+        (port, ca, task)
+    }
+
+    fn config(port: u16, security: Security, ca: &std::path::Path) -> SmtpConfig {
+        SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security,
+            username: Some("alice".into()),
+            credential: Some(crate::profile::Credential::Command("printf s3cret".into())),
+            auth: None,
+            ca_file: Some(ca.to_path_buf()),
+            insecure_skip_verify: false,
+            max_messages_per_connection: None,
+            pipelining: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn starttls_and_implicit_tls_authenticate_only_under_tls() {
+        for (security, implicit) in [(Security::Starttls, false), (Security::Tls, true)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (port, ca, task) = tls_server(implicit).await;
+            let ca_path = dir.path().join("ca.pem");
+            std::fs::write(&ca_path, ca).expect("ca");
+            let mut t = SmtpOutbound::new(&config(port, security, &ca_path), "t", false)
+                .with_timeouts(SmtpTimeouts::all(Duration::from_secs(5)));
+            t.connect().await.expect("connect");
+            let envelope = Envelope {
+                from: "alice@example.com".into(),
+                recipients: vec![EnvelopeRecipient {
+                    rowid: 1,
+                    address: "bob@example.org".into(),
+                }],
+                size: 10,
+            };
+            let r = t
+                .send(&envelope, &b"Subject: x\r\n\r\nhi\r\n"[..])
+                .await
+                .expect("send");
+            assert_eq!(r, vec![RecipientResult::Delivered]);
+            t.close().await;
+            let seen = task.await.expect("server");
+            let auth_at = seen.iter().position(|c| c.starts_with("AUTH"));
+            if !implicit {
+                let tls_at = seen.iter().position(|c| c == "STARTTLS");
+                assert!(tls_at.is_some() && auth_at > tls_at, "{seen:?}");
+            }
+            assert!(auth_at.is_some(), "{seen:?}");
+            assert_eq!(seen.last().map(String::as_str), Some("QUIT"));
+        }
+    }
+}
