@@ -44,8 +44,11 @@ fn eq(tag: mapi::PropTag, value: PropValue) -> Restriction {
     }
 }
 
+/// One notification as the tests see it: event, instance key, `PR_STATUS_CODE`.
+type Seen = (TableEvent, Vec<u8>, Option<i32>);
+
 /// Collects `PR_STATUS_CODE` of every notification a view gets.
-fn record_codes(table: &mut mapi::Table) -> Arc<Mutex<Vec<(TableEvent, Vec<u8>, Option<i32>)>>> {
+fn record_codes(table: &mut mapi::Table) -> Arc<Mutex<Vec<Seen>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink_seen = seen.clone();
     table.advise(Arc::new(move |n: &TableNotification| {
