@@ -549,3 +549,44 @@ async fn no_ui_fails_only_the_transport_that_needs_a_person() {
         .status_code(&StatusKind::Transport("vpn".into()));
     assert_eq!(code & STATUS_FAILURE, 0);
 }
+
+#[tokio::test]
+async fn force_tries_every_deferred_message_however_long_the_queue() {
+    let world = World::new();
+    let alice = logon(world.simple_profile("alice")).await;
+    world.break_mailbox("bob@localhost");
+    // More than the spooler leases at once, so FORCE must get past the first batch.
+    const N: usize = 45;
+    for i in 0..N {
+        submit(&alice, "bob@localhost", &format!("deferred {i}")).await;
+    }
+    let spooler = alice.spooler_status();
+    let report = spooler
+        .flush_queues(None, FlushFlags::UPLOAD)
+        .await
+        .expect("flush");
+    assert_eq!(report.transports[0].count(MessageOutcome::Deferred), N);
+
+    // Still broken: every message is tried once more and waits again.
+    let report = spooler
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
+        .await
+        .expect("forced flush");
+    assert_eq!(report.transports[0].count(MessageOutcome::Deferred), N);
+    let queue = alice.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), N);
+    assert!(
+        queue.iter().all(|e| e.attempts == 2),
+        "attempts: {:?}",
+        queue.iter().map(|e| e.attempts).collect::<Vec<_>>()
+    );
+
+    world.repair_mailbox("bob@localhost");
+    let report = spooler
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
+        .await
+        .expect("forced flush");
+    assert_eq!(report.transports[0].sent(), N, "every message tried once");
+    assert_eq!(world.delivered("bob@localhost"), N);
+    assert!(alice.outgoing_queue().await.expect("queue").is_empty());
+}

@@ -357,6 +357,7 @@ impl Spooler {
         );
         let mut outbound: Option<Outbound> = None;
         let mut attempted: Vec<MessageId> = Vec::new();
+        let mut held: Vec<MessageId> = Vec::new();
         let mut connect_error: Option<TransportError> = None;
         let total_hint = self.queued_for(name).await;
         loop {
@@ -380,16 +381,17 @@ impl Spooler {
                     break;
                 }
             };
+            if leased.is_empty() {
+                break;
+            }
             // FLUSH_FORCE makes deferred messages due again at once; each is tried once a flush.
+            // One already tried stays leased until the flush ends, so that the next lease
+            // reaches past it instead of taking the same batch again (which left every message
+            // after the first batch untried).
             let (fresh, seen): (Vec<_>, Vec<_>) = leased
                 .into_iter()
                 .partition(|m| !attempted.contains(&m.message.id));
-            for m in seen {
-                let _ = store.release_lease(m.message.id, &self.inner.owner).await;
-            }
-            if fresh.is_empty() {
-                break;
-            }
+            held.extend(seen.into_iter().map(|m| m.message.id));
             for message in fresh {
                 attempted.push(message.message.id);
                 let done = attempted.len();
@@ -427,6 +429,9 @@ impl Spooler {
                     .messages
                     .push(self.finish_message(&message, results).await);
             }
+        }
+        for id in held {
+            let _ = store.release_lease(id, &self.inner.owner).await;
         }
         if let Some(mut o) = outbound {
             o.close().await;
