@@ -1,0 +1,261 @@
+//! `mapispool submit`, `queue`, `abort` and `show`: messages into the outgoing queue, out of it,
+//! and read back.
+
+mod common;
+
+use common::{Env, column, is_entry_id, json, letter, run, stderr, stdout};
+use serde_json::json;
+
+/// The queue as JSON, with the given extra arguments.
+fn queue(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["queue", "--json"];
+    all.extend_from_slice(args);
+    json(env.me_cmd(&all), 0)
+}
+
+#[test]
+fn submit_from_stdin_prints_the_entry_id_and_queue_lists_it() {
+    let env = Env::new();
+    let id = env.submit(&letter("first x"), &[]);
+    let second = env.submit(&letter("second"), &[]);
+    assert_ne!(id, second);
+
+    let table = queue(&env, &[]);
+    assert_eq!(column(&table, "PR_ENTRYID"), [id.clone(), second.clone()]);
+    assert_eq!(column(&table, "PR_SUBJECT"), ["first x", "second"]);
+    assert_eq!(column(&table, "PR_DISPLAY_TO"), ["Peer", "Peer"]);
+    assert_eq!(column(&table, "PR_MSP_QUEUE_STATE"), ["queued", "queued"]);
+    assert_eq!(column(&table, "PR_MSP_ATTEMPTS"), ["0", "0"]);
+
+    let text = stdout(env.me_cmd(&["queue"]), 0);
+    assert!(text.contains(&id) && text.contains(&second), "{text}");
+    assert!(
+        text.contains("first x") && text.contains("queued"),
+        "{text}"
+    );
+
+    let only = queue(&env, &["--where", r#"PR_SUBJECT ~= "x""#]);
+    assert_eq!(column(&only, "PR_ENTRYID"), [id.as_str()]);
+    let none = queue(&env, &["--where", r#"PR_SUBJECT == "nothing like it""#]);
+    assert_eq!(none["rows"], json!([]));
+
+    // The status row of the transport counts them.
+    let status = json(
+        env.me_cmd(&[
+            "status",
+            "--json",
+            "--columns",
+            "PR_DISPLAY_NAME,PR_MSP_QUEUED_COUNT",
+            "--where",
+            r#"PR_DISPLAY_NAME == "home""#,
+        ]),
+        0,
+    );
+    assert_eq!(status["rows"][0]["PR_MSP_QUEUED_COUNT"], json!(2));
+}
+
+#[test]
+fn submit_from_a_file_with_json_output() {
+    let env = Env::new();
+    let path = env.path("letter.eml");
+    std::fs::write(&path, letter("from a file")).unwrap();
+    let out = json(
+        env.me_cmd(&["submit", "--json", "--file", path.to_str().unwrap()]),
+        0,
+    );
+    let id = out["entry_id"].as_str().expect("entry_id");
+    assert!(is_entry_id(id), "{out}");
+    assert_eq!(out["subject"], json!("from a file"));
+    assert_eq!(out["transport"], json!("home"));
+    assert_eq!(out["size"], json!(letter("from a file").len()));
+    assert_eq!(column(&queue(&env, &[]), "PR_ENTRYID"), [id.to_string()]);
+
+    // A file that is not there: bad input, named.
+    let missing = env.path("missing.eml");
+    let err = stderr(
+        env.me_cmd(&["submit", "--file", missing.to_str().unwrap()]),
+        2,
+    );
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
+#[test]
+fn recipients_come_from_arguments_or_headers_or_both() {
+    let env = Env::new();
+    // Arguments replace the headers...
+    env.submit(&letter("args"), &["a@home.test", "b@home.test"]);
+    // ... unless -t adds the headers' too.
+    env.submit(&letter("args and headers"), &["-t", "a@home.test"]);
+    // Without arguments the headers are used, To: and Cc: alike.
+    let message = "From: me@home.test\r\nTo: x@home.test\r\nCc: Why <y@home.test>\r\nSubject: headers\r\n\r\nhi\r\n";
+    env.submit(message, &[]);
+    let table = queue(
+        &env,
+        &["--columns", "PR_SUBJECT,PR_DISPLAY_TO,PR_DISPLAY_CC"],
+    );
+    let to = column(&table, "PR_DISPLAY_TO");
+    assert_eq!(to[0], "a@home.test; b@home.test");
+    assert!(
+        to[1].contains("a@home.test") && to[1].contains("Peer"),
+        "{to:?}"
+    );
+    assert_eq!(to[2], "x@home.test");
+    assert_eq!(column(&table, "PR_DISPLAY_CC")[2], "Why");
+}
+
+#[test]
+fn the_envelope_sender_chooses_the_transport() {
+    let env = Env::new();
+    let out = json(
+        {
+            let mut cmd = env.me_cmd(&["submit", "--json", "-f", "me@work.test"]);
+            cmd.write_stdin(letter("from work"));
+            cmd
+        },
+        0,
+    );
+    assert_eq!(out["transport"], json!("work"));
+    // The From: header alone does it too.
+    let out = json(
+        {
+            let mut cmd = env.me_cmd(&["submit", "--json"]);
+            cmd.write_stdin(letter("from work").replace("me@home.test", "me@work.test"));
+            cmd
+        },
+        0,
+    );
+    assert_eq!(out["transport"], json!("work"));
+    // And --transport names it outright; an unknown one is bad input listing the others.
+    let out = json(
+        {
+            let mut cmd = env.me_cmd(&["submit", "--json", "--transport", "work"]);
+            cmd.write_stdin(letter("named"));
+            cmd
+        },
+        0,
+    );
+    assert_eq!(out["transport"], json!("work"));
+    let mut cmd = env.me_cmd(&["submit", "--transport", "play"]);
+    cmd.write_stdin(letter("nowhere"));
+    let err = stderr(cmd, 2);
+    assert!(
+        err.contains("\"play\"") && err.contains("home, work"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_recipients_is_bad_input() {
+    let env = Env::new();
+    let mut cmd = env.me_cmd(&["submit"]);
+    cmd.write_stdin("From: me@home.test\r\nSubject: to nobody\r\n\r\nhi\r\n");
+    let (out, err) = run(cmd, 2);
+    assert_eq!(out, "");
+    assert!(err.contains("MAPI_E_NO_RECIPIENTS"), "{err}");
+    assert_eq!(err.lines().count(), 1, "printed once: {err}");
+    assert_eq!(queue(&env, &[])["rows"], json!([]));
+}
+
+#[test]
+fn header_injection_in_an_address_is_refused() {
+    let env = Env::new();
+    for args in [
+        vec!["submit", "peer@home.test\r\nBcc: evil@example.com"],
+        vec!["submit", "peer@home.test\nBcc: evil@example.com"],
+        vec![
+            "submit",
+            "-f",
+            "me@home.test\r\nBcc: evil@example.com",
+            "peer@home.test",
+        ],
+    ] {
+        let mut cmd = env.me_cmd(&args);
+        cmd.write_stdin(letter("injected"));
+        let (out, err) = run(cmd, 2);
+        assert_eq!(out, "");
+        assert!(err.contains("MAPI_E_INVALID_PARAMETER"), "{err}");
+    }
+    assert_eq!(queue(&env, &[])["rows"], json!([]));
+}
+
+#[test]
+fn a_message_without_headers_or_a_bad_time_is_bad_input() {
+    let env = Env::new();
+    let mut cmd = env.me_cmd(&["submit", "peer@home.test"]);
+    cmd.write_stdin("");
+    stderr(cmd, 2);
+    let mut cmd = env.me_cmd(&["submit", "--defer-until", "tomorrow", "peer@home.test"]);
+    cmd.write_stdin(letter("later"));
+    let err = stderr(cmd, 2);
+    assert!(
+        err.contains("\"tomorrow\"") && err.contains("RFC 3339"),
+        "{err}"
+    );
+    assert_eq!(queue(&env, &[])["rows"], json!([]));
+}
+
+#[test]
+fn abort_takes_a_message_out_of_the_queue_once() {
+    let env = Env::new();
+    let keep = env.submit(&letter("keep"), &[]);
+    let id = env.submit(&letter("abort me"), &[]);
+    let out = stdout(env.me_cmd(&["abort", &id]), 0);
+    assert!(out.contains(&id), "{out}");
+    assert_eq!(column(&queue(&env, &[]), "PR_ENTRYID"), [keep.as_str()]);
+    // It stays in the Outbox, unsent.
+    let outbox = json(env.me_cmd(&["messages", "--folder", "outbox", "--json"]), 0);
+    assert!(column(&outbox, "PR_ENTRYID").contains(&id), "{outbox}");
+
+    let (out, err) = run(env.me_cmd(&["abort", &id]), 4);
+    assert_eq!(out, "");
+    assert!(err.contains("MAPI_E_NOT_IN_QUEUE"), "{err}");
+
+    let out = json(env.me_cmd(&["abort", "--json", &keep]), 0);
+    assert_eq!(out, json!({ "entry_id": keep, "aborted": true }));
+    assert_eq!(queue(&env, &[])["rows"], json!([]));
+}
+
+#[test]
+fn a_bad_entry_id_is_bad_input() {
+    let env = Env::new();
+    for bad in ["zz", "00", "not hex at all", "0000000012"] {
+        for command in ["abort", "show"] {
+            let (out, err) = run(env.me_cmd(&[command, bad]), 2);
+            assert_eq!(out, "");
+            assert!(
+                err.contains("MAPI_E_INVALID_ENTRYID"),
+                "{command} {bad}: {err}"
+            );
+        }
+    }
+    // A status object's entry ID is an entry ID, but not a message's.
+    let status = json(
+        env.me_cmd(&[
+            "status",
+            "--json",
+            "--columns",
+            "PR_ENTRYID",
+            "--where",
+            r#"PR_DISPLAY_NAME == "home""#,
+        ]),
+        0,
+    );
+    let home = status["rows"][0]["PR_ENTRYID"].as_str().unwrap();
+    let err = stderr(env.me_cmd(&["abort", home]), 2);
+    assert!(err.contains("MAPI_E_INVALID_ENTRYID"), "{err}");
+}
+
+#[test]
+fn show_prints_the_raw_message() {
+    let env = Env::new();
+    let text = letter("shown");
+    let id = env.submit(&text, &[]);
+    let out = env
+        .me_cmd(&["show", &id])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap(), text);
+}
