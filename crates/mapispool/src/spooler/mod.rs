@@ -804,6 +804,8 @@ impl Spooler {
         };
         let mut command = tokio::process::Command::new("sh");
         command.arg("-c").arg(&cc.command);
+        // What it prints is for the person, not the caller's output (`flush --json`): stderr.
+        command.stdout(std::io::stderr());
         if !cc.interactive {
             command.stdin(std::process::Stdio::null());
         }
