@@ -114,6 +114,13 @@ path = "{po}"
         cmd
     }
 
+    /// `mapispool ARGS` without `--profile` (see [`Env::bare`]).
+    pub fn bare_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare();
+        cmd.args(args);
+        cmd
+    }
+
     /// `mapispool --profile me.toml ARGS`.
     pub fn me_cmd(&self, args: &[&str]) -> Command {
         self.cmd_for(&self.me(), args)
