@@ -259,3 +259,25 @@ fn show_prints_the_raw_message() {
         .clone();
     assert_eq!(String::from_utf8(out).unwrap(), text);
 }
+
+#[test]
+fn quiet_submit_prints_nothing_but_still_queues() {
+    let env = Env::new();
+    let mut cmd = env.me_cmd(&["--quiet", "submit"]);
+    cmd.write_stdin(letter("quiet"));
+    let (out, err) = run(cmd, 0);
+    assert_eq!((out.as_str(), err.as_str()), ("", ""));
+    assert_eq!(column(&queue(&env, &[]), "PR_SUBJECT"), ["quiet"]);
+}
+
+#[test]
+fn show_of_a_message_the_store_does_not_have_is_bad_input() {
+    let env = Env::new();
+    let id = env.submit(&letter("only one"), &[]);
+    // The same store, another message number.
+    let other = format!("{}FF", &id[..id.len() - 2]);
+    assert_ne!(other, id);
+    let (out, err) = run(env.me_cmd(&["show", &other]), 2);
+    assert_eq!(out, "");
+    assert!(err.contains("MAPI_E_NOT_FOUND"), "{err}");
+}
