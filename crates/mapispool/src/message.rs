@@ -152,6 +152,35 @@ pub fn check_address(address: &str) -> Result<(), String> {
     }
 }
 
+/// Refuses a header block with a bare CR (one not followed by LF): a header line may only be
+/// continued by folding (CRLF or LF, then white space). A bare CR would end the line for some
+/// readers and not for others — a way to smuggle a header (or, to a naive relay, a command) in
+/// past our checks — so `submit` says so instead of storing it.
+pub fn check_header_line_ends(block: &[u8]) -> Result<(), String> {
+    let bare = block
+        .iter()
+        .enumerate()
+        .find(|&(i, &b)| b == b'\r' && block.get(i + 1) != Some(&b'\n'));
+    match bare {
+        None => Ok(()),
+        Some((i, _)) => {
+            let line_start = block[..i]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+            let line_end = block[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(block.len(), |p| i + p);
+            let line = String::from_utf8_lossy(&block[line_start..line_end.min(line_start + 120)]);
+            Err(format!(
+                "a header line holds a bare CR (a carriage return without a line feed): {:?}; end header lines with CRLF or LF, and continue a long one on a line that starts with a space",
+                line.trim_end_matches(['\r', '\n'])
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +231,16 @@ mod tests {
         let s = HeaderSummary::parse(b"From: x@y\r\nAuto-Submitted: auto-replied\r\n\r\n")
             .expect("parses");
         assert!(s.auto_submitted);
+    }
+
+    #[test]
+    fn a_bare_cr_in_the_header_is_refused_folding_is_not() {
+        assert!(check_header_line_ends(b"Subject: a\r\n b\r\n\tc\r\n\r\n").is_ok());
+        assert!(check_header_line_ends(b"Subject: a\n b\n\n").is_ok());
+        let e = check_header_line_ends(b"To: <b@x>\r\nSubject: hi\r.\rRSET\r\n\r\n")
+            .expect_err("bare CR");
+        assert!(e.contains("bare CR") && e.contains("Subject: hi"), "{e}");
+        assert!(check_header_line_ends(b"Subject: x\r").is_err());
     }
 
     #[test]

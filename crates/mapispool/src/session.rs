@@ -15,7 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::ipc::client::Client;
 use crate::ipc::socket_path;
-use crate::message::{HeaderSummary, MAX_HEADER_BYTES, check_address, header_block};
+use crate::message::{
+    HeaderSummary, MAX_HEADER_BYTES, check_address, check_header_line_ends, header_block,
+};
 use crate::profile::{Profile, StoreConfig};
 use crate::spooler::Spooler;
 use crate::status::{Status, StatusBoard, StatusKind};
@@ -256,6 +258,8 @@ impl Session {
             head.extend_from_slice(&buf[..n]);
         }
         let summary = HeaderSummary::parse(&head)?;
+        check_header_line_ends(header_block(&head).unwrap_or(&head))
+            .map_err(MapiError::corrupt_data)?;
         let from = submission
             .from
             .clone()
