@@ -1,0 +1,241 @@
+//! The store on a full disk and on a read-only one (issue 6), with the real binary: a store on
+//! a small tmpfs is filled by `submit` until it fails with `MAPI_E_NOT_ENOUGH_DISK` (or
+//! `MAPI_E_DISK_ERROR`) and exit 3; nothing is half-submitted, every earlier message is intact,
+//! and once there is room again submitting works. Remounted read-only, `submit` fails clearly.
+//!
+//! Needs `mount -t tmpfs` (root, as CI runs); elsewhere each test prints why it is skipped.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mapispool");
+
+/// A tmpfs mounted on a temporary directory, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&mnt)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir, mnt }),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    fn remount(&self, options: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.mnt)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "remount {options}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+fn profile(fs: &Tmpfs) -> PathBuf {
+    // The profile and the post office stay off the small disk: only the store is on it.
+    let path = fs.dir.path().join("alice.toml");
+    let text = format!(
+        r#"[store]
+path = "{}"
+
+[[transport]]
+name = "local"
+address = "alice@localhost"
+[transport.outbound]
+kind = "dir"
+path = "{}"
+"#,
+        fs.mnt.join("store.db").display(),
+        fs.dir.path().join("postoffice").display()
+    );
+    std::fs::write(&path, text).expect("profile");
+    path
+}
+
+fn run(fs: &Tmpfs, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("MAPISPOOL_PROFILE")
+        .env_remove("RUST_LOG")
+        .env("XDG_RUNTIME_DIR", fs.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mapispool");
+    // A refused submit may stop reading early; a broken pipe here is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child.wait_with_output().expect("output")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Message `n`: about 100 KiB, its number in the subject and every body line.
+fn message(n: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: <alice@localhost>\r\nTo: <bob@localhost>\r\nSubject: disk {n}\r\nMessage-ID: <disk-{n}@test>\r\n\r\n"
+    )
+    .into_bytes();
+    for line in 0..1300 {
+        m.extend_from_slice(format!("{n:06} {line:06} {}\r\n", "x".repeat(64)).as_bytes());
+    }
+    m
+}
+
+fn rows(fs: &Tmpfs, profile: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run(fs, profile, args, b"");
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// The entry IDs in a `--json` table's rows (the `PR_ENTRYID` column).
+fn entry_ids(rows: &[serde_json::Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            let id = r.get("PR_ENTRYID").or_else(|| r.get(0)).expect("entry id");
+            id.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| id.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_disk_fails_submit_clearly_and_keeps_every_earlier_message() {
+    let Some(fs) = Tmpfs::mount("3m") else {
+        return;
+    };
+    let profile = profile(&fs);
+    let mut accepted: Vec<(String, usize)> = Vec::new();
+    let mut failure = None;
+    for n in 0..200 {
+        let out = run(&fs, &profile, &["submit"], &message(n));
+        if out.status.success() {
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            accepted.push((id, n));
+        } else {
+            failure = Some(out);
+            break;
+        }
+    }
+    let out = failure.expect("a 3 MB disk fills up within 200 messages of 100 KB");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "full after {} messages: exit {:?}: {stderr}",
+        accepted.len(),
+        out.status.code()
+    );
+    assert!(accepted.len() >= 3, "a few fit first: {}", accepted.len());
+    assert_eq!(out.status.code(), Some(3), "exit 3, store: {stderr}");
+    assert!(
+        stderr.contains("MAPI_E_NOT_ENOUGH_DISK") || stderr.contains("MAPI_E_DISK_ERROR"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no entry ID printed for a failed submit"
+    );
+
+    // Room again (the same files, a bigger disk): exactly the accepted messages are queued
+    // and in the Outbox, each whole.
+    fs.remount("size=64m");
+    let queue = rows(&fs, &profile, &["queue", "--json"]);
+    assert_eq!(queue.len(), accepted.len(), "{queue:?}");
+    let outbox = rows(&fs, &profile, &["messages", "--folder", "outbox", "--json"]);
+    assert_eq!(
+        outbox.len(),
+        accepted.len(),
+        "nothing half-submitted: {outbox:?}"
+    );
+    let _ = entry_ids(&queue);
+    for (id, n) in &accepted {
+        let out = run(&fs, &profile, &["show", id], b"");
+        assert!(out.status.success(), "show {id}: {}", text(&out));
+        assert!(
+            out.stdout == message(*n),
+            "message {n} ({id}) is not intact: {} bytes",
+            out.stdout.len()
+        );
+    }
+    let out = run(&fs, &profile, &["submit"], &message(999));
+    assert!(out.status.success(), "submit with room: {}", text(&out));
+    assert_eq!(
+        rows(&fs, &profile, &["queue", "--json"]).len(),
+        accepted.len() + 1
+    );
+}
+
+#[test]
+fn a_read_only_store_fails_submit_clearly_and_loses_nothing() {
+    let Some(fs) = Tmpfs::mount("16m") else {
+        return;
+    };
+    let profile = profile(&fs);
+    let first = run(&fs, &profile, &["submit"], &message(1));
+    assert!(first.status.success(), "{}", text(&first));
+    let id = String::from_utf8_lossy(&first.stdout).trim().to_string();
+
+    fs.remount("ro");
+    let out = run(&fs, &profile, &["submit"], &message(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("read-only: exit {:?}: {stderr}", out.status.code());
+    assert_eq!(out.status.code(), Some(3), "exit 3, store: {stderr}");
+    assert!(stderr.contains("MAPI_E_"), "a MAPI code: {stderr}");
+    assert!(
+        stderr.contains("store.db") || stderr.contains(&fs.mnt.display().to_string()),
+        "names the store: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    fs.remount("rw");
+    let queue = rows(&fs, &profile, &["queue", "--json"]);
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    let out = run(&fs, &profile, &["show", &id], b"");
+    assert_eq!(out.stdout, message(1));
+}
