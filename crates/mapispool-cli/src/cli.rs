@@ -53,6 +53,50 @@ pub enum Command {
     /// Run the spooler in the foreground: flush on the profile's schedules until SIGTERM or
     /// Ctrl-C, then finish what is in flight and exit 0.
     Spooler,
+    /// Watch the status table live: redrawn in place on a terminal, one line per change
+    /// otherwise, one JSON object per change with --json. Runs until Ctrl-C.
+    Watch(WatchArgs),
+    /// Queue a message as sendmail does (also what runs when invoked as `sendmail`): -t, -i,
+    /// -oi, -f ADDR, -F NAME, -bm, recipients as arguments, the message on stdin. Exits 0, 64
+    /// (usage), 65 (data) or 75 (try again later), like sendmail.
+    Sendmail(SendmailArgs),
+    /// Print a shell completion script, e.g. `mapispool completions bash >
+    /// ~/.local/share/bash-completion/completions/mapispool`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, e.g. `mapispool man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Print one JSON object per notification (the row as `status --json` shows rows).
+    #[arg(long)]
+    pub json: bool,
+    /// Stop when nothing is flushing (at once if nothing is).
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Stop after this many notifications.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendmailArgs {
+    /// sendmail's own flags and the recipients, parsed as sendmail parses them (`-oi`, `-fADDR`
+    /// or `-f ADDR`, ...).
+    #[arg(
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        trailing_var_arg = true,
+        num_args = 0..
+    )]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
 }
 
 /// Options shared by commands that print a MAPI table.

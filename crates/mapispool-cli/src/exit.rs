@@ -17,6 +17,15 @@ pub enum Exit {
     Unavailable = 3,
     /// MAPI refused the operation (not in the queue, cannot abort now, not supported).
     Refused = 4,
+    /// sendmail's `EX_USAGE` (sysexits.h): a bad command line, e.g. no recipients.
+    SendmailUsage = 64,
+    /// sendmail's `EX_DATAERR`: the message itself is bad (no header block, a bad address in
+    /// it).
+    SendmailDataErr = 65,
+    /// sendmail's `EX_TEMPFAIL`: the queue could not be written now; the caller should retry.
+    SendmailTempFail = 75,
+    /// sendmail's `EX_CONFIG`: the profile is missing or invalid.
+    SendmailConfig = 78,
 }
 
 /// An error the user caused by what they typed; shown as is, exits with `BadInput`.

@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod exit;
 mod render;
+mod term;
 
 use std::process::ExitCode;
 
@@ -14,24 +15,45 @@ use cli::Cli;
 use exit::{Exit, exit_for};
 
 fn main() -> ExitCode {
+    // Invoked as `sendmail` (a symlink): sendmail's command line, not ours (see cmd/sendmail.rs).
+    let mut args = std::env::args_os();
+    if args
+        .next()
+        .is_some_and(|argv0| cmd::sendmail::invoked_as_sendmail(&argv0))
+    {
+        let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        init_logging(0);
+        let Some(runtime) = runtime() else {
+            return ExitCode::from(Exit::SendmailTempFail as u8);
+        };
+        let exit = runtime.block_on(cmd::sendmail::run_named("sendmail", None, &args));
+        return ExitCode::from(exit as u8);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mapispool: cannot start the async runtime: {e}");
-            return ExitCode::from(Exit::Unavailable as u8);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(Exit::Unavailable as u8);
     };
     match runtime.block_on(cmd::run(cli)) {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
             eprintln!("mapispool: {e:#}");
             ExitCode::from(exit_for(&e) as u8)
+        }
+    }
+}
+
+/// The async runtime; on failure says so and returns `None`.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("mapispool: cannot start the async runtime: {e}");
+            None
         }
     }
 }

@@ -79,31 +79,31 @@ pub fn rows_json(columns: &[PropTag], rows: &[Row]) -> Value {
         .iter()
         .map(|t| json!({ "name": tag_label(*t), "tag": format!("0x{:08X}", t.0) }))
         .collect();
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            let mut obj = serde_json::Map::new();
-            for p in &row.props {
-                // A missing column comes back as PT_ERROR under the same ID; name it by the
-                // column asked for.
-                let tag = columns
-                    .iter()
-                    .copied()
-                    .find(|c| c.id() == p.tag.id())
-                    .unwrap_or(p.tag);
-                let label = tag_label(tag);
-                if let PropValue::Long(v) = p.value
-                    && let Some(text) = bits_text(tag, i64::from(v))
-                        .or_else(|| name_of(tag, i64::from(v)).map(str::to_string))
-                {
-                    obj.insert(format!("{label}_text"), json!(text));
-                }
-                obj.insert(label, value_json(&p.value));
-            }
-            Value::Object(obj)
-        })
-        .collect();
+    let rows: Vec<Value> = rows.iter().map(|row| row_json(columns, row)).collect();
     json!({ "columns": cols, "rows": rows })
+}
+
+/// One row as JSON, as in [`rows_json`]'s `rows`: `{NAME: value, NAME_text: "BITS|..."}`.
+pub fn row_json(columns: &[PropTag], row: &Row) -> Value {
+    let mut obj = serde_json::Map::new();
+    for p in &row.props {
+        // A missing column comes back as PT_ERROR under the same ID; name it by the
+        // column asked for.
+        let tag = columns
+            .iter()
+            .copied()
+            .find(|c| c.id() == p.tag.id())
+            .unwrap_or(p.tag);
+        let label = tag_label(tag);
+        if let PropValue::Long(v) = p.value
+            && let Some(text) = bits_text(tag, i64::from(v))
+                .or_else(|| name_of(tag, i64::from(v)).map(str::to_string))
+        {
+            obj.insert(format!("{label}_text"), json!(text));
+        }
+        obj.insert(label, value_json(&p.value));
+    }
+    Value::Object(obj)
 }
 
 /// Rows as a text table with tag names as headings (`PR_` cut for width).

@@ -6,7 +6,9 @@ use mapispool::flush::{MessageOutcome, RecipientReport};
 use mapispool::{FlushFlags, FlushReport, Session};
 
 use crate::cli::FlushArgs;
+use crate::cmd::progress::Bars;
 use crate::exit::Exit;
+use crate::term::{self, Paint};
 
 /// Flushes every transport through the spooler, or one transport: on its own status object
 /// when its `PR_RESOURCE_METHODS` has `STATUS_FLUSH_QUEUES`, else through the spooler with it as
@@ -31,39 +33,100 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
     if args.force {
         flags = flags | FlushFlags::FORCE;
     }
-    let report = match &args.transport {
-        None => session.spooler_status().flush_queues(None, flags).await?,
-        Some(which) => {
-            let transport = session.transport_status(which)?;
+    let target = match &args.transport {
+        None => None,
+        Some(which) => Some(session.transport_status(which)?),
+    };
+    // Bars only for a person watching: stderr a terminal, not --quiet or --json, and not when
+    // --async hands the work to the daemon and returns at once.
+    let handed_off = args.async_ok && session.daemon_socket().is_some();
+    let bars = if term::stderr_is_terminal() && !quiet && !args.json && !handed_off {
+        let only = target.as_ref().map(|t| t.entry_id());
+        Some(Bars::start(
+            session,
+            only.as_ref(),
+            term::stderr_paint().enabled(),
+        )?)
+    } else {
+        None
+    };
+    let report = match &target {
+        None => session.spooler_status().flush_queues(None, flags).await,
+        Some(transport) => {
             if transport.methods() & STATUS_FLUSH_QUEUES != 0 {
-                transport.flush_queues(None, flags).await?
+                transport.flush_queues(None, flags).await
             } else {
                 session
                     .spooler_status()
                     .flush_queues(Some(&transport.entry_id()), flags)
-                    .await?
+                    .await
             }
         }
     };
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(bars) = bars {
+                bars.finish(session);
+            }
+            return Err(e.into());
+        }
+    };
     if report.asynchronous {
+        if session.daemon_socket().is_some() {
+            // The daemon does the work and outlives us: say how to follow it.
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !quiet {
+                println!(
+                    "flush started in the spooler daemon; follow it with `mapispool watch` (or `mapispool watch --until-idle`), see the result with `mapispool status`"
+                );
+            }
+            return Ok(Exit::Done);
+        }
         // Without a spooler daemon the work runs in this process; leaving now would abandon it.
-        if session.daemon_socket().is_none() && !quiet && !args.json {
+        if !quiet && !args.json {
             eprintln!(
-                "flush started asynchronously; no spooler daemon runs, so this process stays until it is done (follow it with `mapispool status`)"
+                "flush started asynchronously; no spooler daemon runs, so this process stays until it is done (run `mapispool spooler` to have --async return at once)"
             );
         }
         session.wait_idle().await;
     }
+    if let Some(bars) = bars {
+        bars.finish(session);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !quiet {
-        print!("{}", report_text(&report));
+        print!(
+            "{}",
+            paint_report(&report_text(&report), term::stdout_paint())
+        );
     }
     Ok(if report.is_complete() {
         Exit::Done
     } else {
         Exit::Partial
     })
+}
+
+/// Colours the report's failures red and its waits yellow, on a terminal.
+fn paint_report(text: &str, paint: Paint) -> String {
+    if !paint.enabled() {
+        return text.to_string();
+    }
+    text.lines()
+        .map(|line| {
+            let line = if line.contains("FAILED") || line.contains(": failed: ") {
+                paint.red(line)
+            } else if line.contains(": deferred") {
+                paint.yellow(line)
+            } else {
+                line.to_string()
+            };
+            format!("{line}\n")
+        })
+        .collect()
 }
 
 /// The report as a person reads it: a line per transport, then a line per message that did not

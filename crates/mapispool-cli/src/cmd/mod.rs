@@ -1,11 +1,15 @@
 //! One function per command, each the entry point for what its `cli.rs` variant says.
 
 mod demo;
+mod docs;
 mod flush;
+mod progress;
+pub mod sendmail;
 mod spooler;
 mod submit;
 mod tables;
 mod validate;
+mod watch;
 
 use anyhow::{Context, Result};
 use mapispool::{Profile, Session};
@@ -26,6 +30,17 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
         Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Spooler => spooler::run(&cli).await,
+        Command::Watch(args) => watch::run(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Sendmail(args) => {
+            // `-v` and `-q` before the first recipient are taken by clap as our global flags;
+            // `-v` means the same to sendmail, so pass it on.
+            let args = args.args.iter().cloned();
+            let verbose = (cli.verbose > 0).then(|| "-v".to_string());
+            let args: Vec<String> = verbose.into_iter().chain(args).collect();
+            Ok(sendmail::run(cli.profile.clone(), &args).await)
+        }
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man => docs::man(),
     }
 }
 

@@ -1,0 +1,212 @@
+//! `mapispool watch`: the status table as it moves — what an advise sink on
+//! `IMAPISession::GetStatusTable` hears, for people and for scripts.
+//!
+//! - stdout a terminal: the table, cleared and redrawn in place on each change (plain ANSI
+//!   "home + clear", no terminal library);
+//! - otherwise: one line per change, `<time> <name>: <status string> [bits]`;
+//! - `--json`: one JSON object per change, the row in `status --json`'s row form.
+//!
+//! It runs until Ctrl-C, or `--until-idle` / `--count N` for scripts.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use mapi::constants::{
+    STATUS_FAILURE, STATUS_INBOUND_ACTIVE, STATUS_INBOUND_FLUSH, STATUS_OUTBOUND_ACTIVE,
+    STATUS_OUTBOUND_FLUSH,
+};
+use mapi::table::TableEvent;
+use mapi::tag::{
+    PR_DISPLAY_NAME, PR_INSTANCE_KEY, PR_MSP_PHASE, PR_REMOTE_PROGRESS, PR_STATUS_CODE,
+    PR_STATUS_STRING,
+};
+use mapi::{PropTag, PropValue, Row, TableNotification};
+use mapispool::Session;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::cli::WatchArgs;
+use crate::exit::Exit;
+use crate::render::{row_json, rows_text, value_text};
+use crate::term::{self, Paint};
+
+/// The columns shown and sent; `PR_INSTANCE_KEY` only tells rows apart.
+const COLUMNS: [PropTag; 5] = [
+    PR_DISPLAY_NAME,
+    PR_STATUS_CODE,
+    PR_MSP_PHASE,
+    PR_REMOTE_PROGRESS,
+    PR_STATUS_STRING,
+];
+
+/// Bits that mean "working": a flush asked for, or a transport moving mail.
+const BUSY: i32 =
+    STATUS_INBOUND_FLUSH | STATUS_OUTBOUND_FLUSH | STATUS_INBOUND_ACTIVE | STATUS_OUTBOUND_ACTIVE;
+
+enum Mode {
+    Redraw,
+    Lines,
+    Json,
+}
+
+/// Prints the status table's changes until Ctrl-C, `--count` changes or `--until-idle`.
+pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exit> {
+    let mode = if args.json {
+        Mode::Json
+    } else if term::stdout_is_terminal() {
+        Mode::Redraw
+    } else {
+        Mode::Lines
+    };
+    let paint = term::stdout_paint();
+    let mut view = session.status_table();
+    let mut columns = vec![PR_INSTANCE_KEY];
+    columns.extend(COLUMNS);
+    view.set_columns(&columns)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<TableNotification>();
+    // The sink runs on whichever thread changed the table; it only hands the change over.
+    view.advise(Arc::new(move |n: &TableNotification| {
+        let _ = tx.send(n.clone());
+    }));
+
+    if !quiet {
+        match session.daemon_socket() {
+            Some(socket) => eprintln!(
+                "watching the spooler daemon ({}); stop with Ctrl-C",
+                socket.display()
+            ),
+            None => eprintln!(
+                "no spooler daemon runs: watching this process's own spooler only, which flushes on the profile's schedules (start one with `mapispool spooler`); stop with Ctrl-C"
+            ),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if let Mode::Redraw = mode {
+        redraw(&mut out, session, paint, None)?;
+    }
+    if args.until_idle && is_idle(session) {
+        return Ok(Exit::Done);
+    }
+    // The last row seen per instance key: a daemon's mirror may repeat a row unchanged (when it
+    // reconnects), which is not a change worth a line.
+    let mut last: HashMap<Vec<u8>, Row> = HashMap::new();
+    let mut seen = 0u64;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let notification = tokio::select! {
+            n = rx.recv() => match n {
+                Some(n) => n,
+                None => break,
+            },
+            _ = &mut ctrl_c => break,
+        };
+        if notification.event == TableEvent::RowModified
+            && last.get(&notification.instance_key) == Some(&notification.row)
+        {
+            continue;
+        }
+        last.insert(notification.instance_key.clone(), notification.row.clone());
+        let row = notification.row.project(&COLUMNS);
+        let written = match mode {
+            Mode::Json => writeln!(
+                out,
+                "{}",
+                json!({
+                    "time": now(),
+                    "event": notification.event.name(),
+                    "row": row_json(&COLUMNS, &row),
+                })
+            ),
+            Mode::Lines => writeln!(out, "{}", line(&row, paint)),
+            Mode::Redraw => redraw(&mut out, session, paint, Some(&row)),
+        };
+        // A closed pipe (`mapispool watch | head`) is the reader being done.
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(e).context("cannot write to stdout"),
+        }
+        seen += 1;
+        if args.count.is_some_and(|n| seen >= n) || (args.until_idle && is_idle(session)) {
+            break;
+        }
+    }
+    Ok(Exit::Done)
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// `<time> <name>: <status string> [bits]`.
+fn line(row: &Row, paint: Paint) -> String {
+    let name = text(row, PR_DISPLAY_NAME);
+    let status = text(row, PR_STATUS_STRING);
+    let bits = row
+        .get_by_id(PR_STATUS_CODE)
+        .map(|p| value_text(PR_STATUS_CODE, &p.value))
+        .unwrap_or_default();
+    let status = if code(row) & STATUS_FAILURE != 0 {
+        paint.red(&status)
+    } else {
+        status
+    };
+    format!(
+        "{} {}: {status} {}",
+        paint.dim(&now()),
+        paint.bold(&name),
+        paint.dim(&format!("[{bits}]"))
+    )
+}
+
+/// Home, clear, and the whole table again: simple and always right, and a status table has a
+/// handful of rows.
+fn redraw(
+    out: &mut impl Write,
+    session: &Session,
+    paint: Paint,
+    changed: Option<&Row>,
+) -> std::io::Result<()> {
+    let rows: Vec<Row> = session
+        .board()
+        .rows()
+        .iter()
+        .map(|r| r.project(&COLUMNS))
+        .collect();
+    let mut screen = String::from("\x1b[H\x1b[2J");
+    screen.push_str(&rows_text(&COLUMNS, &rows));
+    screen.push('\n');
+    let footer = match changed {
+        Some(row) => format!(
+            "{} last change: {}  (Ctrl-C to stop)",
+            now(),
+            text(row, PR_DISPLAY_NAME)
+        ),
+        None => format!("{} watching  (Ctrl-C to stop)", now()),
+    };
+    screen.push_str(&paint.dim(&footer));
+    screen.push('\n');
+    out.write_all(screen.as_bytes())
+}
+
+fn is_idle(session: &Session) -> bool {
+    session.board().rows().iter().all(|r| code(r) & BUSY == 0)
+}
+
+fn code(row: &Row) -> i32 {
+    match row.get_by_id(PR_STATUS_CODE).map(|p| &p.value) {
+        Some(PropValue::Long(v)) => *v,
+        _ => 0,
+    }
+}
+
+fn text(row: &Row, tag: PropTag) -> String {
+    match row.get_by_id(tag).map(|p| &p.value) {
+        Some(PropValue::Unicode(s) | PropValue::String8(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
