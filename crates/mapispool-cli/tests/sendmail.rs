@@ -1,0 +1,261 @@
+//! The sendmail entry as cron, `git send-email` and `mail` use it: a symlink named `sendmail`
+//! to the binary, sendmail's flags, the message on stdin, sysexits codes. What was queued is
+//! read back with `mapispool queue --json` and `mapispool show`.
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// A profile with one transport (`me@home.test`, "Me Home") and a `sendmail` symlink, in a
+/// tempdir; its own XDG_RUNTIME_DIR so no daemon of the real user's is found.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let po = dir.path().join("po");
+        std::fs::write(
+            dir.path().join("me.toml"),
+            format!(
+                "[store]\npath = \"{store}\"\n\n[[transport]]\nname = \"home\"\naddress = \"me@home.test\"\ndisplay_name = \"Me Home\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n",
+                store = dir.path().join("me.db").display(),
+                po = po.display()
+            ),
+        )
+        .expect("write profile");
+        std::fs::create_dir(dir.path().join("run")).expect("runtime dir");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mapispool"), dir.path().join("sendmail"))
+            .expect("symlink");
+        Env { dir }
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.dir.path().join("me.toml")
+    }
+
+    fn with_env(&self, mut c: Command) -> Command {
+        c.env("MAPISPOOL_PROFILE", self.profile())
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// `sendmail ARGS` through the symlink.
+    fn sendmail(&self, args: &[&str]) -> Command {
+        let mut c = self.with_env(Command::new(self.dir.path().join("sendmail")));
+        c.args(args);
+        c
+    }
+
+    fn mapispool(&self, args: &[&str]) -> Command {
+        let mut c = self.with_env(Command::new(env!("CARGO_BIN_EXE_mapispool")));
+        c.args(args);
+        c
+    }
+
+    /// The queue's rows with the envelope columns.
+    fn queue(&self) -> Vec<Value> {
+        let out = self
+            .mapispool(&[
+                "queue",
+                "--json",
+                "--columns",
+                "PR_ENTRYID,PR_SUBJECT,PR_DISPLAY_TO,PR_DISPLAY_CC,PR_DISPLAY_BCC,PR_MSP_ENVELOPE_FROM,PR_SENDER_NAME",
+            ])
+            .output()
+            .expect("queue runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("queue JSON");
+        v["rows"].as_array().expect("rows").clone()
+    }
+
+    /// The one queued message with `subject`.
+    fn queued(&self, subject: &str) -> Value {
+        let rows = self.queue();
+        let found: Vec<_> = rows
+            .iter()
+            .filter(|r| r["PR_SUBJECT"] == subject)
+            .cloned()
+            .collect();
+        assert_eq!(found.len(), 1, "{subject:?} in {rows:#?}");
+        found[0].clone()
+    }
+
+    fn raw(&self, row: &Value) -> String {
+        let id = row["PR_ENTRYID"].as_str().expect("entry id");
+        let out = self.mapispool(&["show", id]).output().expect("show runs");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Runs and expects sendmail's silent success.
+fn ok(mut c: Command, stdin: &str) {
+    c.write_stdin(stdin.to_string())
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+}
+
+fn fails(mut c: Command, stdin: &str, code: i32) -> String {
+    let out = c.write_stdin(stdin.to_string()).output().expect("runs");
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    assert!(out.stdout.is_empty());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn recipients_as_arguments_with_f_and_big_f() {
+    let env = Env::new();
+    // -f with a space, -F attached; no From: header, so one is added from -F and -f.
+    ok(
+        env.sendmail(&[
+            "-f",
+            "bounce@home.test",
+            "-FRobot Writer",
+            "a@x.test",
+            "b@x.test",
+        ]),
+        "Subject: one\n\nhello\n",
+    );
+    let row = env.queued("one");
+    assert_eq!(row["PR_MSP_ENVELOPE_FROM"], "bounce@home.test");
+    assert_eq!(row["PR_DISPLAY_TO"], "a@x.test; b@x.test");
+    let raw = env.raw(&row);
+    assert!(
+        raw.starts_with("From: \"Robot Writer\" <bounce@home.test>\n"),
+        "{raw}"
+    );
+
+    // -f attached; a From: header present stays as it is, -F notwithstanding.
+    ok(
+        env.sendmail(&["-fother@home.test", "-F", "Ignored", "c@x.test"]),
+        "From: Real <real@home.test>\nSubject: two\n\nhello\n",
+    );
+    let row = env.queued("two");
+    assert_eq!(row["PR_MSP_ENVELOPE_FROM"], "other@home.test");
+    let raw = env.raw(&row);
+    assert!(raw.starts_with("From: Real <real@home.test>\n"), "{raw}");
+    assert!(!raw.contains("Ignored"));
+
+    // Neither -f nor From: — the first transport's address and display name.
+    ok(env.sendmail(&["d@x.test"]), "Subject: three\r\n\r\nhi\r\n");
+    let row = env.queued("three");
+    assert_eq!(row["PR_MSP_ENVELOPE_FROM"], "me@home.test");
+    assert!(
+        env.raw(&row)
+            .starts_with("From: \"Me Home\" <me@home.test>\r\nSubject: three\r\n"),
+    );
+}
+
+#[test]
+fn t_takes_to_cc_and_bcc_from_the_headers() {
+    let env = Env::new();
+    ok(
+        env.sendmail(&["-t", "-oi"]),
+        "From: me@home.test\nTo: To One <to@x.test>\nCc: cc@x.test\nBcc: hidden@x.test\nSubject: bcc\n\nbody\n",
+    );
+    let row = env.queued("bcc");
+    assert_eq!(row["PR_DISPLAY_TO"], "To One");
+    assert_eq!(row["PR_DISPLAY_CC"], "cc@x.test");
+    assert_eq!(row["PR_DISPLAY_BCC"], "hidden@x.test");
+
+    // -t with arguments: both (as Postfix does).
+    ok(
+        env.sendmail(&["-t", "extra@x.test"]),
+        "From: me@home.test\nTo: to@x.test\nSubject: both\n\nbody\n",
+    );
+    let row = env.queued("both");
+    let to = row["PR_DISPLAY_TO"].as_str().expect("to");
+    assert!(
+        to.contains("extra@x.test") && to.contains("to@x.test"),
+        "{to}"
+    );
+
+    // Without -t, only the arguments: To: in the headers is not a recipient.
+    ok(
+        env.sendmail(&["only@x.test"]),
+        "From: me@home.test\nTo: header@x.test\nSubject: args only\n\nbody\n",
+    );
+    assert_eq!(env.queued("args only")["PR_DISPLAY_TO"], "only@x.test");
+}
+
+#[test]
+fn a_dot_line_ends_the_message_unless_i_or_oi() {
+    let env = Env::new();
+    let text = "Subject: dots\n\nbefore\n.\nafter\n";
+    ok(env.sendmail(&["a@x.test"]), text);
+    ok(
+        env.sendmail(&["-i", "b@x.test"]),
+        &text.replace("dots", "dots i"),
+    );
+    ok(
+        env.sendmail(&["-oi", "c@x.test"]),
+        &text.replace("dots", "dots oi"),
+    );
+    let cut = env.raw(&env.queued("dots"));
+    assert!(cut.ends_with("before\n") && !cut.contains("after"), "{cut}");
+    for subject in ["dots i", "dots oi"] {
+        let whole = env.raw(&env.queued(subject));
+        assert!(whole.ends_with("before\n.\nafter\n"), "{whole}");
+    }
+}
+
+#[test]
+fn habitual_flags_are_accepted_and_ignored() {
+    let env = Env::new();
+    ok(
+        env.sendmail(&[
+            "-bm", "-oem", "-odi", "-odb", "-oQ/tmp", "-U", "-i", "--", "z@x.test",
+        ]),
+        "Subject: habits\n\nbody\n",
+    );
+    assert_eq!(env.queued("habits")["PR_DISPLAY_TO"], "z@x.test");
+}
+
+#[test]
+fn the_subcommand_form_is_the_same() {
+    let env = Env::new();
+    ok(
+        env.mapispool(&["sendmail", "-t", "-f", "me@home.test"]),
+        "To: sub@x.test\nSubject: subcommand\n\nbody\n",
+    );
+    let row = env.queued("subcommand");
+    assert_eq!(row["PR_DISPLAY_TO"], "sub@x.test");
+    assert_eq!(row["PR_MSP_ENVELOPE_FROM"], "me@home.test");
+}
+
+#[test]
+fn errors_exit_as_sendmail_does() {
+    let env = Env::new();
+    let msg = "Subject: x\n\nbody\n";
+    // EX_USAGE: no recipients at all, -t without any in the headers, a bad option, a mode we
+    // do not have, a flag missing its value, a bad address on the command line.
+    let err = fails(env.sendmail(&[]), msg, 64);
+    assert!(err.starts_with("sendmail: no recipients"), "{err}");
+    fails(env.sendmail(&["-t"]), msg, 64);
+    fails(env.mapispool(&["sendmail"]), msg, 64);
+    assert!(fails(env.sendmail(&["-Z", "a@x.test"]), msg, 64).contains("illegal option"));
+    assert!(fails(env.sendmail(&["-bp"]), msg, 64).contains("mapispool queue"));
+    fails(env.sendmail(&["a@x.test", "-f"]), msg, 64);
+    fails(env.sendmail(&["not an address"]), msg, 64);
+    // EX_DATAERR: a bad address inside the message.
+    fails(
+        env.sendmail(&["-t"]),
+        "From: me@home.test\nTo: @@@\nSubject: x\n\nbody\n",
+        65,
+    );
+    // EX_CONFIG: no profile.
+    let mut c = env.sendmail(&["a@x.test"]);
+    c.env("MAPISPOOL_PROFILE", env.dir.path().join("missing.toml"));
+    fails(c, msg, 78);
+    assert!(env.queue().is_empty(), "nothing was queued by a failure");
+}
