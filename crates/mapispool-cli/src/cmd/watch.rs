@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::WatchArgs;
 use crate::exit::Exit;
-use crate::render::{row_json, rows_text, value_text};
+use crate::render::{row_json, value_text};
 use crate::term::{self, Paint};
 
 /// The columns shown and sent; `PR_INSTANCE_KEY` only tells rows apart.
@@ -178,7 +178,7 @@ fn redraw(
         .map(|r| r.project(&COLUMNS))
         .collect();
     let mut screen = String::from("\x1b[H\x1b[2J");
-    screen.push_str(&rows_text(&COLUMNS, &rows));
+    screen.push_str(&table_text(&rows));
     screen.push('\n');
     let footer = match changed {
         Some(row) => format!(
@@ -191,6 +191,36 @@ fn redraw(
     screen.push_str(&paint.dim(&footer));
     screen.push('\n');
     out.write_all(screen.as_bytes())
+}
+
+/// The table, one line per row whatever the terminal's width (a wrapped row would make the
+/// redraw jump); the terminal cuts or wraps what does not fit.
+fn table_text(rows: &[Row]) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header([
+            "DISPLAY_NAME",
+            "STATUS_CODE",
+            "PHASE",
+            "PROGRESS",
+            "STATUS_STRING",
+        ]);
+    for row in rows {
+        table.add_row(COLUMNS.iter().map(|c| match row.get_by_id(*c) {
+            Some(p) if *c == PR_REMOTE_PROGRESS => match p.value {
+                PropValue::Long(v) if v >= 0 => format!("{v}%"),
+                _ => String::new(),
+            },
+            Some(p) => match p.value {
+                PropValue::Error(_) => String::new(),
+                _ => value_text(*c, &p.value),
+            },
+            None => String::new(),
+        }));
+    }
+    table.to_string()
 }
 
 fn is_idle(session: &Session) -> bool {
