@@ -337,7 +337,7 @@ impl Spooler {
         }
         if flags.contains(FlushFlags::DOWNLOAD) && slot.config.inbound.is_some() {
             report.download = true;
-            self.download(slot, &mut report).await;
+            self.download(slot, flags, &mut report).await;
         }
         report
     }
@@ -723,7 +723,7 @@ impl Spooler {
         }
     }
 
-    async fn download(&self, slot: &Slot, report: &mut TransportReport) {
+    async fn download(&self, slot: &Slot, flags: FlushFlags, report: &mut TransportReport) {
         let board = &self.inner.board;
         board.change_bits(
             &slot.kind,
@@ -738,7 +738,12 @@ impl Spooler {
             let config = slot.config.inbound.as_ref().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Permanent, "no inbound side")
             })?;
-            let mut inbound = Inbound::from_config(config, &slot.config.address)?;
+            let mut inbound = Inbound::from_config(
+                config,
+                &slot.config.address,
+                &slot.config.name,
+                !flags.contains(FlushFlags::NO_UI),
+            )?;
             self.run_connect_command(&slot.config).await?;
             inbound.connect().await?;
             let sink = StoreSink {
@@ -836,7 +841,7 @@ impl Spooler {
         // Network transports connect when they flush, not at logon (MAPI's FORCE_XP_CONNECT
         // rule: never grab the link outside a flush).
         if let Ok(mut inbound @ Inbound::Dir(_)) =
-            Inbound::from_config(config, &slot.config.address)
+            Inbound::from_config(config, &slot.config.address, &slot.config.name, false)
             && let Err(e) = inbound.connect().await
         {
             self.inner.board.change_bits(

@@ -53,6 +53,14 @@ impl InboundSink for StoreSink<'_> {
             .is_some())
     }
 
+    async fn get_state(&self, key: &str) -> MapiResult<Option<String>> {
+        self.store.get_sync_state(self.transport, key).await
+    }
+
+    async fn set_state(&self, key: &str, value: &str) -> MapiResult<()> {
+        self.store.set_sync_state(self.transport, key, value).await
+    }
+
     fn progress(&self, done: usize, total: usize) {
         let percent = (done * 100).checked_div(total).unwrap_or(100);
         self.board.update(

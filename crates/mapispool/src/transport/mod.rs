@@ -4,11 +4,15 @@
 //!
 //! - `dir.rs`: the embedded default, a post-office directory on this machine.
 //! - `smtp.rs` (+ `smtp/codec.rs`): SMTP submission, our own pipelining client on tokio.
+//! - `pop3.rs` (+ `pop3/codec.rs`): POP3 inbound, our own client (CAPA, STLS, APOP, UIDL).
+//! - `imap.rs`: IMAP inbound on `async-imap` (UIDVALIDITY/UID sync state, after_download).
 //!
 //! A transport decides what happened to each recipient ([`RecipientResult`]); what that means
 //! for the message (retry when, report to whom) is the spooler's business.
 
 pub mod dir;
+pub mod imap;
+pub mod pop3;
 pub mod smtp;
 
 use std::future::Future;
@@ -126,6 +130,18 @@ pub trait InboundSink: Send + Sync {
     ) -> impl Future<Output = MapiResult<bool>> + Send;
     /// `done` of `total` messages handled so far, for `PR_REMOTE_PROGRESS`.
     fn progress(&self, done: usize, total: usize);
+    /// The transport's sync state under `key` (IMAP's UIDVALIDITY and last UID, POP3's
+    /// first-seen times), kept durably next to the messages. A sink without state (a test's)
+    /// remembers nothing.
+    fn get_state(&self, key: &str) -> impl Future<Output = MapiResult<Option<String>>> + Send {
+        let _ = key;
+        async { Ok(None) }
+    }
+    /// Sets the sync state under `key`, durably.
+    fn set_state(&self, key: &str, value: &str) -> impl Future<Output = MapiResult<()>> + Send {
+        let _ = (key, value);
+        async { Ok(()) }
+    }
 }
 
 /// A message body handed out in chunks, so a large message is never held whole: the store's
@@ -213,23 +229,46 @@ impl Outbound {
 #[derive(Debug)]
 pub enum Inbound {
     Dir(dir::DirInbound),
+    Pop3(pop3::Pop3Inbound),
+    Imap(imap::ImapInbound),
 }
 
 impl Inbound {
-    /// The inbound side for a profile's `[transport.inbound]`, receiving for `address`.
-    pub fn from_config(config: &InboundConfig, address: &str) -> Result<Inbound, TransportError> {
+    /// The inbound side for a profile's `[transport.inbound]` of transport `transport`,
+    /// receiving for `address` (also the login when the profile gives no `username`).
+    /// `allow_prompt` is false under `FLUSH_NO_UI`: a `password_prompt` then fails with
+    /// `NeedsPerson` when the transport connects.
+    pub fn from_config(
+        config: &InboundConfig,
+        address: &str,
+        transport: &str,
+        allow_prompt: bool,
+    ) -> Result<Inbound, TransportError> {
         match config {
             InboundConfig::Dir(d) => Ok(Inbound::Dir(dir::DirInbound::new(
                 &d.path,
                 vec![address.to_string()],
             ))),
-            other => Err(unsupported(other.kind().as_str())),
+            InboundConfig::Pop3(p) => Ok(Inbound::Pop3(pop3::Pop3Inbound::new(
+                p,
+                transport,
+                address,
+                allow_prompt,
+            ))),
+            InboundConfig::Imap(i) => Ok(Inbound::Imap(imap::ImapInbound::new(
+                i,
+                transport,
+                address,
+                allow_prompt,
+            ))),
         }
     }
 
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         match self {
             Inbound::Dir(t) => t.connect().await,
+            Inbound::Pop3(t) => t.connect().await,
+            Inbound::Imap(t) => t.connect().await,
         }
     }
 
@@ -239,19 +278,16 @@ impl Inbound {
     ) -> Result<DownloadSummary, TransportError> {
         match self {
             Inbound::Dir(t) => t.download(sink).await,
+            Inbound::Pop3(t) => t.download(sink).await,
+            Inbound::Imap(t) => t.download(sink).await,
         }
     }
 
     pub async fn close(&mut self) {
         match self {
             Inbound::Dir(t) => t.close().await,
+            Inbound::Pop3(t) => t.close().await,
+            Inbound::Imap(t) => t.close().await,
         }
     }
-}
-
-fn unsupported(kind: &str) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Permanent,
-        format!("this build of mapispool cannot speak {kind} yet; use kind = \"dir\""),
-    )
 }

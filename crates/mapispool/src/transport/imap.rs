@@ -1,0 +1,659 @@
+//! The IMAP inbound transport (`kind = "imap"`, RFC 3501) on `async-imap`, over tokio with TLS
+//! from `crate::tls` (implicit TLS or STARTTLS).
+//!
+//! A download: LOGIN, SELECT the configured folder, then fetch only the UIDs above the last one
+//! this transport finished (kept with the folder's UIDVALIDITY in the store's sync state; a
+//! new UIDVALIDITY starts the folder over). Each message is stored under the server id
+//! `UIDVALIDITY:UID`, so the store never takes it twice; only once it is stored (durable) does
+//! `after_download` act on the server (`\Seen`, delete and expunge, or move), and only after
+//! that does the last UID move on. A connection lost in between brings the same messages
+//! again next time: the store skips them and the action is done then.
+//!
+//! Small messages are fetched in batches (`UID FETCH a,b,c (UID BODY.PEEK[])`); a message larger
+//! than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`) and streamed into the store,
+//! since async-imap holds each response whole in memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use async_imap::error::Error as ImapError;
+use async_imap::imap_proto::{Response, Status};
+use async_imap::types::Fetch;
+use futures_util::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+use super::pop3::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
+use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
+use crate::message::{HeaderSummary, header_block};
+use crate::profile::{AfterDownload, ImapConfig, Security};
+
+/// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
+pub const RANGE: u32 = 1024 * 1024;
+
+/// The most bytes one batch fetch asks for, and the most messages in one batch.
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const BATCH_COUNT: usize = 200;
+
+/// The largest message taken (async-imap's own cap on one response is 512 MiB).
+const MAX_MESSAGE: u64 = 1024 * 1024 * 1024;
+
+type ImapSession = async_imap::Session<MailStream>;
+
+/// The IMAP inbound side of one transport.
+#[derive(Debug)]
+pub struct ImapInbound {
+    config: ImapConfig,
+    transport: String,
+    username: String,
+    allow_prompt: bool,
+    session: Option<ImapSession>,
+}
+
+/// One new message on the server.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    uid: u32,
+    size: u64,
+}
+
+impl ImapInbound {
+    /// `transport` is the profile's transport name (for credentials and messages); `address` is
+    /// the login when the profile gives no `username`.
+    pub fn new(
+        config: &ImapConfig,
+        transport: &str,
+        address: &str,
+        allow_prompt: bool,
+    ) -> ImapInbound {
+        ImapInbound {
+            username: config
+                .username
+                .clone()
+                .unwrap_or_else(|| address.to_string()),
+            config: config.clone(),
+            transport: transport.to_string(),
+            allow_prompt,
+            session: None,
+        }
+    }
+
+    fn peer(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port)
+    }
+
+    /// Connects, secures the connection as the profile says, and logs in.
+    pub async fn connect(&mut self) -> Result<(), TransportError> {
+        let peer = self.peer();
+        let session = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+            .await
+            .map_err(|_| {
+                TransportError::new(
+                    TransportErrorKind::Timeout,
+                    format!(
+                        "connecting to the IMAP server {peer} and logging in took longer than {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                )
+            })??;
+        self.session = Some(session);
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<ImapSession, TransportError> {
+        let c = &self.config;
+        let peer = self.peer();
+        let tcp = tcp_connect(&c.host, c.port).await?;
+        let stream = match c.security {
+            Security::Tls => {
+                start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?
+            }
+            Security::Starttls | Security::None => MailStream::Plain(tcp),
+        };
+        let mut client = async_imap::Client::new(stream);
+        let greeting = client
+            .read_response()
+            .await
+            .map_err(|e| connection_failed(&peer, &ImapError::Io(e)))?
+            .ok_or_else(|| {
+                TransportError::new(
+                    TransportErrorKind::Connect,
+                    format!("the IMAP server {peer} closed the connection before greeting us"),
+                )
+            })?;
+        match greeting.parsed() {
+            Response::Data {
+                status: Status::Ok | Status::PreAuth,
+                ..
+            } => {}
+            Response::Data { outcome, .. } => {
+                return Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    format!(
+                        "the IMAP server {peer} turned us away: {}",
+                        outcome
+                            .information
+                            .as_deref()
+                            .unwrap_or("(no reason given)")
+                    ),
+                ));
+            }
+            _ => {
+                return Err(TransportError::new(
+                    TransportErrorKind::Temporary,
+                    format!("{peer} did not greet us as an IMAP server does"),
+                ));
+            }
+        }
+        if c.security == Security::Starttls {
+            client
+                .run_command_and_check_ok("STARTTLS", None)
+                .await
+                .map_err(|e| {
+                    TransportError::new(
+                        TransportErrorKind::Tls,
+                        format!(
+                            "the IMAP server {peer} refused STARTTLS ({}); use security = \"tls\" (port 993) or, on a trusted network only, \"none\"",
+                            server_words(&e)
+                        ),
+                    )
+                })?;
+            let MailStream::Plain(tcp) = client.into_inner() else {
+                return Err(TransportError::new(
+                    TransportErrorKind::Tls,
+                    "STARTTLS on a connection that already has TLS",
+                ));
+            };
+            let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
+            client = async_imap::Client::new(tls);
+        }
+        let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
+        let user = &self.username;
+        client
+            .login(user, secret.expose())
+            .await
+            .map_err(|(e, _)| match e {
+                ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
+                    TransportErrorKind::Auth,
+                    format!(
+                        "the IMAP server {peer} refused the login of \"{user}\": {}",
+                        server_words(&e)
+                    ),
+                ),
+                ImapError::Validate(_) => TransportError::new(
+                    TransportErrorKind::Auth,
+                    format!(
+                        "transport \"{}\": the username or password has a character IMAP LOGIN cannot send (a line break)",
+                        self.transport
+                    ),
+                ),
+                other => connection_failed(&peer, &other),
+            })
+    }
+
+    /// Downloads every new message of the folder and applies `after_download` to each once it
+    /// is stored.
+    pub async fn download(
+        &mut self,
+        sink: &impl InboundSink,
+    ) -> Result<DownloadSummary, TransportError> {
+        let peer = self.peer();
+        let folder = self.config.folder.clone();
+        let after = self.config.after_download.clone();
+        let session = self.session.as_mut().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "IMAP: not connected")
+        })?;
+        let fail = |e: ImapError| connection_failed(&peer, &e);
+
+        let mailbox = session.select(&folder).await.map_err(|e| match e {
+            ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "the IMAP server {peer} cannot open folder \"{folder}\": {}",
+                    server_words(&e)
+                ),
+            ),
+            other => connection_failed(&peer, &other),
+        })?;
+        let validity = mailbox.uid_validity.unwrap_or(0);
+        let validity_key = format!("imap.{folder}.uidvalidity");
+        let last_key = format!("imap.{folder}.last_uid");
+        let stored_validity = sink
+            .get_state(&validity_key)
+            .await
+            .map_err(store_failure)?
+            .and_then(|v| v.parse::<u32>().ok());
+        let mut last_uid = if stored_validity == Some(validity) {
+            sink.get_state(&last_key)
+                .await
+                .map_err(store_failure)?
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        } else {
+            // A new folder, or the server renumbered it: list it all again. Messages already
+            // stored under the old UIDVALIDITY have other server ids, so this is a full re-read.
+            sink.set_state(&validity_key, &validity.to_string())
+                .await
+                .map_err(store_failure)?;
+            sink.set_state(&last_key, "0")
+                .await
+                .map_err(store_failure)?;
+            0
+        };
+
+        let mut summary = DownloadSummary::default();
+        if mailbox.exists == 0 {
+            return Ok(summary);
+        }
+        let caps = session.capabilities().await.map_err(fail)?;
+        let (uidplus, can_move) = (caps.has_str("UIDPLUS"), caps.has_str("MOVE"));
+
+        // What is new: UIDs above the last one finished ("n:*" also returns the highest UID
+        // when it is below n, so filter).
+        let mut listed: Vec<Listed> = session
+            .uid_fetch(
+                format!("{}:*", last_uid.saturating_add(1)),
+                "(UID RFC822.SIZE)",
+            )
+            .await
+            .map_err(fail)?
+            .try_filter_map(|f| async move {
+                Ok(f.uid.map(|uid| Listed {
+                    uid,
+                    size: u64::from(f.size.unwrap_or(0)),
+                }))
+            })
+            .try_collect()
+            .await
+            .map_err(fail)?;
+        listed.retain(|m| m.uid > last_uid);
+        listed.sort_by_key(|m| m.uid);
+        listed.dedup_by_key(|m| m.uid);
+        let total = listed.len();
+        let mut done = 0usize;
+
+        for batch in batches(&listed) {
+            let mut finished: Vec<u32> = Vec::with_capacity(batch.len());
+            let mut small: Vec<Listed> = Vec::new();
+            for m in batch {
+                let id = server_id(validity, m.uid);
+                if sink.already_have(&id).await.map_err(store_failure)? {
+                    summary.skipped += 1;
+                    finished.push(m.uid);
+                } else if m.size > u64::from(RANGE) {
+                    if m.size > MAX_MESSAGE {
+                        return Err(TransportError::new(
+                            TransportErrorKind::Permanent,
+                            format!(
+                                "message UID {} in \"{folder}\" on {peer} is {} bytes, more than the {} this transport takes",
+                                m.uid, m.size, MAX_MESSAGE
+                            ),
+                        ));
+                    }
+                    // Large: alone, in ranges, streamed.
+                    if fetch_ranged(session, &peer, sink, validity, *m).await? {
+                        summary.received += 1;
+                    } else {
+                        summary.skipped += 1;
+                    }
+                    finished.push(m.uid);
+                } else {
+                    small.push(*m);
+                }
+            }
+            if !small.is_empty() {
+                let set = uid_set(small.iter().map(|m| m.uid));
+                let mut fetches = session
+                    .uid_fetch(&set, "(UID BODY.PEEK[])")
+                    .await
+                    .map_err(fail)?;
+                while let Some(fetch) = fetches.try_next().await.map_err(fail)? {
+                    let Some(uid) = fetch.uid else { continue };
+                    if !small.iter().any(|m| m.uid == uid) || finished.contains(&uid) {
+                        continue; // an unasked-for FETCH (a flag change)
+                    }
+                    let Some(body) = fetch_body(&fetch) else {
+                        continue;
+                    };
+                    let summary_of = header_block(body)
+                        .and_then(|h| HeaderSummary::parse(h).ok())
+                        .unwrap_or_default();
+                    let id = server_id(validity, uid);
+                    let stored = sink
+                        .deliver(&id, &summary_of, body.len() as u64, body)
+                        .await
+                        .map_err(|e| not_stored(&peer, uid, e))?;
+                    if stored {
+                        summary.received += 1;
+                    } else {
+                        summary.skipped += 1;
+                    }
+                    finished.push(uid);
+                }
+            }
+            // Everything in `finished` is durable in the store: act on the server, then move the
+            // last UID on. A message that vanished meanwhile is not in `finished`, and is gone.
+            if !finished.is_empty() {
+                finished.sort_unstable();
+                apply_after_download(session, &peer, &after, &finished, uidplus, can_move).await?;
+            }
+            done += batch.len();
+            if let Some(last) = batch.last() {
+                last_uid = last.uid;
+                sink.set_state(&last_key, &last_uid.to_string())
+                    .await
+                    .map_err(store_failure)?;
+            }
+            sink.progress(done, total);
+        }
+        Ok(summary)
+    }
+
+    /// Logs out and drops the connection.
+    pub async fn close(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session.logout()).await;
+        }
+    }
+}
+
+/// The store's id of a message: `UIDVALIDITY:UID`.
+pub fn server_id(validity: u32, uid: u32) -> String {
+    format!("{validity}:{uid}")
+}
+
+/// The new messages in batches: consecutive small ones up to `BATCH_BYTES`/`BATCH_COUNT`; a large
+/// one ends a batch (it is fetched on its own anyway).
+fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, m) in listed.iter().enumerate() {
+        bytes += m.size.min(u64::from(RANGE));
+        let count = i + 1 - start;
+        if bytes >= BATCH_BYTES || count >= BATCH_COUNT || m.size > u64::from(RANGE) {
+            out.push(&listed[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < listed.len() {
+        out.push(&listed[start..]);
+    }
+    out
+}
+
+/// A compact UID set: `1:5,7,9:10` (UIDs sorted ascending).
+pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
+    let mut out = String::new();
+    let mut run: Option<(u32, u32)> = None;
+    let push = |out: &mut String, (a, b): (u32, u32)| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if a == b {
+            out.push_str(&a.to_string());
+        } else {
+            out.push_str(&format!("{a}:{b}"));
+        }
+    };
+    for uid in uids {
+        run = match run {
+            Some((a, b)) if uid == b.wrapping_add(1) => Some((a, uid)),
+            Some(r) => {
+                push(&mut out, r);
+                Some((uid, uid))
+            }
+            None => Some((uid, uid)),
+        };
+    }
+    if let Some(r) = run {
+        push(&mut out, r);
+    }
+    out
+}
+
+fn fetch_body(fetch: &Fetch) -> Option<&[u8]> {
+    fetch.body()
+}
+
+/// `\Seen`, delete, or move, for messages that are durable in the store.
+async fn apply_after_download(
+    session: &mut ImapSession,
+    peer: &str,
+    after: &AfterDownload,
+    uids: &[u32],
+    uidplus: bool,
+    can_move: bool,
+) -> Result<(), TransportError> {
+    let set = uid_set(uids.iter().copied());
+    let fail = |e: ImapError| connection_failed(peer, &e);
+    match after {
+        AfterDownload::Keep => {}
+        AfterDownload::Seen => store_flag(session, &set, "\\Seen").await.map_err(fail)?,
+        AfterDownload::Delete => {
+            store_flag(session, &set, "\\Deleted").await.map_err(fail)?;
+            expunge(session, &set, uidplus).await.map_err(fail)?;
+        }
+        AfterDownload::Move(folder) => {
+            let refused = |e: ImapError| match e {
+                ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
+                    TransportErrorKind::Permanent,
+                    format!(
+                        "the IMAP server {peer} cannot move messages to \"{folder}\" (after_download): {}",
+                        server_words(&e)
+                    ),
+                ),
+                other => connection_failed(peer, &other),
+            };
+            if can_move {
+                session.uid_mv(&set, folder).await.map_err(refused)?;
+            } else {
+                session.uid_copy(&set, folder).await.map_err(refused)?;
+                store_flag(session, &set, "\\Deleted").await.map_err(fail)?;
+                expunge(session, &set, uidplus).await.map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn store_flag(session: &mut ImapSession, set: &str, flag: &str) -> Result<(), ImapError> {
+    let responses = session
+        .uid_store(set, format!("+FLAGS.SILENT ({flag})"))
+        .await?;
+    let _: Vec<Fetch> = responses.try_collect().await?;
+    Ok(())
+}
+
+/// Expunges `set`: exactly those UIDs with UIDPLUS; otherwise every `\Deleted` message in the
+/// folder (RFC 3501 has nothing finer).
+async fn expunge(session: &mut ImapSession, set: &str, uidplus: bool) -> Result<(), ImapError> {
+    if uidplus {
+        let _: Vec<u32> = session.uid_expunge(set).await?.try_collect().await?;
+    } else {
+        let _: Vec<u32> = session.expunge().await?.try_collect().await?;
+    }
+    Ok(())
+}
+
+/// One range of a message's bytes: `BODY.PEEK[]<offset.RANGE>`. `None` if the message is gone.
+async fn fetch_range(
+    session: &mut ImapSession,
+    uid: u32,
+    offset: u64,
+) -> Result<Option<Vec<u8>>, ImapError> {
+    let mut fetches = session
+        .uid_fetch(
+            uid.to_string(),
+            format!("(UID BODY.PEEK[]<{offset}.{RANGE}>)"),
+        )
+        .await?;
+    let mut got = None;
+    while let Some(fetch) = fetches.try_next().await? {
+        if fetch.uid == Some(uid)
+            && let Some(body) = fetch.body()
+        {
+            got = Some(body.to_vec());
+        }
+    }
+    Ok(got)
+}
+
+/// Fetches one large message in ranges and streams it into the store through a pipe: the
+/// fetching and the storing run side by side, and at most a range or two is in memory.
+/// A fetch that breaks off makes the store's read fail, so nothing half is stored.
+async fn fetch_ranged(
+    session: &mut ImapSession,
+    peer: &str,
+    sink: &impl InboundSink,
+    validity: u32,
+    m: Listed,
+) -> Result<bool, TransportError> {
+    let fail = |e: ImapError| connection_failed(peer, &e);
+    let Some(first) = fetch_range(session, m.uid, 0).await.map_err(fail)? else {
+        return Ok(false);
+    };
+    let summary = header_block(&first)
+        .and_then(|h| HeaderSummary::parse(h).ok())
+        .unwrap_or_default();
+    let complete = Arc::new(AtomicBool::new(false));
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let reader = CompleteReader {
+        inner: reader,
+        complete: Arc::clone(&complete),
+    };
+    let producer = async move {
+        let mut chunk = first;
+        let mut offset = 0u64;
+        loop {
+            let len = chunk.len();
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| format!("the store stopped reading: {e}"))?;
+            offset += len as u64;
+            if len < RANGE as usize {
+                break;
+            }
+            if offset > MAX_MESSAGE {
+                return Err(format!(
+                    "message UID {} is larger than {MAX_MESSAGE} bytes",
+                    m.uid
+                ));
+            }
+            chunk = match fetch_range(session, m.uid, offset).await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Err(format!(
+                        "message UID {} vanished while being fetched",
+                        m.uid
+                    ));
+                }
+                Err(e) => return Err(connection_failed(peer, &e).message),
+            };
+        }
+        complete.store(true, Ordering::SeqCst);
+        let _ = writer.shutdown().await;
+        drop(writer);
+        Ok::<(), String>(())
+    };
+    let id = server_id(validity, m.uid);
+    let consumer = sink.deliver(&id, &summary, m.size, reader);
+    let (produced, stored) = tokio::join!(producer, consumer);
+    if let Err(why) = produced {
+        return Err(TransportError::new(
+            TransportErrorKind::Temporary,
+            format!("{peer}: message UID {} was not stored: {why}", m.uid),
+        ));
+    }
+    stored.map_err(|e| not_stored(peer, m.uid, e))
+}
+
+/// A pipe's reading end that turns an early end (the writer dropped without finishing) into an
+/// error, so the store never takes a truncated message as whole.
+struct CompleteReader {
+    inner: tokio::io::DuplexStream,
+    complete: Arc<AtomicBool>,
+}
+
+impl AsyncRead for CompleteReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                if this.complete.load(Ordering::SeqCst) {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the IMAP fetch broke off",
+                    )))
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The server's own words from a NO/BAD, or the error.
+fn server_words(e: &ImapError) -> String {
+    match e {
+        ImapError::No(text) | ImapError::Bad(text) => text.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn connection_failed(peer: &str, e: &ImapError) -> TransportError {
+    let what = match e {
+        ImapError::Io(_) | ImapError::ConnectionLost => "the connection failed",
+        ImapError::Parse(_) => "the IMAP server sent something unexpected",
+        ImapError::No(_) | ImapError::Bad(_) => "the IMAP server refused",
+        _ => "IMAP failed",
+    };
+    TransportError::new(
+        TransportErrorKind::Temporary,
+        format!("{peer} ({what}): {}", server_words(e)),
+    )
+}
+
+fn store_failure(e: mapi::MapiError) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Temporary,
+        format!("the store failed: {e}"),
+    )
+}
+
+fn not_stored(peer: &str, uid: u32, e: mapi::MapiError) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Temporary,
+        format!("{peer}: message UID {uid} was not stored: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set([4]), "4");
+        assert_eq!(uid_set([]), "");
+    }
+
+    #[test]
+    fn large_messages_end_batches() {
+        let m = |uid, size| Listed { uid, size };
+        let listed = [m(1, 10), m(2, 10), m(3, 5_000_000), m(4, 10)];
+        let b = batches(&listed);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].len(), 3);
+        assert_eq!(b[1][0].uid, 4);
+    }
+}

@@ -1,0 +1,662 @@
+//! The POP3 inbound transport (`kind = "pop3"`, RFC 1939, RFC 2449 CAPA, RFC 2595 STLS): our own
+//! small client on tokio, with TLS from `crate::tls`. Framing is in `codec.rs`; this file is
+//! the session.
+//!
+//! A download: CAPA, (STLS), USER/PASS or APOP, UIDL and LIST, then for each message the store
+//! does not have yet (by UIDL, the `server_id`) RETR streamed straight into the store, unstuffed
+//! as it is read; DELE only after the store returned (the message is durable), and QUIT to
+//! commit the deletions. A connection that drops before QUIT deletes nothing; the next download
+//! finds the stored messages by UIDL, skips them and deletes them then. With `leave_on_server`
+//! messages stay, and with `leave_days` they are deleted once that many days passed since this
+//! transport first downloaded them (the time is kept in the store's sync state).
+
+pub mod codec;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use md5::{Digest, Md5};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::net::TcpStream;
+
+use self::codec::{DotReader, MAX_LINE, MAX_LISTING, MAX_MESSAGE, Reply};
+use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
+use crate::credential::{self, Secret};
+use crate::message::{HeaderSummary, MAX_HEADER_BYTES, header_block};
+use crate::profile::{Pop3Config, Security};
+use crate::tls;
+
+/// How long connecting, the TLS handshake, the greeting and the login may take together.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The sync-state key of the first-seen times (`leave_days`): a JSON object UIDL → Unix seconds.
+const FIRST_SEEN_KEY: &str = "pop3.first_seen";
+
+/// A connection to a mail server, plain or TLS; shared by the POP3 and IMAP transports.
+#[derive(Debug)]
+pub(crate) enum MailStream {
+    Plain(TcpStream),
+    Tls(Box<tls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for MailStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MailStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Opens a TCP connection, with the error a user can act on.
+pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TransportError> {
+    let stream = TcpStream::connect((host, port)).await.map_err(|e| {
+        TransportError::new(
+            TransportErrorKind::Connect,
+            format!("cannot connect to {host}:{port}: {e}; is the server running?"),
+        )
+    })?;
+    // Commands are small and answered one by one: do not let Nagle hold them back.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The TLS handshake on `stream` for `host`, with the account's trust settings.
+pub(crate) async fn start_tls(
+    stream: TcpStream,
+    host: &str,
+    ca_file: Option<&std::path::Path>,
+    insecure_skip_verify: bool,
+) -> Result<MailStream, TransportError> {
+    let config = tls::client_config(ca_file, insecure_skip_verify)?;
+    let tls = tls::connect_tls(stream, host, Arc::clone(&config)).await?;
+    Ok(MailStream::Tls(Box::new(tls)))
+}
+
+/// The password for a login, or why there is none.
+pub(crate) async fn password(
+    credential: Option<&crate::profile::Credential>,
+    transport: &str,
+    allow_prompt: bool,
+) -> Result<Secret, TransportError> {
+    match credential {
+        Some(c) => credential::resolve(c, transport, allow_prompt).await,
+        None => Err(TransportError::new(
+            TransportErrorKind::Auth,
+            format!(
+                "transport \"{transport}\" has no password; set password_command, password_file, password_env or password_prompt"
+            ),
+        )),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The POP3 inbound side of one transport.
+#[derive(Debug)]
+pub struct Pop3Inbound {
+    config: Pop3Config,
+    transport: String,
+    username: String,
+    allow_prompt: bool,
+    conn: Option<Connection>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    reader: BufReader<MailStream>,
+    /// `host:port`, for messages.
+    peer: String,
+}
+
+/// One message on the server: its number in this session, UIDL and size.
+#[derive(Debug, Clone)]
+struct Listed {
+    number: u32,
+    uidl: String,
+    size: u64,
+}
+
+impl Pop3Inbound {
+    /// `transport` is the profile's transport name (for credentials and messages); `address`
+    /// is the login when the profile gives no `username`.
+    pub fn new(
+        config: &Pop3Config,
+        transport: &str,
+        address: &str,
+        allow_prompt: bool,
+    ) -> Pop3Inbound {
+        Pop3Inbound {
+            username: config
+                .username
+                .clone()
+                .unwrap_or_else(|| address.to_string()),
+            config: config.clone(),
+            transport: transport.to_string(),
+            allow_prompt,
+            conn: None,
+        }
+    }
+
+    /// Connects, secures the connection as the profile says, and logs in.
+    pub async fn connect(&mut self) -> Result<(), TransportError> {
+        let host = self.config.host.clone();
+        let port = self.config.port;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+            .await
+            .map_err(|_| {
+                TransportError::new(
+                    TransportErrorKind::Timeout,
+                    format!(
+                        "connecting to the POP3 server {host}:{port} and logging in took longer than {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                )
+            })??;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<Connection, TransportError> {
+        let c = &self.config;
+        let peer = format!("{}:{}", c.host, c.port);
+        let tcp = tcp_connect(&c.host, c.port).await?;
+        let stream = match c.security {
+            Security::Tls => {
+                start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?
+            }
+            Security::Starttls | Security::None => MailStream::Plain(tcp),
+        };
+        let mut conn = Connection {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            peer,
+        };
+        let greeting = match conn.reply().await? {
+            Reply::Ok(text) => text,
+            Reply::Err(text) => {
+                return Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    format!("the POP3 server {} turned us away: {text}", conn.peer),
+                ));
+            }
+        };
+        let mut caps = conn.capa().await?;
+        if c.security == Security::Starttls {
+            if !caps.iter().any(|cap| cap.eq_ignore_ascii_case("STLS")) && !caps.is_empty() {
+                return Err(TransportError::new(
+                    TransportErrorKind::Tls,
+                    format!(
+                        "the POP3 server {} does not offer STLS; use security = \"tls\" (port 995) or, on a trusted network only, \"none\"",
+                        conn.peer
+                    ),
+                ));
+            }
+            conn.send("STLS").await?;
+            if let Reply::Err(text) = conn.reply().await? {
+                return Err(TransportError::new(
+                    TransportErrorKind::Tls,
+                    format!("the POP3 server {} refused STLS: {text}", conn.peer),
+                ));
+            }
+            // Anything the server sent after its STLS answer would be unprotected: refuse it.
+            if !conn.reader.buffer().is_empty() {
+                return Err(TransportError::new(
+                    TransportErrorKind::Tls,
+                    format!(
+                        "the POP3 server {} sent data before the TLS handshake; refusing it",
+                        conn.peer
+                    ),
+                ));
+            }
+            let MailStream::Plain(tcp) = conn.reader.into_inner() else {
+                return Err(TransportError::new(
+                    TransportErrorKind::Tls,
+                    "STLS on a connection that already has TLS",
+                ));
+            };
+            let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
+            conn = Connection {
+                reader: BufReader::with_capacity(64 * 1024, tls),
+                peer: conn.peer,
+            };
+            caps = conn.capa().await?;
+        }
+        let _ = caps;
+        self.login(&mut conn, &greeting).await?;
+        Ok(conn)
+    }
+
+    async fn login(&self, conn: &mut Connection, greeting: &str) -> Result<(), TransportError> {
+        let secret = password(
+            self.config.credential.as_ref(),
+            &self.transport,
+            self.allow_prompt,
+        )
+        .await?;
+        let user = &self.username;
+        if user.is_empty() || user.contains(['\r', '\n', ' ']) {
+            return Err(TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "transport \"{}\": the POP3 username {user:?} is empty or has spaces or line breaks",
+                    self.transport
+                ),
+            ));
+        }
+        if secret.expose().contains(['\r', '\n']) {
+            return Err(TransportError::new(
+                TransportErrorKind::Auth,
+                format!(
+                    "transport \"{}\": the password has a line break, which POP3 cannot send",
+                    self.transport
+                ),
+            ));
+        }
+        let peer = conn.peer.clone();
+        let refused = |text: String| {
+            TransportError::new(
+                TransportErrorKind::Auth,
+                format!("the POP3 server {peer} refused the login of \"{user}\": {text}"),
+            )
+        };
+        if self.config.apop {
+            let Some(stamp) = apop_timestamp(greeting) else {
+                return Err(TransportError::new(
+                    TransportErrorKind::Auth,
+                    format!(
+                        "the POP3 server {} does not offer APOP (no <timestamp> in its greeting); set apop = false to use USER/PASS",
+                        conn.peer
+                    ),
+                ));
+            };
+            let digest = apop_digest(stamp, &secret);
+            conn.send(&format!("APOP {user} {digest}")).await?;
+            if let Reply::Err(text) = conn.reply().await? {
+                return Err(refused(text));
+            }
+            return Ok(());
+        }
+        conn.send(&format!("USER {user}")).await?;
+        if let Reply::Err(text) = conn.reply().await? {
+            return Err(refused(text));
+        }
+        conn.send_secret("PASS ", &secret).await?;
+        if let Reply::Err(text) = conn.reply().await? {
+            return Err(refused(text));
+        }
+        Ok(())
+    }
+
+    /// Downloads every message the store does not have, deletes what the profile says, and
+    /// ends the session with QUIT (which commits the deletions).
+    pub async fn download(
+        &mut self,
+        sink: &impl InboundSink,
+    ) -> Result<DownloadSummary, TransportError> {
+        let mut conn = self.conn.take().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "POP3: not connected")
+        })?;
+        let listed = conn.list_messages().await?;
+        let mut first_seen = if self.config.leave_on_server {
+            load_first_seen(sink).await?
+        } else {
+            BTreeMap::new()
+        };
+        let now = unix_now();
+        let total = listed.len();
+        let mut summary = DownloadSummary::default();
+        for (done, msg) in listed.iter().enumerate() {
+            let have = sink.already_have(&msg.uidl).await.map_err(store_failure)?;
+            let stored = if have {
+                false
+            } else {
+                match conn.retrieve(msg, sink).await? {
+                    Some(stored) => stored,
+                    // Gone from the server meanwhile (another client took it).
+                    None => continue,
+                }
+            };
+            if stored {
+                summary.received += 1;
+            } else {
+                summary.skipped += 1;
+            }
+            let seen = *first_seen.entry(msg.uidl.clone()).or_insert(now);
+            let delete = match (self.config.leave_on_server, self.config.leave_days) {
+                (false, _) => true,
+                (true, None) => false,
+                (true, Some(days)) => now.saturating_sub(seen) >= u64::from(days) * 86_400,
+            };
+            if delete {
+                conn.send(&format!("DELE {}", msg.number)).await?;
+                if let Reply::Err(text) = conn.reply().await? {
+                    tracing::warn!(server = %conn.peer, uidl = %msg.uidl, reply = %text, "DELE refused");
+                }
+            }
+            sink.progress(done + 1, total);
+        }
+        if self.config.leave_on_server {
+            // Only what is still on the server needs remembering.
+            first_seen.retain(|uidl, _| listed.iter().any(|m| &m.uidl == uidl));
+            let json = serde_json::to_string(&first_seen).map_err(|e| {
+                TransportError::new(
+                    TransportErrorKind::Temporary,
+                    format!("cannot record first-seen times: {e}"),
+                )
+            })?;
+            sink.set_state(FIRST_SEEN_KEY, &json)
+                .await
+                .map_err(store_failure)?;
+        }
+        conn.send("QUIT").await?;
+        match conn.reply().await {
+            Ok(Reply::Ok(_)) => {}
+            // The messages are stored; the next download skips them and deletes them again.
+            Ok(Reply::Err(text)) => {
+                tracing::warn!(server = %conn.peer, reply = %text, "QUIT refused; deletions not committed")
+            }
+            Err(e) => {
+                tracing::warn!(server = %conn.peer, error = %e, "no answer to QUIT; deletions may not be committed")
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Drops the connection (a download ends with QUIT itself; dropping without QUIT deletes
+    /// nothing on the server).
+    pub async fn close(&mut self) {
+        self.conn = None;
+    }
+}
+
+async fn load_first_seen(sink: &impl InboundSink) -> Result<BTreeMap<String, u64>, TransportError> {
+    let text = sink
+        .get_state(FIRST_SEEN_KEY)
+        .await
+        .map_err(store_failure)?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
+}
+
+fn store_failure(e: mapi::MapiError) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Temporary,
+        format!("the store failed: {e}"),
+    )
+}
+
+/// The `<...>` timestamp of an APOP-capable greeting.
+fn apop_timestamp(greeting: &str) -> Option<&str> {
+    let start = greeting.find('<')?;
+    let end = start + greeting[start..].find('>')?;
+    let stamp = &greeting[start..=end];
+    stamp.contains('@').then_some(stamp)
+}
+
+/// APOP's digest: MD5 of the timestamp and the password, in lower-case hex (RFC 1939 §7).
+fn apop_digest(stamp: &str, secret: &Secret) -> String {
+    let mut md5 = Md5::new();
+    md5.update(stamp.as_bytes());
+    md5.update(secret.expose().as_bytes());
+    md5.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Connection {
+    fn io_error(&self, e: io::Error) -> TransportError {
+        let kind = if e.kind() == io::ErrorKind::InvalidData {
+            "the POP3 server sent something unexpected"
+        } else {
+            "the connection failed"
+        };
+        TransportError::new(
+            TransportErrorKind::Temporary,
+            format!("{} ({kind}): {e}", self.peer),
+        )
+    }
+
+    async fn send(&mut self, command: &str) -> Result<(), TransportError> {
+        let stream = self.reader.get_mut();
+        let result = async {
+            stream.write_all(command.as_bytes()).await?;
+            stream.write_all(b"\r\n").await?;
+            stream.flush().await
+        }
+        .await;
+        result.map_err(|e| self.io_error(e))
+    }
+
+    /// Sends `prefix` and the secret in one write, never through a formatted string that could
+    /// end up in a log.
+    async fn send_secret(&mut self, prefix: &str, secret: &Secret) -> Result<(), TransportError> {
+        let mut line = Vec::with_capacity(prefix.len() + secret.expose().len() + 2);
+        line.extend_from_slice(prefix.as_bytes());
+        line.extend_from_slice(secret.expose().as_bytes());
+        line.extend_from_slice(b"\r\n");
+        let stream = self.reader.get_mut();
+        let result = async {
+            stream.write_all(&line).await?;
+            stream.flush().await
+        }
+        .await;
+        result.map_err(|e| self.io_error(e))
+    }
+
+    async fn reply(&mut self) -> Result<Reply, TransportError> {
+        let line = codec::read_line(&mut self.reader, MAX_LINE)
+            .await
+            .map_err(|e| self.io_error(e))?;
+        Reply::parse(&line).map_err(|e| self.io_error(e))
+    }
+
+    async fn listing(&mut self) -> Result<Vec<Vec<u8>>, TransportError> {
+        codec::read_listing(&mut self.reader, MAX_LISTING)
+            .await
+            .map_err(|e| self.io_error(e))
+    }
+
+    /// The server's capabilities (RFC 2449); empty when it has no CAPA.
+    async fn capa(&mut self) -> Result<Vec<String>, TransportError> {
+        self.send("CAPA").await?;
+        match self.reply().await? {
+            Reply::Ok(_) => Ok(self
+                .listing()
+                .await?
+                .into_iter()
+                .map(|l| String::from_utf8_lossy(&l).trim().to_string())
+                .collect()),
+            Reply::Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// UIDL and LIST, joined by message number, in message-number order.
+    async fn list_messages(&mut self) -> Result<Vec<Listed>, TransportError> {
+        self.send("UIDL").await?;
+        if let Reply::Err(text) = self.reply().await? {
+            return Err(TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "the POP3 server {} has no UIDL ({text}); mapispool needs it to download each message once",
+                    self.peer
+                ),
+            ));
+        }
+        let mut uidls: BTreeMap<u32, String> = BTreeMap::new();
+        for line in self.listing().await? {
+            let (number, uidl) = self.number_and_word(&line, "UIDL")?;
+            if uidl.is_empty()
+                || uidl.len() > 70
+                || !uidl.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            {
+                return Err(self.malformed("UIDL", &line));
+            }
+            uidls.insert(number, uidl.to_string());
+        }
+        self.send("LIST").await?;
+        if let Reply::Err(text) = self.reply().await? {
+            return Err(TransportError::new(
+                TransportErrorKind::Temporary,
+                format!("the POP3 server {} refused LIST: {text}", self.peer),
+            ));
+        }
+        let mut sizes: BTreeMap<u32, u64> = BTreeMap::new();
+        for line in self.listing().await? {
+            let (number, size) = self.number_and_word(&line, "LIST")?;
+            let size = size
+                .parse::<u64>()
+                .map_err(|_| self.malformed("LIST", &line))?;
+            sizes.insert(number, size);
+        }
+        Ok(uidls
+            .into_iter()
+            .map(|(number, uidl)| Listed {
+                number,
+                uidl,
+                size: sizes.get(&number).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    fn malformed(&self, what: &str, line: &[u8]) -> TransportError {
+        TransportError::new(
+            TransportErrorKind::Temporary,
+            format!(
+                "{}: the POP3 server's {what} line is malformed: {:?}",
+                self.peer,
+                codec::shorten(line)
+            ),
+        )
+    }
+
+    /// `<number> <word>` from a UIDL or LIST line.
+    fn number_and_word<'l>(
+        &self,
+        line: &'l [u8],
+        what: &str,
+    ) -> Result<(u32, &'l str), TransportError> {
+        let text = std::str::from_utf8(line).map_err(|_| self.malformed(what, line))?;
+        let mut words = text.split_ascii_whitespace();
+        let number = words
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or_else(|| self.malformed(what, line))?;
+        let word = words.next().ok_or_else(|| self.malformed(what, line))?;
+        Ok((number, word))
+    }
+
+    /// RETR one message into the store. `Some(stored)` when the server sent it (stored is false
+    /// if the store already had it); `None` when the server says it is gone.
+    async fn retrieve(
+        &mut self,
+        msg: &Listed,
+        sink: &impl InboundSink,
+    ) -> Result<Option<bool>, TransportError> {
+        self.send(&format!("RETR {}", msg.number)).await?;
+        if let Reply::Err(text) = self.reply().await? {
+            tracing::warn!(server = %self.peer, uidl = %msg.uidl, reply = %text, "RETR refused; skipping");
+            return Ok(None);
+        }
+        let peer = self.peer.clone();
+        let mut body = DotReader::new(&mut self.reader, MAX_MESSAGE);
+        // The header first, for the summary; then header and the rest stream into the store.
+        let mut head = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = body.read(&mut chunk).await.map_err(|e| {
+                TransportError::new(
+                    TransportErrorKind::Temporary,
+                    format!("{peer}: message {} broke off: {e}", msg.uidl),
+                )
+            })?;
+            let from = head.len().saturating_sub(3);
+            head.extend_from_slice(&chunk[..n]);
+            let ended = head[from..].windows(2).any(|w| w == b"\n\n")
+                || head[from..].windows(4).any(|w| w == b"\r\n\r\n");
+            if n == 0 || ended || head.len() >= MAX_HEADER_BYTES {
+                break;
+            }
+        }
+        let summary = header_block(&head)
+            .and_then(|h| HeaderSummary::parse(h).ok())
+            .unwrap_or_default();
+        let stored = {
+            let reader = std::io::Cursor::new(head).chain(&mut body);
+            sink.deliver(&msg.uidl, &summary, msg.size, reader).await
+        };
+        let stored = stored.map_err(|e| {
+            TransportError::new(
+                TransportErrorKind::Temporary,
+                format!(
+                    "{peer}: message {} (UIDL {}) was not stored: {e}",
+                    msg.number, msg.uidl
+                ),
+            )
+        })?;
+        // A sink that did not read it all (it already had the message) leaves the rest.
+        if !body.is_done() {
+            body.drain().await.map_err(|e| {
+                TransportError::new(
+                    TransportErrorKind::Temporary,
+                    format!("{peer}: message {} broke off: {e}", msg.uidl),
+                )
+            })?;
+        }
+        Ok(Some(stored))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apop_digest_matches_rfc_1939() {
+        // RFC 1939 §7's example.
+        let stamp = apop_timestamp("POP3 server ready <1896.697170952@dbc.mtview.ca.us>")
+            .expect("a timestamp");
+        assert_eq!(stamp, "<1896.697170952@dbc.mtview.ca.us>");
+        assert_eq!(
+            apop_digest(stamp, &Secret::new("tanstaaf")),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+        assert_eq!(apop_timestamp("Dovecot ready."), None);
+    }
+}

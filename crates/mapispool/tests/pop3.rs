@@ -1,0 +1,423 @@
+//! The POP3 inbound transport: against a real Dovecot (scripts/peers/dovecot.sh), and against a
+//! scripted in-process server for the faults a real one will not produce on demand.
+
+#[path = "peers/dovecot.rs"]
+mod dovecot;
+
+use std::sync::{Arc, Mutex};
+
+use dovecot::*;
+use mapi::constants::STATUS_FAILURE;
+use mapispool::Session;
+use mapispool::profile::{InboundConfig, Pop3Config, Security};
+use mapispool::status::StatusKind;
+use mapispool::transport::pop3::codec::stuff;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+async fn session(dir: &std::path::Path, config: Pop3Config) -> Session {
+    Session::logon_local(profile(dir, InboundConfig::Pop3(config)))
+        .await
+        .expect("logon")
+}
+
+fn failed(session: &Session) -> bool {
+    let code = session
+        .spooler()
+        .expect("a local spooler")
+        .board()
+        .status_code(&StatusKind::Transport("mail".into()));
+    code & STATUS_FAILURE != 0
+}
+
+#[tokio::test]
+async fn downloads_every_message_once_and_deletes_after_storing() {
+    let dovecot = Dovecot::start(&[("test", "s3cret")], false);
+    let sent = dovecot.preload("test", 25, 3000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), dovecot.pop3("test", "s3cret")).await;
+
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    assert_eq!(part.error, None, "{}", dovecot.log());
+    assert_eq!(part.received, 25);
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(sent.clone()),
+        "bytes as written"
+    );
+    assert_eq!(
+        dovecot.count("test").0,
+        0,
+        "deleted on the server after storing"
+    );
+    assert!(!failed(&s));
+
+    // Nothing twice.
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 0);
+    assert_eq!(inbox(&s).await.len(), 25);
+}
+
+#[tokio::test]
+async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones() {
+    let dovecot = Dovecot::start(&[("test", "pw")], false);
+    let sent = dovecot.preload("test", 5, 500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = dovecot.pop3("test", "pw");
+    config.leave_on_server = true;
+    config.leave_days = Some(3);
+    let s = session(dir.path(), config.clone()).await;
+    assert_eq!(download(&s).await.transports[0].received, 5);
+    assert_eq!(dovecot.count("test").0, 5, "left on the server");
+    assert_eq!(download(&s).await.transports[0].received, 0, "not twice");
+    assert_eq!(
+        dovecot.count("test").0,
+        5,
+        "younger than 3 days: still there"
+    );
+    s.logoff().await;
+
+    // With leave_days = 0 every message is old enough: deleted, and still not stored twice.
+    config.leave_days = Some(0);
+    let s = session(dir.path(), config).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 0);
+    assert_eq!(dovecot.count("test").0, 0);
+    assert_eq!(sorted(inbox(&s).await), sorted(sent));
+}
+
+#[tokio::test]
+async fn apop_logs_in() {
+    let dovecot = Dovecot::start(&[("test", "pw")], false);
+    let sent = dovecot.preload("test", 2, 200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = dovecot.pop3("test", "pw");
+    config.apop = true;
+    let s = session(dir.path(), config).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(sorted(inbox(&s).await), sorted(sent));
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_with_the_servers_words() {
+    let dovecot = Dovecot::start(&[("test", "right")], false);
+    dovecot.preload("test", 1, 200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), dovecot.pop3("test", "wrong-pw")).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("the login failed");
+    assert!(error.contains("refused the login of \"test\""), "{error}");
+    assert!(
+        error.contains("Authentication failed"),
+        "server's words: {error}"
+    );
+    assert!(
+        !error.contains("wrong-pw"),
+        "no password in messages: {error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
+    assert!(failed(&s));
+    assert!(inbox(&s).await.is_empty());
+    assert_eq!(dovecot.count("test").0, 1);
+}
+
+#[tokio::test]
+async fn connection_refused_says_so() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Pop3Config {
+        port,
+        ..fake_config(port)
+    };
+    let s = session(dir.path(), config).await;
+    let report = download(&s).await;
+    let error = report.transports[0].error.clone().expect("fails");
+    assert!(
+        error.contains(&format!("cannot connect to 127.0.0.1:{port}"))
+            && error.contains("is the server running?"),
+        "{error}"
+    );
+    assert_eq!(
+        report.transports[0].error_code.as_deref(),
+        Some("MAPI_E_NETWORK_ERROR")
+    );
+}
+
+#[tokio::test]
+async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without() {
+    let dovecot = Dovecot::start(&[("test", "pw")], true);
+    let sent = dovecot.preload("test", 3, 300);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Implicit TLS, nothing trusted: refused, nothing downloaded.
+    let mut config = dovecot.pop3("test", "pw");
+    config.security = Security::Tls;
+    config.port = dovecot.pop3s;
+    config.host = "localhost".into();
+    config.leave_on_server = true;
+    let s = session(dir.path(), config.clone()).await;
+    let report = download(&s).await;
+    let error = report.transports[0].error.clone().expect("untrusted");
+    assert!(error.contains("not trusted"), "{error}");
+    assert!(inbox(&s).await.is_empty());
+    s.logoff().await;
+
+    // Implicit TLS with insecure_skip_verify.
+    config.insecure_skip_verify = true;
+    let s = session(dir.path(), config.clone()).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 3);
+    s.logoff().await;
+
+    // STLS on the plain port with ca_file = the server's certificate.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    config.insecure_skip_verify = false;
+    config.security = Security::Starttls;
+    config.port = dovecot.pop3;
+    config.ca_file = Some(dovecot.cert());
+    config.leave_on_server = false;
+    let s = session(dir2.path(), config).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(sorted(inbox(&s).await), sorted(sent));
+    assert_eq!(dovecot.count("test").0, 0);
+}
+
+// ---- A scripted POP3 server ----
+
+#[derive(Default)]
+struct Script {
+    /// (UIDL, message) on the server; deletions commit at QUIT.
+    messages: Vec<(String, Vec<u8>)>,
+    /// RETR of this message number sends half of it and drops the connection, once.
+    drop_in_retr: Option<usize>,
+    /// -ERR text for PASS.
+    pass_err: Option<String>,
+    /// A malformed UIDL listing.
+    bad_uidl: bool,
+    /// Commands the server saw (PASS redacted), for checks.
+    seen: Vec<String>,
+}
+
+async fn fake_server(script: Arc<Mutex<Script>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let script = Arc::clone(&script);
+            tokio::spawn(async move {
+                let _ = serve(stream, script).await;
+            });
+        }
+    });
+    port
+}
+
+async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write.write_all(b"+OK scripted POP3 ready\r\n").await?;
+    let mut deleted: Vec<usize> = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let verb = verb.to_ascii_uppercase();
+        // Whether to close the connection after the reply.
+        let mut close = false;
+        let reply: Vec<u8> = {
+            let mut s = script.lock().expect("lock");
+            s.seen.push(if verb == "PASS" {
+                "PASS ***".into()
+            } else {
+                line.clone()
+            });
+            match verb.as_str() {
+                "CAPA" => b"+OK\r\nUIDL\r\nUSER\r\n.\r\n".to_vec(),
+                "USER" => b"+OK\r\n".to_vec(),
+                "PASS" => match &s.pass_err {
+                    Some(text) => format!("-ERR {text}\r\n").into_bytes(),
+                    None => b"+OK logged in\r\n".to_vec(),
+                },
+                "UIDL" if s.bad_uidl => b"+OK\r\nthis is not a uidl line\r\n.\r\n".to_vec(),
+                "UIDL" | "LIST" => {
+                    let mut r = b"+OK\r\n".to_vec();
+                    for (i, (uidl, body)) in s.messages.iter().enumerate() {
+                        let word = if verb == "UIDL" {
+                            uidl.clone()
+                        } else {
+                            body.len().to_string()
+                        };
+                        r.extend_from_slice(format!("{} {word}\r\n", i + 1).as_bytes());
+                    }
+                    r.extend_from_slice(b".\r\n");
+                    r
+                }
+                "RETR" => {
+                    let n: usize = arg.trim().parse().unwrap_or(0);
+                    match s.messages.get(n.wrapping_sub(1)) {
+                        None => b"-ERR no such message\r\n".to_vec(),
+                        Some((_, body)) => {
+                            let mut r = b"+OK\r\n".to_vec();
+                            let wire = stuff(body);
+                            if s.drop_in_retr == Some(n) {
+                                // The connection drops mid-message.
+                                s.drop_in_retr = None;
+                                r.extend_from_slice(&wire[..wire.len() / 2]);
+                                close = true;
+                            } else {
+                                r.extend_from_slice(&wire);
+                            }
+                            r
+                        }
+                    }
+                }
+                "DELE" => {
+                    let n: usize = arg.trim().parse().unwrap_or(0);
+                    deleted.push(n);
+                    b"+OK\r\n".to_vec()
+                }
+                "QUIT" => {
+                    deleted.sort_unstable();
+                    for n in deleted.iter().rev() {
+                        if *n >= 1 && *n <= s.messages.len() {
+                            s.messages.remove(n - 1);
+                        }
+                    }
+                    close = true;
+                    b"+OK bye\r\n".to_vec()
+                }
+                _ => b"-ERR unknown command\r\n".to_vec(),
+            }
+        };
+        write.write_all(&reply).await?;
+        if close {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn fake_config(port: u16) -> Pop3Config {
+    Pop3Config {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some("u".into()),
+        credential: Some(mapispool::profile::Credential::Command("echo pw".into())),
+        apop: false,
+        leave_on_server: false,
+        leave_days: None,
+        ca_file: None,
+        insecure_skip_verify: false,
+    }
+}
+
+fn fake_message(i: usize) -> Vec<u8> {
+    format!(
+        "From: a@example.com\r\nSubject: fake {i}\r\nMessage-ID: <fake{i}@test>\r\n\r\n.\r\n..\r\n.x\r\n{}\r\nend\r\n",
+        "y".repeat(4000)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_retr_stores_nothing_half_and_loses_nothing() {
+    let messages: Vec<_> = (1..=3)
+        .map(|i| (format!("uid-{i}"), fake_message(i)))
+        .collect();
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        drop_in_retr: Some(2),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+
+    let report = download(&s).await;
+    let error = report.transports[0]
+        .error
+        .clone()
+        .expect("the drop is reported");
+    assert!(error.contains("closed the connection"), "{error}");
+    assert_eq!(
+        inbox(&s).await,
+        vec![messages[0].1.clone()],
+        "only the whole one"
+    );
+    assert_eq!(
+        script.lock().expect("lock").messages.len(),
+        3,
+        "no QUIT: nothing deleted"
+    );
+    assert!(failed(&s));
+
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 2);
+    let want: Vec<_> = messages.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(inbox(&s).await, want, "each exactly once, byte for byte");
+    let s2 = script.lock().expect("lock");
+    assert!(s2.messages.is_empty(), "deleted after storing, at QUIT");
+    // The one stored before the drop is not fetched again: it is skipped by UIDL and deleted.
+    assert_eq!(s2.seen.iter().filter(|c| *c == "RETR 1").count(), 1);
+}
+
+#[tokio::test]
+async fn dot_stuffed_lines_come_back_as_they_were() {
+    let body = b"Subject: dots\r\n\r\n.\r\n..\r\n...\r\n.end\r\nlast line\r\n".to_vec();
+    let script = Arc::new(Mutex::new(Script {
+        messages: vec![("d1".into(), body.clone())],
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(inbox(&s).await, vec![body]);
+}
+
+#[tokio::test]
+async fn a_malformed_listing_fails_and_stores_nothing() {
+    let script = Arc::new(Mutex::new(Script {
+        messages: vec![("m1".into(), fake_message(1))],
+        bad_uidl: true,
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    let error = report.transports[0].error.clone().expect("fails");
+    assert!(error.contains("malformed"), "{error}");
+    assert!(inbox(&s).await.is_empty());
+    assert_eq!(script.lock().expect("lock").messages.len(), 1);
+}
+
+#[tokio::test]
+async fn err_on_pass_is_an_auth_failure_in_the_servers_words() {
+    let script = Arc::new(Mutex::new(Script {
+        messages: vec![("m1".into(), fake_message(1))],
+        pass_err: Some("[AUTH] mailbox locked by another session".into()),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("fails");
+    assert!(
+        error.contains("[AUTH] mailbox locked by another session"),
+        "{error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
+    assert!(failed(&s));
+}
