@@ -116,7 +116,10 @@ fn invalid(text: &str, path: &Path, span: Option<Range<usize>>, message: String)
         .chars()
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
-    let end = span.end.clamp(start, line_start + line_text.len());
+    // `max(start)`: a span that starts in the CRs trimmed off the line's end (a lone "\r").
+    let end = span
+        .end
+        .clamp(start, (line_start + line_text.len()).max(start));
     let width = text.get(start..end).map_or(0, |s| s.chars().count()).max(1);
     let gutter = " ".repeat(line.to_string().len());
     let excerpt = format!(

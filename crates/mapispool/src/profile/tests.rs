@@ -750,3 +750,13 @@ fn inline_tables_and_duplicate_keys_are_named() {
         "/p/profile.toml:3:1: duplicate key \"name\" in [[transport]]\n  |\n3 | name = \"u\"\n  | ^^^^"
     );
 }
+
+#[test]
+fn a_stray_carriage_return_is_an_error_not_a_panic() {
+    // Found by `scripts/fuzz` (the profile target): a span starting in a line's trailing CRs
+    // made the caret excerpt panic ("min > max" in clamp).
+    for text in ["\r", "[\r", "[{\r", "[store]\r\r\n", "a = 1\r\r"] {
+        let message = error(text);
+        assert!(message.contains(":1:"), "{text:?}: {message}");
+    }
+}

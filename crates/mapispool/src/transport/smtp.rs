@@ -19,7 +19,9 @@
 //! server's words; 5xx is `Failed`. A reused connection that turns out dead or answers 421
 //! before the body is sent is replaced transparently and the message tried again on the new one.
 
-mod codec;
+/// The reply codec, public only for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod codec;
 
 pub use codec::{Capabilities, DataEncoder, Reply};
 
