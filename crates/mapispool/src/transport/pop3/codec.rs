@@ -195,6 +195,14 @@ impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Errors are returned only with nothing put in `out` (AsyncRead's contract): a limit
+        // crossed in one call is reported at the start of the next, before the end is.
+        if this.read > this.limit {
+            return Poll::Ready(Err(malformed(format!(
+                "the message is larger than {} bytes",
+                this.limit
+            ))));
+        }
         let start = out.filled().len();
         while out.remaining() > 0 && this.state != DotState::Done {
             // Once something is in `out`, hand it over rather than wait for more.
@@ -208,6 +216,9 @@ impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
                 ready!(Pin::new(&mut this.inner).poll_fill_buf(cx))?
             };
             if buf.is_empty() {
+                if out.filled().len() > start {
+                    break; // hand over what we have; the next call reports the drop
+                }
                 return Poll::Ready(Err(dropped()));
             }
             match this.state {
@@ -258,7 +269,7 @@ impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
             }
         }
         this.read += (out.filled().len() - start) as u64;
-        if this.read > this.limit {
+        if this.read > this.limit && out.filled().len() == start {
             return Poll::Ready(Err(malformed(format!(
                 "the message is larger than {} bytes",
                 this.limit
@@ -304,11 +315,11 @@ mod tests {
 
     #[tokio::test]
     async fn unstuffs_and_stops_at_the_terminator() {
-        let wire = b"Subject: x\r\n\r\n..leading dot\r\n.\r\n...\r\nend\r\n.\r\n+OK next";
+        let wire = b"Subject: x\r\n\r\n..leading dot\r\n..\r\n...\r\nend\r\n.\r\n+OK next";
         for chunk in 1..wire.len() {
             let body = unstuff(wire, chunk).await.expect("reads");
             assert_eq!(
-                body, b"Subject: x\r\n\r\n.leading dot\r\n\r\n..\r\nend\r\n",
+                body, b"Subject: x\r\n\r\n.leading dot\r\n.\r\n..\r\nend\r\n",
                 "chunk {chunk}"
             );
         }
