@@ -768,7 +768,7 @@ impl Spooler {
             summary
         }
         .await;
-        let (set, status) = match result {
+        let (set, mut status) = match result {
             Ok(summary) => {
                 report.received = summary.received;
                 (
@@ -789,6 +789,14 @@ impl Spooler {
                 )
             }
         };
+        // One line for the whole flush: what the outbound side said, then the inbound side.
+        if report.upload
+            && let Some(PropValue::Unicode(sent)) = board
+                .row(&slot.kind)
+                .and_then(|r| r.get(PR_STATUS_STRING).cloned())
+        {
+            status = format!("{sent}; {}", lowercase_first(&status));
+        }
         board.change_bits(
             &slot.kind,
             set,
@@ -986,6 +994,13 @@ fn text(tag: mapi::PropTag, s: &str) -> Prop {
 
 fn phase(s: &str) -> Prop {
     text(PR_MSP_PHASE, s)
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn fail(report: &mut TransportReport, e: &MapiError) {
