@@ -1,0 +1,1045 @@
+#!/usr/bin/env python3
+"""The issue-7 benchmark harness: mapispool against Postfix, smtp-source and msmtp on loopback.
+
+Run through `bash bench/run [--quick]` (which installs the peers and builds the release binary).
+Everything here is measured in one run on one machine; only the ratios mean something.
+
+Scenarios (see BENCHMARKS.md for what each measures exactly):
+  upload   N queued messages -> smtp-sink: `mapispool flush --upload` (no daemon, and through a
+           warm daemon) vs Postfix `postqueue -f`, `smtp-source -s 1 -d`, msmtp per message
+  submit   N messages accepted durably: `mapispool submit` per process vs Postfix `sendmail`
+           per process; bulk through the daemon's API vs Postfix smtpd over one SMTP connection
+  latency  `mapispool flush` start -> first SMTP command on the wire (warm daemon); `status`
+  memory   daemon peak RSS while taking and sending a 10 MB / 100 MB message; idle RSS and CPU
+  download IMAP/POP3 vs mbsync and fetchmail (only once the transports are committed)
+"""
+
+import argparse
+import datetime
+import glob
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SIZES = {"2 KB": 2048, "100 KB": 102400, "10 MB": 10 * 1024 * 1024}
+FROM = "bench@localhost"
+RCPT = "sink@example.com"
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+
+
+def make_message(size, i, tag):
+    head = (
+        f"From: Bench <{FROM}>\n"
+        f"To: <{RCPT}>\n"
+        f"Subject: bench {tag} {i}\n"
+        f"Message-ID: <bench-{tag}-{i}-{os.getpid()}@localhost>\n"
+        f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\n"
+        f"MIME-Version: 1.0\n"
+        f"Content-Type: text/plain; charset=us-ascii\n\n"
+    ).encode()
+    body_len = max(size - len(head), 80)
+    line = (b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+/abcdefghijkl" + b"\n")
+    n = body_len // len(line) + 1
+    body = (line * n)[:body_len]
+    if not body.endswith(b"\n"):
+        body = body[:-1] + b"\n"
+    return head + body
+
+
+class Messages:
+    """Message files per size, generated once; each has a unique Message-ID."""
+
+    def __init__(self, base):
+        self.base = base
+        self.cache = {}
+
+    def files(self, label, n):
+        d = os.path.join(self.base, "msgs", label.replace(" ", ""))
+        os.makedirs(d, exist_ok=True)
+        have = self.cache.setdefault(label, [])
+        while len(have) < n:
+            i = len(have)
+            path = os.path.join(d, f"{i}.eml")
+            with open(path, "wb") as f:
+                f.write(make_message(SIZES[label], i, label.replace(" ", "")))
+            have.append(path)
+        return have[:n]
+
+
+# --------------------------------------------------------------------------------------------
+# Peers
+
+
+class Sink:
+    def __init__(self, root, base):
+        self.root = root
+        self.dir = os.path.join(base, "sink")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        env = dict(os.environ, SMTP_SINK_OPTS="")
+        subprocess.run(["bash", f"{root}/scripts/peers/smtp-sink.sh", "start", self.dir, str(self.port)],
+                       check=True, env=env)
+
+    def count(self):
+        try:
+            with open(os.path.join(self.dir, "smtp-sink.out"), "rb") as f:
+                data = f.read()
+        except OSError:
+            return 0
+        m = re.findall(rb"mesg=(\d+)", data[-4096:])
+        return int(m[-1]) if m else 0
+
+    def wait_for(self, target, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = self.count()
+            if c >= target:
+                return time.monotonic(), c
+            time.sleep(0.002)
+        return None, self.count()
+
+    def stop(self):
+        subprocess.run(["bash", f"{self.root}/scripts/peers/smtp-sink.sh", "stop", self.dir])
+
+
+class Postfix:
+    def __init__(self, root, base, sink_port):
+        self.root = root
+        self.dir = os.path.join(base, "postfix")
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(base, 0o755)
+        self.port = free_port()
+        self.etc = os.path.join(self.dir, "etc")
+        # defer_transports: enqueue first, then `postqueue -f` flushes (peers.md §4);
+        # connection caching on (Postfix's own default; postfix.sh turns it off for tests);
+        # no 10 MB size limit.
+        extra = ("defer_transports=smtp,relay smtp_connection_cache_on_demand=yes "
+                 "message_size_limit=0 mailbox_size_limit=0")
+        env = dict(os.environ, POSTFIX_EXTRA=extra)
+        subprocess.run(["bash", f"{root}/scripts/peers/postfix.sh", "start", self.dir, str(self.port),
+                        f"127.0.0.1:{sink_port}"], check=True, env=env)
+
+    def queue_counts(self):
+        out = {}
+        for q in ("maildrop", "incoming", "active", "deferred"):
+            n = 0
+            for _, _, files in os.walk(os.path.join(self.dir, "spool", q)):
+                n += len(files)
+            out[q] = n
+        return out
+
+    def wait_deferred(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = self.queue_counts()
+            if c["maildrop"] == 0 and c["incoming"] == 0 and c["active"] == 0 and c["deferred"] >= n:
+                return True
+            time.sleep(0.02)
+        log("postfix queue did not settle:", self.queue_counts())
+        return False
+
+    def sendmail(self, path):
+        with open(path, "rb") as f:
+            subprocess.run(["/usr/sbin/sendmail", "-C", self.etc, "-f", FROM, RCPT], stdin=f, check=True)
+
+    def flush(self):
+        subprocess.run(["/usr/sbin/postqueue", "-c", self.etc, "-f"], check=True)
+
+    def purge(self):
+        subprocess.run(["/usr/sbin/postsuper", "-c", self.etc, "-d", "ALL"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        subprocess.run(["bash", f"{self.root}/scripts/peers/postfix.sh", "stop", self.dir])
+
+
+# --------------------------------------------------------------------------------------------
+# mapispool
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Profile:
+    """A throwaway mapispool profile whose one transport sends by SMTP to 127.0.0.1:port."""
+
+    counter = 0
+
+    def __init__(self, bin_path, base, port, upload_interval=None, inbound=None):
+        Profile.counter += 1
+        self.bin = bin_path
+        self.dir = os.path.join(base, f"mp{Profile.counter}")
+        os.makedirs(self.dir)
+        self.runtime = os.path.join(self.dir, "run")
+        os.makedirs(self.runtime, mode=0o700)
+        self.path = os.path.join(self.dir, "profile.toml")
+        sched = f'upload_interval = "{upload_interval}"\n' if upload_interval else ""
+        with open(self.path, "w") as f:
+            f.write(
+                f'[store]\npath = "{self.dir}/store.db"\n\n[spooler]\n{sched}timeout = "60s"\n'
+                f'retry_initial = "1h"\n\n'
+                f'[[transport]]\nname = "smtp"\naddress = "{FROM}"\n'
+                f'[transport.outbound]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
+                f'security = "none"\n'
+            )
+            if inbound:
+                kind, iport, user = inbound
+                f.write(f'[transport.inbound]\nkind = "{kind}"\nhost = "127.0.0.1"\nport = {iport}\n'
+                        f'security = "none"\nusername = "{user}"\npassword_env = "MAPISPOOL_BENCH_PW"\n')
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=self.runtime, NO_COLOR="1", MAPISPOOL_BENCH_PW="pw")
+        self.last_stderr = ""
+        self.env.pop("RUST_LOG", None)
+        self.daemon = None
+
+    def cmd(self, *args):
+        return [self.bin, "--profile", self.path, *args]
+
+    def run(self, *args, stdin=None, check=True):
+        r = subprocess.run(self.cmd(*args), stdin=stdin, env=self.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"mapispool {' '.join(args)}: exit {r.returncode}: {r.stderr.decode()[-500:]}")
+        return r
+
+    def run_rusage(self, *args):
+        """Runs a command; returns (seconds, exit code, peak RSS in KiB)."""
+        t0 = time.monotonic()
+        err = open(os.path.join(self.dir, "stderr.log"), "wb")
+        p = subprocess.Popen(self.cmd(*args), env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        err.close()
+        self.last_stderr = open(os.path.join(self.dir, "stderr.log"), errors="replace").read()
+        t = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        return t, p.returncode, ru.ru_maxrss
+
+    def count_inbox(self):
+        r = self.run("messages", "--folder", "inbox", "--json", check=False)
+        try:
+            data = json.loads(r.stdout)
+        except ValueError:
+            return -1
+        if isinstance(data, dict):
+            data = data.get("rows") or data.get("messages") or []
+        return len(data)
+
+    # -- the daemon
+    def start_daemon(self):
+        self.log = open(os.path.join(self.dir, "spooler.log"), "wb")
+        self.daemon = subprocess.Popen(self.cmd("spooler"), env=self.env, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            socks = glob.glob(os.path.join(self.runtime, "mapispool", "spooler-*.sock"))
+            if socks:
+                try:
+                    c = UnixHTTP(socks[0], timeout=5)
+                    c.request("GET", "/v1/hello")
+                    r = c.getresponse()
+                    r.read()
+                    c.close()
+                    if r.status == 200:
+                        self.socket = socks[0]
+                        return self.daemon.pid
+                except OSError:
+                    pass
+            if self.daemon.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"the spooler daemon did not start; see {self.dir}/spooler.log")
+
+    def api(self):
+        return UnixHTTP(self.socket)
+
+    def stop_daemon(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        self.daemon = None
+
+
+def api_submit(conn, body):
+    conn.request("POST", "/v1/submit", body=body, headers={"Content-Type": "message/rfc822"})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise RuntimeError(f"/v1/submit: {r.status} {data[:300]!r}")
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS", "Threads"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def proc_cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny SMTP server that timestamps the first command after accept (latency scenario).
+
+
+class StampServer:
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stamps = []  # (accept time, first byte time)
+        self.running = True
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        self.sock.settimeout(0.5)
+        while self.running:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t_accept = time.monotonic()
+            threading.Thread(target=self.serve, args=(c, t_accept), daemon=True).start()
+
+    def serve(self, c, t_accept):
+        c.settimeout(30)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            c.sendall(b"220 stamp.test ESMTP\r\n")
+            buf = b""
+            first = None
+            in_data = False
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                if first is None:
+                    first = time.monotonic()
+                    self.stamps.append((t_accept, first))
+                buf += chunk
+                while True:
+                    if in_data:
+                        i = buf.find(b"\r\n.\r\n")
+                        if buf.startswith(b".\r\n"):
+                            i, skip = 0, 3
+                        elif i >= 0:
+                            skip = i + 5
+                        else:
+                            buf = buf[-4:]
+                            break
+                        buf = buf[skip:]
+                        in_data = False
+                        c.sendall(b"250 2.0.0 queued\r\n")
+                        continue
+                    i = buf.find(b"\r\n")
+                    if i < 0:
+                        break
+                    line, buf = buf[:i], buf[i + 2:]
+                    verb = line[:4].upper()
+                    if verb in (b"EHLO", b"HELO"):
+                        c.sendall(b"250-stamp.test\r\n250 8BITMIME\r\n")
+                    elif verb == b"DATA":
+                        in_data = True
+                        c.sendall(b"354 go\r\n")
+                    elif verb == b"QUIT":
+                        c.sendall(b"221 bye\r\n")
+                        return
+                    else:
+                        c.sendall(b"250 ok\r\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.root = args.root
+        self.bin = os.path.join(self.root, "target", "release", "mapispool")
+        self.base = tempfile.mkdtemp(prefix="mapispool-bench-", dir="/tmp")
+        os.chmod(self.base, 0o755)
+        self.msgs = Messages(self.base)
+        # A private copy: the target directory is shared, and another build may replace it mid-run.
+        shutil.copy2(self.bin, os.path.join(self.base, "mapispool"))
+        self.bin = os.path.join(self.base, "mapispool")
+        self.samples = {}  # (scenario, size, who) -> [msg/s or value]
+        self.ns = {}  # (scenario, size, who) -> N
+        self.extra = {}
+        self.notes = []
+        self.cleanups = []
+
+    def add(self, scenario, size, who, value, n=None):
+        self.samples.setdefault((scenario, size, who), []).append(value)
+        if n is not None:
+            self.ns[(scenario, size, who)] = n
+
+    def sizes(self):
+        q = self.args.quick
+        n = {"2 KB": 200 if q else 1000, "100 KB": 100 if q else 500, "10 MB": 3 if q else 10}
+        if self.args.n:
+            n["2 KB"] = self.args.n
+        return n
+
+    # -- upload + submit (they share the queued messages)
+    def upload_submit(self, sink, postfix, do_upload, do_submit):
+        ns = self.sizes()
+        reps = self.args.reps
+        msmtp_n = {"2 KB": 20 if self.args.quick else 50, "100 KB": 20 if self.args.quick else 50,
+                   "10 MB": 3 if self.args.quick else 10}
+        msmtp_rc = os.path.join(self.base, "msmtprc")
+        with open(msmtp_rc, "w") as f:
+            f.write(f"defaults\nauth off\ntls off\n\naccount bench\nhost 127.0.0.1\nport {sink.port}\n"
+                    f"from {FROM}\n\naccount default : bench\n")
+        os.chmod(msmtp_rc, 0o600)
+        for label, n in ns.items():
+            files = self.msgs.files(label, n)
+            bodies = None
+            if do_submit:
+                bodies = [open(p, "rb").read() for p in files]
+            timeout = 120 + n * (SIZES[label] / 1e6) * 2
+            for rep in range(reps):
+                log(f"{label} rep {rep + 1}/{reps}: mapispool (no daemon)")
+                # A. mapispool without a daemon: submit per process, then flush --upload.
+                prof = Profile(self.bin, self.base, sink.port)
+                t0 = time.monotonic()
+                for p in files:
+                    with open(p, "rb") as f:
+                        prof.run("submit", stdin=f)
+                t_sub = time.monotonic() - t0
+                self.add("submit per process", label, "mapispool submit", n / t_sub, n)
+                base_count = sink.count()
+                t, rc, rss = prof.run_rusage("flush", "--upload")
+                got = sink.count() - base_count
+                if rc != 0 or got < n:
+                    self.notes.append(f"upload {label}: mapispool flush exit {rc}, sink got {got}/{n}")
+                self.add("upload", label, "mapispool flush --upload", n / t, n)
+                self.extra.setdefault(f"flush --upload peak RSS KiB ({label})", []).append(rss)
+                shutil.rmtree(prof.dir, ignore_errors=True)
+
+                # B. through a warm daemon: bulk submit over the API, then flush via the daemon.
+                log(f"{label} rep {rep + 1}/{reps}: mapispool daemon")
+                prof = Profile(self.bin, self.base, sink.port)
+                prof.start_daemon()
+                self.cleanups.append(prof.stop_daemon)
+                try:
+                    if do_submit:
+                        conn = prof.api()
+                        t0 = time.monotonic()
+                        for b in bodies:
+                            api_submit(conn, b)
+                        t_bulk = time.monotonic() - t0
+                        conn.close()
+                        self.add("submit bulk", label, "mapispool daemon API", n / t_bulk, n)
+                    else:
+                        for p in files:
+                            with open(p, "rb") as f:
+                                prof.run("submit", stdin=f)
+                    base_count = sink.count()
+                    t, rc, _ = prof.run_rusage("flush", "--upload")
+                    got = sink.count() - base_count
+                    if rc != 0 or got < n:
+                        self.notes.append(f"upload {label}: daemon flush exit {rc}, sink got {got}/{n}")
+                    self.add("upload", label, "mapispool flush --upload (warm daemon)", n / t, n)
+                finally:
+                    prof.stop_daemon()
+                shutil.rmtree(prof.dir, ignore_errors=True)
+
+                # C. Postfix: sendmail per process, then postqueue -f.
+                log(f"{label} rep {rep + 1}/{reps}: postfix")
+                t0 = time.monotonic()
+                for p in files:
+                    postfix.sendmail(p)
+                t_sm = time.monotonic() - t0
+                self.add("submit per process", label, "Postfix sendmail", n / t_sm, n)
+                if postfix.wait_deferred(n, timeout):
+                    base_count = sink.count()
+                    t0 = time.monotonic()
+                    postfix.flush()
+                    t1, c = sink.wait_for(base_count + n, timeout)
+                    if t1 is None:
+                        self.notes.append(f"upload {label}: postqueue -f, sink got {c - base_count}/{n}")
+                    else:
+                        self.add("upload", label, "Postfix postqueue -f", n / (t1 - t0), n)
+                postfix.purge()
+
+                # D. Postfix over SMTP (one connection), then postqueue -f again.
+                if do_submit:
+                    s = smtplib.SMTP("127.0.0.1", postfix.port, timeout=120)
+                    s.ehlo("bench.localhost")
+                    t0 = time.monotonic()
+                    for b in bodies:
+                        s.sendmail(FROM, [RCPT], b)
+                    t_smtp = time.monotonic() - t0
+                    s.quit()
+                    self.add("submit bulk", label, "Postfix smtpd (1 SMTP conn)", n / t_smtp, n)
+                    if postfix.wait_deferred(n, timeout):
+                        base_count = sink.count()
+                        t0 = time.monotonic()
+                        postfix.flush()
+                        t1, c = sink.wait_for(base_count + n, timeout)
+                        if t1 is not None:
+                            self.add("upload", label, "Postfix postqueue -f", n / (t1 - t0), n)
+                    postfix.purge()
+
+                if not do_upload:
+                    continue
+                # E. smtp-source, the wire's ceiling, one connection like mapispool.
+                log(f"{label} rep {rep + 1}/{reps}: smtp-source, msmtp")
+                base_count = sink.count()
+                t0 = time.monotonic()
+                subprocess.run(["/usr/sbin/smtp-source", "-s", "1", "-d", "-m", str(n), "-l", str(SIZES[label]),
+                                "-f", FROM, "-t", RCPT, f"127.0.0.1:{sink.port}"], check=True,
+                               stdout=subprocess.DEVNULL)
+                t = time.monotonic() - t0
+                t1, c = sink.wait_for(base_count + n, 30)
+                self.add("upload", label, "smtp-source -s 1", n / t, n)
+
+                # F. msmtp, one process per message (fewer messages: ~20 msg/s).
+                mn = min(msmtp_n[label], n)
+                t0 = time.monotonic()
+                for p in files[:mn]:
+                    with open(p, "rb") as f:
+                        subprocess.run(["msmtp", "-C", msmtp_rc, RCPT], stdin=f, check=True)
+                t = time.monotonic() - t0
+                self.add("upload", label, "msmtp (process per msg)", mn / t, mn)
+
+    # -- latency and status
+    def latency(self, sink):
+        srv = StampServer()
+        self.cleanups.append(srv.stop)
+        prof = Profile(self.bin, self.base, srv.port, upload_interval="1h")
+        pid = prof.start_daemon()
+        self.cleanups.append(prof.stop_daemon)
+        body = make_message(2048, 0, "lat")
+        k = 10 if self.args.quick else 30
+        conn = prof.api()
+        # Warm up: one flush.
+        api_submit(conn, body)
+        prof.run("flush", "--upload")
+        for _ in range(k):
+            api_submit(conn, body)
+            before = len(srv.stamps)
+            t0 = time.monotonic()
+            prof.run("flush", "--upload")
+            t_end = time.monotonic()
+            if len(srv.stamps) > before:
+                t_accept, t_first = srv.stamps[before]
+                self.add("latency", "-", "flush -> first SMTP command (CLI, warm daemon) ms", (t_first - t0) * 1000)
+                self.add("latency", "-", "flush -> TCP accept ms", (t_accept - t0) * 1000)
+                self.add("latency", "-", "whole flush of 1 msg (CLI, warm daemon) ms", (t_end - t0) * 1000)
+        conn.close()
+        # Process start alone, for scale: `mapispool --version`.
+        for _ in range(k):
+            t0 = time.monotonic()
+            subprocess.run([self.bin, "--version"], stdout=subprocess.DEVNULL)
+            self.add("latency", "-", "mapispool --version (process start) ms", (time.monotonic() - t0) * 1000)
+        # status through the warm daemon, and without one.
+        self.status_time(prof, "status (warm daemon) ms")
+        # Idle: RSS and CPU over a window with no schedule due.
+        window = 5 if self.args.quick else 10
+        time.sleep(0.5)
+        c0 = proc_cpu_ticks(pid)
+        t0 = time.monotonic()
+        time.sleep(window)
+        c1 = proc_cpu_ticks(pid)
+        el = time.monotonic() - t0
+        st = proc_status(pid)
+        hz = os.sysconf("SC_CLK_TCK")
+        self.add("idle", "-", "daemon idle RSS MiB", st["VmRSS"] / 1024)
+        self.add("idle", "-", "daemon idle CPU %", 100 * (c1 - c0) / hz / el)
+        self.extra["idle window s"] = [round(el, 1)]
+        self.extra["idle daemon threads"] = [st["Threads"]]
+        prof.stop_daemon()
+        prof2 = Profile(self.bin, self.base, srv.port)
+        prof2.run("status")  # creates the store
+        self.status_time(prof2, "status (no daemon, in-process) ms")
+        srv.stop()
+
+    def status_time(self, prof, name):
+        runs = 10 if self.args.quick else 30
+        if shutil.which("hyperfine"):
+            out = os.path.join(self.base, "hf.json")
+            cmd = " ".join(f"'{a}'" for a in prof.cmd("status"))
+            r = subprocess.run(["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", out,
+                                "--style", "none", cmd], env=prof.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            if r.returncode == 0:
+                with open(out) as f:
+                    res = json.load(f)["results"][0]
+                for t in res["times"]:
+                    self.add("latency", "-", name, t * 1000)
+                return
+            log("hyperfine failed:", r.stderr.decode()[-300:])
+        for _ in range(runs):
+            t0 = time.monotonic()
+            prof.run("status")
+            self.add("latency", "-", name, (time.monotonic() - t0) * 1000)
+
+    # -- memory while taking and sending a large message
+    def memory(self, sink):
+        sizes = [10]
+        if not self.args.no_100mb:
+            sizes.append(100)
+        for mb in sizes:
+            label = f"{mb} MB"
+            body = make_message(mb * 1024 * 1024, 0, f"mem{mb}")
+            prof = Profile(self.bin, self.base, sink.port)
+            pid = prof.start_daemon()
+            self.cleanups.append(prof.stop_daemon)
+            try:
+                idle = proc_status(pid)["VmHWM"]
+                conn = prof.api()
+                api_submit(conn, body)
+                conn.close()
+                after_submit = proc_status(pid)["VmHWM"]
+                with open(f"/proc/{pid}/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM
+                base_count = sink.count()
+                t, rc, _ = prof.run_rusage("flush", "--upload")
+                sent = sink.count() - base_count
+                during_send = proc_status(pid)["VmHWM"]
+                self.add("memory", label, "daemon peak RSS before any work MiB", idle / 1024)
+                self.add("memory", label, "daemon peak RSS taking the message (API submit) MiB", after_submit / 1024)
+                self.add("memory", label, "daemon peak RSS sending it (flush) MiB", during_send / 1024)
+                if rc != 0 or sent < 1:
+                    self.notes.append(f"memory {label}: flush exit {rc}, sink got {sent}/1")
+            finally:
+                prof.stop_daemon()
+            # Without a daemon: the CLI's own peak while submitting and while flushing.
+            prof2 = Profile(self.bin, self.base, sink.port)
+            path = os.path.join(self.base, f"mem{mb}.eml")
+            with open(path, "wb") as f:
+                f.write(body)
+            t0 = time.monotonic()
+            with open(path, "rb") as f:
+                p = subprocess.Popen(prof2.cmd("submit"), env=prof2.env, stdin=f, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                _, _, ru = os.wait4(p.pid, 0)
+            self.add("memory", label, "`mapispool submit` peak RSS MiB", ru.ru_maxrss / 1024)
+            t, rc, rss = prof2.run_rusage("flush", "--upload")
+            self.add("memory", label, "`mapispool flush --upload` (no daemon) peak RSS MiB", rss / 1024)
+            os.unlink(path)
+            shutil.rmtree(prof.dir, ignore_errors=True)
+            shutil.rmtree(prof2.dir, ignore_errors=True)
+
+    def run_download(self):
+        """N messages in a Dovecot INBOX, pulled into a durable local store: mapispool over IMAP
+        and POP3 (`flush --download`, no daemon) vs mbsync (FSync yes / no) and fetchmail (POP3,
+        bsmtp file, no MDA). Every client gets its own freshly filled user, so nobody pulls a
+        mailbox someone else has already indexed or emptied."""
+        ns = {k: v for k, v in self.sizes().items()}
+        reps = self.args.reps
+        clients = ["imap", "pop3", "mbsync-yes", "mbsync-no", "fetchmail"]
+        users = [f"u{si}r{r}{c.replace('-', '')}" for si in range(len(ns)) for r in range(reps) for c in clients]
+        ddir = os.path.join(self.base, "dc")
+        os.makedirs(ddir)
+        imap_port, pop3_port = free_port(), free_port()
+        env = dict(os.environ, DOVECOT_USERS=" ".join(f"{u}:pw" for u in users))
+        subprocess.run(["bash", f"{self.root}/scripts/peers/dovecot.sh", "start", ddir, str(imap_port),
+                        str(pop3_port)], check=True, env=env, stdout=subprocess.DEVNULL)
+        self.cleanups.append(lambda: subprocess.run(["bash", f"{self.root}/scripts/peers/dovecot.sh", "stop", ddir]))
+        uid = gid = None
+        if os.geteuid() == 0:
+            st = os.stat(os.path.join(ddir, "mail", users[0]))
+            uid, gid = st.st_uid, st.st_gid
+
+        def preload(user, files):
+            md = os.path.join(ddir, "mail", user)
+            for i, p in enumerate(files):
+                name = f"{int(time.time())}.B{i}.bench"
+                tmp = os.path.join(md, "tmp", name)
+                shutil.copyfile(p, tmp)
+                if uid is not None:
+                    os.chown(tmp, uid, gid)
+                os.rename(tmp, os.path.join(md, "new", name))
+
+        for si, (label, n) in enumerate(ns.items()):
+            files = self.msgs.files(label, n)
+            timeout = 120 + n * (SIZES[label] / 1e6) * 2
+            for r in range(reps):
+                log(f"download {label} rep {r + 1}/{reps}")
+                for c in clients:
+                    user = f"u{si}r{r}{c.replace('-', '')}"
+                    preload(user, files)
+                    work = os.path.join(self.base, f"dl-{user}")
+                    os.makedirs(work)
+                    if c in ("imap", "pop3"):
+                        prof = Profile(self.bin, self.base, 9, inbound=(c, imap_port if c == "imap" else pop3_port,
+                                                                          user))
+                        t, rc, rss = prof.run_rusage("flush", "--download")
+                        got = prof.count_inbox()
+                        if rc != 0 or got < n:
+                            self.notes.append(f"download {label} {c}: flush exit {rc}, inbox has {got}/{n}: "
+                                              f"{prof.last_stderr[-300:]}")
+                        else:
+                            self.add(f"download {c.upper()}", label, f"mapispool flush --download ({c.upper()})",
+                                     n / t, n)
+                            self.extra.setdefault(f"flush --download ({c.upper()}) peak RSS KiB ({label})",
+                                                  []).append(rss)
+                        shutil.rmtree(prof.dir, ignore_errors=True)
+                    elif c.startswith("mbsync"):
+                        near = os.path.join(work, "near")
+                        os.makedirs(near)
+                        rc_path = os.path.join(work, "mbsyncrc")
+                        with open(rc_path, "w") as f:
+                            f.write(f"FSync {'yes' if c == 'mbsync-yes' else 'no'}\n\n"
+                                    f"IMAPAccount a\nHost 127.0.0.1\nPort {imap_port}\nUser {user}\nPass pw\n"
+                                    f"SSLType None\nAuthMechs LOGIN\n\n"
+                                    f"IMAPStore far\nAccount a\n\n"
+                                    f"MaildirStore near\nPath {near}/\nInbox {near}/INBOX\n\n"
+                                    f"Channel c\nFar :far:INBOX\nNear :near:INBOX\nSync Pull\nCreate Near\n"
+                                    f"SyncState *\n")
+                        t0 = time.monotonic()
+                        p = subprocess.run(["mbsync", "-c", rc_path, "-q", "c"], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, timeout=timeout)
+                        t = time.monotonic() - t0
+                        got = sum(len(os.listdir(os.path.join(near, "INBOX", d))) for d in ("new", "cur")
+                                  if os.path.isdir(os.path.join(near, "INBOX", d)))
+                        if p.returncode != 0 or got < n:
+                            self.notes.append(f"download {label} {c}: exit {p.returncode}, got {got}/{n}: "
+                                              f"{p.stderr.decode()[-300:]}")
+                        else:
+                            self.add("download IMAP", label,
+                                     f"mbsync FSync {'yes' if c == 'mbsync-yes' else 'no'}", n / t, n)
+                    else:
+                        out = os.path.join(work, "bsmtp")
+                        rc_path = os.path.join(work, "fetchmailrc")
+                        with open(rc_path, "w") as f:
+                            f.write(f'set no bouncemail\npoll 127.0.0.1 service {pop3_port} protocol pop3 '
+                                    f'user "{user}" password "pw" sslproto "" bsmtp "{out}" fetchall nokeep\n')
+                        os.chmod(rc_path, 0o600)
+                        fenv = dict(os.environ, FETCHMAILHOME=work, HOME=work)
+                        t0 = time.monotonic()
+                        p = subprocess.run(["fetchmail", "-f", rc_path, "-N", "--nosyslog"], env=fenv,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+                        t = time.monotonic() - t0
+                        got = 0
+                        if os.path.exists(out):
+                            with open(out, "rb") as f:
+                                got = sum(1 for line in f if line.startswith(b"MAIL FROM:"))
+                        if p.returncode not in (0,) or got < n:
+                            self.notes.append(f"download {label} fetchmail: exit {p.returncode}, got {got}/{n}: "
+                                              f"{p.stderr.decode()[-300:]}")
+                        else:
+                            self.add("download POP3", label, "fetchmail (bsmtp)", n / t, n)
+                    shutil.rmtree(work, ignore_errors=True)
+
+    def download_ready(self):
+        def committed(path):
+            r = subprocess.run(["git", "-C", self.root, "ls-files", "--error-unmatch", path],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return r.returncode == 0
+        return all(committed(p) for p in ("crates/mapispool/src/transport/imap.rs",
+                                          "crates/mapispool/src/transport/pop3.rs",
+                                          "scripts/peers/dovecot.sh"))
+
+    def run(self):
+        only = set(self.args.only.split(",")) if self.args.only else {"upload", "submit", "latency", "memory",
+                                                                       "download"}
+        self.started = datetime.datetime.now(datetime.timezone.utc)
+        sink = Sink(self.root, self.base)
+        self.cleanups.append(sink.stop)
+        try:
+            if "upload" in only or "submit" in only:
+                postfix = Postfix(self.root, self.base, sink.port)
+                self.cleanups.append(postfix.stop)
+                self.upload_submit(sink, postfix, "upload" in only, "submit" in only)
+                postfix.stop()
+            if "latency" in only:
+                log("latency, status, idle")
+                self.latency(sink)
+            if "memory" in only:
+                log("memory")
+                self.memory(sink)
+            self.download = "skipped"
+            if "download" in only:
+                if self.download_ready():
+                    log("download")
+                    self.run_download()
+                    self.download = "measured: see the download rows above"
+                else:
+                    self.download = "not yet: needs the IMAP/POP3 transports (and scripts/peers/dovecot.sh) committed"
+        finally:
+            for c in reversed(self.cleanups):
+                try:
+                    c()
+                except Exception as e:  # noqa: BLE001
+                    log("cleanup:", e)
+            if not self.args.keep:
+                shutil.rmtree(self.base, ignore_errors=True)
+        self.finished = datetime.datetime.now(datetime.timezone.utc)
+
+    # -- report
+    TARGETS = {
+        ("upload", "2 KB", "Postfix postqueue -f"): 3.0,
+        ("upload", "2 KB", "smtp-source -s 1"): 0.8,
+        ("upload", "100 KB", "Postfix postqueue -f"): 2.0,
+        ("submit per process", "*", "Postfix sendmail"): 2.0,
+        ("submit bulk", "*", "Postfix smtpd (1 SMTP conn)"): 3.0,
+        ("download IMAP", "*", "mbsync FSync no"): 1.0,
+        ("download IMAP", "*", "mbsync FSync yes"): 10.0,
+        ("download POP3", "*", "fetchmail (bsmtp)"): 1.0,
+    }
+    OURS = {"upload": ["mapispool flush --upload", "mapispool flush --upload (warm daemon)"],
+            "submit per process": ["mapispool submit"], "submit bulk": ["mapispool daemon API"],
+            "download IMAP": ["mapispool flush --download (IMAP)"],
+            "download POP3": ["mapispool flush --download (POP3)"]}
+
+    def rows(self):
+        rows = []
+        for scen, ours_names in self.OURS.items():
+            for label in SIZES:
+                peers = sorted({w for (s, l, w) in self.samples
+                                if s == scen and l == label and not w.startswith("mapispool")})
+                for our in ours_names:
+                    ours = self.samples.get((scen, label, our))
+                    if not ours:
+                        continue
+                    mine = median(ours)
+                    for who in peers:
+                        theirs = median(self.samples[(scen, label, who)])
+                        ratio = mine / theirs if theirs else None
+                        target = None
+                        if our == ours_names[0]:
+                            target = self.TARGETS.get((scen, label, who)) or self.TARGETS.get((scen, "*", who))
+                        rows.append({
+                            "scenario": scen, "size": label, "n": self.ns.get((scen, label, our)),
+                            "mapispool": our, "mapispool_msg_s": mine,
+                            "peer": who, "peer_n": self.ns.get((scen, label, who)), "peer_msg_s": theirs,
+                            "ratio": ratio, "target": target,
+                            "met": None if target is None or ratio is None else ratio >= target,
+                            "samples_mapispool": ours, "samples_peer": self.samples[(scen, label, who)],
+                        })
+        return rows
+
+    def single(self, scen, label, who):
+        return median(self.samples.get((scen, label, who), []))
+
+    def report(self):
+        rows = self.rows()
+        mem = {}
+        for line in open("/proc/meminfo"):
+            k, _, v = line.partition(":")
+            mem[k] = v.strip()
+        cpu = ""
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        machine = {
+            "nproc": os.cpu_count(), "cpu": cpu, "memory": mem.get("MemTotal"),
+            "kernel": platform.release(), "os": _os_release(),
+        }
+        command = "bash bench/run " + " ".join(self.args.argv)
+        commit = subprocess.run(["git", "-C", self.root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                                text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", self.root, "status", "--porcelain", "--untracked-files=no"],
+                               stdout=subprocess.PIPE, text=True).stdout.strip()
+        others = {f"{s} | {l} | {w}": v for (s, l, w), v in self.samples.items()
+                  if s in ("latency", "idle", "memory")}
+        data = {"machine": machine, "started": self.started.isoformat(), "finished": self.finished.isoformat(),
+                "command": command, "commit": commit, "worktree_dirty": bool(dirty), "reps": self.args.reps,
+                "quick": self.args.quick, "rows": rows, "single": others, "extra": self.extra,
+                "notes": self.notes, "download": self.download}
+        if self.args.json:
+            with open(self.args.json, "w") as f:
+                json.dump(data, f, indent=1)
+        md = self.markdown(data, rows)
+        out = self.args.out or os.path.join(self.root, "BENCHMARKS.md")
+        keep = ""
+        if os.path.exists(out):
+            old = open(out).read()
+            i = old.find("<!-- analysis -->")
+            if i >= 0:
+                keep = "\n" + old[i:]
+        with open(out, "w") as f:
+            f.write(md + keep)
+        print(md)
+
+    def markdown(self, data, rows):
+        m = data["machine"]
+        L = []
+        L.append("# Benchmarks\n")
+        L.append("Generated by `bench/run` (issue 7). Everything below was measured in **one run** on the machine "
+                 "named here, on loopback; the machine is shared and noisy, so only the ratios (both sides measured "
+                 "in the same run, interleaved per repetition) mean something. Figures are medians over the "
+                 "repetitions.\n")
+        L.append(f"- command: `{data['command']}` (repetitions: {data['reps']})")
+        L.append(f"- date: {data['started'][:19]}Z → {data['finished'][:19]}Z")
+        L.append(f"- commit: {data['commit']}" + (" (with uncommitted changes of other engineers in the tree)"
+                                                    if data["worktree_dirty"] else ""))
+        L.append(f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}, {m['os']}")
+        L.append("- fsync: **on** for mapispool (SQLite WAL, `synchronous = FULL`: every submit and every recorded "
+                 "outcome is a commit); Postfix on (queue files are fsynced before `250`/`sendmail` returns); "
+                 "smtp-sink and smtp-source write nothing to disk.")
+        L.append("- peers: Postfix " + _postfix_version() + " (private instance, `defer_transports` then "
+                 "`postqueue -f`, connection cache on), `smtp-sink` (Postfix's, counting only), `smtp-source -s 1 -d`"
+                 " (one connection like mapispool), msmtp " + _msmtp_version() + " (one process per message, "
+                 "fewer messages)\n")
+        L.append("## Throughput\n")
+        L.append("| scenario | size | N | mapispool | msg/s | peer | peer N | peer msg/s | ratio | target | met? |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            tgt = f"≥ {r['target']:g}×" if r["target"] else "—"
+            met = "—" if r["met"] is None else ("yes" if r["met"] else f"**no** ({r['ratio'] / r['target']:.0%} of target)")
+            L.append(f"| {r['scenario']} | {r['size']} | {r['n']} | {r['mapispool']} | {r['mapispool_msg_s']:.0f} | {r['peer']} | "
+                     f"{r['peer_n']} | {r['peer_msg_s']:.0f} | {r['ratio']:.2f}× | {tgt} | {met} |")
+        L.append("")
+        L.append("`flush --upload` runs the spooler in the CLI's own process (no daemon: process start and store "
+                 "open are included); `(warm daemon)` is the same command asking a running `mapispool spooler` over "
+                 "its socket. Targets apply to the first. msg/s are per run: N / wall time from the command's start "
+                 "until the sink has counted all N (Postfix: from `postqueue -f` until then).\n")
+        L.append("## Latency, memory, idle\n")
+        L.append("| measure | size | median | min | max | samples | target | met? |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        tg = {
+            "flush -> first SMTP command (CLI, warm daemon) ms": ("< 20 ms", lambda v: v < 20),
+            "daemon idle RSS MiB": ("< 20 MiB", lambda v: v < 20),
+            "daemon idle CPU %": ("≈ 0 (no CPU between schedules)", lambda v: v < 0.1),
+        }
+        for (s, l, w), v in sorted(self.samples.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+            if s not in ("latency", "idle", "memory"):
+                continue
+            med = median(v)
+            target, ok = tg.get(w, ("—", None))
+            if s == "memory" and l == "100 MB" and "sending" in w:
+                target, ok = "< 64 MiB", (lambda x: x < 64)
+            met = "—" if ok is None else ("yes" if ok(med) else "**no**")
+            L.append(f"| {w} | {l} | {med:.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} | {target} | {met} |")
+        L.append("")
+        for k, v in self.extra.items():
+            L.append(f"- {k}: {', '.join(str(x) for x in v)}")
+        L.append("")
+        L.append("## Download (IMAP/POP3 vs mbsync, fetchmail)\n")
+        L.append(f"{data['download']}.\n")
+        if data["notes"]:
+            L.append("## Problems seen during the run\n")
+            for n in data["notes"]:
+                L.append(f"- {n}")
+            L.append("")
+        return "\n".join(L)
+
+
+def _os_release():
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def _postfix_version():
+    r = subprocess.run(["/usr/sbin/postconf", "-dh", "mail_version"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    return r.stdout.strip() or "?"
+
+
+def _msmtp_version():
+    r = subprocess.run(["msmtp", "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    m = re.search(r"version (\S+)", r.stdout)
+    return m.group(1) if m else "?"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reps", type=int)
+    ap.add_argument("--n", type=int, help="N for 2 KB (others scale as documented)")
+    ap.add_argument("--json")
+    ap.add_argument("--out")
+    ap.add_argument("--only")
+    ap.add_argument("--no-100mb", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    args.argv = [a for a in sys.argv[1:] if a not in ("--root", args.root)]
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (a private Postfix instance owns its queue)")
+    b = Bench(args)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    b.run()
+    b.report()
+
+
+if __name__ == "__main__":
+    main()
