@@ -250,17 +250,25 @@ class Profile:
             raise RuntimeError(f"mapispool {' '.join(args)}: exit {r.returncode}: {r.stderr.decode()[-500:]}")
         return r
 
-    def run_rusage(self, *args):
+    def run_rusage(self, *args, stdin=None):
         """Runs a command; returns (seconds, exit code, peak RSS in KiB)."""
         t0 = time.monotonic()
+        # Peak RSS through GNU time: a child's own ru_maxrss would include this (large) harness's
+        # memory from before exec.
         err = open(os.path.join(self.dir, "stderr.log"), "wb")
-        p = subprocess.Popen(self.cmd(*args), env=self.env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
+        rss_file = os.path.join(self.dir, "maxrss")
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file, *self.cmd(*args)], env=self.env,
+                             stdout=subprocess.DEVNULL, stderr=err, stdin=stdin)
+        _, status, _ = os.wait4(p.pid, 0)
         err.close()
         self.last_stderr = open(os.path.join(self.dir, "stderr.log"), errors="replace").read()
+        try:
+            maxrss = int(open(rss_file).read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            maxrss = -1
         t = time.monotonic() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
-        return t, p.returncode, ru.ru_maxrss
+        return t, p.returncode, maxrss
 
     def count_inbox(self):
         r = self.run("messages", "--folder", "inbox", "--json", check=False)
@@ -614,6 +622,9 @@ class Bench:
         c1 = proc_cpu_ticks(pid)
         el = time.monotonic() - t0
         st = proc_status(pid)
+        if "VmRSS" not in st:
+            raise RuntimeError(f"the daemon died while idle; see {prof.dir}/spooler.log: "
+                               + open(os.path.join(prof.dir, "spooler.log"), errors="replace").read()[-500:])
         hz = os.sysconf("SC_CLK_TCK")
         self.add("idle", "-", "daemon idle RSS MiB", st["VmRSS"] / 1024)
         self.add("idle", "-", "daemon idle CPU %", 100 * (c1 - c0) / hz / el)
@@ -680,12 +691,9 @@ class Bench:
             path = os.path.join(self.base, f"mem{mb}.eml")
             with open(path, "wb") as f:
                 f.write(body)
-            t0 = time.monotonic()
             with open(path, "rb") as f:
-                p = subprocess.Popen(prof2.cmd("submit"), env=prof2.env, stdin=f, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-                _, _, ru = os.wait4(p.pid, 0)
-            self.add("memory", label, "`mapispool submit` peak RSS MiB", ru.ru_maxrss / 1024)
+                _, _, rss = prof2.run_rusage("submit", stdin=f)
+            self.add("memory", label, "`mapispool submit` peak RSS MiB", rss / 1024)
             t, rc, rss = prof2.run_rusage("flush", "--upload")
             self.add("memory", label, "`mapispool flush --upload` (no daemon) peak RSS MiB", rss / 1024)
             os.unlink(path)
@@ -815,12 +823,13 @@ class Bench:
                 self.cleanups.append(postfix.stop)
                 self.upload_submit(sink, postfix, "upload" in only, "submit" in only)
                 postfix.stop()
-            if "latency" in only:
-                log("latency, status, idle")
-                self.latency(sink)
-            if "memory" in only:
-                log("memory")
-                self.memory(sink)
+            for name, fn in (("latency", self.latency), ("memory", self.memory)):
+                if name in only:
+                    log(name)
+                    try:
+                        fn(sink)
+                    except Exception as e:  # noqa: BLE001 - one scenario's failure must not lose the others
+                        self.notes.append(f"{name}: {type(e).__name__}: {e}")
             self.download = "skipped"
             if "download" in only:
                 if self.download_ready():
