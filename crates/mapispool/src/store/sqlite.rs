@@ -1,4 +1,5 @@
-//! The SQLite backend: one file, WAL, `synchronous = FULL`, writers start with `BEGIN IMMEDIATE`.
+//! The SQLite backend: one file, WAL, writers start with `BEGIN IMMEDIATE`; `synchronous = FULL`
+//! for what must be durable when a call returns, `NORMAL` for what a later FULL commit seals.
 //!
 //! Bodies are written in two steps so that a slow sender (a pipe, an IMAP download) never holds
 //! the write lock: the message row is first inserted in a hidden staging folder (0) and its
@@ -56,7 +57,16 @@ macro_rules! recipient_columns {
 /// The SQLite message store. Cheap to clone: clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// `synchronous = FULL`: every commit is fsynced. For what must survive a power cut the
+    /// moment the call returns: a submitted or received message, sync state.
     pool: SqlitePool,
+    /// `synchronous = NORMAL` on the same file: commits reach the OS (so a process crash loses
+    /// nothing) but are fsynced only with the next FULL commit or checkpoint. For work that a
+    /// FULL commit seals later (a message's staging row and body chunks, before the commit that
+    /// makes it visible) and for the spooler's state changes (leases, outcomes), where a power
+    /// cut can only make a message go out again — the group commit design.md allows — never
+    /// lose one.
+    relaxed: SqlitePool,
     path: PathBuf,
 }
 
@@ -87,7 +97,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Db {
                 what: "opening".into(),
@@ -102,7 +112,20 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        let store = SqliteStore { pool, path };
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(|source| StoreError::Db {
+                what: "opening".into(),
+                path: path.clone(),
+                source,
+            })?;
+        let store = SqliteStore {
+            pool,
+            relaxed,
+            path,
+        };
         let cutoff = FileTime::from(std::time::SystemTime::now() - STALE_STAGING);
         sqlx::query("DELETE FROM messages WHERE folder = ? AND staged_at < ?")
             .bind(STAGING_FOLDER)
@@ -120,6 +143,7 @@ impl SqliteStore {
 
     /// Closes every connection, checkpointing the WAL. Later calls fail.
     pub async fn close(&self) {
+        self.relaxed.close().await;
         self.pool.close().await;
     }
 
@@ -137,18 +161,31 @@ impl SqliteStore {
     }
 
     async fn write_tx(&self, what: &str) -> MapiResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Self::immediate(&self.pool, what, self).await
+    }
+
+    /// A write transaction whose commit is not fsynced by itself (see [`SqliteStore::relaxed`]).
+    async fn relaxed_tx(&self, what: &str) -> MapiResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Self::immediate(&self.relaxed, what, self).await
+    }
+
+    async fn immediate(
+        pool: &SqlitePool,
+        what: &str,
+        store: &SqliteStore,
+    ) -> MapiResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         // IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         // writes fails at once with SQLITE_BUSY instead of waiting out busy_timeout.
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
+        pool.begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(self.db(what))
+            .map_err(store.db(what))
     }
 
     /// Step 1 of every message write: the hidden row with its properties and recipients.
     async fn stage(&self, props: StagedProps<'_>, recipients: &[NewRecipient]) -> MapiResult<i64> {
         let what = "storing a new message";
-        let mut tx = self.write_tx(what).await?;
+        // Hidden until the FULL commit that publishes it, which fsyncs this row with it.
+        let mut tx = self.relaxed_tx(what).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
              sender_address, envelope_from, internet_message_id, message_flags, \
@@ -224,7 +261,7 @@ impl SqliteStore {
                 .bind(id)
                 .bind(i64::from(seq))
                 .bind(&buf[..filled])
-                .execute(&self.pool)
+                .execute(&self.relaxed)
                 .await
                 .map_err(self.db("writing a message body"))?;
             size += filled as u64;
@@ -241,7 +278,7 @@ impl SqliteStore {
         let result = sqlx::query("DELETE FROM messages WHERE id = ? AND folder = ?")
             .bind(id)
             .bind(STAGING_FOLDER)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await;
         if let Err(e) = result {
             tracing::warn!(id, error = %e, path = %self.path.display(), "could not discard a half-written message");
@@ -713,7 +750,7 @@ impl Store for SqliteStore {
             now.0
                 .saturating_add(u64::try_from(lease_for.as_nanos() / 100).unwrap_or(u64::MAX)),
         );
-        let mut tx = self.write_tx(what).await?;
+        let mut tx = self.relaxed_tx(what).await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE messages SET lease_owner = ?, lease_until = ?, submit_flags = submit_flags | ? \
              WHERE id IN (SELECT id FROM messages WHERE in_queue = 1 \
@@ -771,7 +808,7 @@ impl Store for SqliteStore {
         .bind(i64::from(SUBMITFLAG_LOCKED))
         .bind(id.0)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await
         .map_err(self.db("releasing a lease"))?;
         Ok(())
@@ -798,7 +835,7 @@ impl Store for SqliteStore {
         now: FileTime,
     ) -> MapiResult<OutcomeReport> {
         let what = "recording a delivery attempt";
-        let mut tx = self.write_tx(what).await?;
+        let mut tx = self.relaxed_tx(what).await?;
         let (message, q) = load_message(&mut tx, id.0)
             .await
             .map_err(self.db(what))?
