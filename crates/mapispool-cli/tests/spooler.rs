@@ -48,12 +48,17 @@ fn schedules_send_and_sigterm_stops_cleanly() {
         String::from_utf8_lossy(&st.stderr)
     );
 
+    // The daemon's stderr goes to a file: a pipe nobody reads could fill up and stall it, and
+    // the file is what a failure shows.
+    let log_path = dir.path().join("spooler.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
     let mut daemon = mapispool()
         .arg("--profile")
         .arg(&alice)
+        .arg("-v")
         .arg("spooler")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("spooler starts");
 
