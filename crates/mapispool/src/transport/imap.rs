@@ -23,7 +23,7 @@ use async_imap::types::Fetch;
 use futures_util::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
-use super::pop3::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
+use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
 use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
 use crate::message::{HeaderSummary, header_block};
 use crate::profile::{AfterDownload, ImapConfig, Security};
@@ -103,7 +103,7 @@ impl ImapInbound {
     async fn open(&self) -> Result<ImapSession, TransportError> {
         let c = &self.config;
         let peer = self.peer();
-        let tcp = tcp_connect(&c.host, c.port).await?;
+        let tcp = tcp_connect(&c.host, c.port, CONNECT_TIMEOUT).await?;
         let stream = match c.security {
             Security::Tls => {
                 start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?

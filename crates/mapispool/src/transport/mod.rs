@@ -12,6 +12,7 @@
 
 pub mod dir;
 pub mod imap;
+mod net;
 pub mod pop3;
 pub mod smtp;
 

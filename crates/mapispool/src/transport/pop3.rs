@@ -14,114 +14,20 @@ pub mod codec;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use self::codec::{DotReader, MAX_LINE, MAX_LISTING, MAX_MESSAGE, Reply};
+use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
 use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
-use crate::credential::{self, Secret};
+use crate::credential::Secret;
 use crate::message::{HeaderSummary, MAX_HEADER_BYTES, header_block};
 use crate::profile::{Pop3Config, Security};
-use crate::tls;
-
-/// How long connecting, the TLS handshake, the greeting and the login may take together.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The sync-state key of the first-seen times (`leave_days`): a JSON object UIDL → Unix seconds.
 const FIRST_SEEN_KEY: &str = "pop3.first_seen";
-
-/// A connection to a mail server, plain or TLS; shared by the POP3 and IMAP transports.
-#[derive(Debug)]
-pub(crate) enum MailStream {
-    Plain(TcpStream),
-    Tls(Box<tls::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for MailStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for MailStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Opens a TCP connection, with the error a user can act on.
-pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TransportError> {
-    let stream = TcpStream::connect((host, port)).await.map_err(|e| {
-        TransportError::new(
-            TransportErrorKind::Connect,
-            format!("cannot connect to {host}:{port}: {e}; is the server running?"),
-        )
-    })?;
-    // Commands are small and answered one by one: do not let Nagle hold them back.
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
-/// The TLS handshake on `stream` for `host`, with the account's trust settings.
-pub(crate) async fn start_tls(
-    stream: TcpStream,
-    host: &str,
-    ca_file: Option<&std::path::Path>,
-    insecure_skip_verify: bool,
-) -> Result<MailStream, TransportError> {
-    let config = tls::client_config(ca_file, insecure_skip_verify)?;
-    let tls = tls::connect_tls(stream, host, Arc::clone(&config)).await?;
-    Ok(MailStream::Tls(Box::new(tls)))
-}
-
-/// The password for a login, or why there is none.
-pub(crate) async fn password(
-    credential: Option<&crate::profile::Credential>,
-    transport: &str,
-    allow_prompt: bool,
-) -> Result<Secret, TransportError> {
-    match credential {
-        Some(c) => credential::resolve(c, transport, allow_prompt).await,
-        None => Err(TransportError::new(
-            TransportErrorKind::Auth,
-            format!(
-                "transport \"{transport}\" has no password; set password_command, password_file, password_env or password_prompt"
-            ),
-        )),
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -198,7 +104,7 @@ impl Pop3Inbound {
     async fn open(&self) -> Result<Connection, TransportError> {
         let c = &self.config;
         let peer = format!("{}:{}", c.host, c.port);
-        let tcp = tcp_connect(&c.host, c.port).await?;
+        let tcp = tcp_connect(&c.host, c.port, CONNECT_TIMEOUT).await?;
         let stream = match c.security {
             Security::Tls => {
                 start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?

@@ -27,9 +27,7 @@ pub use codec::{Capabilities, DataEncoder, Reply};
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mapi::constants::{
@@ -37,9 +35,9 @@ use mapi::constants::{
     MAPI_DIAG_OR_NAME_UNRECOGNIZED, MAPI_REASON_TRANSFER_IMPOSSIBLE,
 };
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 
+use super::net::{MailStream, tcp_connect};
 use super::{ChunkSource, Envelope, RecipientResult, TransportError, TransportErrorKind};
 use crate::credential::{self, Secret};
 use crate::profile::{Security, SmtpAuth, SmtpConfig};
@@ -99,52 +97,7 @@ impl SmtpTimeouts {
     }
 }
 
-/// A TCP connection, in clear or under TLS.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Reads through a `BufReader`, writes through a `BufWriter`: the `BufReader` passes writes on.
-type Io = BufReader<BufWriter<Conn>>;
+type Io = BufReader<BufWriter<MailStream>>;
 
 /// What went wrong on the wire, before it is given a meaning.
 enum WireError {
@@ -402,9 +355,9 @@ impl SmtpOutbound {
                 crate::tls::connect_tls(tcp, &host, config),
             )
             .await?;
-            Conn::Tls(Box::new(tls))
+            MailStream::Tls(Box::new(tls))
         } else {
-            Conn::Plain(tcp)
+            MailStream::Plain(tcp)
         };
         let mut session = Session {
             io: BufReader::new(BufWriter::with_capacity(WRITE_BUFFER, conn)),
@@ -458,7 +411,7 @@ impl SmtpOutbound {
                     ),
                 ));
             }
-            let Conn::Plain(tcp) = session.io.into_inner().into_inner() else {
+            let MailStream::Plain(tcp) = session.io.into_inner().into_inner() else {
                 return Err(TransportError::new(
                     TransportErrorKind::Tls,
                     "STARTTLS on a connection already under TLS",
@@ -476,7 +429,7 @@ impl SmtpOutbound {
             session = Session {
                 io: BufReader::new(BufWriter::with_capacity(
                     WRITE_BUFFER,
-                    Conn::Tls(Box::new(tls)),
+                    MailStream::Tls(Box::new(tls)),
                 )),
                 caps: Capabilities::default(),
                 messages: 0,
@@ -1114,61 +1067,6 @@ async fn with_limit<T>(
             TransportErrorKind::Timeout,
             format!(
                 "{what} took longer than {}",
-                humantime::format_duration(limit)
-            ),
-        )
-    })?
-}
-
-/// Opens the TCP connection, with errors that say what to check.
-async fn tcp_connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, TransportError> {
-    let server = format!("{host}:{port}");
-    let connect = async {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::Connect,
-                    format!("cannot connect to {server}: cannot resolve {host}: {e}"),
-                )
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(TransportError::new(
-                TransportErrorKind::Connect,
-                format!("cannot connect to {server}: {host} has no address"),
-            ));
-        }
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    // Commands are few and buffered already; do not let Nagle hold the last one.
-                    let _ = s.set_nodelay(true);
-                    return Ok(s);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let e = last.map(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                "connection refused — is the server running?".to_string()
-            }
-            _ => e.to_string(),
-        });
-        Err(TransportError::new(
-            TransportErrorKind::Connect,
-            format!(
-                "cannot connect to {server}: {}",
-                e.unwrap_or_else(|| "no address worked".into())
-            ),
-        ))
-    };
-    tokio::time::timeout(limit, connect).await.map_err(|_| {
-        TransportError::new(
-            TransportErrorKind::Connect,
-            format!(
-                "cannot connect to {server}: no answer within {}",
                 humantime::format_duration(limit)
             ),
         )
