@@ -128,8 +128,16 @@ pub struct FlushArgs {
     pub download: bool,
     /// Only this transport, by name or entry ID. Goes to the transport's own status object when
     /// it offers FlushQueues, else through the spooler with it as the target.
-    #[arg(long, value_name = "NAME|ENTRYID")]
+    #[arg(long, value_name = "NAME|ENTRYID", conflicts_with_all = ["message", "group"])]
     pub transport: Option<String>,
+    /// Only this send/receive group ([[group]] in the profile; "all" is every transport): its
+    /// transports in profile order, in the directions it moves.
+    #[arg(long, value_name = "NAME", conflicts_with = "message")]
+    pub group: Option<String>,
+    /// Only this queued message (like `postqueue -i`), by its entry ID (PR_ENTRYID in
+    /// `mapispool queue`): sent now even if it waits for a retry; nothing else moves.
+    #[arg(long, value_name = "ENTRYID")]
+    pub message: Option<String>,
     /// Never prompt (FLUSH_NO_UI): a transport that needs a person fails its part instead.
     #[arg(long)]
     pub no_ui: bool,

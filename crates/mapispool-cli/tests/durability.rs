@@ -42,6 +42,7 @@ impl Setup {
     fn write_profile(&self, connect_command: Option<&str>) {
         let profile = Profile {
             source: Some(self.profile_path.clone()),
+            groups: Vec::new(),
             store: StoreConfig::Path(self.dir.path().join("alice.db")),
             spooler: SpoolerConfig::default(),
             transports: vec![TransportConfig {

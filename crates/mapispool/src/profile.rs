@@ -65,6 +65,60 @@ pub struct Profile {
     pub spooler: SpoolerConfig,
     /// The transports, in file order; never empty, names unique.
     pub transports: Vec<TransportConfig>,
+    /// Send/receive groups as written (`[[group]]`), in file order; [`Profile::groups`] adds
+    /// the default group "all" when none is called that.
+    pub groups: Vec<GroupConfig>,
+}
+
+/// The name of the default send/receive group: every transport, in profile order.
+pub const DEFAULT_GROUP: &str = "all";
+
+/// A send/receive group (`[[group]]`, Outlook's idea): some transports with their own
+/// direction, schedule and offline behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// Unique among groups; letters, digits, `_`, `.` and `-`.
+    pub name: String,
+    /// Transport names, each in the profile; flushed in profile order whatever order is given.
+    pub transports: Vec<String>,
+    /// What the group moves.
+    pub direction: Direction,
+    /// How often the group sends on its own; `None`: only when asked.
+    pub upload_interval: Option<Duration>,
+    /// How often the group receives on its own; `None`: only when asked.
+    pub download_interval: Option<Duration>,
+    /// What the group does with transports that are offline.
+    pub offline: OfflinePolicy,
+}
+
+/// `direction` of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Send,
+    Receive,
+    Both,
+}
+
+impl Direction {
+    /// Whether the group sends.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::Send | Direction::Both)
+    }
+    /// Whether the group receives.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::Receive | Direction::Both)
+    }
+}
+
+/// `offline` of a group: Outlook's "include this group in send/receive when offline".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfflinePolicy {
+    /// Offline transports are left out (the default).
+    Skip,
+    /// The group's flushes connect its transports even while they are offline.
+    Include,
 }
 
 /// Where the message store lives (`[store]`).
@@ -112,6 +166,9 @@ pub struct SpoolerConfig {
     pub timeout: Duration,
     /// Start offline: no schedule runs until the spooler is told to go online.
     pub offline: bool,
+    /// Back online (`FORCE_XP_CONNECT`), send the queue at once (true) or wait for the next
+    /// flush (false, the default).
+    pub send_on_reconnect: bool,
 }
 
 impl SpoolerConfig {
@@ -138,6 +195,7 @@ impl Default for SpoolerConfig {
             delay_warning_after: Self::DEFAULT_DELAY_WARNING_AFTER,
             timeout: Self::DEFAULT_TIMEOUT,
             offline: false,
+            send_on_reconnect: false,
         }
     }
 }
@@ -513,6 +571,32 @@ impl Profile {
             .map_err(|issue| error::from_issue(issue, text, path))?;
         profile.source = Some(source);
         Ok(profile)
+    }
+
+    /// The send/receive groups in effect: those written, plus the default group "all" (every
+    /// transport in profile order, both directions, `[spooler]`'s intervals) unless one is
+    /// called that.
+    pub fn groups(&self) -> Vec<GroupConfig> {
+        let mut groups = self.groups.clone();
+        if !groups.iter().any(|g| g.name == DEFAULT_GROUP) {
+            groups.insert(
+                0,
+                GroupConfig {
+                    name: DEFAULT_GROUP.to_string(),
+                    transports: self.transports.iter().map(|t| t.name.clone()).collect(),
+                    direction: Direction::Both,
+                    upload_interval: self.spooler.upload_interval,
+                    download_interval: self.spooler.download_interval,
+                    offline: OfflinePolicy::Skip,
+                },
+            );
+        }
+        groups
+    }
+
+    /// The group called `name` (the default group "all" included).
+    pub fn group(&self, name: &str) -> Option<GroupConfig> {
+        self.groups().into_iter().find(|g| g.name == name)
     }
 
     /// The transport called `name`.

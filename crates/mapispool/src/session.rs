@@ -346,6 +346,34 @@ impl Session {
         }
     }
 
+    /// Flushes one queued message (`postqueue -i`): see
+    /// [`Spooler::flush_message`](crate::spooler::Spooler::flush_message). Works through the
+    /// daemon too.
+    pub async fn flush_message(
+        &self,
+        id: &EntryId,
+        flags: crate::flush::FlushFlags,
+    ) -> MapiResult<crate::flush::FlushReport> {
+        match &self.backend {
+            Backend::Local(s) => s.flush_message(id, flags).await,
+            Backend::Remote { client, .. } => client.flush_message(id, flags).await,
+        }
+    }
+
+    /// Flushes a send/receive group: see
+    /// [`Spooler::flush_group`](crate::spooler::Spooler::flush_group). Works through the
+    /// daemon too.
+    pub async fn flush_group(
+        &self,
+        name: &str,
+        flags: crate::flush::FlushFlags,
+    ) -> MapiResult<crate::flush::FlushReport> {
+        match &self.backend {
+            Backend::Local(s) => s.flush_group(name, flags).await,
+            Backend::Remote { client, .. } => client.flush_group(name, flags).await,
+        }
+    }
+
     /// `IMsgStore::AbortSubmit`. Errors: `MAPI_E_NOT_IN_QUEUE`, `MAPI_E_UNABLE_TO_ABORT`
     /// (the spooler is sending it right now), `MAPI_E_INVALID_ENTRYID`.
     pub async fn abort_submit(&self, id: &EntryId) -> MapiResult<()> {

@@ -124,6 +124,7 @@ pub async fn run(args: &DemoArgs, quiet: bool) -> Result<Exit> {
 fn profile(dir: &Path, post_office: &Path, user: &str) -> Result<Profile> {
     Ok(Profile {
         source: Some(dir.join(format!("{user}.toml"))),
+        groups: Vec::new(),
         store: StoreConfig::Path(dir.join(format!("{user}.db"))),
         spooler: SpoolerConfig::default(),
         transports: vec![TransportConfig {

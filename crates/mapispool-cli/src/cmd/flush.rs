@@ -7,7 +7,7 @@ use mapispool::{FlushFlags, FlushReport, Session};
 
 use crate::cli::FlushArgs;
 use crate::cmd::progress::Bars;
-use crate::exit::Exit;
+use crate::exit::{BadInput, Exit};
 use crate::term::{self, Paint};
 
 /// Flushes every transport through the spooler, or one transport: on its own status object
@@ -50,9 +50,23 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
     } else {
         None
     };
-    let report = match &target {
-        None => session.spooler_status().flush_queues(None, flags).await,
-        Some(transport) => {
+    let message = match &args.message {
+        Some(text) => Some(text.parse::<mapi::EntryId>().map_err(|e| {
+            BadInput(format!(
+                "--message {text}: {}; take the PR_ENTRYID column of `mapispool queue`",
+                e.cause
+            ))
+        })?),
+        None => None,
+    };
+    let report = match (&message, &target) {
+        (Some(id), _) => session.flush_message(id, flags).await,
+        (None, None) if args.group.is_some() => {
+            let group = args.group.as_deref().unwrap_or_default();
+            session.flush_group(group, flags).await
+        }
+        (None, None) => session.spooler_status().flush_queues(None, flags).await,
+        (None, Some(transport)) => {
             if transport.methods() & STATUS_FLUSH_QUEUES != 0 {
                 transport.flush_queues(None, flags).await
             } else {

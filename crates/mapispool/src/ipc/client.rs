@@ -21,7 +21,8 @@ use tokio::net::UnixStream;
 
 use super::API_VERSION;
 use super::server::{
-    AbortRequest, Event, FlushRequest, Rows, SUBMISSION_HEADER, ValidateRequest, rows_from,
+    AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
+    SUBMISSION_HEADER, ValidateRequest, rows_from,
 };
 use super::wire::{WireError, row_from_wire};
 use crate::flush::{FlushFlags, FlushReport};
@@ -222,6 +223,24 @@ impl Client {
             flags: flags.0,
         };
         self.call(Method::POST, "/v1/flush", Some(&request)).await
+    }
+
+    pub async fn flush_message(&self, id: &EntryId, flags: FlushFlags) -> MapiResult<FlushReport> {
+        let request = FlushMessageRequest {
+            entry_id: id.to_string(),
+            flags: flags.0,
+        };
+        self.call(Method::POST, "/v1/flush-message", Some(&request))
+            .await
+    }
+
+    pub async fn flush_group(&self, group: &str, flags: FlushFlags) -> MapiResult<FlushReport> {
+        let request = FlushGroupRequest {
+            group: group.to_string(),
+            flags: flags.0,
+        };
+        self.call(Method::POST, "/v1/flush-group", Some(&request))
+            .await
     }
 
     pub async fn validate(&self, on: &EntryId, flags: u32) -> MapiResult<()> {

@@ -5,6 +5,8 @@
 //! - `GET  /v1/status` — the status table's rows
 //! - `GET  /v1/events` — status-row changes as JSON lines, as they happen
 //! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`
+//! - `POST /v1/flush-message` `{entry_id, flags}` — flush one queued message (`postqueue -i`)
+//! - `POST /v1/flush-group` `{group, flags}` — flush a send/receive group
 //! - `POST /v1/validate` `{on, flags}` — `ValidateState`
 //! - `POST /v1/submit` — the raw message as the body, the envelope as a JSON header
 //!   `x-mapispool-submission`; answers when the message is durable
@@ -130,6 +132,8 @@ fn router(state: Shared) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
         .route("/v1/flush", post(flush))
+        .route("/v1/flush-message", post(flush_message))
+        .route("/v1/flush-group", post(flush_group))
         .route("/v1/validate", post(validate))
         .route("/v1/submit", post(submit))
         .route("/v1/queue", get(queue))
@@ -224,6 +228,42 @@ async fn flush(
     Ok(Json(
         status
             .flush_queues(target.as_ref(), FlushFlags(req.flags))
+            .await?,
+    ))
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FlushMessageRequest {
+    pub entry_id: String,
+    pub flags: u32,
+}
+
+async fn flush_message(
+    State(state): State<Shared>,
+    Json(req): Json<FlushMessageRequest>,
+) -> ApiResult<Json<FlushReport>> {
+    let session = current(&state).await;
+    Ok(Json(
+        session
+            .flush_message(&entry_id(&req.entry_id)?, FlushFlags(req.flags))
+            .await?,
+    ))
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FlushGroupRequest {
+    pub group: String,
+    pub flags: u32,
+}
+
+async fn flush_group(
+    State(state): State<Shared>,
+    Json(req): Json<FlushGroupRequest>,
+) -> ApiResult<Json<FlushReport>> {
+    let session = current(&state).await;
+    Ok(Json(
+        session
+            .flush_group(&req.group, FlushFlags(req.flags))
             .await?,
     ))
 }

@@ -220,6 +220,7 @@ pub(super) fn from_issue(issue: Issue, text: &str, path: &Path) -> ProfileError 
             table,
             key,
         } => lines.find_in_transport(text, index, table, key),
+        At::Group { group, key } => lines.find_in_group(text, group, key),
     };
     invalid(text, path, span, issue.message)
 }
@@ -327,6 +328,19 @@ impl Lines {
                 start..start + key.len()
             })
         })
+    }
+
+    /// `key` in the `index`-th `[[group]]`, else its header.
+    fn find_in_group(&self, text: &str, index: usize, key: &str) -> Option<Range<usize>> {
+        let position = self
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, header))| header.array && header.name == "group")
+            .nth(index)
+            .map(|(position, _)| position)?;
+        self.find_key(text, self.region_from(position), key)
+            .or_else(|| Some(self.lines[self.headers[position].0].1.clone()))
     }
 
     /// `key` in the `index`-th `[[transport]]` (in its sub-table `table` unless that is ""),

@@ -12,9 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AfterDownload, ConnectCommand, Credential, DirConfig, ImapConfig, InboundConfig, InboundKind,
-    OutboundConfig, OutboundKind, Pop3Config, Profile, ProfileError, Security, SmtpAuth,
-    SmtpConfig, SpoolerConfig, StoreConfig, TransportConfig,
+    AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapConfig,
+    InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind, Pop3Config, Profile,
+    ProfileError, Security, SmtpAuth, SmtpConfig, SpoolerConfig, StoreConfig, TransportConfig,
 };
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -26,6 +26,23 @@ pub(super) struct RawProfile {
     spooler: Option<RawSpooler>,
     #[serde(default, rename = "transport", skip_serializing_if = "Vec::is_empty")]
     transports: Vec<RawTransport>,
+    #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    transports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    direction: Option<Direction>,
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
+    upload_interval: Option<Duration>,
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
+    download_interval: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offline: Option<OfflinePolicy>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -58,6 +75,8 @@ struct RawSpooler {
     timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     offline: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send_on_reconnect: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -226,6 +245,8 @@ pub(super) enum At {
         table: &'static str,
         key: &'static str,
     },
+    /// A key of the `group`-th `[[group]]`.
+    Group { group: usize, key: &'static str },
 }
 
 impl Issue {
@@ -311,11 +332,29 @@ impl RawProfile {
             }
             transports.push(transport);
         }
+        let mut groups: Vec<GroupConfig> = Vec::with_capacity(self.groups.len());
+        for (index, raw) in self.groups.into_iter().enumerate() {
+            let group = convert_group(raw, index, &transports)?;
+            if groups.iter().any(|seen| seen.name == group.name) {
+                return Err(Issue::new(
+                    At::Group {
+                        group: index,
+                        key: "name",
+                    },
+                    format!(
+                        "duplicate group name \"{}\": each [[group]] needs its own name",
+                        group.name
+                    ),
+                ));
+            }
+            groups.push(group);
+        }
         Ok(Profile {
             source: None,
             store,
             spooler,
             transports,
+            groups,
         })
     }
 
@@ -341,16 +380,30 @@ impl RawProfile {
             delay_warning_after: Some(spooler.delay_warning_after),
             timeout: Some(spooler.timeout),
             offline: Some(spooler.offline),
+            send_on_reconnect: Some(spooler.send_on_reconnect),
         };
         let transports = profile
             .transports
             .iter()
             .map(unconvert_transport)
             .collect::<Result<_, _>>()?;
+        let groups = profile
+            .groups
+            .iter()
+            .map(|g| RawGroup {
+                name: g.name.clone(),
+                transports: g.transports.clone(),
+                direction: Some(g.direction),
+                upload_interval: g.upload_interval,
+                download_interval: g.download_interval,
+                offline: Some(g.offline),
+            })
+            .collect();
         Ok(RawProfile {
             store: Some(store),
             spooler: Some(spooler),
             transports,
+            groups,
         })
     }
 }
@@ -408,6 +461,7 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
             .unwrap_or(defaults.delay_warning_after),
         timeout: raw.timeout.unwrap_or(defaults.timeout),
         offline: raw.offline.unwrap_or(defaults.offline),
+        send_on_reconnect: raw.send_on_reconnect.unwrap_or(defaults.send_on_reconnect),
     };
     // A zero interval or delay would make the spooler spin; a zero timeout fails everything.
     let positive = [
@@ -436,6 +490,73 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
         ));
     }
     Ok(spooler)
+}
+
+/// Validates one `[[group]]` against the transports already read; its transports are kept in
+/// profile order, which is the order a group flush runs them in.
+fn convert_group(
+    raw: RawGroup,
+    index: usize,
+    transports: &[TransportConfig],
+) -> Result<GroupConfig, Issue> {
+    let at = |key| At::Group { group: index, key };
+    let name = raw.name;
+    if !valid_name(&name) {
+        return Err(Issue::new(
+            at("name"),
+            format!(
+                "group name \"{name}\" is invalid: use letters, digits, \"_\", \".\" and \"-\""
+            ),
+        ));
+    }
+    if raw.transports.is_empty() {
+        return Err(Issue::new(
+            at("transports"),
+            format!("group \"{name}\" has no transports: name at least one [[transport]]"),
+        ));
+    }
+    for (position, wanted) in raw.transports.iter().enumerate() {
+        if !transports.iter().any(|t| &t.name == wanted) {
+            let known: Vec<&str> = transports.iter().map(|t| t.name.as_str()).collect();
+            return Err(Issue::new(
+                at("transports"),
+                format!(
+                    "group \"{name}\": there is no transport \"{}\", expected one of: {}",
+                    wanted.escape_debug(),
+                    known.join(", ")
+                ),
+            ));
+        }
+        if raw.transports[..position].contains(wanted) {
+            return Err(Issue::new(
+                at("transports"),
+                format!("group \"{name}\" names transport \"{wanted}\" twice"),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("upload_interval", raw.upload_interval),
+        ("download_interval", raw.download_interval),
+    ] {
+        if value == Some(Duration::ZERO) {
+            return Err(Issue::new(
+                at(key),
+                format!("{key} of group \"{name}\" must be longer than 0s"),
+            ));
+        }
+    }
+    Ok(GroupConfig {
+        transports: transports
+            .iter()
+            .filter(|t| raw.transports.contains(&t.name))
+            .map(|t| t.name.clone())
+            .collect(),
+        name,
+        direction: raw.direction.unwrap_or(Direction::Both),
+        upload_interval: raw.upload_interval,
+        download_interval: raw.download_interval,
+        offline: raw.offline.unwrap_or(OfflinePolicy::Skip),
+    })
 }
 
 /// True for a transport name: letters, digits, `_`, `.`, `-`; it ends up in status rows,

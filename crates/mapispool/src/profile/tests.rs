@@ -369,7 +369,7 @@ fn unknown_top_level_key() {
         error(&with_dir_transport("[spooler]\nretry = \"5m\"\n")),
         "/p/profile.toml:2:1: unknown key \"retry\" in [spooler], expected one of: \
          upload_interval, download_interval, retry_initial, retry_max, expire_after, \
-         delay_warning_after, timeout, offline\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
+         delay_warning_after, timeout, offline, send_on_reconnect\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
     );
 }
 

@@ -62,6 +62,22 @@ struct Inner {
     host: String,
     slots: Vec<Slot>,
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// How many flushes run now, per direction (upload, download): the spooler row's
+    /// `STATUS_OUTBOUND_FLUSH` / `STATUS_INBOUND_FLUSH` is cleared only when the last one of
+    /// that direction ends, not when the first of two overlapping flushes does.
+    flushing: std::sync::Mutex<(u32, u32)>,
+}
+
+/// What a flush covers beyond its flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Scope {
+    /// Only this message (`postqueue -i`); it is tried even if its backoff holds it back.
+    pub only: Option<MessageId>,
+    /// A flush the spooler's own clock started, not a client: it skips transports that are
+    /// backing off after connection failures.
+    pub scheduled: bool,
+    /// A group with `offline = "include"`: its transports connect even while offline.
+    pub include_offline: bool,
 }
 
 struct Slot {
@@ -69,6 +85,17 @@ struct Slot {
     kind: StatusKind,
     busy: AsyncMutex<()>,
     offline: AtomicBool,
+    /// Connection failures in a row, and until when scheduled flushes leave it alone.
+    backoff: std::sync::Mutex<TransportBackoff>,
+}
+
+/// A transport that keeps failing to connect backs off as a whole, so the spooler's clock does
+/// not hammer a server that is down; a client's explicit flush still tries.
+#[derive(Debug, Default)]
+struct TransportBackoff {
+    failures: u32,
+    until: Option<FileTime>,
+    reason: String,
 }
 
 impl Spooler {
@@ -89,6 +116,7 @@ impl Spooler {
                 kind: StatusKind::Transport(t.name.clone()),
                 busy: AsyncMutex::new(()),
                 offline: AtomicBool::new(offline),
+                backoff: std::sync::Mutex::new(TransportBackoff::default()),
             })
             .collect();
         let spooler = Spooler {
@@ -100,6 +128,7 @@ impl Spooler {
                 board,
                 slots,
                 background: std::sync::Mutex::new(Vec::new()),
+                flushing: std::sync::Mutex::new((0, 0)),
             }),
         };
         for slot in &spooler.inner.slots {
@@ -195,7 +224,12 @@ impl Spooler {
         flags: FlushFlags,
     ) -> MapiResult<FlushReport> {
         flags.validate()?;
-        let names: Vec<String> = match target {
+        let names = self.target_names(target)?;
+        self.start_flush(names, flags, Scope::default()).await
+    }
+
+    fn target_names(&self, target: Option<&EntryId>) -> MapiResult<Vec<String>> {
+        Ok(match target {
             None => self
                 .inner
                 .slots
@@ -203,11 +237,131 @@ impl Spooler {
                 .map(|s| s.config.name.clone())
                 .collect(),
             Some(id) => vec![self.transport_named_by(id)?],
+        })
+    }
+
+    /// `postqueue -i`: flushes one queued message on the transport it leaves by, trying it even
+    /// if its retry backoff holds it back (once; the backoff is not reset). Nothing else is sent
+    /// and nothing is received; `flags` needs `FLUSH_UPLOAD` (`FLUSH_DOWNLOAD` is ignored).
+    ///
+    /// Errors: `MAPI_E_INVALID_ENTRYID` for an ID that is not a message of this store;
+    /// `MAPI_E_NOT_IN_QUEUE` when the message is not (or no longer) queued; those of
+    /// [`Spooler::flush_queues`] for bad flags.
+    pub async fn flush_message(
+        &self,
+        entry_id: &EntryId,
+        flags: FlushFlags,
+    ) -> MapiResult<FlushReport> {
+        flags.validate()?;
+        let id = MessageId::from_entry_id(entry_id)?;
+        let entry = self
+            .inner
+            .store
+            .outgoing_queue()
+            .await?
+            .into_iter()
+            .find(|e| e.message.id == id)
+            .ok_or_else(|| {
+                MapiError::new(
+                    MapiCode::NotInQueue,
+                    format!(
+                        "message {entry_id} is not in the outgoing queue (sent, aborted, or never submitted); `mapispool queue` lists what is"
+                    ),
+                )
+            })?;
+        let transport = match entry.message.transport.clone() {
+            Some(name) if self.has_transport(&name) => name,
+            Some(name) => {
+                return Err(MapiError::not_found(format!(
+                    "message {entry_id} leaves by transport \"{name}\", which this profile does not have (it has: {})",
+                    self.names()
+                )));
+            }
+            None => {
+                let name = self.route(entry.message.sender_address.as_deref(), None)?;
+                self.inner.store.set_transport(id, Some(&name)).await?;
+                name
+            }
         };
+        // One message goes out; nothing is fetched.
+        let flags = FlushFlags((flags.0 & !FlushFlags::DOWNLOAD.0) | FlushFlags::UPLOAD.0);
+        let scope = Scope {
+            only: Some(id),
+            ..Scope::default()
+        };
+        self.start_flush(vec![transport], flags, scope).await
+    }
+
+    /// Flushes a send/receive group (`flush --group`): its transports in profile order, as one
+    /// report, moving only what the group's direction allows (`flags` is masked by it).
+    ///
+    /// Errors: `MAPI_E_NOT_FOUND` for a group the profile does not have;
+    /// `MAPI_E_INVALID_PARAMETER` when the mask leaves nothing to do (an upload of a group
+    /// that only receives); those of [`Spooler::flush_queues`] for bad flags.
+    pub async fn flush_group(&self, name: &str, flags: FlushFlags) -> MapiResult<FlushReport> {
+        flags.validate()?;
+        let (names, flags, scope) = self.group_flush(name, flags, false)?;
+        self.start_flush(names, flags, scope).await
+    }
+
+    /// What flushing group `name` means: its transports, the flags masked by its direction,
+    /// and its scope.
+    pub(crate) fn group_flush(
+        &self,
+        name: &str,
+        flags: FlushFlags,
+        scheduled: bool,
+    ) -> MapiResult<(Vec<String>, FlushFlags, Scope)> {
+        let groups = self.inner.profile.groups();
+        let Some(group) = groups.iter().find(|g| g.name == name) else {
+            let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            return Err(MapiError::not_found(format!(
+                "there is no send/receive group \"{name}\"; the profile has: {}",
+                known.join(", ")
+            )));
+        };
+        let mut bits = flags.0;
+        if !group.direction.sends() {
+            bits &= !FlushFlags::UPLOAD.0;
+        }
+        if !group.direction.receives() {
+            bits &= !FlushFlags::DOWNLOAD.0;
+        }
+        let masked = FlushFlags(bits);
+        if !masked.contains(FlushFlags::UPLOAD) && !masked.contains(FlushFlags::DOWNLOAD) {
+            return Err(MapiError::invalid_parameter(format!(
+                "group \"{name}\" only {}s (direction = \"{}\"), and this flush asked for {flags}",
+                if group.direction.sends() {
+                    "send"
+                } else {
+                    "receive"
+                },
+                if group.direction.sends() {
+                    "send"
+                } else {
+                    "receive"
+                },
+            )));
+        }
+        let scope = Scope {
+            scheduled,
+            include_offline: group.offline == crate::profile::OfflinePolicy::Include,
+            ..Scope::default()
+        };
+        Ok((group.transports.clone(), masked, scope))
+    }
+
+    /// Runs a flush of `names`, or starts it in the background under `FLUSH_ASYNC_OK`.
+    pub(crate) async fn start_flush(
+        &self,
+        names: Vec<String>,
+        flags: FlushFlags,
+        scope: Scope,
+    ) -> MapiResult<FlushReport> {
         if flags.contains(FlushFlags::ASYNC_OK) {
             let spooler = self.clone();
             let handle = tokio::spawn(async move {
-                let report = spooler.run_flush(&names, flags).await;
+                let report = spooler.run_flush(&names, flags, scope).await;
                 tracing::info!(
                     transports = report.transports.len(),
                     complete = report.is_complete(),
@@ -224,7 +378,7 @@ impl Spooler {
                 transports: Vec::new(),
             });
         }
-        Ok(self.run_flush(&names, flags).await)
+        Ok(self.run_flush(&names, flags, scope).await)
     }
 
     /// The transport an entry ID names, for `lpTargetTransport`.
@@ -252,15 +406,18 @@ impl Spooler {
         }
     }
 
-    async fn run_flush(&self, names: &[String], flags: FlushFlags) -> FlushReport {
+    async fn run_flush(&self, names: &[String], flags: FlushFlags, scope: Scope) -> FlushReport {
         let board = &self.inner.board;
+        let up = flags.contains(FlushFlags::UPLOAD);
+        let down = flags.contains(FlushFlags::DOWNLOAD);
         let mut bits = 0;
-        if flags.contains(FlushFlags::UPLOAD) {
+        if up {
             bits |= STATUS_OUTBOUND_FLUSH;
         }
-        if flags.contains(FlushFlags::DOWNLOAD) {
+        if down {
             bits |= STATUS_INBOUND_FLUSH;
         }
+        self.count_flushes(up, down, true);
         board.change_bits(
             &StatusKind::Spooler,
             bits,
@@ -277,14 +434,16 @@ impl Spooler {
             if let Some(slot) = self.slot(name) {
                 report
                     .transports
-                    .push(self.flush_transport(slot, flags).await);
+                    .push(self.flush_transport(slot, flags, scope).await);
             }
         }
         let summary = summarize(&report);
+        // Another flush of the same direction still running keeps its bit set.
+        let clear = self.count_flushes(up, down, false);
         board.change_bits(
             &StatusKind::Spooler,
             0,
-            bits,
+            clear,
             vec![
                 text(PR_STATUS_STRING, &summary),
                 Prop::new(PR_MSP_LAST_FLUSH_TIME, PropValue::SysTime(FileTime::now())),
@@ -294,7 +453,40 @@ impl Spooler {
         report
     }
 
-    async fn flush_transport(&self, slot: &Slot, flags: FlushFlags) -> TransportReport {
+    /// Counts a flush in (`start`) or out, per direction; on the way out, returns the spooler
+    /// row's flush bits to clear: those of directions no other flush is running.
+    fn count_flushes(&self, up: bool, down: bool, start: bool) -> i32 {
+        let Ok(mut guard) = self.inner.flushing.lock() else {
+            // A panic while counting: clear nothing rather than a bit another flush owns.
+            return 0;
+        };
+        let running = &mut *guard;
+        let mut clear = 0;
+        for (wanted, count, bit) in [
+            (up, &mut running.0, STATUS_OUTBOUND_FLUSH),
+            (down, &mut running.1, STATUS_INBOUND_FLUSH),
+        ] {
+            if !wanted {
+                continue;
+            }
+            if start {
+                *count += 1;
+            } else {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    clear |= bit;
+                }
+            }
+        }
+        clear
+    }
+
+    async fn flush_transport(
+        &self,
+        slot: &Slot,
+        flags: FlushFlags,
+        scope: Scope,
+    ) -> TransportReport {
         let _running = slot.busy.lock().await;
         let mut report = TransportReport {
             transport: slot.config.name.clone(),
@@ -307,7 +499,7 @@ impl Spooler {
             error_code: None,
         };
         let board = &self.inner.board;
-        if slot.offline.load(Ordering::SeqCst) {
+        if slot.offline.load(Ordering::SeqCst) && !scope.include_offline {
             let why = format!(
                 "transport \"{}\" is offline; bring it online (ValidateState FORCE_XP_CONNECT) to flush it",
                 slot.config.name
@@ -330,19 +522,87 @@ impl Spooler {
             fail(&mut report, &MapiError::new(MapiCode::LogonFailed, why));
             return report;
         }
+        if scope.scheduled
+            && !flags.contains(FlushFlags::FORCE)
+            && let Some((until, reason)) = self.waiting(slot)
+        {
+            // The spooler's own clock leaves a failing transport alone until its wait is over;
+            // the row already says until when.
+            let why = format!("waiting until {}: {reason}", until.to_rfc3339());
+            fail(&mut report, &MapiError::new(MapiCode::NetworkError, why));
+            return report;
+        }
         board.change_bits(&slot.kind, 0, STATUS_FAILURE, Vec::new());
+        let mut link = Link::Untried;
         if flags.contains(FlushFlags::UPLOAD) && slot.config.outbound.is_some() {
             report.upload = true;
-            self.upload(slot, flags, &mut report).await;
+            link = link.and(self.upload(slot, flags, scope, &mut report).await);
         }
         if flags.contains(FlushFlags::DOWNLOAD) && slot.config.inbound.is_some() {
             report.download = true;
-            self.download(slot, flags, &mut report).await;
+            link = link.and(self.download(slot, flags, &mut report).await);
+        }
+        match link {
+            Link::Failed(reason) => self.back_off(slot, &reason),
+            Link::Connected => self.connected(slot),
+            Link::Untried => {}
         }
         report
     }
 
-    async fn upload(&self, slot: &Slot, flags: FlushFlags, report: &mut TransportReport) {
+    /// The wait a transport is in after connection failures, if it is not over yet.
+    fn waiting(&self, slot: &Slot) -> Option<(FileTime, String)> {
+        let state = slot.backoff.lock().ok()?;
+        let until = state.until?;
+        (FileTime::now() < until).then(|| (until, state.reason.clone()))
+    }
+
+    /// Counts a connection failure: the transport waits, growing like a message's backoff
+    /// (`retry_initial` doubling to `retry_max`), and its row says until when and why.
+    fn back_off(&self, slot: &Slot, reason: &str) {
+        let Ok(mut state) = slot.backoff.lock() else {
+            return;
+        };
+        let wait = self.backoff(state.failures);
+        state.failures = state.failures.saturating_add(1);
+        let until = FileTime::from(FileTime::now().to_system_time() + wait);
+        state.until = Some(until);
+        state.reason = reason.to_string();
+        let failures = state.failures;
+        drop(state);
+        tracing::info!(transport = %slot.config.name, failures, until = %until.to_rfc3339(), "transport backs off");
+        self.inner.board.change_bits(
+            &slot.kind,
+            STATUS_FAILURE,
+            0,
+            vec![
+                text(
+                    PR_STATUS_STRING,
+                    &format!("waiting until {}: {reason}", until.to_rfc3339()),
+                ),
+                phase("waiting"),
+                Prop::new(PR_MSP_NEXT_ATTEMPT_TIME, PropValue::SysTime(until)),
+            ],
+        );
+    }
+
+    /// A connection worked: the transport's backoff starts again from nothing.
+    fn connected(&self, slot: &Slot) {
+        if let Ok(mut state) = slot.backoff.lock() {
+            *state = TransportBackoff::default();
+        }
+        self.inner
+            .board
+            .remove(&slot.kind, PR_MSP_NEXT_ATTEMPT_TIME);
+    }
+
+    async fn upload(
+        &self,
+        slot: &Slot,
+        flags: FlushFlags,
+        scope: Scope,
+        report: &mut TransportReport,
+    ) -> Link {
         let board = &self.inner.board;
         let store = &self.inner.store;
         let name = &slot.config.name;
@@ -359,7 +619,11 @@ impl Spooler {
         let mut attempted: Vec<MessageId> = Vec::new();
         let mut held: Vec<MessageId> = Vec::new();
         let mut connect_error: Option<TransportError> = None;
-        let total_hint = self.queued_for(name).await;
+        let total_hint = if scope.only.is_some() {
+            1
+        } else {
+            self.queued_for(name).await
+        };
         loop {
             let leased = match store
                 .lease_due(
@@ -369,8 +633,9 @@ impl Spooler {
                     LEASE_BATCH,
                     LeaseFilter {
                         transport: Some(name.clone()),
-                        include_backoff: flags.contains(FlushFlags::FORCE),
-                        only: None,
+                        // One message named by the caller is tried now whatever its backoff says.
+                        include_backoff: flags.contains(FlushFlags::FORCE) || scope.only.is_some(),
+                        only: scope.only,
                     },
                 )
                 .await
@@ -413,13 +678,7 @@ impl Spooler {
                     self.send_one(slot, flags, &mut outbound, &message).await
                 };
                 if let Err(e) = &results
-                    && matches!(
-                        e.kind,
-                        TransportErrorKind::Connect
-                            | TransportErrorKind::Auth
-                            | TransportErrorKind::Tls
-                            | TransportErrorKind::NeedsPerson
-                    )
+                    && is_link_failure(e)
                 {
                     // The server cannot be reached: the rest of the queue waits for the next
                     // attempt rather than each message timing out in turn.
@@ -451,6 +710,12 @@ impl Spooler {
             status.push_str(&format!(", {failed} undeliverable (report in Inbox)"));
         }
         let mut set = 0;
+        // Messages were tried and none failed to reach the server: the link works.
+        let link = match &connect_error {
+            Some(e) => Link::Failed(e.message.clone()),
+            None if attempted.is_empty() => Link::Untried,
+            None => Link::Connected,
+        };
         if let Some(e) = connect_error {
             status = format!("{}: {}", name, e.message);
             set = STATUS_FAILURE;
@@ -467,6 +732,7 @@ impl Spooler {
                 phase(if set != 0 { "failed" } else { "idle" }),
             ],
         );
+        link
     }
 
     /// Sends one leased message, connecting first if this flush has not yet.
@@ -678,6 +944,17 @@ impl Spooler {
                 report.outcome = match outcome.disposition {
                     MessageDisposition::StillQueued { next_attempt_at } => {
                         report.retry_at = next_attempt_at;
+                        let delayed: Vec<(String, String)> = report
+                            .recipients
+                            .iter()
+                            .filter_map(|r| match r {
+                                RecipientReport::Deferred { address, error } => {
+                                    Some((address.clone(), error.clone()))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        self.warn_delay(message, &delayed).await;
                         MessageOutcome::Deferred
                     }
                     _ if any_failed
@@ -705,10 +982,56 @@ impl Spooler {
         report
     }
 
+    /// Files one delay notice (RFC 3464, `Action: delayed`) in the Inbox once a message has
+    /// waited `delay_warning_after` undelivered: once per message, remembered in the store so
+    /// a restart or another process does not send a second.
+    async fn warn_delay(&self, message: &LeasedMessage, delayed: &[(String, String)]) {
+        let original = &message.message;
+        let config = &self.inner.profile.spooler;
+        let submitted = original.client_submit_time.unwrap_or_else(FileTime::now);
+        if delayed.is_empty() || age(submitted) < config.delay_warning_after || is_report(original)
+        {
+            return;
+        }
+        let store = &self.inner.store;
+        let key = format!("delay-notice:{}", original.id);
+        match store.get_sync_state(SPOOLER_STATE, &key).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return,
+            Err(e) => {
+                // Not knowing whether one went out, send none: a missing notice is better
+                // than a second one on every retry.
+                tracing::warn!(error = %e, id = %original.id, "cannot tell whether a delay notice went out");
+                return;
+            }
+        }
+        // Marked before it is filed: a crash in between loses the notice rather than
+        // repeating it.
+        if let Err(e) = store.set_sync_state(SPOOLER_STATE, &key, "sent").await {
+            tracing::warn!(error = %e, id = %original.id, "cannot record the delay notice; not sending it");
+            return;
+        }
+        let head = match store.body_chunk(original.id, 0).await {
+            Ok(Some(chunk)) => header_block(&chunk).unwrap_or(&chunk).to_vec(),
+            _ => Vec::new(),
+        };
+        let expires = FileTime::from(submitted.to_system_time() + config.expire_after);
+        let (props, body) = ndr::build_delay(
+            original,
+            delayed,
+            expires,
+            &head,
+            &self.inner.host,
+            FileTime::now(),
+        );
+        if let Err(e) = store.add_message(Folder::Inbox, props, &body[..]).await {
+            tracing::error!(error = %e, id = %original.id, "cannot file the delay notice");
+        }
+    }
+
     async fn write_ndr(&self, message: &LeasedMessage, failed: &[crate::store::RecipientRecord]) {
         let original = &message.message;
-        let null_sender = original.envelope_from.as_deref() == Some("");
-        if null_sender || original.message_class.starts_with("REPORT.") {
+        if is_report(original) {
             tracing::info!(id = %original.id, "no report on a report");
             return;
         }
@@ -723,7 +1046,7 @@ impl Spooler {
         }
     }
 
-    async fn download(&self, slot: &Slot, flags: FlushFlags, report: &mut TransportReport) {
+    async fn download(&self, slot: &Slot, flags: FlushFlags, report: &mut TransportReport) -> Link {
         let board = &self.inner.board;
         board.change_bits(
             &slot.kind,
@@ -768,6 +1091,12 @@ impl Spooler {
             summary
         }
         .await;
+        let link = match &result {
+            Ok(_) => Link::Connected,
+            Err(e) if is_link_failure(e) => Link::Failed(e.message.clone()),
+            // The server answered: whatever went wrong, the link itself works.
+            Err(_) => Link::Connected,
+        };
         let (set, mut status) = match result {
             Ok(summary) => {
                 report.received = summary.received;
@@ -807,6 +1136,7 @@ impl Spooler {
                 phase(if set != 0 { "failed" } else { "idle" }),
             ],
         );
+        link
     }
 
     /// Runs the transport's `connect_command` (a VPN or tunnel) before it connects. An
@@ -970,6 +1300,47 @@ impl Spooler {
             .saturating_mul(2)
             .max(Duration::from_secs(60))
     }
+}
+
+/// Whether a flush reached the transport's server, for its transport-level backoff.
+enum Link {
+    /// Nothing needed the server.
+    Untried,
+    Connected,
+    /// It could not connect (or log in): why.
+    Failed(String),
+}
+
+impl Link {
+    /// Both sides' verdict: a failure on either counts; a connection on either otherwise.
+    fn and(self, other: Link) -> Link {
+        match (self, other) {
+            (Link::Failed(r), _) | (_, Link::Failed(r)) => Link::Failed(r),
+            (Link::Connected, _) | (_, Link::Connected) => Link::Connected,
+            _ => Link::Untried,
+        }
+    }
+}
+
+/// Errors that mean the server cannot be reached or will not let us in: the rest of the queue
+/// waits rather than each message timing out in turn, and the transport backs off.
+fn is_link_failure(e: &TransportError) -> bool {
+    matches!(
+        e.kind,
+        TransportErrorKind::Connect
+            | TransportErrorKind::Auth
+            | TransportErrorKind::Tls
+            | TransportErrorKind::NeedsPerson
+    )
+}
+
+/// The sync-state "transport" under which the spooler keeps its own state (delay notices sent,
+/// offline switches); `@` cannot start a transport name, so it never collides with one.
+const SPOOLER_STATE: &str = "@spooler";
+
+/// A report (null sender, or a `REPORT.*` class): never answered by another report.
+fn is_report(message: &crate::store::MessageRecord) -> bool {
+    message.envelope_from.as_deref() == Some("") || message.message_class.starts_with("REPORT.")
 }
 
 /// Adapts the store's body reader to what transports read.

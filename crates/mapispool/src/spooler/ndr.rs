@@ -9,6 +9,10 @@ use crate::store::{InboundMessage, MessageRecord, NewRecipient, RecipientRecord}
 /// The message class MAPI gives non-delivery reports.
 pub const NDR_CLASS: &str = "REPORT.IPM.Note.NDR";
 
+/// The message class of a delay notice (RFC 3464 `Action: delayed`). It starts with
+/// `REPORT.` like every report, so nothing ever answers it.
+pub const DELAY_CLASS: &str = "REPORT.IPM.Note.Delayed";
+
 /// The sender name reports come from.
 const MAILER_DAEMON: &str = "Mail Delivery System";
 
@@ -34,32 +38,108 @@ pub fn build(
     reporting_host: &str,
     now: FileTime,
 ) -> (InboundMessage, Vec<u8>) {
+    let lines: Vec<(String, String)> = failed
+        .iter()
+        .map(|r| {
+            (
+                r.address.clone(),
+                r.last_error
+                    .clone()
+                    .unwrap_or_else(|| "delivery failed".to_string()),
+            )
+        })
+        .collect();
+    let (mut props, body) = report(
+        Kind::Failed,
+        original,
+        &lines,
+        original_headers,
+        reporting_host,
+        now,
+    );
+    let first = failed.first();
+    props.ndr_reason_code = first.and_then(|r| r.ndr_reason_code);
+    props.ndr_diag_code = first.and_then(|r| r.ndr_diag_code);
+    (props, body)
+}
+
+/// Builds a delay notice for `delayed` recipients (address, the server's last words) of
+/// `original`, which is still being retried until `expires`.
+pub fn build_delay(
+    original: &MessageRecord,
+    delayed: &[(String, String)],
+    expires: FileTime,
+    original_headers: &[u8],
+    reporting_host: &str,
+    now: FileTime,
+) -> (InboundMessage, Vec<u8>) {
+    report(
+        Kind::Delayed { expires },
+        original,
+        delayed,
+        original_headers,
+        reporting_host,
+        now,
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Failed,
+    Delayed { expires: FileTime },
+}
+
+fn report(
+    kind: Kind,
+    original: &MessageRecord,
+    lines: &[(String, String)],
+    original_headers: &[u8],
+    reporting_host: &str,
+    now: FileTime,
+) -> (InboundMessage, Vec<u8>) {
     let boundary = format!("=_mapispool_ndr_{}", now.0);
     let to = original
         .sender_address
         .clone()
         .or_else(|| original.envelope_from.clone())
         .unwrap_or_default();
-    let subject = format!("Undeliverable: {}", original.subject);
-    let mut text = String::from(
-        "Your message could not be delivered to one or more recipients.\r\nIt will not be retried.\r\n\r\n",
-    );
+    let (subject, mut text, action, default_status, class) = match kind {
+        Kind::Failed => (
+            format!("Undeliverable: {}", original.subject),
+            String::from(
+                "Your message could not be delivered to one or more recipients.\r\nIt will not be retried.\r\n\r\n",
+            ),
+            "failed",
+            "5.0.0",
+            NDR_CLASS,
+        ),
+        Kind::Delayed { expires } => (
+            format!("Delayed: {}", original.subject),
+            format!(
+                "Your message has not yet been delivered to one or more recipients.\r\nIt will be retried until {}; you need not send it again.\r\n\r\n",
+                rfc5322_date(expires)
+            ),
+            "delayed",
+            "4.0.0",
+            DELAY_CLASS,
+        ),
+    };
     let mut status = format!(
         "Reporting-MTA: dns; {reporting_host}\r\nArrival-Date: {}\r\n",
         rfc5322_date(original.client_submit_time.unwrap_or(now))
     );
-    for r in failed {
-        let error = r.last_error.as_deref().unwrap_or("delivery failed");
+    for (address, error) in lines {
         // Reply text from a server can hold anything; one line per recipient keeps the report
         // well-formed whatever it said.
         let error = error.replace(['\r', '\n'], " ");
-        text.push_str(&format!("  {}: {}\r\n", r.address, error));
+        text.push_str(&format!("  {address}: {error}\r\n"));
         status.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\nDiagnostic-Code: smtp; {}\r\n",
-            r.address,
-            enhanced_status(&error).unwrap_or("5.0.0"),
-            error
+            "\r\nFinal-Recipient: rfc822; {address}\r\nAction: {action}\r\nStatus: {}\r\nDiagnostic-Code: smtp; {error}\r\n",
+            enhanced_status(&error).unwrap_or(default_status),
         ));
+        if let Kind::Delayed { expires } = kind {
+            status.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(expires)));
+        }
     }
     let mut headers = String::from_utf8_lossy(original_headers).into_owned();
     if !headers.ends_with('\n') {
@@ -91,9 +171,8 @@ pub fn build(
          --{boundary}--\r\n",
         date = rfc5322_date(now),
     );
-    let first = failed.first();
     let props = InboundMessage {
-        message_class: NDR_CLASS.to_string(),
+        message_class: class.to_string(),
         subject,
         sender_name: Some(MAILER_DAEMON.to_string()),
         sender_address: Some(format!("MAILER-DAEMON@{reporting_host}")),
@@ -102,8 +181,6 @@ pub fn build(
         internet_message_id: Some(message_id.trim_matches(['<', '>']).to_string()),
         client_submit_time: Some(now),
         delivery_time: now,
-        ndr_reason_code: first.and_then(|r| r.ndr_reason_code),
-        ndr_diag_code: first.and_then(|r| r.ndr_diag_code),
         recipients: if to.is_empty() {
             Vec::new()
         } else {

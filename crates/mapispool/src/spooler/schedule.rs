@@ -1,64 +1,90 @@
-//! The spooler's own clock: flushes on the profile's `upload_interval` and `download_interval`,
-//! the way MAPI's spooler polls transports between the flushes clients ask for.
+//! The spooler's own clocks: each send/receive group flushes on its `upload_interval` and
+//! `download_interval` (the default group "all" on `[spooler]`'s), the way MAPI's spooler polls
+//! transports between the flushes clients ask for.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Instant, sleep_until};
 
 use super::Spooler;
 use crate::flush::FlushFlags;
 
+/// One group's clock for one direction.
+struct Clock {
+    group: String,
+    direction: FlushFlags,
+    every: Duration,
+    next: Instant,
+}
+
 impl Spooler {
-    /// Flushes on the profile's schedules until `shutdown` completes, starting with one flush
-    /// of each scheduled direction at once (mail queued while no spooler ran goes out now).
+    /// Flushes on every group's schedules until `shutdown` completes, starting with one flush
+    /// of each scheduled group and direction at once (mail queued while no spooler ran goes
+    /// out now). Each group keeps its own clock: a group's next flush is its interval after
+    /// its last one ended, so a flush that overruns is not followed by a burst of catch-ups.
     ///
     /// Scheduled flushes carry `FLUSH_NO_UI`: nobody is watching, so a transport that needs a
-    /// person reports that in its status row instead of prompting. A flush in progress when
-    /// `shutdown` completes is finished, not abandoned, so nothing is left half-sent. Returns
-    /// at once (after `shutdown`) when the profile has no schedule.
+    /// person reports that in its status row instead of prompting; and they skip transports
+    /// backing off after connection failures. A flush in progress when `shutdown` completes is
+    /// finished, not abandoned, so nothing is left half-sent. Returns at once (after
+    /// `shutdown`) when no group has a schedule.
     pub async fn run_schedules(&self, shutdown: impl Future<Output = ()>) {
-        let spooler = &self.inner.profile.spooler;
-        let up = spooler.upload_interval;
-        let down = spooler.download_interval;
-        tracing::info!(
-            upload = ?up.map(humantime::format_duration),
-            download = ?down.map(humantime::format_duration),
-            "spooler schedules"
-        );
-        // An interval that never fires stands in for "no schedule" so one loop serves all cases.
-        let never = Duration::from_secs(100 * 365 * 24 * 3600);
-        let mut upload = interval_at(Instant::now(), up.unwrap_or(never));
-        let mut download = interval_at(Instant::now(), down.unwrap_or(never));
-        if up.is_none() {
-            upload.reset();
+        let start = Instant::now();
+        let mut clocks: Vec<Clock> = Vec::new();
+        for group in self.inner.profile.groups() {
+            for (interval, direction) in [
+                (group.upload_interval, FlushFlags::UPLOAD),
+                (group.download_interval, FlushFlags::DOWNLOAD),
+            ] {
+                let allowed = if direction == FlushFlags::UPLOAD {
+                    group.direction.sends()
+                } else {
+                    group.direction.receives()
+                };
+                // An interval for a direction the group does not move has nothing to run.
+                if let Some(every) = interval.filter(|_| allowed) {
+                    tracing::info!(group = %group.name, %direction, every = %humantime::format_duration(every), "schedule");
+                    clocks.push(Clock {
+                        group: group.name.clone(),
+                        direction,
+                        every,
+                        next: start,
+                    });
+                }
+            }
         }
-        if down.is_none() {
-            download.reset();
-        }
-        // A flush that overruns its interval is not followed by a burst of catch-up flushes.
-        upload.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        download.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
+            let Some(due) = clocks.iter_mut().min_by_key(|c| c.next) else {
+                (&mut shutdown).await;
+                break;
+            };
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                _ = upload.tick() => self.scheduled(FlushFlags::UPLOAD).await,
-                _ = download.tick() => self.scheduled(FlushFlags::DOWNLOAD).await,
+                _ = sleep_until(due.next) => {
+                    self.scheduled(&due.group, due.direction).await;
+                    due.next = Instant::now() + due.every;
+                }
             }
         }
         self.wait_idle().await;
     }
 
-    async fn scheduled(&self, direction: FlushFlags) {
-        match self.flush_queues(None, direction | FlushFlags::NO_UI).await {
+    async fn scheduled(&self, group: &str, direction: FlushFlags) {
+        let flush = match self.group_flush(group, direction | FlushFlags::NO_UI, true) {
+            Ok((names, flags, scope)) => self.start_flush(names, flags, scope).await,
+            Err(e) => Err(e),
+        };
+        match flush {
             Ok(report) => tracing::info!(
+                group,
                 flags = %report.flags,
                 complete = report.is_complete(),
                 "scheduled flush done"
             ),
-            Err(e) => tracing::warn!(error = %e, "scheduled flush refused"),
+            Err(e) => tracing::warn!(group, error = %e, "scheduled flush refused"),
         }
     }
 }

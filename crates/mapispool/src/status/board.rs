@@ -54,6 +54,19 @@ impl StatusBoard {
         }
     }
 
+    /// Takes column `tag` out of `kind`'s row (a wait that is over no longer shows a time).
+    pub fn remove(&self, kind: &StatusKind, tag: PropTag) {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut row) = self.row(kind)
+            && row.get_by_id(tag).is_some()
+        {
+            row.props.retain(|p| p.tag.id() != tag.id());
+            if let Err(e) = self.data.replace_row(row) {
+                tracing::warn!(error = %e, ?kind, "status row update refused");
+            }
+        }
+    }
+
     /// All rows in table order.
     pub fn rows(&self) -> Vec<Row> {
         self.data.rows()

@@ -39,6 +39,7 @@ impl World {
     pub fn profile(&self, user: &str, transports: Vec<TransportConfig>) -> Profile {
         Profile {
             source: Some(self.dir.path().join(format!("{user}.toml"))),
+            groups: Vec::new(),
             store: StoreConfig::Path(self.dir.path().join(format!("{user}.db"))),
             spooler: SpoolerConfig::default(),
             transports,

@@ -233,6 +233,7 @@ impl Dovecot {
 pub fn profile(dir: &Path, inbound: InboundConfig) -> Profile {
     Profile {
         source: Some(dir.join("profile.toml")),
+        groups: Vec::new(),
         store: StoreConfig::Path(dir.join("store.db")),
         spooler: SpoolerConfig::default(),
         transports: vec![TransportConfig {

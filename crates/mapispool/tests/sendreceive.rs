@@ -1,0 +1,566 @@
+//! Issue 8, send/receive control: flushing one message, overlapping flushes, delay notices and
+//! expiry, transport backoff, send/receive groups on their own clocks, offline mode, and the
+//! per-recipient queue.
+
+mod common;
+
+#[path = "peers/fake_smtp.rs"]
+mod fake_smtp;
+
+use std::time::Duration;
+
+use common::*;
+use mapi::constants::*;
+use mapi::tag::*;
+use mapi::{MapiCode, PropValue};
+use mapispool::flush::MessageOutcome;
+use mapispool::status::StatusKind;
+use mapispool::store::Folder;
+use mapispool::{FlushFlags, Session, Submission};
+
+async fn upload(session: &Session) -> mapispool::FlushReport {
+    session
+        .spooler_status()
+        .flush_queues(None, FlushFlags::UPLOAD)
+        .await
+        .expect("flush")
+}
+
+async fn queued_subjects(session: &Session) -> Vec<String> {
+    session
+        .outgoing_queue()
+        .await
+        .expect("queue")
+        .into_iter()
+        .map(|e| e.message.subject)
+        .collect()
+}
+
+#[tokio::test]
+async fn flushing_one_message_sends_only_it_and_bypasses_its_backoff_once() {
+    let world = World::new();
+    let alice = logon(world.simple_profile("alice")).await;
+    world.create_mailbox("bob@localhost");
+    submit(&alice, "bob@localhost", "first").await;
+    let second = submit(&alice, "bob@localhost", "second").await;
+    let report = alice
+        .flush_message(&second.entry_id, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD)
+        .await
+        .expect("flush one message");
+    assert_eq!(report.transports.len(), 1);
+    assert_eq!(report.transports[0].messages.len(), 1);
+    assert_eq!(report.transports[0].messages[0].entry_id, second.entry_id);
+    assert_eq!(report.transports[0].sent(), 1);
+    assert!(!report.transports[0].download, "nothing is received");
+    assert_eq!(world.delivered("bob@localhost"), 1);
+    assert_eq!(queued_subjects(&alice).await, vec!["first"]);
+
+    // A deferred message waits for its retry; naming it sends it now.
+    world.break_mailbox("carol@localhost");
+    let third = submit(&alice, "carol@localhost", "third").await;
+    let report = alice
+        .flush_message(&third.entry_id, FlushFlags::UPLOAD)
+        .await
+        .expect("flush");
+    assert_eq!(
+        report.transports[0].messages[0].outcome,
+        MessageOutcome::Deferred
+    );
+    world.repair_mailbox("carol@localhost");
+    let report = alice
+        .flush_message(&third.entry_id, FlushFlags::UPLOAD)
+        .await
+        .expect("flush");
+    assert_eq!(report.transports[0].sent(), 1, "backoff bypassed");
+    assert_eq!(world.delivered("carol@localhost"), 1);
+    assert_eq!(
+        queued_subjects(&alice).await,
+        vec!["first"],
+        "still only it"
+    );
+
+    // Sent now: no longer queued.
+    assert_eq!(
+        code(
+            alice
+                .flush_message(&third.entry_id, FlushFlags::UPLOAD)
+                .await
+        ),
+        MapiCode::NotInQueue
+    );
+    let status_id = StatusKind::Spooler.entry_id();
+    assert_eq!(
+        code(alice.flush_message(&status_id, FlushFlags::UPLOAD).await),
+        MapiCode::InvalidEntryId
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_flushes_keep_the_spoolers_flush_bit_until_the_last_ends() {
+    let world = World::new();
+    let slow = with_connect_command(world.transport("slow", "alice@localhost"), "sleep 1", false);
+    let fast = world.transport("fast", "alice.fast@localhost");
+    let alice = logon(world.profile("alice", vec![slow, fast])).await;
+    world.create_mailbox("bob@localhost");
+    for name in ["slow", "fast"] {
+        submit_with(
+            &alice,
+            "bob@localhost",
+            &format!("via {name}"),
+            Submission {
+                transport: Some(name.to_string()),
+                ..Submission::default()
+            },
+        )
+        .await
+        .expect("submit");
+    }
+    let spooler_bits = |s: &Session| s.board().status_code(&StatusKind::Spooler);
+    let background = alice.clone();
+    let slow_flush = tokio::spawn(async move {
+        let slow = background.transport_status("slow").expect("slow");
+        background
+            .spooler_status()
+            .flush_queues(Some(&slow.entry_id()), FlushFlags::UPLOAD)
+            .await
+            .expect("slow flush")
+    });
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            spooler_bits(&alice) & STATUS_OUTBOUND_FLUSH != 0
+        })
+        .await,
+        "the slow flush started"
+    );
+    let fast_id = alice.transport_status("fast").expect("fast").entry_id();
+    let report = alice
+        .spooler_status()
+        .flush_queues(Some(&fast_id), FlushFlags::UPLOAD)
+        .await
+        .expect("fast flush");
+    assert_eq!(report.transports[0].sent(), 1);
+    assert!(
+        spooler_bits(&alice) & STATUS_OUTBOUND_FLUSH != 0,
+        "the slow flush still runs, so the spooler still says it flushes"
+    );
+    let report = slow_flush.await.expect("joined");
+    assert_eq!(report.transports[0].sent(), 1);
+    assert_eq!(
+        spooler_bits(&alice) & (STATUS_OUTBOUND_FLUSH | STATUS_INBOUND_FLUSH),
+        0,
+        "cleared once the last flush ended"
+    );
+}
+
+#[tokio::test]
+async fn a_delay_notice_goes_out_once_and_expiry_gives_one_report() {
+    let world = World::new();
+    let mut profile = world.simple_profile("alice");
+    profile.spooler.delay_warning_after = Duration::from_millis(200);
+    profile.spooler.expire_after = Duration::from_millis(900);
+    let alice = logon(profile).await;
+    world.break_mailbox("bob@localhost");
+    submit(&alice, "bob@localhost", "slow one").await;
+    let force = FlushFlags::UPLOAD | FlushFlags::FORCE;
+    let report = upload(&alice).await;
+    assert_eq!(
+        report.transports[0].messages[0].outcome,
+        MessageOutcome::Deferred
+    );
+    assert!(
+        subjects(&alice, Folder::Inbox).await.is_empty(),
+        "too young for a notice"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for _ in 0..2 {
+        let report = alice
+            .spooler_status()
+            .flush_queues(None, force)
+            .await
+            .expect("forced flush");
+        assert_eq!(
+            report.transports[0].messages[0].outcome,
+            MessageOutcome::Deferred
+        );
+    }
+    let inbox = alice.messages(Folder::Inbox).await.expect("inbox");
+    assert_eq!(inbox.len(), 1, "one delay notice, not one per retry");
+    assert_eq!(inbox[0].subject, "Delayed: slow one");
+    assert_eq!(inbox[0].message_class, "REPORT.IPM.Note.Delayed");
+    assert_eq!(inbox[0].envelope_from.as_deref(), Some(""), "null sender");
+    let body = String::from_utf8(
+        alice
+            .message_body(&inbox[0].entry_id())
+            .await
+            .expect("body"),
+    )
+    .expect("text");
+    assert!(body.contains("Action: delayed"), "{body}");
+    assert!(
+        body.contains("Final-Recipient: rfc822; bob@localhost"),
+        "{body}"
+    );
+
+    // A later process over the same store does not send a second one.
+    let profile = alice.profile().clone();
+    alice.logoff().await;
+    let alice = logon(profile).await;
+    alice
+        .spooler_status()
+        .flush_queues(None, force)
+        .await
+        .expect("forced flush");
+    assert_eq!(
+        subjects(&alice, Folder::Inbox).await,
+        vec!["Delayed: slow one"]
+    );
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for _ in 0..2 {
+        alice
+            .spooler_status()
+            .flush_queues(None, force)
+            .await
+            .expect("forced flush");
+    }
+    assert!(alice.outgoing_queue().await.expect("queue").is_empty());
+    assert_eq!(
+        subjects(&alice, Folder::Inbox).await,
+        vec!["Delayed: slow one", "Undeliverable: slow one"],
+        "expiry gives exactly one final report"
+    );
+}
+
+#[tokio::test]
+async fn no_report_answers_a_report() {
+    let world = World::new();
+    let mut profile = world.simple_profile("alice");
+    profile.spooler.delay_warning_after = Duration::from_millis(100);
+    let alice = logon(profile).await;
+    world.break_mailbox("bob@localhost");
+    // A report of our own (the null sender) that cannot be delivered for a while, then for good.
+    submit_with(
+        &alice,
+        "bob@localhost",
+        "a report",
+        Submission {
+            from: Some(String::new()),
+            ..Submission::default()
+        },
+    )
+    .await
+    .expect("submit");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let report = upload(&alice).await;
+    assert_eq!(
+        report.transports[0].messages[0].outcome,
+        MessageOutcome::Deferred
+    );
+    submit_with(
+        &alice,
+        "nobody@localhost",
+        "another report",
+        Submission {
+            from: Some(String::new()),
+            ..Submission::default()
+        },
+    )
+    .await
+    .expect("submit");
+    let report = alice
+        .spooler_status()
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
+        .await
+        .expect("flush");
+    assert!(
+        report.transports[0]
+            .messages
+            .iter()
+            .any(|m| m.outcome == MessageOutcome::Failed)
+    );
+    assert!(
+        subjects(&alice, Folder::Inbox).await.is_empty(),
+        "neither a delay notice nor an NDR for a report"
+    );
+}
+
+fn smtp_transport(name: &str, address: &str, port: u16) -> mapispool::profile::TransportConfig {
+    use mapispool::profile::{OutboundConfig, Security, SmtpConfig, TransportConfig};
+    TransportConfig {
+        name: name.into(),
+        address: address.into(),
+        display_name: None,
+        outbound: Some(OutboundConfig::Smtp(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            username: None,
+            credential: None,
+            auth: None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            max_messages_per_connection: None,
+            pipelining: true,
+        })),
+        inbound: None,
+        connect_command: None,
+        flush_queues: true,
+    }
+}
+
+#[tokio::test]
+async fn a_poisoned_message_does_not_delay_the_others() {
+    let server = fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
+        rcpt: std::sync::Arc::new(|addr: &str| {
+            if addr.contains("poison") {
+                "550 5.1.1 <poison@example.com>: Recipient address rejected".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..fake_smtp::Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = logon(world.profile(
+        "alice",
+        vec![smtp_transport("smtp", "alice@example.com", server.port)],
+    ))
+    .await;
+    submit(&alice, "poison@example.com", "poisoned").await;
+    submit(&alice, "bob@example.com", "fine one").await;
+    submit(&alice, "carol@example.com", "fine two").await;
+    let report = upload(&alice).await;
+    let outcomes: Vec<(String, MessageOutcome)> = report.transports[0]
+        .messages
+        .iter()
+        .map(|m| (m.subject.clone(), m.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("poisoned".to_string(), MessageOutcome::Failed),
+            ("fine one".to_string(), MessageOutcome::Sent),
+            ("fine two".to_string(), MessageOutcome::Sent),
+        ]
+    );
+    assert_eq!(server.received().len(), 2);
+    assert!(alice.outgoing_queue().await.expect("queue").is_empty());
+    let inbox = alice.messages(Folder::Inbox).await.expect("inbox");
+    assert_eq!(inbox.len(), 1);
+    let body = String::from_utf8(
+        alice
+            .message_body(&inbox[0].entry_id())
+            .await
+            .expect("body"),
+    )
+    .expect("text");
+    assert!(
+        body.contains("Recipient address rejected"),
+        "the server's words: {body}"
+    );
+}
+
+/// A port nothing listens on: connections to it are refused.
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+#[tokio::test]
+async fn a_transport_that_cannot_connect_backs_off_as_a_whole() {
+    let world = World::new();
+    let port = closed_port().await;
+    let mut profile = world.profile(
+        "alice",
+        vec![smtp_transport("down", "alice@example.com", port)],
+    );
+    profile.spooler.upload_interval = Some(Duration::from_millis(20));
+    let alice = logon(profile).await;
+    submit(&alice, "bob@example.com", "waits").await;
+    let report = upload(&alice).await;
+    assert!(report.transports[0].error.is_some(), "cannot connect");
+    let kind = StatusKind::Transport("down".into());
+    let row = alice.board().row(&kind).expect("row");
+    let status = match row.get(PR_STATUS_STRING) {
+        Some(PropValue::Unicode(s)) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(status.starts_with("waiting until "), "{status}");
+    assert_eq!(
+        row.get(PR_MSP_PHASE),
+        Some(&PropValue::Unicode("waiting".into()))
+    );
+    assert!(matches!(
+        row.get(PR_MSP_NEXT_ATTEMPT_TIME),
+        Some(PropValue::SysTime(_))
+    ));
+    // A fresh message is due at once, but the spooler's clock leaves the whole transport alone
+    // for retry_initial (5 minutes by default).
+    let fresh = submit(&alice, "carol@example.com", "fresh").await;
+    let spooler = alice.spooler().expect("in-process").clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let schedules = tokio::spawn(async move {
+        spooler
+            .run_schedules(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _ = stop.send(());
+    schedules.await.expect("schedules end");
+    let entry = queued(&alice, &fresh.entry_id).await.expect("queued");
+    assert_eq!(
+        entry.attempts, 0,
+        "scheduled flushes did not try the transport"
+    );
+    // An explicit flush still tries.
+    let report = upload(&alice).await;
+    assert!(report.transports[0].error.is_some());
+    let entry = queued(&alice, &fresh.entry_id).await.expect("queued");
+    assert_eq!(entry.attempts, 1);
+}
+
+/// Moves the test clock on by `by` at once, as if that long had passed. The clock runs in real
+/// time otherwise, so the store's worker threads (and sqlx's pool timeouts) see no jumps while
+/// they work; the schedules' minutes pass only here.
+async fn jump(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+    tokio::task::yield_now().await;
+}
+
+/// Waits until `check` holds and no flush runs: whether that happened within 10 s.
+async fn settle(session: &Session, mut check: impl AsyncFnMut() -> bool) -> bool {
+    eventually(Duration::from_secs(10), async || {
+        check().await
+            && session.board().status_code(&StatusKind::Spooler)
+                & (STATUS_OUTBOUND_FLUSH | STATUS_INBOUND_FLUSH)
+                == 0
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_groups_move_mail_on_their_own_clocks() {
+    use mapispool::profile::{Direction, GroupConfig, OfflinePolicy};
+    let world = World::new();
+    let mut profile = world.profile(
+        "alice",
+        vec![
+            world.transport("fast", "alice@localhost"),
+            world.transport("slow", "alice.slow@localhost"),
+        ],
+    );
+    let group = |name: &str, transport: &str, every: u64| GroupConfig {
+        name: name.into(),
+        transports: vec![transport.into()],
+        direction: Direction::Send,
+        upload_interval: Some(Duration::from_secs(every * 60)),
+        download_interval: None,
+        offline: OfflinePolicy::Skip,
+    };
+    profile.groups = vec![group("often", "fast", 10), group("seldom", "slow", 25)];
+    world.create_mailbox("bob@localhost");
+    let alice = logon(profile).await;
+    let via = async |name: &str, subject: &str| {
+        submit_with(
+            &alice,
+            "bob@localhost",
+            subject,
+            Submission {
+                transport: Some(name.to_string()),
+                ..Submission::default()
+            },
+        )
+        .await
+        .expect("submit")
+    };
+    via("fast", "fast 1").await;
+    via("slow", "slow 1").await;
+
+    let spooler = alice.spooler().expect("in-process").clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let schedules = tokio::spawn(async move {
+        spooler
+            .run_schedules(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let post_office = world.post_office.clone();
+    let bob = |n: usize| {
+        let post_office = post_office.clone();
+        async move || delivered(&post_office, "bob@localhost") == n
+    };
+    // Both groups flush once at start.
+    assert!(settle(&alice, bob(2)).await);
+    via("fast", "fast 2").await;
+    via("slow", "slow 2").await;
+
+    jump(Duration::from_secs(9 * 60)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(world.delivered("bob@localhost"), 2, "no group is due yet");
+    jump(Duration::from_secs(60)).await;
+    assert!(
+        settle(&alice, bob(3)).await,
+        "\"often\" flushed at 10 minutes"
+    );
+    assert_eq!(queued_subjects(&alice).await, vec!["slow 2"]);
+    via("fast", "fast 3").await;
+
+    jump(Duration::from_secs(10 * 60)).await;
+    assert!(
+        settle(&alice, bob(4)).await,
+        "\"often\" again at 20 minutes"
+    );
+    assert_eq!(
+        queued_subjects(&alice).await,
+        vec!["slow 2"],
+        "\"seldom\" waits for its own clock"
+    );
+    jump(Duration::from_secs(5 * 60)).await;
+    assert!(
+        settle(&alice, bob(5)).await,
+        "\"seldom\" flushed at 25 minutes"
+    );
+    assert!(queued_subjects(&alice).await.is_empty());
+    let _ = stop.send(());
+    schedules.await.expect("schedules end");
+}
+
+#[test]
+fn groups_are_read_from_the_profile_and_their_transports_checked() {
+    let base = "[store]\npath = \"/tmp/x.db\"\n\n[[transport]]\nname = \"a\"\naddress = \"a@localhost\"\n[transport.outbound]\nkind = \"dir\"\npath = \"/tmp/po\"\n\n[[transport]]\nname = \"b\"\naddress = \"b@localhost\"\n[transport.outbound]\nkind = \"dir\"\npath = \"/tmp/po\"\n\n";
+    let good = format!(
+        "{base}[[group]]\nname = \"quick\"\ntransports = [\"b\", \"a\"]\ndirection = \"send\"\nupload_interval = \"10m\"\noffline = \"include\"\n"
+    );
+    let profile =
+        mapispool::Profile::from_str_at(&good, std::path::Path::new("/tmp/p.toml")).expect("valid");
+    let groups = profile.groups();
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, vec!["all", "quick"], "the default group is added");
+    assert_eq!(groups[0].transports, vec!["a", "b"]);
+    assert_eq!(groups[1].transports, vec!["a", "b"], "profile order");
+    assert_eq!(groups[1].upload_interval, Some(Duration::from_secs(600)));
+    // What is written reads back the same.
+    let again = mapispool::Profile::from_str_at(
+        &profile.to_toml_string().expect("toml"),
+        std::path::Path::new("/tmp/p.toml"),
+    )
+    .expect("reads back");
+    assert_eq!(again.groups, profile.groups);
+
+    let bad = format!("{base}[[group]]\nname = \"quick\"\ntransports = [\"a\", \"c\"]\n");
+    let err = mapispool::Profile::from_str_at(&bad, std::path::Path::new("/tmp/p.toml"))
+        .expect_err("unknown transport")
+        .to_string();
+    assert!(err.contains("there is no transport \"c\""), "{err}");
+    assert!(err.contains("p.toml:20:1:"), "points at the key: {err}");
+}
