@@ -61,6 +61,10 @@ impl InboundSink for StoreSink<'_> {
         self.store.set_sync_state(self.transport, key, value).await
     }
 
+    async fn sync(&self) -> MapiResult<()> {
+        self.store.sync().await
+    }
+
     fn progress(&self, done: usize, total: usize) {
         let percent = (done * 100).checked_div(total).unwrap_or(100);
         self.board.update(

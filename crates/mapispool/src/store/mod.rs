@@ -718,7 +718,7 @@ pub trait Store: Send + Sync {
     /// queued, e.g. already sent), `MAPI_E_UNABLE_TO_ABORT` (a spooler holds a live lease on it).
     fn abort_submit(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
 
-    /// Stores a message a transport received, in the Inbox, durably. If `(transport,
+    /// Stores a message a transport received, in the Inbox (durable after [`Store::sync`]). If `(transport,
     /// server_id)` was stored before (even if since deleted) nothing is stored and `None` is
     /// returned, so the transport can go on to delete or flag it on the server.
     fn deliver_inbound(
@@ -728,6 +728,11 @@ pub trait Store: Send + Sync {
         message: InboundMessage,
         body: impl AsyncRead + Send + Unpin,
     ) -> impl Future<Output = MapiResult<Option<MessageRecord>>> + Send;
+
+    /// Makes every message stored so far durable (fsynced). `deliver_inbound` and
+    /// `add_message` commit without an fsync of their own so that a download costs one fsync per
+    /// batch: a transport calls this before it deletes, flags or moves anything at its source.
+    fn sync(&self) -> impl Future<Output = MapiResult<()>> + Send;
 
     /// Whether `(transport, server_id)` was already stored: lets a transport skip downloading it.
     fn has_inbound(

@@ -241,6 +241,7 @@ impl DirInbound {
         let total = waiting.len();
         let mut summary = DownloadSummary::default();
         let mut touched: Vec<PathBuf> = Vec::new();
+        let mut picked_up: Vec<PathBuf> = Vec::new();
         for (done, (mailbox, new_dir, name)) in waiting.into_iter().enumerate() {
             let path = new_dir.join(&name);
             let server_id = format!("{mailbox}/{name}");
@@ -260,13 +261,18 @@ impl DirInbound {
             } else {
                 summary.skipped += 1;
             }
-            fs::remove_file(&path)
-                .await
-                .map_err(|e| io_error("cannot remove the delivered file", &path, &e))?;
+            picked_up.push(path);
             if !touched.contains(&new_dir) {
                 touched.push(new_dir);
             }
             sink.progress(done + 1, total);
+        }
+        // One fsync makes every stored message durable; only then do the files go.
+        sink.sync().await.map_err(mapi_failure)?;
+        for path in picked_up {
+            fs::remove_file(&path)
+                .await
+                .map_err(|e| io_error("cannot remove the delivered file", &path, &e))?;
         }
         for dir in touched {
             // A removal that is lost in a power cut only brings a message back, which the store

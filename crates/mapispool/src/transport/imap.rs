@@ -331,9 +331,11 @@ impl ImapInbound {
                     finished.push(uid);
                 }
             }
-            // Everything in `finished` is durable in the store: act on the server, then move the
-            // last UID on. A message that vanished meanwhile is not in `finished`, and is gone.
+            // Make everything in `finished` durable in the store (one fsync for the batch), then
+            // act on the server, then move the last UID on. A message that vanished meanwhile is
+            // not in `finished`, and is gone.
             if !finished.is_empty() {
+                sink.sync().await.map_err(store_failure)?;
                 finished.sort_unstable();
                 apply_after_download(session, &peer, &after, &finished, uidplus, can_move).await?;
             }

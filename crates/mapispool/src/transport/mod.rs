@@ -115,13 +115,15 @@ impl TransportError {
 
 /// Where an inbound side puts what it downloads: the store, through the spooler.
 ///
-/// A transport calls `deliver` and only after it returns (the message is durable) deletes or
-/// flags the message at its source, so a crash in between brings the message again, and
-/// `already_have` then tells the transport to skip it and finish the clean-up.
+/// A transport calls `deliver` for each message and `sync` before it deletes, flags or moves
+/// messages at their source; only then are they durable here. A crash before that brings the
+/// messages again, and `already_have` tells the transport to skip what it has and finish the
+/// clean-up.
 pub trait InboundSink: Send + Sync {
     /// Whether the message the source knows as `server_id` is already stored.
     fn already_have(&self, server_id: &str) -> impl Future<Output = MapiResult<bool>> + Send;
-    /// Stores one message durably; `false` if it was already there (nothing stored twice).
+    /// Stores one message (durable after `sync`); `false` if it was already there (nothing
+    /// stored twice).
     fn deliver(
         &self,
         server_id: &str,
@@ -129,6 +131,12 @@ pub trait InboundSink: Send + Sync {
         size: u64,
         body: impl AsyncRead + Unpin + Send,
     ) -> impl Future<Output = MapiResult<bool>> + Send;
+    /// Makes everything delivered so far durable. A transport calls it before it deletes,
+    /// flags or moves messages at their source, so one fsync covers a whole batch.
+    fn sync(&self) -> impl Future<Output = MapiResult<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// `done` of `total` messages handled so far, for `PR_REMOTE_PROGRESS`.
     fn progress(&self, done: usize, total: usize);
     /// The transport's sync state under `key` (IMAP's UIDVALIDITY and last UID, POP3's

@@ -292,6 +292,8 @@ impl Pop3Inbound {
                 .await
                 .map_err(store_failure)?;
         }
+        // DELE takes effect at QUIT: everything stored must be durable before then.
+        sink.sync().await.map_err(store_failure)?;
         conn.send("QUIT").await?;
         match conn.reply().await {
             Ok(Reply::Ok(_)) => {}
