@@ -100,8 +100,10 @@ impl Session {
         if let Some(path) = &profile.source
             && let Some(client) = Client::connect(&socket_path(path)).await?
         {
+            // Subscribe first, then read the table: a change in between arrives as an event.
+            let events = client.subscribe().await?;
             let board = StatusBoard::new(client.status_rows().await?);
-            let mirror = MirrorTask(tokio::spawn(client.clone().mirror(board.clone())));
+            let mirror = MirrorTask(tokio::spawn(client.clone().mirror(board.clone(), events)));
             return Ok(Session {
                 backend: Backend::Remote {
                     client,

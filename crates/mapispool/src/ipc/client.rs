@@ -31,6 +31,26 @@ use crate::status::StatusBoard;
 
 type ReqBody = BoxBody<Bytes, std::io::Error>;
 
+/// Whether a daemon holds the lock beside `socket`: `Some(true)` it runs (or is starting),
+/// `Some(false)` none does, `None` we cannot tell (the lock is not ours to open).
+fn daemon_alive(socket: &Path) -> Option<bool> {
+    let lock = socket.with_extension("lock");
+    let file = match std::fs::File::open(&lock) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    match file.try_lock_shared() {
+        // We got it, so nobody holds it; dropping the file releases it at once.
+        Ok(()) => Some(false),
+        Err(std::fs::TryLockError::WouldBlock) => Some(true),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+/// A live stream of the daemon's status-row changes (see [`Client::subscribe`]).
+pub struct Events(hyper::Response<hyper::body::Incoming>);
+
 /// A connection point to a running spooler daemon.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -49,16 +69,36 @@ impl Client {
     /// or nobody listening — a stale socket of a dead daemon); an error when something answers
     /// but is not a mapispool spooler of this API version, or refuses us.
     pub async fn connect(socket: &Path) -> MapiResult<Option<Client>> {
-        match UnixStream::connect(socket).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(MapiError::no_access(format!(
-                    "a spooler runs at {} but this user may not use it: {e}",
-                    socket.display()
-                )));
+        // The daemon's lock says whether one runs, whatever the socket does this instant: a
+        // busy daemon must not be mistaken for none (the caller would then run a second
+        // spooler of its own and the daemon's clients would never see its work).
+        let alive = daemon_alive(socket);
+        let mut attempt = 0;
+        loop {
+            match UnixStream::connect(socket).await {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(MapiError::no_access(format!(
+                        "a spooler runs at {} but this user may not use it: {e}",
+                        socket.display()
+                    )));
+                }
+                // No socket, or a dead daemon's socket nobody listens on: no daemon runs.
+                Err(_) if alive == Some(false) || (alive.is_none() && attempt == 0) => {
+                    return Ok(None);
+                }
+                // Starting up, or its accept queue is full: give it a moment.
+                Err(_) if attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Err(MapiError::network_error(format!(
+                        "a spooler runs for this profile but does not answer on {}: {e}; stop it and start it again",
+                        socket.display()
+                    )));
+                }
             }
-            // No socket, or a dead daemon's socket nobody listens on: no daemon runs.
-            Err(_) => return Ok(None),
         }
         let client = Client {
             socket: socket.to_path_buf(),
@@ -168,30 +208,35 @@ impl Client {
         Ok(rows_from(&rows))
     }
 
-    /// Keeps `board` a live mirror of the daemon's status table: applies every row change the
-    /// daemon streams, and after a reload (the stream ends) fetches the table again and goes on.
-    /// Ends when the daemon is gone.
-    pub async fn mirror(self, board: StatusBoard) {
+    /// Subscribes to the daemon's status-row changes. Once this returns, every change is
+    /// delivered: the daemon advises its table before it answers.
+    pub async fn subscribe(&self) -> MapiResult<Events> {
+        let response = self
+            .send(
+                Method::GET,
+                "/v1/events",
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+                None,
+            )
+            .await?;
+        if response.status() != StatusCode::OK {
+            self.answer(response).await?;
+            return Err(MapiError::call_failed(
+                "the spooler refused the event stream",
+            ));
+        }
+        Ok(Events(response))
+    }
+
+    /// Keeps `board` a live mirror of the daemon's status table, starting from `events` (taken
+    /// before `board` was filled, so nothing falls between): applies every row change, and
+    /// after a reload (the stream ends) subscribes and fetches the table again. Ends when the
+    /// daemon is gone.
+    pub async fn mirror(self, board: StatusBoard, mut events: Events) {
         loop {
-            let Ok(response) = self
-                .send(
-                    Method::GET,
-                    "/v1/events",
-                    Full::new(Bytes::new())
-                        .map_err(|never| match never {})
-                        .boxed(),
-                    None,
-                )
-                .await
-            else {
-                return;
-            };
-            if let Ok(rows) = self.status_rows().await {
-                for row in rows {
-                    board.replace(row);
-                }
-            }
-            let mut body = response.into_body();
+            let mut body = events.0.into_body();
             let mut pending = Vec::new();
             while let Some(Ok(frame)) = body.frame().await {
                 let Some(data) = frame.data_ref() else {
@@ -208,6 +253,15 @@ impl Client {
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+            events = match self.subscribe().await {
+                Ok(e) => e,
+                Err(_) => return,
+            };
+            if let Ok(rows) = self.status_rows().await {
+                for row in rows {
+                    board.replace(row);
+                }
+            }
         }
     }
 

@@ -72,7 +72,17 @@ impl DaemonLock {
             .write(true)
             .open(&path)
             .map_err(|e| MapiError::no_access(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
+        // Clients probe the lock with a brief shared lock (ipc::client); a few tries keep such
+        // a probe from being taken for a running daemon.
+        let mut outcome = file.try_lock();
+        for _ in 0..10 {
+            if !matches!(outcome, Err(std::fs::TryLockError::WouldBlock)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            outcome = file.try_lock();
+        }
+        match outcome {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
