@@ -117,6 +117,7 @@ pub async fn resolve(
                 "transport \"{transport}\": password_env names ${var}, which is not set"
             ))
         }),
+        Credential::Keyring(service) => keyring_password(service, transport).await,
         Credential::Prompt => {
             if !allow_prompt {
                 return Err(TransportError::new(
@@ -141,6 +142,29 @@ pub async fn resolve(
             Ok(Secret::new(answer))
         }
     }
+}
+
+/// The system keyring's entry for (`service`, the transport's name).
+#[cfg(feature = "keyring")]
+async fn keyring_password(service: &str, transport: &str) -> Result<Secret, TransportError> {
+    let (service, user) = (service.to_string(), transport.to_string());
+    let found = tokio::task::spawn_blocking(move || {
+        keyring::Entry::new(&service, &user).and_then(|entry| entry.get_password())
+    })
+    .await
+    .map_err(|e| auth_error(format!("keyring lookup failed: {e}")))?;
+    found.map(Secret::new).map_err(|e| {
+        auth_error(format!(
+            "transport \"{transport}\": no password in the system keyring for it ({e}); store one under the service named by password_keyring and the transport's name"
+        ))
+    })
+}
+
+#[cfg(not(feature = "keyring"))]
+async fn keyring_password(_service: &str, transport: &str) -> Result<Secret, TransportError> {
+    Err(auth_error(format!(
+        "transport \"{transport}\" reads its password from the system keyring, but this build has no keyring support; rebuild with `--features keyring`, or use password_command"
+    )))
 }
 
 #[cfg(test)]
@@ -206,5 +230,47 @@ mod tests {
         .await
         .expect_err("unset");
         assert!(e.message.contains("MAPISPOOL_TEST_UNSET_VAR"));
+    }
+
+    #[cfg(feature = "keyring")]
+    #[tokio::test]
+    async fn the_keyring_gives_the_stored_password() {
+        // A test process (CI, cargo test) has no login session, so no session keyring for the
+        // kernel's keyutils store: join a fresh anonymous one, as a login would have.
+        #[cfg(target_os = "linux")]
+        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING (1) with a null name only attaches a new keyring
+        // to this process; it reads no memory of ours.
+        unsafe {
+            libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>());
+        }
+        let service = format!("mapispool-test-{}", std::process::id());
+        let entry = keyring::Entry::new(&service, "work").expect("entry");
+        entry
+            .set_password("from-the-keyring")
+            .expect("store a password");
+        let s = resolve(&Credential::Keyring(service.clone()), "work", false)
+            .await
+            .expect("resolves");
+        assert_eq!(s.expose(), "from-the-keyring");
+        let missing = resolve(&Credential::Keyring(service), "other", false)
+            .await
+            .expect_err("no entry for another transport");
+        assert!(
+            missing
+                .message
+                .contains("no password in the system keyring"),
+            "{}",
+            missing.message
+        );
+        let _ = entry.delete_credential();
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    #[tokio::test]
+    async fn without_the_feature_the_keyring_says_how_to_get_it() {
+        let e = resolve(&Credential::Keyring("mapispool".into()), "work", false)
+            .await
+            .expect_err("no keyring in this build");
+        assert!(e.message.contains("--features keyring"), "{}", e.message);
     }
 }

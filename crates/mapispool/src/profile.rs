@@ -387,6 +387,10 @@ pub enum Credential {
     Env(String),
     /// `password_prompt = true`: ask on the terminal, which needs a person.
     Prompt,
+    /// `password_keyring = "SERVICE"`: the system keyring's entry for that service and the
+    /// transport's name (kernel keyutils on Linux, Keychain on macOS, Credential Manager on
+    /// Windows); needs a build with the `keyring` feature.
+    Keyring(String),
 }
 
 /// `[transport.outbound]` with `kind = "smtp"`.

@@ -111,6 +111,7 @@ struct RawCredential<'a> {
     password_file: Option<&'a String>,
     password_env: Option<&'a String>,
     password_prompt: Option<bool>,
+    password_keyring: Option<&'a String>,
 }
 
 /// Declares a flat endpoint struct, and `present_keys`, which lists the keys that were given
@@ -144,6 +145,7 @@ macro_rules! raw_endpoint {
                     password_file: self.password_file.as_ref(),
                     password_env: self.password_env.as_ref(),
                     password_prompt: self.password_prompt,
+                    password_keyring: self.password_keyring.as_ref(),
                 }
             }
         }
@@ -159,6 +161,7 @@ raw_endpoint!(RawOutbound, kind: OutboundKind, {
     password_file: String,
     password_env: String,
     password_prompt: bool,
+    password_keyring: String,
     auth: SmtpAuth,
     ca_file: String,
     insecure_skip_verify: bool,
@@ -176,6 +179,7 @@ raw_endpoint!(RawInbound, kind: InboundKind, {
     password_file: String,
     password_env: String,
     password_prompt: bool,
+    password_keyring: String,
     folder: String,
     after_download: String,
     idle: bool,
@@ -187,13 +191,14 @@ raw_endpoint!(RawInbound, kind: InboundKind, {
     path: String,
 });
 
-const CREDENTIAL_KEYS: [&str; 4] = [
+const CREDENTIAL_KEYS: [&str; 5] = [
     "password_command",
     "password_file",
     "password_env",
     "password_prompt",
+    "password_keyring",
 ];
-const SERVER_KEYS: [&str; 8] = [
+const SERVER_KEYS: [&str; 9] = [
     "host",
     "port",
     "security",
@@ -202,6 +207,7 @@ const SERVER_KEYS: [&str; 8] = [
     "password_file",
     "password_env",
     "password_prompt",
+    "password_keyring",
 ];
 const TLS_KEYS: [&str; 2] = ["ca_file", "insecure_skip_verify"];
 const SMTP_KEYS: [&str; 3] = ["auth", "max_messages_per_connection", "pipelining"];
@@ -752,6 +758,7 @@ impl Site<'_> {
             raw.password_file.is_some(),
             raw.password_env.is_some(),
             raw.password_prompt == Some(true),
+            raw.password_keyring.is_some(),
         ]
         .into_iter()
         .zip(CREDENTIAL_KEYS)
@@ -776,7 +783,8 @@ impl Site<'_> {
         } else if raw.password_prompt == Some(true) {
             Some(Credential::Prompt)
         } else {
-            None
+            raw.password_keyring
+                .map(|service| Credential::Keyring(service.clone()))
         };
         Ok(credential)
     }
@@ -902,12 +910,13 @@ fn optional_path_text(path: Option<&PathBuf>) -> Result<Option<String>, ProfileE
 /// Spreads a credential back over the four keys.
 fn unconvert_credential(
     credential: Option<&Credential>,
-) -> Result<[Option<String>; 3], ProfileError> {
+) -> Result<[Option<String>; 4], ProfileError> {
     Ok(match credential {
-        Some(Credential::Command(command)) => [Some(command.clone()), None, None],
-        Some(Credential::File(path)) => [None, Some(path_text(path)?), None],
-        Some(Credential::Env(var)) => [None, None, Some(var.clone())],
-        Some(Credential::Prompt) | None => [None, None, None],
+        Some(Credential::Command(command)) => [Some(command.clone()), None, None, None],
+        Some(Credential::File(path)) => [None, Some(path_text(path)?), None, None],
+        Some(Credential::Env(var)) => [None, None, Some(var.clone()), None],
+        Some(Credential::Keyring(service)) => [None, None, None, Some(service.clone())],
+        Some(Credential::Prompt) | None => [None, None, None, None],
     })
 }
 
@@ -923,8 +932,12 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
             ..RawOutbound::empty(OutboundKind::Dir)
         }),
         Some(OutboundConfig::Smtp(smtp)) => {
-            let [password_command, password_file, password_env] =
-                unconvert_credential(smtp.credential.as_ref())?;
+            let [
+                password_command,
+                password_file,
+                password_env,
+                password_keyring,
+            ] = unconvert_credential(smtp.credential.as_ref())?;
             Some(RawOutbound {
                 host: Some(smtp.host.clone()),
                 port: Some(smtp.port),
@@ -933,6 +946,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 password_command,
                 password_file,
                 password_env,
+                password_keyring,
                 password_prompt: prompt(smtp.credential.as_ref()),
                 auth: smtp.auth,
                 ca_file: optional_path_text(smtp.ca_file.as_ref())?,
@@ -950,8 +964,12 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
             ..RawInbound::empty(InboundKind::Dir)
         }),
         Some(InboundConfig::Imap(imap)) => {
-            let [password_command, password_file, password_env] =
-                unconvert_credential(imap.credential.as_ref())?;
+            let [
+                password_command,
+                password_file,
+                password_env,
+                password_keyring,
+            ] = unconvert_credential(imap.credential.as_ref())?;
             Some(RawInbound {
                 host: Some(imap.host.clone()),
                 port: Some(imap.port),
@@ -960,6 +978,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 password_command,
                 password_file,
                 password_env,
+                password_keyring,
                 password_prompt: prompt(imap.credential.as_ref()),
                 folder: Some(imap.folder.clone()),
                 after_download: Some(imap.after_download.to_string()),
@@ -970,8 +989,12 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
             })
         }
         Some(InboundConfig::Pop3(pop3)) => {
-            let [password_command, password_file, password_env] =
-                unconvert_credential(pop3.credential.as_ref())?;
+            let [
+                password_command,
+                password_file,
+                password_env,
+                password_keyring,
+            ] = unconvert_credential(pop3.credential.as_ref())?;
             Some(RawInbound {
                 host: Some(pop3.host.clone()),
                 port: Some(pop3.port),
@@ -980,6 +1003,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 password_command,
                 password_file,
                 password_env,
+                password_keyring,
                 password_prompt: prompt(pop3.credential.as_ref()),
                 apop: Some(pop3.apop),
                 leave_on_server: Some(pop3.leave_on_server),
@@ -1019,6 +1043,7 @@ impl RawOutbound {
             password_file: None,
             password_env: None,
             password_prompt: None,
+            password_keyring: None,
             auth: None,
             ca_file: None,
             insecure_skip_verify: None,
@@ -1041,6 +1066,7 @@ impl RawInbound {
             password_file: None,
             password_env: None,
             password_prompt: None,
+            password_keyring: None,
             folder: None,
             after_download: None,
             idle: None,

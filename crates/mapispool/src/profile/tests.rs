@@ -351,8 +351,8 @@ fn unknown_key_names_file_line_column_and_allowed_keys() {
     let message = error(text);
     let expected = "/p/profile.toml:6:3: unknown key \"hostname\" in [transport.outbound], \
          expected one of: kind, host, port, security, username, password_command, \
-         password_file, password_env, password_prompt, auth, ca_file, insecure_skip_verify, \
-         max_messages_per_connection, pipelining, path\n  |\n6 |   hostname = \
+         password_file, password_env, password_prompt, password_keyring, auth, ca_file, \
+         insecure_skip_verify, max_messages_per_connection, pipelining, path\n  |\n6 |   hostname = \
          \"smtp.example.com\"\n  |   ^^^^^^^^";
     assert_eq!(message, expected);
     match parse(text) {
@@ -520,7 +520,8 @@ fn validation_errors() {
             ),
             "/p/profile.toml:7:1: transport \"w\": key \"folder\" does not apply to kind = \
              \"pop3\" in [transport.inbound], expected one of: kind, host, port, security, \
-             username, password_command, password_file, password_env, password_prompt, apop, \
+             username, password_command, password_file, password_env, password_prompt, \
+             password_keyring, apop, \
              leave_on_server, leave_days, ca_file, insecure_skip_verify",
         ),
         (
@@ -530,7 +531,7 @@ fn validation_errors() {
             ),
             "/p/profile.toml:8:1: transport \"w\": [transport.outbound] has both \
              password_command and password_env: keep one of password_command, password_file, \
-             password_env, password_prompt",
+             password_env, password_prompt, password_keyring",
         ),
         (
             transport(
