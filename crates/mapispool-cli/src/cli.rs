@@ -40,8 +40,8 @@ pub enum Command {
     /// Queue a message (RFC 5322, from stdin or --file) for sending; it is on disk when this
     /// returns.
     Submit(SubmitArgs),
-    /// Show the outgoing queue.
-    Queue(TableArgs),
+    /// Show the outgoing queue: one row per message, or per recipient with --recipients.
+    Queue(QueueArgs),
     /// Take a message out of the outgoing queue (IMsgStore::AbortSubmit).
     Abort(AbortArgs),
     /// List the messages in a folder.
@@ -50,6 +50,12 @@ pub enum Command {
     Show(ShowArgs),
     /// Check the spooler's or a transport's state (IMAPIStatus::ValidateState).
     Validate(ValidateArgs),
+    /// Work offline (ValidateState FORCE_XP_DISCONNECT): submit still queues, nothing
+    /// connects. Every transport, or one; it holds until `mapispool online`, across restarts.
+    Offline(SwitchArgs),
+    /// Work online again (ValidateState FORCE_XP_CONNECT). With `send_on_reconnect = true` in
+    /// [spooler], what queued while offline is sent at once; else at the next flush.
+    Online(SwitchArgs),
     /// Run the spooler in the foreground: flush on the profile's schedules until SIGTERM or
     /// Ctrl-C, then finish what is in flight and exit 0.
     Spooler,
@@ -114,6 +120,26 @@ pub struct TableArgs {
     #[arg(long, value_name = "TAG[:desc]")]
     pub sort: Vec<String>,
     /// Print JSON (tag names and numbers) for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct QueueArgs {
+    /// One row per recipient: its state (queued, sending, deferred, failed, sent), attempts,
+    /// the server's last words and the next attempt.
+    #[arg(long)]
+    pub recipients: bool,
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Only this transport, by name or entry ID (default: the spooler, i.e. every transport).
+    #[arg(long, value_name = "NAME|ENTRYID")]
+    pub transport: Option<String>,
+    /// Print what changed as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -348,6 +348,25 @@ impl Session {
         }
     }
 
+    /// The outgoing queue with one row per recipient (see
+    /// [`QueueEntry::recipient_rows`]): each recipient's state, attempts, the server's last
+    /// words and next attempt, with its message's entry ID and subject; in submit order.
+    /// Works through the daemon too.
+    pub async fn outgoing_recipients_table(&self) -> MapiResult<Table> {
+        match &self.backend {
+            Backend::Local(s) => table_of(
+                s.store()
+                    .outgoing_queue()
+                    .await?
+                    .iter()
+                    .flat_map(QueueEntry::recipient_rows),
+            ),
+            Backend::Remote { client, .. } => {
+                table_of(client.queue_recipient_rows().await?.into_iter())
+            }
+        }
+    }
+
     /// Flushes one queued message (`postqueue -i`): see
     /// [`Spooler::flush_message`](crate::spooler::Spooler::flush_message). Works through the
     /// daemon too.

@@ -564,3 +564,288 @@ fn groups_are_read_from_the_profile_and_their_transports_checked() {
     assert!(err.contains("there is no transport \"c\""), "{err}");
     assert!(err.contains("p.toml:20:1:"), "points at the key: {err}");
 }
+
+fn transport_code(session: &Session, name: &str) -> i32 {
+    session
+        .board()
+        .status_code(&StatusKind::Transport(name.into()))
+}
+
+fn status_string(session: &Session, kind: &StatusKind) -> String {
+    match session
+        .board()
+        .row(kind)
+        .and_then(|r| r.get(PR_STATUS_STRING).cloned())
+    {
+        Some(PropValue::Unicode(s)) => s,
+        other => panic!("no status string: {other:?}"),
+    }
+}
+
+/// An SMTP server that accepts everything and counts the connections it accepts.
+async fn counting_server() -> fake_smtp::FakeSmtp {
+    fake_smtp::FakeSmtp::start(fake_smtp::Knobs::default()).await
+}
+
+#[tokio::test]
+async fn offline_queues_durably_connects_nothing_and_survives_a_restart_then_online_sends_at_once()
+{
+    let server = counting_server().await;
+    let world = World::new();
+    let mut profile = world.profile(
+        "alice",
+        vec![smtp_transport("smtp", "alice@example.com", server.port)],
+    );
+    profile.spooler.send_on_reconnect = true;
+    let alice = logon(profile.clone()).await;
+    alice
+        .transport_status("smtp")
+        .expect("transport")
+        .validate_state(FORCE_XP_DISCONNECT)
+        .await
+        .expect("offline");
+    assert_ne!(transport_code(&alice, "smtp") & STATUS_OFFLINE, 0);
+    assert_eq!(transport_code(&alice, "smtp") & STATUS_AVAILABLE, 0);
+    assert_eq!(
+        status_string(&alice, &StatusKind::Transport("smtp".into())),
+        "Offline"
+    );
+    // Its only transport is offline: so is the spooler.
+    assert_ne!(
+        alice.board().status_code(&StatusKind::Spooler) & STATUS_OFFLINE,
+        0
+    );
+    let letter = submit(&alice, "bob@example.com", "written offline").await;
+    let report = upload(&alice).await;
+    assert!(
+        report.transports[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("offline")),
+        "{report:?}"
+    );
+    let one = alice
+        .flush_message(&letter.entry_id, FlushFlags::UPLOAD)
+        .await;
+    assert!(one.expect("flush one").transports[0].error.is_some());
+    assert_eq!(queued_subjects(&alice).await, vec!["written offline"]);
+
+    // A restart (or the next one-shot command) finds the switch where it was left.
+    alice.logoff().await;
+    let alice = logon(profile.clone()).await;
+    assert_ne!(transport_code(&alice, "smtp") & STATUS_OFFLINE, 0);
+    assert_eq!(
+        status_string(&alice, &StatusKind::Transport("smtp".into())),
+        "Offline"
+    );
+    let report = upload(&alice).await;
+    assert!(report.transports[0].error.is_some());
+    let entry = queued(&alice, &letter.entry_id)
+        .await
+        .expect("still queued");
+    assert_eq!(entry.attempts, 0, "never tried while offline");
+    assert_eq!(server.connections(), 0, "nothing connected while offline");
+
+    // Back online on the spooler (every transport): send_on_reconnect sends the queue now.
+    alice
+        .spooler_status()
+        .validate_state(FORCE_XP_CONNECT)
+        .await
+        .expect("online");
+    assert!(queued_subjects(&alice).await.is_empty(), "sent at once");
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(server.connections(), 1);
+    assert_eq!(transport_code(&alice, "smtp") & STATUS_OFFLINE, 0);
+    assert_ne!(transport_code(&alice, "smtp") & STATUS_AVAILABLE, 0);
+    assert_eq!(
+        alice.board().status_code(&StatusKind::Spooler) & STATUS_OFFLINE,
+        0
+    );
+    alice.logoff().await;
+    // Online is saved too.
+    let alice = logon(profile).await;
+    assert_eq!(transport_code(&alice, "smtp") & STATUS_OFFLINE, 0);
+}
+
+#[tokio::test]
+async fn back_online_without_send_on_reconnect_the_queue_waits_for_a_flush() {
+    let server = counting_server().await;
+    let world = World::new();
+    let profile = world.profile(
+        "alice",
+        vec![smtp_transport("smtp", "alice@example.com", server.port)],
+    );
+    assert!(!profile.spooler.send_on_reconnect, "the default");
+    let alice = logon(profile).await;
+    let spooler = alice.spooler_status();
+    spooler
+        .validate_state(FORCE_XP_DISCONNECT)
+        .await
+        .expect("offline");
+    submit(&alice, "bob@example.com", "waits for a flush").await;
+    spooler
+        .validate_state(FORCE_XP_CONNECT)
+        .await
+        .expect("online");
+    assert_eq!(queued_subjects(&alice).await, vec!["waits for a flush"]);
+    assert_eq!(server.connections(), 0, "going online alone sends nothing");
+    assert_eq!(
+        status_string(&alice, &StatusKind::Transport("smtp".into())),
+        "Idle"
+    );
+    let report = upload(&alice).await;
+    assert_eq!(report.transports[0].sent(), 1);
+    assert!(queued_subjects(&alice).await.is_empty());
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test]
+async fn one_transport_offline_leaves_the_others_and_the_spooler_online() {
+    let world = World::new();
+    world.create_mailbox("bob@localhost");
+    let profile = world.profile(
+        "alice",
+        vec![
+            world.transport("home", "alice@localhost"),
+            world.transport("work", "alice.work@localhost"),
+        ],
+    );
+    let alice = logon(profile.clone()).await;
+    alice
+        .transport_status("work")
+        .expect("work")
+        .validate_state(FORCE_XP_DISCONNECT)
+        .await
+        .expect("offline");
+    assert_eq!(
+        alice.board().status_code(&StatusKind::Spooler) & STATUS_OFFLINE,
+        0,
+        "one transport is still online"
+    );
+    submit_with(
+        &alice,
+        "bob@localhost",
+        "via work",
+        Submission {
+            transport: Some("work".into()),
+            ..Submission::default()
+        },
+    )
+    .await
+    .expect("submit");
+    submit(&alice, "bob@localhost", "via home").await;
+    upload(&alice).await;
+    assert_eq!(queued_subjects(&alice).await, vec!["via work"]);
+    assert_eq!(world.delivered("bob@localhost"), 1);
+    alice.logoff().await;
+    let alice = logon(profile).await;
+    assert_ne!(transport_code(&alice, "work") & STATUS_OFFLINE, 0);
+    assert_eq!(transport_code(&alice, "home") & STATUS_OFFLINE, 0);
+}
+
+#[tokio::test]
+async fn the_queue_per_recipient_shows_a_deferred_recipient_with_the_servers_words() {
+    use mapi::restriction::Restriction;
+    use mapi::table::hr_query_all_rows;
+    let server = fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
+        rcpt: std::sync::Arc::new(|addr: &str| {
+            if addr.contains("busy") {
+                "450 4.2.1 <busy@example.com>: Mailbox busy, try again later".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..fake_smtp::Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = logon(world.profile(
+        "alice",
+        vec![smtp_transport("smtp", "alice@example.com", server.port)],
+    ))
+    .await;
+    let text = "From: <alice@example.com>\r\nTo: <busy@example.com>, <fine@example.com>\r\nSubject: two of them\r\n\r\nHello.\r\n";
+    let letter = alice
+        .submit(Submission::default(), text.as_bytes())
+        .await
+        .expect("submit");
+    let before = hr_query_all_rows(
+        &mut alice.outgoing_recipients_table().await.expect("table"),
+        None,
+        None,
+        None,
+        0,
+    )
+    .expect("rows");
+    assert_eq!(before.len(), 2);
+    assert!(
+        before
+            .iter()
+            .all(|r| r.get(PR_MSP_QUEUE_STATE) == Some(&PropValue::Unicode("queued".into())))
+    );
+    upload(&alice).await;
+    let columns = [
+        PR_ENTRYID,
+        PR_SUBJECT,
+        PR_EMAIL_ADDRESS,
+        PR_RECIPIENT_TYPE,
+        PR_MSP_QUEUE_STATE,
+        PR_MSP_ATTEMPTS,
+        PR_MSP_LAST_ERROR,
+        PR_MSP_NEXT_ATTEMPT_TIME,
+    ];
+    let rows = hr_query_all_rows(
+        &mut alice.outgoing_recipients_table().await.expect("table"),
+        Some(&columns),
+        None,
+        None,
+        0,
+    )
+    .expect("rows");
+    let row = |address: &str| {
+        rows.iter()
+            .find(|r| r.get(PR_EMAIL_ADDRESS) == Some(&PropValue::Unicode(address.into())))
+            .unwrap_or_else(|| panic!("a row for {address}: {rows:?}"))
+            .clone()
+    };
+    let busy = row("busy@example.com");
+    let eid = letter.entry_id.as_bytes().to_vec();
+    assert_eq!(busy.get(PR_ENTRYID), Some(&PropValue::Binary(eid.clone())));
+    assert_eq!(
+        busy.get(PR_SUBJECT),
+        Some(&PropValue::Unicode("two of them".into()))
+    );
+    assert_eq!(busy.get(PR_RECIPIENT_TYPE), Some(&PropValue::Long(MAPI_TO)));
+    assert_eq!(
+        busy.get(PR_MSP_QUEUE_STATE),
+        Some(&PropValue::Unicode("deferred".into()))
+    );
+    assert_eq!(busy.get(PR_MSP_ATTEMPTS), Some(&PropValue::Long(1)));
+    match busy.get(PR_MSP_LAST_ERROR) {
+        Some(PropValue::Unicode(e)) => assert!(e.contains("Mailbox busy, try again later"), "{e}"),
+        other => panic!("the server's words: {other:?}"),
+    }
+    assert!(matches!(
+        busy.get(PR_MSP_NEXT_ATTEMPT_TIME),
+        Some(PropValue::SysTime(_))
+    ));
+    let fine = row("fine@example.com");
+    assert_eq!(
+        fine.get(PR_MSP_QUEUE_STATE),
+        Some(&PropValue::Unicode("sent".into()))
+    );
+    // --where works on it: only what waits.
+    let waiting = hr_query_all_rows(
+        &mut alice.outgoing_recipients_table().await.expect("table"),
+        Some(&[PR_EMAIL_ADDRESS]),
+        Some(&Restriction::parse(r#"PR_MSP_QUEUE_STATE == "deferred""#).expect("restriction")),
+        None,
+        0,
+    )
+    .expect("rows");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        waiting[0].get(PR_EMAIL_ADDRESS),
+        Some(&PropValue::Unicode("busy@example.com".into()))
+    );
+}

@@ -29,6 +29,12 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Submit(args) => submit::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
         Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Offline(args) => {
+            validate::switch(&logon(&cli).await?, args, true, cli.quiet).await
+        }
+        Command::Online(args) => {
+            validate::switch(&logon(&cli).await?, args, false, cli.quiet).await
+        }
         Command::Spooler => spooler::run(&cli).await,
         Command::Watch(args) => watch::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Sendmail(args) => {

@@ -8,7 +8,7 @@ use mapi::{PropTag, RowSet};
 use mapispool::Session;
 use mapispool::store::Folder;
 
-use crate::cli::{MessagesArgs, TableArgs};
+use crate::cli::{MessagesArgs, QueueArgs, TableArgs};
 use crate::exit::{BadInput, Exit};
 use crate::render::{rows_json, rows_text};
 
@@ -28,12 +28,30 @@ pub fn status(session: &Session, args: &TableArgs) -> Result<Exit> {
     )
 }
 
-/// `mapispool queue`: the outgoing queue in submit order.
-pub async fn queue(session: &Session, args: &TableArgs) -> Result<Exit> {
+/// `mapispool queue`: the outgoing queue in submit order; with `--recipients`, one row per
+/// recipient.
+pub async fn queue(session: &Session, args: &QueueArgs) -> Result<Exit> {
+    if args.recipients {
+        let mut table = session.outgoing_recipients_table().await?;
+        return print_table(
+            &mut table,
+            &args.table,
+            &[
+                PR_ENTRYID,
+                PR_SUBJECT,
+                PR_EMAIL_ADDRESS,
+                PR_RECIPIENT_TYPE,
+                PR_MSP_QUEUE_STATE,
+                PR_MSP_ATTEMPTS,
+                PR_MSP_LAST_ERROR,
+                PR_MSP_NEXT_ATTEMPT_TIME,
+            ],
+        );
+    }
     let mut table = session.outgoing_queue_table().await?;
     print_table(
         &mut table,
-        args,
+        &args.table,
         &[
             PR_ENTRYID,
             PR_CLIENT_SUBMIT_TIME,

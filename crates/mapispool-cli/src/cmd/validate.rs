@@ -1,10 +1,16 @@
-//! `mapispool validate`: `IMAPIStatus::ValidateState` on the spooler or one transport.
+//! `mapispool validate`, `offline` and `online`: `IMAPIStatus::ValidateState` on the spooler or
+//! one transport.
 
 use anyhow::Result;
-use mapi::tag::{PR_DISPLAY_NAME, PR_STATUS_CODE, PR_STATUS_STRING};
+use mapi::PropValue;
+use mapi::constants::{FORCE_XP_CONNECT, FORCE_XP_DISCONNECT};
+use mapi::table::hr_query_all_rows;
+use mapi::tag::{PR_DISPLAY_NAME, PR_MSP_TRANSPORT, PR_STATUS_CODE, PR_STATUS_STRING};
 use mapispool::Session;
+use mapispool::status::StatusKind;
+use serde_json::json;
 
-use crate::cli::ValidateArgs;
+use crate::cli::{SwitchArgs, ValidateArgs};
 use crate::exit::Exit;
 use crate::render::{rows_json, rows_text};
 
@@ -33,4 +39,75 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
         matches!(r.get(PR_STATUS_CODE), Some(mapi::PropValue::Long(c)) if c & mapi::constants::STATUS_FAILURE != 0)
     });
     Ok(if failing { Exit::Partial } else { Exit::Done })
+}
+
+/// `mapispool offline` / `mapispool online`: `ValidateState` with `FORCE_XP_DISCONNECT` or
+/// `FORCE_XP_CONNECT`, on one transport's status object or the spooler's (every transport).
+/// The spooler saves the switch in the store, so it holds for later commands and restarts.
+pub async fn switch(
+    session: &Session,
+    args: &SwitchArgs,
+    offline: bool,
+    quiet: bool,
+) -> Result<Exit> {
+    let status = match &args.transport {
+        Some(which) => session.transport_status(which)?,
+        None => session.spooler_status(),
+    };
+    let names: Vec<String> = match status.kind() {
+        StatusKind::Transport(name) => vec![name.clone()],
+        _ => session
+            .profile()
+            .transports
+            .iter()
+            .map(|t| t.name.clone())
+            .collect(),
+    };
+    let flag = if offline {
+        FORCE_XP_DISCONNECT
+    } else {
+        FORCE_XP_CONNECT
+    };
+    status.validate_state(flag).await?;
+    // What is still queued per transport, read after the switch (and after the sending that
+    // `send_on_reconnect` does).
+    let queue = hr_query_all_rows(
+        &mut session.outgoing_queue_table().await?,
+        Some(&[PR_MSP_TRANSPORT]),
+        None,
+        None,
+        0,
+    )?;
+    let queued = |name: &str| {
+        queue
+            .iter()
+            .filter(|r| matches!(r.get(PR_MSP_TRANSPORT), Some(PropValue::Unicode(t)) if t == name))
+            .count()
+    };
+    if args.json {
+        let list: Vec<_> = names
+            .iter()
+            .map(|n| json!({"transport": n, "offline": offline, "queued": queued(n)}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if !quiet {
+        for name in &names {
+            let n = queued(name);
+            let line = if offline {
+                format!(
+                    "{name}: offline ({n} queued); submit still queues, nothing connects until `mapispool online`"
+                )
+            } else if n == 0 {
+                format!("{name}: online (nothing queued)")
+            } else if session.profile().spooler.send_on_reconnect {
+                format!("{name}: online ({n} still queued: see `mapispool queue`)")
+            } else {
+                format!(
+                    "{name}: online ({n} queued; they go at the next flush or schedule: `mapispool flush`, or set send_on_reconnect = true)"
+                )
+            };
+            println!("{line}");
+        }
+    }
+    Ok(Exit::Done)
 }

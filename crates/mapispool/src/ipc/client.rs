@@ -337,6 +337,13 @@ impl Client {
         Ok(rows_from(&rows))
     }
 
+    pub async fn queue_recipient_rows(&self) -> MapiResult<Vec<Row>> {
+        let rows: Rows = self
+            .call(Method::GET, "/v1/queue/recipients", None::<&()>)
+            .await?;
+        Ok(rows_from(&rows))
+    }
+
     pub async fn folder_rows(&self, folder: &str) -> MapiResult<Vec<Row>> {
         let rows: Rows = self
             .call(Method::GET, &format!("/v1/folders/{folder}"), None::<&()>)

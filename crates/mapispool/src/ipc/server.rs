@@ -10,7 +10,8 @@
 //! - `POST /v1/validate` `{on, flags}` — `ValidateState`
 //! - `POST /v1/submit` — the raw message as the body, the envelope as a JSON header
 //!   `x-mapispool-submission`; answers when the message is durable
-//! - `GET  /v1/queue`, `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
+//! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
+//!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
 
 use std::convert::Infallible;
@@ -137,6 +138,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/validate", post(validate))
         .route("/v1/submit", post(submit))
         .route("/v1/queue", get(queue))
+        .route("/v1/queue/recipients", get(queue_recipients))
         .route("/v1/abort", post(abort))
         .route("/v1/folders/{name}", get(folder))
         .route("/v1/messages/{entry_id}", get(message))
@@ -321,6 +323,18 @@ async fn queue(State(state): State<Shared>) -> ApiResult<Json<Rows>> {
         .await?
         .iter()
         .map(|q| row_to_wire(&q.to_row()))
+        .collect();
+    Ok(Json(Rows { rows }))
+}
+
+async fn queue_recipients(State(state): State<Shared>) -> ApiResult<Json<Rows>> {
+    let session = current(&state).await;
+    let rows = session
+        .outgoing_queue()
+        .await?
+        .iter()
+        .flat_map(|q| q.recipient_rows())
+        .map(|r| row_to_wire(&r))
         .collect();
     Ok(Json(Rows { rows }))
 }

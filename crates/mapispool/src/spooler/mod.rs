@@ -131,6 +131,7 @@ impl Spooler {
                 flushing: std::sync::Mutex::new((0, 0)),
             }),
         };
+        spooler.restore_offline().await;
         for slot in &spooler.inner.slots {
             spooler.log_on(slot).await;
         }
@@ -1222,15 +1223,36 @@ impl Spooler {
             }
             _ => self.inner.slots.iter().collect(),
         };
+        let switch = if flags & FORCE_XP_DISCONNECT != 0 {
+            Some(true)
+        } else if flags & FORCE_XP_CONNECT != 0 {
+            Some(false)
+        } else {
+            None
+        };
+        // Transports that came back online with mail to send.
+        let mut reconnected: Vec<String> = Vec::new();
         for slot in slots {
-            if flags & FORCE_XP_DISCONNECT != 0 {
-                slot.offline.store(true, Ordering::SeqCst);
-            } else if flags & FORCE_XP_CONNECT != 0 {
-                slot.offline.store(false, Ordering::SeqCst);
+            let _running = slot.busy.lock().await;
+            if let Some(offline) = switch {
+                // Saved first: the switch holds for later processes and restarts, or it is
+                // not thrown at all.
+                self.inner
+                    .store
+                    .set_sync_state(
+                        SPOOLER_STATE,
+                        &offline_key(&slot.config.name),
+                        if offline { "true" } else { "false" },
+                    )
+                    .await?;
+                let was = slot.offline.swap(offline, Ordering::SeqCst);
+                tracing::info!(transport = %slot.config.name, offline, "offline switch");
+                if was && !offline && slot.config.outbound.is_some() {
+                    reconnected.push(slot.config.name.clone());
+                }
             }
             let offline = slot.offline.load(Ordering::SeqCst);
             let idle = transport_idle_code(&slot.config, offline);
-            let _running = slot.busy.lock().await;
             self.inner.board.update(
                 &slot.kind,
                 vec![
@@ -1243,7 +1265,82 @@ impl Spooler {
                 self.log_on(slot).await;
             }
         }
+        if switch.is_some() {
+            self.show_spooler_offline();
+        }
+        // `send_on_reconnect`: what queued while offline goes out now (the transport's
+        // outbound only; receiving waits for its schedule or a flush). Otherwise it waits.
+        if self.inner.profile.spooler.send_on_reconnect && !reconnected.is_empty() {
+            let report = self
+                .run_flush(
+                    &reconnected,
+                    FlushFlags::UPLOAD | FlushFlags::NO_UI,
+                    Scope::default(),
+                )
+                .await;
+            tracing::info!(
+                transports = ?reconnected,
+                complete = report.is_complete(),
+                "sent what queued while offline"
+            );
+        }
         Ok(())
+    }
+
+    /// Whether transport `name` is offline now (`None`: no such transport).
+    pub fn is_offline(&self, name: &str) -> Option<bool> {
+        self.slot(name).map(|s| s.offline.load(Ordering::SeqCst))
+    }
+
+    /// Reads each transport's offline switch from the store (what `FORCE_XP_DISCONNECT` /
+    /// `FORCE_XP_CONNECT` last saved, by this process or another); a transport with none saved
+    /// keeps the profile's `[spooler] offline`. Then the rows say so.
+    async fn restore_offline(&self) {
+        for slot in &self.inner.slots {
+            match self
+                .inner
+                .store
+                .get_sync_state(SPOOLER_STATE, &offline_key(&slot.config.name))
+                .await
+            {
+                Ok(Some(saved)) => slot.offline.store(saved == "true", Ordering::SeqCst),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(transport = %slot.config.name, error = %e, "cannot read the saved offline switch; using the profile's")
+                }
+            }
+            let offline = slot.offline.load(Ordering::SeqCst);
+            self.inner.board.update(
+                &slot.kind,
+                vec![
+                    Prop::new(
+                        PR_STATUS_CODE,
+                        PropValue::Long(transport_idle_code(&slot.config, offline)),
+                    ),
+                    text(PR_STATUS_STRING, if offline { "Offline" } else { "Idle" }),
+                ],
+            );
+        }
+        self.show_spooler_offline();
+    }
+
+    /// The spooler row is `STATUS_OFFLINE` while every transport is offline, and
+    /// `STATUS_AVAILABLE` as soon as one is online.
+    fn show_spooler_offline(&self) {
+        let all = !self.inner.slots.is_empty()
+            && self
+                .inner
+                .slots
+                .iter()
+                .all(|s| s.offline.load(Ordering::SeqCst));
+        let (set, clear) = if all {
+            (STATUS_OFFLINE, STATUS_AVAILABLE)
+        } else {
+            (STATUS_AVAILABLE, STATUS_OFFLINE)
+        };
+        self.inner
+            .board
+            .change_bits(&StatusKind::Spooler, set, clear, Vec::new());
     }
 
     /// Updates each transport row's `PR_MSP_QUEUED_COUNT` from the store.
@@ -1337,6 +1434,11 @@ fn is_link_failure(e: &TransportError) -> bool {
 /// The sync-state "transport" under which the spooler keeps its own state (delay notices sent,
 /// offline switches); `@` cannot start a transport name, so it never collides with one.
 const SPOOLER_STATE: &str = "@spooler";
+
+/// The sync-state key of a transport's offline switch (under [`SPOOLER_STATE`]).
+fn offline_key(transport: &str) -> String {
+    format!("offline:{transport}")
+}
 
 /// A report (null sender, or a `REPORT.*` class): never answered by another report.
 fn is_report(message: &crate::store::MessageRecord) -> bool {

@@ -529,6 +529,53 @@ impl QueueEntry {
         row
     }
 
+    /// One row per recipient, for the per-recipient queue (`mapispool queue --recipients`):
+    /// the recipient's own columns ([`RecipientRecord::to_row`]: `PR_ROWID`,
+    /// `PR_DISPLAY_NAME`, `PR_EMAIL_ADDRESS`, `PR_RECIPIENT_TYPE`, `PR_MSP_ATTEMPTS`,
+    /// `PR_MSP_LAST_ERROR` with the server's words, `PR_MSP_NEXT_ATTEMPT_TIME`, ...) and the
+    /// message's (`PR_ENTRYID`, `PR_SUBJECT`, `PR_CLIENT_SUBMIT_TIME`, `PR_SENDER_NAME`,
+    /// `PR_MSP_TRANSPORT`); `PR_INSTANCE_KEY` is the entry ID and the row ID together.
+    ///
+    /// `PR_MSP_QUEUE_STATE` is the recipient's state in the queue's words: `sent` (delivered),
+    /// `failed`, `deferred` (waiting for its retry), and for one not tried yet the message's
+    /// own state (`queued`, `sending`, `scheduled`, or `deferred` when the message waits for a
+    /// retry); any open recipient of a message being sent now is `sending`.
+    pub fn recipient_rows(&self) -> Vec<Row> {
+        let m = &self.message;
+        let eid = m.entry_id().as_bytes().to_vec();
+        self.recipients
+            .iter()
+            .map(|r| {
+                let mut row = r.to_row();
+                let mut key = eid.clone();
+                key.extend_from_slice(&r.row_id.to_be_bytes());
+                row.set(PR_ENTRYID, PropValue::Binary(eid.clone()));
+                row.set(PR_INSTANCE_KEY, PropValue::Binary(key));
+                row.set(PR_SUBJECT, text(&m.subject));
+                set_opt_time(&mut row, PR_CLIENT_SUBMIT_TIME, m.client_submit_time);
+                row.set(
+                    PR_SENDER_NAME,
+                    text(
+                        m.sender_name
+                            .as_deref()
+                            .or(m.sender_address.as_deref())
+                            .unwrap_or(""),
+                    ),
+                );
+                set_opt_text(&mut row, PR_MSP_TRANSPORT, &m.transport);
+                let state = match r.state {
+                    RecipientState::Delivered => "sent",
+                    RecipientState::Failed => "failed",
+                    _ if self.state == QueueState::Sending => "sending",
+                    RecipientState::Deferred => "deferred",
+                    RecipientState::Pending => self.state.as_str(),
+                };
+                row.set(PR_MSP_QUEUE_STATE, text(state));
+                row
+            })
+            .collect()
+    }
+
     /// The `;`-joined names of the recipients of one type, as `PR_DISPLAY_TO` and friends show.
     pub fn display(&self, recipient_type: i32) -> String {
         self.recipients

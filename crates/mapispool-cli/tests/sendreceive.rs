@@ -1,0 +1,408 @@
+//! Issue 8 from the command line, through a running spooler daemon: `flush --message`,
+//! `flush --group`, `queue --recipients`, and `offline` / `online` that hold across one-shot
+//! commands and daemon restarts.
+//!
+//! Each test gives its processes their own `XDG_RUNTIME_DIR` (where the daemon's socket lives)
+//! through the child's environment, never this process's, so the tests can run side by side.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+    runtime: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = dir.path().join("rt");
+        std::fs::create_dir_all(&runtime).expect("runtime dir");
+        Env { dir, runtime }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A profile `name` whose transports are written by `transports` (TOML after `[store]`).
+    fn profile(&self, name: &str, rest: &str) -> PathBuf {
+        let path = self.path(&format!("{name}.toml"));
+        let text = format!(
+            "[store]\npath = \"{}\"\n\n{rest}",
+            self.path(&format!("{name}.db")).display()
+        );
+        std::fs::write(&path, text).expect("write profile");
+        path
+    }
+
+    /// A `dir` transport on the shared post office; its connect_command records the pid of the
+    /// process that flushes it (the shell's parent).
+    fn dir_transport(&self, name: &str, address: &str) -> String {
+        let po = self.path("po");
+        format!(
+            "[[transport]]\nname = \"{name}\"\naddress = \"{address}\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.connect_command]\ncommand = \"echo $PPID >> {pids}\"\n\n",
+            po = po.display(),
+            pids = self.path("flushed-by").display(),
+        )
+    }
+
+    fn cli(&self, profile: &Path) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mapispool"));
+        c.env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("NO_COLOR", "1")
+            .arg("--profile")
+            .arg(profile);
+        c
+    }
+
+    fn run(&self, profile: &Path, args: &[&str]) -> Output {
+        self.cli(profile)
+            .args(args)
+            .output()
+            .expect("mapispool runs")
+    }
+
+    fn ok(&self, profile: &Path, args: &[&str]) -> String {
+        let out = self.run(profile, args);
+        assert!(
+            out.status.success(),
+            "mapispool {args:?}: {:?}\n{}\n{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    fn submit(&self, profile: &Path, from: &str, to: &str, subject: &str) -> String {
+        let mut child = self
+            .cli(profile)
+            .arg("submit")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("submit starts");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(
+                format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nbody\r\n")
+                    .as_bytes(),
+            )
+            .expect("write");
+        let out = child.wait_with_output().expect("submit ends");
+        assert!(out.status.success(), "submit: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    }
+
+    fn start_daemon(&self, profile: &Path) -> Daemon {
+        let child = self
+            .cli(profile)
+            .arg("spooler")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spooler starts");
+        let name = mapispool::ipc::socket_path(profile);
+        let socket = self
+            .runtime
+            .join("mapispool")
+            .join(name.file_name().expect("socket name"));
+        wait_until("the daemon's socket", || socket.exists());
+        Daemon { child, socket }
+    }
+
+    fn delivered(&self, address: &str) -> usize {
+        std::fs::read_dir(self.path("po").join(address).join("new"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// The pids of the processes that flushed (ran a connect_command), in order.
+    fn flushed_by(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.path("flushed-by"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().expect("a pid"))
+            .collect()
+    }
+}
+
+/// A daemon that is stopped (SIGTERM, then waited for) when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_until("the socket to go", || !self.socket.exists());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The subjects `queue --json` lists.
+fn queued_subjects(env: &Env, profile: &Path) -> Vec<String> {
+    let rows = json(&env.ok(profile, &["queue", "--json", "--columns", "PR_SUBJECT"]));
+    rows["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["PR_SUBJECT"].as_str().expect("subject").to_string())
+        .collect()
+}
+
+#[test]
+fn flush_message_and_flush_group_go_through_the_daemon() {
+    let env = Env::new();
+    let alice = env.profile(
+        "alice",
+        &format!(
+            "{}{}[[group]]\nname = \"outgoing\"\ntransports = [\"local\"]\ndirection = \"send\"\n",
+            env.dir_transport("local", "alice@localhost"),
+            env.dir_transport("other", "alice.other@localhost"),
+        ),
+    );
+    let bob = env.profile("bob", &env.dir_transport("local", "bob@localhost"));
+    env.ok(&bob, &["validate"]); // bob's mailbox exists
+    std::fs::remove_file(env.path("flushed-by")).ok();
+
+    let daemon = env.start_daemon(&alice);
+    let first = env.submit(&alice, "alice@localhost", "bob@localhost", "first");
+    env.submit(&alice, "alice@localhost", "bob@localhost", "second");
+
+    // flush --message: only that message moves, and the daemon moved it.
+    let report = json(&env.ok(&alice, &["flush", "--message", &first, "--json"]));
+    assert_eq!(
+        report["transports"].as_array().expect("transports").len(),
+        1
+    );
+    assert_eq!(env.delivered("bob@localhost"), 1);
+    assert_eq!(queued_subjects(&env, &alice), vec!["second"]);
+    assert_eq!(
+        env.flushed_by(),
+        vec![daemon.pid()],
+        "flushed in the daemon"
+    );
+
+    // The per-recipient queue, through the daemon, with --where and --columns.
+    let rows = json(&env.ok(
+        &alice,
+        &[
+            "queue",
+            "--recipients",
+            "--json",
+            "--where",
+            "PR_MSP_QUEUE_STATE == \"queued\"",
+            "--columns",
+            "PR_SUBJECT,PR_EMAIL_ADDRESS,PR_MSP_QUEUE_STATE,PR_MSP_ATTEMPTS",
+        ],
+    ));
+    let rows = rows["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["PR_SUBJECT"], "second");
+    assert_eq!(rows[0]["PR_EMAIL_ADDRESS"], "bob@localhost");
+    assert_eq!(rows[0]["PR_MSP_ATTEMPTS"], 0);
+
+    // flush --group: the group's transport only, upload only (direction = "send").
+    let report = json(&env.ok(&alice, &["flush", "--group", "outgoing", "--json"]));
+    let transports = report["transports"].as_array().expect("transports");
+    assert_eq!(transports.len(), 1, "{report}");
+    assert_eq!(transports[0]["transport"], "local");
+    assert_eq!(transports[0]["download"], false, "{report}");
+    assert_eq!(env.delivered("bob@localhost"), 2);
+    assert!(queued_subjects(&env, &alice).is_empty());
+    assert_eq!(env.flushed_by(), vec![daemon.pid(), daemon.pid()]);
+
+    // Errors cross the socket: an unknown group, a message no longer queued.
+    let out = env.run(&alice, &["flush", "--group", "nosuch"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
+    let out = env.run(&alice, &["flush", "--message", &first]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("MAPI_E_NOT_IN_QUEUE"),
+        "{}",
+        stderr(&out)
+    );
+    daemon.stop();
+}
+
+/// An SMTP transport's host and port: a listener that only counts the connections it accepts.
+struct CountingServer {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl CountingServer {
+    fn start() -> CountingServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                count.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        CountingServer { port, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+fn transport_row(env: &Env, profile: &Path, name: &str) -> Value {
+    let rows = json(&env.ok(profile, &["status", "--json"]));
+    rows["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["PR_DISPLAY_NAME"] == name)
+        .unwrap_or_else(|| panic!("no row {name}: {rows}"))
+        .clone()
+}
+
+#[test]
+fn offline_holds_through_the_daemon_one_shot_commands_and_restarts() {
+    let env = Env::new();
+    let server = CountingServer::start();
+    let alice = env.profile(
+        "alice",
+        &format!(
+            "[spooler]\ntimeout = \"5s\"\n\n[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            server.port
+        ),
+    );
+    let daemon = env.start_daemon(&alice);
+    let said = env.ok(&alice, &["offline", "--transport", "smtp"]);
+    assert!(said.starts_with("smtp: offline"), "{said}");
+    let row = transport_row(&env, &alice, "smtp");
+    assert!(
+        row["PR_STATUS_CODE_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("OFFLINE")),
+        "{row}"
+    );
+    assert_eq!(row["PR_STATUS_STRING"], "Offline");
+
+    env.submit(
+        &alice,
+        "alice@example.com",
+        "bob@example.com",
+        "offline one",
+    );
+    let out = env.run(&alice, &["flush"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("offline"), "{}", stdout(&out));
+    assert_eq!(queued_subjects(&env, &alice), vec!["offline one"]);
+
+    // Without the daemon, one-shot commands see the same switch.
+    daemon.stop();
+    let row = transport_row(&env, &alice, "smtp");
+    assert_eq!(row["PR_STATUS_STRING"], "Offline", "{row}");
+    let out = env.run(&alice, &["flush", "--upload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // And a restarted daemon too.
+    let daemon = env.start_daemon(&alice);
+    let out = env.run(&alice, &["flush", "--upload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(server.accepted(), 0, "nothing connected while offline");
+
+    // Online (send_on_reconnect is off): nothing is sent until a flush.
+    let said = env.ok(&alice, &["online"]);
+    assert!(said.contains("smtp: online (1 queued"), "{said}");
+    assert_eq!(server.accepted(), 0);
+    let row = transport_row(&env, &alice, "smtp");
+    assert!(
+        row["PR_STATUS_CODE_text"]
+            .as_str()
+            .is_some_and(|t| !t.contains("OFFLINE")),
+        "{row}"
+    );
+    env.run(&alice, &["flush", "--upload"]);
+    assert!(server.accepted() >= 1, "a flush connects once online");
+    daemon.stop();
+}
+
+#[test]
+fn online_with_send_on_reconnect_sends_the_queue_at_once() {
+    let env = Env::new();
+    let alice = env.profile(
+        "alice",
+        &format!(
+            "[spooler]\nsend_on_reconnect = true\n\n{}",
+            env.dir_transport("local", "alice@localhost")
+        ),
+    );
+    let bob = env.profile("bob", &env.dir_transport("local", "bob@localhost"));
+    env.ok(&bob, &["validate"]);
+    // No daemon: each command is its own process, and the switch is in the store.
+    let said = env.ok(&alice, &["offline", "--json"]);
+    assert_eq!(json(&said)[0]["offline"], true);
+    env.submit(&alice, "alice@localhost", "bob@localhost", "held");
+    assert_eq!(env.delivered("bob@localhost"), 0);
+    let said = env.ok(&alice, &["online"]);
+    assert_eq!(said.trim(), "local: online (nothing queued)");
+    assert_eq!(env.delivered("bob@localhost"), 1);
+}
