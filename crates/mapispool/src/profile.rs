@@ -416,7 +416,16 @@ pub struct SmtpConfig {
     pub max_messages_per_connection: Option<u32>,
     /// Use PIPELINING when the server offers it; default true.
     pub pipelining: bool,
+    /// How many connections a flush may open to the server at once (`connections`, 1 to
+    /// [`MAX_SMTP_CONNECTIONS`], default [`DEFAULT_SMTP_CONNECTIONS`]). Messages are handed out
+    /// in queue order; with more than one connection they may finish out of order.
+    pub connections: u32,
 }
+
+/// `connections` of an SMTP transport when the profile does not say.
+pub const DEFAULT_SMTP_CONNECTIONS: u32 = 4;
+/// The most `connections` a profile may ask for.
+pub const MAX_SMTP_CONNECTIONS: u32 = 32;
 
 /// `[transport.inbound]` with `kind = "imap"`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -136,6 +136,7 @@ async fn smtp_to_postfix_to_dovecot_then_imap_and_pop3() {
                 insecure_skip_verify: false,
                 max_messages_per_connection: None,
                 pipelining: true,
+                connections: 1,
             })),
             inbound: None,
             connect_command: None,

@@ -37,6 +37,7 @@ fn smtp_config(port: u16, security: Security) -> SmtpConfig {
         insecure_skip_verify: false,
         max_messages_per_connection: None,
         pipelining: true,
+        connections: 1,
     }
 }
 

@@ -301,11 +301,69 @@ fn smtp_transport(name: &str, address: &str, port: u16) -> mapispool::profile::T
             insecure_skip_verify: false,
             max_messages_per_connection: None,
             pipelining: true,
+            connections: 1,
         })),
         inbound: None,
         connect_command: None,
         flush_queues: true,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_connections_send_every_message_exactly_once_in_queue_order_of_handout() {
+    let server = fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
+        // Slow greetings: the workers' connections are open at the same time.
+        greeting_delay: Duration::from_millis(50),
+        ..fake_smtp::Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let mut transport = smtp_transport("smtp", "alice@example.com", server.port);
+    if let Some(mapispool::profile::OutboundConfig::Smtp(c)) = &mut transport.outbound {
+        c.connections = 4;
+    }
+    let alice = logon(world.profile("alice", vec![transport])).await;
+    let n = 60;
+    for i in 0..n {
+        submit(&alice, "bob@example.com", &format!("parallel {i:03}")).await;
+    }
+    let report = upload(&alice).await;
+    let subjects_sent: Vec<String> = report.transports[0]
+        .messages
+        .iter()
+        .map(|m| {
+            assert_eq!(m.outcome, MessageOutcome::Sent, "{}", m.subject);
+            m.subject.clone()
+        })
+        .collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("parallel {i:03}")).collect();
+    assert_eq!(
+        subjects_sent, expected,
+        "the report lists messages in queue order"
+    );
+    let mut got: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            let text = String::from_utf8_lossy(&r.data);
+            text.lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+                .expect("subject")
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected, "every message exactly once");
+    assert!(
+        server.connections() <= 4,
+        "at most `connections` connections: {}",
+        server.connections()
+    );
+    assert!(
+        server.peak_open() >= 2,
+        "connections in parallel: peak {}",
+        server.peak_open()
+    );
+    assert!(queued_subjects(&alice).await.is_empty());
 }
 
 #[tokio::test]

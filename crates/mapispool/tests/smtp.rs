@@ -32,6 +32,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
         insecure_skip_verify: false,
         max_messages_per_connection: None,
         pipelining: true,
+        connections: 1,
     }
 }
 

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::{DEFAULT_SMTP_CONNECTIONS, MAX_SMTP_CONNECTIONS};
+
 use super::{
     AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapConfig,
     InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind, Pop3Config, Profile,
@@ -167,6 +169,7 @@ raw_endpoint!(RawOutbound, kind: OutboundKind, {
     insecure_skip_verify: bool,
     max_messages_per_connection: u32,
     pipelining: bool,
+    connections: u32,
     path: String,
 });
 
@@ -210,7 +213,12 @@ const SERVER_KEYS: [&str; 9] = [
     "password_keyring",
 ];
 const TLS_KEYS: [&str; 2] = ["ca_file", "insecure_skip_verify"];
-const SMTP_KEYS: [&str; 3] = ["auth", "max_messages_per_connection", "pipelining"];
+const SMTP_KEYS: [&str; 4] = [
+    "auth",
+    "max_messages_per_connection",
+    "pipelining",
+    "connections",
+];
 const IMAP_KEYS: [&str; 3] = ["folder", "after_download", "idle"];
 const POP3_KEYS: [&str; 3] = ["apop", "leave_on_server", "leave_days"];
 const DIR_KEYS: [&str; 1] = ["path"];
@@ -714,6 +722,20 @@ impl Site<'_> {
         }
     }
 
+    fn connections(&self, table: &'static str, n: Option<u32>) -> Result<u32, Issue> {
+        match n {
+            None => Ok(DEFAULT_SMTP_CONNECTIONS),
+            Some(n @ 1..=MAX_SMTP_CONNECTIONS) => Ok(n),
+            Some(n) => Err(self.issue(
+                table,
+                "connections",
+                format!(
+                    "connections = {n} in [transport.{table}] is invalid, expected 1 to {MAX_SMTP_CONNECTIONS}"
+                ),
+            )),
+        }
+    }
+
     fn dir(&self, table: &'static str, path: Option<String>) -> Result<DirConfig, Issue> {
         let Some(path) = path else {
             return Err(self.issue(
@@ -819,6 +841,7 @@ impl Site<'_> {
                     insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
                     max_messages_per_connection: raw.max_messages_per_connection,
                     pipelining: raw.pipelining.unwrap_or(true),
+                    connections: self.connections(TABLE, raw.connections)?,
                 }))
             }
         }
@@ -953,6 +976,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 insecure_skip_verify: Some(smtp.insecure_skip_verify),
                 max_messages_per_connection: smtp.max_messages_per_connection,
                 pipelining: Some(smtp.pipelining),
+                connections: Some(smtp.connections),
                 ..RawOutbound::empty(OutboundKind::Smtp)
             })
         }
@@ -1049,6 +1073,7 @@ impl RawOutbound {
             insecure_skip_verify: None,
             max_messages_per_connection: None,
             pipelining: None,
+            connections: None,
             path: None,
         }
     }

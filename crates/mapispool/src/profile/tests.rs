@@ -167,6 +167,7 @@ host = "imap.example.com"
             insecure_skip_verify: false,
             max_messages_per_connection: None,
             pipelining: true,
+            connections: crate::profile::DEFAULT_SMTP_CONNECTIONS,
         }))
     );
     assert_eq!(
@@ -352,7 +353,7 @@ fn unknown_key_names_file_line_column_and_allowed_keys() {
     let expected = "/p/profile.toml:6:3: unknown key \"hostname\" in [transport.outbound], \
          expected one of: kind, host, port, security, username, password_command, \
          password_file, password_env, password_prompt, password_keyring, auth, ca_file, \
-         insecure_skip_verify, max_messages_per_connection, pipelining, path\n  |\n6 |   hostname = \
+         insecure_skip_verify, max_messages_per_connection, pipelining, connections, path\n  |\n6 |   hostname = \
          \"smtp.example.com\"\n  |   ^^^^^^^^";
     assert_eq!(message, expected);
     match parse(text) {

@@ -29,7 +29,7 @@ use crate::flush::{
     FlushFlags, FlushReport, MessageOutcome, MessageReport, RecipientReport, TransportReport,
 };
 use crate::message::header_block;
-use crate::profile::{Profile, TransportConfig};
+use crate::profile::{OutboundConfig, Profile, TransportConfig};
 use crate::status::{StatusBoard, StatusKind, initial_rows, transport_idle_code};
 use crate::store::{
     DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
@@ -45,6 +45,42 @@ use sink::StoreSink;
 /// How many messages one lease takes: small, so a slow server does not hold many messages
 /// leased while it works through them.
 const LEASE_BATCH: u32 = 32;
+/// The most messages one lease takes when the queue is long.
+const LEASE_BATCH_MAX: u32 = 128;
+
+/// How many messages to lease next: [`LEASE_BATCH`] at first, then as many as the flush has
+/// taken so far (fewer lease transactions for a long queue), at most [`LEASE_BATCH_MAX`].
+fn lease_batch(taken: usize) -> u32 {
+    LEASE_BATCH
+        .max(u32::try_from(taken).unwrap_or(u32::MAX))
+        .min(LEASE_BATCH_MAX)
+}
+
+/// The messages of one flush's upload, shared by its workers.
+#[derive(Default)]
+struct UploadQueue {
+    /// Leased and not yet handed to a worker, in lease (queue) order, with their 1-based
+    /// position in the flush.
+    pending: std::collections::VecDeque<(usize, LeasedMessage)>,
+    /// Every message handed out this flush.
+    attempted: Vec<MessageId>,
+    /// Leased again after being tried (FLUSH_FORCE): released when the flush ends.
+    held: Vec<MessageId>,
+    /// Nothing more is due.
+    exhausted: bool,
+    /// The server cannot be reached: the rest wait for the next attempt.
+    connect_error: Option<TransportError>,
+    lease_error: Option<MapiError>,
+    reports: Vec<(usize, MessageReport)>,
+}
+
+/// Whether a flush's first connection is up, which lets the other workers start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Waiting,
+    Connected,
+    Done,
+}
 
 /// The spooler of one profile. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -66,6 +102,9 @@ struct Inner {
     /// `STATUS_OUTBOUND_FLUSH` / `STATUS_INBOUND_FLUSH` is cleared only when the last one of
     /// that direction ends, not when the first of two overlapping flushes does.
     flushing: std::sync::Mutex<(u32, u32)>,
+    /// Upload workers write to the store one at a time: SQLite takes one writer, and a
+    /// writer that finds the lock taken sleeps in the busy handler (milliseconds).
+    store_writes: AsyncMutex<()>,
 }
 
 /// What a flush covers beyond its flags.
@@ -129,6 +168,7 @@ impl Spooler {
                 slots,
                 background: std::sync::Mutex::new(Vec::new()),
                 flushing: std::sync::Mutex::new((0, 0)),
+                store_writes: AsyncMutex::new(()),
             }),
         };
         spooler.restore_offline().await;
@@ -616,86 +656,36 @@ impl Spooler {
                 phase("sending"),
             ],
         );
-        let mut outbound: Option<Outbound> = None;
-        let mut attempted: Vec<MessageId> = Vec::new();
-        let mut held: Vec<MessageId> = Vec::new();
-        let mut connect_error: Option<TransportError> = None;
         let total_hint = if scope.only.is_some() {
             1
         } else {
             self.queued_for(name).await
         };
-        loop {
-            let leased = match store
-                .lease_due(
-                    &self.inner.owner,
-                    FileTime::now(),
-                    self.lease_time(),
-                    LEASE_BATCH,
-                    LeaseFilter {
-                        transport: Some(name.clone()),
-                        // One message named by the caller is tried now whatever its backoff says.
-                        include_backoff: flags.contains(FlushFlags::FORCE) || scope.only.is_some(),
-                        only: scope.only,
-                    },
-                )
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    fail(report, &e);
-                    break;
-                }
-            };
-            if leased.is_empty() {
-                break;
-            }
-            // FLUSH_FORCE makes deferred messages due again at once; each is tried once a flush.
-            // One already tried stays leased until the flush ends, so that the next lease
-            // reaches past it instead of taking the same batch again (which left every message
-            // after the first batch untried).
-            let (fresh, seen): (Vec<_>, Vec<_>) = leased
-                .into_iter()
-                .partition(|m| !attempted.contains(&m.message.id));
-            held.extend(seen.into_iter().map(|m| m.message.id));
-            for message in fresh {
-                attempted.push(message.message.id);
-                let done = attempted.len();
-                let total = total_hint.max(done);
-                board.update(
-                    &slot.kind,
-                    vec![
-                        text(PR_STATUS_STRING, &format!("Sending {done} of {total}")),
-                        Prop::new(
-                            PR_REMOTE_PROGRESS,
-                            PropValue::Long(((done - 1) * 100 / total) as i32),
-                        ),
-                        text(PR_REMOTE_PROGRESS_TEXT, &format!("{done} of {total}")),
-                    ],
-                );
-                let results = if let Some(err) = &connect_error {
-                    Err(err.clone())
-                } else {
-                    self.send_one(slot, flags, &mut outbound, &message).await
-                };
-                if let Err(e) = &results
-                    && is_link_failure(e)
-                {
-                    // The server cannot be reached: the rest of the queue waits for the next
-                    // attempt rather than each message timing out in turn.
-                    connect_error = Some(e.clone());
-                }
-                report
-                    .messages
-                    .push(self.finish_message(&message, results).await);
-            }
-        }
-        for id in held {
+        // Up to `connections` workers, each with its own connection, take messages from one
+        // queue in lease order. The first connects alone; the others join once it has, so a
+        // server that cannot be reached costs one failed connection, not one per worker.
+        let connections = match &slot.config.outbound {
+            Some(OutboundConfig::Smtp(c)) if scope.only.is_none() => c.connections.max(1),
+            _ => 1,
+        };
+        let queue = AsyncMutex::new(UploadQueue::default());
+        let (gate, _) = tokio::sync::watch::channel(Gate::Waiting);
+        let workers = (0..connections as usize).map(|worker| {
+            self.upload_worker(slot, flags, scope, total_hint, &queue, &gate, worker)
+        });
+        futures_util::future::join_all(workers).await;
+        let q = queue.into_inner();
+        for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
         }
-        if let Some(mut o) = outbound {
-            o.close().await;
+        if let Some(e) = &q.lease_error {
+            fail(report, e);
         }
+        let mut done = q.reports;
+        done.sort_by_key(|(index, _)| *index);
+        report.messages.extend(done.into_iter().map(|(_, r)| r));
+        let attempted = q.attempted;
+        let connect_error = q.connect_error;
         let sent = report.count(MessageOutcome::Sent);
         let waiting = report.count(MessageOutcome::Deferred);
         let failed = report.count(MessageOutcome::Failed) + report.count(MessageOutcome::Partial);
@@ -736,6 +726,141 @@ impl Spooler {
         link
     }
 
+    /// One of a flush's upload workers: takes the next message from `queue` (leasing the
+    /// next batch when it runs dry), sends it over this worker's own connection and records
+    /// the outcome, until nothing is due.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_worker(
+        &self,
+        slot: &Slot,
+        flags: FlushFlags,
+        scope: Scope,
+        total_hint: usize,
+        queue: &AsyncMutex<UploadQueue>,
+        gate: &tokio::sync::watch::Sender<Gate>,
+        worker: usize,
+    ) {
+        let board = &self.inner.board;
+        let store = &self.inner.store;
+        let name = &slot.config.name;
+        if worker > 0 {
+            let mut rx = gate.subscribe();
+            match rx.wait_for(|g| *g != Gate::Waiting).await {
+                Ok(g) if *g == Gate::Connected => {}
+                _ => return,
+            }
+        }
+        let mut outbound: Option<Outbound> = None;
+        loop {
+            let (index, message, connect_error) = {
+                let mut q = queue.lock().await;
+                if q.pending.is_empty() && !q.exhausted {
+                    let leased = {
+                        let _writing = self.inner.store_writes.lock().await;
+                        store
+                            .lease_due(
+                                &self.inner.owner,
+                                FileTime::now(),
+                                self.lease_time(),
+                                lease_batch(q.attempted.len()),
+                                LeaseFilter {
+                                    transport: Some(name.clone()),
+                                    // One message named by the caller is tried now whatever its
+                                    // backoff says.
+                                    include_backoff: flags.contains(FlushFlags::FORCE)
+                                        || scope.only.is_some(),
+                                    only: scope.only,
+                                },
+                            )
+                            .await
+                    };
+                    match leased {
+                        Ok(leased) if leased.is_empty() => q.exhausted = true,
+                        Ok(leased) => {
+                            // FLUSH_FORCE makes deferred messages due again at once; each is
+                            // tried once a flush. One already tried stays leased until the
+                            // flush ends, so that the next lease reaches past it instead of
+                            // taking the same batch again.
+                            for m in leased {
+                                if q.attempted.contains(&m.message.id) {
+                                    q.held.push(m.message.id);
+                                } else {
+                                    q.attempted.push(m.message.id);
+                                    let index = q.attempted.len();
+                                    q.pending.push_back((index, m));
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            q.lease_error = Some(e);
+                            q.exhausted = true;
+                        }
+                    }
+                }
+                match q.pending.pop_front() {
+                    Some((index, m)) => (index, m, q.connect_error.clone()),
+                    None if q.exhausted => break,
+                    None => continue,
+                }
+            };
+            let total = total_hint.max(index);
+            board.update(
+                &slot.kind,
+                vec![
+                    text(PR_STATUS_STRING, &format!("Sending {index} of {total}")),
+                    Prop::new(
+                        PR_REMOTE_PROGRESS,
+                        PropValue::Long(((index - 1) * 100 / total) as i32),
+                    ),
+                    text(PR_REMOTE_PROGRESS_TEXT, &format!("{index} of {total}")),
+                ],
+            );
+            let results = if let Some(err) = connect_error {
+                Err(err)
+            } else {
+                self.send_one(slot, flags, &mut outbound, &message, worker == 0)
+                    .await
+            };
+            if outbound.is_some() {
+                gate.send_if_modified(|g| {
+                    let changed = *g == Gate::Waiting;
+                    if changed {
+                        *g = Gate::Connected;
+                    }
+                    changed
+                });
+            }
+            if let Err(e) = &results
+                && is_link_failure(e)
+            {
+                // The server cannot be reached: the rest of the queue waits for the next
+                // attempt rather than each message timing out in turn.
+                let mut q = queue.lock().await;
+                if q.connect_error.is_none() {
+                    q.connect_error = Some(e.clone());
+                }
+            }
+            let done = {
+                let _writing = self.inner.store_writes.lock().await;
+                self.finish_message(&message, results).await
+            };
+            queue.lock().await.reports.push((index, done));
+        }
+        if worker == 0 {
+            // Workers still waiting to connect have nothing left to do.
+            gate.send_if_modified(|g| {
+                let changed = *g == Gate::Waiting;
+                if changed {
+                    *g = Gate::Done;
+                }
+                changed
+            });
+        }
+        if let Some(mut o) = outbound {
+            o.close().await;
+        }
+    }
+
     /// Sends one leased message, connecting first if this flush has not yet.
     async fn send_one(
         &self,
@@ -743,6 +868,7 @@ impl Spooler {
         flags: FlushFlags,
         outbound: &mut Option<Outbound>,
         message: &LeasedMessage,
+        run_connect_command: bool,
     ) -> Result<Vec<(u32, RecipientResult)>, TransportError> {
         let expire = self.inner.profile.spooler.expire_after;
         let submitted = message
@@ -778,7 +904,9 @@ impl Spooler {
                 &slot.config.name,
                 !flags.contains(FlushFlags::NO_UI),
             )?;
-            self.run_connect_command(&slot.config).await?;
+            if run_connect_command {
+                self.run_connect_command(&slot.config).await?;
+            }
             self.inner.board.update(
                 &slot.kind,
                 vec![text(PR_STATUS_STRING, "Connecting"), phase("connecting")],

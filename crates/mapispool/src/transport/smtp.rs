@@ -1176,6 +1176,7 @@ mod tests {
             insecure_skip_verify: false,
             max_messages_per_connection: None,
             pipelining: true,
+            connections: 1,
         }
     }
 

@@ -63,6 +63,9 @@ pub struct Log {
     pub received: Vec<Received>,
     pub connections: usize,
     pub commands: Vec<String>,
+    /// Connections open now, and the most that were open at once.
+    pub open: usize,
+    pub peak_open: usize,
     messages_started: usize,
     rset_421_done: bool,
     drop_done: bool,
@@ -91,7 +94,13 @@ impl FakeSmtp {
                 let knobs = knobs.clone();
                 let log = l.clone();
                 tokio::spawn(async move {
-                    let _ = serve(tcp, knobs, log).await;
+                    {
+                        let mut l = log.lock().expect("log");
+                        l.open += 1;
+                        l.peak_open = l.peak_open.max(l.open);
+                    }
+                    let _ = serve(tcp, knobs, log.clone()).await;
+                    log.lock().expect("log").open -= 1;
                 });
             }
         });
@@ -103,6 +112,9 @@ impl FakeSmtp {
     }
     pub fn connections(&self) -> usize {
         self.log.lock().expect("log").connections
+    }
+    pub fn peak_open(&self) -> usize {
+        self.log.lock().expect("log").peak_open
     }
     pub fn commands(&self) -> Vec<String> {
         self.log.lock().expect("log").commands.clone()
