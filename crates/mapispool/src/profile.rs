@@ -440,6 +440,10 @@ pub struct ImapConfig {
     pub username: Option<String>,
     /// Where the password comes from.
     pub credential: Option<Credential>,
+    /// The mechanism to insist on (`auth`, as for SMTP): `plain` (AUTHENTICATE PLAIN), `login`
+    /// (the LOGIN command) or `xoauth2` (AUTHENTICATE XOAUTH2, the credential giving the bearer
+    /// token). When absent: AUTHENTICATE PLAIN if the server advertises `AUTH=PLAIN`, else LOGIN.
+    pub auth: Option<SmtpAuth>,
     /// The folder to fetch from; default `INBOX`.
     pub folder: String,
     /// What to do on the server once a message is safely in the store; default `seen`.

@@ -8,8 +8,16 @@ use std::os::unix::fs::MetadataExt;
 use dovecot::*;
 use mapi::constants::STATUS_FAILURE;
 use mapispool::Session;
-use mapispool::profile::{AfterDownload, ImapConfig, InboundConfig, Security};
+use std::sync::{Arc, Mutex};
+
+use mapispool::profile::{
+    AfterDownload, Credential, ImapConfig, InboundConfig, Security, SmtpAuth,
+};
 use mapispool::status::StatusKind;
+use mapispool::transport::TransportErrorKind;
+use mapispool::transport::imap::ImapInbound;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 
 async fn session(dir: &std::path::Path, config: ImapConfig) -> Session {
     Session::logon_local(profile(dir, InboundConfig::Imap(config)))
@@ -177,4 +185,188 @@ async fn tls_and_starttls_with_ca_file_or_insecure_and_a_failure_without() {
     let report = download(&s).await;
     assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
+}
+
+#[tokio::test]
+async fn logs_in_with_authenticate_plain_when_advertised_and_login_when_asked() {
+    let dovecot = Dovecot::start(&[("test", "pw")], false);
+    let sent = dovecot.preload("test", 2, 300);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), dovecot.imap("test", "pw")).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(sorted(inbox(&s).await), sorted(sent));
+    // (Dovecot logs LOGIN as method=PLAIN too; which command went out is checked in
+    // imap.rs's unit tests and by the scripted server below.)
+    assert!(dovecot.log().contains("method=PLAIN"), "{}", dovecot.log());
+    s.logoff().await;
+
+    // `auth = "login"` insists on the LOGIN command.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = dovecot.imap("test", "pw");
+    config.auth = Some(SmtpAuth::Login);
+    let s = session(dir.path(), config).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(report.transports[0].received, 2);
+
+    // A wrong password under AUTHENTICATE PLAIN: the server's words, no password.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = dovecot.imap("test", "nope-pw");
+    config.auth = Some(SmtpAuth::Plain);
+    let s = session(dir.path(), config).await;
+    let part = download(&s).await.transports[0].clone();
+    let error = part.error.expect("refused");
+    assert!(error.contains("AUTHENTICATE PLAIN"), "{error}");
+    assert!(error.contains("Authentication failed"), "{error}");
+    assert!(!error.contains("nope-pw"), "{error}");
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
+
+    // XOAUTH2 where the server does not offer it: refused before anything is sent.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = dovecot.imap("test", "pw");
+    config.auth = Some(SmtpAuth::Xoauth2);
+    let s = session(dir.path(), config).await;
+    let error = download(&s).await.transports[0]
+        .error
+        .clone()
+        .expect("not offered");
+    assert!(
+        error.contains("does not offer AUTHENTICATE XOAUTH2"),
+        "{error}"
+    );
+}
+
+/// A scripted IMAP server for AUTHENTICATE XOAUTH2: greets, answers CAPABILITY with
+/// AUTH=XOAUTH2, takes the token `good-token` for `test` and refuses any other after sending
+/// its error details as a challenge (which the client must answer with an empty line). Then
+/// serves an empty INBOX. Returns the port and the lines it read.
+async fn xoauth2_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = lines.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut io = BufReader::new(tcp);
+
+                out(&mut io, "* OK fake IMAP ready\r\n".into()).await?;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if io.read_line(&mut line).await? == 0 {
+                        return Ok::<(), std::io::Error>(());
+                    }
+                    let l = line.trim_end().to_string();
+                    log.lock().expect("log").push(l.clone());
+                    let (tag, cmd) = l.split_once(' ').unwrap_or((&l, ""));
+                    let upper = cmd.to_ascii_uppercase();
+                    let reply = if upper == "CAPABILITY" {
+                        format!("* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n{tag} OK done\r\n")
+                    } else if upper == "AUTHENTICATE XOAUTH2" {
+                        out(&mut io, "+ \r\n".into()).await?;
+                        line.clear();
+                        io.read_line(&mut line).await?;
+                        let token = line.trim_end().to_string();
+                        log.lock().expect("log").push(token.clone());
+                        let want = b64(b"user=test\x01auth=Bearer good-token\x01\x01");
+                        if token == want {
+                            format!("{tag} OK [CAPABILITY IMAP4rev1] logged in\r\n")
+                        } else {
+                            // RFC 7628: error details as a challenge, an empty answer, then NO.
+                            out(&mut io, "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n".into()).await?;
+                            line.clear();
+                            io.read_line(&mut line).await?;
+                            log.lock()
+                                .expect("log")
+                                .push(format!("after-challenge:{}", line.trim_end()));
+                            format!("{tag} NO [AUTHENTICATIONFAILED] Invalid token\r\n")
+                        }
+                    } else if upper.starts_with("SELECT") {
+                        format!(
+                            "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] done\r\n"
+                        )
+                    } else if upper == "LOGOUT" {
+                        out(&mut io, format!("* BYE\r\n{tag} OK bye\r\n")).await?;
+                        return Ok(());
+                    } else {
+                        format!("{tag} BAD unexpected\r\n")
+                    };
+                    out(&mut io, reply).await?;
+                }
+            });
+        }
+    });
+    (port, lines)
+}
+
+async fn out(io: &mut BufReader<TcpStream>, s: String) -> std::io::Result<()> {
+    io.get_mut().write_all(s.as_bytes()).await
+}
+
+fn b64(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in input.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            out.push(if i <= c.len() {
+                A[(n >> shift) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn xoauth2_config(port: u16, token: &str) -> ImapConfig {
+    ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some("test".into()),
+        credential: Some(Credential::Command(format!("printf '%s\\n' '{token}'"))),
+        auth: Some(SmtpAuth::Xoauth2),
+        folder: "INBOX".into(),
+        after_download: AfterDownload::Seen,
+        idle: false,
+        ca_file: None,
+        insecure_skip_verify: false,
+    }
+}
+
+#[tokio::test]
+async fn authenticate_xoauth2_sends_the_token_and_answers_the_error_challenge() {
+    let (port, lines) = xoauth2_server().await;
+    let mut imap = ImapInbound::new(&xoauth2_config(port, "good-token"), "mail", "t@x", false);
+    imap.connect().await.expect("XOAUTH2 accepted");
+    imap.close().await;
+    {
+        let lines = lines.lock().expect("log");
+        assert!(
+            lines.iter().any(|l| l.ends_with("AUTHENTICATE XOAUTH2")),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("LOGIN ")),
+            "no LOGIN: {lines:?}"
+        );
+    }
+
+    lines.lock().expect("log").clear();
+    let mut imap = ImapInbound::new(&xoauth2_config(port, "stale-token"), "mail", "t@x", false);
+    let error = imap.connect().await.expect_err("refused");
+    assert_eq!(error.kind, TransportErrorKind::Auth);
+    assert!(error.message.contains("AUTHENTICATE XOAUTH2"), "{error}");
+    assert!(error.message.contains("Invalid token"), "{error}");
+    assert!(!error.message.contains("stale-token"), "{error}");
+    let lines = lines.lock().expect("log");
+    assert!(
+        lines.iter().any(|l| l == "after-challenge:"),
+        "an empty answer to the error challenge: {lines:?}"
+    );
 }

@@ -183,6 +183,7 @@ raw_endpoint!(RawInbound, kind: InboundKind, {
     password_env: String,
     password_prompt: bool,
     password_keyring: String,
+    auth: SmtpAuth,
     folder: String,
     after_download: String,
     idle: bool,
@@ -219,7 +220,7 @@ const SMTP_KEYS: [&str; 4] = [
     "pipelining",
     "connections",
 ];
-const IMAP_KEYS: [&str; 3] = ["folder", "after_download", "idle"];
+const IMAP_KEYS: [&str; 4] = ["auth", "folder", "after_download", "idle"];
 const POP3_KEYS: [&str; 3] = ["apop", "leave_on_server", "leave_days"];
 const DIR_KEYS: [&str; 1] = ["path"];
 
@@ -908,6 +909,7 @@ impl Site<'_> {
             security,
             username: raw.username,
             credential,
+            auth: raw.auth,
             folder,
             after_download,
             idle: raw.idle.unwrap_or(false),
@@ -1004,6 +1006,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 password_env,
                 password_keyring,
                 password_prompt: prompt(imap.credential.as_ref()),
+                auth: imap.auth,
                 folder: Some(imap.folder.clone()),
                 after_download: Some(imap.after_download.to_string()),
                 idle: Some(imap.idle),
@@ -1092,6 +1095,7 @@ impl RawInbound {
             password_env: None,
             password_prompt: None,
             password_keyring: None,
+            auth: None,
             folder: None,
             after_download: None,
             idle: None,

@@ -178,6 +178,7 @@ host = "imap.example.com"
             security: Security::Tls,
             username: None,
             credential: None,
+            auth: None,
             folder: "INBOX".to_owned(),
             after_download: AfterDownload::Seen,
             idle: false,
@@ -692,6 +693,7 @@ pipelining = false
 kind = "imap"
 host = "imap.example.com"
 password_prompt = true
+auth = "plain"
 after_download = "move:Done"
 idle = true
 insecure_skip_verify = true

@@ -1,13 +1,14 @@
 //! The IMAP inbound transport (`kind = "imap"`, RFC 3501) on `async-imap`, over tokio with TLS
 //! from `crate::tls` (implicit TLS or STARTTLS).
 //!
-//! A download: LOGIN, SELECT the configured folder, then fetch only the UIDs above the last one
-//! this transport finished (kept with the folder's UIDVALIDITY in the store's sync state; a
-//! new UIDVALIDITY starts the folder over). Each message is stored under the server id
-//! `UIDVALIDITY:UID`, so the store never takes it twice; only once it is stored (durable) does
-//! `after_download` act on the server (`\Seen`, delete and expunge, or move), and only after
-//! that does the last UID move on. A connection lost in between brings the same messages
-//! again next time: the store skips them and the action is done then.
+//! A download: log in (AUTHENTICATE PLAIN when the server offers it, else LOGIN; or what the
+//! profile's `auth` insists on, XOAUTH2 included), SELECT the configured folder, then fetch
+//! only the UIDs above the last one this transport finished (kept with the folder's UIDVALIDITY
+//! in the store's sync state; a new UIDVALIDITY starts the folder over). Each message is stored
+//! under the server id `UIDVALIDITY:UID`, so the store never takes it twice; only once it is
+//! stored (durable) does `after_download` act on the server (`\Seen`, delete and expunge, or
+//! move), and only after that does the last UID move on. A connection lost in between brings
+//! the same messages again next time: the store skips them and the action is done then.
 //!
 //! Small messages are fetched in batches (`UID FETCH a,b,c (UID BODY.PEEK[])`); a message larger
 //! than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`) and streamed into the store,
@@ -26,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
 use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
 use crate::message::{HeaderSummary, header_block};
-use crate::profile::{AfterDownload, ImapConfig, Security};
+use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
 
 /// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
 pub const RANGE: u32 = 1024 * 1024;
@@ -167,28 +168,79 @@ impl ImapInbound {
             let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
             client = async_imap::Client::new(tls);
         }
+        let caps = pre_auth_capabilities(&mut client)
+            .await
+            .map_err(|e| connection_failed(&peer, &e))?;
+        let mech = self.mechanism(&caps)?;
         let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
         let user = &self.username;
-        client
-            .login(user, secret.expose())
-            .await
-            .map_err(|(e, _)| match e {
-                ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
-                    TransportErrorKind::Auth,
-                    format!(
-                        "the IMAP server {peer} refused the login of \"{user}\": {}",
-                        server_words(&e)
-                    ),
+        let result = match mech {
+            SmtpAuth::Login => client.login(user, secret.expose()).await,
+            SmtpAuth::Plain => {
+                client
+                    .authenticate("PLAIN", Sasl::plain(user, secret.expose()))
+                    .await
+            }
+            SmtpAuth::Xoauth2 => {
+                client
+                    .authenticate("XOAUTH2", Sasl::xoauth2(user, secret.expose()))
+                    .await
+            }
+        };
+        let how = mechanism_name(mech);
+        result.map_err(|(e, _)| match e {
+            ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
+                TransportErrorKind::Auth,
+                format!(
+                    "the IMAP server {peer} refused the login of \"{user}\" ({how}): {}",
+                    server_words(&e)
                 ),
-                ImapError::Validate(_) => TransportError::new(
-                    TransportErrorKind::Auth,
-                    format!(
-                        "transport \"{}\": the username or password has a character IMAP LOGIN cannot send (a line break)",
-                        self.transport
-                    ),
+            ),
+            ImapError::Validate(_) => TransportError::new(
+                TransportErrorKind::Auth,
+                format!(
+                    "transport \"{}\": the username or password has a character IMAP LOGIN cannot send (a line break)",
+                    self.transport
                 ),
-                other => connection_failed(&peer, &other),
-            })
+            ),
+            other => connection_failed(&peer, &other),
+        })
+    }
+
+    /// The mechanism to log in with: the profile's `auth` if set (XOAUTH2 and PLAIN only if the
+    /// server advertises them), else AUTHENTICATE PLAIN when advertised, else LOGIN.
+    fn mechanism(&self, caps: &[String]) -> Result<SmtpAuth, TransportError> {
+        let offers = |m: &str| caps.iter().any(|c| c == &format!("AUTH={m}"));
+        let wanted = match self.config.auth {
+            None if offers("PLAIN") => return Ok(SmtpAuth::Plain),
+            None | Some(SmtpAuth::Login) => return Ok(SmtpAuth::Login),
+            Some(m) => m,
+        };
+        let name = if wanted == SmtpAuth::Plain {
+            "PLAIN"
+        } else {
+            "XOAUTH2"
+        };
+        if offers(name) {
+            return Ok(wanted);
+        }
+        let offered: Vec<&str> = caps
+            .iter()
+            .filter_map(|c| c.strip_prefix("AUTH="))
+            .collect();
+        Err(TransportError::new(
+            TransportErrorKind::Auth,
+            format!(
+                "the IMAP server {} does not offer AUTHENTICATE {name} (it offers {}); change auth for transport \"{}\"",
+                self.peer(),
+                if offered.is_empty() {
+                    "only the LOGIN command".to_string()
+                } else {
+                    format!("AUTHENTICATE {} and the LOGIN command", offered.join(" "))
+                },
+                self.transport
+            ),
+        ))
     }
 
     /// Downloads every new message of the folder and applies `after_download` to each once it
@@ -356,6 +408,92 @@ impl ImapInbound {
         if let Some(mut session) = self.session.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session.logout()).await;
         }
+    }
+}
+
+/// How a login is named in messages.
+fn mechanism_name(mech: SmtpAuth) -> &'static str {
+    match mech {
+        SmtpAuth::Login => "LOGIN",
+        SmtpAuth::Plain => "AUTHENTICATE PLAIN",
+        SmtpAuth::Xoauth2 => "AUTHENTICATE XOAUTH2",
+    }
+}
+
+/// The tag of our own pre-login CAPABILITY (async-imap's client has no such call before login).
+const CAPABILITY_TAG: &str = "mcap";
+
+/// The server's capabilities before login, upper case (`IMAP4REV1`, `AUTH=PLAIN`, ...): asked
+/// for after any STARTTLS, since what the greeting advertised does not hold under TLS.
+async fn pre_auth_capabilities(
+    client: &mut async_imap::Client<MailStream>,
+) -> Result<Vec<String>, ImapError> {
+    use async_imap::imap_proto::Capability;
+    let stream = client.get_mut();
+    stream
+        .write_all(format!("{CAPABILITY_TAG} CAPABILITY\r\n").as_bytes())
+        .await?;
+    stream.flush().await?;
+    let mut caps = Vec::new();
+    loop {
+        let Some(response) = client.read_response().await? else {
+            return Err(ImapError::ConnectionLost);
+        };
+        match response.parsed() {
+            Response::Capabilities(list) => {
+                caps.extend(list.iter().map(|c| match c {
+                    Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+                    Capability::Auth(m) => format!("AUTH={}", m.to_ascii_uppercase()),
+                    Capability::Atom(a) => a.to_ascii_uppercase(),
+                }));
+            }
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } if tag.0 == CAPABILITY_TAG => {
+                return match status {
+                    Status::Ok => Ok(caps),
+                    _ => Err(ImapError::Bad(
+                        outcome
+                            .information
+                            .as_deref()
+                            .unwrap_or("CAPABILITY failed")
+                            .to_string(),
+                    )),
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The SASL responses of AUTHENTICATE PLAIN and XOAUTH2: the initial response to the first
+/// (empty) challenge; to any later challenge (XOAUTH2's error details) an empty response, after
+/// which the server gives its verdict.
+struct Sasl {
+    first: Option<Vec<u8>>,
+}
+
+impl Sasl {
+    fn plain(user: &str, password: &str) -> Sasl {
+        Sasl {
+            first: Some(format!("\0{user}\0{password}").into_bytes()),
+        }
+    }
+
+    fn xoauth2(user: &str, token: &str) -> Sasl {
+        Sasl {
+            first: Some(format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes()),
+        }
+    }
+}
+
+impl async_imap::Authenticator for Sasl {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.first.take().unwrap_or_default()
     }
 }
 
@@ -647,6 +785,46 @@ mod tests {
         assert_eq!(uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set([4]), "4");
         assert_eq!(uid_set([]), "");
+    }
+
+    #[test]
+    fn plain_when_advertised_login_otherwise_and_only_what_is_offered_when_insisted_on() {
+        let caps = |list: &[&str]| list.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let with = |auth| {
+            let mut config = ImapConfig {
+                host: "imap.test".into(),
+                port: 143,
+                security: Security::None,
+                username: None,
+                credential: None,
+                auth: None,
+                folder: "INBOX".into(),
+                after_download: AfterDownload::Seen,
+                idle: false,
+                ca_file: None,
+                insecure_skip_verify: false,
+            };
+            config.auth = auth;
+            ImapInbound::new(&config, "mail", "me@test", false)
+        };
+        let plain = caps(&["IMAP4REV1", "AUTH=PLAIN", "AUTH=LOGIN"]);
+        let bare = caps(&["IMAP4REV1"]);
+        assert_eq!(with(None).mechanism(&plain), Ok(SmtpAuth::Plain));
+        assert_eq!(with(None).mechanism(&bare), Ok(SmtpAuth::Login));
+        let login = Some(SmtpAuth::Login);
+        assert_eq!(with(login).mechanism(&plain), Ok(SmtpAuth::Login));
+        let xoauth2 = Some(SmtpAuth::Xoauth2);
+        let error = with(xoauth2).mechanism(&plain).expect_err("not offered");
+        assert_eq!(error.kind, TransportErrorKind::Auth);
+        assert!(
+            error
+                .message
+                .contains("it offers AUTHENTICATE PLAIN LOGIN and the LOGIN command"),
+            "{error}"
+        );
+        let oauth = caps(&["IMAP4REV1", "AUTH=XOAUTH2"]);
+        assert_eq!(with(xoauth2).mechanism(&oauth), Ok(SmtpAuth::Xoauth2));
+        assert!(with(Some(SmtpAuth::Plain)).mechanism(&bare).is_err());
     }
 
     #[test]

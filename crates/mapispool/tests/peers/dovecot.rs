@@ -220,6 +220,7 @@ impl Dovecot {
             security: Security::None,
             username: Some(user.into()),
             credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
+            auth: None,
             folder: "INBOX".into(),
             after_download: AfterDownload::Seen,
             idle: false,
