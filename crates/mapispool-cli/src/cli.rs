@@ -202,6 +202,13 @@ pub struct SubmitArgs {
     /// Delete the message after sending instead of keeping it in Sent Items.
     #[arg(long)]
     pub delete_after_submit: bool,
+    /// Ask for delivery status notifications (RFC 3461 DSN): NEVER, or some of SUCCESS,
+    /// FAILURE and DELAY separated by commas. Sent only to servers that offer DSN.
+    #[arg(long, value_name = "WHEN")]
+    pub notify: Option<String>,
+    /// What a delivery status notification returns: FULL (the message) or HDRS (its headers).
+    #[arg(long, value_name = "FULL|HDRS")]
+    pub ret: Option<String>,
     /// Print the queued message as JSON.
     #[arg(long)]
     pub json: bool,

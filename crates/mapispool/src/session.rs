@@ -41,6 +41,58 @@ pub struct Submission {
     pub deferred_until: Option<mapi::FileTime>,
     /// `PR_DELETE_AFTER_SUBMIT`: delete instead of keeping a copy in Sent Items.
     pub delete_after_submit: bool,
+    /// Delivery status notifications to ask the server for (RFC 3461 `NOTIFY=`, sent only to
+    /// servers that offer DSN): `NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY`
+    /// comma-separated (any case). `None`: the server's default (failures only).
+    /// `Return-Receipt-To:` or `Disposition-Notification-To:` headers are something else (the
+    /// recipient's client answers those) and are not read for this.
+    #[serde(default)]
+    pub dsn_notify: Option<String>,
+    /// RFC 3461 `RET=`: how much of the message a notification returns, `FULL` or `HDRS`.
+    #[serde(default)]
+    pub dsn_ret: Option<String>,
+}
+
+/// `dsn_notify` and `dsn_ret` of a [`Submission`], upper case and checked.
+///
+/// Errors: `MAPI_E_INVALID_PARAMETER` naming the bad value.
+pub fn dsn_request(
+    notify: Option<&str>,
+    ret: Option<&str>,
+) -> MapiResult<(Option<String>, Option<String>)> {
+    let notify = match notify {
+        None => None,
+        Some(text) => {
+            let words: Vec<String> = text
+                .split(',')
+                .map(|w| w.trim().to_ascii_uppercase())
+                .collect();
+            let known = |w: &str| matches!(w, "SUCCESS" | "FAILURE" | "DELAY");
+            let ok = if words.iter().any(|w| w == "NEVER") {
+                words.len() == 1
+            } else {
+                words.iter().all(|w| known(w))
+            };
+            if !ok {
+                return Err(MapiError::invalid_parameter(format!(
+                    "delivery notification {text:?}: use NEVER, or some of SUCCESS, FAILURE and DELAY separated by commas"
+                )));
+            }
+            let mut words = words;
+            words.dedup();
+            Some(words.join(","))
+        }
+    };
+    let ret = match ret.map(|r| r.trim().to_ascii_uppercase()) {
+        None => None,
+        Some(r) if r == "FULL" || r == "HDRS" => Some(r),
+        Some(r) => {
+            return Err(MapiError::invalid_parameter(format!(
+                "delivery notification return {r:?}: use FULL (the whole message) or HDRS (its headers)"
+            )));
+        }
+    };
+    Ok((notify, ret))
 }
 
 /// What `submit` answers: the queued message's entry ID and what it was filed as.
@@ -300,6 +352,10 @@ impl Session {
                 .map_err(|e| MapiError::invalid_parameter(format!("recipient: {e}")))?;
         }
         let transport = spooler.route(from.as_deref(), submission.transport.as_deref())?;
+        let (dsn_notify, dsn_ret) = dsn_request(
+            submission.dsn_notify.as_deref(),
+            submission.dsn_ret.as_deref(),
+        )?;
         let message = NewMessage {
             subject: summary.subject.clone().unwrap_or_default(),
             sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
@@ -309,6 +365,8 @@ impl Session {
             deferred_delivery_time: submission.deferred_until,
             delete_after_submit: submission.delete_after_submit,
             transport: Some(transport),
+            dsn_notify,
+            dsn_ret,
             recipients,
             ..NewMessage::default()
         };

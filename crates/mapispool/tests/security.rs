@@ -60,6 +60,7 @@ fn envelope() -> Envelope {
             address: "bob@example.org".into(),
         }],
         size: 20,
+        dsn: None,
     }
 }
 

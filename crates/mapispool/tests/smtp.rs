@@ -440,6 +440,7 @@ fn envelope(rcpts: &[&str]) -> Envelope {
             })
             .collect(),
         size: 30,
+        dsn: None,
     }
 }
 
@@ -564,4 +565,120 @@ async fn connection_refused_says_so() {
         "{error}"
     );
     assert_eq!(queue_len(&alice).await, 1);
+}
+
+// ---------------------------------------------------------------- DSN (RFC 3461)
+
+/// Submits one message to bob and carol asking for delivery reports as `notify`/`ret` say.
+async fn submit_with_dsn(session: &Session, notify: Option<&str>, ret: Option<&str>) {
+    let text = "From: <alice@example.com>\r\nTo: <bob@example.org>, <carol+x@example.org>\r\nSubject: dsn\r\nMessage-ID: <dsn-1@test>\r\n\r\nHello.\r\n";
+    session
+        .submit(
+            Submission {
+                dsn_notify: notify.map(str::to_string),
+                dsn_ret: ret.map(str::to_string),
+                ..Submission::default()
+            },
+            text.as_bytes(),
+        )
+        .await
+        .expect("submit");
+}
+
+fn mail_and_rcpts(server: &FakeSmtp) -> Vec<String> {
+    server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("MAIL FROM:") || c.starts_with("RCPT TO:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn dsn_parameters_go_on_mail_and_rcpt_when_asked_for_and_offered() {
+    let mut knobs = Knobs::default();
+    knobs.ehlo.push("DSN".into());
+    let server = FakeSmtp::start(knobs).await;
+    let world = World::new();
+    let a = alice(&world, smtp_config(server.port)).await;
+    submit_with_dsn(&a, Some("success, Failure"), Some("hdrs")).await;
+    let queued = a.outgoing_queue().await.expect("queue");
+    assert_eq!(
+        queued[0].message.dsn_notify.as_deref(),
+        Some("SUCCESS,FAILURE")
+    );
+    assert_eq!(queued[0].message.dsn_ret.as_deref(), Some("HDRS"));
+    let row = queued[0].message.to_row();
+    assert_eq!(
+        row.get(mapi::tag::PR_ORIGINATOR_DELIVERY_REPORT_REQUESTED),
+        Some(&mapi::PropValue::Boolean(true))
+    );
+    let report = flush(&a).await;
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(
+        mail_and_rcpts(&server),
+        vec![
+            "MAIL FROM:<alice@example.com> SIZE=123 RET=HDRS ENVID=dsn-1@test".to_string(),
+            "RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.org".into(),
+            // xtext: `+` is `+2B`.
+            "RCPT TO:<carol+x@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol+2Bx@example.org"
+                .into(),
+        ]
+    );
+
+    // Nothing asked for: nothing sent, even though the server offers DSN.
+    let server2 = {
+        let mut knobs = Knobs::default();
+        knobs.ehlo.push("DSN".into());
+        FakeSmtp::start(knobs).await
+    };
+    let world = World::new();
+    let alice2 = alice(&world, smtp_config(server2.port)).await;
+    submit_with_dsn(&alice2, None, None).await;
+    assert!(flush(&alice2).await.is_complete());
+    let lines = mail_and_rcpts(&server2);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("NOTIFY=") && !l.contains("RET=") && !l.contains("ORCPT=")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_dsn_parameters_to_a_server_without_dsn_and_bad_requests_are_refused() {
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    submit_with_dsn(&alice, Some("SUCCESS"), Some("FULL")).await;
+    let report = flush(&alice).await;
+    assert!(report.is_complete(), "{report:?}");
+    let lines = mail_and_rcpts(&server);
+    assert_eq!(
+        lines,
+        vec![
+            "MAIL FROM:<alice@example.com> SIZE=123".to_string(),
+            "RCPT TO:<bob@example.org>".into(),
+            "RCPT TO:<carol+x@example.org>".into(),
+        ]
+    );
+
+    for (notify, ret) in [
+        (Some("SUCCESS,NEVER"), None),
+        (Some("SOMETIMES"), None),
+        (None, Some("BODY")),
+    ] {
+        let e = alice
+            .submit(
+                Submission {
+                    dsn_notify: notify.map(str::to_string),
+                    dsn_ret: ret.map(str::to_string),
+                    ..Submission::default()
+                },
+                &b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\n\r\nx\r\n"[..],
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code, mapi::MapiCode::InvalidParameter, "{e}");
+    }
 }

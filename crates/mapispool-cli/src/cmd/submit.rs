@@ -21,6 +21,9 @@ pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Ex
         })?),
         None => None,
     };
+    // Checked here too, so a typo is a usage error before anything is read.
+    mapispool::session::dsn_request(args.notify.as_deref(), args.ret.as_deref())
+        .map_err(|e| BadInput(format!("--notify/--ret: {}", e.cause)))?;
     let submission = Submission {
         from: args.from.clone(),
         recipients: args.recipients.clone(),
@@ -28,6 +31,8 @@ pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Ex
         transport: args.transport.clone(),
         deferred_until,
         delete_after_submit: args.delete_after_submit,
+        dsn_notify: args.notify.clone(),
+        dsn_ret: args.ret.clone(),
     };
     let record = match &args.file {
         Some(path) => {

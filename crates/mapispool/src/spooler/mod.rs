@@ -946,6 +946,7 @@ impl Spooler {
                 })
                 .collect(),
             size: message.message.message_size,
+            dsn: crate::transport::Dsn::of(&message.message),
         };
         let body = self
             .inner

@@ -183,6 +183,11 @@ pub struct NewMessage {
     /// The transport it must leave by, when the client chose one; otherwise the spooler routes
     /// it ([`Store::set_transport`]).
     pub transport: Option<String>,
+    /// Delivery status notifications asked for (RFC 3461 `NOTIFY=`): `NEVER`, or some of
+    /// `SUCCESS`, `FAILURE`, `DELAY` comma-separated, upper case; `None`: the server's default.
+    pub dsn_notify: Option<String>,
+    /// RFC 3461 `RET=`: `FULL` or `HDRS`; `None`: the server's default.
+    pub dsn_ret: Option<String>,
     pub recipients: Vec<NewRecipient>,
 }
 
@@ -199,6 +204,8 @@ impl Default for NewMessage {
             delete_after_submit: false,
             priority: 0,
             transport: None,
+            dsn_notify: None,
+            dsn_ret: None,
             recipients: Vec::new(),
         }
     }
@@ -276,6 +283,10 @@ pub struct MessageRecord {
     pub server_id: Option<String>,
     pub ndr_reason_code: Option<i32>,
     pub ndr_diag_code: Option<i32>,
+    /// Outbound: the delivery status notifications asked for ([`NewMessage::dsn_notify`]).
+    pub dsn_notify: Option<String>,
+    /// Outbound: RFC 3461 `RET=` ([`NewMessage::dsn_ret`]).
+    pub dsn_ret: Option<String>,
 }
 
 impl MessageRecord {
@@ -328,6 +339,14 @@ impl MessageRecord {
         if let Some(code) = self.ndr_diag_code {
             row.set(PR_NDR_DIAG_CODE, PropValue::Long(code));
         }
+        if let Some(notify) = &self.dsn_notify {
+            row.set(
+                PR_ORIGINATOR_DELIVERY_REPORT_REQUESTED,
+                PropValue::Boolean(notify.split(',').any(|n| n == "SUCCESS")),
+            );
+            row.set(PR_MSP_DSN_NOTIFY, text(notify));
+        }
+        set_opt_text(&mut row, PR_MSP_DSN_RET, &self.dsn_ret);
         row
     }
 }

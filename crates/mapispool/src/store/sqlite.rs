@@ -43,7 +43,8 @@ macro_rules! message_columns {
          internet_message_id, message_flags, submit_flags, client_submit_time, \
          provider_submit_time, delivery_time, deferred_delivery_time, delete_after_submit, \
          priority, message_size, transport, server_id, ndr_reason_code, ndr_diag_code, \
-         in_queue, attempts, last_error, next_attempt_at, lease_owner, lease_until"
+         in_queue, attempts, last_error, next_attempt_at, lease_owner, lease_until, dsn_notify, \
+         dsn_ret"
     };
 }
 
@@ -190,8 +191,8 @@ impl SqliteStore {
             "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
              sender_address, envelope_from, internet_message_id, message_flags, \
              client_submit_time, delivery_time, deferred_delivery_time, delete_after_submit, \
-             priority, transport, ndr_reason_code, ndr_diag_code) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             priority, transport, ndr_reason_code, ndr_diag_code, dsn_notify, dsn_ret) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(STAGING_FOLDER)
         .bind(ft(FileTime::now()))
@@ -210,6 +211,8 @@ impl SqliteStore {
         .bind(props.transport)
         .bind(props.ndr_reason_code.map(i64::from))
         .bind(props.ndr_diag_code.map(i64::from))
+        .bind(props.dsn_notify)
+        .bind(props.dsn_ret)
         .fetch_one(&mut *tx)
         .await
         .map_err(self.db(what))?;
@@ -325,6 +328,8 @@ impl SqliteStore {
             transport: inbound.map(|(t, _)| t),
             ndr_reason_code: message.ndr_reason_code,
             ndr_diag_code: message.ndr_diag_code,
+            dsn_notify: None,
+            dsn_ret: None,
         };
         let (id, size, chunks) = self
             .stage_with_body(props, &message.recipients, body)
@@ -407,6 +412,8 @@ struct StagedProps<'a> {
     transport: Option<&'a str>,
     ndr_reason_code: Option<i32>,
     ndr_diag_code: Option<i32>,
+    dsn_notify: Option<&'a str>,
+    dsn_ret: Option<&'a str>,
 }
 
 fn validate_recipients(recipients: &[NewRecipient]) -> MapiResult<()> {
@@ -494,6 +501,8 @@ fn message_from_row(r: &SqliteRow) -> Result<MessageRecord, sqlx::Error> {
         server_id: r.try_get("server_id")?,
         ndr_reason_code: get_opt_i32(r, "ndr_reason_code")?,
         ndr_diag_code: get_opt_i32(r, "ndr_diag_code")?,
+        dsn_notify: r.try_get("dsn_notify")?,
+        dsn_ret: r.try_get("dsn_ret")?,
     })
 }
 
@@ -626,6 +635,8 @@ impl Store for SqliteStore {
             transport: message.transport.as_deref(),
             ndr_reason_code: None,
             ndr_diag_code: None,
+            dsn_notify: message.dsn_notify.as_deref(),
+            dsn_ret: message.dsn_ret.as_deref(),
         };
         let (id, size, chunks) = self
             .stage_with_body(props, &message.recipients, body)

@@ -373,6 +373,7 @@ mod tests {
                 })
                 .collect(),
             size: 0,
+            dsn: None,
         }
     }
 

@@ -40,6 +40,40 @@ pub struct Envelope {
     pub recipients: Vec<EnvelopeRecipient>,
     /// `PR_MESSAGE_SIZE`, for `SIZE=` and progress.
     pub size: u64,
+    /// The delivery status notifications the submitter asked for, if any (RFC 3461).
+    pub dsn: Option<Dsn>,
+}
+
+/// A request for delivery status notifications (RFC 3461), sent on MAIL FROM and RCPT TO only
+/// to servers that advertise DSN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dsn {
+    /// `NOTIFY=` on each RCPT TO: `NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY`.
+    pub notify: Option<String>,
+    /// `RET=` on MAIL FROM: `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    /// `ENVID=` on MAIL FROM: the submitter's identifier for this message, which comes back in
+    /// the notifications (the Message-ID here).
+    pub envid: Option<String>,
+}
+
+impl Dsn {
+    /// The request a stored outgoing message carries; `None` when it asked for nothing.
+    pub fn of(message: &crate::store::MessageRecord) -> Option<Dsn> {
+        if message.dsn_notify.is_none() && message.dsn_ret.is_none() {
+            return None;
+        }
+        Some(Dsn {
+            notify: message.dsn_notify.clone(),
+            ret: message.dsn_ret.clone(),
+            envid: message
+                .internet_message_id
+                .as_deref()
+                .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>'))
+                .filter(|id| !id.is_empty())
+                .map(str::to_string),
+        })
+    }
 }
 
 /// What became of one recipient.

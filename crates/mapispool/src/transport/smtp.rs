@@ -11,8 +11,8 @@
 //! A transaction:
 //! ```text
 //! [RSET]                      on a reused connection: also checks it is still alive
-//! MAIL FROM:<s> [SIZE= BODY=8BITMIME SMTPUTF8]
-//! RCPT TO:<r> ...             (with PIPELINING: MAIL, every RCPT and DATA in one write)
+//! MAIL FROM:<s> [SIZE= BODY=8BITMIME SMTPUTF8 RET= ENVID=]
+//! RCPT TO:<r> [NOTIFY= ORCPT=] ...  (with PIPELINING: MAIL, every RCPT and DATA in one write)
 //! DATA -> 354, body, "." -> final reply
 //! ```
 //! Outcomes: a 2xx RCPT and a 2xx final reply is `Delivered`; 4xx anywhere is `Deferred` with the
@@ -659,6 +659,17 @@ impl SmtpOutbound {
         if needs_utf8 {
             mail.push_str(" SMTPUTF8");
         }
+        // DSN parameters only when asked for and the server takes them (RFC 3461 §4); without
+        // DSN the server's default applies (a report on failure).
+        let dsn = envelope.dsn.as_ref().filter(|_| caps.dsn);
+        if let Some(dsn) = dsn {
+            if let Some(ret) = &dsn.ret {
+                mail.push_str(&format!(" RET={ret}"));
+            }
+            if let Some(envid) = &dsn.envid {
+                mail.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
 
         // Per recipient: None = accepted so far; Some(result) = settled.
         let mut results: Vec<Option<RecipientResult>> = vec![None; n];
@@ -696,7 +707,8 @@ impl SmtpOutbound {
             group.push_str(&mail);
             group.push_str("\r\n");
             for &i in &to_send {
-                group.push_str(&format!("RCPT TO:<{}>\r\n", envelope.recipients[i].address));
+                group.push_str(&rcpt_line(&envelope.recipients[i].address, dsn));
+                group.push_str("\r\n");
             }
             group.push_str("DATA\r\n");
             tracing::trace!(
@@ -763,7 +775,7 @@ impl SmtpOutbound {
             }
             if mail_reply.is_positive() {
                 for &i in &to_send {
-                    let line = format!("RCPT TO:<{}>", envelope.recipients[i].address);
+                    let line = rcpt_line(&envelope.recipients[i].address, dsn);
                     let r = match session.command(&line, "RCPT TO", t.rcpt).await {
                         Ok(r) => r,
                         Err(e) => {
@@ -937,6 +949,35 @@ impl SmtpOutbound {
 enum BodyError {
     Wire(WireError),
     Store(mapi::MapiError),
+}
+
+/// `RCPT TO:<addr>`, with `NOTIFY=` and `ORCPT=rfc822;addr` when a DSN is asked for (and the
+/// server offers DSN). ORCPT is left out for a non-ASCII address, which needs RFC 6533's
+/// `utf-8` type.
+fn rcpt_line(address: &str, dsn: Option<&super::Dsn>) -> String {
+    let mut line = format!("RCPT TO:<{address}>");
+    if let Some(dsn) = dsn {
+        if let Some(notify) = &dsn.notify {
+            line.push_str(&format!(" NOTIFY={notify}"));
+        }
+        if address.is_ascii() {
+            line.push_str(&format!(" ORCPT=rfc822;{}", xtext(address)));
+        }
+    }
+    line
+}
+
+/// RFC 3461 §4 xtext: `+` and `=`, controls, space and non-ASCII as `+XX`.
+fn xtext(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 fn server_said(server: &str, reply: &Reply) -> String {
@@ -1197,6 +1238,7 @@ mod tests {
                     address: "bob@example.org".into(),
                 }],
                 size: 10,
+                dsn: None,
             };
             let r = t
                 .send(&envelope, &b"Subject: x\r\n\r\nhi\r\n"[..])

@@ -181,6 +181,8 @@ pub struct Capabilities {
     pub size: Option<u64>,
     pub eight_bit_mime: bool,
     pub smtputf8: bool,
+    /// `DSN` (RFC 3461): delivery status notification parameters on MAIL and RCPT.
+    pub dsn: bool,
     /// AUTH mechanisms, upper case.
     pub auth: Vec<String>,
 }
@@ -205,6 +207,7 @@ impl Capabilities {
                 "STARTTLS" => caps.starttls = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
+                "DSN" => caps.dsn = true,
                 "SIZE" => {
                     caps.size = Some(params.first().and_then(|p| p.parse().ok()).unwrap_or(0))
                 }
