@@ -904,6 +904,9 @@ impl Spooler {
                 &slot.config.name,
                 !flags.contains(FlushFlags::NO_UI),
             )?;
+            // Each step within `timeout`, named by the transport when it stalls; the limits
+            // below are only a backstop.
+            o.set_timeout(self.inner.profile.spooler.timeout);
             if run_connect_command {
                 self.run_connect_command(&slot.config).await?;
             }
@@ -911,14 +914,15 @@ impl Spooler {
                 &slot.kind,
                 vec![text(PR_STATUS_STRING, "Connecting"), phase("connecting")],
             );
-            tokio::time::timeout(self.inner.profile.spooler.timeout, o.connect())
+            let backstop = self.inner.profile.spooler.timeout.saturating_mul(2);
+            tokio::time::timeout(backstop, o.connect())
                 .await
                 .map_err(|_| {
                     TransportError::new(
                         TransportErrorKind::Timeout,
                         format!(
                             "connecting took longer than {}",
-                            humantime::format_duration(self.inner.profile.spooler.timeout)
+                            humantime::format_duration(backstop)
                         ),
                     )
                 })??;
@@ -954,11 +958,9 @@ impl Spooler {
             .open_body(message.message.id)
             .await
             .map_err(|e| TransportError::new(TransportErrorKind::Temporary, e.to_string()))?;
-        let results = match tokio::time::timeout(
-            self.inner.profile.spooler.timeout,
-            o.send(&envelope, StoreBody(body)),
-        )
-        .await
+        // The transport names a stalled step within `timeout`; this is the backstop.
+        let backstop = self.inner.profile.spooler.timeout.saturating_mul(2);
+        let results = match tokio::time::timeout(backstop, o.send(&envelope, StoreBody(body))).await
         {
             Ok(r) => r,
             Err(_) => {
@@ -968,7 +970,7 @@ impl Spooler {
                     TransportErrorKind::Timeout,
                     format!(
                         "sending took longer than {}",
-                        humantime::format_duration(self.inner.profile.spooler.timeout)
+                        humantime::format_duration(backstop)
                     ),
                 ));
             }
@@ -1197,6 +1199,7 @@ impl Spooler {
                 &slot.config.name,
                 !flags.contains(FlushFlags::NO_UI),
             )?;
+            inbound.set_timeout(self.inner.profile.spooler.timeout);
             self.run_connect_command(&slot.config).await?;
             inbound.connect().await?;
             let sink = StoreSink {
@@ -1230,14 +1233,18 @@ impl Spooler {
         let (set, mut status) = match result {
             Ok(summary) => {
                 report.received = summary.received;
-                (
-                    0,
-                    match summary.received {
-                        0 => "No new mail".to_string(),
-                        1 => "Received 1 new message".to_string(),
-                        n => format!("Received {n} new messages"),
-                    },
-                )
+                let mut status = match summary.received {
+                    0 => "No new mail".to_string(),
+                    1 => "Received 1 new message".to_string(),
+                    n => format!("Received {n} new messages"),
+                };
+                // Messages the server would not hand over: said, not fatal for the others.
+                if !summary.refused.is_empty() {
+                    let refused = summary.refused.join("; ");
+                    status = format!("{status}; {refused}");
+                    report.error = Some(refused);
+                }
+                (0, status)
             }
             Err(e) => {
                 report.error = Some(e.message.clone());

@@ -413,7 +413,8 @@ mod tests {
             got,
             DownloadSummary {
                 received: 1,
-                skipped: 0
+                skipped: 0,
+                refused: Vec::new(),
             }
         );
         let first = sink.stored.lock().expect("lock")[0].clone();
@@ -455,7 +456,8 @@ mod tests {
             got,
             DownloadSummary {
                 received: 0,
-                skipped: 1
+                skipped: 1,
+                refused: Vec::new(),
             }
         );
         assert!(std::fs::read_dir(&new_dir).expect("list").next().is_none());

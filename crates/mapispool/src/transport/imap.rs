@@ -20,8 +20,6 @@ use std::task::{Context, Poll};
 
 use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::{Response, Status};
-use async_imap::types::Fetch;
-use futures_util::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
@@ -48,6 +46,9 @@ pub struct ImapInbound {
     transport: String,
     username: String,
     allow_prompt: bool,
+    /// The limit for connecting and logging in: the spooler's `timeout` when it is below
+    /// [`CONNECT_TIMEOUT`].
+    connect_limit: std::time::Duration,
     session: Option<ImapSession>,
 }
 
@@ -75,8 +76,14 @@ impl ImapInbound {
             config: config.clone(),
             transport: transport.to_string(),
             allow_prompt,
+            connect_limit: CONNECT_TIMEOUT,
             session: None,
         }
+    }
+
+    /// Bounds connecting and logging in by `limit` too (the spooler's `[spooler] timeout`).
+    pub fn set_timeout(&mut self, limit: std::time::Duration) {
+        self.connect_limit = limit.min(CONNECT_TIMEOUT);
     }
 
     fn peer(&self) -> String {
@@ -86,14 +93,15 @@ impl ImapInbound {
     /// Connects, secures the connection as the profile says, and logs in.
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         let peer = self.peer();
-        let session = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+        let limit = self.connect_limit;
+        let session = tokio::time::timeout(limit, self.open())
             .await
             .map_err(|_| {
                 TransportError::new(
                     TransportErrorKind::Timeout,
                     format!(
-                        "connecting to the IMAP server {peer} and logging in took longer than {} s",
-                        CONNECT_TIMEOUT.as_secs()
+                        "IMAP server {peer}: connecting and logging in took longer than {}",
+                        humantime::format_duration(limit)
                     ),
                 )
             })??;
@@ -104,7 +112,7 @@ impl ImapInbound {
     async fn open(&self) -> Result<ImapSession, TransportError> {
         let c = &self.config;
         let peer = self.peer();
-        let tcp = tcp_connect(&c.host, c.port, CONNECT_TIMEOUT).await?;
+        let tcp = tcp_connect(&c.host, c.port, self.connect_limit).await?;
         let stream = match c.security {
             Security::Tls => {
                 start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?
@@ -267,7 +275,16 @@ impl ImapInbound {
             ),
             other => connection_failed(&peer, &other),
         })?;
-        let validity = mailbox.uid_validity.unwrap_or(0);
+        // async-imap ends SELECT quietly on a closed connection, with an empty mailbox; a real
+        // answer always has UIDVALIDITY (RFC 3501), so its absence is no answer at all.
+        let Some(validity) = mailbox.uid_validity else {
+            return Err(TransportError::new(
+                TransportErrorKind::Temporary,
+                format!(
+                    "{peer} (the connection failed): no complete answer to SELECT \"{folder}\" (no UIDVALIDITY)"
+                ),
+            ));
+        };
         let validity_key = format!("imap.{folder}.uidvalidity");
         let last_key = format!("imap.{folder}.last_uid");
         let stored_validity = sink
@@ -302,22 +319,21 @@ impl ImapInbound {
 
         // What is new: UIDs above the last one finished ("n:*" also returns the highest UID
         // when it is below n, so filter).
-        let mut listed: Vec<Listed> = session
-            .uid_fetch(
-                format!("{}:*", last_uid.saturating_add(1)),
-                "(UID RFC822.SIZE)",
-            )
-            .await
-            .map_err(fail)?
-            .try_filter_map(|f| async move {
-                Ok(f.uid.map(|uid| Listed {
-                    uid,
-                    size: u64::from(f.size.unwrap_or(0)),
-                }))
+        let mut listed: Vec<Listed> = uid_fetch(
+            session,
+            &format!("{}:*", last_uid.saturating_add(1)),
+            "(UID RFC822.SIZE)",
+        )
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter_map(|f| {
+            f.uid.map(|uid| Listed {
+                uid,
+                size: u64::from(f.size.unwrap_or(0)),
             })
-            .try_collect()
-            .await
-            .map_err(fail)?;
+        })
+        .collect();
         listed.retain(|m| m.uid > last_uid);
         listed.sort_by_key(|m| m.uid);
         listed.dedup_by_key(|m| m.uid);
@@ -355,16 +371,15 @@ impl ImapInbound {
             }
             if !small.is_empty() {
                 let set = uid_set(small.iter().map(|m| m.uid));
-                let mut fetches = session
-                    .uid_fetch(&set, "(UID BODY.PEEK[])")
+                let fetches = uid_fetch(session, &set, "(UID BODY.PEEK[])")
                     .await
                     .map_err(fail)?;
-                while let Some(fetch) = fetches.try_next().await.map_err(fail)? {
+                for fetch in &fetches {
                     let Some(uid) = fetch.uid else { continue };
                     if !small.iter().any(|m| m.uid == uid) || finished.contains(&uid) {
                         continue; // an unasked-for FETCH (a flag change)
                     }
-                    let Some(body) = fetch_body(&fetch) else {
+                    let Some(body) = fetch.body.as_deref() else {
                         continue;
                     };
                     let summary_of = header_block(body)
@@ -553,8 +568,64 @@ pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
     out
 }
 
-fn fetch_body(fetch: &Fetch) -> Option<&[u8]> {
-    fetch.body()
+/// What one FETCH response said: the UID, the size and the body, as far as asked for.
+#[derive(Debug, Default)]
+struct Fetched {
+    uid: Option<u32>,
+    size: Option<u32>,
+    body: Option<Vec<u8>>,
+}
+
+/// `UID FETCH set items`, read to the command's own completion. async-imap's `uid_fetch` stream
+/// ends quietly on a `NO`, a `BAD` or a closed connection, which looked like "no messages" (the
+/// fault matrix: a `NO` to the size listing reported "No new mail", and a drop during the
+/// bodies would move the last UID past messages never stored); here each is an error.
+async fn uid_fetch(
+    session: &mut ImapSession,
+    set: &str,
+    items: &str,
+) -> Result<Vec<Fetched>, ImapError> {
+    use async_imap::imap_proto::AttributeValue;
+    let id = session
+        .run_command(format!("UID FETCH {set} {items}"))
+        .await?;
+    let mut out = Vec::new();
+    loop {
+        let Some(response) = session.read_response().await? else {
+            return Err(ImapError::ConnectionLost);
+        };
+        match response.parsed() {
+            Response::Fetch(_, attributes) => {
+                let mut f = Fetched::default();
+                for a in attributes {
+                    match a {
+                        AttributeValue::Uid(uid) => f.uid = Some(*uid),
+                        AttributeValue::Rfc822Size(size) => f.size = Some(*size),
+                        AttributeValue::BodySection {
+                            data: Some(data), ..
+                        } => f.body = Some(data.to_vec()),
+                        _ => {}
+                    }
+                }
+                out.push(f);
+            }
+            Response::Done {
+                tag,
+                status,
+                outcome,
+                ..
+            } if *tag == id => {
+                let words = outcome.information.as_deref().unwrap_or("").to_string();
+                return match status {
+                    Status::Ok => Ok(out),
+                    Status::No => Err(ImapError::No(words)),
+                    _ => Err(ImapError::Bad(words)),
+                };
+            }
+            // Untagged news (EXISTS, EXPUNGE, a flag change): nothing this download acts on.
+            _ => {}
+        }
+    }
 }
 
 /// `\Seen`, delete, or move, for messages that are durable in the store.
@@ -598,23 +669,24 @@ async fn apply_after_download(
     Ok(())
 }
 
+/// `UID STORE`, checked to its completion (async-imap's `uid_store` stream, like its fetch,
+/// takes a `NO` or a closed connection for success).
 async fn store_flag(session: &mut ImapSession, set: &str, flag: &str) -> Result<(), ImapError> {
-    let responses = session
-        .uid_store(set, format!("+FLAGS.SILENT ({flag})"))
-        .await?;
-    let _: Vec<Fetch> = responses.try_collect().await?;
-    Ok(())
+    session
+        .run_command_and_check_ok(format!("UID STORE {set} +FLAGS.SILENT ({flag})"))
+        .await
 }
 
 /// Expunges `set`: exactly those UIDs with UIDPLUS; otherwise every `\Deleted` message in the
 /// folder (RFC 3501 has nothing finer).
 async fn expunge(session: &mut ImapSession, set: &str, uidplus: bool) -> Result<(), ImapError> {
     if uidplus {
-        let _: Vec<u32> = session.uid_expunge(set).await?.try_collect().await?;
+        session
+            .run_command_and_check_ok(format!("UID EXPUNGE {set}"))
+            .await
     } else {
-        let _: Vec<u32> = session.expunge().await?.try_collect().await?;
+        session.run_command_and_check_ok("EXPUNGE").await
     }
-    Ok(())
 }
 
 /// One range of a message's bytes: `BODY.PEEK[]<offset.RANGE>`. `None` if the message is gone.
@@ -623,21 +695,16 @@ async fn fetch_range(
     uid: u32,
     offset: u64,
 ) -> Result<Option<Vec<u8>>, ImapError> {
-    let mut fetches = session
-        .uid_fetch(
-            uid.to_string(),
-            format!("(UID BODY.PEEK[]<{offset}.{RANGE}>)"),
-        )
-        .await?;
-    let mut got = None;
-    while let Some(fetch) = fetches.try_next().await? {
-        if fetch.uid == Some(uid)
-            && let Some(body) = fetch.body()
-        {
-            got = Some(body.to_vec());
-        }
-    }
-    Ok(got)
+    let fetches = uid_fetch(
+        session,
+        &uid.to_string(),
+        &format!("(UID BODY.PEEK[]<{offset}.{RANGE}>)"),
+    )
+    .await?;
+    Ok(fetches
+        .into_iter()
+        .filter(|f| f.uid == Some(uid))
+        .find_map(|f| f.body))
 }
 
 /// Fetches one large message in ranges and streams it into the store through a pipe: the

@@ -213,6 +213,9 @@ pub struct DownloadSummary {
     pub received: usize,
     /// Messages the store already had (a resumed download after a crash).
     pub skipped: usize,
+    /// Messages the server would not hand over (a POP3 `-ERR` to RETR), each in words; they
+    /// stay at the source for the next download. Not fatal for the others.
+    pub refused: Vec<String>,
 }
 
 /// A transport's outbound side, whichever kind the profile names.
@@ -239,6 +242,15 @@ impl Outbound {
                 transport,
                 allow_prompt,
             )))),
+        }
+    }
+
+    /// Caps the transport's own time limits by `limit` (the spooler's `[spooler] timeout`), so
+    /// a stall is reported by the transport, naming the step, within that time.
+    pub fn set_timeout(&mut self, limit: std::time::Duration) {
+        match self {
+            Outbound::Dir(_) => {}
+            Outbound::Smtp(t) => t.cap_timeouts(limit),
         }
     }
 
@@ -304,6 +316,16 @@ impl Inbound {
                 address,
                 allow_prompt,
             ))),
+        }
+    }
+
+    /// Bounds connecting and logging in (and POP3's every reply) by `limit` too (the spooler's
+    /// `[spooler] timeout`), not only by the transport's fixed connect limit.
+    pub fn set_timeout(&mut self, limit: std::time::Duration) {
+        match self {
+            Inbound::Dir(_) => {}
+            Inbound::Pop3(t) => t.set_timeout(limit),
+            Inbound::Imap(t) => t.set_timeout(limit),
         }
     }
 

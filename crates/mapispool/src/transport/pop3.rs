@@ -14,7 +14,7 @@ pub mod codec;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -43,6 +43,9 @@ pub struct Pop3Inbound {
     transport: String,
     username: String,
     allow_prompt: bool,
+    /// The limit for each reply (and for connecting): the spooler's `timeout` when it is below
+    /// [`CONNECT_TIMEOUT`].
+    step_limit: Duration,
     conn: Option<Connection>,
 }
 
@@ -51,6 +54,10 @@ struct Connection {
     reader: BufReader<MailStream>,
     /// `host:port`, for messages.
     peer: String,
+    /// How long a reply (or a listing) may take.
+    limit: Duration,
+    /// The last command sent (its verb: `PASS`, never the secret), which a stall is named by.
+    last: String,
 }
 
 /// One message on the server: its number in this session, UIDL and size.
@@ -78,8 +85,15 @@ impl Pop3Inbound {
             config: config.clone(),
             transport: transport.to_string(),
             allow_prompt,
+            step_limit: CONNECT_TIMEOUT,
             conn: None,
         }
+    }
+
+    /// Bounds connecting and each reply by `limit` too (the spooler's `[spooler] timeout`): a
+    /// server that stalls is reported as a timeout naming the command it did not answer.
+    pub fn set_timeout(&mut self, limit: Duration) {
+        self.step_limit = limit.min(CONNECT_TIMEOUT);
     }
 
     /// Connects, secures the connection as the profile says, and logs in.
@@ -104,16 +118,22 @@ impl Pop3Inbound {
     async fn open(&self) -> Result<Connection, TransportError> {
         let c = &self.config;
         let peer = format!("{}:{}", c.host, c.port);
-        let tcp = tcp_connect(&c.host, c.port, CONNECT_TIMEOUT).await?;
+        let limit = self.step_limit;
+        let tcp = tcp_connect(&c.host, c.port, limit).await?;
         let stream = match c.security {
-            Security::Tls => {
-                start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?
-            }
+            Security::Tls => tokio::time::timeout(
+                limit,
+                start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify),
+            )
+            .await
+            .map_err(|_| stalled(&peer, "the TLS handshake", limit))??,
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
         let mut conn = Connection {
             reader: BufReader::with_capacity(64 * 1024, stream),
             peer,
+            limit,
+            last: String::new(),
         };
         let greeting = match conn.reply().await? {
             Reply::Ok(text) => text,
@@ -158,10 +178,17 @@ impl Pop3Inbound {
                     "STLS on a connection that already has TLS",
                 ));
             };
-            let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
+            let tls = tokio::time::timeout(
+                limit,
+                start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify),
+            )
+            .await
+            .map_err(|_| stalled(&conn.peer, "the TLS handshake", limit))??;
             conn = Connection {
                 reader: BufReader::with_capacity(64 * 1024, tls),
                 peer: conn.peer,
+                limit,
+                last: String::new(),
             };
             caps = conn.capa().await?;
         }
@@ -255,9 +282,16 @@ impl Pop3Inbound {
                 false
             } else {
                 match conn.retrieve(msg, sink).await? {
-                    Some(stored) => stored,
-                    // Gone from the server meanwhile (another client took it).
-                    None => continue,
+                    Ok(stored) => stored,
+                    // Refused (gone meanwhile, or locked by another client): said in the
+                    // summary; it stays on the server and the next download tries it again.
+                    Err(text) => {
+                        summary.refused.push(format!(
+                            "the POP3 server {} refused RETR {} (UIDL {}): {text}",
+                            conn.peer, msg.number, msg.uidl
+                        ));
+                        continue;
+                    }
                 }
             };
             if stored {
@@ -325,6 +359,17 @@ async fn load_first_seen(sink: &impl InboundSink) -> Result<BTreeMap<String, u64
         .unwrap_or_default())
 }
 
+/// A step that got no answer in time, named.
+fn stalled(peer: &str, what: &str, limit: Duration) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Timeout,
+        format!(
+            "POP3 server {peer}: no answer to {what} within {}",
+            humantime::format_duration(limit)
+        ),
+    )
+}
+
 fn store_failure(e: mapi::MapiError) -> TransportError {
     TransportError::new(
         TransportErrorKind::Temporary,
@@ -361,7 +406,17 @@ impl Connection {
         )
     }
 
+    /// What the next reply answers, for a stall's message.
+    fn awaited(&self) -> String {
+        if self.last.is_empty() {
+            "the connection (no greeting)".to_string()
+        } else {
+            self.last.clone()
+        }
+    }
+
     async fn send(&mut self, command: &str) -> Result<(), TransportError> {
+        self.last = command.split(' ').next().unwrap_or(command).to_string();
         let stream = self.reader.get_mut();
         let result = async {
             stream.write_all(command.as_bytes()).await?;
@@ -375,6 +430,7 @@ impl Connection {
     /// Sends `prefix` and the secret in one write, never through a formatted string that could
     /// end up in a log.
     async fn send_secret(&mut self, prefix: &str, secret: &Secret) -> Result<(), TransportError> {
+        self.last = prefix.trim().to_string();
         let mut line = Vec::with_capacity(prefix.len() + secret.expose().len() + 2);
         line.extend_from_slice(prefix.as_bytes());
         line.extend_from_slice(secret.expose().as_bytes());
@@ -389,16 +445,27 @@ impl Connection {
     }
 
     async fn reply(&mut self) -> Result<Reply, TransportError> {
-        let line = codec::read_line(&mut self.reader, MAX_LINE)
+        let line = tokio::time::timeout(self.limit, codec::read_line(&mut self.reader, MAX_LINE))
             .await
+            .map_err(|_| stalled(&self.peer, &self.awaited(), self.limit))?
             .map_err(|e| self.io_error(e))?;
         Reply::parse(&line).map_err(|e| self.io_error(e))
     }
 
     async fn listing(&mut self) -> Result<Vec<Vec<u8>>, TransportError> {
-        codec::read_listing(&mut self.reader, MAX_LISTING)
-            .await
-            .map_err(|e| self.io_error(e))
+        tokio::time::timeout(
+            self.limit,
+            codec::read_listing(&mut self.reader, MAX_LISTING),
+        )
+        .await
+        .map_err(|_| {
+            stalled(
+                &self.peer,
+                &format!("{} (the end of its listing)", self.awaited()),
+                self.limit,
+            )
+        })?
+        .map_err(|e| self.io_error(e))
     }
 
     /// The server's capabilities (RFC 2449); empty when it has no CAPA.
@@ -490,17 +557,17 @@ impl Connection {
         Ok((number, word))
     }
 
-    /// RETR one message into the store. `Some(stored)` when the server sent it (stored is false
-    /// if the store already had it); `None` when the server says it is gone.
+    /// RETR one message into the store. `Ok(stored)` when the server sent it (stored is false
+    /// if the store already had it); `Err(the server's words)` when it refused (`-ERR`).
     async fn retrieve(
         &mut self,
         msg: &Listed,
         sink: &impl InboundSink,
-    ) -> Result<Option<bool>, TransportError> {
+    ) -> Result<Result<bool, String>, TransportError> {
         self.send(&format!("RETR {}", msg.number)).await?;
         if let Reply::Err(text) = self.reply().await? {
             tracing::warn!(server = %self.peer, uidl = %msg.uidl, reply = %text, "RETR refused; skipping");
-            return Ok(None);
+            return Ok(Err(text));
         }
         let peer = self.peer.clone();
         let mut body = DotReader::new(&mut self.reader, MAX_MESSAGE);
@@ -547,7 +614,7 @@ impl Connection {
                 )
             })?;
         }
-        Ok(Some(stored))
+        Ok(Ok(stored))
     }
 }
 

@@ -226,6 +226,25 @@ impl SmtpOutbound {
         self
     }
 
+    /// Caps every time limit at `limit` (the spooler's `[spooler] timeout`): a stall is then
+    /// reported here, naming the step ("did not answer MAIL FROM within 1s"), before the
+    /// spooler's own limit on the whole operation.
+    pub fn cap_timeouts(&mut self, limit: Duration) {
+        let t = &mut self.timeouts;
+        for d in [
+            &mut t.connect,
+            &mut t.greeting,
+            &mut t.command,
+            &mut t.mail,
+            &mut t.rcpt,
+            &mut t.data_init,
+            &mut t.data_block,
+            &mut t.data_end,
+        ] {
+            *d = (*d).min(limit);
+        }
+    }
+
     fn server(&self) -> String {
         format!("{}:{}", self.config.host, self.config.port)
     }
