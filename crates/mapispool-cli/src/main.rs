@@ -1,6 +1,8 @@
 //! The `mapispool` binary: parses the command line, runs one command, prints an error once and
 //! exits with a code scripts can rely on (see `exit.rs` and the README).
 
+#[macro_use]
+mod out;
 mod cli;
 mod cmd;
 mod exit;
@@ -15,7 +17,6 @@ use cli::Cli;
 use exit::{Exit, exit_for};
 
 fn main() -> ExitCode {
-    restore_sigpipe();
     // Invoked as `sendmail` (a symlink): sendmail's command line, not ours (see cmd/sendmail.rs).
     let mut args = std::env::args_os();
     if args
@@ -77,14 +78,4 @@ fn init_logging(verbose: u8) {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-}
-
-/// A reader that stops early (`mapispool queue | head`) ends us quietly, as it ends `cat` or
-/// `grep`: Rust ignores SIGPIPE by default, which would turn every later print into a panic.
-fn restore_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is always valid.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
 }

@@ -30,7 +30,7 @@ pub async fn run(args: &DemoArgs, quiet: bool) -> Result<Exit> {
     };
     let say = |s: &str| {
         if !quiet {
-            println!("{s}");
+            outln!("{s}");
         }
     };
     let post_office = dir.join("postoffice");

@@ -90,9 +90,9 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
         if session.daemon_socket().is_some() {
             // The daemon does the work and outlives us: say how to follow it.
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else if !quiet {
-                println!(
+                outln!(
                     "flush started in the spooler daemon; follow it with `mapispool watch` (or `mapispool watch --until-idle`), see the result with `mapispool status`"
                 );
             }
@@ -110,9 +110,9 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
         bars.finish(session);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if !quiet {
-        print!(
+        out!(
             "{}",
             paint_report(&report_text(&report), term::stdout_paint())
         );

@@ -12,7 +12,6 @@ use crate::exit::Exit;
 /// Runs until SIGTERM or SIGINT (a flush in progress finishes first, then exit 0); SIGHUP
 /// reloads the profile, keeping the old one if the new one is invalid.
 pub async fn run(cli: &Cli) -> Result<Exit> {
-    ignore_sigpipe();
     let path = Profile::locate(cli.profile.as_deref())?;
     // Read it once here so a bad profile fails with the profile's own precise error.
     let profile = Profile::load(&path)?;
@@ -36,20 +35,6 @@ pub async fn run(cli: &Cli) -> Result<Exit> {
     .await
     .with_context(|| format!("the spooler for {} stopped", path.display()))?;
     Ok(Exit::Done)
-}
-
-/// `main` restores SIGPIPE's default (so `mapispool queue | head` ends quietly), but a daemon
-/// must not die when a client hangs up before its answer is written: tokio writes to Unix
-/// sockets with `write(2)`, which raises SIGPIPE (found by the load test: the daemon was killed
-/// by signal 13 within a second of ten clients starting, and the clients then ran spoolers of
-/// their own). Ignored, the write fails with EPIPE and only that connection ends.
-fn ignore_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: SIG_IGN is always a valid disposition; nothing else in the daemon changes
-    // SIGPIPE's (tokio's signal handling does not touch it).
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
 }
 
 /// Turns signals into daemon controls. If the handlers cannot be installed the daemon still

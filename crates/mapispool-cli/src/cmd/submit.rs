@@ -44,7 +44,7 @@ pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Ex
         None => session.submit(submission, tokio::io::stdin()).await?,
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "entry_id": record.entry_id().to_string(),
@@ -54,7 +54,7 @@ pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Ex
             }))?
         );
     } else if !quiet {
-        println!("{}", record.entry_id());
+        outln!("{}", record.entry_id());
     }
     Ok(Exit::Done)
 }
@@ -64,9 +64,9 @@ pub async fn abort(session: &Session, args: &AbortArgs, quiet: bool) -> Result<E
     let id = parse_entry_id(&args.entry_id)?;
     session.abort_submit(&id).await?;
     if args.json {
-        println!("{}", json!({ "entry_id": id.to_string(), "aborted": true }));
+        outln!("{}", json!({ "entry_id": id.to_string(), "aborted": true }));
     } else if !quiet {
-        println!("{id}: taken out of the queue (it stays in the Outbox, unsent)");
+        outln!("{id}: taken out of the queue (it stays in the Outbox, unsent)");
     }
     Ok(Exit::Done)
 }

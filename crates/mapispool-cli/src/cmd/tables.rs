@@ -125,12 +125,12 @@ fn print_table(table: &mut Table, args: &TableArgs, default_columns: &[PropTag])
     )
     .context("cannot read the table")?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows_json(&columns, &rows))?
         );
     } else {
-        println!("{}", rows_text(&columns, &rows));
+        outln!("{}", rows_text(&columns, &rows));
     }
     Ok(Exit::Done)
 }

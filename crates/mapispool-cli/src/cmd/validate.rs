@@ -28,12 +28,12 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
         .map(|r| r.project(&columns))
         .collect();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows_json(&columns, &rows))?
         );
     } else if !quiet {
-        println!("{}", rows_text(&columns, &rows));
+        outln!("{}", rows_text(&columns, &rows));
     }
     let failing = rows.iter().any(|r| {
         matches!(r.get(PR_STATUS_CODE), Some(mapi::PropValue::Long(c)) if c & mapi::constants::STATUS_FAILURE != 0)
@@ -89,7 +89,7 @@ pub async fn switch(
             .iter()
             .map(|n| json!({"transport": n, "offline": offline, "queued": queued(n)}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else if !quiet {
         for name in &names {
             let n = queued(name);
@@ -106,7 +106,7 @@ pub async fn switch(
                     "{name}: online ({n} queued; they go at the next flush or schedule: `mapispool flush`, or set send_on_reconnect = true)"
                 )
             };
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(Exit::Done)
