@@ -261,6 +261,7 @@ tags! {
     PR_MSP_QUEUED_COUNT = 0x6611_0003,
     PR_MSP_LAST_FLUSH_TIME = 0x6612_0040,
     PR_MSP_PHASE = 0x6613_001F,
+    PR_MSP_IDLE = 0x6614_000B,
 }
 
 string8_tags! {

@@ -370,3 +370,89 @@ async fn authenticate_xoauth2_sends_the_token_and_answers_the_error_challenge() 
         "an empty answer to the error challenge: {lines:?}"
     );
 }
+
+/// `idle = true`: with the spooler's clocks running (a download only every hour), a message
+/// that arrives is stored within seconds, pushed by IMAP IDLE; the row says "New mail"; the
+/// IDLE connection ends with the clocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
+    use mapi::PropValue;
+    use mapi::tag::{PR_MSP_IDLE, PR_STATUS_STRING};
+    use std::time::{Duration, Instant};
+
+    let dovecot = Dovecot::start(&[("test", "pw")], false);
+    let first = dovecot.preload("test", 1, 300);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = dovecot.imap("test", "pw");
+    config.idle = true;
+    let mut p = profile(dir.path(), InboundConfig::Imap(config));
+    p.spooler.download_interval = Some(Duration::from_secs(3600));
+    let s = Session::logon_local(p).await.expect("logon");
+    let spooler = s.spooler().expect("local").clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let clocks = tokio::spawn({
+        let spooler = spooler.clone();
+        async move {
+            spooler
+                .run_schedules(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let kind = StatusKind::Transport("mail".into());
+    let row_has = |tag, value: PropValue| {
+        spooler
+            .board()
+            .row(&kind)
+            .and_then(|r| r.get(tag).cloned())
+            .is_some_and(|v| v == value)
+    };
+    // The schedule's first download, and the IDLE connection up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(inbox(&s).await.len() == 1 && row_has(PR_MSP_IDLE, PropValue::Boolean(true))) {
+        assert!(
+            Instant::now() < deadline,
+            "no first download or no IDLE: {}",
+            dovecot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let Dovecot enter IDLE (its answer to IDLE comes after our flag is set).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pushed = message("test", 2, 400);
+    let arrived = Instant::now();
+    dovecot.deliver("test", "2.pushed.test", &pushed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inbox(&s).await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the pushed message was not stored within 10 s: {}",
+            dovecot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = arrived.elapsed();
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(vec![first[0].clone(), pushed])
+    );
+    let status = spooler
+        .board()
+        .row(&kind)
+        .and_then(|r| r.get(PR_STATUS_STRING).cloned());
+    assert_eq!(
+        status,
+        Some(PropValue::Unicode("New mail: 1 message(s)".into())),
+        "after {took:?}"
+    );
+
+    // The clocks stop: the IDLE connection goes with them, promptly.
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), clocks)
+        .await
+        .expect("run_schedules returns")
+        .expect("no panic");
+    assert!(row_has(PR_MSP_IDLE, PropValue::Boolean(false)));
+}

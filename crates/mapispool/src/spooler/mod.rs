@@ -11,6 +11,7 @@
 //! waits for it, then moves what is still due ("joins" it), so it never fails with
 //! `MAPI_E_BUSY` and never misses a message submitted in between.
 
+mod idle;
 pub mod ndr;
 mod recover;
 mod schedule;

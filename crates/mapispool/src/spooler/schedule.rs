@@ -29,8 +29,13 @@ impl Spooler {
     /// backing off after connection failures. A flush in progress when `shutdown` completes is
     /// finished, not abandoned, so nothing is left half-sent. Returns at once (after
     /// `shutdown`) when no group has a schedule.
+    ///
+    /// Transports with `idle = true` keep an IMAP IDLE connection meanwhile (`idle.rs`): new
+    /// mail pushed by the server is downloaded at once. They stop with the clocks.
     pub async fn run_schedules(&self, shutdown: impl Future<Output = ()>) {
         let start = Instant::now();
+        let (stop_idle, idle_stopped) = tokio::sync::watch::channel(false);
+        let watchers = self.start_idle_watchers(&idle_stopped);
         let mut clocks: Vec<Clock> = Vec::new();
         for group in self.inner.profile.groups() {
             for (interval, direction) in [
@@ -68,6 +73,10 @@ impl Spooler {
                     due.next = Instant::now() + due.every;
                 }
             }
+        }
+        let _ = stop_idle.send(true);
+        for w in watchers {
+            let _ = w.await;
         }
         self.wait_idle().await;
     }

@@ -50,6 +50,9 @@ pub struct ImapInbound {
     /// [`CONNECT_TIMEOUT`].
     connect_limit: std::time::Duration,
     session: Option<ImapSession>,
+    /// IDLE: how many messages the folder had when last looked at, so mail that came between
+    /// two IDLEs (when no push can arrive) is noticed.
+    idle_exists: Option<u32>,
 }
 
 /// One new message on the server.
@@ -78,6 +81,7 @@ impl ImapInbound {
             allow_prompt,
             connect_limit: CONNECT_TIMEOUT,
             session: None,
+            idle_exists: None,
         }
     }
 
@@ -424,6 +428,81 @@ impl ImapInbound {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session.logout()).await;
         }
     }
+
+    /// IDLE (RFC 2177) on the configured folder until the server pushes something or `renew`
+    /// passes (keep it under 29 minutes: servers may drop an IDLE older than 30), then DONE.
+    /// [`Idled::NewMail`] for an `EXISTS` or `RECENT` push, [`Idled::Quiet`] otherwise (a flag
+    /// change, an expunge, or the time to renew); the connection stays open for the next call.
+    /// A dropped connection or a server without IDLE is an error (the session is gone then).
+    pub async fn idle_wait(&mut self, renew: std::time::Duration) -> Result<Idled, TransportError> {
+        use async_imap::extensions::idle::IdleResponse;
+        use async_imap::imap_proto::MailboxDatum;
+        let peer = self.peer();
+        let folder = self.config.folder.clone();
+        let mut session = self.session.take().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "IMAP: not connected")
+        })?;
+        let fail = |e: ImapError| connection_failed(&peer, &e);
+        // EXAMINE: read-only, so idling takes no \Recent away from the download's SELECT.
+        let mailbox = session.examine(&folder).await.map_err(|e| match e {
+            ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "the IMAP server {peer} cannot open folder \"{folder}\": {}",
+                    server_words(&e)
+                ),
+            ),
+            other => connection_failed(&peer, &other),
+        })?;
+        let before = self.idle_exists.replace(mailbox.exists);
+        if before.is_some_and(|n| mailbox.exists > n) {
+            self.session = Some(session);
+            return Ok(Idled::NewMail);
+        }
+        let mut handle = session.idle();
+        handle.init().await.map_err(|e| {
+            TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "the IMAP server {peer} refused IDLE ({}); set idle = false for transport \"{}\"",
+                    server_words(&e),
+                    self.transport
+                ),
+            )
+        })?;
+        let outcome = {
+            let (wait, _interrupt) = handle.wait_with_timeout(renew);
+            // async-imap's own limit restarts on every keepalive ("* OK Still here"): bound
+            // the whole wait too, so the IDLE is renewed in time.
+            tokio::time::timeout(renew, wait).await
+        };
+        let idled = match outcome {
+            Err(_) | Ok(Ok(IdleResponse::Timeout)) => Idled::Quiet,
+            Ok(Ok(IdleResponse::NewData(data))) => match data.parsed() {
+                Response::MailboxData(MailboxDatum::Exists(n)) => {
+                    self.idle_exists = Some(*n);
+                    Idled::NewMail
+                }
+                Response::MailboxData(MailboxDatum::Recent(_)) => Idled::NewMail,
+                _ => Idled::Quiet,
+            },
+            // The stream ended: the server closed the connection.
+            Ok(Ok(IdleResponse::ManualInterrupt)) => return Err(fail(ImapError::ConnectionLost)),
+            Ok(Err(e)) => return Err(fail(e)),
+        };
+        let session = handle.done().await.map_err(fail)?;
+        self.session = Some(session);
+        Ok(idled)
+    }
+}
+
+/// What one [`ImapInbound::idle_wait`] ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idled {
+    /// The server announced new messages (`EXISTS` / `RECENT`).
+    NewMail,
+    /// Nothing new: time to renew the IDLE, or a change that brings no mail.
+    Quiet,
 }
 
 /// How a login is named in messages.
