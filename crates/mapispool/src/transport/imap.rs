@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_imap::error::Error as ImapError;
-use async_imap::imap_proto::{Response, Status};
+use async_imap::imap_proto::{RequestId, Response, Status};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
@@ -31,8 +31,10 @@ use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
 pub const RANGE: u32 = 1024 * 1024;
 
 /// The most bytes one batch fetch asks for, and the most messages in one batch.
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
-const BATCH_COUNT: usize = 200;
+#[doc(hidden)]
+pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+#[doc(hidden)]
+pub const BATCH_COUNT: usize = 200;
 
 /// The largest message taken (async-imap's own cap on one response is 512 MiB).
 const MAX_MESSAGE: u64 = 1024 * 1024 * 1024;
@@ -56,10 +58,11 @@ pub struct ImapInbound {
 }
 
 /// One new message on the server.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
-struct Listed {
-    uid: u32,
-    size: u64,
+pub struct Listed {
+    pub uid: u32,
+    pub size: u64,
 }
 
 impl ImapInbound {
@@ -134,30 +137,7 @@ impl ImapInbound {
                     format!("the IMAP server {peer} closed the connection before greeting us"),
                 )
             })?;
-        match greeting.parsed() {
-            Response::Data {
-                status: Status::Ok | Status::PreAuth,
-                ..
-            } => {}
-            Response::Data { outcome, .. } => {
-                return Err(TransportError::new(
-                    TransportErrorKind::Connect,
-                    format!(
-                        "the IMAP server {peer} turned us away: {}",
-                        outcome
-                            .information
-                            .as_deref()
-                            .unwrap_or("(no reason given)")
-                    ),
-                ));
-            }
-            _ => {
-                return Err(TransportError::new(
-                    TransportErrorKind::Temporary,
-                    format!("{peer} did not greet us as an IMAP server does"),
-                ));
-            }
-        }
+        check_greeting(&peer, greeting.parsed())?;
         if c.security == Security::Starttls {
             client
                 .run_command_and_check_ok("STARTTLS", None)
@@ -281,7 +261,7 @@ impl ImapInbound {
         })?;
         // async-imap ends SELECT quietly on a closed connection, with an empty mailbox; a real
         // answer always has UIDVALIDITY (RFC 3501), so its absence is no answer at all.
-        let Some(validity) = mailbox.uid_validity else {
+        let Some(validity) = selected_validity(&mailbox) else {
             return Err(TransportError::new(
                 TransportErrorKind::Temporary,
                 format!(
@@ -323,24 +303,16 @@ impl ImapInbound {
 
         // What is new: UIDs above the last one finished ("n:*" also returns the highest UID
         // when it is below n, so filter).
-        let mut listed: Vec<Listed> = uid_fetch(
-            session,
-            &format!("{}:*", last_uid.saturating_add(1)),
-            "(UID RFC822.SIZE)",
-        )
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .filter_map(|f| {
-            f.uid.map(|uid| Listed {
-                uid,
-                size: u64::from(f.size.unwrap_or(0)),
-            })
-        })
-        .collect();
-        listed.retain(|m| m.uid > last_uid);
-        listed.sort_by_key(|m| m.uid);
-        listed.dedup_by_key(|m| m.uid);
+        let listed = new_messages(
+            uid_fetch(
+                session,
+                &format!("{}:*", last_uid.saturating_add(1)),
+                "(UID RFC822.SIZE)",
+            )
+            .await
+            .map_err(fail)?,
+            last_uid,
+        );
         let total = listed.len();
         let mut done = 0usize;
 
@@ -598,7 +570,8 @@ pub fn server_id(validity: u32, uid: u32) -> String {
 
 /// The new messages in batches: consecutive small ones up to `BATCH_BYTES`/`BATCH_COUNT`; a large
 /// one ends a batch (it is fetched on its own anyway).
-fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
+#[doc(hidden)]
+pub fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
@@ -648,11 +621,117 @@ pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
 }
 
 /// What one FETCH response said: the UID, the size and the body, as far as asked for.
+#[doc(hidden)]
 #[derive(Debug, Default)]
-struct Fetched {
-    uid: Option<u32>,
-    size: Option<u32>,
-    body: Option<Vec<u8>>,
+pub struct Fetched {
+    pub uid: Option<u32>,
+    pub size: Option<u32>,
+    pub body: Option<Vec<u8>>,
+}
+
+// What this transport makes of server data, as pure functions of async-imap's parsed responses
+// (`imap_proto`), so the fuzz target `imap_responses` can drive them with anything a server sends.
+
+/// The greeting: `OK` or `PREAUTH` goes on; any other status is the server turning us away
+/// (with its words); anything but a status response is not an IMAP server.
+#[doc(hidden)]
+pub fn check_greeting(peer: &str, greeting: &Response<'_>) -> Result<(), TransportError> {
+    match greeting {
+        Response::Data {
+            status: Status::Ok | Status::PreAuth,
+            ..
+        } => Ok(()),
+        Response::Data { outcome, .. } => Err(TransportError::new(
+            TransportErrorKind::Connect,
+            format!(
+                "the IMAP server {peer} turned us away: {}",
+                outcome
+                    .information
+                    .as_deref()
+                    .unwrap_or("(no reason given)")
+            ),
+        )),
+        _ => Err(TransportError::new(
+            TransportErrorKind::Temporary,
+            format!("{peer} did not greet us as an IMAP server does"),
+        )),
+    }
+}
+
+/// The UIDVALIDITY of a SELECT answer, `None` if it has none: async-imap ends SELECT quietly on
+/// a closed connection, with an empty mailbox, and a real answer always has one (RFC 3501).
+#[doc(hidden)]
+pub fn selected_validity(mailbox: &async_imap::types::Mailbox) -> Option<u32> {
+    mailbox.uid_validity
+}
+
+/// What one response to our `UID FETCH` (tag `tag`) means for the download.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum FetchStep {
+    /// A FETCH response: what it said of UID, size and body.
+    Fetched(Fetched),
+    /// Our command's tagged completion: `OK`, or the server's `NO` / `BAD` (any other status).
+    Done(Result<(), ImapError>),
+    /// Untagged news (EXISTS, EXPUNGE, a flag change) or another tag: nothing this download
+    /// acts on.
+    Other,
+}
+
+/// See [`FetchStep`].
+#[doc(hidden)]
+pub fn fetch_step(response: &Response<'_>, tag: &RequestId) -> FetchStep {
+    use async_imap::imap_proto::AttributeValue;
+    match response {
+        Response::Fetch(_, attributes) => {
+            let mut f = Fetched::default();
+            for a in attributes {
+                match a {
+                    AttributeValue::Uid(uid) => f.uid = Some(*uid),
+                    AttributeValue::Rfc822Size(size) => f.size = Some(*size),
+                    AttributeValue::BodySection {
+                        data: Some(data), ..
+                    } => f.body = Some(data.to_vec()),
+                    _ => {}
+                }
+            }
+            FetchStep::Fetched(f)
+        }
+        Response::Done {
+            tag: done,
+            status,
+            outcome,
+            ..
+        } if done == tag => {
+            let words = outcome.information.as_deref().unwrap_or("").to_string();
+            FetchStep::Done(match status {
+                Status::Ok => Ok(()),
+                Status::No => Err(ImapError::No(words)),
+                _ => Err(ImapError::Bad(words)),
+            })
+        }
+        _ => FetchStep::Other,
+    }
+}
+
+/// The new messages from the size listing's FETCH responses: those with a UID above `last_uid`
+/// ("n:*" also returns the highest UID when it is below n), ascending, each once (the first
+/// response for it), with its size (0 if the server gave none).
+#[doc(hidden)]
+pub fn new_messages(fetched: impl IntoIterator<Item = Fetched>, last_uid: u32) -> Vec<Listed> {
+    let mut listed: Vec<Listed> = fetched
+        .into_iter()
+        .filter_map(|f| {
+            f.uid.map(|uid| Listed {
+                uid,
+                size: u64::from(f.size.unwrap_or(0)),
+            })
+        })
+        .collect();
+    listed.retain(|m| m.uid > last_uid);
+    listed.sort_by_key(|m| m.uid);
+    listed.dedup_by_key(|m| m.uid);
+    listed
 }
 
 /// `UID FETCH set items`, read to the command's own completion. async-imap's `uid_fetch` stream
@@ -664,7 +743,6 @@ async fn uid_fetch(
     set: &str,
     items: &str,
 ) -> Result<Vec<Fetched>, ImapError> {
-    use async_imap::imap_proto::AttributeValue;
     let id = session
         .run_command(format!("UID FETCH {set} {items}"))
         .await?;
@@ -673,36 +751,10 @@ async fn uid_fetch(
         let Some(response) = session.read_response().await? else {
             return Err(ImapError::ConnectionLost);
         };
-        match response.parsed() {
-            Response::Fetch(_, attributes) => {
-                let mut f = Fetched::default();
-                for a in attributes {
-                    match a {
-                        AttributeValue::Uid(uid) => f.uid = Some(*uid),
-                        AttributeValue::Rfc822Size(size) => f.size = Some(*size),
-                        AttributeValue::BodySection {
-                            data: Some(data), ..
-                        } => f.body = Some(data.to_vec()),
-                        _ => {}
-                    }
-                }
-                out.push(f);
-            }
-            Response::Done {
-                tag,
-                status,
-                outcome,
-                ..
-            } if *tag == id => {
-                let words = outcome.information.as_deref().unwrap_or("").to_string();
-                return match status {
-                    Status::Ok => Ok(out),
-                    Status::No => Err(ImapError::No(words)),
-                    _ => Err(ImapError::Bad(words)),
-                };
-            }
-            // Untagged news (EXISTS, EXPUNGE, a flag change): nothing this download acts on.
-            _ => {}
+        match fetch_step(response.parsed(), &id) {
+            FetchStep::Fetched(f) => out.push(f),
+            FetchStep::Done(verdict) => return verdict.map(|()| out),
+            FetchStep::Other => {}
         }
     }
 }
