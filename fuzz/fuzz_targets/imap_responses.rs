@@ -18,6 +18,13 @@ use mapispool::transport::imap::{
 const MAX_RESPONSES: usize = 2000;
 
 fuzz_target!(|data: &[u8]| {
+    // imap-proto 0.17 panics on a non-ASCII byte right after a `]` (a response code's end; it
+    // slices the lossily decoded text at byte 1): found by this target, caught in the transport
+    // (`parser_panic_is_an_error`, test `faults::imap_a_response_that_panics_the_parser_is_an_error`).
+    // Skipped here so the run goes on to other findings.
+    if data.windows(2).any(|w| w[0] == b']' && w[1] >= 0x80) {
+        return;
+    }
     // Like async-imap's stream: parse a response, go on after it; stop where the parser wants
     // more bytes (the connection would wait) or gives up (a parse error, fatal for the session).
     let mut responses = Vec::new();

@@ -1067,3 +1067,45 @@ async fn imap_garbage_at_each_step() {
 async fn imap_stall_at_each_step() {
     imap_matrix(Fault::Stall).await;
 }
+
+/// Found by the fuzz target `imap_responses`: imap-proto 0.17 panics on a byte that is not
+/// UTF-8 right after a response code (`* OK [UNSEEN 1]\xff`). A server that sends one is at
+/// fault: the flush reports it for that transport, the spooler goes on, the `dir` transport
+/// delivers, nothing is stored half.
+#[tokio::test]
+async fn imap_a_response_that_panics_the_parser_is_an_error() {
+    async fn serve(stream: tokio::net::TcpStream) -> std::io::Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write
+            .write_all(b"* OK [CAPABILITY IMAP4rev1] hostile IMAP ready\r\n")
+            .await?;
+        while let Some(line) = lines.next_line().await? {
+            let tag = line.split(' ').next().unwrap_or("*").to_string();
+            let verb = line.split(' ').nth(1).unwrap_or("").to_ascii_uppercase();
+            let mut r = Vec::new();
+            match verb.as_str() {
+                "CAPABILITY" => r.extend_from_slice(b"* CAPABILITY IMAP4rev1\r\n"),
+                "SELECT" => r.extend_from_slice(
+                    b"* 1 EXISTS\r\n* OK [UNSEEN 1]\xff first unseen\r\n* OK [UIDVALIDITY 7] ok\r\n",
+                ),
+                _ => {}
+            }
+            r.extend_from_slice(format!("{tag} OK done\r\n").as_bytes());
+            write.write_all(&r).await?;
+        }
+        Ok(())
+    }
+    let (port, task) = listen(serve).await;
+    let case = Case::new();
+    let session = case.logon(&imap_transport(port)).await;
+    let report = flush(&session, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await;
+    let error = error_of(&report, "mail");
+    note("IMAP", "SELECT", Fault::Garbage, &error);
+    let e = error.expect("an error for the hostile server");
+    assert!(e.contains("the IMAP parser cannot take"), "{e}");
+    assert_eq!(case.healthy_delivered(), 1, "the dir transport delivered");
+    assert!(inbox(&session).await.is_empty());
+    session.logoff().await;
+    task.abort();
+}

@@ -101,7 +101,7 @@ impl ImapInbound {
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         let peer = self.peer();
         let limit = self.connect_limit;
-        let session = tokio::time::timeout(limit, self.open())
+        let session = tokio::time::timeout(limit, parser_panic_is_an_error(&peer, self.open()))
             .await
             .map_err(|_| {
                 TransportError::new(
@@ -238,6 +238,22 @@ impl ImapInbound {
     /// Downloads every new message of the folder and applies `after_download` to each once it
     /// is stored.
     pub async fn download(
+        &mut self,
+        sink: &impl InboundSink,
+    ) -> Result<DownloadSummary, TransportError> {
+        let peer = self.peer();
+        let result = parser_panic_is_an_error(&peer, self.download_all(sink)).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.message.contains(PARSER_PANIC))
+        {
+            // The connection is somewhere in a response: of no further use.
+            self.session = None;
+        }
+        result
+    }
+
+    async fn download_all(
         &mut self,
         sink: &impl InboundSink,
     ) -> Result<DownloadSummary, TransportError> {
@@ -475,6 +491,29 @@ pub enum Idled {
     NewMail,
     /// Nothing new: time to renew the IDLE, or a change that brings no mail.
     Quiet,
+}
+
+/// What a panic of async-imap's parser is reported as.
+const PARSER_PANIC: &str = "a response the IMAP parser cannot take";
+
+/// Runs `f`, turning a panic into an error: imap-proto 0.17 panics on some server bytes (one
+/// that is not UTF-8 right after a response code's `]`, as in `* OK [UNSEEN 1]\xff`: it slices
+/// the lossily decoded text at byte 1), found by the fuzz target `imap_responses`. A server
+/// that sends that is at fault; the spooler and its other transports go on.
+async fn parser_panic_is_an_error<T>(
+    peer: &str,
+    f: impl std::future::Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(TransportError::new(
+                TransportErrorKind::Temporary,
+                format!("{peer} (the IMAP server sent something unexpected): {PARSER_PANIC}"),
+            ))
+        })
 }
 
 /// How a login is named in messages.
