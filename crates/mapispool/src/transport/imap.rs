@@ -101,32 +101,46 @@ impl ImapInbound {
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         let peer = self.peer();
         let limit = self.connect_limit;
-        let session = tokio::time::timeout(limit, parser_panic_is_an_error(&peer, self.open()))
-            .await
-            .map_err(|_| {
-                TransportError::new(
-                    TransportErrorKind::Timeout,
-                    format!(
-                        "IMAP server {peer}: connecting and logging in took longer than {}",
-                        humantime::format_duration(limit)
-                    ),
-                )
-            })??;
+        // The step `open` is at, to name the one a stall was in (the limit is for them all).
+        let step = std::sync::Mutex::new("the TCP connection");
+        let session =
+            tokio::time::timeout(limit, parser_panic_is_an_error(&peer, self.open(&step)))
+                .await
+                .map_err(|_| {
+                    TransportError::new(
+                        TransportErrorKind::Timeout,
+                        format!(
+                            "IMAP server {peer}: connecting and logging in took longer than {} (stalled at {})",
+                            humantime::format_duration(limit),
+                            step.lock().map(|s| *s).unwrap_or("an unknown step")
+                        ),
+                    )
+                })??;
         self.session = Some(session);
         Ok(())
     }
 
-    async fn open(&self) -> Result<ImapSession, TransportError> {
+    async fn open(
+        &self,
+        step: &std::sync::Mutex<&'static str>,
+    ) -> Result<ImapSession, TransportError> {
+        let at = |s: &'static str| {
+            if let Ok(mut step) = step.lock() {
+                *step = s;
+            }
+        };
         let c = &self.config;
         let peer = self.peer();
         let tcp = tcp_connect(&c.host, c.port, self.connect_limit).await?;
         let stream = match c.security {
             Security::Tls => {
+                at("the TLS handshake");
                 start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?
             }
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
         let mut client = async_imap::Client::new(stream);
+        at("the greeting");
         let greeting = client
             .read_response()
             .await
@@ -139,6 +153,7 @@ impl ImapInbound {
             })?;
         check_greeting(&peer, greeting.parsed())?;
         if c.security == Security::Starttls {
+            at("the answer to STARTTLS");
             client
                 .run_command_and_check_ok("STARTTLS", None)
                 .await
@@ -157,15 +172,23 @@ impl ImapInbound {
                     "STARTTLS on a connection that already has TLS",
                 ));
             };
+            at("the TLS handshake after STARTTLS");
             let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
             client = async_imap::Client::new(tls);
         }
+        at("the answer to CAPABILITY");
         let caps = pre_auth_capabilities(&mut client)
             .await
             .map_err(|e| connection_failed(&peer, &e))?;
         let mech = self.mechanism(&caps)?;
+        at("the password");
         let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
         let user = &self.username;
+        at(match mech {
+            SmtpAuth::Login => "the answer to LOGIN",
+            SmtpAuth::Plain => "the answer to AUTHENTICATE PLAIN",
+            SmtpAuth::Xoauth2 => "the answer to AUTHENTICATE XOAUTH2",
+        });
         let result = match mech {
             SmtpAuth::Login => client.login(user, secret.expose()).await,
             SmtpAuth::Plain => {
@@ -421,8 +444,23 @@ impl ImapInbound {
     /// passes (keep it under 29 minutes: servers may drop an IDLE older than 30), then DONE.
     /// [`Idled::NewMail`] for an `EXISTS` or `RECENT` push, [`Idled::Quiet`] otherwise (a flag
     /// change, an expunge, or the time to renew); the connection stays open for the next call.
-    /// A dropped connection or a server without IDLE is an error (the session is gone then).
+    /// A dropped connection or a server without IDLE is an error (the session is gone then), and
+    /// so is a response that panics async-imap's parser (as in `connect` and `download`): a
+    /// hostile server does not end the daemon's IDLE watcher.
     pub async fn idle_wait(&mut self, renew: std::time::Duration) -> Result<Idled, TransportError> {
+        let peer = self.peer();
+        let result = parser_panic_is_an_error(&peer, self.idle_once(renew)).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.message.contains(PARSER_PANIC))
+        {
+            // The session was taken out for the IDLE and went with the panic; say so plainly.
+            self.session = None;
+        }
+        result
+    }
+
+    async fn idle_once(&mut self, renew: std::time::Duration) -> Result<Idled, TransportError> {
         use async_imap::extensions::idle::IdleResponse;
         use async_imap::imap_proto::MailboxDatum;
         let peer = self.peer();
