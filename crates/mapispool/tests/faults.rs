@@ -1109,3 +1109,81 @@ async fn imap_a_response_that_panics_the_parser_is_an_error() {
     session.logoff().await;
     task.abort();
 }
+
+/// The same parser panic on the IDLE path (`idle_wait`, the daemon's IDLE watcher): in the
+/// answer to EXAMINE, and pushed during the IDLE. An error the watcher reconnects after, not a
+/// panic that ends it; the session is gone then ("not connected" next time, no panic).
+#[tokio::test]
+async fn imap_idle_a_response_that_panics_the_parser_is_an_error() {
+    use mapispool::profile::{AfterDownload, Credential, ImapConfig, Security};
+    use mapispool::transport::imap::ImapInbound;
+    // `in_idle`: the hostile bytes come as a push during IDLE, else in the EXAMINE answer.
+    async fn serve(stream: tokio::net::TcpStream, in_idle: bool) -> std::io::Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write
+            .write_all(b"* OK [CAPABILITY IMAP4rev1 IDLE] hostile IMAP ready\r\n")
+            .await?;
+        let hostile = b"* OK [UNSEEN 1]\xff first unseen\r\n";
+        while let Some(line) = lines.next_line().await? {
+            let tag = line.split(' ').next().unwrap_or("*").to_string();
+            let verb = line.split(' ').nth(1).unwrap_or("").to_ascii_uppercase();
+            let mut r = Vec::new();
+            match verb.as_str() {
+                "CAPABILITY" => r.extend_from_slice(b"* CAPABILITY IMAP4rev1 IDLE\r\n"),
+                "EXAMINE" => {
+                    r.extend_from_slice(b"* 1 EXISTS\r\n");
+                    if !in_idle {
+                        r.extend_from_slice(hostile);
+                    }
+                    r.extend_from_slice(b"* OK [UIDVALIDITY 7] ok\r\n");
+                }
+                "IDLE" => {
+                    write.write_all(b"+ idling\r\n").await?;
+                    write.write_all(hostile).await?;
+                    continue;
+                }
+                _ => {}
+            }
+            r.extend_from_slice(format!("{tag} OK done\r\n").as_bytes());
+            write.write_all(&r).await?;
+        }
+        Ok(())
+    }
+    for in_idle in [false, true] {
+        let (port, task) = listen(move |tcp| serve(tcp, in_idle)).await;
+        let config = ImapConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            username: Some("u".into()),
+            credential: Some(Credential::Command("echo pw".into())),
+            auth: None,
+            folder: "INBOX".into(),
+            after_download: AfterDownload::Seen,
+            idle: true,
+            ca_file: None,
+            insecure_skip_verify: false,
+        };
+        let mut imap = ImapInbound::new(&config, "mail", "me@imap.test", false);
+        imap.set_timeout(Duration::from_secs(1));
+        imap.connect().await.expect("connect");
+        let e = tokio::time::timeout(STALL, imap.idle_wait(Duration::from_secs(3)))
+            .await
+            .expect("the IDLE ends")
+            .expect_err("an error for the hostile server");
+        note(
+            "IMAP",
+            if in_idle { "IDLE" } else { "EXAMINE" },
+            Fault::Garbage,
+            &Some(e.message.clone()),
+        );
+        assert!(e.message.contains("the IMAP parser cannot take"), "{e}");
+        let again = imap
+            .idle_wait(Duration::from_secs(1))
+            .await
+            .expect_err("no session");
+        assert!(again.message.contains("not connected"), "{again}");
+        task.abort();
+    }
+}
