@@ -8,16 +8,17 @@
 //!
 //! `cargo test -p mapispool --test faults -- --nocapture` prints each case's status string.
 
+mod fault_case;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fault_case::{Case, flush};
 use mapispool::flush::RecipientReport;
 use mapispool::store::Folder;
-use mapispool::transport::dir::mailbox_name;
 use mapispool::transport::pop3::codec::stuff;
-use mapispool::{FlushFlags, FlushReport, Profile, Session, Submission};
+use mapispool::{FlushFlags, FlushReport, Session, Submission};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -352,66 +353,6 @@ async fn smtp_serve(stream: tokio::net::TcpStream, s: Arc<SmtpServer>) -> std::i
 
 // ---------------------------------------------------------------------------------------------
 // The case: a profile with the faulty transport "mail" and a healthy dir transport "local".
-
-struct Case {
-    dir: tempfile::TempDir,
-    post_office: PathBuf,
-}
-
-impl Case {
-    fn new() -> Case {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let post_office = dir.path().join("po");
-        std::fs::create_dir_all(
-            post_office
-                .join(mailbox_name("peer@local.test"))
-                .join("new"),
-        )
-        .expect("peer's mailbox");
-        Case { dir, post_office }
-    }
-
-    async fn logon(&self, mail_transport: &str) -> Session {
-        let text = format!(
-            "[store]\npath = \"{store}\"\n\n[spooler]\ntimeout = \"1s\"\n\n{mail_transport}\n[[transport]]\nname = \"local\"\naddress = \"me@local.test\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n",
-            store = self.dir.path().join("store.db").display(),
-            po = self.post_office.display()
-        );
-        let path = self.dir.path().join("profile.toml");
-        let profile = Profile::from_str_at(&text, &path).expect("the profile");
-        let session = Session::logon_local(profile).await.expect("logon");
-        // One letter for the healthy transport, to move in the same flush as the fault.
-        session
-            .submit(
-                Submission {
-                    transport: Some("local".into()),
-                    ..Submission::default()
-                },
-                &b"From: me@local.test\r\nTo: peer@local.test\r\nSubject: healthy\r\nMessage-ID: <healthy@fault.test>\r\n\r\nstill moving\r\n"[..],
-            )
-            .await
-            .expect("submit to local");
-        session
-    }
-
-    fn healthy_delivered(&self) -> usize {
-        std::fs::read_dir(
-            self.post_office
-                .join(mailbox_name("peer@local.test"))
-                .join("new"),
-        )
-        .map(|d| d.count())
-        .unwrap_or(0)
-    }
-}
-
-async fn flush(session: &Session, flags: FlushFlags) -> FlushReport {
-    session
-        .spooler_status()
-        .flush_queues(None, flags)
-        .await
-        .expect("the flush itself runs")
-}
 
 fn error_of(report: &FlushReport, transport: &str) -> Option<String> {
     report

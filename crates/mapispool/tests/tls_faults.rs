@@ -9,13 +9,14 @@
 //!
 //! `cargo test -p mapispool --test tls_faults -- --nocapture` prints each case's error.
 
-use std::path::PathBuf;
+mod fault_case;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fault_case::{Case, flush};
 use mapispool::store::Folder;
-use mapispool::transport::dir::mailbox_name;
-use mapispool::{FlushFlags, FlushReport, Profile, Session, Submission};
+use mapispool::{FlushFlags, FlushReport, Session, Submission};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -307,72 +308,6 @@ async fn imap_under_tls<S: AsyncRead + AsyncWrite + Unpin>(stream: S, s: &Script
 // ---------------------------------------------------------------------------------------------
 // The case: a profile with the STARTTLS transport "mail" and a healthy dir transport "local".
 
-struct Case {
-    dir: tempfile::TempDir,
-    post_office: PathBuf,
-    ca_file: PathBuf,
-}
-
-impl Case {
-    fn new(ca_pem: &str) -> Case {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let post_office = dir.path().join("po");
-        std::fs::create_dir_all(
-            post_office
-                .join(mailbox_name("peer@local.test"))
-                .join("new"),
-        )
-        .expect("peer's mailbox");
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca_pem).expect("ca file");
-        Case {
-            dir,
-            post_office,
-            ca_file,
-        }
-    }
-
-    async fn logon(&self, mail_transport: &str) -> Session {
-        let text = format!(
-            "[store]\npath = \"{store}\"\n\n[spooler]\ntimeout = \"1s\"\n\n{mail_transport}\n[[transport]]\nname = \"local\"\naddress = \"me@local.test\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n",
-            store = self.dir.path().join("store.db").display(),
-            po = self.post_office.display()
-        );
-        let path = self.dir.path().join("profile.toml");
-        let profile = Profile::from_str_at(&text, &path).expect("the profile");
-        let session = Session::logon_local(profile).await.expect("logon");
-        session
-            .submit(
-                Submission {
-                    transport: Some("local".into()),
-                    ..Submission::default()
-                },
-                &b"From: me@local.test\r\nTo: peer@local.test\r\nSubject: healthy\r\nMessage-ID: <healthy@tlsfault.test>\r\n\r\nstill moving\r\n"[..],
-            )
-            .await
-            .expect("submit to local");
-        session
-    }
-
-    fn healthy_delivered(&self) -> usize {
-        std::fs::read_dir(
-            self.post_office
-                .join(mailbox_name("peer@local.test"))
-                .join("new"),
-        )
-        .map(|d| d.count())
-        .unwrap_or(0)
-    }
-}
-
-async fn flush(session: &Session, flags: FlushFlags) -> FlushReport {
-    session
-        .spooler_status()
-        .flush_queues(None, flags)
-        .await
-        .expect("the flush itself runs")
-}
-
 /// The transport's error, or the first recipient's when the message was deferred or failed.
 fn error_of(report: &FlushReport, transport: &str) -> Option<String> {
     use mapispool::flush::RecipientReport;
@@ -432,11 +367,12 @@ async fn smtp_case(fault: TlsFault) {
     });
     let s2 = Arc::clone(&script);
     let (port, task) = listen(move |tcp| smtp_serve(tcp, Arc::clone(&s2))).await;
-    let case = Case::new(&ca);
+    let case = Case::new();
+    let ca_file = case.file("ca.pem", &ca);
     let session = case
         .logon(&format!(
             "[[transport]]\nname = \"mail\"\naddress = \"me@smtp.test\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\nca_file = \"{}\"\nusername = \"u\"\npassword_command = \"echo pw\"\n",
-            case.ca_file.display()
+            ca_file.display()
         ))
         .await;
     session
@@ -490,11 +426,12 @@ async fn imap_case(fault: TlsFault) {
     });
     let s2 = Arc::clone(&script);
     let (port, task) = listen(move |tcp| imap_serve(tcp, Arc::clone(&s2))).await;
-    let case = Case::new(&ca);
+    let case = Case::new();
+    let ca_file = case.file("ca.pem", &ca);
     let session = case
         .logon(&format!(
             "[[transport]]\nname = \"mail\"\naddress = \"me@imap.test\"\n[transport.inbound]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\nca_file = \"{}\"\nusername = \"u\"\npassword_command = \"echo pw\"\n",
-            case.ca_file.display()
+            ca_file.display()
         ))
         .await;
 
