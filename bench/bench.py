@@ -433,7 +433,8 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.root = args.root
-        self.bin = os.path.join(self.root, "target", "release", "mapispool")
+        # MAPISPOOL_BIN: a binary built elsewhere (a worktree sharing one CARGO_TARGET_DIR).
+        self.bin = os.environ.get("MAPISPOOL_BIN") or os.path.join(self.root, "target", "release", "mapispool")
         self.base = tempfile.mkdtemp(prefix="mapispool-bench-", dir="/tmp")
         os.chmod(self.base, 0o755)
         self.msgs = Messages(self.base)
