@@ -293,7 +293,7 @@ async fn no_recipient_accepted_sends_no_body_and_the_connection_goes_on() {
 #[tokio::test]
 async fn a_421_on_a_reused_connection_reconnects_and_delivers() {
     let server = FakeSmtp::start(Knobs {
-        rset_421_once: true,
+        reused_421_once: true,
         ..Knobs::default()
     })
     .await;

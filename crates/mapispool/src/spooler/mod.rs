@@ -58,6 +58,17 @@ fn lease_batch(taken: usize) -> u32 {
 }
 
 /// The messages of one flush's upload, shared by its workers.
+/// At most this many attempts are recorded in one store transaction.
+const RECORD_BATCH_MAX: usize = 64;
+
+/// One message an upload worker tried, on its way to the recorder.
+struct Attempted {
+    /// Its 1-based position in the flush.
+    index: usize,
+    message: LeasedMessage,
+    results: Result<Vec<(u32, RecipientResult)>, TransportError>,
+}
+
 #[derive(Default)]
 struct UploadQueue {
     /// Leased and not yet handed to a worker, in lease (queue) order, with their 1-based
@@ -671,10 +682,20 @@ impl Spooler {
         };
         let queue = AsyncMutex::new(UploadQueue::default());
         let (gate, _) = tokio::sync::watch::channel(Gate::Waiting);
-        let workers = (0..connections as usize).map(|worker| {
-            self.upload_worker(slot, flags, scope, total_hint, &queue, &gate, worker)
-        });
-        futures_util::future::join_all(workers).await;
+        // Workers hand each attempt to one recorder, which writes whatever has piled up since
+        // its last commit in one transaction (group commit) while the workers go on sending.
+        let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
+        let workers: Vec<_> = (0..connections as usize)
+            .map(|worker| {
+                let sent = sent_tx.clone();
+                self.upload_worker(slot, flags, scope, total_hint, &queue, &gate, worker, sent)
+            })
+            .collect();
+        drop(sent_tx);
+        tokio::join!(
+            futures_util::future::join_all(workers),
+            self.record_attempts(sent_rx, &queue)
+        );
         let q = queue.into_inner();
         for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
@@ -740,6 +761,7 @@ impl Spooler {
         queue: &AsyncMutex<UploadQueue>,
         gate: &tokio::sync::watch::Sender<Gate>,
         worker: usize,
+        sent: tokio::sync::mpsc::UnboundedSender<Attempted>,
     ) {
         let board = &self.inner.board;
         let store = &self.inner.store;
@@ -841,11 +863,13 @@ impl Spooler {
                     q.connect_error = Some(e.clone());
                 }
             }
-            let done = {
-                let _writing = self.inner.store_writes.lock().await;
-                self.finish_message(&message, results).await
-            };
-            queue.lock().await.reports.push((index, done));
+            // The recorder outlives every worker, so the send cannot fail; if it ever did, the
+            // message would stay leased until its lease expires and be tried again.
+            let _ = sent.send(Attempted {
+                index,
+                message,
+                results,
+            });
         }
         if worker == 0 {
             // Workers still waiting to connect have nothing left to do.
@@ -953,12 +977,7 @@ impl Spooler {
             size: message.message.message_size,
             dsn: crate::transport::Dsn::of(&message.message),
         };
-        let body = self
-            .inner
-            .store
-            .open_body(message.message.id)
-            .await
-            .map_err(|e| TransportError::new(TransportErrorKind::Temporary, e.to_string()))?;
+        let body = crate::store::BodyReader::of_leased(&self.inner.store, message);
         // The transport names a stalled step within `timeout`; this is the backstop.
         let backstop = self.inner.profile.spooler.timeout.saturating_mul(2);
         let results = match tokio::time::timeout(backstop, o.send(&envelope, StoreBody(body))).await
@@ -985,17 +1004,76 @@ impl Spooler {
         }
     }
 
-    /// Records what happened to one message and writes a non-delivery report if recipients
-    /// failed for good — unless the message is itself a report (never answer a report).
-    async fn finish_message(
+    /// The recorder of an upload: records the attempts the workers hand over, as many per
+    /// transaction as have piled up while the previous one committed (at most
+    /// [`RECORD_BATCH_MAX`]), until every worker is done.
+    async fn record_attempts(
+        &self,
+        mut sent: tokio::sync::mpsc::UnboundedReceiver<Attempted>,
+        queue: &AsyncMutex<UploadQueue>,
+    ) {
+        while let Some(first) = sent.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < RECORD_BATCH_MAX {
+                match sent.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let indexes: Vec<usize> = batch.iter().map(|a| a.index).collect();
+            let done = self.finish_messages(batch).await;
+            queue
+                .lock()
+                .await
+                .reports
+                .extend(indexes.into_iter().zip(done));
+        }
+    }
+
+    /// Records what happened to each message in one store transaction and writes a
+    /// non-delivery report where recipients failed for good — unless the message is itself a
+    /// report (never answer a report). Reports come back in the order of `batch`.
+    async fn finish_messages(&self, batch: Vec<Attempted>) -> Vec<MessageReport> {
+        let now = FileTime::now();
+        let outcomes: Vec<Vec<RecipientOutcome>> = batch
+            .iter()
+            .map(|a| self.outcomes_of(&a.message, &a.results, now))
+            .collect();
+        let recorded = {
+            let _writing = self.inner.store_writes.lock().await;
+            self.inner
+                .store
+                .record_outcomes(
+                    &self.inner.owner,
+                    batch
+                        .iter()
+                        .zip(&outcomes)
+                        .map(|(a, o)| (a.message.message.id, o.clone()))
+                        .collect(),
+                    now,
+                )
+                .await
+        };
+        let recorded: Vec<MapiResult<crate::store::OutcomeReport>> = match recorded {
+            Ok(list) => list,
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut reports = Vec::with_capacity(batch.len());
+        for ((a, outcomes), recorded) in batch.iter().zip(&outcomes).zip(recorded) {
+            reports.push(self.report_of(&a.message, outcomes, recorded).await);
+        }
+        reports
+    }
+
+    /// The store's view of one attempt: a new state for every recipient that was tried.
+    fn outcomes_of(
         &self,
         message: &LeasedMessage,
-        results: Result<Vec<(u32, RecipientResult)>, TransportError>,
-    ) -> MessageReport {
-        let store = &self.inner.store;
-        let now = FileTime::now();
+        results: &Result<Vec<(u32, RecipientResult)>, TransportError>,
+        now: FileTime,
+    ) -> Vec<RecipientOutcome> {
         let retry_at = FileTime::from(now.to_system_time() + self.backoff(message.attempts));
-        let outcomes: Vec<RecipientOutcome> = match &results {
+        match results {
             Ok(list) => list
                 .iter()
                 .map(|(row_id, r)| RecipientOutcome {
@@ -1036,7 +1114,17 @@ impl Spooler {
                     },
                 })
                 .collect(),
-        };
+        }
+    }
+
+    /// What the flush reports for one recorded attempt; files the delay notice or the
+    /// non-delivery report it calls for.
+    async fn report_of(
+        &self,
+        message: &LeasedMessage,
+        outcomes: &[RecipientOutcome],
+        recorded: MapiResult<crate::store::OutcomeReport>,
+    ) -> MessageReport {
         let address_of = |row_id: u32| {
             message
                 .recipients
@@ -1068,10 +1156,7 @@ impl Spooler {
             retry_at: None,
             recipients,
         };
-        match store
-            .record_outcome(message.message.id, &self.inner.owner, outcomes, now)
-            .await
-        {
+        match recorded {
             Ok(outcome) => {
                 let any_failed = !outcome.failed.is_empty();
                 report.outcome = match outcome.disposition {

@@ -44,6 +44,11 @@ pub const STORE_UID: MapiUid = *b"mapispool-store1";
 /// a time, never whole.
 pub const BODY_CHUNK_SIZE: usize = 256 * 1024;
 
+/// Bodies up to this size come with their lease ([`LeasedMessage::prefetched_body`]): a batch
+/// of small messages is then read in one query, while a batch of large ones still streams
+/// (a full lease batch holds at most 128 × 64 KiB).
+pub const PREFETCH_BODY: u64 = 64 * 1024;
+
 /// The store's folders. The numbers are stable: they are in the database and in entry IDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Folder {
@@ -628,6 +633,11 @@ pub struct LeasedMessage {
     pub lease: Lease,
     /// Earlier attempts.
     pub attempts: u32,
+    /// How many chunks the body has.
+    pub body_chunks: u32,
+    /// The whole body when it is small (one chunk of at most [`PREFETCH_BODY`] bytes): read
+    /// with the lease, so that sending it costs no store round trip of its own.
+    pub prefetched_body: Option<Vec<u8>>,
 }
 
 impl LeasedMessage {
@@ -779,6 +789,17 @@ pub trait Store: Send + Sync {
         now: FileTime,
     ) -> impl Future<Output = MapiResult<OutcomeReport>> + Send;
 
+    /// [`Store::record_outcome`] for several messages in one transaction (one commit for a
+    /// whole batch: the spooler's group commit). Each message is checked and recorded on its
+    /// own terms: one whose lease was lost gets its error in its place in the answer and
+    /// leaves the others unaffected. The outer error is the store's (nothing was recorded).
+    fn record_outcomes(
+        &self,
+        owner: &str,
+        batch: Vec<(MessageId, Vec<RecipientOutcome>)>,
+        now: FileTime,
+    ) -> impl Future<Output = MapiResult<Vec<MapiResult<OutcomeReport>>>> + Send;
+
     /// `IMsgStore::AbortSubmit`: takes the message out of the queue; it stays in the Outbox,
     /// unsent, with `MSGFLAG_SUBMIT` cleared. Errors: `MAPI_E_NOT_IN_QUEUE` (unknown, or no longer
     /// queued, e.g. already sent), `MAPI_E_UNABLE_TO_ABORT` (a spooler holds a live lease on it).
@@ -866,6 +887,7 @@ pub trait Store: Send + Sync {
                 id,
                 next: 0,
                 count,
+                first: None,
             })
         }
     }
@@ -908,14 +930,34 @@ pub struct BodyReader<'s, S: Store + ?Sized> {
     id: MessageId,
     next: u32,
     count: u32,
+    /// Chunk 0 when the caller already has it (a prefetched body).
+    first: Option<Vec<u8>>,
 }
 
-impl<S: Store + ?Sized> BodyReader<'_, S> {
+impl<'s, S: Store + ?Sized> BodyReader<'s, S> {
+    /// The body of a leased message: from its prefetched copy when the lease brought one,
+    /// else from the store chunk by chunk.
+    pub fn of_leased(store: &'s S, message: &LeasedMessage) -> BodyReader<'s, S> {
+        BodyReader {
+            store,
+            id: message.message.id,
+            next: 0,
+            count: message.body_chunks,
+            first: message.prefetched_body.clone(),
+        }
+    }
+
     /// The next chunk (at most [`BODY_CHUNK_SIZE`] bytes), or `None` at the end. Errors:
     /// `MAPI_E_OBJECT_DELETED` if the message was deleted while being read.
     pub async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
         if self.next >= self.count {
             return Ok(None);
+        }
+        if self.next == 0
+            && let Some(first) = self.first.take()
+        {
+            self.next = 1;
+            return Ok(Some(first));
         }
         match self.store.body_chunk(self.id, self.next).await? {
             Some(chunk) => {

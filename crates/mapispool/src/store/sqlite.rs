@@ -96,8 +96,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // No liveness ping before each use: it is a round trip to the connection's worker
+        // thread, and a connection to a local file does not go stale the way a socket does.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Db {
@@ -115,6 +118,7 @@ impl SqliteStore {
             })?;
         let relaxed = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(|source| StoreError::Db {
@@ -597,6 +601,229 @@ async fn load_recipients(
     .collect()
 }
 
+/// The recipients of the messages in `list` (a JSON array of ids, see [`json_ids`]), by message.
+async fn recipients_of(
+    conn: &mut SqliteConnection,
+    list: &str,
+) -> Result<HashMap<i64, Vec<RecipientRecord>>, sqlx::Error> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        recipient_columns!(),
+        " FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) \
+         ORDER BY message_id, row_id"
+    ))
+    .bind(list)
+    .fetch_all(conn)
+    .await?;
+    let mut by_message: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
+    for r in &rows {
+        let message_id: i64 = r.try_get("message_id")?;
+        by_message
+            .entry(message_id)
+            .or_default()
+            .push(recipient_from_row(r)?);
+    }
+    Ok(by_message)
+}
+
+/// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one statement (prepared
+/// once) for any number of ids, where `IN (?, ?, …)` would be a new statement per count.
+fn json_ids(ids: &[i64]) -> String {
+    let mut list = String::with_capacity(ids.len() * 8 + 2);
+    list.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&id.to_string());
+    }
+    list.push(']');
+    list
+}
+
+/// A value for a statement built at run time ([`OutcomeWrites`]).
+enum Bind {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// The writes of a batch of recorded outcomes as one multi-statement query: SQLite runs them
+/// all in one call on its worker thread instead of one round trip per statement.
+#[derive(Default)]
+struct OutcomeWrites {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl OutcomeWrites {
+    fn push(&mut self, statement: &str, binds: impl IntoIterator<Item = Bind>) {
+        self.sql.push_str(statement);
+        self.sql.push_str(";\n");
+        self.binds.extend(binds);
+    }
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        if self.sql.is_empty() {
+            return Ok(());
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql));
+        for b in self.binds {
+            query = match b {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
+            };
+        }
+        query.execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// Checks one message's outcome against what the store holds (queued, leased by `owner`,
+/// every row id its own), works out the recipients' new states and the message's fate, and
+/// adds the statements that write them to `writes`. On error nothing is added.
+fn plan_outcome(
+    id: MessageId,
+    owner: &str,
+    found: Option<(MessageRecord, QueueFields)>,
+    mut recipients: Vec<RecipientRecord>,
+    outcomes: Vec<RecipientOutcome>,
+    now: FileTime,
+    writes: &mut OutcomeWrites,
+) -> MapiResult<OutcomeReport> {
+    let Some((message, q)) = found else {
+        return Err(not_in_queue(id));
+    };
+    if !q.in_queue {
+        return Err(not_in_queue(id));
+    }
+    match &q.lease {
+        Some(lease) if lease.owner == owner => {}
+        Some(lease) => {
+            return Err(MapiError::no_access(format!(
+                "message {id} is leased by {:?}, not {owner:?}: this spooler's lease expired and was taken over",
+                lease.owner
+            )));
+        }
+        None => {
+            return Err(MapiError::no_access(format!(
+                "message {id} is not leased by {owner:?}: its lease was released or expired"
+            )));
+        }
+    }
+    if let Some(o) = outcomes
+        .iter()
+        .find(|o| !recipients.iter().any(|r| r.row_id == o.row_id))
+    {
+        return Err(MapiError::invalid_parameter(format!(
+            "message {id} has no recipient with PR_ROWID {}",
+            o.row_id
+        )));
+    }
+    let mut failed = Vec::new();
+    for o in outcomes {
+        let Some(r) = recipients.iter_mut().find(|r| r.row_id == o.row_id) else {
+            continue;
+        };
+        // The same change in memory as in the statement, so that the message's fate below is
+        // decided on the recipients as they will be.
+        r.attempts += 1;
+        r.ndr_reason_code = None;
+        r.ndr_diag_code = None;
+        r.retry_at = None;
+        match o.result {
+            DeliveryResult::Delivered => {
+                r.state = RecipientState::Delivered;
+                r.responsibility = true;
+            }
+            DeliveryResult::Deferred { error, retry_at } => {
+                r.state = RecipientState::Deferred;
+                r.responsibility = false;
+                r.last_error = Some(error);
+                r.retry_at = Some(retry_at);
+            }
+            DeliveryResult::Failed {
+                error,
+                reason_code,
+                diag_code,
+            } => {
+                r.state = RecipientState::Failed;
+                r.responsibility = true;
+                r.last_error = Some(error);
+                r.ndr_reason_code = Some(reason_code);
+                r.ndr_diag_code = Some(diag_code);
+                failed.push(r.clone());
+            }
+        }
+        writes.push(
+            "UPDATE recipients SET state = ?, responsibility = ?, attempts = ?, last_error = ?, \
+             retry_at = ?, ndr_reason_code = ?, ndr_diag_code = ? \
+             WHERE message_id = ? AND row_id = ?",
+            [
+                Bind::Text(Some(r.state.as_str().to_owned())),
+                Bind::Int(Some(i64::from(r.responsibility))),
+                Bind::Int(Some(i64::from(r.attempts))),
+                Bind::Text(r.last_error.clone()),
+                Bind::Int(r.retry_at.map(ft)),
+                Bind::Int(r.ndr_reason_code.map(i64::from)),
+                Bind::Int(r.ndr_diag_code.map(i64::from)),
+                Bind::Int(Some(id.0)),
+                Bind::Int(Some(i64::from(r.row_id))),
+            ],
+        );
+    }
+    let open: Vec<&RecipientRecord> = recipients.iter().filter(|r| r.state.is_open()).collect();
+    let disposition = if open.is_empty() {
+        if message.delete_after_submit {
+            writes.push("DELETE FROM messages WHERE id = ?", [Bind::Int(Some(id.0))]);
+            MessageDisposition::Deleted
+        } else {
+            writes.push(
+                "UPDATE messages SET folder = ?, in_queue = 0, \
+                 message_flags = message_flags & ~?, submit_flags = 0, \
+                 provider_submit_time = ?, attempts = attempts + 1, next_attempt_at = NULL, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                [
+                    Bind::Int(Some(Folder::SentItems as i64)),
+                    Bind::Int(Some(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))),
+                    Bind::Int(Some(ft(now))),
+                    Bind::Int(Some(id.0)),
+                ],
+            );
+            MessageDisposition::MovedToSentItems
+        }
+    } else {
+        // A recipient never tried (pending) is due now; otherwise the earliest retry wins.
+        let earliest = open
+            .iter()
+            .filter(|r| r.state == RecipientState::Deferred)
+            .min_by_key(|r| r.retry_at);
+        let any_pending = open.iter().any(|r| r.state == RecipientState::Pending);
+        let next_attempt_at = if any_pending {
+            None
+        } else {
+            earliest.and_then(|r| r.retry_at)
+        };
+        let last_error = earliest.and_then(|r| r.last_error.clone());
+        writes.push(
+            "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?, \
+             last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL, \
+             submit_flags = submit_flags & ~? WHERE id = ?",
+            [
+                Bind::Int(next_attempt_at.map(ft)),
+                Bind::Text(last_error),
+                Bind::Int(Some(i64::from(SUBMITFLAG_LOCKED))),
+                Bind::Int(Some(id.0)),
+            ],
+        );
+        MessageDisposition::StillQueued { next_attempt_at }
+    };
+    Ok(OutcomeReport {
+        disposition,
+        message,
+        failed,
+    })
+}
+
 fn not_found(id: MessageId) -> MapiError {
     MapiError::not_found(format!("there is no message {id} in the store"))
 }
@@ -791,21 +1018,37 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(self.db(what))?;
-        let mut leased = Vec::with_capacity(ids.len());
-        for id in ids {
-            let (message, q) = load_message(&mut tx, id)
-                .await
-                .map_err(self.db(what))?
-                .ok_or_else(|| not_found(MessageId(id)))?;
-            let recipients = load_recipients(&mut tx, id).await.map_err(self.db(what))?;
+        // The whole batch in three reads (messages with the bodies small enough to come along,
+        // recipients), not two per message: each query is a hop to SQLite's worker thread.
+        let list = json_ids(&ids);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            ", messages.body_chunks AS chunk_count, body_chunks.data AS prefetched \
+             FROM messages LEFT JOIN body_chunks ON body_chunks.message_id = messages.id \
+               AND body_chunks.seq = 0 AND messages.body_chunks = 1 AND messages.message_size <= ? \
+             WHERE messages.id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(size_i64(super::PREFETCH_BODY))
+        .bind(&list)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let mut recipients = recipients_of(&mut tx, &list).await.map_err(self.db(what))?;
+        let mut leased = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let message = message_from_row(r).map_err(self.db(what))?;
+            let q = queue_fields(r).map_err(self.db(what))?;
             leased.push(LeasedMessage {
-                message,
-                recipients,
+                recipients: recipients.remove(&message.id.0).unwrap_or_default(),
                 lease: Lease {
                     owner: owner.to_owned(),
                     until,
                 },
                 attempts: q.attempts,
+                body_chunks: get_u32(r, "chunk_count").map_err(self.db(what))?,
+                prefetched_body: r.try_get("prefetched").map_err(self.db(what))?,
+                message,
             });
         }
         tx.commit().await.map_err(self.db(what))?;
@@ -848,161 +1091,61 @@ impl Store for SqliteStore {
         outcomes: Vec<RecipientOutcome>,
         now: FileTime,
     ) -> MapiResult<OutcomeReport> {
-        let what = "recording a delivery attempt";
+        self.record_outcomes(owner, vec![(id, outcomes)], now)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(not_in_queue(id)))
+    }
+
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        batch: Vec<(MessageId, Vec<RecipientOutcome>)>,
+        now: FileTime,
+    ) -> MapiResult<Vec<MapiResult<OutcomeReport>>> {
+        let what = "recording delivery attempts";
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.relaxed_tx(what).await?;
-        let (message, q) = load_message(&mut tx, id.0)
-            .await
-            .map_err(self.db(what))?
-            .ok_or_else(|| not_in_queue(id))?;
-        if !q.in_queue {
-            return Err(not_in_queue(id));
+        // Read the batch (two queries), decide in memory, write it all in one multi-statement
+        // query, commit: four round trips to SQLite's thread for the batch, whatever its size.
+        let ids: Vec<i64> = batch.iter().map(|(id, _)| id.0).collect();
+        let list = json_ids(&ids);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(&list)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let mut messages = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let message = message_from_row(r).map_err(self.db(what))?;
+            let q = queue_fields(r).map_err(self.db(what))?;
+            messages.insert(message.id.0, (message, q));
         }
-        match &q.lease {
-            Some(lease) if lease.owner == owner => {}
-            Some(lease) => {
-                return Err(MapiError::no_access(format!(
-                    "message {id} is leased by {:?}, not {owner:?}: this spooler's lease expired and was taken over",
-                    lease.owner
-                )));
-            }
-            None => {
-                return Err(MapiError::no_access(format!(
-                    "message {id} is not leased by {owner:?}: its lease was released or expired"
-                )));
-            }
+        let mut recipients = recipients_of(&mut tx, &list).await.map_err(self.db(what))?;
+        let mut writes = OutcomeWrites::default();
+        let mut answers = Vec::with_capacity(batch.len());
+        for (id, outcomes) in batch {
+            let found = messages.remove(&id.0);
+            let before = recipients.remove(&id.0).unwrap_or_default();
+            answers.push(plan_outcome(
+                id,
+                owner,
+                found,
+                before,
+                outcomes,
+                now,
+                &mut writes,
+            ));
         }
-        let before = load_recipients(&mut tx, id.0)
-            .await
-            .map_err(self.db(what))?;
-        let mut failed_now = Vec::new();
-        for o in &outcomes {
-            if !before.iter().any(|r| r.row_id == o.row_id) {
-                return Err(MapiError::invalid_parameter(format!(
-                    "message {id} has no recipient with PR_ROWID {}",
-                    o.row_id
-                )));
-            }
-            let (state, responsible, error, retry_at, reason, diag) = match &o.result {
-                DeliveryResult::Delivered => {
-                    (RecipientState::Delivered, true, None, None, None, None)
-                }
-                DeliveryResult::Deferred { error, retry_at } => (
-                    RecipientState::Deferred,
-                    false,
-                    Some(error.as_str()),
-                    Some(ft(*retry_at)),
-                    None,
-                    None,
-                ),
-                DeliveryResult::Failed {
-                    error,
-                    reason_code,
-                    diag_code,
-                } => {
-                    failed_now.push(o.row_id);
-                    (
-                        RecipientState::Failed,
-                        true,
-                        Some(error.as_str()),
-                        None,
-                        Some(i64::from(*reason_code)),
-                        Some(i64::from(*diag_code)),
-                    )
-                }
-            };
-            sqlx::query(
-                "UPDATE recipients SET state = ?, responsibility = ?, attempts = attempts + 1, \
-                 last_error = COALESCE(?, last_error), retry_at = ?, ndr_reason_code = ?, \
-                 ndr_diag_code = ? WHERE message_id = ? AND row_id = ?",
-            )
-            .bind(state.as_str())
-            .bind(responsible)
-            .bind(error)
-            .bind(retry_at)
-            .bind(reason)
-            .bind(diag)
-            .bind(id.0)
-            .bind(i64::from(o.row_id))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db(what))?;
-        }
-        let after = load_recipients(&mut tx, id.0)
-            .await
-            .map_err(self.db(what))?;
-        let failed: Vec<RecipientRecord> = after
-            .iter()
-            .filter(|r| failed_now.contains(&r.row_id))
-            .cloned()
-            .collect();
-        let open: Vec<&RecipientRecord> = after.iter().filter(|r| r.state.is_open()).collect();
-        let disposition = if open.is_empty() {
-            if message.delete_after_submit {
-                sqlx::query("DELETE FROM messages WHERE id = ?")
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.db(what))?;
-                MessageDisposition::Deleted
-            } else {
-                sqlx::query(
-                    "UPDATE messages SET folder = ?, in_queue = 0, \
-                     message_flags = message_flags & ~?, submit_flags = 0, \
-                     provider_submit_time = ?, attempts = attempts + 1, next_attempt_at = NULL, \
-                     lease_owner = NULL, lease_until = NULL WHERE id = ?",
-                )
-                .bind(Folder::SentItems as i64)
-                .bind(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))
-                .bind(ft(now))
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.db(what))?;
-                MessageDisposition::MovedToSentItems
-            }
-        } else {
-            // A recipient never tried (pending) is due now; otherwise the earliest retry wins.
-            let earliest = open
-                .iter()
-                .filter(|r| r.state == RecipientState::Deferred)
-                .min_by_key(|r| r.retry_at);
-            let any_pending = open.iter().any(|r| r.state == RecipientState::Pending);
-            let next_attempt_at = if any_pending {
-                None
-            } else {
-                earliest.and_then(|r| r.retry_at)
-            };
-            let last_error = earliest.and_then(|r| r.last_error.clone());
-            sqlx::query(
-                "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?, \
-                 last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL, \
-                 submit_flags = submit_flags & ~? WHERE id = ?",
-            )
-            .bind(next_attempt_at.map(ft))
-            .bind(last_error)
-            .bind(i64::from(SUBMITFLAG_LOCKED))
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db(what))?;
-            MessageDisposition::StillQueued { next_attempt_at }
-        };
-        let message = match disposition {
-            MessageDisposition::Deleted => message,
-            _ => {
-                load_message(&mut tx, id.0)
-                    .await
-                    .map_err(self.db(what))?
-                    .ok_or_else(|| not_found(id))?
-                    .0
-            }
-        };
+        writes.run(&mut tx).await.map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
-        Ok(OutcomeReport {
-            disposition,
-            message,
-            failed,
-        })
+        Ok(answers)
     }
 
     async fn abort_submit(&self, id: MessageId) -> MapiResult<()> {

@@ -10,7 +10,7 @@
 //!
 //! A transaction:
 //! ```text
-//! [RSET]                      on a reused connection: also checks it is still alive
+//! [RSET]                      after a transaction that did not end cleanly
 //! MAIL FROM:<s> [SIZE= BODY=8BITMIME SMTPUTF8 RET= ENVID=]
 //! RCPT TO:<r> [NOTIFY= ORCPT=] ...  (with PIPELINING: MAIL, every RCPT and DATA in one write)
 //! DATA -> 354, body, "." -> final reply
@@ -645,8 +645,11 @@ impl SmtpOutbound {
             )));
         }
 
-        // A reused connection: RSET, which also proves it is still there.
-        if reused || session.dirty {
+        // RSET only after a transaction that did not end cleanly. A clean one leaves the
+        // session reset (RFC 5321 §4.1.1.4), and a dead or closing reused connection shows
+        // itself on MAIL (a write or read error, or 421), which is retried on a new
+        // connection like a failed RSET was: one round trip per message saved.
+        if session.dirty {
             match session.command("RSET", "RSET", t.command).await {
                 Ok(r) if r.is_positive() => session.dirty = false,
                 Ok(r) if r.code == 421 && reused => {

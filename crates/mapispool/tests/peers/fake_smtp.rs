@@ -26,8 +26,9 @@ pub struct Knobs {
     pub rcpt: Arc<dyn Fn(&str) -> String + Send + Sync>,
     /// The final reply for the n-th message (0-based, over all connections).
     pub final_reply: Arc<dyn Fn(usize) -> String + Send + Sync>,
-    /// Answer the first RSET on a reused connection with 421 and hang up (once overall).
-    pub rset_421_once: bool,
+    /// Answer the first RSET or MAIL on a reused connection with 421 and hang up (once
+    /// overall): a server that timed the connection out between two messages.
+    pub reused_421_once: bool,
     /// Drop the connection in the middle of DATA of the n-th message (once).
     pub drop_in_data: Option<usize>,
     /// Reply to MAIL FROM with these raw bytes.
@@ -49,7 +50,7 @@ impl Default for Knobs {
             ],
             rcpt: Arc::new(|_| "250 2.1.5 Ok".into()),
             final_reply: Arc::new(|_| "250 2.0.0 Ok: queued".into()),
-            rset_421_once: false,
+            reused_421_once: false,
             drop_in_data: None,
             mail_reply: None,
             starttls_garbage: false,
@@ -67,7 +68,7 @@ pub struct Log {
     pub open: usize,
     pub peak_open: usize,
     messages_started: usize,
-    rset_421_done: bool,
+    reused_421_done: bool,
     drop_done: bool,
 }
 
@@ -180,21 +181,19 @@ async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::R
             } else {
                 "535 5.7.8 Error: authentication failed: bad password\r\n".into()
             }
-        } else if upper.starts_with("RSET") {
-            let fire = {
-                let mut l = log.lock().expect("log");
-                let fire = knobs.rset_421_once && transactions_here > 0 && !l.rset_421_done;
-                if fire {
-                    l.rset_421_done = true;
-                }
-                fire
-            };
+        } else if (upper.starts_with("RSET") || upper.starts_with("MAIL FROM:")) && {
+            let mut l = log.lock().expect("log");
+            let fire = knobs.reused_421_once && transactions_here > 0 && !l.reused_421_done;
             if fire {
-                io.get_mut()
-                    .write_all(b"421 4.4.2 fake.test Error: timeout exceeded\r\n")
-                    .await?;
-                return Ok(());
+                l.reused_421_done = true;
             }
+            fire
+        } {
+            io.get_mut()
+                .write_all(b"421 4.4.2 fake.test Error: timeout exceeded\r\n")
+                .await?;
+            return Ok(());
+        } else if upper.starts_with("RSET") {
             from.clear();
             rcpts.clear();
             "250 2.0.0 Ok\r\n".into()
