@@ -438,15 +438,21 @@ async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
         sorted(inbox(&s).await),
         sorted(vec![first[0].clone(), pushed])
     );
-    let status = spooler
-        .board()
-        .row(&kind)
-        .and_then(|r| r.get(PR_STATUS_STRING).cloned());
-    assert_eq!(
-        status,
-        Some(PropValue::Unicode("New mail: 1 message(s)".into())),
-        "after {took:?}"
-    );
+    // The message is visible once its batch commits; the status row says so a moment later,
+    // when the download that stored it ends.
+    let said = PropValue::Unicode("New mail: 1 message(s)".into());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !row_has(PR_STATUS_STRING, said.clone()) {
+        let status = spooler
+            .board()
+            .row(&kind)
+            .and_then(|r| r.get(PR_STATUS_STRING).cloned());
+        assert!(
+            Instant::now() < deadline,
+            "status {status:?}, message stored after {took:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The clocks stop: the IDLE connection goes with them, promptly.
     let _ = stop.send(());
