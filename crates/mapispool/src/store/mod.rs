@@ -45,9 +45,12 @@ pub const STORE_UID: MapiUid = *b"mapispool-store1";
 pub const BODY_CHUNK_SIZE: usize = 256 * 1024;
 
 /// Bodies up to this size come with their lease ([`LeasedMessage::prefetched_body`]): a batch
-/// of small messages is then read in one query, while a batch of large ones still streams
-/// (a full lease batch holds at most 128 × 64 KiB).
-pub const PREFETCH_BODY: u64 = 64 * 1024;
+/// of small messages is then read in one query, while large ones still stream.
+pub const PREFETCH_BODY: u64 = 128 * 1024;
+
+/// At most this many body bytes come with one lease batch (in queue order): a batch of many
+/// mid-sized messages holds a bounded amount of memory; the rest are read when sent.
+pub const PREFETCH_BATCH: u64 = 8 * 1024 * 1024;
 
 /// The store's folders. The numbers are stable: they are in the database and in entry IDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -944,38 +944,36 @@ impl Store for SqliteStore {
 
     async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
         let what = "counting the outgoing queue";
-        let now = FileTime::now();
+        // Counted by SQLite, one row per route: every status refresh and every flush asks, and
+        // a long queue must not be read whole for four numbers. The states are those of
+        // `queue_state`, in the same order of precedence.
         let rows = sqlx::query(
-            "SELECT transport, deferred_delivery_time, next_attempt_at, lease_owner, \
-             lease_until, in_queue, attempts, last_error FROM messages WHERE in_queue = 1",
+            "SELECT transport, SUM(s = 0) AS queued, SUM(s = 1) AS sending, \
+               SUM(s = 2) AS scheduled, SUM(s = 3) AS deferred \
+             FROM (SELECT transport, CASE \
+                 WHEN lease_owner IS NOT NULL AND lease_until > ?1 THEN 1 \
+                 WHEN deferred_delivery_time > ?1 THEN 2 \
+                 WHEN next_attempt_at > ?1 THEN 3 \
+                 ELSE 0 END AS s \
+               FROM messages WHERE in_queue = 1) \
+             GROUP BY transport ORDER BY transport",
         )
+        .bind(ft(FileTime::now()))
         .fetch_all(&self.pool)
         .await
         .map_err(self.db(what))?;
-        let mut counts: Vec<QueueCounts> = Vec::new();
-        for r in &rows {
-            let transport: Option<String> = r.try_get("transport").map_err(self.db(what))?;
-            let deferred = get_time(r, "deferred_delivery_time").map_err(self.db(what))?;
-            let q = queue_fields(r).map_err(self.db(what))?;
-            let i = match counts.iter().position(|c| c.transport == transport) {
-                Some(i) => i,
-                None => {
-                    counts.push(QueueCounts {
-                        transport,
-                        ..QueueCounts::default()
-                    });
-                    counts.len() - 1
-                }
-            };
-            let c = &mut counts[i];
-            match queue_state(deferred, &q, now) {
-                QueueState::Queued => c.queued += 1,
-                QueueState::Sending => c.sending += 1,
-                QueueState::Deferred => c.deferred += 1,
-                QueueState::Scheduled => c.scheduled += 1,
-            }
-        }
-        Ok(counts)
+        rows.iter()
+            .map(|r| {
+                Ok(QueueCounts {
+                    transport: r.try_get("transport")?,
+                    queued: get_u32(r, "queued")?,
+                    sending: get_u32(r, "sending")?,
+                    scheduled: get_u32(r, "scheduled")?,
+                    deferred: get_u32(r, "deferred")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(self.db(what))
     }
 
     async fn lease_due(
@@ -1025,12 +1023,18 @@ impl Store for SqliteStore {
             "SELECT ",
             message_columns!(),
             ", messages.body_chunks AS chunk_count, body_chunks.data AS prefetched \
-             FROM messages LEFT JOIN body_chunks ON body_chunks.message_id = messages.id \
-               AND body_chunks.seq = 0 AND messages.body_chunks = 1 AND messages.message_size <= ? \
-             WHERE messages.id IN (SELECT value FROM json_each(?))"
+             FROM messages \
+             JOIN (SELECT id AS batch_id, \
+                     SUM(message_size) OVER (ORDER BY client_submit_time, id) AS running \
+                   FROM messages WHERE id IN (SELECT value FROM json_each(?1))) AS batch \
+               ON batch.batch_id = messages.id \
+             LEFT JOIN body_chunks ON body_chunks.message_id = messages.id \
+               AND body_chunks.seq = 0 AND messages.body_chunks = 1 \
+               AND messages.message_size <= ?2 AND batch.running <= ?3"
         ))
-        .bind(size_i64(super::PREFETCH_BODY))
         .bind(&list)
+        .bind(size_i64(super::PREFETCH_BODY))
+        .bind(size_i64(super::PREFETCH_BATCH))
         .fetch_all(&mut *tx)
         .await
         .map_err(self.db(what))?;

@@ -717,3 +717,192 @@ async fn unknown_message_is_not_found() {
         MapiCode::Submitted
     );
 }
+
+/// `queue_counts` (counted by SQLite) agrees with the state `outgoing_queue` gives each message,
+/// for every state at once.
+#[tokio::test]
+async fn queue_counts_agree_with_the_queue_in_every_state() {
+    let (_dir, store) = open().await;
+    let mut scheduled = message("scheduled", &["a@example.org"]);
+    scheduled.deferred_delivery_time = Some(later(3600));
+    store
+        .submit(scheduled, &b"x"[..])
+        .await
+        .expect("submit scheduled");
+    let deferred = submit(&store, "deferred", &["b@example.org"]).await;
+    let sending = submit(&store, "sending", &["c@example.org"]).await;
+    submit(&store, "queued", &["d@example.org"]).await;
+    let only = |id: MessageId| LeaseFilter {
+        only: Some(id),
+        ..LeaseFilter::default()
+    };
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, only(deferred.id))
+        .await
+        .expect("lease");
+    let report = store
+        .record_outcome(
+            deferred.id,
+            "sp",
+            vec![RecipientOutcome {
+                row_id: 0,
+                result: DeliveryResult::Deferred {
+                    error: "452 try later".into(),
+                    retry_at: later(600),
+                },
+            }],
+            FileTime::now(),
+        )
+        .await
+        .expect("outcome");
+    assert!(!report.disposition.is_finished());
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, only(sending.id))
+        .await
+        .expect("lease");
+
+    let queue = store.outgoing_queue().await.expect("queue");
+    let in_state = |s: QueueState| queue.iter().filter(|q| q.state == s).count() as u32;
+    let counts = store.queue_counts().await.expect("counts");
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    let c = &counts[0];
+    assert_eq!(c.transport, None);
+    assert_eq!(
+        (c.queued, c.sending, c.deferred, c.scheduled),
+        (
+            in_state(QueueState::Queued),
+            in_state(QueueState::Sending),
+            in_state(QueueState::Deferred),
+            in_state(QueueState::Scheduled)
+        )
+    );
+    assert_eq!((c.queued, c.sending, c.deferred, c.scheduled), (1, 1, 1, 1));
+}
+
+/// One transaction records a batch, and each message is judged on its own: one whose lease
+/// is someone else's and one not in the queue fail alone, the others are recorded.
+#[tokio::test]
+async fn record_outcomes_records_a_batch_and_isolates_bad_entries() {
+    let (_dir, store) = open().await;
+    let a = submit(&store, "a", &["a@example.org", "a2@example.org"]).await;
+    let b = submit(&store, "b", &["b@example.org"]).await;
+    let c = submit(&store, "c", &["c@example.org"]).await;
+    let leased = store
+        .lease_due("sp", FileTime::now(), LEASE, 2, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 2);
+    let delivered = |row_id| RecipientOutcome {
+        row_id,
+        result: DeliveryResult::Delivered,
+    };
+    let answers = store
+        .record_outcomes(
+            "sp",
+            vec![
+                (
+                    a.id,
+                    vec![
+                        delivered(0),
+                        RecipientOutcome {
+                            row_id: 1,
+                            result: DeliveryResult::Failed {
+                                error: "550 no such user".into(),
+                                reason_code: 1,
+                                diag_code: 2,
+                            },
+                        },
+                    ],
+                ),
+                // Not leased by anyone.
+                (c.id, vec![delivered(0)]),
+                (b.id, vec![delivered(0)]),
+                (MessageId(9999), vec![delivered(0)]),
+            ],
+            FileTime::now(),
+        )
+        .await
+        .expect("batch");
+    assert_eq!(answers.len(), 4);
+    let a_report = answers[0].as_ref().expect("a recorded");
+    assert_eq!(a_report.disposition, MessageDisposition::MovedToSentItems);
+    assert_eq!(a_report.failed.len(), 1);
+    assert_eq!(a_report.failed[0].address, "a2@example.org");
+    assert_eq!(a_report.failed[0].ndr_diag_code, Some(2));
+    assert_eq!(
+        answers[1].as_ref().expect_err("c is not leased").code,
+        MapiCode::NoAccess
+    );
+    assert!(answers[2].is_ok());
+    assert_eq!(
+        answers[3].as_ref().expect_err("unknown").code,
+        MapiCode::NotInQueue
+    );
+    let recips = store.recipients(a.id).await.expect("recipients");
+    assert_eq!(recips[0].state, RecipientState::Delivered);
+    assert_eq!(recips[1].state, RecipientState::Failed);
+    assert_eq!(recips[1].last_error.as_deref(), Some("550 no such user"));
+    assert!(recips.iter().all(|r| r.attempts == 1 && r.responsibility));
+    let sent = store.messages(Folder::SentItems).await.expect("sent");
+    assert_eq!(sent.len(), 2);
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.id, c.id);
+    assert_eq!(queue[0].attempts, 0, "c untouched");
+}
+
+/// A small body comes with its lease, a large one does not, and both read back whole.
+#[tokio::test]
+async fn small_bodies_come_with_the_lease() {
+    let (_dir, store) = open().await;
+    let small = b"Subject: small\r\n\r\nhello\r\n".to_vec();
+    let large = vec![b'x'; PREFETCH_BODY as usize + 1];
+    store
+        .submit(message("small", &["a@example.org"]), &small[..])
+        .await
+        .expect("submit");
+    store
+        .submit(message("large", &["b@example.org"]), &large[..])
+        .await
+        .expect("submit");
+    let leased = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 2);
+    assert_eq!(leased[0].prefetched_body.as_deref(), Some(&small[..]));
+    assert_eq!(leased[1].prefetched_body, None);
+    // Past the batch's budget, small bodies are read when sent.
+    let many = PREFETCH_BATCH / PREFETCH_BODY + 2;
+    let mid = vec![b'y'; PREFETCH_BODY as usize];
+    for _ in 0..many {
+        store
+            .submit(message("mid", &["c@example.org"]), &mid[..])
+            .await
+            .expect("submit");
+    }
+    let batch = store
+        .lease_due("sp", FileTime::now(), LEASE, 200, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(batch.len() as u64, many);
+    let prefetched = batch.iter().filter(|m| m.prefetched_body.is_some()).count() as u64;
+    assert_eq!(prefetched, PREFETCH_BATCH / PREFETCH_BODY);
+    assert!(
+        batch[..prefetched as usize]
+            .iter()
+            .all(|m| m.prefetched_body.is_some())
+    );
+    for (m, want) in leased
+        .iter()
+        .zip([&small, &large])
+        .chain(batch.iter().map(|m| (m, &mid)))
+    {
+        let mut reader = BodyReader::of_leased(&store, m);
+        let mut got = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await.expect("chunk") {
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(&got, want);
+    }
+}

@@ -903,11 +903,13 @@ impl SmtpOutbound {
         let mut out = Vec::with_capacity(first.len() + first.len() / 16 + 16);
         encoder.encode(first, &mut out);
         let sent = async {
-            if let Err(e) = session.write(&out, t.data_block).await {
-                return Err(BodyError::Wire(e));
-            }
             loop {
-                let chunk = body.next_chunk().await.map_err(BodyError::Store)?;
+                // The next chunk comes from the store while this one goes out: a large body
+                // waits for neither the disk nor the network alone.
+                let (written, chunk) =
+                    tokio::join!(session.write(&out, t.data_block), body.next_chunk());
+                written.map_err(BodyError::Wire)?;
+                let chunk = chunk.map_err(BodyError::Store)?;
                 out.clear();
                 match chunk {
                     Some(chunk) => encoder.encode(&chunk, &mut out),
@@ -924,10 +926,6 @@ impl SmtpOutbound {
                             .map_err(BodyError::Wire);
                     }
                 }
-                session
-                    .write(&out, t.data_block)
-                    .await
-                    .map_err(BodyError::Wire)?;
             }
         }
         .await;

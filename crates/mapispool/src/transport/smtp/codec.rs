@@ -279,46 +279,46 @@ impl Default for DataEncoder {
 }
 
 impl DataEncoder {
-    /// Appends the encoded form of `chunk` to `out`.
+    /// Appends the encoded form of `chunk` to `out`. Line by line with `memchr` rather than
+    /// byte by byte: a body is mostly long runs without CR or LF, copied whole.
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 32 + 8);
-        let mut start = 0;
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        while i < chunk.len() {
             if self.pending_cr {
+                // CRLF, or a bare CR: either ends the line.
                 self.pending_cr = false;
-                if b == b'\n' {
-                    out.extend_from_slice(b"\r\n");
-                    self.at_line_start = true;
-                    start = i + 1;
-                    continue;
-                }
-                // A bare CR ends a line too.
                 out.extend_from_slice(b"\r\n");
                 self.at_line_start = true;
+                if chunk[i] == b'\n' {
+                    i += 1;
+                    continue;
+                }
             }
-            match b {
-                b'\r' => {
-                    out.extend_from_slice(&chunk[start..i]);
-                    self.pending_cr = true;
-                    start = i + 1;
-                }
-                b'\n' => {
-                    out.extend_from_slice(&chunk[start..i]);
-                    out.extend_from_slice(b"\r\n");
-                    self.at_line_start = true;
-                    start = i + 1;
-                }
-                b'.' if self.at_line_start => {
-                    out.extend_from_slice(&chunk[start..i]);
-                    out.push(b'.');
+            if self.at_line_start && chunk[i] == b'.' {
+                out.push(b'.');
+            }
+            match memchr::memchr2(b'\r', b'\n', &chunk[i..]) {
+                None => {
+                    out.extend_from_slice(&chunk[i..]);
                     self.at_line_start = false;
-                    start = i;
+                    i = chunk.len();
                 }
-                _ => self.at_line_start = false,
+                Some(k) => {
+                    let end = i + k;
+                    out.extend_from_slice(&chunk[i..end]);
+                    if k > 0 {
+                        self.at_line_start = false;
+                    }
+                    if chunk[end] == b'\n' {
+                        out.extend_from_slice(b"\r\n");
+                        self.at_line_start = true;
+                    } else {
+                        self.pending_cr = true;
+                    }
+                    i = end + 1;
+                }
             }
-        }
-        if !self.pending_cr {
-            out.extend_from_slice(&chunk[start..]);
         }
     }
 
@@ -436,6 +436,48 @@ mod tests {
         }
         e.finish(&mut out);
         out
+    }
+
+    /// The obvious byte-at-a-time encoder, the reference the fast one is checked against.
+    fn reference_encode(input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut line_start = true;
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            if b == b'\r' || b == b'\n' {
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+                i += if b == b'\r' && input.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                continue;
+            }
+            if line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            line_start = false;
+            i += 1;
+        }
+        if !line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoding_in_any_pieces_matches_the_reference(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'.', b'\r', b'\n', b'a', 0xC3]), 0..200),
+            piece in 1usize..40,
+        ) {
+            proptest::prop_assert_eq!(encode_in_pieces(&input, piece), reference_encode(&input));
+        }
     }
 
     #[test]
