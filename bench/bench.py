@@ -952,9 +952,12 @@ class Bench:
         L.append(f"- commit: {data['commit']}" + (" (with uncommitted changes of other engineers in the tree)"
                                                     if data["worktree_dirty"] else ""))
         L.append(f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}, {m['os']}")
-        L.append("- fsync: **on** for mapispool (SQLite WAL, `synchronous = FULL`: every submit and every recorded "
-                 "outcome is a commit); Postfix on (queue files are fsynced before `250`/`sendmail` returns); "
-                 "smtp-sink and smtp-source write nothing to disk.")
+        L.append("- fsync: **on** for mapispool (SQLite WAL): a submit returns after its own fsynced commit "
+                 "(`synchronous = FULL`); downloaded messages are fsynced, one barrier per batch, before anything "
+                 "is deleted or flagged on the server; leases and delivery outcomes are group-committed "
+                 "(`synchronous = NORMAL`, fsynced by the next FULL commit or checkpoint: a power cut can make a "
+                 "message go out twice, never lose one). Postfix on (queue files are fsynced before "
+                 "`250`/`sendmail` returns); smtp-sink and smtp-source write nothing to disk.")
         L.append("- peers: Postfix " + _postfix_version() + " (private instance, `defer_transports` then "
                  "`postqueue -f`, connection cache on), `smtp-sink` (Postfix's, counting only), `smtp-source -d` "
                  "on 1 and on 4 connections (`-s 4` is mapispool's default `connections = 4`), msmtp " + _msmtp_version() + " (one process per message, "
