@@ -221,6 +221,42 @@ fn habitual_flags_are_accepted_and_ignored() {
     assert_eq!(env.queued("habits")["PR_DISPLAY_TO"], "z@x.test");
 }
 
+/// `-N` and `-R` ask for delivery status notifications (RFC 3461) as with Postfix's sendmail;
+/// the queued message carries them for the SMTP transport's `NOTIFY=`/`RET=`.
+#[test]
+fn dsn_flags_reach_the_queued_message() {
+    let env = Env::new();
+    ok(
+        env.sendmail(&["-N", "success,failure", "-R", "hdrs", "dsn@x.test"]),
+        "Subject: dsn\n\nbody\n",
+    );
+    let out = env
+        .mapispool(&[
+            "messages",
+            "--folder",
+            "outbox",
+            "--json",
+            "--columns",
+            "PR_SUBJECT,PR_MSP_DSN_NOTIFY,PR_MSP_DSN_RET",
+        ])
+        .output()
+        .expect("queue runs");
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("queue JSON");
+    let row = &v["rows"][0];
+    assert_eq!(row["PR_SUBJECT"], "dsn");
+    assert_eq!(row["PR_MSP_DSN_NOTIFY"], "SUCCESS,FAILURE", "{row}");
+    assert_eq!(row["PR_MSP_DSN_RET"], "HDRS", "{row}");
+    // A word DSN does not have is the caller's mistake (EX_USAGE), and nothing is queued.
+    let said = fails(
+        env.sendmail(&["-N", "sometimes", "x@x.test"]),
+        "Subject: bad dsn\n\nbody\n",
+        64,
+    );
+    assert!(said.contains("-N") && said.contains("NEVER"), "{said}");
+    assert_eq!(env.queue().len(), 1);
+}
+
 #[test]
 fn the_subcommand_form_is_the_same() {
     let env = Env::new();

@@ -32,6 +32,11 @@ pub struct Options {
     pub profile: Option<PathBuf>,
     /// `-v`: say what was queued (on stderr).
     pub verbose: bool,
+    /// `-N never|success,failure,delay`: the delivery status notifications asked for (RFC 3461
+    /// `NOTIFY=`), checked and upper-cased.
+    pub dsn_notify: Option<String>,
+    /// `-R full|hdrs`: how much of the message a notification returns (`RET=`).
+    pub dsn_ret: Option<String>,
 }
 
 /// A command line sendmail would refuse (`EX_USAGE`).
@@ -125,9 +130,21 @@ fn apply(opts: &mut Options, flag: char, value: String) -> Result<(), UsageError
                 "-q (run the queue) is not supported here; use `mapispool flush`".to_string(),
             ));
         }
-        // Body type, DSN notify/return/envelope ID, log file, log tag, hop count, -A, protocol,
-        // error mode, debug: accepted and ignored.
-        'B' | 'N' | 'R' | 'V' | 'X' | 'L' | 'h' | 'A' | 'p' | 'e' | 'd' => {}
+        // DSN (RFC 3461), as Postfix's sendmail takes them: -N's list and -R's word are
+        // checked as `submit --notify/--ret` checks them.
+        'N' => {
+            let (notify, _) = mapispool::session::dsn_request(Some(&value), None)
+                .map_err(|e| UsageError(format!("-N: {}", e.cause)))?;
+            opts.dsn_notify = notify;
+        }
+        'R' => {
+            let (_, ret) = mapispool::session::dsn_request(None, Some(&value))
+                .map_err(|e| UsageError(format!("-R: {}", e.cause)))?;
+            opts.dsn_ret = ret;
+        }
+        // Body type, DSN envelope ID, log file, log tag, hop count, -A, protocol, error mode,
+        // debug: accepted and ignored.
+        'B' | 'V' | 'X' | 'L' | 'h' | 'A' | 'p' | 'e' | 'd' => {}
         other => return Err(UsageError(format!("illegal option -- '{other}'"))),
     }
     Ok(())
@@ -242,6 +259,8 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
         from: opts.from.clone().filter(|f| !f.is_empty()),
         recipients: opts.recipients.clone(),
         recipients_from_headers: opts.from_headers,
+        dsn_notify: opts.dsn_notify.clone(),
+        dsn_ret: opts.dsn_ret.clone(),
         ..Submission::default()
     };
     let record = session
@@ -366,6 +385,18 @@ mod tests {
         let o = p(&["Bob <b@x.test>, c@x.test", "-i"]).unwrap();
         assert_eq!(o.recipients, ["b@x.test", "c@x.test"]);
         assert!(o.ignore_dots);
+    }
+
+    #[test]
+    fn dsn_flags_are_read_and_checked() {
+        let o = p(&["-N", "success,delay", "-Rhdrs", "a@x.test"]).unwrap();
+        assert_eq!(o.dsn_notify.as_deref(), Some("SUCCESS,DELAY"));
+        assert_eq!(o.dsn_ret.as_deref(), Some("HDRS"));
+        let o = p(&["-Nnever", "a@x.test"]).unwrap();
+        assert_eq!(o.dsn_notify.as_deref(), Some("NEVER"));
+        assert!(p(&["-N", "sometimes", "a@x.test"]).is_err());
+        assert!(p(&["-N", "never,success", "a@x.test"]).is_err());
+        assert!(p(&["-R", "everything", "a@x.test"]).is_err());
     }
 
     #[test]
