@@ -129,6 +129,11 @@ pub struct TransportReport {
     pub error: Option<String>,
     /// The MAPI error name for `error`, e.g. `MAPI_E_NETWORK_ERROR`.
     pub error_code: Option<String>,
+    /// Set when a flush of every transport (or of a group with `offline = "skip"`) left this
+    /// one out because it is offline, as Outlook's "Send/Receive All" leaves out an account
+    /// that works offline: why, in words. Not a failure; flushing it by name is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl TransportReport {
@@ -155,11 +160,16 @@ pub struct FlushReport {
 }
 
 impl FlushReport {
-    /// Whether everything asked for was done: no transport failed and no message failed or waits.
+    /// Whether everything asked for was done: no transport failed and no message failed or
+    /// waits. Offline transports left out count as done, unless every transport was left out
+    /// (then nothing was).
     pub fn is_complete(&self) -> bool {
-        self.transports.iter().all(|t| {
-            t.error.is_none() && t.messages.iter().all(|m| m.outcome == MessageOutcome::Sent)
-        })
+        let all_skipped =
+            !self.transports.is_empty() && self.transports.iter().all(|t| t.skipped.is_some());
+        !all_skipped
+            && self.transports.iter().all(|t| {
+                t.error.is_none() && t.messages.iter().all(|m| m.outcome == MessageOutcome::Sent)
+            })
     }
 }
 

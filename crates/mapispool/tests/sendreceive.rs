@@ -677,11 +677,12 @@ async fn offline_queues_durably_connects_nothing_and_survives_a_restart_then_onl
     let report = upload(&alice).await;
     assert!(
         report.transports[0]
-            .error
+            .skipped
             .as_deref()
             .is_some_and(|e| e.contains("offline")),
         "{report:?}"
     );
+    assert!(!report.is_complete(), "nothing could go: {report:?}");
     let one = alice
         .flush_message(&letter.entry_id, FlushFlags::UPLOAD)
         .await;
@@ -697,7 +698,8 @@ async fn offline_queues_durably_connects_nothing_and_survives_a_restart_then_onl
         "Offline"
     );
     let report = upload(&alice).await;
-    assert!(report.transports[0].error.is_some());
+    assert!(report.transports[0].skipped.is_some(), "{report:?}");
+    assert!(!report.is_complete());
     let entry = queued(&alice, &letter.entry_id)
         .await
         .expect("still queued");
@@ -792,9 +794,53 @@ async fn one_transport_offline_leaves_the_others_and_the_spooler_online() {
     .await
     .expect("submit");
     submit(&alice, "bob@localhost", "via home").await;
-    upload(&alice).await;
+    // A flush of every transport leaves the offline one out, as Outlook's Send/Receive All
+    // leaves out an account that works offline: not a failure.
+    let report = upload(&alice).await;
+    assert!(report.is_complete(), "{report:?}");
+    let work = &report.transports[1];
+    assert_eq!(work.transport, "work");
+    assert!(work.error.is_none(), "{work:?}");
+    assert!(
+        work.skipped
+            .as_deref()
+            .is_some_and(|s| s.contains("offline")),
+        "{work:?}"
+    );
+    assert_eq!(report.transports[0].sent(), 1);
     assert_eq!(queued_subjects(&alice).await, vec!["via work"]);
     assert_eq!(world.delivered("bob@localhost"), 1);
+    // Named, it is asked for: then offline is a failure that says how to go online.
+    let named = alice
+        .transport_status("work")
+        .expect("work")
+        .flush_queues(None, FlushFlags::UPLOAD)
+        .await
+        .expect("flush");
+    assert!(!named.is_complete());
+    assert!(
+        named.transports[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("FORCE_XP_CONNECT")),
+        "{named:?}"
+    );
+    // Every transport offline: a flush of all did nothing, which is not complete.
+    alice
+        .transport_status("home")
+        .expect("home")
+        .validate_state(FORCE_XP_DISCONNECT)
+        .await
+        .expect("offline");
+    let none = upload(&alice).await;
+    assert!(none.transports.iter().all(|t| t.skipped.is_some()));
+    assert!(!none.is_complete(), "{none:?}");
+    alice
+        .transport_status("home")
+        .expect("home")
+        .validate_state(FORCE_XP_CONNECT)
+        .await
+        .expect("online");
     alice.logoff().await;
     let alice = logon(profile).await;
     assert_ne!(transport_code(&alice, "work") & STATUS_OFFLINE, 0);

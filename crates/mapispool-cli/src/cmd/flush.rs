@@ -176,6 +176,9 @@ pub fn report_text(report: &FlushReport) -> String {
                     .unwrap_or_default()
             ));
         }
+        if let Some(why) = &t.skipped {
+            parts = vec![format!("skipped: {why}")];
+        }
         if parts.is_empty() {
             parts.push("nothing to do".to_string());
         }

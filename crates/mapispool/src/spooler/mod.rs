@@ -129,6 +129,9 @@ pub(crate) struct Scope {
     pub scheduled: bool,
     /// A group with `offline = "include"`: its transports connect even while offline.
     pub include_offline: bool,
+    /// A flush of every transport, or of a group with `offline = "skip"`: an offline
+    /// transport is left out (reported as skipped), not failed.
+    pub skip_offline: bool,
 }
 
 struct Slot {
@@ -278,7 +281,11 @@ impl Spooler {
     ) -> MapiResult<FlushReport> {
         flags.validate()?;
         let names = self.target_names(target)?;
-        self.start_flush(names, flags, Scope::default()).await
+        let scope = Scope {
+            skip_offline: target.is_none(),
+            ..Scope::default()
+        };
+        self.start_flush(names, flags, scope).await
     }
 
     fn target_names(&self, target: Option<&EntryId>) -> MapiResult<Vec<String>> {
@@ -399,6 +406,7 @@ impl Spooler {
         let scope = Scope {
             scheduled,
             include_offline: group.offline == crate::profile::OfflinePolicy::Include,
+            skip_offline: group.offline == crate::profile::OfflinePolicy::Skip,
             ..Scope::default()
         };
         Ok((group.transports.clone(), masked, scope))
@@ -550,6 +558,7 @@ impl Spooler {
             received: 0,
             error: None,
             error_code: None,
+            skipped: None,
         };
         let board = &self.inner.board;
         if slot.offline.load(Ordering::SeqCst) && !scope.include_offline {
@@ -557,7 +566,11 @@ impl Spooler {
                 "transport \"{}\" is offline; bring it online (ValidateState FORCE_XP_CONNECT) to flush it",
                 slot.config.name
             );
-            fail(&mut report, &MapiError::new(MapiCode::NetworkError, why));
+            if scope.skip_offline {
+                report.skipped = Some(why);
+            } else {
+                fail(&mut report, &MapiError::new(MapiCode::NetworkError, why));
+            }
             return report;
         }
         if flags.contains(FlushFlags::NO_UI) && slot.config.needs_person() {
@@ -1718,9 +1731,17 @@ fn summarize(report: &FlushReport) -> String {
         .iter()
         .filter(|t| t.error.is_some())
         .count();
+    let skipped = report
+        .transports
+        .iter()
+        .filter(|t| t.skipped.is_some())
+        .count();
     let mut s = format!("Last flush: {sent} sent, {received} received");
     if failed > 0 {
         s.push_str(&format!(", {failed} transport(s) failed"));
+    }
+    if skipped > 0 {
+        s.push_str(&format!(", {skipped} offline transport(s) left out"));
     }
     s
 }
