@@ -5,166 +5,59 @@
 //! One test function on purpose: it points `XDG_RUNTIME_DIR` at its own directory (where the
 //! socket lives) for this whole process, which only one test may do.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::daemon::{WAIT_DEADLINE, wait_exit};
+use common::profile::{dir_transport, plain_message};
+use common::sandbox::{BIN, Sandbox, stderr_of as stderr};
 use mapi::constants::{STATUS_OUTBOUND_ACTIVE, STATUS_OUTBOUND_FLUSH};
 use mapi::tag::PR_STATUS_CODE;
 use mapi::{MapiCode, PropValue};
 use mapispool::{FlushFlags, Profile, Session};
 
-struct Env {
-    dir: tempfile::TempDir,
-    runtime: PathBuf,
+/// The profile `NAME.toml`: one transport `local` (`NAME@localhost`) on the post office, and
+/// `connect_command` if given.
+fn write_profile(env: &Sandbox, name: &str, connect_command: Option<&str>) -> PathBuf {
+    let mut transport = dir_transport("local", &format!("{name}@localhost"), &env.post_office());
+    if let Some(cmd) = connect_command {
+        transport.push_str(&format!(
+            "[transport.connect_command]\ncommand = \"{cmd}\"\n"
+        ));
+    }
+    env.write_profile(name, &transport)
 }
 
-impl Env {
-    fn profile(&self, name: &str, connect_command: Option<&str>) -> PathBuf {
-        let po = self.dir.path().join("po");
-        let path = self.dir.path().join(format!("{name}.toml"));
-        let mut text = format!(
-            "[store]\npath = \"{store}\"\n\n[[transport]]\nname = \"local\"\naddress = \"{name}@localhost\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n",
-            store = self.dir.path().join(format!("{name}.db")).display(),
-            po = po.display()
-        );
-        if let Some(cmd) = connect_command {
-            text.push_str(&format!(
-                "[transport.connect_command]\ncommand = \"{cmd}\"\n"
-            ));
-        }
-        std::fs::write(&path, text).expect("write profile");
-        path
-    }
-
-    fn cli(&self, profile: &Path) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mapispool"));
-        c.env("XDG_RUNTIME_DIR", &self.runtime)
-            .arg("--profile")
-            .arg(profile);
-        c
-    }
-
-    fn run(&self, profile: &Path, args: &[&str]) -> Output {
-        self.cli(profile)
-            .args(args)
-            .output()
-            .expect("mapispool runs")
-    }
-
-    fn submit(&self, profile: &Path, to: &str, subject: &str) -> String {
-        let mut child = self
-            .cli(profile)
-            .arg("submit")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("submit starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(
-                format!("From: alice@localhost\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nbody\r\n")
-                    .as_bytes(),
-            )
-            .expect("write");
-        let out = child.wait_with_output().expect("submit ends");
-        assert!(
-            out.status.success(),
-            "submit: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn start_daemon(&self, profile: &Path) -> Child {
-        let child = self
-            .cli(profile)
-            .arg("spooler")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spooler starts");
-        let socket = socket_for(&self.runtime, profile);
-        wait_until("the daemon's socket", || socket.exists());
-        child
-    }
-
-    fn delivered(&self, address: &str) -> usize {
-        std::fs::read_dir(self.dir.path().join("po").join(address).join("new"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-fn socket_for(runtime: &Path, profile: &Path) -> PathBuf {
-    // The same rule the library uses, with this test's runtime directory.
-    let name = mapispool::ipc::socket_path(profile);
-    runtime
-        .join("mapispool")
-        .join(name.file_name().expect("socket name"))
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// Submits a message from alice to `to` through `profile`; the entry ID.
+fn submit(env: &Sandbox, profile: &Path, to: &str, subject: &str) -> String {
+    env.submit(profile, &[], &plain_message("alice@localhost", to, subject))
 }
 
 #[test]
 fn the_daemon_serves_many_clients_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = dir.path().join("rt");
-    std::fs::create_dir_all(&runtime).expect("runtime dir");
+    let env = Sandbox::new();
     // SAFETY: set before this test (the only one in this binary) starts any thread that reads
     // the environment; the library finds the daemon's socket through it.
-    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &runtime) };
-    let env = Env { dir, runtime };
-    let alice = env.profile("alice", None);
-    let bob = env.profile("bob", None);
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", env.runtime()) };
+    let alice = write_profile(&env, "alice", None);
+    let bob = write_profile(&env, "bob", None);
     assert!(
         env.run(&bob, &["validate"]).status.success(),
         "bob's mailbox"
     );
 
-    let mut daemon = env.start_daemon(&alice);
+    let daemon = env.start_daemon(&alice);
 
     // A second daemon on the same profile refuses, naming the first.
     let second = env.run(&alice, &["spooler"]);
     assert!(!second.status.success());
     assert!(
         stderr(&second).contains("already runs")
-            && stderr(&second).contains(&daemon.id().to_string()),
+            && stderr(&second).contains(&daemon.pid().to_string()),
         "{}",
         stderr(&second)
     );
@@ -191,7 +84,7 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
 
         // A third client submits while the first flushes; everything goes out, once.
         let ids: Vec<String> = (0..3)
-            .map(|i| env.submit(&alice, "bob@localhost", &format!("m{i}")))
+            .map(|i| submit(&env, &alice, "bob@localhost", &format!("m{i}")))
             .collect();
         let flush = env.run(&alice, &["flush", "--upload", "--json"]);
         assert!(flush.status.success(), "{}", stderr(&flush));
@@ -247,8 +140,8 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
     // Another user is refused even where the socket's mode would let them in.
     if mapispool::ipc::current_uid() == 0 {
         use std::os::unix::fs::PermissionsExt;
-        let socket = socket_for(&env.runtime, &alice);
-        for p in [env.runtime.clone(), env.runtime.join("mapispool")] {
+        let socket = env.socket(&alice);
+        for p in [env.runtime(), env.runtime().join("mapispool")] {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
@@ -256,8 +149,8 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
             .expect("chmod");
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_mapispool"))
-            .env("XDG_RUNTIME_DIR", &env.runtime)
+            .arg(BIN)
+            .env("XDG_RUNTIME_DIR", env.runtime())
             .arg("--profile")
             .arg(&alice)
             .arg("status")
@@ -274,15 +167,13 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
     }
 
     // SIGTERM: a clean stop, the socket gone.
-    signal(&daemon, "TERM");
-    assert_eq!(wait_exit(&mut daemon).code(), Some(0));
-    assert!(!socket_for(&env.runtime, &alice).exists());
+    daemon.stop();
 
     // SIGKILL in the middle of a flush (the transport's connect command hangs): nothing lost,
     // and after a restart the message goes out exactly once.
-    let slow = env.profile("alice", Some("sleep 30"));
+    let slow = write_profile(&env, "alice", Some("sleep 30"));
     let mut daemon = env.start_daemon(&slow);
-    env.submit(&slow, "bob@localhost", "through a crash");
+    submit(&env, &slow, "bob@localhost", "through a crash");
     let mut flusher = env
         .cli(&slow)
         .args(["flush", "--upload"])
@@ -291,13 +182,12 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
         .spawn()
         .expect("flush starts");
     std::thread::sleep(Duration::from_millis(500));
-    signal(&daemon, "KILL");
-    let _ = wait_exit(&mut daemon);
-    let client = wait_exit(&mut flusher);
+    daemon.kill();
+    let client = wait_exit(&mut flusher, WAIT_DEADLINE).expect("the flush ends with the daemon");
     assert!(!client.success(), "the flush could not finish");
     // A leftover `sleep 30` of the killed daemon may still run; it holds nothing of ours.
-    let fixed = env.profile("alice", None);
-    let mut daemon = env.start_daemon(&fixed);
+    let fixed = write_profile(&env, "alice", None);
+    let daemon = env.start_daemon(&fixed);
     let before = env.delivered("bob@localhost");
     let out = env.run(&fixed, &["flush", "--upload", "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -313,6 +203,5 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
         Some(0),
         "the queue is empty"
     );
-    signal(&daemon, "TERM");
-    assert_eq!(wait_exit(&mut daemon).code(), Some(0));
+    daemon.stop();
 }

@@ -8,13 +8,16 @@
 //! `MAPISPOOL_LOAD_SECS` and `MAPISPOOL_LOAD_CLIENTS` change the run (8 s, 10 clients);
 //! `MAPISPOOL_LOAD_LOG` is the daemon's `RUST_LOG` (warn), its log shown on a failure.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mapispool::transport::dir::mailbox_name;
+use common::profile::dir_transport;
+use common::sandbox::Sandbox;
 
 const RECIPIENT: &str = "peer@load.test";
 
@@ -23,67 +26,33 @@ const RECIPIENT: &str = "peer@load.test";
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 
 struct Env {
-    dir: tempfile::TempDir,
-    runtime: PathBuf,
+    sandbox: Sandbox,
     profile: PathBuf,
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let runtime = dir.path().join("rt");
-        std::fs::create_dir_all(&runtime).expect("runtime dir");
-        let po = dir.path().join("po");
-        std::fs::create_dir_all(po.join(mailbox_name(RECIPIENT)).join("new"))
-            .expect("the recipient's mailbox");
-        let profile = dir.path().join("load.toml");
-        std::fs::write(
-            &profile,
-            format!(
-                "[store]\npath = \"{store}\"\n\n[[transport]]\nname = \"local\"\naddress = \"load@load.test\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n",
-                store = dir.path().join("load.db").display(),
-                po = po.display()
-            ),
-        )
-        .expect("write the profile");
-        Env {
-            dir,
-            runtime,
-            profile,
-        }
+        let sandbox = Sandbox::new();
+        std::fs::create_dir_all(sandbox.mailbox(RECIPIENT)).expect("the recipient's mailbox");
+        let profile = sandbox.write_profile(
+            "load",
+            &dir_transport("local", "load@load.test", &sandbox.post_office()),
+        );
+        Env { sandbox, profile }
     }
 
-    /// `mapispool --profile load.toml`, finding the daemon through this test's runtime dir.
+    /// `mapispool --profile load.toml`, finding the daemon through the sandbox's runtime dir,
+    /// its output piped for [`run`].
     fn cli(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mapispool"));
-        c.env("XDG_RUNTIME_DIR", &self.runtime)
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("MAPISPOOL_PROFILE")
-            .arg("--profile")
-            .arg(&self.profile)
-            .stdin(Stdio::null())
+        let mut c = self.sandbox.cli(&self.profile);
+        c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
     }
 
     fn mailbox(&self) -> PathBuf {
-        self.dir
-            .path()
-            .join("po")
-            .join(mailbox_name(RECIPIENT))
-            .join("new")
-    }
-
-    fn socket(&self) -> PathBuf {
-        let name = mapispool::ipc::socket_path(&self.profile);
-        self.runtime
-            .join("mapispool")
-            .join(name.file_name().expect("socket name"))
+        self.sandbox.mailbox(RECIPIENT)
     }
 }
 
@@ -223,29 +192,12 @@ fn ten_clients_submit_and_flush_at_once_and_nothing_is_lost_or_doubled() {
     let secs = env_number("MAPISPOOL_LOAD_SECS", 8);
     let clients = env_number("MAPISPOOL_LOAD_CLIENTS", 10) as usize;
 
-    let log = std::fs::File::create(env.dir.path().join("daemon.log")).expect("log file");
-    let mut daemon: Child = env
-        .cli()
-        .env(
+    let mut daemon = env.sandbox.start_daemon_with(&env.profile, |cmd| {
+        cmd.env(
             "RUST_LOG",
             std::env::var("MAPISPOOL_LOAD_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .arg("spooler")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the daemon starts");
-    let socket = env.socket();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the daemon's socket never came");
-        assert!(
-            daemon.try_wait().expect("wait").is_none(),
-            "the daemon exited: {}",
-            std::fs::read_to_string(env.dir.path().join("daemon.log")).unwrap_or_default()
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
@@ -264,7 +216,7 @@ fn ten_clients_submit_and_flush_at_once_and_nothing_is_lost_or_doubled() {
     let busy = started.elapsed();
     // The daemon must have served them all: a client that finds no daemon runs the spooler
     // in its own process, which would hide a daemon that died under the load.
-    let died = daemon.try_wait().expect("wait");
+    let died = daemon.exited();
 
     // The last flush sends whatever the clients' flushes left.
     let mut cmd = env.cli();
@@ -275,23 +227,8 @@ fn ten_clients_submit_and_flush_at_once_and_nothing_is_lost_or_doubled() {
     let queue = run(cmd, None);
 
     // Stop the daemon (SIGTERM: it finishes what is in flight and exits 0).
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status();
-    let stop = Instant::now();
-    let stopped = loop {
-        if let Some(status) = daemon.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if stop.elapsed() > Duration::from_secs(60) {
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let daemon_log = std::fs::read_to_string(env.dir.path().join("daemon.log")).unwrap_or_default();
+    let stopped = daemon.terminate();
+    let daemon_log = daemon.log();
 
     let errors: Vec<&String> = results.iter().flat_map(|c| &c.errors).collect();
     let submitted: Vec<&String> = results.iter().flat_map(|c| &c.submitted).collect();

@@ -5,194 +5,37 @@
 //! Each test gives its processes their own `XDG_RUNTIME_DIR` (where the daemon's socket lives)
 //! through the child's environment, never this process's, so the tests can run side by side.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
+use common::profile::{dir_transport, plain_message};
+use common::sandbox::{Sandbox, stderr_of as stderr, stdout_of as stdout};
 use serde_json::Value;
 
-struct Env {
-    dir: tempfile::TempDir,
-    runtime: PathBuf,
+/// A `dir` transport on the shared post office; its connect_command records the pid of the
+/// process that flushes it (the shell's parent) in `flushed-by`.
+fn pid_recording_transport(env: &Sandbox, name: &str, address: &str) -> String {
+    format!(
+        "{}[transport.connect_command]\ncommand = \"echo $PPID >> {pids}\"\n\n",
+        dir_transport(name, address, &env.post_office()),
+        pids = env.path("flushed-by").display(),
+    )
 }
 
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let runtime = dir.path().join("rt");
-        std::fs::create_dir_all(&runtime).expect("runtime dir");
-        Env { dir, runtime }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A profile `name` whose transports are written by `transports` (TOML after `[store]`).
-    fn profile(&self, name: &str, rest: &str) -> PathBuf {
-        let path = self.path(&format!("{name}.toml"));
-        let text = format!(
-            "[store]\npath = \"{}\"\n\n{rest}",
-            self.path(&format!("{name}.db")).display()
-        );
-        std::fs::write(&path, text).expect("write profile");
-        path
-    }
-
-    /// A `dir` transport on the shared post office; its connect_command records the pid of the
-    /// process that flushes it (the shell's parent).
-    fn dir_transport(&self, name: &str, address: &str) -> String {
-        let po = self.path("po");
-        format!(
-            "[[transport]]\nname = \"{name}\"\naddress = \"{address}\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.connect_command]\ncommand = \"echo $PPID >> {pids}\"\n\n",
-            po = po.display(),
-            pids = self.path("flushed-by").display(),
-        )
-    }
-
-    fn cli(&self, profile: &Path) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mapispool"));
-        c.env("XDG_RUNTIME_DIR", &self.runtime)
-            .env("NO_COLOR", "1")
-            .arg("--profile")
-            .arg(profile);
-        c
-    }
-
-    fn run(&self, profile: &Path, args: &[&str]) -> Output {
-        self.cli(profile)
-            .args(args)
-            .output()
-            .expect("mapispool runs")
-    }
-
-    fn ok(&self, profile: &Path, args: &[&str]) -> String {
-        let out = self.run(profile, args);
-        assert!(
-            out.status.success(),
-            "mapispool {args:?}: {:?}\n{}\n{}",
-            out.status,
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-
-    fn submit(&self, profile: &Path, from: &str, to: &str, subject: &str) -> String {
-        let mut child = self
-            .cli(profile)
-            .arg("submit")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("submit starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(
-                format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nbody\r\n")
-                    .as_bytes(),
-            )
-            .expect("write");
-        let out = child.wait_with_output().expect("submit ends");
-        assert!(out.status.success(), "submit: {}", stderr(&out));
-        stdout(&out).trim().to_string()
-    }
-
-    fn start_daemon(&self, profile: &Path) -> Daemon {
-        let child = self
-            .cli(profile)
-            .arg("spooler")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spooler starts");
-        let name = mapispool::ipc::socket_path(profile);
-        let socket = self
-            .runtime
-            .join("mapispool")
-            .join(name.file_name().expect("socket name"));
-        wait_until("the daemon's socket", || socket.exists());
-        Daemon { child, socket }
-    }
-
-    fn delivered(&self, address: &str) -> usize {
-        std::fs::read_dir(self.path("po").join(address).join("new"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    /// The pids of the processes that flushed (ran a connect_command), in order.
-    fn flushed_by(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.path("flushed-by"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.trim().parse().expect("a pid"))
-            .collect()
-    }
+/// The pids of the processes that flushed (ran a connect_command), in order.
+fn flushed_by(env: &Sandbox) -> Vec<u32> {
+    std::fs::read_to_string(env.path("flushed-by"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().expect("a pid"))
+        .collect()
 }
 
-/// A daemon that is stopped (SIGTERM, then waited for) when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        wait_until("the socket to go", || !self.socket.exists());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn submit(env: &Sandbox, profile: &Path, from: &str, to: &str, subject: &str) -> String {
+    env.submit(profile, &[], &plain_message(from, to, subject))
 }
 
 fn json(text: &str) -> Value {
@@ -200,8 +43,8 @@ fn json(text: &str) -> Value {
 }
 
 /// The subjects `queue --json` lists.
-fn queued_subjects(env: &Env, profile: &Path) -> Vec<String> {
-    let rows = json(&env.ok(profile, &["queue", "--json", "--columns", "PR_SUBJECT"]));
+fn queued_subjects(env: &Sandbox, profile: &Path) -> Vec<String> {
+    let rows = json(&env.run_ok(profile, &["queue", "--json", "--columns", "PR_SUBJECT"]));
     rows["rows"]
         .as_array()
         .expect("rows")
@@ -212,25 +55,28 @@ fn queued_subjects(env: &Env, profile: &Path) -> Vec<String> {
 
 #[test]
 fn flush_message_and_flush_group_go_through_the_daemon() {
-    let env = Env::new();
-    let alice = env.profile(
+    let env = Sandbox::new();
+    let alice = env.write_profile(
         "alice",
         &format!(
             "{}{}[[group]]\nname = \"outgoing\"\ntransports = [\"local\"]\ndirection = \"send\"\n",
-            env.dir_transport("local", "alice@localhost"),
-            env.dir_transport("other", "alice.other@localhost"),
+            pid_recording_transport(&env, "local", "alice@localhost"),
+            pid_recording_transport(&env, "other", "alice.other@localhost"),
         ),
     );
-    let bob = env.profile("bob", &env.dir_transport("local", "bob@localhost"));
-    env.ok(&bob, &["validate"]); // bob's mailbox exists
+    let bob = env.write_profile(
+        "bob",
+        &pid_recording_transport(&env, "local", "bob@localhost"),
+    );
+    env.run_ok(&bob, &["validate"]); // bob's mailbox exists
     std::fs::remove_file(env.path("flushed-by")).ok();
 
     let daemon = env.start_daemon(&alice);
-    let first = env.submit(&alice, "alice@localhost", "bob@localhost", "first");
-    env.submit(&alice, "alice@localhost", "bob@localhost", "second");
+    let first = submit(&env, &alice, "alice@localhost", "bob@localhost", "first");
+    submit(&env, &alice, "alice@localhost", "bob@localhost", "second");
 
     // flush --message: only that message moves, and the daemon moved it.
-    let report = json(&env.ok(&alice, &["flush", "--message", &first, "--json"]));
+    let report = json(&env.run_ok(&alice, &["flush", "--message", &first, "--json"]));
     assert_eq!(
         report["transports"].as_array().expect("transports").len(),
         1
@@ -238,13 +84,13 @@ fn flush_message_and_flush_group_go_through_the_daemon() {
     assert_eq!(env.delivered("bob@localhost"), 1);
     assert_eq!(queued_subjects(&env, &alice), vec!["second"]);
     assert_eq!(
-        env.flushed_by(),
+        flushed_by(&env),
         vec![daemon.pid()],
         "flushed in the daemon"
     );
 
     // The per-recipient queue, through the daemon, with --where and --columns.
-    let rows = json(&env.ok(
+    let rows = json(&env.run_ok(
         &alice,
         &[
             "queue",
@@ -263,14 +109,14 @@ fn flush_message_and_flush_group_go_through_the_daemon() {
     assert_eq!(rows[0]["PR_MSP_ATTEMPTS"], 0);
 
     // flush --group: the group's transport only, upload only (direction = "send").
-    let report = json(&env.ok(&alice, &["flush", "--group", "outgoing", "--json"]));
+    let report = json(&env.run_ok(&alice, &["flush", "--group", "outgoing", "--json"]));
     let transports = report["transports"].as_array().expect("transports");
     assert_eq!(transports.len(), 1, "{report}");
     assert_eq!(transports[0]["transport"], "local");
     assert_eq!(transports[0]["download"], false, "{report}");
     assert_eq!(env.delivered("bob@localhost"), 2);
     assert!(queued_subjects(&env, &alice).is_empty());
-    assert_eq!(env.flushed_by(), vec![daemon.pid(), daemon.pid()]);
+    assert_eq!(flushed_by(&env), vec![daemon.pid(), daemon.pid()]);
 
     // Errors cross the socket: an unknown group, a message no longer queued.
     let out = env.run(&alice, &["flush", "--group", "nosuch"]);
@@ -312,8 +158,8 @@ impl CountingServer {
     }
 }
 
-fn transport_row(env: &Env, profile: &Path, name: &str) -> Value {
-    let rows = json(&env.ok(profile, &["status", "--json"]));
+fn transport_row(env: &Sandbox, profile: &Path, name: &str) -> Value {
+    let rows = json(&env.run_ok(profile, &["status", "--json"]));
     rows["rows"]
         .as_array()
         .expect("rows")
@@ -325,9 +171,9 @@ fn transport_row(env: &Env, profile: &Path, name: &str) -> Value {
 
 #[test]
 fn offline_holds_through_the_daemon_one_shot_commands_and_restarts() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let server = CountingServer::start();
-    let alice = env.profile(
+    let alice = env.write_profile(
         "alice",
         &format!(
             "[spooler]\ntimeout = \"5s\"\n\n[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
@@ -335,7 +181,7 @@ fn offline_holds_through_the_daemon_one_shot_commands_and_restarts() {
         ),
     );
     let daemon = env.start_daemon(&alice);
-    let said = env.ok(&alice, &["offline", "--transport", "smtp"]);
+    let said = env.run_ok(&alice, &["offline", "--transport", "smtp"]);
     assert!(said.starts_with("smtp: offline"), "{said}");
     let row = transport_row(&env, &alice, "smtp");
     assert!(
@@ -346,7 +192,8 @@ fn offline_holds_through_the_daemon_one_shot_commands_and_restarts() {
     );
     assert_eq!(row["PR_STATUS_STRING"], "Offline");
 
-    env.submit(
+    submit(
+        &env,
         &alice,
         "alice@example.com",
         "bob@example.com",
@@ -370,7 +217,7 @@ fn offline_holds_through_the_daemon_one_shot_commands_and_restarts() {
     assert_eq!(server.accepted(), 0, "nothing connected while offline");
 
     // Online (send_on_reconnect is off): nothing is sent until a flush.
-    let said = env.ok(&alice, &["online"]);
+    let said = env.run_ok(&alice, &["online"]);
     assert!(said.contains("smtp: online (1 queued"), "{said}");
     assert_eq!(server.accepted(), 0);
     let row = transport_row(&env, &alice, "smtp");
@@ -387,22 +234,25 @@ fn offline_holds_through_the_daemon_one_shot_commands_and_restarts() {
 
 #[test]
 fn online_with_send_on_reconnect_sends_the_queue_at_once() {
-    let env = Env::new();
-    let alice = env.profile(
+    let env = Sandbox::new();
+    let alice = env.write_profile(
         "alice",
         &format!(
             "[spooler]\nsend_on_reconnect = true\n\n{}",
-            env.dir_transport("local", "alice@localhost")
+            pid_recording_transport(&env, "local", "alice@localhost")
         ),
     );
-    let bob = env.profile("bob", &env.dir_transport("local", "bob@localhost"));
-    env.ok(&bob, &["validate"]);
+    let bob = env.write_profile(
+        "bob",
+        &pid_recording_transport(&env, "local", "bob@localhost"),
+    );
+    env.run_ok(&bob, &["validate"]);
     // No daemon: each command is its own process, and the switch is in the store.
-    let said = env.ok(&alice, &["offline", "--json"]);
+    let said = env.run_ok(&alice, &["offline", "--json"]);
     assert_eq!(json(&said)[0]["offline"], true);
-    env.submit(&alice, "alice@localhost", "bob@localhost", "held");
+    submit(&env, &alice, "alice@localhost", "bob@localhost", "held");
     assert_eq!(env.delivered("bob@localhost"), 0);
-    let said = env.ok(&alice, &["online"]);
+    let said = env.run_ok(&alice, &["online"]);
     assert_eq!(said.trim(), "local: online (nothing queued)");
     assert_eq!(env.delivered("bob@localhost"), 1);
 }

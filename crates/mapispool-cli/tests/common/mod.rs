@@ -1,46 +1,45 @@
-//! Shared by the `mapispool` binary's tests: a throwaway directory with a post office and two
-//! profiles on it, and `Command`s for the binary that cannot see the real user's files.
+//! Shared by the `mapispool` binary's tests.
 //!
-//! - `me.toml`: transports `home` (`me@home.test`, FlushQueues on its own status object) and
-//!   `work` (`me@work.test`, `flush_queues = false`, and an interactive `connect_command` that
-//!   touches `work-connected` and says so on stdout);
-//! - `peer.toml`: transport `peer` (`peer@home.test`).
+//! - [`sandbox`]: a tempdir a test's processes live in, cut off from the real user's files:
+//!   `mapispool` commands run there, profiles written there, what its post office delivered;
+//! - [`daemon`]: a `mapispool spooler` started, signalled and stopped; waiting with a deadline;
+//! - [`profile`]: the TOML of throwaway profiles (`dir` transports on a post office) and
+//!   plain messages to submit;
+//! - here: [`Env`], a sandbox with two ready profiles, and `assert_cmd` helpers for its
+//!   one-shot commands:
+//!   - `me.toml`: transports `home` (`me@home.test`, FlushQueues on its own status object) and
+//!     `work` (`me@work.test`, `flush_queues = false`, and an interactive `connect_command` that
+//!     touches `work-connected` and says so on stdout);
+//!   - `peer.toml`: transport `peer` (`peer@home.test`).
 
 #![allow(dead_code)]
+
+pub mod daemon;
+pub mod profile;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::Value;
-use tempfile::TempDir;
 
-/// A tempdir holding the post office, the two profiles and their stores.
+use profile::{dir_transport, profile_toml};
+use sandbox::Sandbox;
+
+/// A sandbox holding the post office, the two profiles and their stores.
 pub struct Env {
-    pub dir: TempDir,
+    pub sandbox: Sandbox,
 }
 
 impl Env {
     /// Writes both profiles. Nothing has logged on yet, so the post office has no mailboxes.
     pub fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let env = Env { dir };
+        let env = Env {
+            sandbox: Sandbox::new(),
+        };
         let po = env.post_office();
-        let connected = env.path("work-connected");
-        let me = format!(
-            r#"[store]
-path = "{store}"
-
-[[transport]]
-name = "home"
-address = "me@home.test"
-[transport.outbound]
-kind = "dir"
-path = "{po}"
-[transport.inbound]
-kind = "dir"
-path = "{po}"
-
-[[transport]]
+        let work = format!(
+            r#"[[transport]]
 name = "work"
 address = "me@work.test"
 flush_queues = false
@@ -54,39 +53,29 @@ path = "{po}"
 kind = "dir"
 path = "{po}"
 "#,
-            store = env.path("me.db").display(),
             po = po.display(),
-            connected = connected.display(),
+            connected = env.path("work-connected").display(),
         );
-        let peer = format!(
-            r#"[store]
-path = "{store}"
-
-[[transport]]
-name = "peer"
-address = "peer@home.test"
-[transport.outbound]
-kind = "dir"
-path = "{po}"
-[transport.inbound]
-kind = "dir"
-path = "{po}"
-"#,
-            store = env.path("peer.db").display(),
-            po = po.display(),
+        let me = profile_toml(
+            &env.path("me.db"),
+            &format!("{}\n{work}", dir_transport("home", "me@home.test", &po)),
+        );
+        let peer = profile_toml(
+            &env.path("peer.db"),
+            &dir_transport("peer", "peer@home.test", &po),
         );
         std::fs::write(env.me(), me).expect("write me.toml");
         std::fs::write(env.peer(), peer).expect("write peer.toml");
         env
     }
 
-    /// A path inside the tempdir.
+    /// A path inside the sandbox.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.sandbox.path(name)
     }
 
     pub fn post_office(&self) -> PathBuf {
-        self.path("postoffice")
+        self.sandbox.post_office()
     }
 
     /// The profile with `home` and `work`.
@@ -99,18 +88,11 @@ path = "{po}"
         self.path("peer.toml")
     }
 
-    /// `mapispool` with no profile given: no `$MAPISPOOL_PROFILE`, and the XDG directories
-    /// inside the tempdir so the real user's files are out of reach.
+    /// `mapispool` with no profile given (no `$MAPISPOOL_PROFILE` either), in the sandbox (see
+    /// [`Sandbox::command`]), and given a minute at most.
     pub fn bare(&self) -> Command {
-        let mut cmd = Command::cargo_bin("mapispool").expect("the mapispool binary");
-        cmd.current_dir(self.dir.path())
-            .env_remove("MAPISPOOL_PROFILE")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .env("HOME", self.path("home"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_DATA_HOME", self.path("data"))
-            .timeout(std::time::Duration::from_secs(60));
+        let mut cmd = Command::from_std(self.sandbox.mapispool());
+        cmd.timeout(std::time::Duration::from_secs(60));
         cmd
     }
 
@@ -141,10 +123,7 @@ path = "{po}"
     pub fn open_peer_mailbox(&self) {
         self.peer_cmd(&["validate"]).assert().success();
         assert!(
-            self.post_office()
-                .join("peer@home.test")
-                .join("new")
-                .is_dir(),
+            self.sandbox.mailbox("peer@home.test").is_dir(),
             "logging on should have created peer's mailbox"
         );
     }
