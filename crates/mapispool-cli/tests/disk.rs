@@ -5,22 +5,24 @@
 //!
 //! Needs `mount -t tmpfs` (root, as CI runs); elsewhere each test prints why it is skipped.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mapispool");
+use common::profile::{profile_toml, send_only_dir_transport};
+use common::sandbox::{Sandbox, all_output as text, run_with_stdin};
 
-/// A tmpfs mounted on a temporary directory, unmounted on drop.
+/// A tmpfs mounted on `mnt` in a sandbox, unmounted on drop.
 struct Tmpfs {
-    dir: tempfile::TempDir,
+    env: Sandbox,
     mnt: PathBuf,
 }
 
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mnt = dir.path().join("mnt");
+        let env = Sandbox::new();
+        let mnt = env.path("mnt");
         std::fs::create_dir(&mnt).expect("mount point");
         let out = Command::new("mount")
             .args([
@@ -33,7 +35,7 @@ impl Tmpfs {
             .arg(&mnt)
             .output();
         match out {
-            Ok(o) if o.status.success() => Some(Tmpfs { dir, mnt }),
+            Ok(o) if o.status.success() => Some(Tmpfs { env, mnt }),
             Ok(o) => {
                 eprintln!(
                     "skipped: cannot mount a tmpfs (needs root): {}",
@@ -70,49 +72,17 @@ impl Drop for Tmpfs {
 
 fn profile(fs: &Tmpfs) -> PathBuf {
     // The profile and the post office stay off the small disk: only the store is on it.
-    let path = fs.dir.path().join("alice.toml");
-    let text = format!(
-        r#"[store]
-path = "{}"
-
-[[transport]]
-name = "local"
-address = "alice@localhost"
-[transport.outbound]
-kind = "dir"
-path = "{}"
-"#,
-        fs.mnt.join("store.db").display(),
-        fs.dir.path().join("postoffice").display()
+    let path = fs.env.path("alice.toml");
+    let text = profile_toml(
+        &fs.mnt.join("store.db"),
+        &send_only_dir_transport("local", "alice@localhost", &fs.env.post_office()),
     );
     std::fs::write(&path, text).expect("profile");
     path
 }
 
 fn run(fs: &Tmpfs, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env_remove("MAPISPOOL_PROFILE")
-        .env_remove("RUST_LOG")
-        .env("XDG_RUNTIME_DIR", fs.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mapispool");
-    // A refused submit may stop reading early; a broken pipe here is fine.
-    let _ = child.stdin.take().expect("stdin").write_all(stdin);
-    child.wait_with_output().expect("output")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    run_with_stdin(fs.env.cli(profile).args(args), stdin)
 }
 
 /// Message `n`: about 100 KiB, its number in the subject and every body line.

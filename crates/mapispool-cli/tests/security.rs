@@ -8,17 +8,18 @@
 #[path = "../../mapispool/tests/peers/fake_smtp.rs"]
 mod fake_smtp;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::sandbox::{Sandbox, all_output as both, run_with_stdin};
 use fake_smtp::{FakeSmtp, Knobs};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mapispool");
 const PASSWORD: &str = "S3cretPassw0rd";
 
-fn profile(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("alice.toml");
+fn profile(env: &Sandbox, port: u16) -> PathBuf {
+    let path = env.path("alice.toml");
     let text = format!(
         r#"[store]
 path = "alice.db"
@@ -43,47 +44,13 @@ password_command = "echo {PASSWORD}"
     path
 }
 
-fn run(dir: &Path, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    run_with(dir, profile, args, stdin, None)
+fn run(env: &Sandbox, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    run_with_stdin(env.cli(profile).args(args), stdin)
 }
 
 /// Every log line there is, from every crate (`RUST_LOG=trace`), on top of `-vv`.
-fn run_traced(dir: &Path, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    run_with(dir, profile, args, stdin, Some("trace"))
-}
-
-fn run_with(dir: &Path, profile: &Path, args: &[&str], stdin: &[u8], log: Option<&str>) -> Output {
-    let mut command = Command::new(BIN);
-    command.env_remove("RUST_LOG");
-    if let Some(log) = log {
-        command.env("RUST_LOG", log);
-    }
-    let mut child = command
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env_remove("MAPISPOOL_PROFILE")
-        .env("XDG_RUNTIME_DIR", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mapispool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("mapispool output")
-}
-
-fn both(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn run_traced(env: &Sandbox, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    run_with_stdin(env.cli(profile).env("RUST_LOG", "trace").args(args), stdin)
 }
 
 /// The AUTH PLAIN string a leak on the wire log would show, base64 of `\0alice\0password`.
@@ -113,44 +80,44 @@ fn the_password_appears_in_no_output_of_a_full_run() {
         auth: Some(("alice".into(), "not-the-one".into())),
         ..Knobs::default()
     }));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let profile = profile(dir.path(), server.port);
+    let env = Sandbox::new();
+    let profile = profile(&env, server.port);
     let message = b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: secret test\r\n\r\nHello.\r\n";
     let b64 = plain_b64();
 
     let runs: Vec<(&str, Output)> = vec![
         (
             "submit",
-            run_traced(dir.path(), &profile, &["submit", "-vv"], message),
+            run_traced(&env, &profile, &["submit", "-vv"], message),
         ),
         (
             "validate",
-            run_traced(dir.path(), &profile, &["validate", "-vv"], b""),
+            run_traced(&env, &profile, &["validate", "-vv"], b""),
         ),
         (
             "flush -vv",
-            run_traced(dir.path(), &profile, &["flush", "-vv"], b""),
+            run_traced(&env, &profile, &["flush", "-vv"], b""),
         ),
         (
             "flush --json",
-            run_traced(dir.path(), &profile, &["flush", "--json", "-vv"], b""),
+            run_traced(&env, &profile, &["flush", "--json", "-vv"], b""),
         ),
         (
             "status --json",
-            run_traced(dir.path(), &profile, &["status", "--json"], b""),
+            run_traced(&env, &profile, &["status", "--json"], b""),
         ),
         (
             "status",
-            run_traced(dir.path(), &profile, &["status", "-vv"], b""),
+            run_traced(&env, &profile, &["status", "-vv"], b""),
         ),
         (
             "queue --json",
-            run_traced(dir.path(), &profile, &["queue", "--json"], b""),
+            run_traced(&env, &profile, &["queue", "--json"], b""),
         ),
         (
             "messages --json",
             run(
-                dir.path(),
+                &env,
                 &profile,
                 &["messages", "--folder", "outbox", "--json"],
                 b"",
@@ -175,7 +142,7 @@ fn the_password_appears_in_no_output_of_a_full_run() {
     assert!(saw_refusal, "the server's 535 is reported somewhere");
     assert!(runs[0].1.status.success(), "submit: {}", both(&runs[0].1));
     // Nor does the store file hold it.
-    for entry in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+    for entry in std::fs::read_dir(env.dir.path()).expect("dir").flatten() {
         if entry.file_name().to_string_lossy().starts_with("alice.db") {
             let bytes = std::fs::read(entry.path()).expect("read the store");
             assert!(
@@ -189,8 +156,8 @@ fn the_password_appears_in_no_output_of_a_full_run() {
     }
 }
 
-fn queue_len(dir: &Path, profile: &Path) -> usize {
-    let out = run(dir, profile, &["queue", "--json"], b"");
+fn queue_len(env: &Sandbox, profile: &Path) -> usize {
+    let out = run(env, profile, &["queue", "--json"], b"");
     assert!(out.status.success(), "{}", both(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("queue JSON");
     v["rows"].as_array().map(Vec::len).expect("queue rows")
@@ -200,8 +167,8 @@ fn queue_len(dir: &Path, profile: &Path) -> usize {
 fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let server = rt.block_on(FakeSmtp::start(Knobs::default()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let profile = profile(dir.path(), server.port);
+    let env = Sandbox::new();
+    let profile = profile(&env, server.port);
     let ok = b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: hi\r\n\r\nHello.\r\n";
 
     let cases: Vec<(Vec<&str>, &[u8], &str)> = vec![
@@ -228,7 +195,7 @@ fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
         ),
     ];
     for (args, stdin, expect) in cases {
-        let out = run(dir.path(), &profile, &args, stdin);
+        let out = run(&env, &profile, &args, stdin);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(
@@ -238,8 +205,8 @@ fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
         assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
-    assert_eq!(queue_len(dir.path(), &profile), 0, "nothing queued");
-    let out = run(dir.path(), &profile, &["flush"], b"");
+    assert_eq!(queue_len(&env, &profile), 0, "nothing queued");
+    let out = run(&env, &profile, &["flush"], b"");
     assert!(out.status.success(), "{}", both(&out));
     assert!(
         server.commands().iter().all(|c| !c.contains("evil")),
@@ -249,11 +216,11 @@ fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
 
     // A folded Subject is fine.
     let out = run(
-        dir.path(),
+        &env,
         &profile,
         &["submit"],
         b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: a long\r\n folded subject\r\n\r\nHello.\r\n",
     );
     assert!(out.status.success(), "{}", both(&out));
-    assert_eq!(queue_len(dir.path(), &profile), 1);
+    assert_eq!(queue_len(&env, &profile), 1);
 }

@@ -1,6 +1,8 @@
 //! The CLI experience: `watch` seeing another process's flush through the daemon, `flush
 //! --async`, `--quiet`, plain output off a terminal, completions and the man page.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -8,41 +10,40 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use common::daemon::Daemon;
+use common::profile::dir_transport;
+use common::sandbox::{BIN, Sandbox};
 use serde_json::Value;
 
-/// A profile with one transport `home` (`me@home.test`) on a post-office directory, and its
-/// own XDG_RUNTIME_DIR (where a daemon's socket goes), in a tempdir.
+/// A sandbox with one profile `me.toml`: transport `home` (`me@home.test`) on the post office.
+/// Commands find it through `MAPISPOOL_PROFILE`.
 struct Env {
-    dir: tempfile::TempDir,
+    sandbox: Sandbox,
+    profile: PathBuf,
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let po = dir.path().join("po");
-        std::fs::write(
-            dir.path().join("me.toml"),
-            format!(
-                "[store]\npath = \"{store}\"\n\n[[transport]]\nname = \"home\"\naddress = \"me@home.test\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{po}\"\n",
-                store = dir.path().join("me.db").display(),
-                po = po.display()
-            ),
-        )
-        .expect("write profile");
-        std::fs::create_dir(dir.path().join("run")).expect("runtime dir");
-        Env { dir }
+        let sandbox = Sandbox::new();
+        let profile = sandbox.write_profile(
+            "me",
+            &dir_transport("home", "me@home.test", &sandbox.post_office()),
+        );
+        Env { sandbox, profile }
     }
 
-    fn runtime(&self) -> PathBuf {
-        self.dir.path().join("run")
+    /// `program` in the sandbox with the profile in `MAPISPOOL_PROFILE`; without `NO_COLOR`,
+    /// since these tests check that output off a terminal has no colour by itself.
+    fn with_profile(&self, program: impl AsRef<std::ffi::OsStr>) -> StdCommand {
+        let mut c = self.sandbox.command(program);
+        c.env("MAPISPOOL_PROFILE", &self.profile)
+            .env_remove("NO_COLOR");
+        c
     }
 
     fn std(&self, args: &[&str]) -> StdCommand {
-        let mut c = StdCommand::new(env!("CARGO_BIN_EXE_mapispool"));
-        c.env("XDG_RUNTIME_DIR", self.runtime())
-            .env("MAPISPOOL_PROFILE", self.dir.path().join("me.toml"))
-            .env_remove("RUST_LOG")
-            .args(args);
+        let mut c = self.with_profile(BIN);
+        c.args(args);
         c
     }
 
@@ -57,29 +58,8 @@ impl Env {
             .success();
     }
 
-    /// Starts `mapispool spooler` and waits for its socket.
-    fn start_daemon(&self) -> Child {
-        let child = self
-            .std(&["spooler"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spooler starts");
-        let sockets = self.runtime().join("mapispool");
-        wait_until("the daemon's socket", || {
-            std::fs::read_dir(&sockets).is_ok_and(|mut d| {
-                d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sock")))
-            })
-        });
-        child
-    }
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
+    fn start_daemon(&self) -> Daemon {
+        self.sandbox.start_daemon(&self.profile)
     }
 }
 
@@ -94,22 +74,6 @@ fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
-}
-
-fn stop(mut child: Child) {
-    let _ = StdCommand::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.wait();
 }
 
 /// A watcher started after its "watching" line: returns the child and its stdout lines.
@@ -205,11 +169,9 @@ fn watch_sees_another_process_flush_through_the_daemon() {
         .success();
 
     // sendmail goes through the daemon too.
-    let link = env.dir.path().join("sendmail");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mapispool"), &link).expect("symlink");
-    let mut c = Command::new(&link);
-    c.env("XDG_RUNTIME_DIR", env.runtime())
-        .env("MAPISPOOL_PROFILE", env.dir.path().join("me.toml"))
+    let link = env.sandbox.path("sendmail");
+    std::os::unix::fs::symlink(BIN, &link).expect("symlink");
+    Command::from_std(env.with_profile(&link))
         .args(["-oi", "someone@x.test"])
         .write_stdin("From: me@home.test\nSubject: via daemon\n\nbody\n")
         .assert()
@@ -221,7 +183,7 @@ fn watch_sees_another_process_flush_through_the_daemon() {
         .expect("queue");
     assert!(String::from_utf8_lossy(&out.stdout).contains("via daemon"));
 
-    stop(daemon);
+    daemon.stop();
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! A `mapispool spooler` daemon that a test starts and stops, and waiting on a condition with a
-//! deadline.
+//! What a test waits for, each with a deadline so that a hang fails the test instead of
+//! stalling the run: a `mapispool spooler` daemon it starts and stops, a child's exit, a
+//! condition.
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;

@@ -2,7 +2,8 @@
 //!
 //! - [`sandbox`]: a tempdir a test's processes live in, cut off from the real user's files:
 //!   `mapispool` commands run there, profiles written there, what its post office delivered;
-//! - [`daemon`]: a `mapispool spooler` started, signalled and stopped; waiting with a deadline;
+//! - [`daemon`]: a `mapispool spooler` started, signalled and stopped; waiting for a child's
+//!   exit or a condition, with a deadline;
 //! - [`profile`]: the TOML of throwaway profiles (`dir` transports on a post office) and
 //!   plain messages to submit;
 //! - here: [`Env`], a sandbox with two ready profiles, and `assert_cmd` helpers for its
