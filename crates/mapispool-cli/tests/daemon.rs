@@ -196,12 +196,6 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
         before + 1,
         "delivered once after the crash"
     );
-    let queue = env.run(&fixed, &["queue", "--json"]);
-    let queue: serde_json::Value = serde_json::from_slice(&queue.stdout).expect("json");
-    assert_eq!(
-        queue["rows"].as_array().map(Vec::len),
-        Some(0),
-        "the queue is empty"
-    );
+    assert_eq!(env.queue_len(&fixed), 0, "the queue is empty");
     daemon.stop();
 }

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::profile::dir_transport;
 use common::sandbox::Sandbox;
 
 const RECIPIENT: &str = "peer@load.test";
@@ -34,10 +33,7 @@ impl Env {
     fn new() -> Env {
         let sandbox = Sandbox::new();
         std::fs::create_dir_all(sandbox.mailbox(RECIPIENT)).expect("the recipient's mailbox");
-        let profile = sandbox.write_profile(
-            "load",
-            &dir_transport("local", "load@load.test", &sandbox.post_office()),
-        );
+        let profile = sandbox.write_dir_profile("load", "local", "load@load.test");
         Env { sandbox, profile }
     }
 

@@ -96,11 +96,5 @@ fn no_ui_with_a_prompting_transport_neither_blocks_nor_prompts() {
         .cloned()
         .expect("row");
     assert_eq!(asks_row["PR_MSP_NEEDS_UI"], true);
-    let queue = env.run(&profile, &["queue", "--json"]);
-    let queue: serde_json::Value = serde_json::from_slice(&queue.stdout).expect("json");
-    assert_eq!(
-        queue["rows"].as_array().map(Vec::len),
-        Some(1),
-        "the prompted one waits"
-    );
+    assert_eq!(env.queue_len(&profile), 1, "the prompted one waits");
 }

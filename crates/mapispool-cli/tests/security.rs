@@ -156,13 +156,6 @@ fn the_password_appears_in_no_output_of_a_full_run() {
     }
 }
 
-fn queue_len(env: &Sandbox, profile: &Path) -> usize {
-    let out = run(env, profile, &["queue", "--json"], b"");
-    assert!(out.status.success(), "{}", both(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("queue JSON");
-    v["rows"].as_array().map(Vec::len).expect("queue rows")
-}
-
 #[test]
 fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -205,7 +198,7 @@ fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
         assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
-    assert_eq!(queue_len(&env, &profile), 0, "nothing queued");
+    assert_eq!(env.queue_len(&profile), 0, "nothing queued");
     let out = run(&env, &profile, &["flush"], b"");
     assert!(out.status.success(), "{}", both(&out));
     assert!(
@@ -222,5 +215,5 @@ fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
         b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: a long\r\n folded subject\r\n\r\nHello.\r\n",
     );
     assert!(out.status.success(), "{}", both(&out));
-    assert_eq!(queue_len(&env, &profile), 1);
+    assert_eq!(env.queue_len(&profile), 1);
 }

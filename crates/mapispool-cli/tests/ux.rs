@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use common::daemon::Daemon;
-use common::profile::dir_transport;
 use common::sandbox::{BIN, Sandbox};
 use serde_json::Value;
 
@@ -25,10 +24,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let sandbox = Sandbox::new();
-        let profile = sandbox.write_profile(
-            "me",
-            &dir_transport("home", "me@home.test", &sandbox.post_office()),
-        );
+        let profile = sandbox.write_dir_profile("me", "home", "me@home.test");
         Env { sandbox, profile }
     }
 

@@ -11,7 +11,7 @@ use mapispool::transport::dir::mailbox_name;
 use tempfile::TempDir;
 
 use super::daemon::Daemon;
-use super::profile::profile_toml;
+use super::profile::{dir_transport, profile_toml};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mapispool");
@@ -43,7 +43,7 @@ impl Sandbox {
     }
 
     /// The post-office directory the sandbox's `dir` transports share (see
-    /// [`super::profile::dir_transport`]).
+    /// [`dir_transport`]).
     pub fn post_office(&self) -> PathBuf {
         self.path("po")
     }
@@ -67,6 +67,15 @@ impl Sandbox {
         let text = profile_toml(&self.path(&format!("{name}.db")), rest);
         std::fs::write(&path, text).expect("write the profile");
         path
+    }
+
+    /// [`Sandbox::write_profile`] with one transport, `transport` for `address`, on the
+    /// sandbox's post office (see [`dir_transport`]).
+    pub fn write_dir_profile(&self, name: &str, transport: &str, address: &str) -> PathBuf {
+        self.write_profile(
+            name,
+            &dir_transport(transport, address, &self.post_office()),
+        )
     }
 
     /// `program` (the binary, or a link to it such as `sendmail`) run inside the sandbox: its
@@ -127,6 +136,13 @@ impl Sandbox {
         let out = run_with_stdin(&mut cmd, message.as_bytes());
         assert!(out.status.success(), "submit: {}", stderr_of(&out));
         stdout_of(&out).trim().to_string()
+    }
+
+    /// How many messages `queue --json` lists for `profile` (which must succeed).
+    pub fn queue_len(&self, profile: &Path) -> usize {
+        let out = self.run_ok(profile, &["queue", "--json"]);
+        let queue: serde_json::Value = serde_json::from_str(&out).expect("queue --json");
+        queue["rows"].as_array().map(Vec::len).expect("queue rows")
     }
 
     /// Where the daemon for `profile` listens: the library's rule, in this sandbox's runtime
