@@ -3,29 +3,12 @@
 //! stays queued, the report says it was skipped and why, and the exit status is success.
 //! Flushing it by name still fails (exit 1) and says how to bring it online.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn mapispool(runtime: &Path, profile: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mapispool"))
-        .env("XDG_RUNTIME_DIR", runtime)
-        .env("NO_COLOR", "1")
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mapispool runs");
-    let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("mapispool ends")
-}
+use std::process::Output;
+
+use common::profile::send_only_dir_transport;
+use common::sandbox::{Sandbox, run_with_stdin};
 
 fn text(out: &Output) -> String {
     format!(
@@ -38,30 +21,21 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn flush_of_every_transport_skips_the_offline_one_and_succeeds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = dir.path().join("rt");
-    std::fs::create_dir_all(&runtime).expect("runtime dir");
-    let po = dir.path().join("po");
-    let transport = |name: &str, address: &str| {
-        format!(
-            "[[transport]]\nname = \"{name}\"\naddress = \"{address}\"\n[transport.outbound]\nkind = \"dir\"\npath = \"{po}\"\n\n",
-            po = po.display()
-        )
-    };
+    let env = Sandbox::new();
+    let po = env.post_office();
     // Bob's mailbox in the post office (a Maildir's `new`).
-    std::fs::create_dir_all(po.join("bob@localhost").join("new")).expect("mailbox");
-    let profile = dir.path().join("alice.toml");
-    std::fs::write(
-        &profile,
-        format!(
-            "[store]\npath = \"{}\"\n\n{}{}",
-            dir.path().join("alice.db").display(),
-            transport("home", "alice@localhost"),
-            transport("work", "alice.work@localhost")
+    std::fs::create_dir_all(env.mailbox("bob@localhost")).expect("mailbox");
+    let profile = env.write_profile(
+        "alice",
+        &format!(
+            "{}\n{}",
+            send_only_dir_transport("home", "alice@localhost", &po),
+            send_only_dir_transport("work", "alice.work@localhost", &po)
         ),
-    )
-    .expect("profile");
-    let run = |args: &[&str], stdin: Option<&str>| mapispool(&runtime, &profile, args, stdin);
+    );
+    let run = |args: &[&str], stdin: Option<&str>| {
+        run_with_stdin(env.cli(&profile).args(args), stdin.unwrap_or("").as_bytes())
+    };
 
     let out = run(&["offline", "--transport", "work"], None);
     assert!(out.status.success(), "{}", text(&out));
