@@ -387,6 +387,17 @@ async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
     config.idle = true;
     let mut p = profile(dir.path(), InboundConfig::Imap(config));
     p.spooler.download_interval = Some(Duration::from_secs(3600));
+    // Every connection brings its tunnel up first: the schedule's download and the IDLE one.
+    let tunnel_log = dir.path().join("tunnel.log");
+    p.transports[0].connect_command = Some(mapispool::profile::ConnectCommand {
+        command: format!("echo up >> {}", tunnel_log.display()),
+        interactive: false,
+    });
+    let tunnels = || {
+        std::fs::read_to_string(&tunnel_log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
     let s = Session::logon_local(p).await.expect("logon");
     let spooler = s.spooler().expect("local").clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -418,6 +429,11 @@ async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(
+        tunnels() >= 2,
+        "connect_command before the download and before IDLE: ran {} time(s)",
+        tunnels()
+    );
     // Let Dovecot enter IDLE (its answer to IDLE comes after our flag is set).
     tokio::time::sleep(Duration::from_millis(300)).await;
 

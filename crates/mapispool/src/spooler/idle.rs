@@ -4,7 +4,11 @@
 //! runs — and, when it brought something, the transport's status row says "New mail" (the row
 //! change is the notification: clients watching the status table see it). The IDLE is renewed
 //! before 29 minutes; a dropped connection is reopened with a growing pause, and a reconnect
-//! downloads once, since pushes while disconnected are lost.
+//! downloads once, since pushes while disconnected are lost. Each connection runs the
+//! transport's `connect_command` first, as a flush does; a transport that needs a person to
+//! connect (a password prompt, an interactive `connect_command`) gets no IDLE. IDLE follows the
+//! transport's own offline switch, whatever its send/receive groups say: a push is not a
+//! group's scheduled flush.
 
 use std::time::Duration;
 
@@ -66,6 +70,16 @@ impl Spooler {
         let Some(InboundConfig::Imap(config)) = &slot.config.inbound else {
             return None;
         };
+        if slot.config.needs_person() {
+            // Nobody answers a prompt for a connection that lives in the background; the
+            // schedule's and the clients' flushes still fetch this transport's mail.
+            tracing::warn!(
+                transport = name,
+                reason = super::needs_person_reason(&slot.config),
+                "IMAP IDLE: not started, connecting needs a person"
+            );
+            return None;
+        }
         let mut pause = RETRY_FIRST;
         let mut first = true;
         loop {
@@ -76,7 +90,12 @@ impl Spooler {
             // Scheduled-flush rules: nobody is watching, so no prompts.
             let mut imap = ImapInbound::new(config, name, &slot.config.address, false);
             imap.set_timeout(self.inner.profile.spooler.timeout);
-            if let Err(e) = until(&mut stop, imap.connect()).await? {
+            // The tunnel or VPN a flush brings up before it connects, this connection needs too.
+            let connected = async {
+                self.run_connect_command(&slot.config).await?;
+                imap.connect().await
+            };
+            if let Err(e) = until(&mut stop, connected).await? {
                 tracing::warn!(transport = name, error = %e, retry_in = ?pause, "IMAP IDLE: cannot connect");
                 until(&mut stop, tokio::time::sleep(pause)).await?;
                 pause = (pause * 2).min(RETRY_MAX);
