@@ -1,13 +1,15 @@
 //! The store as an inbound transport's destination, with progress in the status row.
 
+use std::collections::HashSet;
+
 use mapi::tag::{PR_REMOTE_PROGRESS, PR_REMOTE_PROGRESS_TEXT, PR_STATUS_STRING};
 use mapi::{FileTime, MapiResult, Prop, PropValue};
 use tokio::io::AsyncRead;
 
 use crate::message::HeaderSummary;
 use crate::status::{StatusBoard, StatusKind};
-use crate::store::{InboundMessage, NewRecipient, SqliteStore, Store};
-use crate::transport::InboundSink;
+use crate::store::{InboundDelivery, InboundMessage, NewRecipient, SqliteStore, Store};
+use crate::transport::{Downloaded, InboundSink};
 
 pub(super) struct StoreSink<'a> {
     pub store: &'a SqliteStore,
@@ -21,6 +23,24 @@ impl InboundSink for StoreSink<'_> {
         self.store.has_inbound(self.transport, server_id).await
     }
 
+    async fn known(&self, server_ids: &[String]) -> MapiResult<HashSet<String>> {
+        self.store.inbound_known(self.transport, server_ids).await
+    }
+
+    async fn deliver_batch(&self, batch: Vec<Downloaded>) -> MapiResult<Vec<bool>> {
+        let batch = batch
+            .into_iter()
+            .map(|d| InboundDelivery {
+                message: inbound_message(&d.summary),
+                server_id: d.server_id,
+                body: d.body,
+            })
+            .collect();
+        self.store
+            .deliver_inbound_batch(self.transport, batch)
+            .await
+    }
+
     async fn deliver(
         &self,
         server_id: &str,
@@ -28,24 +48,7 @@ impl InboundSink for StoreSink<'_> {
         _size: u64,
         body: impl AsyncRead + Unpin + Send,
     ) -> MapiResult<bool> {
-        let message = InboundMessage {
-            subject: summary.subject.clone().unwrap_or_default(),
-            sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
-            sender_address: summary.from.as_ref().map(|m| m.address.clone()),
-            internet_message_id: summary.message_id.clone(),
-            client_submit_time: summary.date,
-            delivery_time: FileTime::now(),
-            recipients: summary
-                .recipients
-                .iter()
-                .map(|r| NewRecipient {
-                    display_name: r.mailbox.display().to_string(),
-                    address: r.mailbox.address.clone(),
-                    recipient_type: r.recipient_type,
-                })
-                .collect(),
-            ..InboundMessage::default()
-        };
+        let message = inbound_message(summary);
         Ok(self
             .store
             .deliver_inbound(self.transport, server_id, message, body)
@@ -58,7 +61,10 @@ impl InboundSink for StoreSink<'_> {
     }
 
     async fn set_state(&self, key: &str, value: &str) -> MapiResult<()> {
-        self.store.set_sync_state(self.transport, key, value).await
+        // Sealed by the transport's next `sync` (the trait's contract): one fsync per batch.
+        self.store
+            .set_sync_state_relaxed(self.transport, key, value)
+            .await
     }
 
     async fn sync(&self) -> MapiResult<()> {
@@ -81,5 +87,27 @@ impl InboundSink for StoreSink<'_> {
                 ),
             ],
         );
+    }
+}
+
+/// The properties of a received message, from its header summary.
+fn inbound_message(summary: &HeaderSummary) -> InboundMessage {
+    InboundMessage {
+        subject: summary.subject.clone().unwrap_or_default(),
+        sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
+        sender_address: summary.from.as_ref().map(|m| m.address.clone()),
+        internet_message_id: summary.message_id.clone(),
+        client_submit_time: summary.date,
+        delivery_time: FileTime::now(),
+        recipients: summary
+            .recipients
+            .iter()
+            .map(|r| NewRecipient {
+                display_name: r.mailbox.display().to_string(),
+                address: r.mailbox.address.clone(),
+                recipient_type: r.recipient_type,
+            })
+            .collect(),
+        ..InboundMessage::default()
     }
 }

@@ -26,6 +26,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -261,6 +262,16 @@ impl Default for InboundMessage {
             recipients: Vec::new(),
         }
     }
+}
+
+/// One received message held whole in memory, for [`Store::deliver_inbound_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundDelivery {
+    /// The source's identity of the message (IMAP `UIDVALIDITY:UID`, a POP3 UIDL).
+    pub server_id: String,
+    pub message: InboundMessage,
+    /// The raw RFC 5322 bytes.
+    pub body: Vec<u8>,
 }
 
 /// A stored message's properties.
@@ -831,6 +842,25 @@ pub trait Store: Send + Sync {
         server_id: &str,
     ) -> impl Future<Output = MapiResult<bool>> + Send;
 
+    /// Stores a batch of received messages in the Inbox in one transaction, durable after
+    /// [`Store::sync`]: a download's small messages cost a few statements per batch instead of
+    /// a dozen per message. Returns, in the batch's order, whether each was stored: `false` if
+    /// `(transport, server_id)` was stored before (even if since deleted) or came earlier in the
+    /// same batch. All or nothing: on an error none of the batch is stored.
+    fn deliver_inbound_batch(
+        &self,
+        transport: &str,
+        batch: Vec<InboundDelivery>,
+    ) -> impl Future<Output = MapiResult<Vec<bool>>> + Send;
+
+    /// Which of `server_ids` were already stored for `transport`: one question for a whole
+    /// listing instead of one per message.
+    fn inbound_known(
+        &self,
+        transport: &str,
+        server_ids: &[String],
+    ) -> impl Future<Output = MapiResult<HashSet<String>>> + Send;
+
     /// Stores a message the spooler writes itself (a non-delivery report into the Inbox), durably.
     fn add_message(
         &self,
@@ -920,6 +950,17 @@ pub trait Store: Send + Sync {
 
     /// Sets (replaces) one inbound sync state value, durably.
     fn set_sync_state(
+        &self,
+        transport: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Sets (replaces) one inbound sync state value without an fsync of its own: it is durable
+    /// with the next [`Store::sync`] (or any durable commit). For state whose loss after a power
+    /// cut costs only a second look (IMAP's last UID: the messages above an older one are listed
+    /// again, and the store skips them by server id).
+    fn set_sync_state_relaxed(
         &self,
         transport: &str,
         key: &str,

@@ -7,7 +7,7 @@
 //! visible (and queues it, or records its inbound identity). A crash in between leaves a staged
 //! row that nobody sees and that a later open deletes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,14 +19,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Row as _};
+use sqlx::{Connection, QueryBuilder, Row as _};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{
-    BODY_CHUNK_SIZE, DeliveryResult, Folder, InboundMessage, Lease, LeaseFilter, LeasedMessage,
-    MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport,
-    QueueCounts, QueueEntry, QueueState, RecipientOutcome, RecipientRecord, RecipientState, Store,
-    StoreError,
+    BODY_CHUNK_SIZE, DeliveryResult, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter,
+    LeasedMessage, MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient,
+    OutcomeReport, QueueCounts, QueueEntry, QueueState, RecipientOutcome, RecipientRecord,
+    RecipientState, Store, StoreError,
 };
 
 /// How long a writer waits for another writer's lock before `MAPI_E_BUSY`.
@@ -1209,6 +1209,182 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
+    async fn deliver_inbound_batch(
+        &self,
+        transport: &str,
+        batch: Vec<InboundDelivery>,
+    ) -> MapiResult<Vec<bool>> {
+        let what = "storing received messages";
+        let mut stored = vec![false; batch.len()];
+        if batch.is_empty() {
+            return Ok(stored);
+        }
+        for d in &batch {
+            validate_recipients(&d.message.recipients)?;
+        }
+        // No staging here (unlike `add_inbound`): the bodies are already in memory, so the write
+        // lock is held only for these few statements, never while a sender is slow. Not fsynced
+        // either: the transport calls `sync` before it acts on the server.
+        let mut tx = self.relaxed_tx(what).await?;
+        // Checked under the write lock: nobody can record these ids between here and the insert.
+        let ids: Vec<String> = batch.iter().map(|d| d.server_id.clone()).collect();
+        let known = known_inbound(&mut tx, transport, &ids)
+            .await
+            .map_err(self.db(what))?;
+        let mut taken: HashSet<&str> = HashSet::new();
+        let new: Vec<usize> = (0..batch.len())
+            .filter(|&i| {
+                let id = batch[i].server_id.as_str();
+                !known.contains(id) && taken.insert(id)
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(stored);
+        }
+        let now = ft(FileTime::now());
+        // Multi-row inserts, each under SQLite's bound-parameter limit (32766).
+        const ROWS: usize = 500;
+        let mut id_of: HashMap<String, i64> = HashMap::with_capacity(new.len());
+        for rows in new.chunks(ROWS) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
+                 sender_address, envelope_from, internet_message_id, message_flags, \
+                 client_submit_time, delivery_time, priority, transport, server_id, \
+                 ndr_reason_code, ndr_diag_code, message_size, body_chunks) ",
+            );
+            q.push_values(rows, |mut b, &i| {
+                let d = &batch[i];
+                let m = &d.message;
+                b.push_bind(Folder::Inbox as i64)
+                    .push_bind(now)
+                    .push_bind(m.message_class.clone())
+                    .push_bind(m.subject.clone())
+                    .push_bind(m.sender_name.clone())
+                    .push_bind(m.sender_address.clone())
+                    .push_bind(m.envelope_from.clone())
+                    .push_bind(m.internet_message_id.clone())
+                    .push_bind(i64::from(m.message_flags))
+                    .push_bind(m.client_submit_time.map(ft))
+                    .push_bind(ft(m.delivery_time))
+                    .push_bind(i64::from(m.priority))
+                    .push_bind(transport.to_string())
+                    .push_bind(d.server_id.clone())
+                    .push_bind(m.ndr_reason_code.map(i64::from))
+                    .push_bind(m.ndr_diag_code.map(i64::from))
+                    .push_bind(size_i64(d.body.len() as u64))
+                    .push_bind(chunk_count(d.body.len()));
+            });
+            // RETURNING gives no order: match the ids back by server id (unique in `new`).
+            q.push(" RETURNING id, server_id");
+            for row in q.build().fetch_all(&mut *tx).await.map_err(self.db(what))? {
+                let id: i64 = row.try_get("id").map_err(self.db(what))?;
+                let server_id: String = row.try_get("server_id").map_err(self.db(what))?;
+                id_of.insert(server_id, id);
+            }
+        }
+        let id = |i: usize| {
+            id_of.get(&batch[i].server_id).copied().ok_or_else(|| {
+                MapiError::call_failed(format!(
+                    "the store did not return the row of received message {}",
+                    batch[i].server_id
+                ))
+            })
+        };
+        let mut recipients: Vec<(i64, usize, &NewRecipient)> = Vec::new();
+        let mut seen: Vec<(i64, &str)> = Vec::with_capacity(new.len());
+        for &i in &new {
+            let id = id(i)?;
+            seen.push((id, &batch[i].server_id));
+            recipients.extend(
+                batch[i]
+                    .message
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .map(|(row, r)| (id, row, r)),
+            );
+        }
+        for rows in recipients.chunks(ROWS) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO recipients (message_id, row_id, display_name, address, addrtype, \
+                 recipient_type) ",
+            );
+            q.push_values(rows, |mut b, (id, row, r)| {
+                b.push_bind(*id)
+                    .push_bind(*row as i64)
+                    .push_bind(r.display_name.clone())
+                    .push_bind(r.address.clone())
+                    .push_bind("SMTP")
+                    .push_bind(i64::from(r.recipient_type));
+            });
+            q.build().execute(&mut *tx).await.map_err(self.db(what))?;
+        }
+        for rows in seen.chunks(ROWS) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO inbound_seen (transport, server_id, message_id, received_at) ",
+            );
+            q.push_values(rows, |mut b, (id, server_id)| {
+                b.push_bind(transport.to_string())
+                    .push_bind(server_id.to_string())
+                    .push_bind(*id)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await.map_err(self.db(what))?;
+        }
+        // The bodies last, moved rather than copied when one chunk holds them (the usual case),
+        // in BODY_CHUNK_SIZE pieces, a few MiB of them per statement.
+        let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
+        let mut bodies: Vec<Option<Vec<u8>>> = batch.into_iter().map(|d| Some(d.body)).collect();
+        let mut pending: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+        let mut pending_bytes = 0usize;
+        for (k, &i) in new.iter().enumerate() {
+            let body = bodies[i].take().unwrap_or_default();
+            let pieces: Vec<Vec<u8>> = if body.len() <= BODY_CHUNK_SIZE {
+                if body.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![body]
+                }
+            } else {
+                body.chunks(BODY_CHUNK_SIZE).map(<[u8]>::to_vec).collect()
+            };
+            for (seq, piece) in pieces.into_iter().enumerate() {
+                pending_bytes += piece.len();
+                pending.push((ids[k], seq as i64, piece));
+                if pending_bytes >= 4 * 1024 * 1024 || pending.len() >= ROWS {
+                    insert_chunks(&mut tx, std::mem::take(&mut pending))
+                        .await
+                        .map_err(self.db(what))?;
+                    pending_bytes = 0;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            insert_chunks(&mut tx, pending)
+                .await
+                .map_err(self.db(what))?;
+        }
+        tx.commit().await.map_err(self.db(what))?;
+        for i in new {
+            stored[i] = true;
+        }
+        Ok(stored)
+    }
+
+    async fn inbound_known(
+        &self,
+        transport: &str,
+        server_ids: &[String],
+    ) -> MapiResult<HashSet<String>> {
+        if server_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut conn = self.conn().await?;
+        known_inbound(&mut conn, transport, server_ids)
+            .await
+            .map_err(self.db("looking up received messages"))
+    }
+
     async fn add_message(
         &self,
         folder: Folder,
@@ -1340,6 +1516,25 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_sync_state_relaxed(
+        &self,
+        transport: &str,
+        key: &str,
+        value: &str,
+    ) -> MapiResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_state (transport, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(transport)
+        .bind(key)
+        .bind(value)
+        .execute(&self.relaxed)
+        .await
+        .map_err(self.db("writing inbound sync state"))?;
+        Ok(())
+    }
+
     async fn set_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<()> {
         sqlx::query(
             "INSERT INTO sync_state (transport, key, value) VALUES (?, ?, ?) \
@@ -1353,6 +1548,42 @@ impl Store for SqliteStore {
         .map_err(self.db("writing inbound sync state"))?;
         Ok(())
     }
+}
+
+/// Which of `server_ids` `inbound_seen` has for `transport`: one statement, the list passed as a
+/// JSON array (SQLite's `json_each`), each looked up by the primary key.
+async fn known_inbound(
+    conn: &mut SqliteConnection,
+    transport: &str,
+    server_ids: &[String],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let list = serde_json::to_string(server_ids).map_err(|e| decode_error(e.to_string()))?;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT server_id FROM inbound_seen WHERE transport = ? \
+         AND server_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(transport)
+    .bind(list)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Inserts body chunks `(message id, seq, bytes)` in one statement.
+async fn insert_chunks(
+    conn: &mut SqliteConnection,
+    chunks: Vec<(i64, i64, Vec<u8>)>,
+) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::new("INSERT INTO body_chunks (message_id, seq, data) ");
+    q.push_values(chunks, |mut b, (id, seq, data)| {
+        b.push_bind(id).push_bind(seq).push_bind(data);
+    });
+    q.build().execute(&mut *conn).await.map(|_| ())
+}
+
+/// How many [`BODY_CHUNK_SIZE`] chunks a body of `len` bytes is stored in.
+fn chunk_count(len: usize) -> i64 {
+    len.div_ceil(BODY_CHUNK_SIZE) as i64
 }
 
 enum Movable {

@@ -23,7 +23,7 @@ use async_imap::imap_proto::{RequestId, Response, Status};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
-use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
+use super::{DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind};
 use crate::message::{HeaderSummary, header_block};
 use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
 
@@ -354,13 +354,15 @@ impl ImapInbound {
         );
         let total = listed.len();
         let mut done = 0usize;
+        // What the store already has (a download resumed after a crash), asked once for all.
+        let ids: Vec<String> = listed.iter().map(|m| server_id(validity, m.uid)).collect();
+        let known = sink.known(&ids).await.map_err(store_failure)?;
 
         for batch in batches(&listed) {
             let mut finished: Vec<u32> = Vec::with_capacity(batch.len());
             let mut small: Vec<Listed> = Vec::new();
             for m in batch {
-                let id = server_id(validity, m.uid);
-                if sink.already_have(&id).await.map_err(store_failure)? {
+                if known.contains(&server_id(validity, m.uid)) {
                     summary.skipped += 1;
                     finished.push(m.uid);
                 } else if m.size > u64::from(RANGE) {
@@ -389,22 +391,40 @@ impl ImapInbound {
                 let fetches = uid_fetch(session, &set, "(UID BODY.PEEK[])")
                     .await
                     .map_err(fail)?;
-                for fetch in &fetches {
+                let mut uids: Vec<u32> = Vec::with_capacity(small.len());
+                let mut downloaded = Vec::with_capacity(small.len());
+                for fetch in fetches {
                     let Some(uid) = fetch.uid else { continue };
-                    if !small.iter().any(|m| m.uid == uid) || finished.contains(&uid) {
+                    if !small.iter().any(|m| m.uid == uid)
+                        || finished.contains(&uid)
+                        || uids.contains(&uid)
+                    {
                         continue; // an unasked-for FETCH (a flag change)
                     }
-                    let Some(body) = fetch.body.as_deref() else {
+                    let Some(body) = fetch.body else {
                         continue;
                     };
-                    let summary_of = header_block(body)
+                    let summary_of = header_block(&body)
                         .and_then(|h| HeaderSummary::parse(h).ok())
                         .unwrap_or_default();
-                    let id = server_id(validity, uid);
-                    let stored = sink
-                        .deliver(&id, &summary_of, body.len() as u64, body)
-                        .await
-                        .map_err(|e| not_stored(&peer, uid, e))?;
+                    uids.push(uid);
+                    downloaded.push(Downloaded {
+                        server_id: server_id(validity, uid),
+                        summary: summary_of,
+                        body,
+                    });
+                }
+                // The whole batch in one store transaction.
+                let stored = sink.deliver_batch(downloaded).await.map_err(|e| {
+                    TransportError::new(
+                        TransportErrorKind::Temporary,
+                        format!(
+                            "{peer}: messages UID {} were not stored: {e}",
+                            uid_set(uids.iter().copied())
+                        ),
+                    )
+                })?;
+                for (uid, stored) in uids.into_iter().zip(stored) {
                     if stored {
                         summary.received += 1;
                     } else {

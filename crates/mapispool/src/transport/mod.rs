@@ -16,6 +16,7 @@ mod net;
 pub mod pop3;
 pub mod smtp;
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use mapi::{MapiCode, MapiError, MapiResult};
@@ -147,15 +148,59 @@ impl TransportError {
     }
 }
 
+/// One message downloaded whole (small enough to hold in memory), for
+/// [`InboundSink::deliver_batch`].
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    /// The source's identity of the message (IMAP `UIDVALIDITY:UID`, a POP3 UIDL).
+    pub server_id: String,
+    pub summary: HeaderSummary,
+    pub body: Vec<u8>,
+}
+
 /// Where an inbound side puts what it downloads: the store, through the spooler.
 ///
-/// A transport calls `deliver` for each message and `sync` before it deletes, flags or moves
-/// messages at their source; only then are they durable here. A crash before that brings the
-/// messages again, and `already_have` tells the transport to skip what it has and finish the
-/// clean-up.
+/// A transport calls `deliver` (or `deliver_batch`) for its messages and `sync` before it
+/// deletes, flags or moves messages at their source; only then are they durable here. A crash
+/// before that brings the messages again, and `already_have` / `known` tell the transport to
+/// skip what it has and finish the clean-up.
 pub trait InboundSink: Send + Sync {
     /// Whether the message the source knows as `server_id` is already stored.
     fn already_have(&self, server_id: &str) -> impl Future<Output = MapiResult<bool>> + Send;
+    /// Which of `server_ids` are already stored: one question for a whole listing.
+    fn known(
+        &self,
+        server_ids: &[String],
+    ) -> impl Future<Output = MapiResult<HashSet<String>>> + Send {
+        async move {
+            let mut have = HashSet::new();
+            for id in server_ids {
+                if self.already_have(id).await? {
+                    have.insert(id.clone());
+                }
+            }
+            Ok(have)
+        }
+    }
+    /// Stores messages held whole (durable after `sync`), all at once where the sink can:
+    /// for each, in order, whether it was stored (`false`: it was already there). On an error
+    /// none of the batch may be stored; the transport then acts on none of it at its source.
+    fn deliver_batch(
+        &self,
+        batch: Vec<Downloaded>,
+    ) -> impl Future<Output = MapiResult<Vec<bool>>> + Send {
+        async move {
+            let mut stored = Vec::with_capacity(batch.len());
+            for d in &batch {
+                let size = d.body.len() as u64;
+                stored.push(
+                    self.deliver(&d.server_id, &d.summary, size, &d.body[..])
+                        .await?,
+                );
+            }
+            Ok(stored)
+        }
+    }
     /// Stores one message (durable after `sync`); `false` if it was already there (nothing
     /// stored twice).
     fn deliver(
@@ -180,7 +225,8 @@ pub trait InboundSink: Send + Sync {
         let _ = key;
         async { Ok(None) }
     }
-    /// Sets the sync state under `key`, durably.
+    /// Sets the sync state under `key`; durable with the next `sync` (a power cut before it
+    /// may bring back the value before, so keep only state whose loss costs a second look).
     fn set_state(&self, key: &str, value: &str) -> impl Future<Output = MapiResult<()>> + Send {
         let _ = (key, value);
         async { Ok(()) }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use self::codec::{DotReader, MAX_LINE, MAX_LISTING, MAX_MESSAGE, Reply};
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
-use super::{DownloadSummary, InboundSink, TransportError, TransportErrorKind};
+use super::{DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind};
 use crate::credential::Secret;
 use crate::message::{HeaderSummary, MAX_HEADER_BYTES, header_block};
 use crate::profile::{Pop3Config, Security};
@@ -58,6 +58,65 @@ struct Connection {
     limit: Duration,
     /// The last command sent (its verb: `PASS`, never the secret), which a stall is named by.
     last: String,
+    /// The server advertised PIPELINING (RFC 2449): commands may be sent without waiting.
+    pipelining: bool,
+}
+
+/// What became of one message of a batch [`Connection::retrieve_whole`] asked for.
+#[derive(Debug)]
+enum Retrieved {
+    /// Read whole into memory, for the batch's one store transaction.
+    Whole(Vec<u8>),
+    /// Larger than the listing said, so streamed into the store on its own: whether it was
+    /// stored (`false`: the store had it).
+    Streamed(bool),
+    /// The server answered `-ERR`, in its words.
+    Refused(String),
+}
+
+/// Messages up to this size (by LIST) are read whole into memory and stored a batch at a time;
+/// a larger one streams into the store on its own, so memory stays bounded.
+const WHOLE: u64 = 1024 * 1024;
+
+/// The most bytes (by LIST) and messages one batch holds.
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const BATCH_COUNT: usize = 200;
+
+/// The messages in batches: consecutive ones up to `BATCH_BYTES` / `BATCH_COUNT`; one larger
+/// than [`WHOLE`] is a batch of its own.
+fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, m) in listed.iter().enumerate() {
+        if m.size > WHOLE {
+            if start < i {
+                out.push(&listed[start..i]);
+            }
+            out.push(&listed[i..=i]);
+            start = i + 1;
+            bytes = 0;
+            continue;
+        }
+        bytes += m.size;
+        if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_COUNT {
+            out.push(&listed[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < listed.len() {
+        out.push(&listed[start..]);
+    }
+    out
+}
+
+/// Message numbers for an error message: `1, 2, 3`.
+fn numbers(msgs: &[&Listed]) -> String {
+    msgs.iter()
+        .map(|m| m.number.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One message on the server: its number in this session, UIDL and size.
@@ -134,6 +193,7 @@ impl Pop3Inbound {
             peer,
             limit,
             last: String::new(),
+            pipelining: false,
         };
         let greeting = match conn.reply().await? {
             Reply::Ok(text) => text,
@@ -189,10 +249,13 @@ impl Pop3Inbound {
                 peer: conn.peer,
                 limit,
                 last: String::new(),
+                pipelining: false,
             };
             caps = conn.capa().await?;
         }
-        let _ = caps;
+        conn.pipelining = caps
+            .iter()
+            .any(|cap| cap.eq_ignore_ascii_case("PIPELINING"));
         self.login(&mut conn, &greeting).await?;
         Ok(conn)
     }
@@ -260,6 +323,11 @@ impl Pop3Inbound {
 
     /// Downloads every message the store does not have, deletes what the profile says, and
     /// ends the session with QUIT (which commits the deletions).
+    ///
+    /// In batches: the batch's messages are retrieved (all RETRs sent at once when the server
+    /// advertises PIPELINING, RFC 2449) and held in memory, stored in one transaction, made
+    /// durable with one fsync, and only then marked with DELE. A message larger than
+    /// [`WHOLE`] is a batch of its own and streams into the store as it is read.
     pub async fn download(
         &mut self,
         sink: &impl InboundSink,
@@ -268,6 +336,9 @@ impl Pop3Inbound {
             TransportError::new(TransportErrorKind::Temporary, "POP3: not connected")
         })?;
         let listed = conn.list_messages().await?;
+        // What the store already has (a download resumed after a crash), asked once for all.
+        let uidls: Vec<String> = listed.iter().map(|m| m.uidl.clone()).collect();
+        let known = sink.known(&uidls).await.map_err(store_failure)?;
         let mut first_seen = if self.config.leave_on_server {
             load_first_seen(sink).await?
         } else {
@@ -275,43 +346,116 @@ impl Pop3Inbound {
         };
         let now = unix_now();
         let total = listed.len();
+        let mut done = 0usize;
         let mut summary = DownloadSummary::default();
-        for (done, msg) in listed.iter().enumerate() {
-            let have = sink.already_have(&msg.uidl).await.map_err(store_failure)?;
-            let stored = if have {
-                false
-            } else {
-                match conn.retrieve(msg, sink).await? {
-                    Ok(stored) => stored,
-                    // Refused (gone meanwhile, or locked by another client): said in the
-                    // summary; it stays on the server and the next download tries it again.
-                    Err(text) => {
-                        summary.refused.push(format!(
-                            "the POP3 server {} refused RETR {} (UIDL {}): {text}",
-                            conn.peer, msg.number, msg.uidl
-                        ));
-                        continue;
+        for batch in batches(&listed) {
+            let wanted: Vec<&Listed> = batch.iter().filter(|m| !known.contains(&m.uidl)).collect();
+            // The batch's messages that are now in the store (stored here or before).
+            let mut have: Vec<&Listed> = batch.iter().filter(|m| known.contains(&m.uidl)).collect();
+            summary.skipped += have.len();
+            let mut refused = |msg: &Listed, text: String, peer: &str| {
+                // Gone meanwhile, or locked by another client: said in the summary; it stays
+                // on the server and the next download tries it again.
+                summary.refused.push(format!(
+                    "the POP3 server {peer} refused RETR {} (UIDL {}): {text}",
+                    msg.number, msg.uidl
+                ));
+            };
+            let mut received = 0usize;
+            let mut skipped = 0usize;
+            match wanted.as_slice() {
+                [] => {}
+                [large] if large.size > WHOLE => match conn.retrieve(large, sink).await? {
+                    Ok(stored) => {
+                        if stored {
+                            received += 1;
+                        } else {
+                            skipped += 1;
+                        }
+                        have.push(large);
+                    }
+                    Err(text) => refused(large, text, &conn.peer),
+                },
+                _ => {
+                    let (fetched, broke) = conn.retrieve_whole(&wanted, sink).await;
+                    let mut downloaded = Vec::with_capacity(fetched.len());
+                    let mut got: Vec<&Listed> = Vec::with_capacity(fetched.len());
+                    for (msg, result) in wanted.iter().zip(fetched) {
+                        match result {
+                            Retrieved::Streamed(stored) => {
+                                if stored {
+                                    received += 1;
+                                } else {
+                                    skipped += 1;
+                                }
+                                have.push(msg);
+                            }
+                            Retrieved::Whole(body) => {
+                                let summary_of = header_block(&body)
+                                    .and_then(|h| HeaderSummary::parse(h).ok())
+                                    .unwrap_or_default();
+                                downloaded.push(Downloaded {
+                                    server_id: msg.uidl.clone(),
+                                    summary: summary_of,
+                                    body,
+                                });
+                                got.push(msg);
+                            }
+                            Retrieved::Refused(text) => refused(msg, text, &conn.peer),
+                        }
+                    }
+                    // What came whole is stored even when the connection broke after it.
+                    let stored = if downloaded.is_empty() {
+                        Vec::new()
+                    } else {
+                        sink.deliver_batch(downloaded).await.map_err(|e| {
+                            TransportError::new(
+                                TransportErrorKind::Temporary,
+                                format!(
+                                    "{}: messages {} were not stored: {e}",
+                                    conn.peer,
+                                    numbers(&got)
+                                ),
+                            )
+                        })?
+                    };
+                    if let Some(e) = broke {
+                        // No DELE, no QUIT: the server keeps everything; the next download
+                        // skips what was stored here.
+                        return Err(e);
+                    }
+                    for (msg, stored) in got.into_iter().zip(stored) {
+                        if stored {
+                            received += 1;
+                        } else {
+                            skipped += 1;
+                        }
+                        have.push(msg);
                     }
                 }
-            };
-            if stored {
-                summary.received += 1;
-            } else {
-                summary.skipped += 1;
             }
-            let seen = *first_seen.entry(msg.uidl.clone()).or_insert(now);
-            let delete = match (self.config.leave_on_server, self.config.leave_days) {
-                (false, _) => true,
-                (true, None) => false,
-                (true, Some(days)) => now.saturating_sub(seen) >= u64::from(days) * 86_400,
-            };
-            if delete {
-                conn.send(&format!("DELE {}", msg.number)).await?;
-                if let Reply::Err(text) = conn.reply().await? {
-                    tracing::warn!(server = %conn.peer, uidl = %msg.uidl, reply = %text, "DELE refused");
-                }
+            summary.received += received;
+            summary.skipped += skipped;
+            let delete: Vec<&Listed> = have
+                .iter()
+                .copied()
+                .filter(|msg| {
+                    let seen = *first_seen.entry(msg.uidl.clone()).or_insert(now);
+                    match (self.config.leave_on_server, self.config.leave_days) {
+                        (false, _) => true,
+                        (true, None) => false,
+                        (true, Some(days)) => now.saturating_sub(seen) >= u64::from(days) * 86_400,
+                    }
+                })
+                .collect();
+            // Durable (one fsync for the batch) before the server is told to delete any of it;
+            // DELE itself only takes effect at QUIT.
+            if received > 0 || !delete.is_empty() {
+                sink.sync().await.map_err(store_failure)?;
             }
-            sink.progress(done + 1, total);
+            conn.delete(&delete).await?;
+            done += batch.len();
+            sink.progress(done, total);
         }
         if self.config.leave_on_server {
             // Only what is still on the server needs remembering.
@@ -325,9 +469,8 @@ impl Pop3Inbound {
             sink.set_state(FIRST_SEEN_KEY, &json)
                 .await
                 .map_err(store_failure)?;
+            sink.sync().await.map_err(store_failure)?;
         }
-        // DELE takes effect at QUIT: everything stored must be durable before then.
-        sink.sync().await.map_err(store_failure)?;
         conn.send("QUIT").await?;
         match conn.reply().await {
             Ok(Reply::Ok(_)) => {}
@@ -416,15 +559,141 @@ impl Connection {
     }
 
     async fn send(&mut self, command: &str) -> Result<(), TransportError> {
-        self.last = command.split(' ').next().unwrap_or(command).to_string();
+        self.send_all(&[command.to_string()]).await
+    }
+
+    /// Sends `commands` in one write (pipelined, when there are several).
+    async fn send_all(&mut self, commands: &[String]) -> Result<(), TransportError> {
+        let Some(last) = commands.last() else {
+            return Ok(());
+        };
+        self.last = last.split(' ').next().unwrap_or(last).to_string();
+        let mut bytes = Vec::with_capacity(commands.iter().map(|c| c.len() + 2).sum());
+        for command in commands {
+            bytes.extend_from_slice(command.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
         let stream = self.reader.get_mut();
         let result = async {
-            stream.write_all(command.as_bytes()).await?;
-            stream.write_all(b"\r\n").await?;
+            stream.write_all(&bytes).await?;
             stream.flush().await
         }
         .await;
         result.map_err(|e| self.io_error(e))
+    }
+
+    /// Sends `command` for each message: all at once with PIPELINING, else one at a time as
+    /// the caller comes to read each answer (`at`: the one it is about to read).
+    async fn send_for(
+        &mut self,
+        verb: &str,
+        msgs: &[&Listed],
+        at: usize,
+    ) -> Result<(), TransportError> {
+        if self.pipelining {
+            if at == 0 {
+                let commands: Vec<String> = msgs
+                    .iter()
+                    .map(|m| format!("{verb} {}", m.number))
+                    .collect();
+                self.send_all(&commands).await?;
+            }
+            // Stalls are named by the command whose answer is awaited.
+            self.last = verb.to_string();
+            Ok(())
+        } else {
+            self.send(&format!("{verb} {}", msgs[at].number)).await
+        }
+    }
+
+    /// DELE for each of `msgs` (pipelined when the server allows). A refusal is logged, not
+    /// fatal: the message is stored, and the next download deletes it.
+    async fn delete(&mut self, msgs: &[&Listed]) -> Result<(), TransportError> {
+        for (i, msg) in msgs.iter().enumerate() {
+            self.send_for("DELE", msgs, i).await?;
+            if let Reply::Err(text) = self.reply().await? {
+                tracing::warn!(server = %self.peer, uidl = %msg.uidl, reply = %text, "DELE refused");
+            }
+        }
+        Ok(())
+    }
+
+    /// RETR each of `msgs` (pipelined when the server allows) into memory, in order. A message
+    /// that turns out larger than its listed size plus [`WHOLE`] streams into `sink` on its own
+    /// from there. Stops at the first failure of the connection, giving what came before it and
+    /// the failure.
+    async fn retrieve_whole(
+        &mut self,
+        msgs: &[&Listed],
+        sink: &impl InboundSink,
+    ) -> (Vec<Retrieved>, Option<TransportError>) {
+        let mut out = Vec::with_capacity(msgs.len());
+        for i in 0..msgs.len() {
+            match self.retrieve_one(msgs, i, sink).await {
+                Ok(r) => out.push(r),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    async fn retrieve_one(
+        &mut self,
+        msgs: &[&Listed],
+        at: usize,
+        sink: &impl InboundSink,
+    ) -> Result<Retrieved, TransportError> {
+        let msg = msgs[at];
+        self.send_for("RETR", msgs, at).await?;
+        if let Reply::Err(text) = self.reply().await? {
+            tracing::warn!(server = %self.peer, uidl = %msg.uidl, reply = %text, "RETR refused; skipping");
+            return Ok(Retrieved::Refused(text));
+        }
+        let peer = self.peer.clone();
+        let broke = |e: io::Error| {
+            TransportError::new(
+                TransportErrorKind::Temporary,
+                format!("{peer}: message {} broke off: {e}", msg.uidl),
+            )
+        };
+        let cap = msg.size.saturating_add(WHOLE);
+        let mut body = DotReader::new(&mut self.reader, MAX_MESSAGE);
+        // The listed size is the size on the wire (CRLF line ends), a little more than the body.
+        let mut whole = Vec::with_capacity(usize::try_from(msg.size.min(WHOLE)).unwrap_or(0) + 64);
+        loop {
+            if whole.capacity() - whole.len() < 4096 {
+                whole.reserve(64 * 1024);
+            }
+            // Into the spare capacity, nothing zeroed first.
+            let n = body.read_buf(&mut whole).await.map_err(broke)?;
+            if n == 0 {
+                return Ok(Retrieved::Whole(whole));
+            }
+            if whole.len() as u64 > cap {
+                break;
+            }
+        }
+        // More than the listing said: the rest streams, with what came so far in front of it.
+        let summary = header_block(&whole)
+            .and_then(|h| HeaderSummary::parse(h).ok())
+            .unwrap_or_default();
+        let stored = {
+            let reader = std::io::Cursor::new(whole).chain(&mut body);
+            sink.deliver(&msg.uidl, &summary, msg.size, reader).await
+        };
+        let stored = stored.map_err(|e| {
+            TransportError::new(
+                TransportErrorKind::Temporary,
+                format!(
+                    "{peer}: message {} (UIDL {}) was not stored: {e}",
+                    msg.number, msg.uidl
+                ),
+            )
+        })?;
+        if !body.is_done() {
+            body.drain().await.map_err(broke)?;
+        }
+        Ok(Retrieved::Streamed(stored))
     }
 
     /// Sends `prefix` and the secret in one write, never through a formatted string that could
@@ -484,7 +753,13 @@ impl Connection {
 
     /// UIDL and LIST, joined by message number, in message-number order.
     async fn list_messages(&mut self) -> Result<Vec<Listed>, TransportError> {
-        self.send("UIDL").await?;
+        if self.pipelining {
+            self.send_all(&["UIDL".to_string(), "LIST".to_string()])
+                .await?;
+            self.last = "UIDL".to_string();
+        } else {
+            self.send("UIDL").await?;
+        }
         if let Reply::Err(text) = self.reply().await? {
             return Err(TransportError::new(
                 TransportErrorKind::Permanent,
@@ -505,7 +780,11 @@ impl Connection {
             }
             uidls.insert(number, uidl.to_string());
         }
-        self.send("LIST").await?;
+        if self.pipelining {
+            self.last = "LIST".to_string();
+        } else {
+            self.send("LIST").await?;
+        }
         if let Reply::Err(text) = self.reply().await? {
             return Err(TransportError::new(
                 TransportErrorKind::Temporary,
