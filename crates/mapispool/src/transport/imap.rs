@@ -337,8 +337,14 @@ impl ImapInbound {
         if mailbox.exists == 0 {
             return Ok(summary);
         }
-        let caps = session.capabilities().await.map_err(fail)?;
-        let (uidplus, can_move) = (caps.has_str("UIDPLUS"), caps.has_str("MOVE"));
+        // Only deleting and moving depend on extensions; `\Seen` and keep spare the round trip.
+        let (uidplus, can_move) = match after {
+            AfterDownload::Delete | AfterDownload::Move(_) => {
+                let caps = session.capabilities().await.map_err(fail)?;
+                (caps.has_str("UIDPLUS"), caps.has_str("MOVE"))
+            }
+            AfterDownload::Keep | AfterDownload::Seen => (false, false),
+        };
 
         // What is new: UIDs above the last one finished ("n:*" also returns the highest UID
         // when it is below n, so filter).
@@ -724,6 +730,8 @@ pub struct Fetched {
     pub uid: Option<u32>,
     pub size: Option<u32>,
     pub body: Option<Vec<u8>>,
+    /// The origin of a partial body (`BODY[]<origin>`), which names the range it answers.
+    pub origin: Option<u32>,
 }
 
 // What this transport makes of server data, as pure functions of async-imap's parsed responses
@@ -787,8 +795,13 @@ pub fn fetch_step(response: &Response<'_>, tag: &RequestId) -> FetchStep {
                     AttributeValue::Uid(uid) => f.uid = Some(*uid),
                     AttributeValue::Rfc822Size(size) => f.size = Some(*size),
                     AttributeValue::BodySection {
-                        data: Some(data), ..
-                    } => f.body = Some(data.to_vec()),
+                        data: Some(data),
+                        index,
+                        ..
+                    } => {
+                        f.body = Some(data.to_vec());
+                        f.origin = *index;
+                    }
                     _ => {}
                 }
             }
@@ -843,12 +856,17 @@ async fn uid_fetch(
     let id = session
         .run_command(format!("UID FETCH {set} {items}"))
         .await?;
+    read_fetch(session, &id).await
+}
+
+/// The responses to the `UID FETCH` tagged `id`, read to its completion (see [`uid_fetch`]).
+async fn read_fetch(session: &mut ImapSession, id: &RequestId) -> Result<Vec<Fetched>, ImapError> {
     let mut out = Vec::new();
     loop {
         let Some(response) = session.read_response().await? else {
             return Err(ImapError::ConnectionLost);
         };
-        match fetch_step(response.parsed(), &id) {
+        match fetch_step(response.parsed(), id) {
             FetchStep::Fetched(f) => out.push(f),
             FetchStep::Done(verdict) => return verdict.map(|()| out),
             FetchStep::Other => {}
@@ -917,22 +935,96 @@ async fn expunge(session: &mut ImapSession, set: &str, uidplus: bool) -> Result<
     }
 }
 
-/// One range of a message's bytes: `BODY.PEEK[]<offset.RANGE>`. `None` if the message is gone.
-async fn fetch_range(
-    session: &mut ImapSession,
+/// How many range fetches are in flight at once: the next range crosses the network while the
+/// store writes the one before.
+const RANGES_AHEAD: usize = 2;
+
+/// The ranges of one large message asked for ahead (`BODY.PEEK[]<offset.RANGE>`). A server
+/// may run pipelined FETCHes side by side (Dovecot does), so answers are matched to ranges by
+/// their origin and commands by their tags, in whatever order they come.
+struct Ranges {
     uid: u32,
-    offset: u64,
-) -> Result<Option<Vec<u8>>, ImapError> {
-    let fetches = uid_fetch(
-        session,
-        &uid.to_string(),
-        &format!("(UID BODY.PEEK[]<{offset}.{RANGE}>)"),
-    )
-    .await?;
-    Ok(fetches
-        .into_iter()
-        .filter(|f| f.uid == Some(uid))
-        .find_map(|f| f.body))
+    /// Asked for, in order: offset, tag, and the command's completion once it came.
+    asked: std::collections::VecDeque<(u64, RequestId, Option<Result<(), ImapError>>)>,
+    /// Answers come in, by origin.
+    got: std::collections::HashMap<u64, Vec<u8>>,
+    /// The next offset to ask for.
+    next: u64,
+}
+
+impl Ranges {
+    fn new(uid: u32) -> Ranges {
+        Ranges {
+            uid,
+            asked: Default::default(),
+            got: Default::default(),
+            next: 0,
+        }
+    }
+
+    /// Asks for the next range.
+    async fn ask(&mut self, session: &mut ImapSession) -> Result<(), ImapError> {
+        let id = session
+            .run_command(format!(
+                "UID FETCH {} (UID BODY.PEEK[]<{}.{RANGE}>)",
+                self.uid, self.next
+            ))
+            .await?;
+        self.asked.push_back((self.next, id, None));
+        self.next += u64::from(RANGE);
+        Ok(())
+    }
+
+    /// The first range asked for and not yet taken, once its command completed: its offset and
+    /// bytes, the bytes `None` when the server sent no such range (the message is gone);
+    /// `None` when nothing is asked for. A `NO` or `BAD` to the command is an error.
+    async fn take(
+        &mut self,
+        session: &mut ImapSession,
+    ) -> Result<Option<(u64, Option<Vec<u8>>)>, ImapError> {
+        loop {
+            match self.asked.front() {
+                None => return Ok(None),
+                Some((offset, _, Some(_))) => {
+                    let offset = *offset;
+                    if let Some((_, _, Some(verdict))) = self.asked.pop_front() {
+                        verdict?;
+                    }
+                    return Ok(Some((offset, self.got.remove(&offset))));
+                }
+                Some(_) => {}
+            }
+            let Some(response) = session.read_response().await? else {
+                return Err(ImapError::ConnectionLost);
+            };
+            match response.parsed() {
+                Response::Done { tag, .. } => {
+                    let parsed = response.parsed();
+                    if let Some(entry) = self.asked.iter_mut().find(|a| &a.1 == tag)
+                        && let FetchStep::Done(verdict) = fetch_step(parsed, &entry.1)
+                    {
+                        entry.2 = Some(verdict);
+                    }
+                }
+                other => {
+                    if let FetchStep::Fetched(f) = fetch_step(other, &RequestId(String::new()))
+                        && f.uid == Some(self.uid)
+                        && let (Some(origin), Some(body)) = (f.origin, f.body)
+                        && self.asked.iter().any(|a| a.0 == u64::from(origin))
+                    {
+                        self.got.insert(u64::from(origin), body);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the answers to whatever is still asked for, so the connection is ready for the
+    /// next command.
+    async fn finish(&mut self, session: &mut ImapSession) -> Result<(), ImapError> {
+        while self.take(session).await?.is_some() {}
+        Ok(())
+    }
 }
 
 /// Fetches one large message in ranges and streams it into the store through a pipe: the
@@ -946,28 +1038,50 @@ async fn fetch_ranged(
     m: Listed,
 ) -> Result<bool, TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
-    let Some(first) = fetch_range(session, m.uid, 0).await.map_err(fail)? else {
-        return Ok(false);
+    // The listed size tells how many ranges to ask for ahead; a message that turns out longer
+    // is read on until a short range.
+    let mut ranges = Ranges::new(m.uid);
+    while ranges.asked.len() < RANGES_AHEAD && (ranges.next == 0 || ranges.next < m.size) {
+        ranges.ask(session).await.map_err(fail)?;
+    }
+    let first = match ranges.take(session).await.map_err(fail)? {
+        Some((_, Some(first))) => first,
+        _ => {
+            // Gone meanwhile; the other answers are read, so the connection is ready again.
+            ranges.finish(session).await.map_err(fail)?;
+            return Ok(false);
+        }
     };
     let summary = header_block(&first)
         .and_then(|h| HeaderSummary::parse(h).ok())
         .unwrap_or_default();
     let complete = Arc::new(AtomicBool::new(false));
-    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    // Room for the ranges in flight, so the fetching never waits for the store's every write.
+    let (mut writer, reader) = tokio::io::duplex(RANGES_AHEAD * RANGE as usize);
     let reader = CompleteReader {
         inner: reader,
         complete: Arc::clone(&complete),
     };
     let producer = async move {
+        let broke = |e: ImapError| connection_failed(peer, &e).message;
         let mut chunk = first;
         let mut offset = 0u64;
         loop {
             let len = chunk.len();
+            offset += len as u64;
+            // A full range may have more behind it: keep the next ones asked for before the
+            // store takes this one.
+            if len >= RANGE as usize && offset <= MAX_MESSAGE {
+                while ranges.asked.len() < RANGES_AHEAD
+                    && (ranges.next < m.size || ranges.asked.is_empty())
+                {
+                    ranges.ask(session).await.map_err(broke)?;
+                }
+            }
             writer
                 .write_all(&chunk)
                 .await
                 .map_err(|e| format!("the store stopped reading: {e}"))?;
-            offset += len as u64;
             if len < RANGE as usize {
                 break;
             }
@@ -977,17 +1091,26 @@ async fn fetch_ranged(
                     m.uid
                 ));
             }
-            chunk = match fetch_range(session, m.uid, offset).await {
-                Ok(Some(c)) => c,
-                Ok(None) => {
+            chunk = match ranges.take(session).await.map_err(broke)? {
+                Some((at, Some(c))) if at == offset => c,
+                // Each range follows the one before: one longer than asked for is out of step.
+                Some((_, Some(_))) | None => {
+                    return Err(format!(
+                        "message UID {}: the server sent a range longer than asked for",
+                        m.uid
+                    ));
+                }
+                Some((_, None)) => {
                     return Err(format!(
                         "message UID {} vanished while being fetched",
                         m.uid
                     ));
                 }
-                Err(e) => return Err(connection_failed(peer, &e).message),
             };
         }
+        // Ranges asked for past the end (the listed size was larger): read and dropped, so the
+        // connection is ready for the next command.
+        ranges.finish(session).await.map_err(broke)?;
         complete.store(true, Ordering::SeqCst);
         let _ = writer.shutdown().await;
         drop(writer);
