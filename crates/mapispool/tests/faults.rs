@@ -119,6 +119,8 @@ where
 
 struct Pop3Server {
     plan: Mutex<Plan>,
+    /// Advertise PIPELINING (RFC 2449): the client then sends its RETRs and DELEs at once.
+    pipelining: bool,
     /// (UIDL, message); deletions commit at QUIT.
     messages: Mutex<Vec<(String, Vec<u8>)>>,
 }
@@ -152,6 +154,7 @@ async fn pop3_serve(stream: tokio::net::TcpStream, s: Arc<Pop3Server>) -> std::i
         let reply: Vec<u8> = {
             let mut messages = s.messages.lock().expect("lock");
             match verb.as_str() {
+                "CAPA" if s.pipelining => b"+OK\r\nUIDL\r\nUSER\r\nPIPELINING\r\n.\r\n".to_vec(),
                 "CAPA" => b"+OK\r\nUIDL\r\nUSER\r\n.\r\n".to_vec(),
                 "USER" => b"+OK\r\n".to_vec(),
                 "PASS" => b"+OK logged in\r\n".to_vec(),
@@ -412,7 +415,7 @@ fn pop3_transport(port: u16) -> String {
     )
 }
 
-async fn pop3_case(step: Option<&str>, fault: Fault) -> Vec<String> {
+async fn pop3_case(step: Option<&str>, fault: Fault, pipelining: bool) -> Vec<String> {
     let messages: Vec<(String, Vec<u8>)> = (1..=2)
         .map(|i| (format!("uid-{i}"), pop3_message(i)))
         .collect();
@@ -422,6 +425,7 @@ async fn pop3_case(step: Option<&str>, fault: Fault) -> Vec<String> {
             fault,
             steps: Vec::new(),
         }),
+        pipelining,
         messages: Mutex::new(messages.clone()),
     });
     let s2 = Arc::clone(&server);
@@ -520,33 +524,59 @@ async fn pop3_case(step: Option<&str>, fault: Fault) -> Vec<String> {
     steps
 }
 
-async fn pop3_matrix(fault: Fault) {
-    let steps = pop3_case(None, fault).await;
+async fn pop3_matrix(fault: Fault, pipelining: bool) {
+    let steps = pop3_case(None, fault, pipelining).await;
     assert!(steps.len() >= 8, "a healthy session's steps: {steps:?}");
     for step in &steps {
-        pop3_case(Some(step), fault).await;
+        pop3_case(Some(step), fault, pipelining).await;
     }
-    eprintln!("fault: POP3 {fault:?}: {} steps: {steps:?}", steps.len());
+    eprintln!(
+        "fault: POP3 {fault:?} (pipelining {pipelining}): {} steps: {steps:?}",
+        steps.len()
+    );
 }
 
 #[tokio::test]
 async fn pop3_drop_at_each_step() {
-    pop3_matrix(Fault::Drop).await;
+    pop3_matrix(Fault::Drop, false).await;
 }
 
 #[tokio::test]
 async fn pop3_err_at_each_step() {
-    pop3_matrix(Fault::Temporary).await;
+    pop3_matrix(Fault::Temporary, false).await;
 }
 
 #[tokio::test]
 async fn pop3_garbage_at_each_step() {
-    pop3_matrix(Fault::Garbage).await;
+    pop3_matrix(Fault::Garbage, false).await;
 }
 
 #[tokio::test]
 async fn pop3_stall_at_each_step() {
-    pop3_matrix(Fault::Stall).await;
+    pop3_matrix(Fault::Stall, false).await;
+}
+
+// The same with PIPELINING advertised: the RETRs (and DELEs) of a batch go out at once, so a
+// fault meets commands already sent; still nothing lost, nothing stored twice.
+
+#[tokio::test]
+async fn pop3_pipelined_drop_at_each_step() {
+    pop3_matrix(Fault::Drop, true).await;
+}
+
+#[tokio::test]
+async fn pop3_pipelined_err_at_each_step() {
+    pop3_matrix(Fault::Temporary, true).await;
+}
+
+#[tokio::test]
+async fn pop3_pipelined_garbage_at_each_step() {
+    pop3_matrix(Fault::Garbage, true).await;
+}
+
+#[tokio::test]
+async fn pop3_pipelined_stall_at_each_step() {
+    pop3_matrix(Fault::Stall, true).await;
 }
 
 // ---------------------------------------------------------------------------------------------

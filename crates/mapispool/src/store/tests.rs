@@ -606,6 +606,145 @@ async fn inbound_dedupe_and_sync_state() {
 }
 
 #[tokio::test]
+async fn a_batch_of_received_messages_is_stored_at_once_and_each_only_once() {
+    let (_dir, store) = open().await;
+    let props = |i: usize| InboundMessage {
+        subject: format!("batch {i}"),
+        sender_address: Some("them@example.org".into()),
+        recipients: vec![
+            NewRecipient::to("me@example.com"),
+            NewRecipient {
+                recipient_type: MAPI_CC,
+                ..NewRecipient::to("cc@example.com")
+            },
+        ],
+        ..InboundMessage::default()
+    };
+    // Stored before, one at a time: the batch must not take it again.
+    store
+        .deliver_inbound("work", "7:2", props(2), &b"old"[..])
+        .await
+        .expect("deliver")
+        .expect("stored");
+    // Bodies around the chunk size, empty, and one spread over several chunks.
+    let big: Vec<u8> = (0..2 * BODY_CHUNK_SIZE + 5)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let bodies: Vec<Vec<u8>> = vec![
+        b"Subject: one\r\n\r\nhi\r\n".to_vec(),
+        b"Subject: two\r\n\r\nagain".to_vec(),
+        Vec::new(),
+        vec![b'x'; BODY_CHUNK_SIZE],
+        big.clone(),
+        b"the same server id twice in one batch".to_vec(),
+    ];
+    let ids = ["7:1", "7:2", "7:3", "7:4", "7:5", "7:1"];
+    let batch: Vec<InboundDelivery> = ids
+        .iter()
+        .zip(&bodies)
+        .enumerate()
+        .map(|(i, (id, body))| InboundDelivery {
+            server_id: id.to_string(),
+            message: props(i),
+            body: body.clone(),
+        })
+        .collect();
+    let known = store
+        .inbound_known(
+            "work",
+            &ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("known");
+    assert_eq!(known, HashSet::from(["7:2".to_string()]));
+    let stored = store
+        .deliver_inbound_batch("work", batch.clone())
+        .await
+        .expect("batch");
+    assert_eq!(stored, vec![true, false, true, true, true, false]);
+
+    let inbox = store.messages(Folder::Inbox).await.expect("inbox");
+    assert_eq!(inbox.len(), 5, "the old one and four new");
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| stored[*i]) {
+        let m = inbox
+            .iter()
+            .find(|m| m.server_id.as_deref() == Some(*id))
+            .expect("stored under its server id");
+        assert_eq!(m.subject, format!("batch {i}"));
+        assert_eq!(m.transport.as_deref(), Some("work"));
+        assert_eq!(m.message_size, bodies[i].len() as u64);
+        assert!(store.read_body_to_vec(m.id).await.expect("body") == bodies[i]);
+        let recipients = store.recipients(m.id).await.expect("recipients");
+        assert_eq!(recipients.len(), 2);
+        assert_eq!(recipients[1].recipient_type, MAPI_CC);
+    }
+    assert!(store.has_inbound("work", "7:5").await.expect("has"));
+    // Again: nothing new, and other transports' ids are their own.
+    let again = store
+        .deliver_inbound_batch("work", batch.clone())
+        .await
+        .expect("batch");
+    assert!(again.iter().all(|s| !s));
+    let home = store
+        .deliver_inbound_batch("home", batch[..1].to_vec())
+        .await
+        .expect("batch");
+    assert_eq!(home, vec![true]);
+    assert!(
+        store
+            .deliver_inbound_batch("work", Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+
+    // Relaxed state reads back like the durable kind.
+    store
+        .set_sync_state_relaxed("work", "imap.INBOX.last_uid", "5")
+        .await
+        .expect("set");
+    assert_eq!(
+        store
+            .get_sync_state("work", "imap.INBOX.last_uid")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("5")
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_recipient_stores_nothing() {
+    let (_dir, store) = open().await;
+    let good = InboundDelivery {
+        server_id: "1".into(),
+        message: InboundMessage::default(),
+        body: b"x".to_vec(),
+    };
+    let bad = InboundDelivery {
+        server_id: "2".into(),
+        message: InboundMessage {
+            recipients: vec![NewRecipient::to("  ")],
+            ..InboundMessage::default()
+        },
+        body: b"y".to_vec(),
+    };
+    let e = store
+        .deliver_inbound_batch("work", vec![good, bad])
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code, MapiCode::InvalidParameter);
+    assert!(
+        store
+            .messages(Folder::Inbox)
+            .await
+            .expect("inbox")
+            .is_empty()
+    );
+    assert!(!store.has_inbound("work", "1").await.expect("has"));
+}
+
+#[tokio::test]
 async fn large_body_round_trips_chunk_by_chunk() {
     let (_dir, store) = open().await;
     let body: Vec<u8> = (0..5 * 1024 * 1024 + 123)
