@@ -393,44 +393,9 @@ impl ImapInbound {
                 }
             }
             if !small.is_empty() {
-                let set = uid_set(small.iter().map(|m| m.uid));
-                let fetches = uid_fetch(session, &set, "(UID BODY.PEEK[])")
-                    .await
-                    .map_err(fail)?;
-                let mut uids: Vec<u32> = Vec::with_capacity(small.len());
-                let mut downloaded = Vec::with_capacity(small.len());
-                for fetch in fetches {
-                    let Some(uid) = fetch.uid else { continue };
-                    if !small.iter().any(|m| m.uid == uid)
-                        || finished.contains(&uid)
-                        || uids.contains(&uid)
-                    {
-                        continue; // an unasked-for FETCH (a flag change)
-                    }
-                    let Some(body) = fetch.body else {
-                        continue;
-                    };
-                    let summary_of = header_block(&body)
-                        .and_then(|h| HeaderSummary::parse(h).ok())
-                        .unwrap_or_default();
-                    uids.push(uid);
-                    downloaded.push(Downloaded {
-                        server_id: server_id(validity, uid),
-                        summary: summary_of,
-                        body,
-                    });
-                }
-                // The whole batch in one store transaction.
-                let stored = sink.deliver_batch(downloaded).await.map_err(|e| {
-                    TransportError::new(
-                        TransportErrorKind::Temporary,
-                        format!(
-                            "{peer}: messages UID {} were not stored: {e}",
-                            uid_set(uids.iter().copied())
-                        ),
-                    )
-                })?;
-                for (uid, stored) in uids.into_iter().zip(stored) {
+                for (uid, stored) in
+                    fetch_and_store(session, &peer, sink, validity, &small, &finished).await?
+                {
                     if stored {
                         summary.received += 1;
                     } else {
@@ -872,6 +837,111 @@ async fn read_fetch(session: &mut ImapSession, id: &RequestId) -> Result<Vec<Fet
             FetchStep::Other => {}
         }
     }
+}
+
+/// How much of a batch's FETCH answer the store takes at a time: the store writes one part
+/// (on its own thread) while the next crosses the network.
+const STORE_PART_BYTES: usize = 1024 * 1024;
+const STORE_PART_COUNT: usize = 64;
+
+/// `UID FETCH` of the small messages `small` (whole bodies, one command), stored as their
+/// answers come in, in parts: which UIDs were stored (`true`) or the store already had
+/// (`false`). Messages in `skip`, and answers nobody asked for (a flag change), are passed over;
+/// a message that vanished is simply not in the result. Parts stored before a failure stay
+/// stored (not yet durable, and nothing is done at the server for them), to be skipped by the
+/// next download.
+async fn fetch_and_store(
+    session: &mut ImapSession,
+    peer: &str,
+    sink: &impl InboundSink,
+    validity: u32,
+    small: &[Listed],
+    skip: &[u32],
+) -> Result<Vec<(u32, bool)>, TransportError> {
+    let fail = |e: ImapError| connection_failed(peer, &e);
+    let set = uid_set(small.iter().map(|m| m.uid));
+    let id = session
+        .run_command(format!("UID FETCH {set} (UID BODY.PEEK[])"))
+        .await
+        .map_err(fail)?;
+    let wanted: std::collections::HashSet<u32> = small
+        .iter()
+        .map(|m| m.uid)
+        .filter(|uid| !skip.contains(uid))
+        .collect();
+    let capacity = wanted.len();
+    let (parts, mut incoming) = tokio::sync::mpsc::channel::<(Vec<u32>, Vec<Downloaded>)>(2);
+    // Owns the sending half: when it ends, the store sees the end of the parts.
+    let reading = async move {
+        let mut taken: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        let (mut uids, mut part, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        loop {
+            let Some(response) = session
+                .read_response()
+                .await
+                .map_err(|e| fail(ImapError::Io(e)))?
+            else {
+                return Err(fail(ImapError::ConnectionLost));
+            };
+            match fetch_step(response.parsed(), &id) {
+                FetchStep::Fetched(f) => {
+                    let (Some(uid), Some(body)) = (f.uid, f.body) else {
+                        continue; // an unasked-for FETCH (a flag change)
+                    };
+                    if !wanted.contains(&uid) || !taken.insert(uid) {
+                        continue;
+                    }
+                    let summary = header_block(&body)
+                        .and_then(|h| HeaderSummary::parse(h).ok())
+                        .unwrap_or_default();
+                    bytes += body.len();
+                    uids.push(uid);
+                    part.push(Downloaded {
+                        server_id: server_id(validity, uid),
+                        summary,
+                        body,
+                    });
+                    if bytes >= STORE_PART_BYTES || part.len() >= STORE_PART_COUNT {
+                        bytes = 0;
+                        let next = (std::mem::take(&mut uids), std::mem::take(&mut part));
+                        if parts.send(next).await.is_err() {
+                            // The store failed; its error is the one to report.
+                            return Ok(());
+                        }
+                    }
+                }
+                FetchStep::Done(verdict) => {
+                    verdict.map_err(fail)?;
+                    if !part.is_empty() {
+                        let _ = parts.send((uids, part)).await;
+                    }
+                    return Ok(());
+                }
+                FetchStep::Other => {}
+            }
+        }
+    };
+    let storing = async {
+        let mut done = Vec::with_capacity(capacity);
+        while let Some((uids, part)) = incoming.recv().await {
+            let stored = sink.deliver_batch(part).await.map_err(|e| {
+                TransportError::new(
+                    TransportErrorKind::Temporary,
+                    format!(
+                        "{peer}: messages UID {} were not stored: {e}",
+                        uid_set(uids.iter().copied())
+                    ),
+                )
+            })?;
+            done.extend(uids.into_iter().zip(stored));
+        }
+        Ok::<_, TransportError>(done)
+    };
+    let (read, stored) = tokio::join!(reading, storing);
+    // A store failure first: the reading then stopped because of it.
+    let stored = stored?;
+    read?;
+    Ok(stored)
 }
 
 /// `\Seen`, delete, or move, for messages that are durable in the store.
