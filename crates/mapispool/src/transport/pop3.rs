@@ -65,14 +65,21 @@ struct Connection {
 /// What became of one message of a batch [`Connection::retrieve_whole`] asked for.
 #[derive(Debug)]
 enum Retrieved {
-    /// Read whole into memory, for the batch's one store transaction.
-    Whole(Vec<u8>),
+    /// Read whole into memory and handed to the store in a part of the batch.
+    Whole,
     /// Larger than the listing said, so streamed into the store on its own: whether it was
     /// stored (`false`: the store had it).
     Streamed(bool),
     /// The server answered `-ERR`, in its words.
     Refused(String),
 }
+
+/// Messages read whole, handed to the store together: each with its place in the batch.
+type Part = Vec<(usize, Downloaded)>;
+
+/// How much the store takes at a time while the rest of a batch is read.
+const PART_BYTES: usize = 1024 * 1024;
+const PART_COUNT: usize = 64;
 
 /// Messages up to this size (by LIST) are read whole into memory and stored a batch at a time;
 /// a larger one streams into the store on its own, so memory stays bounded.
@@ -377,55 +384,54 @@ impl Pop3Inbound {
                     Err(text) => refused(large, text, &conn.peer),
                 },
                 _ => {
-                    let (fetched, broke) = conn.retrieve_whole(&wanted, sink).await;
-                    let mut downloaded = Vec::with_capacity(fetched.len());
-                    let mut got: Vec<&Listed> = Vec::with_capacity(fetched.len());
-                    for (msg, result) in wanted.iter().zip(fetched) {
-                        match result {
-                            Retrieved::Streamed(stored) => {
-                                if stored {
-                                    received += 1;
-                                } else {
-                                    skipped += 1;
-                                }
-                                have.push(msg);
-                            }
-                            Retrieved::Whole(body) => {
-                                let summary_of = header_block(&body)
-                                    .and_then(|h| HeaderSummary::parse(h).ok())
-                                    .unwrap_or_default();
-                                downloaded.push(Downloaded {
-                                    server_id: msg.uidl.clone(),
-                                    summary: summary_of,
-                                    body,
-                                });
-                                got.push(msg);
-                            }
-                            Retrieved::Refused(text) => refused(msg, text, &conn.peer),
-                        }
-                    }
-                    // What came whole is stored even when the connection broke after it.
-                    let stored = if downloaded.is_empty() {
-                        Vec::new()
-                    } else {
-                        sink.deliver_batch(downloaded).await.map_err(|e| {
-                            TransportError::new(
-                                TransportErrorKind::Temporary,
-                                format!(
-                                    "{}: messages {} were not stored: {e}",
-                                    conn.peer,
-                                    numbers(&got)
-                                ),
-                            )
-                        })?
+                    // Read and store side by side: the store writes one part (on its own
+                    // thread) while the next is read from the connection.
+                    let (parts, mut incoming) = tokio::sync::mpsc::channel::<Part>(2);
+                    let peer = conn.peer.clone();
+                    let reading = {
+                        let (conn, wanted) = (&mut conn, &wanted);
+                        async move { conn.retrieve_whole(wanted, sink, parts).await }
                     };
+                    let storing = async {
+                        let mut stored = BTreeMap::new();
+                        while let Some(part) = incoming.recv().await {
+                            let (at, batch): (Vec<usize>, Vec<Downloaded>) =
+                                part.into_iter().unzip();
+                            let which: Vec<&Listed> = at.iter().map(|&i| wanted[i]).collect();
+                            let result = sink.deliver_batch(batch).await.map_err(|e| {
+                                TransportError::new(
+                                    TransportErrorKind::Temporary,
+                                    format!(
+                                        "{peer}: messages {} were not stored: {e}",
+                                        numbers(&which)
+                                    ),
+                                )
+                            })?;
+                            stored.extend(at.into_iter().zip(result));
+                        }
+                        Ok::<_, TransportError>(stored)
+                    };
+                    let ((fetched, broke), stored) = tokio::join!(reading, storing);
+                    // A store failure first: the reading stopped because of it.
+                    let stored = stored?;
                     if let Some(e) = broke {
                         // No DELE, no QUIT: the server keeps everything; the next download
                         // skips what was stored here.
                         return Err(e);
                     }
-                    for (msg, stored) in got.into_iter().zip(stored) {
-                        if stored {
+                    for (i, (msg, result)) in wanted.iter().zip(fetched).enumerate() {
+                        let was_stored = match result {
+                            Retrieved::Streamed(stored) => stored,
+                            Retrieved::Whole => match stored.get(&i) {
+                                Some(stored) => *stored,
+                                None => continue,
+                            },
+                            Retrieved::Refused(text) => {
+                                refused(msg, text, &conn.peer);
+                                continue;
+                            }
+                        };
+                        if was_stored {
                             received += 1;
                         } else {
                             skipped += 1;
@@ -618,21 +624,61 @@ impl Connection {
         Ok(())
     }
 
-    /// RETR each of `msgs` (pipelined when the server allows) into memory, in order. A message
-    /// that turns out larger than its listed size plus [`WHOLE`] streams into `sink` on its own
-    /// from there. Stops at the first failure of the connection, giving what came before it and
-    /// the failure.
+    /// RETR each of `msgs` (pipelined when the server allows) into memory, in order, handing
+    /// them to `parts` a part at a time (the store takes them meanwhile). A message that turns
+    /// out larger than its listed size plus [`WHOLE`] streams into `sink` on its own from
+    /// there. Stops at the first failure of the connection (or when the store stopped taking
+    /// parts), giving what became of the messages before it and the failure.
     async fn retrieve_whole(
         &mut self,
         msgs: &[&Listed],
         sink: &impl InboundSink,
+        parts: tokio::sync::mpsc::Sender<Part>,
     ) -> (Vec<Retrieved>, Option<TransportError>) {
         let mut out = Vec::with_capacity(msgs.len());
+        let (mut part, mut bytes): (Part, usize) = (Vec::new(), 0);
         for i in 0..msgs.len() {
             match self.retrieve_one(msgs, i, sink).await {
-                Ok(r) => out.push(r),
-                Err(e) => return (out, Some(e)),
+                Ok(Ok(body)) => {
+                    let summary = header_block(&body)
+                        .and_then(|h| HeaderSummary::parse(h).ok())
+                        .unwrap_or_default();
+                    bytes += body.len();
+                    part.push((
+                        i,
+                        Downloaded {
+                            server_id: msgs[i].uidl.clone(),
+                            summary,
+                            body,
+                        },
+                    ));
+                    out.push(Retrieved::Whole);
+                }
+                Ok(Err(r)) => out.push(r),
+                Err(e) => {
+                    // What came whole is stored even when the connection broke after it.
+                    if !part.is_empty() {
+                        let _ = parts.send(part).await;
+                    }
+                    return (out, Some(e));
+                }
             }
+            if (bytes >= PART_BYTES || part.len() >= PART_COUNT)
+                && parts.send(std::mem::take(&mut part)).await.is_err()
+            {
+                // The store failed; its error is the one reported.
+                let stopped = TransportError::new(
+                    TransportErrorKind::Temporary,
+                    format!("{}: the store stopped taking messages", self.peer),
+                );
+                return (out, Some(stopped));
+            }
+            if part.is_empty() {
+                bytes = 0;
+            }
+        }
+        if !part.is_empty() {
+            let _ = parts.send(part).await;
         }
         (out, None)
     }
@@ -642,12 +688,12 @@ impl Connection {
         msgs: &[&Listed],
         at: usize,
         sink: &impl InboundSink,
-    ) -> Result<Retrieved, TransportError> {
+    ) -> Result<Result<Vec<u8>, Retrieved>, TransportError> {
         let msg = msgs[at];
         self.send_for("RETR", msgs, at).await?;
         if let Reply::Err(text) = self.reply().await? {
             tracing::warn!(server = %self.peer, uidl = %msg.uidl, reply = %text, "RETR refused; skipping");
-            return Ok(Retrieved::Refused(text));
+            return Ok(Err(Retrieved::Refused(text)));
         }
         let peer = self.peer.clone();
         let broke = |e: io::Error| {
@@ -667,7 +713,7 @@ impl Connection {
             // Into the spare capacity, nothing zeroed first.
             let n = body.read_buf(&mut whole).await.map_err(broke)?;
             if n == 0 {
-                return Ok(Retrieved::Whole(whole));
+                return Ok(Ok(whole));
             }
             if whole.len() as u64 > cap {
                 break;
@@ -693,7 +739,7 @@ impl Connection {
         if !body.is_done() {
             body.drain().await.map_err(broke)?;
         }
-        Ok(Retrieved::Streamed(stored))
+        Ok(Err(Retrieved::Streamed(stored)))
     }
 
     /// Sends `prefix` and the secret in one write, never through a formatted string that could
