@@ -1009,13 +1009,17 @@ async fn expunge(session: &mut ImapSession, set: &str, uidplus: bool) -> Result<
 /// store writes the one before.
 const RANGES_AHEAD: usize = 2;
 
+/// One range asked for: its offset, the command's tag, and the command's completion once it
+/// came.
+type Asked = (u64, RequestId, Option<Result<(), ImapError>>);
+
 /// The ranges of one large message asked for ahead (`BODY.PEEK[]<offset.RANGE>`). A server
 /// may run pipelined FETCHes side by side (Dovecot does), so answers are matched to ranges by
 /// their origin and commands by their tags, in whatever order they come.
 struct Ranges {
     uid: u32,
-    /// Asked for, in order: offset, tag, and the command's completion once it came.
-    asked: std::collections::VecDeque<(u64, RequestId, Option<Result<(), ImapError>>)>,
+    /// Asked for, in order.
+    asked: std::collections::VecDeque<Asked>,
     /// Answers come in, by origin.
     got: std::collections::HashMap<u64, Vec<u8>>,
     /// The next offset to ask for.
