@@ -10,8 +10,11 @@
 //! move), and only after that does the last UID move on. A connection lost in between brings
 //! the same messages again next time: the store skips them and the action is done then.
 //!
-//! Small messages are fetched in batches (`UID FETCH a,b,c (UID BODY.PEEK[])`); a message larger
-//! than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`) and streamed into the store,
+//! The store is asked once which of the listed messages it has. Small messages are fetched in
+//! batches (`UID FETCH a,b,c (UID BODY.PEEK[])`), handed to the store in parts while the rest of
+//! the answer arrives, then made durable with one fsync per batch before `after_download` acts
+//! on them; a message larger than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`,
+//! the next ones asked for while the store writes the current one) and streamed into the store,
 //! since async-imap holds each response whole in memory.
 
 use std::sync::Arc;

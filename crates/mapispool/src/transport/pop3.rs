@@ -2,10 +2,13 @@
 //! small client on tokio, with TLS from `crate::tls`. Framing is in `codec.rs`; this file is
 //! the session.
 //!
-//! A download: CAPA, (STLS), USER/PASS or APOP, UIDL and LIST, then for each message the store
-//! does not have yet (by UIDL, the `server_id`) RETR streamed straight into the store, unstuffed
-//! as it is read; DELE only after the store returned (the message is durable), and QUIT to
-//! commit the deletions. A connection that drops before QUIT deletes nothing; the next download
+//! A download: CAPA, (STLS), USER/PASS or APOP, UIDL and LIST (pipelined when the server offers
+//! PIPELINING, RFC 2449), one question to the store for which UIDLs (the `server_id`s) it has,
+//! then the rest in batches: the batch's RETRs (sent at once with PIPELINING), each message
+//! unstuffed as it is read and handed to the store in parts while the next ones arrive (one
+//! larger than [`WHOLE`] streams straight into the store on its own); one fsync for the batch,
+//! and only then its DELEs; QUIT at the end commits the deletions. A connection that drops
+//! before QUIT deletes nothing; the next download
 //! finds the stored messages by UIDL, skips them and deletes them then. With `leave_on_server`
 //! messages stay, and with `leave_days` they are deleted once that many days passed since this
 //! transport first downloaded them (the time is kept in the store's sync state).
@@ -332,7 +335,7 @@ impl Pop3Inbound {
     /// ends the session with QUIT (which commits the deletions).
     ///
     /// In batches: the batch's messages are retrieved (all RETRs sent at once when the server
-    /// advertises PIPELINING, RFC 2449) and held in memory, stored in one transaction, made
+    /// advertises PIPELINING, RFC 2449) and handed to the store in parts as they are read, made
     /// durable with one fsync, and only then marked with DELE. A message larger than
     /// [`WHOLE`] is a batch of its own and streams into the store as it is read.
     pub async fn download(
