@@ -6,7 +6,7 @@
 //! PIPELINING, RFC 2449), one question to the store for which UIDLs (the `server_id`s) it has,
 //! then the rest in batches: the batch's RETRs (sent at once with PIPELINING), each message
 //! unstuffed as it is read and handed to the store in parts while the next ones arrive (one
-//! larger than [`WHOLE`] streams straight into the store on its own); one fsync for the batch,
+//! larger than 1 MiB (`WHOLE`) streams straight into the store on its own); one fsync for the batch,
 //! and only then its DELEs; QUIT at the end commits the deletions. A connection that drops
 //! before QUIT deletes nothing; the next download
 //! finds the stored messages by UIDL, skips them and deletes them then. With `leave_on_server`
@@ -337,7 +337,7 @@ impl Pop3Inbound {
     /// In batches: the batch's messages are retrieved (all RETRs sent at once when the server
     /// advertises PIPELINING, RFC 2449) and handed to the store in parts as they are read, made
     /// durable with one fsync, and only then marked with DELE. A message larger than
-    /// [`WHOLE`] is a batch of its own and streams into the store as it is read.
+    /// 1 MiB (`WHOLE`) is a batch of its own and streams into the store as it is read.
     pub async fn download(
         &mut self,
         sink: &impl InboundSink,
