@@ -6,10 +6,10 @@
 //! PIPELINING, RFC 2449), one question to the store for which UIDLs (the `server_id`s) it has,
 //! then the rest in batches: the batch's RETRs (sent at once with PIPELINING), each message
 //! unstuffed as it is read and handed to the store in parts while the next ones arrive (one
-//! larger than 1 MiB (`WHOLE`) streams straight into the store on its own); one fsync for the batch,
-//! and only then its DELEs; QUIT at the end commits the deletions. A connection that drops
-//! before QUIT deletes nothing; the next download
-//! finds the stored messages by UIDL, skips them and deletes them then. With `leave_on_server`
+//! larger than 1 MiB (`WHOLE`) streams straight into the store on its own); one fsync for the
+//! batch, and only then its DELEs; QUIT at the end commits the deletions. A connection that
+//! drops before QUIT deletes nothing; the next download finds the stored messages by UIDL,
+//! skips them and deletes them then. With `leave_on_server`
 //! messages stay, and with `leave_days` they are deleted once that many days passed since this
 //! transport first downloaded them (the time is kept in the store's sync state).
 
