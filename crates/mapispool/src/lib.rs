@@ -28,5 +28,5 @@ pub mod transport;
 
 pub use flush::{FlushFlags, FlushReport};
 pub use profile::Profile;
-pub use session::{Session, Submission, Submitted};
+pub use session::{Session, Submission, SubmitSession, Submitted};
 pub use status::Status;

@@ -44,6 +44,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mapi::{MapiError, MapiResult};
 use serde::{Deserialize, Serialize};
 
 pub use error::ProfileError;
@@ -621,6 +622,42 @@ impl Profile {
         self.transports
             .iter()
             .find(|transport| transport.name == name)
+    }
+
+    /// The transport a new message leaves by, MAPI's rule adapted to accounts: the one named,
+    /// else the one whose address is the sender's (the account it was written from), else the
+    /// first in profile order that can send.
+    ///
+    /// Errors: `MAPI_E_NOT_FOUND` for a named transport that does not exist or cannot send;
+    /// `MAPI_E_NO_SUPPORT` when no transport can send at all.
+    pub fn route(&self, sender: Option<&str>, named: Option<&str>) -> MapiResult<String> {
+        let senders = || self.transports.iter().filter(|t| t.outbound.is_some());
+        if let Some(name) = named {
+            return match self.transport(name) {
+                Some(t) if t.outbound.is_some() => Ok(name.to_string()),
+                Some(_) => Err(MapiError::not_found(format!(
+                    "transport \"{name}\" has no outbound side; it cannot send"
+                ))),
+                None => Err(MapiError::not_found(format!(
+                    "there is no transport \"{name}\" in the profile; the profile has: {}",
+                    self.transports
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            };
+        }
+        if let Some(sender) = sender
+            && let Some(t) = senders().find(|t| t.address.eq_ignore_ascii_case(sender))
+        {
+            return Ok(t.name.clone());
+        }
+        senders().next().map(|t| t.name.clone()).ok_or_else(|| {
+            MapiError::no_support(
+                "no transport in the profile can send: add an [transport.outbound] section",
+            )
+        })
     }
 
     /// Writes the profile as TOML that [`Profile::from_str_at`] reads back to an equal profile

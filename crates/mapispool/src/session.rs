@@ -292,95 +292,9 @@ impl Session {
                 return submit_remote(client, &submission, body).await;
             }
         };
-        let mut body = body;
-        // Read just enough for the headers; the rest streams into the store.
-        let mut head = Vec::with_capacity(64 * 1024);
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if header_block(&head).is_some_and(|h| h.len() < head.len())
-                || head.len() >= MAX_HEADER_BYTES
-            {
-                break;
-            }
-            let n = body
-                .read(&mut buf)
-                .await
-                .map_err(|e| MapiError::call_failed(format!("cannot read the message: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let summary = HeaderSummary::parse(&head)?;
-        check_header_line_ends(header_block(&head).unwrap_or(&head))
-            .map_err(MapiError::corrupt_data)?;
-        let from = submission
-            .from
-            .clone()
-            .or_else(|| summary.from.as_ref().map(|m| m.address.clone()));
-        if let Some(f) = &from
-            && !f.is_empty()
-        {
-            check_address(f).map_err(|e| MapiError::invalid_parameter(format!("sender: {e}")))?;
-        }
-        let mut recipients: Vec<NewRecipient> = submission
-            .recipients
-            .iter()
-            .map(|a| NewRecipient::to(a.clone()))
-            .collect();
-        if submission.recipients.is_empty() || submission.recipients_from_headers {
-            for r in &summary.recipients {
-                if !recipients
-                    .iter()
-                    .any(|x| x.address.eq_ignore_ascii_case(&r.mailbox.address))
-                {
-                    recipients.push(NewRecipient {
-                        display_name: r.mailbox.display().to_string(),
-                        address: r.mailbox.address.clone(),
-                        recipient_type: r.recipient_type,
-                    });
-                }
-            }
-        }
-        if recipients.is_empty() {
-            return Err(MapiError::no_recipients(
-                "the message has no recipients: give them as arguments, or in To:, Cc: or Bcc: headers",
-            ));
-        }
-        for r in &recipients {
-            check_address(&r.address)
-                .map_err(|e| MapiError::invalid_parameter(format!("recipient: {e}")))?;
-        }
-        let transport = spooler.route(from.as_deref(), submission.transport.as_deref())?;
-        let (dsn_notify, dsn_ret) = dsn_request(
-            submission.dsn_notify.as_deref(),
-            submission.dsn_ret.as_deref(),
-        )?;
-        let message = NewMessage {
-            subject: summary.subject.clone().unwrap_or_default(),
-            sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
-            sender_address: summary.from.as_ref().map(|m| m.address.clone()),
-            envelope_from: from,
-            internet_message_id: summary.message_id.clone(),
-            deferred_delivery_time: submission.deferred_until,
-            delete_after_submit: submission.delete_after_submit,
-            transport: Some(transport),
-            dsn_notify,
-            dsn_ret,
-            recipients,
-            ..NewMessage::default()
-        };
-        let record = spooler
-            .store()
-            .submit(message, (&head[..]).chain(body))
-            .await?;
+        let submitted = submit_to_store(spooler.store(), &self.profile, submission, body).await?;
         spooler.refresh_queue_counts().await;
-        Ok(Submitted {
-            entry_id: record.entry_id(),
-            subject: record.subject,
-            transport: record.transport,
-            size: record.message_size,
-        })
+        Ok(submitted)
     }
 
     /// `IMsgStore::GetOutgoingQueue`, as records (in-process spooler only; the table form works
@@ -528,6 +442,171 @@ fn folder_name(folder: Folder) -> &'static str {
         Folder::SentItems => "sent",
         Folder::DeletedItems => "deleted",
     }
+}
+
+/// A logon that can only submit (`MAPILogonEx` for a process that queues one message and exits:
+/// `mapispool submit`, `sendmail`). Through the profile's daemon when one runs, else straight
+/// into the store, which it opens for just this ([`SqliteStore::open_for_submit`]): no spooler
+/// starts, no transport logs on. The message then waits for the next flush, as it would behind
+/// a [`Session`]'s in-process spooler, which sends only when asked.
+pub struct SubmitSession {
+    profile: Profile,
+    backend: SubmitBackend,
+}
+
+enum SubmitBackend {
+    Daemon(Client),
+    Store(SqliteStore),
+}
+
+impl SubmitSession {
+    /// Logs on to `profile` for submitting.
+    ///
+    /// Errors: as [`Session::logon`].
+    pub async fn logon(profile: Profile) -> MapiResult<SubmitSession> {
+        if let Some(path) = &profile.source
+            && let Some(client) = Client::connect(&socket_path(path)).await?
+        {
+            return Ok(SubmitSession {
+                profile,
+                backend: SubmitBackend::Daemon(client),
+            });
+        }
+        let path = match &profile.store {
+            StoreConfig::Path(p) => p.clone(),
+            StoreConfig::Url(url) => {
+                return Err(MapiError::no_support(format!(
+                    "store url {url:?}: this build stores in SQLite only; set [store] path instead"
+                )));
+            }
+        };
+        let store = SqliteStore::open_for_submit(&path).await?;
+        Ok(SubmitSession {
+            profile,
+            backend: SubmitBackend::Store(store),
+        })
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// `IMessage::SubmitMessage`, as [`Session::submit`]: durable (fsynced) when it returns.
+    pub async fn submit(
+        &self,
+        submission: Submission,
+        body: impl AsyncRead + Unpin + Send,
+    ) -> MapiResult<Submitted> {
+        match &self.backend {
+            SubmitBackend::Daemon(client) => submit_remote(client, &submission, body).await,
+            SubmitBackend::Store(store) => {
+                submit_to_store(store, &self.profile, submission, body).await
+            }
+        }
+    }
+
+    /// Closes the store (when it was opened here), see [`SqliteStore::close_after_submit`].
+    pub async fn logoff(self) {
+        if let SubmitBackend::Store(store) = &self.backend {
+            store.close_after_submit().await;
+        }
+    }
+}
+
+/// `SubmitMessage` into a store this process has open: reads the headers for the envelope and
+/// the message's properties, routes it by `profile`, and streams it into the store, which
+/// returns once it is durable.
+async fn submit_to_store(
+    store: &SqliteStore,
+    profile: &Profile,
+    submission: Submission,
+    body: impl AsyncRead + Unpin + Send,
+) -> MapiResult<Submitted> {
+    let mut body = body;
+    // Read just enough for the headers; the rest streams into the store.
+    let mut head = Vec::with_capacity(64 * 1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if header_block(&head).is_some_and(|h| h.len() < head.len())
+            || head.len() >= MAX_HEADER_BYTES
+        {
+            break;
+        }
+        let n = body
+            .read(&mut buf)
+            .await
+            .map_err(|e| MapiError::call_failed(format!("cannot read the message: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let summary = HeaderSummary::parse(&head)?;
+    check_header_line_ends(header_block(&head).unwrap_or(&head))
+        .map_err(MapiError::corrupt_data)?;
+    let from = submission
+        .from
+        .clone()
+        .or_else(|| summary.from.as_ref().map(|m| m.address.clone()));
+    if let Some(f) = &from
+        && !f.is_empty()
+    {
+        check_address(f).map_err(|e| MapiError::invalid_parameter(format!("sender: {e}")))?;
+    }
+    let mut recipients: Vec<NewRecipient> = submission
+        .recipients
+        .iter()
+        .map(|a| NewRecipient::to(a.clone()))
+        .collect();
+    if submission.recipients.is_empty() || submission.recipients_from_headers {
+        for r in &summary.recipients {
+            if !recipients
+                .iter()
+                .any(|x| x.address.eq_ignore_ascii_case(&r.mailbox.address))
+            {
+                recipients.push(NewRecipient {
+                    display_name: r.mailbox.display().to_string(),
+                    address: r.mailbox.address.clone(),
+                    recipient_type: r.recipient_type,
+                });
+            }
+        }
+    }
+    if recipients.is_empty() {
+        return Err(MapiError::no_recipients(
+            "the message has no recipients: give them as arguments, or in To:, Cc: or Bcc: headers",
+        ));
+    }
+    for r in &recipients {
+        check_address(&r.address)
+            .map_err(|e| MapiError::invalid_parameter(format!("recipient: {e}")))?;
+    }
+    let transport = profile.route(from.as_deref(), submission.transport.as_deref())?;
+    let (dsn_notify, dsn_ret) = dsn_request(
+        submission.dsn_notify.as_deref(),
+        submission.dsn_ret.as_deref(),
+    )?;
+    let message = NewMessage {
+        subject: summary.subject.clone().unwrap_or_default(),
+        sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
+        sender_address: summary.from.as_ref().map(|m| m.address.clone()),
+        envelope_from: from,
+        internet_message_id: summary.message_id.clone(),
+        deferred_delivery_time: submission.deferred_until,
+        delete_after_submit: submission.delete_after_submit,
+        transport: Some(transport),
+        dsn_notify,
+        dsn_ret,
+        recipients,
+        ..NewMessage::default()
+    };
+    let record = store.submit(message, (&head[..]).chain(body)).await?;
+    Ok(Submitted {
+        entry_id: record.entry_id(),
+        subject: record.subject,
+        transport: record.transport,
+        size: record.message_size,
+    })
 }
 
 /// Submits through the daemon. The body is piped through an in-memory duplex so the caller's

@@ -12,7 +12,7 @@ mod validate;
 mod watch;
 
 use anyhow::{Context, Result};
-use mapispool::{Profile, Session};
+use mapispool::{Profile, Session, SubmitSession};
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -26,7 +26,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Messages(args) => tables::messages(&logon(&cli).await?, args).await,
         Command::Show(args) => submit::show(&logon(&cli).await?, args).await,
         Command::Flush(args) => flush::run(&logon(&cli).await?, args, cli.quiet).await,
-        Command::Submit(args) => submit::run(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Submit(args) => submit::run(logon_to_submit(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
         Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Offline(args) => {
@@ -55,6 +55,16 @@ async fn logon(cli: &Cli) -> Result<Session> {
     let path = Profile::locate(cli.profile.as_deref())?;
     let profile = Profile::load(&path)?;
     Session::logon(profile)
+        .await
+        .with_context(|| format!("cannot log on to the profile {}", path.display()))
+}
+
+/// [`logon`] for `submit`: a session that can only submit, which opens no more than that needs
+/// (see [`SubmitSession`]).
+async fn logon_to_submit(cli: &Cli) -> Result<SubmitSession> {
+    let path = Profile::locate(cli.profile.as_deref())?;
+    let profile = Profile::load(&path)?;
+    SubmitSession::logon(profile)
         .await
         .with_context(|| format!("cannot log on to the profile {}", path.display()))
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use mapi::{MapiCode, MapiError};
 use mapispool::message::check_address;
-use mapispool::{Profile, Session, Submission};
+use mapispool::{Profile, Submission, SubmitSession};
 use tokio::io::AsyncReadExt;
 
 use crate::exit::Exit;
@@ -200,7 +200,7 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
     let path = Profile::locate(opts.profile.as_deref().or(profile.as_deref()))
         .map_err(|e| (Exit::SendmailConfig, format!("{e:#}")))?;
     let loaded = Profile::load(&path).map_err(|e| (Exit::SendmailConfig, format!("{e:#}")))?;
-    let session = Session::logon(loaded).await.map_err(|e| {
+    let session = SubmitSession::logon(loaded).await.map_err(|e| {
         (
             Exit::SendmailTempFail,
             format!("cannot reach the queue of {}: {e}", path.display()),
@@ -267,6 +267,7 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
         .submit(submission, &message[..])
         .await
         .map_err(|e| (exit_for(&e), e.to_string()))?;
+    session.logoff().await;
     if opts.verbose {
         eprintln!(
             "queued {} (\"{}\") for {}",

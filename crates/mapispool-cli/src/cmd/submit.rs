@@ -5,14 +5,14 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use mapi::{EntryId, FileTime};
-use mapispool::{Session, Submission};
+use mapispool::{Session, Submission, SubmitSession};
 use serde_json::json;
 
 use crate::cli::{AbortArgs, ShowArgs, SubmitArgs};
 use crate::exit::{BadInput, Exit};
 
 /// Queues a message from stdin or `--file`; it is durable when this prints its entry ID.
-pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Exit> {
+pub async fn run(session: SubmitSession, args: &SubmitArgs, quiet: bool) -> Result<Exit> {
     let deferred_until = match &args.defer_until {
         Some(text) => Some(FileTime::parse_rfc3339(text).ok_or_else(|| {
             BadInput(format!(
@@ -43,6 +43,7 @@ pub async fn run(session: &Session, args: &SubmitArgs, quiet: bool) -> Result<Ex
         }
         None => session.submit(submission, tokio::io::stdin()).await?,
     };
+    session.logoff().await;
     if args.json {
         outln!(
             "{}",

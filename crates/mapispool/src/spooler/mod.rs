@@ -225,37 +225,7 @@ impl Spooler {
     /// Errors: `MAPI_E_NOT_FOUND` for a named transport that does not exist or cannot send;
     /// `MAPI_E_NO_SUPPORT` when no transport can send at all.
     pub fn route(&self, sender: Option<&str>, named: Option<&str>) -> MapiResult<String> {
-        let senders = || {
-            self.inner
-                .slots
-                .iter()
-                .filter(|s| s.config.outbound.is_some())
-        };
-        if let Some(name) = named {
-            return match self.slot(name) {
-                Some(s) if s.config.outbound.is_some() => Ok(name.to_string()),
-                Some(_) => Err(MapiError::not_found(format!(
-                    "transport \"{name}\" has no outbound side; it cannot send"
-                ))),
-                None => Err(MapiError::not_found(format!(
-                    "there is no transport \"{name}\" in the profile; the profile has: {}",
-                    self.names()
-                ))),
-            };
-        }
-        if let Some(sender) = sender
-            && let Some(s) = senders().find(|s| s.config.address.eq_ignore_ascii_case(sender))
-        {
-            return Ok(s.config.name.clone());
-        }
-        senders()
-            .next()
-            .map(|s| s.config.name.clone())
-            .ok_or_else(|| {
-                MapiError::no_support(
-                    "no transport in the profile can send: add an [transport.outbound] section",
-                )
-            })
+        self.inner.profile.route(sender, named)
     }
 
     fn names(&self) -> String {

@@ -37,6 +37,74 @@ const STALE_STAGING: Duration = Duration::from_secs(24 * 60 * 60);
 
 const STAGING_FOLDER: i64 = 0;
 
+/// A WAL this large is folded into the database file by a one-shot submit process as it closes
+/// ([`SqliteStore::close_after_submit`]): about every 100 small submits (a 2 KB message adds ~4
+/// pages). Smaller means more checkpoints (3 fsyncs each), larger a longer WAL index rebuild in
+/// every process that opens the store.
+const WAL_TRUNCATE_AT: u64 = 1024 * 1024;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+fn pool_options(connections: u32, checkpoint_on_close: bool) -> SqlitePoolOptions {
+    // No liveness ping before each use: it is a round trip to the connection's worker
+    // thread, and a connection to a local file does not go stale the way a socket does.
+    let options = SqlitePoolOptions::new()
+        .max_connections(connections)
+        .test_before_acquire(false);
+    if checkpoint_on_close {
+        return options;
+    }
+    options.after_connect(|conn, _| {
+        Box::pin(async move {
+            let mut handle = conn.lock_handle().await?;
+            let db = handle.as_raw_handle().as_ptr();
+            // SAFETY: `db` is this connection's open handle, held exclusively through the lock
+            // for the call; the arguments are SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE's (an int, then
+            // where to write the new setting, which may be null).
+            let rc = unsafe {
+                libsqlite3_sys::sqlite3_db_config(
+                    db,
+                    libsqlite3_sys::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    1 as std::ffi::c_int,
+                    std::ptr::null_mut::<std::ffi::c_int>(),
+                )
+            };
+            if rc != libsqlite3_sys::SQLITE_OK {
+                return Err(sqlx::Error::Configuration(
+                    format!("SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE failed with code {rc}").into(),
+                ));
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Whether the store's applied migrations are exactly this build's (same versions, same
+/// checksums, all successful): then the migrator would change nothing, and one query spares its
+/// half-dozen. Any doubt (no migrations table yet, an old or a newer schema, a failed or
+/// edited migration, a read error) answers false, and the migrator decides: it applies what is
+/// missing or reports the error `open` always reported.
+async fn schema_is_current(pool: &SqlitePool) -> bool {
+    let applied: Vec<(i64, Vec<u8>, bool)> = match sqlx::query_as(
+        "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(_) => return false,
+    };
+    let mut ours = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration());
+    applied.iter().all(|(version, checksum, success)| {
+        *success
+            && ours
+                .next()
+                .is_some_and(|m| m.version == *version && *m.checksum == **checksum)
+    }) && ours.next().is_none()
+}
+
 macro_rules! message_columns {
     () => {
         "id, folder, message_class, subject, sender_name, sender_address, envelope_from, \
@@ -77,7 +145,38 @@ impl SqliteStore {
     /// directory cannot be created or opened, `MAPI_E_CORRUPT_STORE` if it is not a store,
     /// `MAPI_E_VERSION` if a newer mapispool wrote it.
     pub async fn open(path: impl AsRef<Path>) -> MapiResult<SqliteStore> {
-        let path = path.as_ref().to_path_buf();
+        let store = Self::open_with(path.as_ref(), 4, true).await?;
+        let cutoff = FileTime::from(std::time::SystemTime::now() - STALE_STAGING);
+        sqlx::query("DELETE FROM messages WHERE folder = ? AND staged_at < ?")
+            .bind(STAGING_FOLDER)
+            .bind(ft(cutoff))
+            .execute(&store.pool)
+            .await
+            .map_err(store.db("removing messages left half-written by a crash"))?;
+        Ok(store)
+    }
+
+    /// Opens the store for a process that makes one submission and exits (`mapispool submit`,
+    /// `sendmail`): what [`SqliteStore::open`] does, minus what such a process does not need.
+    /// One connection is opened (the relaxed pool connects only if a large body needs it); the
+    /// migrator runs only when the schema is not exactly this build's (see
+    /// [`schema_is_current`]), so an old store is still brought up to date and a newer one
+    /// still refused; leftovers of a crash are left for the next full open to remove (they are
+    /// invisible until then). Its connections do not checkpoint the WAL when they close: that
+    /// would cost a second and a third fsync (the WAL, then the database file) for a commit that
+    /// is already durable in the WAL; the WAL stays for the next opener, and the automatic
+    /// checkpoint of a later commit (every ~1000 pages) folds it in. Same errors as
+    /// [`SqliteStore::open`].
+    pub async fn open_for_submit(path: impl AsRef<Path>) -> MapiResult<SqliteStore> {
+        Self::open_with(path.as_ref(), 1, false).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        connections: u32,
+        checkpoint_on_close: bool,
+    ) -> MapiResult<SqliteStore> {
+        let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -96,11 +195,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        // No liveness ping before each use: it is a round trip to the connection's worker
-        // thread, and a connection to a local file does not go stale the way a socket does.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
+        let pool = pool_options(connections, checkpoint_on_close)
             .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Db {
@@ -108,37 +203,25 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                what: "updating the schema".into(),
-                path: path.clone(),
-                source,
-            })?;
-        let relaxed = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
-            .await
-            .map_err(|source| StoreError::Db {
-                what: "opening".into(),
-                path: path.clone(),
-                source,
-            })?;
-        let store = SqliteStore {
+        if !schema_is_current(&pool).await {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    what: "updating the schema".into(),
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        // Lazy: it connects on first use. Many processes (a submit of a small message, a
+        // status query) never write through it.
+        let relaxed = pool_options(connections, checkpoint_on_close)
+            .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
+        Ok(SqliteStore {
             pool,
             relaxed,
             path,
-        };
-        let cutoff = FileTime::from(std::time::SystemTime::now() - STALE_STAGING);
-        sqlx::query("DELETE FROM messages WHERE folder = ? AND staged_at < ?")
-            .bind(STAGING_FOLDER)
-            .bind(ft(cutoff))
-            .execute(&store.pool)
-            .await
-            .map_err(store.db("removing messages left half-written by a crash"))?;
-        Ok(store)
+        })
     }
 
     /// The store file.
@@ -150,6 +233,31 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.relaxed.close().await;
         self.pool.close().await;
+    }
+
+    /// Closes a store opened with [`SqliteStore::open_for_submit`], leaving the WAL for the
+    /// next opener unless it has grown past [`WAL_TRUNCATE_AT`]; then it is checkpointed into
+    /// the database file and truncated first. Why: each new process rebuilds the WAL index by
+    /// reading the whole WAL, and a process that leaves SQLite's automatic checkpoint to do the
+    /// folding never gets to restart the WAL (the next process's rebuild forgets what was
+    /// copied), so without this the WAL would grow and every submit would read and copy it all.
+    /// Best effort: a failed checkpoint loses nothing (every commit is already durable in the
+    /// WAL) and is tried again by the next process.
+    pub async fn close_after_submit(&self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size = tokio::fs::metadata(&wal)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if size > WAL_TRUNCATE_AT
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+        {
+            tracing::debug!(error = %e, path = %self.path.display(), "cannot checkpoint the WAL; leaving it for the next process");
+        }
+        self.close().await;
     }
 
     fn db(&self, what: &str) -> impl FnOnce(sqlx::Error) -> MapiError + use<> {
@@ -396,6 +504,97 @@ impl SqliteStore {
         .map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
         Ok(true)
+    }
+}
+
+/// Reads from `body` until `buf` is full or the body ends; returns how much it read.
+async fn fill_chunk(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> MapiResult<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = body.read(&mut buf[filled..]).await.map_err(|e| {
+            MapiError::call_failed(format!(
+                "reading the message to store (after {filled} bytes): {e}"
+            ))
+        })?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+impl SqliteStore {
+    /// `submit` of a message whose whole body is in hand (at most one chunk): the row, its
+    /// recipients and its body in one `BEGIN IMMEDIATE` transaction, straight into the Outbox
+    /// and the queue. Nothing slow happens while the write lock is held, so no staging step is
+    /// needed, and the message costs one commit, which is its fsync.
+    async fn submit_whole(
+        &self,
+        props: &StagedProps<'_>,
+        recipients: &[NewRecipient],
+        body: &[u8],
+    ) -> MapiResult<MessageRecord> {
+        let what = "queueing a submitted message";
+        let now = ft(FileTime::now());
+        let mut tx = self.write_tx(what).await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
+             sender_address, envelope_from, internet_message_id, message_flags, \
+             client_submit_time, deferred_delivery_time, delete_after_submit, priority, \
+             transport, dsn_notify, dsn_ret, message_size, body_chunks, in_queue) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
+            message_columns!()
+        ))
+        .bind(Folder::Outbox as i64)
+        .bind(now)
+        .bind(props.message_class)
+        .bind(props.subject)
+        .bind(props.sender_name)
+        .bind(props.sender_address)
+        .bind(props.envelope_from)
+        .bind(props.internet_message_id)
+        .bind(i64::from(props.message_flags))
+        .bind(now)
+        .bind(props.deferred_delivery_time.map(ft))
+        .bind(props.delete_after_submit)
+        .bind(i64::from(props.priority))
+        .bind(props.transport)
+        .bind(props.dsn_notify)
+        .bind(props.dsn_ret)
+        .bind(size_i64(body.len() as u64))
+        .bind(i64::from(!body.is_empty()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let record = message_from_row(&row).map_err(self.db(what))?;
+        for (row_id, r) in recipients.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO recipients (message_id, row_id, display_name, address, addrtype, \
+                 recipient_type) VALUES (?, ?, ?, ?, 'SMTP', ?)",
+            )
+            .bind(record.id.0)
+            .bind(row_id as i64)
+            .bind(&r.display_name)
+            .bind(&r.address)
+            .bind(i64::from(r.recipient_type))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        }
+        if !body.is_empty() {
+            sqlx::query("INSERT INTO body_chunks (message_id, seq, data) VALUES (?, 0, ?)")
+                .bind(record.id.0)
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db(what))?;
+        }
+        // The fsync of this submission: the commit (synchronous = FULL) syncs the WAL before it
+        // returns; only then is the message reported queued. An error before it rolls back
+        // (the transaction is dropped), leaving nothing behind.
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(record)
     }
 }
 
@@ -865,8 +1064,20 @@ impl Store for SqliteStore {
             dsn_notify: message.dsn_notify.as_deref(),
             dsn_ret: message.dsn_ret.as_deref(),
         };
+        // Read up to one chunk before touching the database: most messages end within it, and
+        // then one transaction stores and queues the whole message.
+        let mut body = body;
+        let mut first = vec![0u8; BODY_CHUNK_SIZE];
+        let filled = fill_chunk(&mut body, &mut first).await?;
+        if filled < first.len() {
+            return self
+                .submit_whole(&props, &message.recipients, &first[..filled])
+                .await;
+        }
+        // A larger body streams in as it comes, staged (not holding the write lock while a slow
+        // sender trickles), then one FULL commit publishes it.
         let (id, size, chunks) = self
-            .stage_with_body(props, &message.recipients, body)
+            .stage_with_body(props, &message.recipients, (&first[..]).chain(body))
             .await?;
         let what = "queueing a submitted message";
         let queued = async {
@@ -883,8 +1094,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(self.db(what))?;
-            // The commit is the fsync (synchronous = FULL): after it the message survives a
-            // power cut.
+            // The fsync of this submission: the commit (synchronous = FULL) syncs the WAL, and
+            // with it the staging row and body chunks committed before it (relaxed commits
+            // reach the WAL in order, the sync covers every frame before its own). After it
+            // the message survives a power cut.
             tx.commit().await.map_err(self.db(what))
         }
         .await;
