@@ -523,23 +523,23 @@ async fn submit_to_store(
     body: impl AsyncRead + Unpin + Send,
 ) -> MapiResult<Submitted> {
     let mut body = body;
-    // Read just enough for the headers; the rest streams into the store.
-    let mut head = Vec::with_capacity(64 * 1024);
-    let mut buf = vec![0u8; 64 * 1024];
+    // Read just enough for the headers; the rest streams into the store. Straight into `head`,
+    // grown as needed: most messages are a few KB.
+    let mut head = Vec::new();
     loop {
         if header_block(&head).is_some_and(|h| h.len() < head.len())
             || head.len() >= MAX_HEADER_BYTES
         {
             break;
         }
+        head.reserve(16 * 1024);
         let n = body
-            .read(&mut buf)
+            .read_buf(&mut head)
             .await
             .map_err(|e| MapiError::call_failed(format!("cannot read the message: {e}")))?;
         if n == 0 {
             break;
         }
-        head.extend_from_slice(&buf[..n]);
     }
     let summary = HeaderSummary::parse(&head)?;
     check_header_line_ends(header_block(&head).unwrap_or(&head))

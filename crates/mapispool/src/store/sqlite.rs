@@ -507,23 +507,6 @@ impl SqliteStore {
     }
 }
 
-/// Reads from `body` until `buf` is full or the body ends; returns how much it read.
-async fn fill_chunk(body: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> MapiResult<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = body.read(&mut buf[filled..]).await.map_err(|e| {
-            MapiError::call_failed(format!(
-                "reading the message to store (after {filled} bytes): {e}"
-            ))
-        })?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
-}
-
 impl SqliteStore {
     /// `submit` of a message whose whole body is in hand (at most one chunk): the row, its
     /// recipients and its body in one `BEGIN IMMEDIATE` transaction, straight into the Outbox
@@ -1066,13 +1049,22 @@ impl Store for SqliteStore {
         };
         // Read up to one chunk before touching the database: most messages end within it, and
         // then one transaction stores and queues the whole message.
+        // `take` + `read_to_end` grows the buffer with the body instead of zeroing a whole
+        // chunk for a message of a few KB.
         let mut body = body;
-        let mut first = vec![0u8; BODY_CHUNK_SIZE];
-        let filled = fill_chunk(&mut body, &mut first).await?;
-        if filled < first.len() {
-            return self
-                .submit_whole(&props, &message.recipients, &first[..filled])
-                .await;
+        let mut first = Vec::new();
+        (&mut body)
+            .take(BODY_CHUNK_SIZE as u64)
+            .read_to_end(&mut first)
+            .await
+            .map_err(|e| {
+                MapiError::call_failed(format!(
+                    "reading the message to store (after {} bytes): {e}",
+                    first.len()
+                ))
+            })?;
+        if first.len() < BODY_CHUNK_SIZE {
+            return self.submit_whole(&props, &message.recipients, &first).await;
         }
         // A larger body streams in as it comes, staged (not holding the write lock while a slow
         // sender trickles), then one FULL commit publishes it.
