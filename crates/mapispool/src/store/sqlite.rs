@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mapi::constants::{
@@ -137,6 +138,8 @@ pub struct SqliteStore {
     /// lose one.
     relaxed: SqlitePool,
     path: PathBuf,
+    /// Whole-message submits waiting for a shared commit (shared by clones).
+    group: Arc<GroupCommit>,
 }
 
 impl SqliteStore {
@@ -221,6 +224,7 @@ impl SqliteStore {
             pool,
             relaxed,
             path,
+            group: Arc::default(),
         })
     }
 
@@ -507,78 +511,186 @@ impl SqliteStore {
     }
 }
 
+/// Submits waiting to be committed together (see [`SqliteStore::submit_whole`]).
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    /// Whole messages not yet written, each with where its result goes.
+    waiting: std::sync::Mutex<Vec<WholeSubmit>>,
+    /// Held by the one caller writing and committing a group.
+    committer: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct WholeSubmit {
+    message: NewMessage,
+    body: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<MapiResult<MessageRecord>>,
+}
+
 impl SqliteStore {
-    /// `submit` of a message whose whole body is in hand (at most one chunk): the row, its
-    /// recipients and its body in one `BEGIN IMMEDIATE` transaction, straight into the Outbox
-    /// and the queue. Nothing slow happens while the write lock is held, so no staging step is
-    /// needed, and the message costs one commit, which is its fsync.
-    async fn submit_whole(
-        &self,
-        props: &StagedProps<'_>,
-        recipients: &[NewRecipient],
-        body: &[u8],
-    ) -> MapiResult<MessageRecord> {
-        let what = "queueing a submitted message";
-        let now = ft(FileTime::now());
-        let mut tx = self.write_tx(what).await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
-             sender_address, envelope_from, internet_message_id, message_flags, \
-             client_submit_time, deferred_delivery_time, delete_after_submit, priority, \
-             transport, dsn_notify, dsn_ret, message_size, body_chunks, in_queue) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
-            message_columns!()
-        ))
-        .bind(Folder::Outbox as i64)
-        .bind(now)
-        .bind(props.message_class)
-        .bind(props.subject)
-        .bind(props.sender_name)
-        .bind(props.sender_address)
-        .bind(props.envelope_from)
-        .bind(props.internet_message_id)
-        .bind(i64::from(props.message_flags))
-        .bind(now)
-        .bind(props.deferred_delivery_time.map(ft))
-        .bind(props.delete_after_submit)
-        .bind(i64::from(props.priority))
-        .bind(props.transport)
-        .bind(props.dsn_notify)
-        .bind(props.dsn_ret)
-        .bind(size_i64(body.len() as u64))
-        .bind(i64::from(!body.is_empty()))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(self.db(what))?;
-        let record = message_from_row(&row).map_err(self.db(what))?;
-        for (row_id, r) in recipients.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO recipients (message_id, row_id, display_name, address, addrtype, \
-                 recipient_type) VALUES (?, ?, ?, ?, 'SMTP', ?)",
-            )
-            .bind(record.id.0)
-            .bind(row_id as i64)
-            .bind(&r.display_name)
-            .bind(&r.address)
-            .bind(i64::from(r.recipient_type))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db(what))?;
+    /// `submit` of a message whose whole body is in hand (less than one chunk): straight into
+    /// the Outbox and the queue, no staging step, since nothing slow happens while the write
+    /// lock is held.
+    ///
+    /// Group commit: the message joins the waiting list, then its caller waits for the
+    /// committer lock. Whoever gets the lock takes every message waiting at that moment
+    /// (its own, if no earlier committer took it, and those that arrived while the last
+    /// group's fsync ran) and writes them in one `BEGIN IMMEDIATE` transaction, each under its
+    /// own savepoint so that one bad message fails alone. The commit (synchronous = FULL) is
+    /// the fsync of the whole group; every caller of the group is answered only after it has
+    /// returned, so no submit is reported queued before the fsync that covers it. A caller
+    /// alone costs one commit, as before; N callers at once cost about two.
+    async fn submit_whole(&self, message: NewMessage, body: Vec<u8>) -> MapiResult<MessageRecord> {
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        self.waiting()?.push(WholeSubmit {
+            message,
+            body,
+            done,
+        });
+        let _committer = self.group.committer.lock().await;
+        // An earlier committer may have taken and committed this one already.
+        if let Ok(answer) = result.try_recv() {
+            return answer;
         }
-        if !body.is_empty() {
-            sqlx::query("INSERT INTO body_chunks (message_id, seq, data) VALUES (?, 0, ?)")
-                .bind(record.id.0)
-                .bind(body)
+        let group = std::mem::take(&mut *self.waiting()?);
+        // In a task of its own: if this caller goes away (its client hung up), the others of
+        // the group are still written and answered.
+        let store = self.clone();
+        let _ = tokio::spawn(async move { store.commit_group(group).await }).await;
+        result.await.unwrap_or_else(|_| {
+            Err(MapiError::call_failed(
+                "the submission was dropped before it was committed",
+            ))
+        })
+    }
+
+    fn waiting(&self) -> MapiResult<std::sync::MutexGuard<'_, Vec<WholeSubmit>>> {
+        self.group
+            .waiting
+            .lock()
+            .map_err(|_| MapiError::call_failed("a submit panicked while queueing"))
+    }
+
+    /// Writes `group` in one transaction and answers each of its callers.
+    async fn commit_group(&self, group: Vec<WholeSubmit>) {
+        let (dones, group): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|w| (w.done, (w.message, w.body)))
+            .unzip();
+        match self.write_group(group).await {
+            Ok(results) => {
+                for (done, result) in dones.into_iter().zip(results) {
+                    let _ = done.send(result);
+                }
+            }
+            Err(e) => {
+                for done in dones {
+                    let _ = done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One transaction for `group`, each message under its own savepoint; the outer error is
+    /// one that failed them all (nothing of the group is stored then).
+    async fn write_group(
+        &self,
+        group: Vec<(NewMessage, Vec<u8>)>,
+    ) -> MapiResult<Vec<MapiResult<MessageRecord>>> {
+        let what = "queueing a submitted message";
+        let mut tx = self.write_tx(what).await?;
+        let mut written = Vec::with_capacity(group.len());
+        for (message, body) in &group {
+            sqlx::query("SAVEPOINT submit")
                 .execute(&mut *tx)
                 .await
                 .map_err(self.db(what))?;
+            let result = match insert_whole(&mut tx, message, body).await {
+                Ok(record) => {
+                    sqlx::query("RELEASE submit")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.db(what))?;
+                    Ok(record)
+                }
+                Err(e) => {
+                    // Undo this message's rows only; if even that fails, the whole group is
+                    // rolled back (the transaction is dropped) and every caller told.
+                    sqlx::query("ROLLBACK TO submit; RELEASE submit")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.db(what))?;
+                    Err((self.db(what))(e))
+                }
+            };
+            written.push(result);
         }
-        // The fsync of this submission: the commit (synchronous = FULL) syncs the WAL before it
-        // returns; only then is the message reported queued. An error before it rolls back
-        // (the transaction is dropped), leaving nothing behind.
+        // The fsync of every message in the group: the commit (synchronous = FULL) syncs the
+        // WAL before it returns. Only then is anyone told "queued"; if it fails, nobody is,
+        // and the transaction is rolled back.
         tx.commit().await.map_err(self.db(what))?;
-        Ok(record)
+        Ok(written)
     }
+}
+
+/// The rows of one whole message, queued: the message (read back with `RETURNING`), its
+/// recipients, its body as one chunk (none if empty).
+async fn insert_whole(
+    conn: &mut SqliteConnection,
+    message: &NewMessage,
+    body: &[u8],
+) -> Result<MessageRecord, sqlx::Error> {
+    let now = ft(FileTime::now());
+    let row = sqlx::query(concat!(
+        "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
+         sender_address, envelope_from, internet_message_id, message_flags, \
+         client_submit_time, deferred_delivery_time, delete_after_submit, priority, \
+         transport, dsn_notify, dsn_ret, message_size, body_chunks, in_queue) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
+        message_columns!()
+    ))
+    .bind(Folder::Outbox as i64)
+    .bind(now)
+    .bind(&message.message_class)
+    .bind(&message.subject)
+    .bind(message.sender_name.as_deref())
+    .bind(message.sender_address.as_deref())
+    .bind(message.envelope_from.as_deref())
+    .bind(message.internet_message_id.as_deref())
+    .bind(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT | MSGFLAG_FROMME))
+    .bind(now)
+    .bind(message.deferred_delivery_time.map(ft))
+    .bind(message.delete_after_submit)
+    .bind(i64::from(message.priority))
+    .bind(message.transport.as_deref())
+    .bind(message.dsn_notify.as_deref())
+    .bind(message.dsn_ret.as_deref())
+    .bind(size_i64(body.len() as u64))
+    .bind(i64::from(!body.is_empty()))
+    .fetch_one(&mut *conn)
+    .await?;
+    let record = message_from_row(&row)?;
+    for (row_id, r) in message.recipients.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO recipients (message_id, row_id, display_name, address, addrtype, \
+             recipient_type) VALUES (?, ?, ?, ?, 'SMTP', ?)",
+        )
+        .bind(record.id.0)
+        .bind(row_id as i64)
+        .bind(&r.display_name)
+        .bind(&r.address)
+        .bind(i64::from(r.recipient_type))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !body.is_empty() {
+        sqlx::query("INSERT INTO body_chunks (message_id, seq, data) VALUES (?, 0, ?)")
+            .bind(record.id.0)
+            .bind(body)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(record)
 }
 
 /// The properties every message write starts with.
@@ -1028,6 +1140,25 @@ impl Store for SqliteStore {
             ));
         }
         validate_recipients(&message.recipients)?;
+        // Read up to one chunk before touching the database: most messages end within it, and
+        // then they go in whole, group-committed ([`SqliteStore::submit_whole`]). `take` +
+        // `read_to_end` grows the buffer with the body instead of zeroing a whole chunk for a
+        // message of a few KB.
+        let mut body = body;
+        let mut first = Vec::new();
+        (&mut body)
+            .take(BODY_CHUNK_SIZE as u64)
+            .read_to_end(&mut first)
+            .await
+            .map_err(|e| {
+                MapiError::call_failed(format!(
+                    "reading the message to store (after {} bytes): {e}",
+                    first.len()
+                ))
+            })?;
+        if first.len() < BODY_CHUNK_SIZE {
+            return self.submit_whole(message, first).await;
+        }
         let props = StagedProps {
             message_class: &message.message_class,
             subject: &message.subject,
@@ -1047,25 +1178,6 @@ impl Store for SqliteStore {
             dsn_notify: message.dsn_notify.as_deref(),
             dsn_ret: message.dsn_ret.as_deref(),
         };
-        // Read up to one chunk before touching the database: most messages end within it, and
-        // then one transaction stores and queues the whole message.
-        // `take` + `read_to_end` grows the buffer with the body instead of zeroing a whole
-        // chunk for a message of a few KB.
-        let mut body = body;
-        let mut first = Vec::new();
-        (&mut body)
-            .take(BODY_CHUNK_SIZE as u64)
-            .read_to_end(&mut first)
-            .await
-            .map_err(|e| {
-                MapiError::call_failed(format!(
-                    "reading the message to store (after {} bytes): {e}",
-                    first.len()
-                ))
-            })?;
-        if first.len() < BODY_CHUNK_SIZE {
-            return self.submit_whole(&props, &message.recipients, &first).await;
-        }
         // A larger body streams in as it comes, staged (not holding the write lock while a slow
         // sender trickles), then one FULL commit publishes it.
         let (id, size, chunks) = self

@@ -1045,3 +1045,73 @@ async fn small_bodies_come_with_the_lease() {
         assert_eq!(&got, want);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submits_are_group_committed_each_whole_and_queued() {
+    let (_dir, store) = open().await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let body = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
+                store
+                    .submit(
+                        message(&format!("m{i}"), &["a@example.org"]),
+                        body.as_bytes(),
+                    )
+                    .await
+                    .map(|r| (i, r))
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        let (i, record) = t.await.expect("join").expect("submit");
+        assert_eq!(record.subject, format!("m{i}"));
+        assert_eq!(record.folder, Folder::Outbox);
+        let body = store.read_body_to_vec(record.id).await.expect("body");
+        assert_eq!(
+            body,
+            format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes()
+        );
+        assert_eq!(store.recipients(record.id).await.expect("rcpt").len(), 1);
+        ids.push(record.id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(store.outgoing_queue().await.expect("queue").len(), 40);
+}
+
+#[tokio::test]
+async fn open_for_submit_migrates_an_old_schema_and_skips_a_current_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    // A store as the first migration left it: the quick open must still bring it up to date.
+    {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .expect("pool");
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.migrations = std::borrow::Cow::Owned(migrator.migrations[..1].to_vec());
+        migrator.run(&pool).await.expect("first migration");
+        pool.close().await;
+    }
+    let store = SqliteStore::open_for_submit(&path).await.expect("open");
+    let mut m = message("dsn", &["a@example.org"]);
+    m.dsn_notify = Some("SUCCESS".into());
+    let record = store
+        .submit(m, &b"Subject: dsn\r\n\r\nx\r\n"[..])
+        .await
+        .expect("submit needs the dsn columns of the second migration");
+    assert_eq!(record.dsn_notify.as_deref(), Some("SUCCESS"));
+    store.close_after_submit().await;
+    // Current now: opened again without the migrator, the message is there.
+    let store = SqliteStore::open_for_submit(&path).await.expect("reopen");
+    assert_eq!(store.outgoing_queue().await.expect("queue").len(), 1);
+    store.close_after_submit().await;
+}
