@@ -24,7 +24,7 @@ use super::server::{
     AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
     SUBMISSION_HEADER, ValidateRequest, rows_from,
 };
-use super::wire::{WireError, row_from_wire};
+use super::wire::{WireError, encode_batch_frame, row_from_wire};
 use crate::flush::{FlushFlags, FlushReport};
 use crate::session::Submission;
 use crate::status::StatusBoard;
@@ -330,6 +330,33 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| {
             MapiError::call_failed(format!("the spooler's answer is not understood: {e}"))
         })
+    }
+
+    /// Sends several messages in one `/v1/submit-batch` request; returns the daemon's answer
+    /// for each, in order, once every accepted one is durable.
+    pub async fn submit_batch(&self, items: &[(Submission, &[u8])]) -> MapiResult<Vec<Value>> {
+        let mut body = Vec::with_capacity(items.iter().map(|(_, m)| m.len() + 64).sum());
+        for (submission, message) in items {
+            let envelope = serde_json::to_vec(submission)
+                .map_err(|e| MapiError::call_failed(format!("cannot encode the envelope: {e}")))?;
+            encode_batch_frame(&mut body, &envelope, message);
+        }
+        let body = Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed();
+        let response = self
+            .send(Method::POST, "/v1/submit-batch", body, None)
+            .await?;
+        let bytes = self.answer(response).await?;
+        let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            MapiError::call_failed(format!("the spooler's answer is not understood: {e}"))
+        })?;
+        match answer.get("results").and_then(Value::as_array) {
+            Some(results) if results.len() == items.len() => Ok(results.clone()),
+            _ => Err(MapiError::call_failed(
+                "the spooler did not answer for every message of the batch",
+            )),
+        }
     }
 
     pub async fn queue_rows(&self) -> MapiResult<Vec<Row>> {

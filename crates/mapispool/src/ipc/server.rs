@@ -10,6 +10,10 @@
 //! - `POST /v1/validate` `{on, flags}` — `ValidateState`
 //! - `POST /v1/submit` — the raw message as the body, the envelope as a JSON header
 //!   `x-mapispool-submission`; answers when the message is durable
+//! - `POST /v1/submit-batch` — several messages in one body, each framed by
+//!   [`encode_batch_frame`](super::wire::encode_batch_frame) with its own envelope; answers
+//!   `{"results": [...]}`, one `/v1/submit` answer or `{"error": ...}` per message in order,
+//!   once every accepted one is durable (they share commits, so a batch costs about one fsync)
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
 //!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
@@ -35,7 +39,7 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::{RwLock, mpsc, watch};
 
-use super::wire::{WireError, WireRow, row_from_wire, row_to_wire};
+use super::wire::{WireError, WireRow, decode_batch, row_from_wire, row_to_wire};
 use super::{API_VERSION, DaemonLock, current_uid, socket_path};
 use crate::flush::{FlushFlags, FlushReport};
 use crate::profile::Profile;
@@ -137,6 +141,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/flush-group", post(flush_group))
         .route("/v1/validate", post(validate))
         .route("/v1/submit", post(submit))
+        .route("/v1/submit-batch", post(submit_batch))
         .route("/v1/queue", get(queue))
         .route("/v1/queue/recipients", get(queue_recipients))
         .route("/v1/abort", post(abort))
@@ -308,12 +313,55 @@ async fn submit(
     let reader = tokio_util::io::StreamReader::new(stream);
     let session = current(&state).await;
     let record = session.submit(submission, reader).await?;
-    Ok(Json(json!({
+    Ok(Json(submitted_json(&record)))
+}
+
+/// The most a `/v1/submit-batch` body may hold: it is read whole. Larger messages go one by one
+/// through `/v1/submit`, which streams.
+pub(crate) const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+async fn submit_batch(State(state): State<Shared>, body: Body) -> ApiResult<Json<Value>> {
+    let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, MAX_BATCH_BYTES))
+        .await
+        .map_err(|e| {
+            MapiError::invalid_parameter(format!(
+                "cannot read the batch (at most {MAX_BATCH_BYTES} bytes; send larger messages one by one): {e}"
+            ))
+        })?
+        .to_bytes();
+    let frames = decode_batch(&bytes)
+        .map_err(|e| MapiError::invalid_parameter(format!("bad batch: {e}")))?;
+    let mut items = Vec::with_capacity(frames.len());
+    for (i, (envelope, message)) in frames.into_iter().enumerate() {
+        let submission = if envelope.is_empty() {
+            Submission::default()
+        } else {
+            serde_json::from_slice(envelope).map_err(|e| {
+                MapiError::invalid_parameter(format!("bad envelope of message {i}: {e}"))
+            })?
+        };
+        items.push((submission, message));
+    }
+    let session = current(&state).await;
+    let results: Vec<Value> = session
+        .submit_batch(items)
+        .await?
+        .iter()
+        .map(|r| match r {
+            Ok(record) => submitted_json(record),
+            Err(e) => json!({ "error": WireError::from(e) }),
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
+}
+
+fn submitted_json(record: &crate::session::Submitted) -> Value {
+    json!({
         "entry_id": record.entry_id().to_string(),
         "subject": record.subject,
         "transport": record.transport,
         "size": record.size,
-    })))
+    })
 }
 
 async fn queue(State(state): State<Shared>) -> ApiResult<Json<Rows>> {

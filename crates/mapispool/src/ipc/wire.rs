@@ -135,6 +135,49 @@ impl From<WireError> for MapiError {
     }
 }
 
+/// Appends one message to a `/v1/submit-batch` body. A frame is a line holding the lengths of
+/// the envelope (JSON of a `Submission`, empty for the defaults) and of the message, both in
+/// decimal, then the envelope's bytes, then the message's: raw, so a message needs no escaping
+/// and may be any bytes.
+pub fn encode_batch_frame(out: &mut Vec<u8>, envelope: &[u8], message: &[u8]) {
+    out.extend_from_slice(format!("{} {}\n", envelope.len(), message.len()).as_bytes());
+    out.extend_from_slice(envelope);
+    out.extend_from_slice(message);
+}
+
+/// Splits a `/v1/submit-batch` body into (envelope, message) pairs; the error says what is
+/// wrong where.
+pub fn decode_batch(mut body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, String> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let at = frames.len();
+        let line_end = body
+            .iter()
+            .take(42)
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| {
+                format!("message {at}: no \"<envelope length> <message length>\" line")
+            })?;
+        let line = std::str::from_utf8(&body[..line_end]).unwrap_or("");
+        let lengths: Vec<usize> = line
+            .split(' ')
+            .map(|n| n.parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("message {at}: {line:?} is not two lengths"))?;
+        let [envelope_len, message_len] = lengths[..] else {
+            return Err(format!("message {at}: {line:?} is not two lengths"));
+        };
+        let rest = &body[line_end + 1..];
+        let end = envelope_len
+            .checked_add(message_len)
+            .filter(|end| *end <= rest.len())
+            .ok_or_else(|| format!("message {at}: the body ends before its {message_len} bytes"))?;
+        frames.push((&rest[..envelope_len], &rest[envelope_len..end]));
+        body = &rest[end..];
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +210,29 @@ mod tests {
         let e = MapiError::no_support("transport \"work\" has no FlushQueues");
         let back: MapiError = WireError::from(&e).into();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn batch_frames_cross_intact_and_bad_ones_are_named() {
+        let mut body = Vec::new();
+        encode_batch_frame(&mut body, b"", b"Subject: a\r\n\r\n1 2\n\x00\xff");
+        encode_batch_frame(&mut body, br#"{"recipients":["x@y"]}"#, b"");
+        let frames = decode_batch(&body).expect("decode");
+        assert_eq!(
+            frames,
+            vec![
+                (&b""[..], &b"Subject: a\r\n\r\n1 2\n\x00\xff"[..]),
+                (&br#"{"recipients":["x@y"]}"#[..], &b""[..]),
+            ]
+        );
+        assert_eq!(decode_batch(b"").expect("empty"), vec![]);
+        assert!(
+            decode_batch(b"0 10\nshort")
+                .unwrap_err()
+                .contains("message 0")
+        );
+        assert!(decode_batch(b"x\n").is_err());
+        assert!(decode_batch(b"1 2 3\nabcdef").is_err());
+        assert!(decode_batch(b"18446744073709551615 1\nx").is_err());
     }
 }

@@ -547,6 +547,10 @@ impl SqliteStore {
             body,
             done,
         });
+        // One turn of the scheduler before competing for the committer: submits started
+        // together (a batch's, polled in turn by one task) join this group instead of the
+        // first of them committing alone.
+        tokio::task::yield_now().await;
         let _committer = self.group.committer.lock().await;
         // An earlier committer may have taken and committed this one already.
         if let Ok(answer) = result.try_recv() {
