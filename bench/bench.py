@@ -9,7 +9,8 @@ Scenarios (see BENCHMARKS.md for what each measures exactly):
            warm daemon) vs Postfix `postqueue -f`, `smtp-source -d` on 1 and on 4 connections
            (mapispool's default `connections = 4`), msmtp per message
   submit   N messages accepted durably: `mapispool submit` per process vs Postfix `sendmail`
-           per process; bulk through the daemon's API vs Postfix smtpd over one SMTP connection
+           per process; bulk through the daemon's API (batches of 50 per request, and one
+           message per request) vs Postfix smtpd over one SMTP connection
   latency  `mapispool flush` start -> first SMTP command on the wire (warm daemon); `status`
   memory   daemon peak RSS while taking and sending a 10 MB / 100 MB message; idle RSS and CPU
   download IMAP/POP3 vs mbsync and fetchmail (only once the transports are committed)
@@ -327,6 +328,24 @@ def api_submit(conn, body):
         raise RuntimeError(f"/v1/submit: {r.status} {data[:300]!r}")
 
 
+# Messages per `POST /v1/submit-batch` in the "submit bulk" scenario.
+BATCH = 50
+
+
+def api_submit_batch(conn, bodies):
+    """One /v1/submit-batch request: each message framed as "<envelope len> <message len>\\n",
+    an empty envelope (the defaults: recipients from the headers), then the message."""
+    payload = b"".join(b"0 %d\n" % len(b) + b for b in bodies)
+    conn.request("POST", "/v1/submit-batch", body=payload)
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise RuntimeError(f"/v1/submit-batch: {r.status} {data[:300]!r}")
+    results = json.loads(data).get("results", [])
+    if len(results) != len(bodies) or any("entry_id" not in x for x in results):
+        raise RuntimeError(f"/v1/submit-batch: not every message accepted: {data[:300]!r}")
+
+
 def proc_status(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -523,6 +542,24 @@ class Bench:
                 finally:
                     prof.stop_daemon()
                 shutil.rmtree(prof.dir, ignore_errors=True)
+
+                # B2. the same messages through the batch API, BATCH per request (a daemon of
+                # its own, so the flush above sent exactly N).
+                if do_submit:
+                    prof = Profile(self.bin, self.base, sink.port)
+                    prof.start_daemon()
+                    self.cleanups.append(prof.stop_daemon)
+                    try:
+                        conn = prof.api()
+                        t0 = time.monotonic()
+                        for i in range(0, n, BATCH):
+                            api_submit_batch(conn, bodies[i:i + BATCH])
+                        t_batch = time.monotonic() - t0
+                        conn.close()
+                        self.add("submit bulk", label, f"mapispool daemon API (batches of {BATCH})", n / t_batch, n)
+                    finally:
+                        prof.stop_daemon()
+                    shutil.rmtree(prof.dir, ignore_errors=True)
 
                 # C. Postfix: sendmail per process, then postqueue -f.
                 log(f"{label} rep {rep + 1}/{reps}: postfix")
@@ -864,7 +901,8 @@ class Bench:
         ("download POP3", "*", "fetchmail (bsmtp)"): 1.0,
     }
     OURS = {"upload": ["mapispool flush --upload", "mapispool flush --upload (warm daemon)"],
-            "submit per process": ["mapispool submit"], "submit bulk": ["mapispool daemon API"],
+            "submit per process": ["mapispool submit"],
+            "submit bulk": [f"mapispool daemon API (batches of {BATCH})", "mapispool daemon API"],
             "download IMAP": ["mapispool flush --download (IMAP)"],
             "download POP3": ["mapispool flush --download (POP3)"]}
 
@@ -974,7 +1012,11 @@ class Bench:
         L.append("`flush --upload` runs the spooler in the CLI's own process (no daemon: process start and store "
                  "open are included); `(warm daemon)` is the same command asking a running `mapispool spooler` over "
                  "its socket. Targets apply to the first. msg/s are per run: N / wall time from the command's start "
-                 "until the sink has counted all N (Postfix: from `postqueue -f` until then).\n")
+                 "until the sink has counted all N (Postfix: from `postqueue -f` until then). "
+                 f"`submit bulk`: `daemon API (batches of {BATCH})` sends {BATCH} messages per `POST /v1/submit-batch` "
+                 "on one connection and is answered once every one of them is fsynced (the daemon group-commits "
+                 "them: about one fsync per batch), where Postfix smtpd fsyncs each message before its `250`; "
+                 "`daemon API` is one `POST /v1/submit` per message, one commit (fsync) each.\n")
         L.append("## Latency, memory, idle\n")
         L.append("| measure | size | median | min | max | samples | target | met? |")
         L.append("|---|---|---|---|---|---|---|---|")

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     {
         let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
         init_logging(0);
-        let Some(runtime) = runtime() else {
+        let Some(runtime) = runtime(true) else {
             return ExitCode::from(Exit::SendmailTempFail as u8);
         };
         let exit = runtime.block_on(cmd::sendmail::run_named("sendmail", None, &args));
@@ -33,7 +33,11 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let Some(runtime) = runtime() else {
+    let one_shot = matches!(
+        cli.command,
+        cli::Command::Submit(_) | cli::Command::Sendmail(_)
+    );
+    let Some(runtime) = runtime(one_shot) else {
         return ExitCode::from(Exit::Unavailable as u8);
     };
     match runtime.block_on(cmd::run(cli)) {
@@ -45,13 +49,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The async runtime; on failure says so and returns `None`.
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+/// The async runtime; on failure says so and returns `None`. `one_shot` (submit, sendmail:
+/// read a message, store it, exit) runs on this thread alone: worker threads would cost more to
+/// start and to hand work between than that little work takes (the store's SQLite connection
+/// has its own thread either way).
+fn runtime(one_shot: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if one_shot {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    match builder.enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("mapispool: cannot start the async runtime: {e}");

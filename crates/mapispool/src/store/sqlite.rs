@@ -39,7 +39,7 @@ const STALE_STAGING: Duration = Duration::from_secs(24 * 60 * 60);
 const STAGING_FOLDER: i64 = 0;
 
 /// A WAL this large is folded into the database file by a one-shot submit process as it closes
-/// ([`SqliteStore::close_after_submit`]): about every 100 small submits (a 2 KB message adds ~4
+/// ([`SqliteStore::close_after_submit`]): about every 60 small submits (a 2 KB message adds ~4
 /// pages). Smaller means more checkpoints (3 fsyncs each), larger a longer WAL index rebuild in
 /// every process that opens the store.
 const WAL_TRUNCATE_AT: u64 = 1024 * 1024;
