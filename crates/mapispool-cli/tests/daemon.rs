@@ -135,6 +135,34 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
             "{}",
             stderr(&abort)
         );
+
+        // A batch through the socket: each message answered on its own, in order; the good
+        // ones queued, the bad one refused with its MAPI code.
+        let good = |s: &str| {
+            format!("From: <alice@localhost>\r\nTo: <bob@localhost>\r\nSubject: {s}\r\n\r\nHi.\r\n")
+        };
+        let (b1, b2) = (good("batch 1"), good("batch 2"));
+        let nobody = "From: <alice@localhost>\r\nSubject: to no one\r\n\r\nHi.\r\n";
+        let results = watcher
+            .submit_batch(vec![
+                (mapispool::Submission::default(), b1.as_bytes()),
+                (mapispool::Submission::default(), nobody.as_bytes()),
+                (mapispool::Submission::default(), b2.as_bytes()),
+            ])
+            .await
+            .expect("batch");
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].as_ref().expect("first").subject, "batch 1");
+        assert_eq!(
+            results[1].as_ref().expect_err("no recipients").code,
+            MapiCode::NoRecipients
+        );
+        assert_eq!(results[2].as_ref().expect("third").subject, "batch 2");
+        let queue = env.run(&alice, &["queue", "--json"]);
+        let queue: serde_json::Value = serde_json::from_slice(&queue.stdout).expect("json");
+        assert_eq!(queue["rows"].as_array().map(Vec::len), Some(2), "{queue}");
+        let flush = env.run(&alice, &["flush", "--upload"]);
+        assert!(flush.status.success(), "{}", stderr(&flush));
     });
 
     // Another user is refused even where the socket's mode would let them in.

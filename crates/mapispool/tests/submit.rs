@@ -348,3 +348,38 @@ async fn an_expired_message_fails_with_maximum_time_expired() {
     assert_eq!(inbox[0].ndr_reason_code, Some(MAPI_REASON_TRANSFER_FAILED));
     assert_eq!(inbox[0].ndr_diag_code, Some(MAPI_DIAG_MAXIMUM_TIME_EXPIRED));
 }
+
+#[tokio::test]
+async fn a_batch_is_answered_message_by_message_and_queues_the_good_ones() {
+    let world = World::new();
+    let alice = logon(world.simple_profile("alice")).await;
+    let texts: Vec<String> = (0..20)
+        .map(|i| format!("From: <alice@localhost>\r\nTo: <bob@localhost>\r\nSubject: b{i}\r\n\r\nHello {i}.\r\n"))
+        .collect();
+    let nobody = "From: <alice@localhost>\r\nSubject: to no one\r\n\r\nHello.\r\n";
+    let mut items: Vec<(Submission, &[u8])> = texts
+        .iter()
+        .map(|t| (Submission::default(), t.as_bytes()))
+        .collect();
+    items.insert(7, (Submission::default(), nobody.as_bytes()));
+    let results = alice.submit_batch(items).await.expect("batch");
+    assert_eq!(results.len(), 21);
+    assert_eq!(code(results[7].clone()), MapiCode::NoRecipients);
+    let subjects: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7)
+        .map(|(_, r)| r.as_ref().expect("accepted").subject.clone())
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("b{i}")).collect();
+    assert_eq!(subjects, expected);
+    let queue = alice.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 20);
+    for (entry, text) in queue.iter().zip(&texts) {
+        let body = alice
+            .message_body(&entry.message.entry_id())
+            .await
+            .expect("body");
+        assert_eq!(body, text.as_bytes());
+    }
+}
