@@ -145,9 +145,12 @@ pub fn encode_batch_frame(out: &mut Vec<u8>, envelope: &[u8], message: &[u8]) {
     out.extend_from_slice(message);
 }
 
-/// Splits a `/v1/submit-batch` body into (envelope, message) pairs; the error says what is
-/// wrong where.
-pub fn decode_batch(mut body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, String> {
+/// One frame of a `/v1/submit-batch` body: the envelope's bytes (JSON, or empty) and the
+/// message's.
+pub type BatchFrame<'a> = (&'a [u8], &'a [u8]);
+
+/// Splits a `/v1/submit-batch` body into its frames; the error says what is wrong where.
+pub fn decode_batch(mut body: &[u8]) -> Result<Vec<BatchFrame<'_>>, String> {
     let mut frames = Vec::new();
     while !body.is_empty() {
         let at = frames.len();
