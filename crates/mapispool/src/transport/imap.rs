@@ -1237,11 +1237,63 @@ impl AsyncRead for CompleteReader {
 }
 
 /// The server's own words from a NO/BAD, or the error.
+/// What the server said, for a person. async-imap keeps a tagged NO or BAD as Rust debug text
+/// (`code: Some(AuthenticationFailed), info: Some("Authentication failed.")`); this gives it
+/// back as the server sent it: `[AUTHENTICATIONFAILED] Authentication failed.`
 fn server_words(e: &ImapError) -> String {
     match e {
-        ImapError::No(text) | ImapError::Bad(text) => text.trim().to_string(),
+        ImapError::No(text) | ImapError::Bad(text) => {
+            from_debug(text).unwrap_or_else(|| text.trim().to_string())
+        }
         other => other.to_string(),
     }
+}
+
+/// `code: …, info: …` as async-imap writes it, back into the response's own text; `None` for
+/// any other shape (then the text is shown as it is).
+fn from_debug(text: &str) -> Option<String> {
+    let (code, info) = text.trim().strip_prefix("code: ")?.split_once(", info: ")?;
+    let info = match info {
+        "None" => String::new(),
+        quoted => unescape_debug(quoted.strip_prefix("Some(\"")?.strip_suffix("\")")?),
+    };
+    // A response code in RFC 5530's spelling (`AuthenticationFailed` → `AUTHENTICATIONFAILED`);
+    // one with arguments is left out rather than shown in Rust's syntax.
+    let code = code
+        .strip_prefix("Some(")
+        .and_then(|c| c.strip_suffix(')'))
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
+        .map(str::to_ascii_uppercase);
+    Some(match (code, info.is_empty()) {
+        (Some(code), true) => format!("[{code}]"),
+        (Some(code), false) => format!("[{code}] {info}"),
+        (None, _) => info,
+    })
+}
+
+/// Undoes `{:?}`'s escapes in a string (quotes, backslashes, control characters as spaces).
+fn unescape_debug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n' | 'r' | 't') => out.push(' '),
+            Some('u') => {
+                // \u{XXXX}
+                let hex: String = chars.by_ref().skip(1).take_while(|&h| h != '}').collect();
+                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    out.push(ch);
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
 }
 
 fn connection_failed(peer: &str, e: &ImapError) -> TransportError {
@@ -1274,6 +1326,25 @@ fn not_stored(peer: &str, uid: u32, e: mapi::MapiError) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_reads_as_the_server_wrote_it() {
+        let no = |t: &str| server_words(&ImapError::No(t.into()));
+        assert_eq!(
+            no(r#"code: Some(AuthenticationFailed), info: Some("Authentication failed.")"#),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(
+            no(r#"code: None, info: Some("Mailbox \"x\" doesn't exist: C:\\tmp\u{e9}")"#),
+            "Mailbox \"x\" doesn't exist: C:\\tmp\u{e9}"
+        );
+        assert_eq!(no("code: Some(Unavailable), info: None"), "[UNAVAILABLE]");
+        assert_eq!(
+            no(r#"code: Some(Other("X-CUSTOM")), info: Some("later")"#),
+            "later"
+        );
+        assert_eq!(no("  plain words  "), "plain words");
+    }
 
     #[test]
     fn uid_sets_are_compact() {
