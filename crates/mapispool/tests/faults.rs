@@ -733,6 +733,9 @@ async fn smtp_stall_at_each_step() {
 
 struct ImapServer {
     plan: Mutex<Plan>,
+    /// Advertise `AUTH=PLAIN`: the client then logs in with AUTHENTICATE PLAIN (a `+`
+    /// continuation, then the credentials line) instead of LOGIN.
+    auth_plain: bool,
     /// (UID, message, \Deleted); EXPUNGE removes the deleted ones.
     messages: Mutex<Vec<(u32, Vec<u8>, bool)>>,
 }
@@ -777,11 +780,19 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
         Gate::Close => return Ok(()),
         Gate::Answered => {}
         Gate::Healthy => {
-            write
-                .write_all(b"* OK [CAPABILITY IMAP4rev1] scripted IMAP ready\r\n")
-                .await?
+            let greeting = if s.auth_plain {
+                "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] scripted IMAP ready\r\n"
+            } else {
+                "* OK [CAPABILITY IMAP4rev1] scripted IMAP ready\r\n"
+            };
+            write.write_all(greeting.as_bytes()).await?
         }
     }
+    let capabilities = if s.auth_plain {
+        "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"
+    } else {
+        "* CAPABILITY IMAP4rev1\r\n"
+    };
     // A command's second time in one session (CAPABILITY before login and after SELECT) is a
     // step of its own.
     let mut seen: Vec<String> = Vec::new();
@@ -818,6 +829,23 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
             Gate::Answered => continue,
             Gate::Healthy => {}
         }
+        if verb == "AUTHENTICATE" {
+            // SASL PLAIN without an initial response: a continuation, then the client's
+            // credentials on a line of their own — a step that can fail too.
+            write.write_all(b"+ \r\n").await?;
+            if lines.next_line().await?.is_none() {
+                return Ok(());
+            }
+            match gate(&s.plan, "AUTHENTICATE response", &mut write, (&no, &bad)).await? {
+                Gate::Close => return Ok(()),
+                Gate::Answered => continue,
+                Gate::Healthy => {}
+            }
+            write
+                .write_all(format!("{tag} OK [CAPABILITY IMAP4rev1] logged in\r\n").as_bytes())
+                .await?;
+            continue;
+        }
         let mut close = false;
         let reply: Vec<u8> = {
             let mut messages = s.messages.lock().expect("lock");
@@ -825,7 +853,7 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
             let mut r = Vec::new();
             match verb.as_str() {
                 "CAPABILITY" => {
-                    r.extend_from_slice(b"* CAPABILITY IMAP4rev1\r\n");
+                    r.extend_from_slice(capabilities.as_bytes());
                 }
                 "LOGIN" | "NOOP" => {}
                 "SELECT" | "EXAMINE" => {
@@ -912,7 +940,7 @@ fn imap_transport(port: u16) -> String {
     )
 }
 
-async fn imap_case(step: Option<&str>, fault: Fault) -> Vec<String> {
+async fn imap_case(step: Option<&str>, fault: Fault, auth_plain: bool) -> Vec<String> {
     let messages: Vec<Vec<u8>> = (1..=2).map(imap_message).collect();
     let server = Arc::new(ImapServer {
         plan: Mutex::new(Plan {
@@ -920,6 +948,7 @@ async fn imap_case(step: Option<&str>, fault: Fault) -> Vec<String> {
             fault,
             steps: Vec::new(),
         }),
+        auth_plain,
         messages: Mutex::new(
             messages
                 .iter()
@@ -1006,12 +1035,28 @@ async fn imap_case(step: Option<&str>, fault: Fault) -> Vec<String> {
 }
 
 async fn imap_matrix(fault: Fault) {
-    let steps = imap_case(None, fault).await;
+    let steps = imap_case(None, fault, false).await;
     assert!(steps.len() >= 8, "a healthy session's steps: {steps:?}");
     for step in &steps {
-        imap_case(Some(step), fault).await;
+        imap_case(Some(step), fault, false).await;
     }
     eprintln!("fault: IMAP {fault:?}: {} steps: {steps:?}", steps.len());
+    // The same session logging in with AUTHENTICATE PLAIN: its two steps (the command and
+    // the credentials after the `+`) fail in turn too; the rest of the session is as above.
+    let steps = imap_case(None, fault, true).await;
+    let auth: Vec<&String> = steps
+        .iter()
+        .filter(|s| s.starts_with("AUTHENTICATE"))
+        .collect();
+    assert_eq!(
+        auth,
+        ["AUTHENTICATE", "AUTHENTICATE response"],
+        "a healthy AUTHENTICATE PLAIN session's steps: {steps:?}"
+    );
+    assert!(!steps.iter().any(|s| s == "LOGIN"), "{steps:?}");
+    for step in auth {
+        imap_case(Some(step), fault, true).await;
+    }
 }
 
 #[tokio::test]

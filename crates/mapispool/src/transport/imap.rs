@@ -1249,10 +1249,18 @@ fn server_words(e: &ImapError) -> String {
     }
 }
 
-/// `code: …, info: …` as async-imap writes it, back into the response's own text; `None` for
-/// any other shape (then the text is shown as it is).
+/// `code: …, info: …` (or `outcome: Outcome { code: …, information: … }`) as async-imap writes
+/// it, back into the response's own text; `None` for any other shape (then the text is shown
+/// as it is).
 fn from_debug(text: &str) -> Option<String> {
-    let (code, info) = text.trim().strip_prefix("code: ")?.split_once(", info: ")?;
+    let text = text.trim();
+    let (code, info) = match text.strip_prefix("outcome: Outcome { ") {
+        Some(outcome) => outcome
+            .strip_suffix(" }")?
+            .strip_prefix("code: ")?
+            .split_once(", information: ")?,
+        None => text.strip_prefix("code: ")?.split_once(", info: ")?,
+    };
     let info = match info {
         "None" => String::new(),
         quoted => unescape_debug(quoted.strip_prefix("Some(\"")?.strip_suffix("\")")?),
@@ -1297,6 +1305,19 @@ fn unescape_debug(s: &str) -> String {
 }
 
 fn connection_failed(peer: &str, e: &ImapError) -> TransportError {
+    // async-imap reports a response its parser cannot take as an I/O error carrying nom's
+    // debug output; what helps is that the server sent something that is not IMAP, and what.
+    if let ImapError::Io(io) = e
+        && let Some((_, sent)) = io.to_string().split_once(" during parsing of ")
+    {
+        return TransportError::new(
+            TransportErrorKind::Temporary,
+            format!(
+                "{peer} (the IMAP server sent something unexpected): a response that is not IMAP: {}",
+                sent.trim()
+            ),
+        );
+    }
     let what = match e {
         ImapError::Io(_) | ImapError::ConnectionLost => "the connection failed",
         ImapError::Parse(_) => "the IMAP server sent something unexpected",
@@ -1339,6 +1360,10 @@ mod tests {
             "Mailbox \"x\" doesn't exist: C:\\tmp\u{e9}"
         );
         assert_eq!(no("code: Some(Unavailable), info: None"), "[UNAVAILABLE]");
+        assert_eq!(
+            no(r#"outcome: Outcome { code: None, information: Some("scripted failure") }"#),
+            "scripted failure"
+        );
         assert_eq!(
             no(r#"code: Some(Other("X-CUSTOM")), info: Some("later")"#),
             "later"
