@@ -603,6 +603,17 @@ impl SqliteStore {
     ) -> MapiResult<Vec<MapiResult<MessageRecord>>> {
         let what = "queueing a submitted message";
         let mut tx = self.write_tx(what).await?;
+        if let [(message, body)] = &group[..] {
+            // Alone in its group (a one-shot `mapispool submit`, a lone daemon client): the
+            // transaction is the message, so no savepoint is needed, and its two round trips
+            // to the connection's thread are saved. An error drops (rolls back) it all.
+            let record = insert_whole(&mut tx, message, body)
+                .await
+                .map_err(self.db(what))?;
+            // This commit is the message's fsync (synchronous = FULL).
+            tx.commit().await.map_err(self.db(what))?;
+            return Ok(vec![Ok(record)]);
+        }
         let mut written = Vec::with_capacity(group.len());
         for (message, body) in &group {
             sqlx::query("SAVEPOINT submit")
