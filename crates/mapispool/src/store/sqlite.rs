@@ -1854,20 +1854,25 @@ impl Store for SqliteStore {
         key: &str,
         value: &str,
     ) -> MapiResult<()> {
-        sqlx::query(
-            "INSERT INTO sync_state (transport, key, value) VALUES (?, ?, ?) \
-             ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(transport)
-        .bind(key)
-        .bind(value)
-        .execute(&self.relaxed)
-        .await
-        .map_err(self.db("writing inbound sync state"))?;
-        Ok(())
+        self.write_sync_state(&self.relaxed, transport, key, value)
+            .await
     }
 
     async fn set_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<()> {
+        self.write_sync_state(&self.pool, transport, key, value)
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// The upsert behind both `set_sync_state`s; `pool` decides whether its commit is fsynced.
+    async fn write_sync_state(
+        &self,
+        pool: &SqlitePool,
+        transport: &str,
+        key: &str,
+        value: &str,
+    ) -> MapiResult<()> {
         sqlx::query(
             "INSERT INTO sync_state (transport, key, value) VALUES (?, ?, ?) \
              ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
@@ -1875,7 +1880,7 @@ impl Store for SqliteStore {
         .bind(transport)
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(pool)
         .await
         .map_err(self.db("writing inbound sync state"))?;
         Ok(())

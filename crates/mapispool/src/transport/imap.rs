@@ -33,12 +33,6 @@ use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
 /// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
 pub const RANGE: u32 = 1024 * 1024;
 
-/// The most bytes one batch fetch asks for, and the most messages in one batch.
-#[doc(hidden)]
-pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
-#[doc(hidden)]
-pub const BATCH_COUNT: usize = 200;
-
 /// The largest message taken (async-imap's own cap on one response is 512 MiB).
 const MAX_MESSAGE: u64 = 1024 * 1024 * 1024;
 
@@ -639,26 +633,17 @@ pub fn server_id(validity: u32, uid: u32) -> String {
     format!("{validity}:{uid}")
 }
 
-/// The new messages in batches: consecutive small ones up to `BATCH_BYTES`/`BATCH_COUNT`; a large
-/// one ends a batch (it is fetched on its own anyway).
+/// The new messages in batches (see [`super::download_batches`]); a large one, counted at
+/// one range, ends a batch (it is fetched on its own anyway).
 #[doc(hidden)]
 pub fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0u64;
-    for (i, m) in listed.iter().enumerate() {
-        bytes += m.size.min(u64::from(RANGE));
-        let count = i + 1 - start;
-        if bytes >= BATCH_BYTES || count >= BATCH_COUNT || m.size > u64::from(RANGE) {
-            out.push(&listed[start..=i]);
-            start = i + 1;
-            bytes = 0;
+    super::download_batches(listed, |m| {
+        if m.size > u64::from(RANGE) {
+            super::Cut::Ends(u64::from(RANGE))
+        } else {
+            super::Cut::Weighs(m.size)
         }
-    }
-    if start < listed.len() {
-        out.push(&listed[start..]);
-    }
-    out
+    })
 }
 
 /// A compact UID set: `1:5,7,9:10` (UIDs sorted ascending).

@@ -25,6 +25,55 @@ use tokio::io::AsyncRead;
 use crate::message::HeaderSummary;
 use crate::profile::{InboundConfig, OutboundConfig};
 
+/// The most bytes one download batch holds, and the most messages: what a batch's one fsync
+/// covers (and what IMAP asks for in one FETCH).
+pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+pub const BATCH_COUNT: usize = 200;
+
+/// Where a listed message falls in [`download_batches`].
+pub(crate) enum Cut {
+    /// With its neighbours, counted at this many bytes.
+    Weighs(u64),
+    /// Counted at this many bytes, and the last of its batch.
+    Ends(u64),
+    /// In a batch of its own.
+    Alone,
+}
+
+/// A download's listing in batches of consecutive messages, each closed once it holds
+/// [`BATCH_BYTES`] or [`BATCH_COUNT`], or where `cut` says; shared by IMAP and POP3, which cut
+/// around a large message differently.
+pub(crate) fn download_batches<T>(listed: &[T], cut: impl Fn(&T) -> Cut) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, m) in listed.iter().enumerate() {
+        let (weight, ends) = match cut(m) {
+            Cut::Alone => {
+                if start < i {
+                    out.push(&listed[start..i]);
+                }
+                out.push(&listed[i..=i]);
+                start = i + 1;
+                bytes = 0;
+                continue;
+            }
+            Cut::Weighs(w) => (w, false),
+            Cut::Ends(w) => (w, true),
+        };
+        bytes += weight;
+        if ends || bytes >= BATCH_BYTES || i + 1 - start >= BATCH_COUNT {
+            out.push(&listed[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < listed.len() {
+        out.push(&listed[start..]);
+    }
+    out
+}
+
 /// One envelope recipient of an outbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeRecipient {

@@ -24,7 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use self::codec::{DotReader, MAX_LINE, MAX_LISTING, MAX_MESSAGE, Reply};
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
-use super::{DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind};
+use super::{
+    Cut, DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind,
+    download_batches,
+};
 use crate::credential::Secret;
 use crate::message::{HeaderSummary, MAX_HEADER_BYTES, header_block};
 use crate::profile::{Pop3Config, Security};
@@ -88,37 +91,16 @@ const PART_COUNT: usize = 64;
 /// a larger one streams into the store on its own, so memory stays bounded.
 const WHOLE: u64 = 1024 * 1024;
 
-/// The most bytes (by LIST) and messages one batch holds.
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
-const BATCH_COUNT: usize = 200;
-
-/// The messages in batches: consecutive ones up to `BATCH_BYTES` / `BATCH_COUNT`; one larger
-/// than [`WHOLE`] is a batch of its own.
+/// The messages in batches (see [`download_batches`]); one larger than [`WHOLE`] is a batch of
+/// its own.
 fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0u64;
-    for (i, m) in listed.iter().enumerate() {
+    download_batches(listed, |m| {
         if m.size > WHOLE {
-            if start < i {
-                out.push(&listed[start..i]);
-            }
-            out.push(&listed[i..=i]);
-            start = i + 1;
-            bytes = 0;
-            continue;
+            Cut::Alone
+        } else {
+            Cut::Weighs(m.size)
         }
-        bytes += m.size;
-        if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_COUNT {
-            out.push(&listed[start..=i]);
-            start = i + 1;
-            bytes = 0;
-        }
-    }
-    if start < listed.len() {
-        out.push(&listed[start..]);
-    }
-    out
+    })
 }
 
 /// Message numbers for an error message: `1, 2, 3`.
@@ -699,12 +681,7 @@ impl Connection {
             return Ok(Err(Retrieved::Refused(text)));
         }
         let peer = self.peer.clone();
-        let broke = |e: io::Error| {
-            TransportError::new(
-                TransportErrorKind::Temporary,
-                format!("{peer}: message {} broke off: {e}", msg.uidl),
-            )
-        };
+        let broke = |e: io::Error| broke_off(&peer, msg, &e);
         let cap = msg.size.saturating_add(WHOLE);
         let mut body = DotReader::new(&mut self.reader, MAX_MESSAGE);
         // The listed size is the size on the wire (CRLF line ends), a little more than the body.
@@ -723,25 +700,7 @@ impl Connection {
             }
         }
         // More than the listing said: the rest streams, with what came so far in front of it.
-        let summary = header_block(&whole)
-            .and_then(|h| HeaderSummary::parse(h).ok())
-            .unwrap_or_default();
-        let stored = {
-            let reader = std::io::Cursor::new(whole).chain(&mut body);
-            sink.deliver(&msg.uidl, &summary, msg.size, reader).await
-        };
-        let stored = stored.map_err(|e| {
-            TransportError::new(
-                TransportErrorKind::Temporary,
-                format!(
-                    "{peer}: message {} (UIDL {}) was not stored: {e}",
-                    msg.number, msg.uidl
-                ),
-            )
-        })?;
-        if !body.is_done() {
-            body.drain().await.map_err(broke)?;
-        }
+        let stored = stream_into(sink, &peer, msg, whole, &mut body).await?;
         Ok(Err(Retrieved::Streamed(stored)))
     }
 
@@ -903,12 +862,10 @@ impl Connection {
         let mut head = Vec::new();
         let mut chunk = vec![0u8; 16 * 1024];
         loop {
-            let n = body.read(&mut chunk).await.map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::Temporary,
-                    format!("{peer}: message {} broke off: {e}", msg.uidl),
-                )
-            })?;
+            let n = body
+                .read(&mut chunk)
+                .await
+                .map_err(|e| broke_off(&peer, msg, &e))?;
             let from = head.len().saturating_sub(3);
             head.extend_from_slice(&chunk[..n]);
             let ended = head[from..].windows(2).any(|w| w == b"\n\n")
@@ -917,33 +874,49 @@ impl Connection {
                 break;
             }
         }
-        let summary = header_block(&head)
-            .and_then(|h| HeaderSummary::parse(h).ok())
-            .unwrap_or_default();
-        let stored = {
-            let reader = std::io::Cursor::new(head).chain(&mut body);
-            sink.deliver(&msg.uidl, &summary, msg.size, reader).await
-        };
-        let stored = stored.map_err(|e| {
-            TransportError::new(
-                TransportErrorKind::Temporary,
-                format!(
-                    "{peer}: message {} (UIDL {}) was not stored: {e}",
-                    msg.number, msg.uidl
-                ),
-            )
-        })?;
-        // A sink that did not read it all (it already had the message) leaves the rest.
-        if !body.is_done() {
-            body.drain().await.map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::Temporary,
-                    format!("{peer}: message {} broke off: {e}", msg.uidl),
-                )
-            })?;
-        }
+        let stored = stream_into(sink, &peer, msg, head, &mut body).await?;
         Ok(Ok(stored))
     }
+}
+
+/// A message's body ended before its terminating dot line.
+fn broke_off(peer: &str, msg: &Listed, e: &io::Error) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Temporary,
+        format!("{peer}: message {} broke off: {e}", msg.uidl),
+    )
+}
+
+/// Streams a RETR answer into the store: `read` (what came so far, the header at least, for
+/// the summary) and then the rest of `body`. What a sink leaves unread (it already had the
+/// message) is drained, so the connection stays in step. Whether it was stored.
+async fn stream_into<R: tokio::io::AsyncBufRead + Unpin + Send>(
+    sink: &impl InboundSink,
+    peer: &str,
+    msg: &Listed,
+    read: Vec<u8>,
+    body: &mut DotReader<R>,
+) -> Result<bool, TransportError> {
+    let summary = header_block(&read)
+        .and_then(|h| HeaderSummary::parse(h).ok())
+        .unwrap_or_default();
+    let stored = {
+        let reader = std::io::Cursor::new(read).chain(&mut *body);
+        sink.deliver(&msg.uidl, &summary, msg.size, reader).await
+    };
+    let stored = stored.map_err(|e| {
+        TransportError::new(
+            TransportErrorKind::Temporary,
+            format!(
+                "{peer}: message {} (UIDL {}) was not stored: {e}",
+                msg.number, msg.uidl
+            ),
+        )
+    })?;
+    if !body.is_done() {
+        body.drain().await.map_err(|e| broke_off(peer, msg, &e))?;
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]
