@@ -12,7 +12,8 @@ Scenarios (see BENCHMARKS.md for what each measures exactly):
            per process; bulk through the daemon's API (batches of 50 per request, and one
            message per request) vs Postfix smtpd over one SMTP connection
   latency  `mapispool flush` start -> first SMTP command on the wire (warm daemon); `status`
-  memory   daemon peak RSS while taking and sending a 10 MB / 100 MB message; idle RSS and CPU
+  memory   daemon peak RSS while taking and sending a 10 MB / 100 MB message, the CLI's while
+           receiving a 100 MB one over IMAP and POP3; idle RSS and CPU
   download IMAP/POP3 vs mbsync and fetchmail (only once the transports are committed)
 """
 
@@ -781,6 +782,8 @@ class Bench:
         reps = self.args.reps
         clients = ["imap", "pop3", "mbsync-yes", "mbsync-no", "fetchmail"]
         users = [f"u{si}r{r}{c.replace('-', '')}" for si in range(len(ns)) for r in range(reps) for c in clients]
+        big = [] if self.args.no_100mb else ["m100imap", "m100pop3"]
+        users += big
         ddir = os.path.join(self.base, "dc")
         os.makedirs(ddir)
         imap_port, pop3_port = free_port(), free_port()
@@ -873,6 +876,29 @@ class Bench:
                         else:
                             self.add("download POP3", label, "fetchmail (bsmtp)", n / t, n)
                     shutil.rmtree(work, ignore_errors=True)
+
+        # Memory while receiving: one 100 MB message pulled over IMAP (ranges) and POP3
+        # (streamed into the store), the CLI's own peak RSS.
+        if big:
+            path = os.path.join(self.base, "mem100-dl.eml")
+            with open(path, "wb") as f:
+                f.write(make_message(100 * 1024 * 1024, 0, "mem100dl"))
+            for user in big:
+                kind = "imap" if user.endswith("imap") else "pop3"
+                log(f"download 100 MB: {kind}")
+                preload(user, [path])
+                prof = Profile(self.bin, self.base, 9, inbound=(kind, imap_port if kind == "imap" else pop3_port,
+                                                                user))
+                _, rc, rss = prof.run_rusage("flush", "--download")
+                got = prof.count_inbox()
+                if rc != 0 or got < 1:
+                    self.notes.append(f"download 100 MB {kind}: flush exit {rc}, inbox has {got}/1: "
+                                      f"{prof.last_stderr[-300:]}")
+                else:
+                    self.add("memory", "100 MB", f"`mapispool flush --download` ({kind.upper()}) peak RSS MiB",
+                             rss / 1024)
+                shutil.rmtree(prof.dir, ignore_errors=True)
+            os.unlink(path)
 
     def download_ready(self):
         def committed(path):
@@ -1062,7 +1088,7 @@ class Bench:
                 continue
             med = median(v)
             target, ok = tg.get(w, ("—", None))
-            if s == "memory" and l == "100 MB" and "sending" in w:
+            if s == "memory" and l == "100 MB" and ("sending" in w or "--download" in w):
                 target, ok = "< 64 MiB", (lambda x: x < 64)
             met = "—" if ok is None else ("yes" if ok(med) else "**no**")
             L.append(f"| {w} | {l} | {med:.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} | {target} | {met} |")
