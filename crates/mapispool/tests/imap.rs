@@ -6,7 +6,6 @@ mod dovecot;
 use std::os::unix::fs::MetadataExt;
 
 use dovecot::*;
-use mapi::constants::STATUS_FAILURE;
 use mapispool::Session;
 use std::sync::{Arc, Mutex};
 
@@ -20,18 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn session(dir: &std::path::Path, config: ImapConfig) -> Session {
-    Session::logon_local(profile(dir, InboundConfig::Imap(config)))
-        .await
-        .expect("logon")
-}
-
-fn failed(session: &Session) -> bool {
-    let code = session
-        .spooler()
-        .expect("a local spooler")
-        .board()
-        .status_code(&StatusKind::Transport("mail".into()));
-    code & STATUS_FAILURE != 0
+    logon(dir, InboundConfig::Imap(config)).await
 }
 
 #[tokio::test]
@@ -115,27 +103,13 @@ async fn after_download_delete_keep_and_move() {
 
 #[tokio::test]
 async fn a_wrong_password_fails_with_the_servers_words() {
-    let dovecot = Dovecot::start(&[("test", "right")], false);
-    dovecot.preload("test", 1, 200);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = session(dir.path(), dovecot.imap("test", "wrong-pw")).await;
-    let report = download(&s).await;
-    let part = &report.transports[0];
-    let error = part.error.clone().expect("the login failed");
-    assert!(error.contains("refused the login of \"test\""), "{error}");
     // Dovecot's reply as it sent it, not a library's debug text.
-    assert!(
-        error.contains("[AUTHENTICATIONFAILED] Authentication failed."),
-        "server's words: {error}"
-    );
+    let (_dovecot, error) = check_a_wrong_password_fails_with_the_servers_words(
+        "[AUTHENTICATIONFAILED] Authentication failed.",
+        |dovecot, user, password| InboundConfig::Imap(dovecot.imap(user, password)),
+    )
+    .await;
     assert!(!error.contains("info:"), "server's words: {error}");
-    assert!(
-        !error.contains("wrong-pw"),
-        "no password in messages: {error}"
-    );
-    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
-    assert!(failed(&s));
-    assert!(inbox(&s).await.is_empty());
 }
 
 #[tokio::test]

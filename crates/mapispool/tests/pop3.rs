@@ -7,27 +7,14 @@ mod dovecot;
 use std::sync::{Arc, Mutex};
 
 use dovecot::*;
-use mapi::constants::STATUS_FAILURE;
 use mapispool::Session;
 use mapispool::profile::{InboundConfig, Pop3Config, Security};
-use mapispool::status::StatusKind;
 use mapispool::transport::pop3::codec::stuff;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 async fn session(dir: &std::path::Path, config: Pop3Config) -> Session {
-    Session::logon_local(profile(dir, InboundConfig::Pop3(config)))
-        .await
-        .expect("logon")
-}
-
-fn failed(session: &Session) -> bool {
-    let code = session
-        .spooler()
-        .expect("a local spooler")
-        .board()
-        .status_code(&StatusKind::Transport("mail".into()));
-    code & STATUS_FAILURE != 0
+    logon(dir, InboundConfig::Pop3(config)).await
 }
 
 #[tokio::test]
@@ -102,26 +89,12 @@ async fn apop_logs_in() {
 
 #[tokio::test]
 async fn a_wrong_password_fails_with_the_servers_words() {
-    let dovecot = Dovecot::start(&[("test", "right")], false);
-    dovecot.preload("test", 1, 200);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = session(dir.path(), dovecot.pop3("test", "wrong-pw")).await;
-    let report = download(&s).await;
-    let part = &report.transports[0];
-    let error = part.error.clone().expect("the login failed");
-    assert!(error.contains("refused the login of \"test\""), "{error}");
-    assert!(
-        error.contains("Authentication failed"),
-        "server's words: {error}"
-    );
-    assert!(
-        !error.contains("wrong-pw"),
-        "no password in messages: {error}"
-    );
-    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
-    assert!(failed(&s));
-    assert!(inbox(&s).await.is_empty());
-    assert_eq!(dovecot.count("test").0, 1);
+    let (dovecot, _) = check_a_wrong_password_fails_with_the_servers_words(
+        "Authentication failed",
+        |dovecot, user, password| InboundConfig::Pop3(dovecot.pop3(user, password)),
+    )
+    .await;
+    assert_eq!(dovecot.count("test").0, 1, "still on the server");
 }
 
 #[tokio::test]
