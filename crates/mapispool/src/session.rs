@@ -135,6 +135,17 @@ impl Drop for MirrorTask {
     }
 }
 
+/// The SQLite file of `profile`'s store. Errors: `MAPI_E_NO_SUPPORT` for a store URL, which
+/// this build cannot open.
+fn sqlite_path(profile: &Profile) -> MapiResult<std::path::PathBuf> {
+    match &profile.store {
+        StoreConfig::Path(p) => Ok(p.clone()),
+        StoreConfig::Url(url) => Err(MapiError::no_support(format!(
+            "store url {url:?}: this build stores in SQLite only; set [store] path instead"
+        ))),
+    }
+}
+
 /// A logged-on session.
 #[derive(Clone)]
 pub struct Session {
@@ -172,14 +183,7 @@ impl Session {
     /// Logs on with a spooler in this process, whether or not a daemon runs (the daemon itself
     /// does this).
     pub async fn logon_local(profile: Profile) -> MapiResult<Session> {
-        let path = match &profile.store {
-            StoreConfig::Path(p) => p.clone(),
-            StoreConfig::Url(url) => {
-                return Err(MapiError::no_support(format!(
-                    "store url {url:?}: this build stores in SQLite only; set [store] path instead"
-                )));
-            }
-        };
+        let path = sqlite_path(&profile)?;
         let store = SqliteStore::open(&path).await?;
         let spooler = Spooler::start(profile.clone(), store).await?;
         Ok(Session {
@@ -510,14 +514,7 @@ impl SubmitSession {
                 backend: SubmitBackend::Daemon(client),
             });
         }
-        let path = match &profile.store {
-            StoreConfig::Path(p) => p.clone(),
-            StoreConfig::Url(url) => {
-                return Err(MapiError::no_support(format!(
-                    "store url {url:?}: this build stores in SQLite only; set [store] path instead"
-                )));
-            }
-        };
+        let path = sqlite_path(&profile)?;
         let store = SqliteStore::open_for_submit(&path).await?;
         Ok(SubmitSession {
             profile,

@@ -309,6 +309,14 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
+    /// `PR_SENDER_NAME` as tables show it: the sender's name, else the address, else empty.
+    pub fn sender_display(&self) -> &str {
+        self.sender_name
+            .as_deref()
+            .or(self.sender_address.as_deref())
+            .unwrap_or("")
+    }
+
     pub fn entry_id(&self) -> EntryId {
         self.id.entry_id()
     }
@@ -542,15 +550,7 @@ impl QueueEntry {
         row.set(PR_MESSAGE_FLAGS, PropValue::Long(m.message_flags));
         row.set(PR_MESSAGE_SIZE, PropValue::Long(size_long(m.message_size)));
         row.set(PR_PRIORITY, PropValue::Long(m.priority));
-        row.set(
-            PR_SENDER_NAME,
-            text(
-                m.sender_name
-                    .as_deref()
-                    .or(m.sender_address.as_deref())
-                    .unwrap_or(""),
-            ),
-        );
+        row.set(PR_SENDER_NAME, text(m.sender_display()));
         row.set(PR_SUBJECT, text(&m.subject));
         row.set(PR_SUBMIT_FLAGS, PropValue::Long(self.submit_flags()));
         set_opt_time(
@@ -591,15 +591,7 @@ impl QueueEntry {
                 row.set(PR_INSTANCE_KEY, PropValue::Binary(key));
                 row.set(PR_SUBJECT, text(&m.subject));
                 set_opt_time(&mut row, PR_CLIENT_SUBMIT_TIME, m.client_submit_time);
-                row.set(
-                    PR_SENDER_NAME,
-                    text(
-                        m.sender_name
-                            .as_deref()
-                            .or(m.sender_address.as_deref())
-                            .unwrap_or(""),
-                    ),
-                );
+                row.set(PR_SENDER_NAME, text(m.sender_display()));
                 set_opt_text(&mut row, PR_MSP_TRANSPORT, &m.transport);
                 let state = match r.state {
                     RecipientState::Delivered => "sent",

@@ -285,16 +285,10 @@ impl ImapInbound {
         })?;
         let fail = |e: ImapError| connection_failed(&peer, &e);
 
-        let mailbox = session.select(&folder).await.map_err(|e| match e {
-            ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
-                TransportErrorKind::Permanent,
-                format!(
-                    "the IMAP server {peer} cannot open folder \"{folder}\": {}",
-                    server_words(&e)
-                ),
-            ),
-            other => connection_failed(&peer, &other),
-        })?;
+        let mailbox = session
+            .select(&folder)
+            .await
+            .map_err(|e| folder_failed(&peer, &folder, e))?;
         // async-imap ends SELECT quietly on a closed connection, with an empty mailbox; a real
         // answer always has UIDVALIDITY (RFC 3501), so its absence is no answer at all.
         let Some(validity) = selected_validity(&mailbox) else {
@@ -458,16 +452,10 @@ impl ImapInbound {
         })?;
         let fail = |e: ImapError| connection_failed(&peer, &e);
         // EXAMINE: read-only, so idling takes no \Recent away from the download's SELECT.
-        let mailbox = session.examine(&folder).await.map_err(|e| match e {
-            ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
-                TransportErrorKind::Permanent,
-                format!(
-                    "the IMAP server {peer} cannot open folder \"{folder}\": {}",
-                    server_words(&e)
-                ),
-            ),
-            other => connection_failed(&peer, &other),
-        })?;
+        let mailbox = session
+            .examine(&folder)
+            .await
+            .map_err(|e| folder_failed(&peer, &folder, e))?;
         let before = self.idle_exists.replace(mailbox.exists);
         if before.is_some_and(|n| mailbox.exists > n) {
             self.session = Some(session);
@@ -1287,6 +1275,20 @@ fn unescape_debug(s: &str) -> String {
         }
     }
     out
+}
+
+/// SELECT or EXAMINE failed: refused (the folder is the profile's mistake) or the link broke.
+fn folder_failed(peer: &str, folder: &str, e: ImapError) -> TransportError {
+    match e {
+        ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
+            TransportErrorKind::Permanent,
+            format!(
+                "the IMAP server {peer} cannot open folder \"{folder}\": {}",
+                server_words(&e)
+            ),
+        ),
+        other => connection_failed(peer, &other),
+    }
 }
 
 fn connection_failed(peer: &str, e: &ImapError) -> TransportError {
