@@ -699,8 +699,6 @@ impl MessageDisposition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeReport {
     pub disposition: MessageDisposition,
-    /// The message as it was when the outcome was recorded (before a move or delete).
-    pub message: MessageRecord,
     /// Recipients that failed in this attempt: the spooler writes a non-delivery report for them.
     pub failed: Vec<RecipientRecord>,
 }

@@ -1128,7 +1128,6 @@ fn plan_outcome(
     };
     Ok(OutcomeReport {
         disposition,
-        message,
         failed,
     })
 }
