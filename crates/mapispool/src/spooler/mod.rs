@@ -190,10 +190,14 @@ impl Spooler {
         for slot in &spooler.inner.slots {
             spooler.log_on(slot).await;
         }
-        if let Err(e) = spooler.reclaim_dead_leases().await {
+        // One count serves the status rows and tells whether anything is leased at all (taking
+        // leases back moves no message between routes, so the rows stay right).
+        let counts = spooler.refresh_queue_counts().await;
+        if counts.iter().any(|c| c.sending > 0)
+            && let Err(e) = spooler.reclaim_dead_leases().await
+        {
             tracing::warn!(error = %e, "cannot take back a dead spooler's messages; their leases will expire");
         }
-        spooler.refresh_queue_counts().await;
         Ok(spooler)
     }
 
@@ -654,7 +658,7 @@ impl Spooler {
         let total_hint = if scope.only.is_some() {
             1
         } else {
-            self.queued_for(name).await
+            self.queued_for(slot)
         };
         // Up to `connections` workers, each with its own connection, take messages from one
         // queue in lease order. The first connects alone; the others join once it has, so a
@@ -1548,10 +1552,11 @@ impl Spooler {
             .change_bits(&StatusKind::Spooler, set, clear, Vec::new());
     }
 
-    /// Updates each transport row's `PR_MSP_QUEUED_COUNT` from the store.
-    pub async fn refresh_queue_counts(&self) {
+    /// Updates each transport row's `PR_MSP_QUEUED_COUNT` from the store; returns the counts
+    /// (none when the store could not count).
+    pub async fn refresh_queue_counts(&self) -> Vec<crate::store::QueueCounts> {
         let Ok(counts) = self.inner.store.queue_counts().await else {
-            return;
+            return Vec::new();
         };
         for slot in &self.inner.slots {
             let n: u32 = counts
@@ -1567,21 +1572,21 @@ impl Spooler {
                 )],
             );
         }
+        counts
     }
 
-    async fn queued_for(&self, name: &str) -> usize {
-        self.inner
-            .store
-            .queue_counts()
-            .await
-            .map(|counts| {
-                counts
-                    .iter()
-                    .filter(|c| c.transport.as_deref() == Some(name))
-                    .map(|c| c.total() as usize)
-                    .sum()
-            })
-            .unwrap_or(0)
+    /// The transport's queue as its status row counted it last (at start, after each submit
+    /// and flush): a progress total, not worth a store query on every flush.
+    fn queued_for(&self, slot: &Slot) -> usize {
+        match self
+            .inner
+            .board
+            .row(&slot.kind)
+            .and_then(|r| r.get(PR_MSP_QUEUED_COUNT).cloned())
+        {
+            Some(PropValue::Long(n)) => usize::try_from(n).unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// Retry backoff after `attempts` earlier attempts: `retry_initial`, doubling, capped at

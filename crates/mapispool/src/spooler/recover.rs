@@ -23,23 +23,11 @@ fn process_alive(pid: u32) -> bool {
 }
 
 impl Spooler {
-    /// Releases leases held by spoolers of this host whose process is gone. Leases of other
-    /// hosts (several nodes sharing one queue) and of live processes are left alone: only their
-    /// expiry may free them.
+    /// Releases leases held by spoolers of this host whose process is gone (the caller asks
+    /// only when the queue counts show something leased: this reads the whole queue). Leases
+    /// of other hosts (several nodes sharing one queue) and of live processes are left alone:
+    /// only their expiry may free them.
     pub(crate) async fn reclaim_dead_leases(&self) -> MapiResult<usize> {
-        // Every logon runs this (a one-shot `submit` too): ask the cheap count first, and read
-        // the queue only when some message is leased at all.
-        let leased: u32 = self
-            .inner
-            .store
-            .queue_counts()
-            .await?
-            .iter()
-            .map(|c| c.sending)
-            .sum();
-        if leased == 0 {
-            return Ok(0);
-        }
         let mut released = 0;
         for entry in self.inner.store.outgoing_queue().await? {
             let Some(lease) = &entry.lease else { continue };
