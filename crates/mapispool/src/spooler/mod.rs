@@ -762,7 +762,7 @@ impl Spooler {
         }
         let mut outbound: Option<Outbound> = None;
         loop {
-            let (index, message, connect_error) = {
+            let (index, mut message, connect_error) = {
                 let mut q = queue.lock().await;
                 if q.pending.is_empty() && !q.exhausted {
                     let leased = {
@@ -828,7 +828,7 @@ impl Spooler {
             let results = if let Some(err) = connect_error {
                 Err(err)
             } else {
-                self.send_one(slot, flags, &mut outbound, &message, worker == 0)
+                self.send_one(slot, flags, &mut outbound, &mut message, worker == 0)
                     .await
             };
             if outbound.is_some() {
@@ -879,9 +879,13 @@ impl Spooler {
         slot: &Slot,
         flags: FlushFlags,
         outbound: &mut Option<Outbound>,
-        message: &LeasedMessage,
+        message: &mut LeasedMessage,
         run_connect_command: bool,
     ) -> Result<Vec<(u32, RecipientResult)>, TransportError> {
+        // Taken first: it moves the prefetched body out of the lease (not a copy), and borrows
+        // only the store.
+        let body = crate::store::BodyReader::of_leased(&self.inner.store, message);
+        let message = &*message;
         let expire = self.inner.profile.spooler.expire_after;
         let submitted = message
             .message
@@ -964,7 +968,6 @@ impl Spooler {
             size: message.message.message_size,
             dsn: crate::transport::Dsn::of(&message.message),
         };
-        let body = crate::store::BodyReader::of_leased(&self.inner.store, message);
         // The transport names a stalled step within `timeout`; this is the backstop.
         let backstop = self.inner.profile.spooler.timeout.saturating_mul(2);
         let results = match tokio::time::timeout(backstop, o.send(&envelope, StoreBody(body))).await

@@ -969,15 +969,15 @@ pub struct BodyReader<'s, S: Store + ?Sized> {
 }
 
 impl<'s, S: Store + ?Sized> BodyReader<'s, S> {
-    /// The body of a leased message: from its prefetched copy when the lease brought one,
-    /// else from the store chunk by chunk.
-    pub fn of_leased(store: &'s S, message: &LeasedMessage) -> BodyReader<'s, S> {
+    /// The body of a leased message: from the body the lease brought (taken out of it, not
+    /// copied) when there is one, else from the store chunk by chunk.
+    pub fn of_leased(store: &'s S, message: &mut LeasedMessage) -> BodyReader<'s, S> {
         BodyReader {
             store,
             id: message.message.id,
             next: 0,
             count: message.body_chunks,
-            first: message.prefetched_body.clone(),
+            first: message.prefetched_body.take(),
         }
     }
 

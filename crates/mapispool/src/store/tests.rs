@@ -1032,10 +1032,12 @@ async fn small_bodies_come_with_the_lease() {
             .iter()
             .all(|m| m.prefetched_body.is_some())
     );
+    let mut leased = leased;
+    let mut batch = batch;
     for (m, want) in leased
-        .iter()
+        .iter_mut()
         .zip([&small, &large])
-        .chain(batch.iter().map(|m| (m, &mid)))
+        .chain(batch.iter_mut().map(|m| (m, &mid)))
     {
         let mut reader = BodyReader::of_leased(&store, m);
         let mut got = Vec::new();
