@@ -26,6 +26,31 @@ async fn upload(session: &Session) -> mapispool::FlushReport {
         .expect("flush")
 }
 
+/// A scripted SMTP server that answers RCPT with `reply` for an address containing `word`,
+/// and accepts every other.
+async fn smtp_refusing(word: &'static str, reply: &'static str) -> fake_smtp::FakeSmtp {
+    fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
+        rcpt: std::sync::Arc::new(move |addr: &str| {
+            if addr.contains(word) {
+                reply.into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..fake_smtp::Knobs::default()
+    })
+    .await
+}
+
+/// Alice, logged on with one SMTP transport to `port`.
+async fn alice_on_smtp(world: &World, port: u16) -> Session {
+    logon(world.profile(
+        "alice",
+        vec![smtp_transport("smtp", "alice@example.com", port)],
+    ))
+    .await
+}
+
 async fn queued_subjects(session: &Session) -> Vec<String> {
     session
         .outgoing_queue()
@@ -368,23 +393,13 @@ async fn parallel_connections_send_every_message_exactly_once_in_queue_order_of_
 
 #[tokio::test]
 async fn a_poisoned_message_does_not_delay_the_others() {
-    let server = fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
-        rcpt: std::sync::Arc::new(|addr: &str| {
-            if addr.contains("poison") {
-                "550 5.1.1 <poison@example.com>: Recipient address rejected".into()
-            } else {
-                "250 2.1.5 Ok".into()
-            }
-        }),
-        ..fake_smtp::Knobs::default()
-    })
+    let server = smtp_refusing(
+        "poison",
+        "550 5.1.1 <poison@example.com>: Recipient address rejected",
+    )
     .await;
     let world = World::new();
-    let alice = logon(world.profile(
-        "alice",
-        vec![smtp_transport("smtp", "alice@example.com", server.port)],
-    ))
-    .await;
+    let alice = alice_on_smtp(&world, server.port).await;
     submit(&alice, "poison@example.com", "poisoned").await;
     submit(&alice, "bob@example.com", "fine one").await;
     submit(&alice, "carol@example.com", "fine two").await;
@@ -851,23 +866,13 @@ async fn one_transport_offline_leaves_the_others_and_the_spooler_online() {
 async fn the_queue_per_recipient_shows_a_deferred_recipient_with_the_servers_words() {
     use mapi::restriction::Restriction;
     use mapi::table::hr_query_all_rows;
-    let server = fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
-        rcpt: std::sync::Arc::new(|addr: &str| {
-            if addr.contains("busy") {
-                "450 4.2.1 <busy@example.com>: Mailbox busy, try again later".into()
-            } else {
-                "250 2.1.5 Ok".into()
-            }
-        }),
-        ..fake_smtp::Knobs::default()
-    })
+    let server = smtp_refusing(
+        "busy",
+        "450 4.2.1 <busy@example.com>: Mailbox busy, try again later",
+    )
     .await;
     let world = World::new();
-    let alice = logon(world.profile(
-        "alice",
-        vec![smtp_transport("smtp", "alice@example.com", server.port)],
-    ))
-    .await;
+    let alice = alice_on_smtp(&world, server.port).await;
     let text = "From: <alice@example.com>\r\nTo: <busy@example.com>, <fine@example.com>\r\nSubject: two of them\r\n\r\nHello.\r\n";
     let letter = alice
         .submit(Submission::default(), text.as_bytes())
