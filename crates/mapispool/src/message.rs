@@ -44,6 +44,14 @@ pub struct HeaderSummary {
     /// `Auto-Submitted` other than `no`, or an empty `Return-Path`: a report or other automatic
     /// message, never to be answered by a non-delivery report (RFC 3834, RFC 5321 §4.5.5).
     pub auto_submitted: bool,
+    /// Whether the header has these fields at all, whatever their values: `submit` adds the
+    /// missing ones and never touches one that is there, even one it cannot read.
+    pub has_from: bool,
+    pub has_date: bool,
+    pub has_message_id: bool,
+    /// Entries of To:, Cc: or Bcc: that hold no address (`To: a@x, junk`), as written: a
+    /// message whose recipients come from its headers is refused over them.
+    pub malformed_recipients: Vec<String>,
 }
 
 /// The header block of `bytes`: everything up to and including the first empty line.
@@ -79,11 +87,17 @@ impl HeaderSummary {
             )
         })?;
         let mut recipients = Vec::new();
+        let mut malformed_recipients = Vec::new();
         for (address, recipient_type) in [
             (parsed.to(), MAPI_TO),
             (parsed.cc(), MAPI_CC),
             (parsed.bcc(), MAPI_BCC),
         ] {
+            malformed_recipients.extend(address.into_iter().flat_map(|a| {
+                a.iter()
+                    .filter(|addr| addr.address().is_none())
+                    .filter_map(|addr| addr.name().map(str::to_string))
+            }));
             recipients.extend(
                 mailboxes(address)
                     .into_iter()
@@ -108,6 +122,10 @@ impl HeaderSummary {
                 .date()
                 .map(|d| FileTime::from_unix_seconds(d.to_timestamp())),
             auto_submitted,
+            has_from: parsed.header_raw("From").is_some(),
+            has_date: parsed.header_raw("Date").is_some(),
+            has_message_id: parsed.header_raw("Message-ID").is_some(),
+            malformed_recipients,
         })
     }
 }
@@ -127,8 +145,10 @@ fn mailboxes(address: Option<&Address<'_>>) -> Vec<Mailbox> {
         .unwrap_or_default()
 }
 
-/// Checks an envelope address (a bare addr-spec): one `@`, a non-empty local part and domain, no
-/// white space, no angle brackets, no control characters (CR/LF would inject SMTP commands).
+/// Checks an envelope address: a bare RFC 5322 addr-spec (`local@domain`, a quoted local part
+/// or a domain literal allowed), as the `email_address` crate reads it. Control characters and
+/// white space are named first (CR/LF would inject SMTP commands), then angle brackets, then
+/// whatever else the grammar refuses (`bad@@x`, `me@`, `a b@c`).
 pub fn check_address(address: &str) -> Result<(), String> {
     if address.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!(
@@ -140,16 +160,15 @@ pub fn check_address(address: &str) -> Result<(), String> {
             "address {address:?} has angle brackets; give the bare address, like me@example.com"
         ));
     }
-    match address.rsplit_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "{address:?} is not an e-mail address; expected one like me@example.com"
-        )),
-    }
+    let options = email_address::Options::default().without_display_text();
+    email_address::EmailAddress::parse_with_options(address, options)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{address:?} is not an e-mail address ({}); expected one like me@example.com",
+                e.to_string().trim_end_matches('.')
+            )
+        })
 }
 
 /// Refuses a header block with a bare CR (one not followed by LF): a header line may only be
@@ -250,6 +269,15 @@ mod tests {
         assert!(check_address("<me@example.com>").is_err());
         assert!(check_address("me").is_err());
         assert!(check_address("@example.com").is_err());
+        assert!(check_address("me@localhost").is_ok());
+        assert!(check_address("\"a..b\"@example.com").is_ok());
+        assert!(check_address("a..b@example.com").is_err());
+        assert_eq!(
+            check_address("bad@@x").expect_err("two @"),
+            "\"bad@@x\" is not an e-mail address (Invalid character); expected one like me@example.com"
+        );
+        assert!(check_address("me@").is_err());
+        assert!(check_address("me@example..com").is_err());
     }
 }
 

@@ -952,11 +952,12 @@ impl Spooler {
             ));
         };
         let envelope = Envelope {
+            // Without one recorded at submit, the account that authenticates, never the From:
+            // header's address (which may be anyone's).
             from: message
                 .message
                 .envelope_from
                 .clone()
-                .or_else(|| message.message.sender_address.clone())
                 .unwrap_or_else(|| slot.config.address.clone()),
             recipients: open
                 .iter()
