@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real mail servers the integration tests start on loopback: Postfix (for smtp-sink
-# and a private Postfix instance) and Dovecot (IMAP, POP3). Idempotent and quick when everything
-# is there; non-interactive (CI runs it as root on a fresh Debian 12).
+# and a private Postfix instance) and Dovecot (IMAP, POP3); and the mail clients the sendmail
+# tests drive. Idempotent and quick when everything is there; non-interactive (CI runs it as
+# root on a fresh Debian 12).
 set -euo pipefail
 
 need=()
@@ -10,6 +11,13 @@ command -v postconf >/dev/null 2>&1 || [ -x /usr/sbin/postconf ] || need+=(postf
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-core)
 [ -e /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 [ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
+# Everyday clients that drive our sendmail entry in crates/mapispool-cli/tests/clients.rs
+# (Mailutils' mail, git send-email with the Perl module it needs), and GNU time for the
+# memory bound there.
+[ -x /usr/bin/mail.mailutils ] || need+=(mailutils)
+[ -x /usr/lib/git-core/git-send-email ] || need+=(git-email)
+perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
