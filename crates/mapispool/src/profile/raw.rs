@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::{DEFAULT_SMTP_CONNECTIONS, MAX_SMTP_CONNECTIONS};
 
 use super::{
-    AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapConfig,
-    InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind, Pop3Config, Profile,
-    ProfileError, Security, SmtpAuth, SmtpConfig, SpoolerConfig, StoreConfig, TransportConfig,
+    AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapAuth,
+    ImapConfig, InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind,
+    Pop3Config, Profile, ProfileError, Security, SmtpAuth, SmtpConfig, SpoolerConfig, StoreConfig,
+    TransportConfig,
 };
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -183,7 +184,7 @@ raw_endpoint!(RawInbound, kind: InboundKind, {
     password_env: String,
     password_prompt: bool,
     password_keyring: String,
-    auth: SmtpAuth,
+    auth: ImapAuth,
     folder: String,
     after_download: String,
     idle: bool,

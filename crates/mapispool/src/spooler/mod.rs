@@ -74,8 +74,9 @@ struct UploadQueue {
     /// Leased and not yet handed to a worker, in lease (queue) order, with their 1-based
     /// position in the flush.
     pending: std::collections::VecDeque<(usize, LeasedMessage)>,
-    /// Every message handed out this flush.
-    attempted: Vec<MessageId>,
+    /// Every message handed out this flush (a set: a long forced flush asks of every message
+    /// it leases whether it was tried already).
+    attempted: std::collections::HashSet<MessageId>,
     /// Leased again after being tried (FLUSH_FORCE): released when the flush ends.
     held: Vec<MessageId>,
     /// Nothing more is due.
@@ -86,6 +87,17 @@ struct UploadQueue {
     reports: Vec<(usize, MessageReport)>,
 }
 
+/// What the upload workers of one flush of one transport share.
+struct UploadRun<'a> {
+    slot: &'a Slot,
+    flags: FlushFlags,
+    scope: Scope,
+    /// How many messages the flush expects to send, for its progress.
+    total_hint: usize,
+    queue: AsyncMutex<UploadQueue>,
+    gate: tokio::sync::watch::Sender<Gate>,
+}
+
 /// Whether a flush's first connection is up, which lets the other workers start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
@@ -94,15 +106,23 @@ enum Gate {
     Done,
 }
 
-/// The spooler of one profile. Cheap to clone; clones share everything.
-#[derive(Clone)]
-pub struct Spooler {
-    inner: Arc<Inner>,
+/// The spooler of one profile, over any [`Store`] (statically dispatched: the store's calls
+/// are on every message's path). Cheap to clone; clones share everything.
+pub struct Spooler<S: Store = SqliteStore> {
+    inner: Arc<Inner<S>>,
 }
 
-struct Inner {
+impl<S: Store> Clone for Spooler<S> {
+    fn clone(&self) -> Self {
+        Spooler {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<S> {
     profile: Profile,
-    store: SqliteStore,
+    store: S,
     board: StatusBoard,
     /// Who holds our leases: host, process and start time, so a restarted spooler is someone
     /// else and a dead one's leases simply expire.
@@ -152,13 +172,13 @@ struct TransportBackoff {
     reason: String,
 }
 
-impl Spooler {
+impl<S: Store + 'static> Spooler<S> {
     /// Starts the spooler on an open store: builds the status table and logs every transport on
     /// (an inbound post office gets its mailboxes). A transport that fails to log on is marked
     /// `STATUS_FAILURE` with the reason; the others go on.
-    pub async fn start(profile: Profile, store: SqliteStore) -> MapiResult<Spooler> {
+    pub async fn start(profile: Profile, store: S) -> MapiResult<Spooler<S>> {
         let offline = profile.spooler.offline;
-        let store_display = format!("SQLite store {}", store.path().display());
+        let store_display = store.display_name();
         let board = StatusBoard::new(initial_rows(&profile.transports, &store_display, offline));
         let host = hostname();
         let nanos = FileTime::now().0;
@@ -205,7 +225,7 @@ impl Spooler {
         &self.inner.profile
     }
 
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &S {
         &self.inner.store
     }
 
@@ -288,14 +308,7 @@ impl Spooler {
     ) -> MapiResult<FlushReport> {
         flags.validate()?;
         let id = MessageId::from_entry_id(entry_id)?;
-        let entry = self
-            .inner
-            .store
-            .outgoing_queue()
-            .await?
-            .into_iter()
-            .find(|e| e.message.id == id)
-            .ok_or_else(|| {
+        let entry = self.inner.store.queue_entry(id).await?.ok_or_else(|| {
                 MapiError::new(
                     MapiCode::NotInQueue,
                     format!(
@@ -667,23 +680,26 @@ impl Spooler {
             Some(OutboundConfig::Smtp(c)) if scope.only.is_none() => c.connections.max(1),
             _ => 1,
         };
-        let queue = AsyncMutex::new(UploadQueue::default());
-        let (gate, _) = tokio::sync::watch::channel(Gate::Waiting);
+        let run = UploadRun {
+            slot,
+            flags,
+            scope,
+            total_hint,
+            queue: AsyncMutex::new(UploadQueue::default()),
+            gate: tokio::sync::watch::channel(Gate::Waiting).0,
+        };
         // Workers hand each attempt to one recorder, which writes whatever has piled up since
         // its last commit in one transaction (group commit) while the workers go on sending.
         let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
         let workers: Vec<_> = (0..connections as usize)
-            .map(|worker| {
-                let sent = sent_tx.clone();
-                self.upload_worker(slot, flags, scope, total_hint, &queue, &gate, worker, sent)
-            })
+            .map(|worker| self.upload_worker(&run, worker, sent_tx.clone()))
             .collect();
         drop(sent_tx);
         tokio::join!(
             futures_util::future::join_all(workers),
-            self.record_attempts(sent_rx, &queue)
+            self.record_attempts(sent_rx, &run.queue)
         );
-        let q = queue.into_inner();
+        let q = run.queue.into_inner();
         for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
         }
@@ -738,18 +754,20 @@ impl Spooler {
     /// One of a flush's upload workers: takes the next message from `queue` (leasing the
     /// next batch when it runs dry), sends it over this worker's own connection and records
     /// the outcome, until nothing is due.
-    #[allow(clippy::too_many_arguments)]
     async fn upload_worker(
         &self,
-        slot: &Slot,
-        flags: FlushFlags,
-        scope: Scope,
-        total_hint: usize,
-        queue: &AsyncMutex<UploadQueue>,
-        gate: &tokio::sync::watch::Sender<Gate>,
+        run: &UploadRun<'_>,
         worker: usize,
         sent: tokio::sync::mpsc::UnboundedSender<Attempted>,
     ) {
+        let UploadRun {
+            slot,
+            flags,
+            scope,
+            total_hint,
+            ref queue,
+            ref gate,
+        } = *run;
         let board = &self.inner.board;
         let store = &self.inner.store;
         let name = &slot.config.name;
@@ -792,10 +810,9 @@ impl Spooler {
                             // flush ends, so that the next lease reaches past it instead of
                             // taking the same batch again.
                             for m in leased {
-                                if q.attempted.contains(&m.message.id) {
+                                if !q.attempted.insert(m.message.id) {
                                     q.held.push(m.message.id);
                                 } else {
-                                    q.attempted.push(m.message.id);
                                     let index = q.attempted.len();
                                     q.pending.push_back((index, m));
                                 }
@@ -1659,9 +1676,9 @@ fn is_report(message: &crate::store::MessageRecord) -> bool {
 }
 
 /// Adapts the store's body reader to what transports read.
-struct StoreBody<'s>(crate::store::BodyReader<'s, SqliteStore>);
+struct StoreBody<'s, S: Store>(crate::store::BodyReader<'s, S>);
 
-impl ChunkSource for StoreBody<'_> {
+impl<S: Store> ChunkSource for StoreBody<'_, S> {
     async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
         self.0.next_chunk().await
     }

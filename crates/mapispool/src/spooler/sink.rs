@@ -8,17 +8,17 @@ use tokio::io::AsyncRead;
 
 use crate::message::HeaderSummary;
 use crate::status::{StatusBoard, StatusKind};
-use crate::store::{InboundDelivery, InboundMessage, NewRecipient, SqliteStore, Store};
+use crate::store::{InboundDelivery, InboundMessage, NewRecipient, Store};
 use crate::transport::{Downloaded, InboundSink};
 
-pub(super) struct StoreSink<'a> {
-    pub store: &'a SqliteStore,
+pub(super) struct StoreSink<'a, S: Store> {
+    pub store: &'a S,
     pub transport: &'a str,
     pub board: &'a StatusBoard,
     pub kind: &'a StatusKind,
 }
 
-impl InboundSink for StoreSink<'_> {
+impl<S: Store> InboundSink for StoreSink<'_, S> {
     async fn already_have(&self, server_id: &str) -> MapiResult<bool> {
         self.store.has_inbound(self.transport, server_id).await
     }

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
 use super::{DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind};
 use crate::message::{HeaderSummary, header_block};
-use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
+use crate::profile::{AfterDownload, ImapAuth, ImapConfig, Security};
 
 /// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
 pub const RANGE: u32 = 1024 * 1024;
@@ -182,18 +182,18 @@ impl ImapInbound {
         let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
         let user = &self.username;
         at(match mech {
-            SmtpAuth::Login => "the answer to LOGIN",
-            SmtpAuth::Plain => "the answer to AUTHENTICATE PLAIN",
-            SmtpAuth::Xoauth2 => "the answer to AUTHENTICATE XOAUTH2",
+            ImapAuth::Login => "the answer to LOGIN",
+            ImapAuth::Plain => "the answer to AUTHENTICATE PLAIN",
+            ImapAuth::Xoauth2 => "the answer to AUTHENTICATE XOAUTH2",
         });
         let result = match mech {
-            SmtpAuth::Login => client.login(user, secret.expose()).await,
-            SmtpAuth::Plain => {
+            ImapAuth::Login => client.login(user, secret.expose()).await,
+            ImapAuth::Plain => {
                 client
                     .authenticate("PLAIN", Sasl::plain(user, secret.expose()))
                     .await
             }
-            SmtpAuth::Xoauth2 => {
+            ImapAuth::Xoauth2 => {
                 client
                     .authenticate("XOAUTH2", Sasl::xoauth2(user, secret.expose()))
                     .await
@@ -221,14 +221,14 @@ impl ImapInbound {
 
     /// The mechanism to log in with: the profile's `auth` if set (XOAUTH2 and PLAIN only if the
     /// server advertises them), else AUTHENTICATE PLAIN when advertised, else LOGIN.
-    fn mechanism(&self, caps: &[String]) -> Result<SmtpAuth, TransportError> {
+    fn mechanism(&self, caps: &[String]) -> Result<ImapAuth, TransportError> {
         let offers = |m: &str| caps.iter().any(|c| c == &format!("AUTH={m}"));
         let wanted = match self.config.auth {
-            None if offers("PLAIN") => return Ok(SmtpAuth::Plain),
-            None | Some(SmtpAuth::Login) => return Ok(SmtpAuth::Login),
+            None if offers("PLAIN") => return Ok(ImapAuth::Plain),
+            None | Some(ImapAuth::Login) => return Ok(ImapAuth::Login),
             Some(m) => m,
         };
-        let name = if wanted == SmtpAuth::Plain {
+        let name = if wanted == ImapAuth::Plain {
             "PLAIN"
         } else {
             "XOAUTH2"
@@ -531,11 +531,11 @@ async fn parser_panic_is_an_error<T>(
 }
 
 /// How a login is named in messages.
-fn mechanism_name(mech: SmtpAuth) -> &'static str {
+fn mechanism_name(mech: ImapAuth) -> &'static str {
     match mech {
-        SmtpAuth::Login => "LOGIN",
-        SmtpAuth::Plain => "AUTHENTICATE PLAIN",
-        SmtpAuth::Xoauth2 => "AUTHENTICATE XOAUTH2",
+        ImapAuth::Login => "LOGIN",
+        ImapAuth::Plain => "AUTHENTICATE PLAIN",
+        ImapAuth::Xoauth2 => "AUTHENTICATE XOAUTH2",
     }
 }
 
@@ -1387,11 +1387,11 @@ mod tests {
         };
         let plain = caps(&["IMAP4REV1", "AUTH=PLAIN", "AUTH=LOGIN"]);
         let bare = caps(&["IMAP4REV1"]);
-        assert_eq!(with(None).mechanism(&plain), Ok(SmtpAuth::Plain));
-        assert_eq!(with(None).mechanism(&bare), Ok(SmtpAuth::Login));
-        let login = Some(SmtpAuth::Login);
-        assert_eq!(with(login).mechanism(&plain), Ok(SmtpAuth::Login));
-        let xoauth2 = Some(SmtpAuth::Xoauth2);
+        assert_eq!(with(None).mechanism(&plain), Ok(ImapAuth::Plain));
+        assert_eq!(with(None).mechanism(&bare), Ok(ImapAuth::Login));
+        let login = Some(ImapAuth::Login);
+        assert_eq!(with(login).mechanism(&plain), Ok(ImapAuth::Login));
+        let xoauth2 = Some(ImapAuth::Xoauth2);
         let error = with(xoauth2).mechanism(&plain).expect_err("not offered");
         assert_eq!(error.kind, TransportErrorKind::Auth);
         assert!(
@@ -1401,8 +1401,8 @@ mod tests {
             "{error}"
         );
         let oauth = caps(&["IMAP4REV1", "AUTH=XOAUTH2"]);
-        assert_eq!(with(xoauth2).mechanism(&oauth), Ok(SmtpAuth::Xoauth2));
-        assert!(with(Some(SmtpAuth::Plain)).mechanism(&bare).is_err());
+        assert_eq!(with(xoauth2).mechanism(&oauth), Ok(ImapAuth::Xoauth2));
+        assert!(with(Some(ImapAuth::Plain)).mechanism(&bare).is_err());
     }
 
     #[test]
