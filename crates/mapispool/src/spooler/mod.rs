@@ -88,7 +88,8 @@ struct UploadQueue {
 }
 
 /// What the upload workers of one flush of one transport share.
-struct UploadRun<'a> {
+struct UploadRun<'a, S: Store + 'static> {
+    spooler: &'a Spooler<S>,
     slot: &'a Slot,
     flags: FlushFlags,
     scope: Scope,
@@ -96,6 +97,94 @@ struct UploadRun<'a> {
     total_hint: usize,
     queue: AsyncMutex<UploadQueue>,
     gate: tokio::sync::watch::Sender<Gate>,
+}
+
+/// An upload that ends before its normal end (its task panicked, or the runtime is shutting
+/// down) gives back the leases it still holds: those not yet handed to a worker and those held
+/// to reach past them (`FLUSH_FORCE`), so that they are due again at once instead of when
+/// their leases expire. The normal end takes them out first and releases them itself.
+impl<S: Store + 'static> Drop for UploadRun<'_, S> {
+    fn drop(&mut self) {
+        let q = self.queue.get_mut();
+        let ids: Vec<MessageId> = q
+            .pending
+            .drain(..)
+            .map(|(_, m)| m.message.id)
+            .chain(q.held.drain(..))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let spooler = self.spooler.clone();
+        runtime.spawn(async move {
+            for id in ids {
+                let _ = spooler
+                    .inner
+                    .store
+                    .release_lease(id, &spooler.inner.owner)
+                    .await;
+            }
+        });
+    }
+}
+
+/// A flush counted in on the spooler row; dropped, it is counted out and the row's flush bits
+/// of directions no other flush is running are cleared: on every path, a panic included, so
+/// `watch --until-idle` never waits on a flush that is gone.
+struct FlushCounted<'a, S: Store + 'static> {
+    spooler: &'a Spooler<S>,
+    up: bool,
+    down: bool,
+    /// What the flush did, set when it ends normally.
+    summary: Option<String>,
+}
+
+impl<S: Store + 'static> Drop for FlushCounted<'_, S> {
+    fn drop(&mut self) {
+        // Another flush of the same direction still running keeps its bit set.
+        let clear = self.spooler.count_flushes(self.up, self.down, false);
+        let summary = self
+            .summary
+            .take()
+            .unwrap_or_else(|| "The flush stopped before its end".to_string());
+        self.spooler.inner.board.change_bits(
+            &StatusKind::Spooler,
+            0,
+            clear,
+            vec![
+                text(PR_STATUS_STRING, &summary),
+                Prop::new(PR_MSP_LAST_FLUSH_TIME, PropValue::SysTime(FileTime::now())),
+            ],
+        );
+    }
+}
+
+/// A transport row's flush bits, set for one direction of a flush: cleared when dropped unless
+/// the flush's normal end cleared them already (with its outcome in the row).
+struct RowBits<'a> {
+    board: &'a StatusBoard,
+    kind: &'a StatusKind,
+    bits: i32,
+}
+
+impl Drop for RowBits<'_> {
+    fn drop(&mut self) {
+        if self.board.status_code(self.kind) & self.bits != 0 {
+            self.board.change_bits(
+                self.kind,
+                0,
+                self.bits,
+                vec![
+                    text(PR_STATUS_STRING, "The flush stopped before its end"),
+                    Prop::new(PR_REMOTE_PROGRESS, PropValue::Long(-1)),
+                    phase("idle"),
+                ],
+            );
+        }
+    }
 }
 
 /// Whether a flush's first connection is up, which lets the other workers start.
@@ -400,21 +489,36 @@ impl<S: Store + 'static> Spooler<S> {
     }
 
     /// Runs a flush of `names`, or starts it in the background under `FLUSH_ASYNC_OK`.
+    ///
+    /// Either way the flush is its own task, which the caller only awaits: a caller that goes
+    /// away (a daemon client's connection closes, its future is dropped) leaves the flush
+    /// running to its end, so outcomes already on the wire are recorded and no lease is
+    /// left to expire and send a message twice. [`Spooler::wait_idle`] waits for it.
+    ///
+    /// Errors: `MAPI_E_CALL_FAILED` when the flush's task panicked (its guards have cleared its
+    /// status bits and given its leases back).
     pub(crate) async fn start_flush(
         &self,
         names: Vec<String>,
         flags: FlushFlags,
         scope: Scope,
     ) -> MapiResult<FlushReport> {
-        if flags.contains(FlushFlags::ASYNC_OK) {
-            let spooler = self.clone();
-            let handle = tokio::spawn(async move {
-                let report = spooler.run_flush(&names, flags, scope).await;
+        let spooler = self.clone();
+        let asynchronous = flags.contains(FlushFlags::ASYNC_OK);
+        let handle = tokio::spawn(async move {
+            let report = spooler.run_flush(&names, flags, scope).await;
+            if asynchronous {
                 tracing::info!(
                     transports = report.transports.len(),
                     complete = report.is_complete(),
                     "asynchronous flush finished"
                 );
+            }
+            report
+        });
+        if asynchronous {
+            let handle = tokio::spawn(async move {
+                let _ = handle.await;
             });
             if let Ok(mut bg) = self.inner.background.lock() {
                 bg.retain(|h| !h.is_finished());
@@ -426,7 +530,25 @@ impl<S: Store + 'static> Spooler<S> {
                 transports: Vec::new(),
             });
         }
-        Ok(self.run_flush(&names, flags, scope).await)
+        // Tracked like an asynchronous flush, so that logging off waits for it even when its
+        // caller is gone.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let tracked = tokio::spawn(async move {
+            let _ = done_tx.send(handle.await);
+        });
+        if let Ok(mut bg) = self.inner.background.lock() {
+            bg.retain(|h| !h.is_finished());
+            bg.push(tracked);
+        }
+        match done_rx.await {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(e)) => Err(MapiError::call_failed(format!(
+                "the flush stopped unexpectedly ({e}); its messages stay queued and are tried again"
+            ))),
+            Err(_) => Err(MapiError::call_failed(
+                "the flush was stopped (the spooler is shutting down); its messages stay queued",
+            )),
+        }
     }
 
     /// The transport an entry ID names, for `lpTargetTransport`.
@@ -472,6 +594,12 @@ impl<S: Store + 'static> Spooler<S> {
             0,
             vec![text(PR_STATUS_STRING, "Flushing")],
         );
+        let mut counted = FlushCounted {
+            spooler: self,
+            up,
+            down,
+            summary: None,
+        };
         let mut report = FlushReport {
             flags,
             asynchronous: false,
@@ -485,18 +613,8 @@ impl<S: Store + 'static> Spooler<S> {
                     .push(self.flush_transport(slot, flags, scope).await);
             }
         }
-        let summary = summarize(&report);
-        // Another flush of the same direction still running keeps its bit set.
-        let clear = self.count_flushes(up, down, false);
-        board.change_bits(
-            &StatusKind::Spooler,
-            0,
-            clear,
-            vec![
-                text(PR_STATUS_STRING, &summary),
-                Prop::new(PR_MSP_LAST_FLUSH_TIME, PropValue::SysTime(FileTime::now())),
-            ],
-        );
+        counted.summary = Some(summarize(&report));
+        drop(counted);
         self.refresh_queue_counts().await;
         report
     }
@@ -668,6 +786,11 @@ impl<S: Store + 'static> Spooler<S> {
                 phase("sending"),
             ],
         );
+        let _bits = RowBits {
+            board,
+            kind: &slot.kind,
+            bits: STATUS_OUTBOUND_FLUSH | STATUS_OUTBOUND_ACTIVE,
+        };
         let total_hint = if scope.only.is_some() {
             1
         } else {
@@ -680,7 +803,8 @@ impl<S: Store + 'static> Spooler<S> {
             Some(OutboundConfig::Smtp(c)) if scope.only.is_none() => c.connections.max(1),
             _ => 1,
         };
-        let run = UploadRun {
+        let mut run = UploadRun {
+            spooler: self,
             slot,
             flags,
             scope,
@@ -699,7 +823,8 @@ impl<S: Store + 'static> Spooler<S> {
             futures_util::future::join_all(workers),
             self.record_attempts(sent_rx, &run.queue)
         );
-        let q = run.queue.into_inner();
+        let q = std::mem::take(run.queue.get_mut());
+        drop(run);
         for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
         }
@@ -756,11 +881,12 @@ impl<S: Store + 'static> Spooler<S> {
     /// the outcome, until nothing is due.
     async fn upload_worker(
         &self,
-        run: &UploadRun<'_>,
+        run: &UploadRun<'_, S>,
         worker: usize,
         sent: tokio::sync::mpsc::UnboundedSender<Attempted>,
     ) {
         let UploadRun {
+            spooler: _,
             slot,
             flags,
             scope,
@@ -1282,6 +1408,11 @@ impl<S: Store + 'static> Spooler<S> {
                 phase("receiving"),
             ],
         );
+        let _bits = RowBits {
+            board,
+            kind: &slot.kind,
+            bits: STATUS_INBOUND_FLUSH | STATUS_INBOUND_ACTIVE,
+        };
         let result = async {
             let config = slot.config.inbound.as_ref().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Permanent, "no inbound side")
