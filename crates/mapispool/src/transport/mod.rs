@@ -160,6 +160,9 @@ pub enum TransportErrorKind {
     /// Going on needs a person (a password prompt, an interactive connect command) and the
     /// caller asked for no user interface (`FLUSH_NO_UI`).
     NeedsPerson,
+    /// The store could not take what was downloaded; the store's own MAPI code (a full disk is
+    /// `MAPI_E_NOT_ENOUGH_DISK`, not a network error). Worth retrying once that is mended.
+    Store(MapiCode),
 }
 
 /// A whole-transport failure: what kind, and what happened in words a user can act on.
@@ -171,6 +174,21 @@ pub struct TransportError {
 }
 
 impl TransportError {
+    /// The store failed at `what` (`e` its error): the store's own failures keep their MAPI
+    /// code; anything else (the store's read of a download that broke off) is the link's.
+    pub fn store(what: &str, e: &MapiError) -> TransportError {
+        let kind = match e.code {
+            MapiCode::NotEnoughDisk
+            | MapiCode::DiskError
+            | MapiCode::CorruptStore
+            | MapiCode::Busy
+            | MapiCode::NoAccess
+            | MapiCode::Version => TransportErrorKind::Store(e.code),
+            _ => TransportErrorKind::Temporary,
+        };
+        TransportError::new(kind, format!("{what}: {e}"))
+    }
+
     pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> TransportError {
         TransportError {
             kind,
@@ -192,6 +210,7 @@ impl TransportError {
             TransportErrorKind::Timeout => MapiCode::Timeout,
             TransportErrorKind::Auth | TransportErrorKind::NeedsPerson => MapiCode::LogonFailed,
             TransportErrorKind::Permanent => MapiCode::CallFailed,
+            TransportErrorKind::Store(code) => code,
         };
         MapiError::new(code, self.message.clone())
     }
@@ -449,5 +468,22 @@ impl Inbound {
             Inbound::Pop3(t) => t.close().await,
             Inbound::Imap(t) => t.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_not_a_network_error() {
+        let full = MapiError::new(MapiCode::NotEnoughDisk, "database or disk is full");
+        let e = TransportError::store("message 3 was not stored", &full);
+        assert_eq!(e.to_mapi().code, MapiCode::NotEnoughDisk);
+        assert_eq!(e.message, format!("message 3 was not stored: {full}"));
+        // The store's read of a download that broke off is the link's failure.
+        let broke = MapiError::new(MapiCode::CallFailed, "reading the message to store: reset");
+        let e = TransportError::store("message 3 was not stored", &broke);
+        assert_eq!(e.to_mapi().code, MapiCode::NetworkError);
     }
 }
