@@ -200,35 +200,45 @@ use mapispool::{FlushFlags, FlushReport, Profile, Session};
 impl Dovecot {
     /// A POP3 inbound for `user` with password `password`, plain on the POP3 port.
     pub fn pop3(&self, user: &str, password: &str) -> Pop3Config {
-        Pop3Config {
-            host: "127.0.0.1".into(),
-            port: self.pop3,
-            security: Security::None,
-            username: Some(user.into()),
-            credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
-            apop: false,
-            leave_on_server: false,
-            leave_days: None,
-            ca_file: None,
-            insecure_skip_verify: false,
-        }
+        pop3_config(self.pop3, user, password)
     }
 
     /// An IMAP inbound for `user` with password `password`, plain on the IMAP port, INBOX.
     pub fn imap(&self, user: &str, password: &str) -> ImapConfig {
-        ImapConfig {
-            host: "127.0.0.1".into(),
-            port: self.imap,
-            security: Security::None,
-            username: Some(user.into()),
-            credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
-            auth: None,
-            folder: "INBOX".into(),
-            after_download: AfterDownload::Seen,
-            idle: false,
-            ca_file: None,
-            insecure_skip_verify: false,
-        }
+        imap_config(self.imap, user, password)
+    }
+}
+
+/// A POP3 inbound on 127.0.0.1:`port` for `user`, plain, deleting after download.
+pub fn pop3_config(port: u16, user: &str, password: &str) -> Pop3Config {
+    Pop3Config {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some(user.into()),
+        credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
+        apop: false,
+        leave_on_server: false,
+        leave_days: None,
+        ca_file: None,
+        insecure_skip_verify: false,
+    }
+}
+
+/// An IMAP inbound on 127.0.0.1:`port` for `user`, plain, INBOX, `\Seen` after download.
+pub fn imap_config(port: u16, user: &str, password: &str) -> ImapConfig {
+    ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some(user.into()),
+        credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
+        auth: None,
+        folder: "INBOX".into(),
+        after_download: AfterDownload::Seen,
+        idle: false,
+        ca_file: None,
+        insecure_skip_verify: false,
     }
 }
 
