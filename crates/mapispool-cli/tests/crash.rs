@@ -26,6 +26,7 @@ mod dovecot;
 #[path = "../../mapispool/tests/peers/postfix_maildir.rs"]
 mod postfix_maildir;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -151,6 +152,21 @@ impl Client {
             .into_iter()
             .map(|(id, bodies)| (id, bodies.len()))
             .collect()
+    }
+
+    /// How many messages a folder of the store holds (no bodies read: cheap between kills).
+    fn store_count(&self, folder: Folder) -> usize {
+        let profile = Profile::load(&self.profile).expect("the profile");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let session = Session::logon_local(profile).await.expect("logon");
+            let n = session.messages(folder).await.expect("the folder").len();
+            session.logoff().await;
+            n
+        })
     }
 
     /// Message-ID → the bodies stored under it in a folder, read through the library.
@@ -559,13 +575,17 @@ fn stop_daemon(mut daemon: Child) {
 /// `mapispool spooler`, waits until it listens, then asks it to download with
 /// `mapispool flush --download` and, the first `kills` times, `SIGKILL`s the daemon at a random
 /// moment of that flush (the window sized from the rate so far). A run whose flush ends first
-/// stops the daemon with SIGTERM. Ends after a flush that succeeded with nothing left.
+/// stops the daemon with SIGTERM. When everything is stored before the kills are spent,
+/// `refill()` puts new mail on the server, so that every kill meets a download with work to do.
+/// `after_kill()` runs after each kill, while no daemon runs. Ends after a flush that succeeded
+/// with nothing left.
 fn kill_daemon_until_done(
     client: &Client,
     kills: usize,
     rng: &mut Rng,
     mut remaining: impl FnMut() -> usize,
     mut after_kill: impl FnMut(),
+    mut refill: impl FnMut(),
 ) -> Kills {
     let start = Instant::now();
     let total = remaining();
@@ -577,7 +597,7 @@ fn kill_daemon_until_done(
     let mut landed = 0;
     let mut mid_work = 0;
     let mut rounds = 0;
-    let deadline = Duration::from_secs(60 + 3 * total as u64 / 10 + 10 * kills as u64);
+    let deadline = Duration::from_secs(60 + 3 * total as u64 / 10 + 20 * kills as u64);
     loop {
         assert!(
             start.elapsed() < deadline,
@@ -585,6 +605,9 @@ fn kill_daemon_until_done(
             remaining(),
             client.daemon_log_text()
         );
+        if landed < kills && remaining() == 0 {
+            refill();
+        }
         let before = remaining();
         let daemon = client.start_daemon();
         let began = Instant::now();
@@ -686,13 +709,19 @@ enum Mode {
 fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> Tally {
     let started = Instant::now();
     let dovecot = Dovecot::start(&[("bob", "pw")], false);
-    let messages = dovecot.preload("bob", m, size);
-    let held: BTreeMap<String, Vec<u8>> = messages
-        .iter()
-        .map(|b| (message_id(b).expect("a Message-ID"), b.clone()))
-        .collect();
-    assert_eq!(held.len(), m);
-    let sent: BTreeSet<String> = held.keys().cloned().collect();
+    // Message-ID → the bytes the server held, for every message ever put there.
+    let held: RefCell<BTreeMap<String, Vec<u8>>> = RefCell::new(BTreeMap::new());
+    let put = |count: usize| {
+        let mut held = held.borrow_mut();
+        let first = held.len() + 1;
+        for i in first..first + count {
+            let bytes = dovecot::message("bob", i, size);
+            dovecot.deliver("bob", &format!("{i}.crash"), &bytes);
+            held.insert(message_id(&bytes).expect("a Message-ID"), bytes);
+        }
+        assert_eq!(held.len(), first + count - 1, "distinct Message-IDs");
+    };
+    put(m);
     let inbound = match mode {
         Mode::ImapKeep => format!(
             "kind = \"imap\"\nport = {}\nafter_download = \"keep\"\n",
@@ -707,19 +736,33 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
     // Kills that left stored messages still on the server (POP3: after the store's commit,
     // before QUIT made the DELEs happen): the next session must skip exactly those.
     let mut stored_not_deleted = 0;
+    let mut refills = 0;
     let kills = kill_daemon_until_done(
         &client,
         kills,
         &mut rng,
-        || m - client.store_ids(Folder::Inbox).len(),
+        // A message stored twice would hide one not stored yet; the final check counts both.
+        || {
+            held.borrow()
+                .len()
+                .saturating_sub(client.store_count(Folder::Inbox))
+        },
         || {
             if matches!(mode, Mode::Pop3Delete)
-                && dovecot.count("bob").0 + client.store_ids(Folder::Inbox).len() > m
+                && dovecot.count("bob").0 + client.store_count(Folder::Inbox) > held.borrow().len()
             {
                 stored_not_deleted += 1;
             }
         },
+        || {
+            refills += 1;
+            put(m / 2);
+        },
     );
+    let held = held.into_inner();
+    let refill_size = m / 2;
+    let m = held.len();
+    let sent: BTreeSet<String> = held.keys().cloned().collect();
     let (total, seen) = dovecot.count("bob");
     match mode {
         Mode::ImapKeep => assert_eq!((total, seen), (m, 0), "all kept on the server, unflagged"),
@@ -758,6 +801,7 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
         Mode::Pop3Delete => "daemon killed, download over POP3 (Dovecot, DELE after storing)",
     };
     report(name, m, &tally);
+    eprintln!("crash: {refills} refill(s) of {refill_size} messages");
     if matches!(mode, Mode::Pop3Delete) {
         eprintln!(
             "crash: {stored_not_deleted} of the kills left stored messages on the server (stored, not yet deleted)"
@@ -819,7 +863,7 @@ fn crash_download_pop3() {
 #[test]
 fn crash_daemon_download_imap() {
     if can_run() {
-        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 300);
+        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 200);
         download_through_daemon(
             Mode::ImapKeep,
             n,
@@ -833,7 +877,7 @@ fn crash_daemon_download_imap() {
 #[test]
 fn crash_daemon_download_pop3() {
     if can_run() {
-        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 300);
+        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 200);
         download_through_daemon(
             Mode::Pop3Delete,
             n,
