@@ -29,6 +29,9 @@
 #   waiting 10 s for a push would fail. The DAEMON section runs idled on a private socket.
 # - POP3 UIDLs are "UIDVALIDITY.UID" (Dovecot's here: %08Xu%08Xv); expunge is delayed (files stay
 #   on disk under DIR/spool until cyr_expire), so count messages over IMAP, never on disk.
+# - A wrong password: IMAP answers `NO authentication failure` (no [AUTHENTICATIONFAILED] code,
+#   unlike Dovecot) to AUTHENTICATE PLAIN, which it offers in its greeting; POP3 answers
+#   `-ERR [AUTH] Invalid login`. Its greeting names the host (`vm Cyrus IMAP 3.6.1-...`).
 # - Logging goes to syslog only; there is none here. For a protocol trace, create
 #   DIR/conf/log/USER: Cyrus then writes that user's sessions there (telemetry).
 set -euo pipefail

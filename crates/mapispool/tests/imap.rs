@@ -106,12 +106,19 @@ async fn after_download_delete_keep_and_move(family: Family) {
     assert_eq!(server.count_in("mv", "Archive"), 3);
 }
 
-#[tokio::test]
-async fn a_wrong_password_fails_with_the_servers_words() {
-    // Dovecot's reply as it sent it, not a library's debug text.
-    let (_dovecot, error) = check_a_wrong_password_fails_with_the_servers_words(
-        "[AUTHENTICATIONFAILED] Authentication failed.",
-        |dovecot, user, password| InboundConfig::Imap(dovecot.imap(user, password)),
+for_each_server!(a_wrong_password_fails_with_the_servers_words);
+async fn a_wrong_password_fails_with_the_servers_words(family: Family) {
+    // The server's reply as it sent it, not a library's debug text.
+    let words = match family {
+        Family::Dovecot => "[AUTHENTICATIONFAILED] Authentication failed.",
+        // Cyrus's NO carries no response code, and Cyrus answers AUTHENTICATE (it offers
+        // AUTH=PLAIN), not LOGIN.
+        Family::Cyrus => "(AUTHENTICATE PLAIN): authentication failure",
+    };
+    let (_server, error) = server::check_a_wrong_password_fails_with_the_servers_words(
+        family,
+        words,
+        |server, user, password| InboundConfig::Imap(server.imap(user, password)),
     )
     .await;
     assert!(!error.contains("info:"), "server's words: {error}");

@@ -95,14 +95,19 @@ async fn apop_logs_in() {
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
-#[tokio::test]
-async fn a_wrong_password_fails_with_the_servers_words() {
-    let (dovecot, _) = check_a_wrong_password_fails_with_the_servers_words(
-        "Authentication failed",
-        |dovecot, user, password| InboundConfig::Pop3(dovecot.pop3(user, password)),
+for_each_server!(a_wrong_password_fails_with_the_servers_words);
+async fn a_wrong_password_fails_with_the_servers_words(family: Family) {
+    let words = match family {
+        Family::Dovecot => "Authentication failed",
+        Family::Cyrus => "[AUTH] Invalid login",
+    };
+    let (server, _) = server::check_a_wrong_password_fails_with_the_servers_words(
+        family,
+        words,
+        |server, user, password| InboundConfig::Pop3(server.pop3(user, password)),
     )
     .await;
-    assert_eq!(dovecot.count("test").0, 1, "still on the server");
+    assert_eq!(server.count("test").0, 1, "still on the server");
 }
 
 #[tokio::test]

@@ -278,35 +278,6 @@ pub fn failed(session: &Session) -> bool {
     code & STATUS_FAILURE != 0
 }
 
-/// The wrong-password test, the same for every download protocol: Dovecot's "test" (password
-/// "right") has one message, and `inbound(dovecot, user, password)` is the protocol's config.
-/// A download as "test" with "wrong-pw" fails as a refused login that quotes Dovecot's reply
-/// (`servers_words`, as the protocol has it) and never shows the password, as
-/// `MAPI_E_LOGON_FAILED` with the status row failed, and stores nothing. Returns the Dovecot
-/// and the error, for what a protocol checks on top.
-pub async fn check_a_wrong_password_fails_with_the_servers_words(
-    servers_words: &str,
-    inbound: impl FnOnce(&Dovecot, &str, &str) -> InboundConfig,
-) -> (Dovecot, String) {
-    let dovecot = Dovecot::start(&[("test", "right")], false);
-    dovecot.preload("test", 1, 200);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = logon(dir.path(), inbound(&dovecot, "test", "wrong-pw")).await;
-    let report = download(&s).await;
-    let part = &report.transports[0];
-    let error = part.error.clone().expect("the login failed");
-    assert!(error.contains("refused the login of \"test\""), "{error}");
-    assert!(error.contains(servers_words), "server's words: {error}");
-    assert!(
-        !error.contains("wrong-pw"),
-        "no password in messages: {error}"
-    );
-    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
-    assert!(failed(&s));
-    assert!(inbox(&s).await.is_empty());
-    (dovecot, error)
-}
-
 /// FLUSH_DOWNLOAD on the spooler.
 pub async fn download(session: &Session) -> FlushReport {
     session

@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 
 use crate::cyrus::Cyrus;
-use crate::dovecot::{Dovecot, message};
-use mapispool::profile::{ImapConfig, Pop3Config};
+use crate::dovecot::{Dovecot, download, failed, inbox, logon, message};
+use mapispool::profile::{ImapConfig, InboundConfig, Pop3Config};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -168,4 +168,34 @@ impl Server {
             Server::Cyrus(c) => c.log(),
         }
     }
+}
+
+/// The wrong-password test, the same for every download protocol and server: the server's
+/// "test" (password "right") has one message, and `inbound(server, user, password)` is the
+/// protocol's config. A download as "test" with "wrong-pw" fails as a refused login that quotes
+/// the server's reply (`servers_words`, as the server and protocol have it) and never shows the
+/// password, as `MAPI_E_LOGON_FAILED` with the status row failed, and stores nothing. Returns
+/// the server and the error, for what a protocol checks on top.
+pub async fn check_a_wrong_password_fails_with_the_servers_words(
+    family: Family,
+    servers_words: &str,
+    inbound: impl FnOnce(&Server, &str, &str) -> InboundConfig,
+) -> (Server, String) {
+    let server = Server::start(family, &[("test", "right")], false);
+    server.preload("test", 1, 200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = logon(dir.path(), inbound(&server, "test", "wrong-pw")).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("the login failed");
+    assert!(error.contains("refused the login of \"test\""), "{error}");
+    assert!(error.contains(servers_words), "server's words: {error}");
+    assert!(
+        !error.contains("wrong-pw"),
+        "no password in messages: {error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
+    assert!(failed(&s));
+    assert!(inbox(&s).await.is_empty());
+    (server, error)
 }
