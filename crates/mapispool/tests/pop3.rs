@@ -1,8 +1,15 @@
-//! The POP3 inbound transport: against a real Dovecot (scripts/peers/dovecot.sh), and against a
-//! scripted in-process server for the faults a real one will not produce on demand.
+//! The POP3 inbound transport: against the real servers, Dovecot (scripts/peers/dovecot.sh) and
+//! Cyrus (scripts/peers/cyrus.sh) — the download tests run against both (`name::dovecot`,
+//! `name::cyrus`) — and against a scripted in-process server for the faults a real one will not
+//! produce on demand.
 
+#[path = "peers/cyrus.rs"]
+mod cyrus;
 #[path = "peers/dovecot.rs"]
 mod dovecot;
+#[path = "peers/server.rs"]
+#[macro_use]
+mod server;
 
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +17,7 @@ use dovecot::*;
 use mapispool::Session;
 use mapispool::profile::{InboundConfig, Pop3Config, Security};
 use mapispool::transport::pop3::codec::stuff;
+use server::{Family, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -17,16 +25,16 @@ async fn session(dir: &std::path::Path, config: Pop3Config) -> Session {
     logon(dir, InboundConfig::Pop3(config)).await
 }
 
-#[tokio::test]
-async fn downloads_every_message_once_and_deletes_after_storing() {
-    let dovecot = Dovecot::start(&[("test", "s3cret")], false);
-    let sent = dovecot.preload("test", 25, 3000);
+for_each_server!(downloads_every_message_once_and_deletes_after_storing);
+async fn downloads_every_message_once_and_deletes_after_storing(family: Family) {
+    let server = Server::start(family, &[("test", "s3cret")], false);
+    let sent = server.preload("test", 25, 3000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = session(dir.path(), dovecot.pop3("test", "s3cret")).await;
+    let s = session(dir.path(), server.pop3("test", "s3cret")).await;
 
     let report = download(&s).await;
     let part = &report.transports[0];
-    assert_eq!(part.error, None, "{}", dovecot.log());
+    assert_eq!(part.error, None, "{}", server.log());
     assert_eq!(part.received, 25);
     assert_eq!(
         sorted(inbox(&s).await),
@@ -34,7 +42,7 @@ async fn downloads_every_message_once_and_deletes_after_storing() {
         "bytes as written"
     );
     assert_eq!(
-        dovecot.count("test").0,
+        server.count("test").0,
         0,
         "deleted on the server after storing"
     );
@@ -46,20 +54,20 @@ async fn downloads_every_message_once_and_deletes_after_storing() {
     assert_eq!(inbox(&s).await.len(), 25);
 }
 
-#[tokio::test]
-async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones() {
-    let dovecot = Dovecot::start(&[("test", "pw")], false);
-    let sent = dovecot.preload("test", 5, 500);
+for_each_server!(leave_on_server_keeps_them_and_leave_days_deletes_old_ones);
+async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones(family: Family) {
+    let server = Server::start(family, &[("test", "pw")], false);
+    let sent = server.preload("test", 5, 500);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.pop3("test", "pw");
+    let mut config = server.pop3("test", "pw");
     config.leave_on_server = true;
     config.leave_days = Some(3);
     let s = session(dir.path(), config.clone()).await;
     assert_eq!(download(&s).await.transports[0].received, 5);
-    assert_eq!(dovecot.count("test").0, 5, "left on the server");
+    assert_eq!(server.count("test").0, 5, "left on the server");
     assert_eq!(download(&s).await.transports[0].received, 0, "not twice");
     assert_eq!(
-        dovecot.count("test").0,
+        server.count("test").0,
         5,
         "younger than 3 days: still there"
     );
@@ -70,7 +78,7 @@ async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones() {
     let s = session(dir.path(), config).await;
     let report = download(&s).await;
     assert_eq!(report.transports[0].received, 0);
-    assert_eq!(dovecot.count("test").0, 0);
+    assert_eq!(server.count("test").0, 0);
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
@@ -87,14 +95,19 @@ async fn apop_logs_in() {
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
-#[tokio::test]
-async fn a_wrong_password_fails_with_the_servers_words() {
-    let (dovecot, _) = check_a_wrong_password_fails_with_the_servers_words(
-        "Authentication failed",
-        |dovecot, user, password| InboundConfig::Pop3(dovecot.pop3(user, password)),
+for_each_server!(a_wrong_password_fails_with_the_servers_words);
+async fn a_wrong_password_fails_with_the_servers_words(family: Family) {
+    let words = match family {
+        Family::Dovecot => "Authentication failed",
+        Family::Cyrus => "[AUTH] Invalid login",
+    };
+    let (server, _) = server::check_a_wrong_password_fails_with_the_servers_words(
+        family,
+        words,
+        |server, user, password| InboundConfig::Pop3(server.pop3(user, password)),
     )
     .await;
-    assert_eq!(dovecot.count("test").0, 1, "still on the server");
+    assert_eq!(server.count("test").0, 1, "still on the server");
 }
 
 #[tokio::test]
@@ -122,16 +135,16 @@ async fn connection_refused_says_so() {
     );
 }
 
-#[tokio::test]
-async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without() {
-    let dovecot = Dovecot::start(&[("test", "pw")], true);
-    let sent = dovecot.preload("test", 3, 300);
+for_each_server!(tls_and_stls_with_ca_file_or_insecure_and_a_failure_without);
+async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without(family: Family) {
+    let server = Server::start(family, &[("test", "pw")], true);
+    let sent = server.preload("test", 3, 300);
     let dir = tempfile::tempdir().expect("tempdir");
 
     // Implicit TLS, nothing trusted: refused, nothing downloaded.
-    let mut config = dovecot.pop3("test", "pw");
+    let mut config = server.pop3("test", "pw");
     config.security = Security::Tls;
-    config.port = dovecot.pop3s;
+    config.port = server.pop3s_port();
     config.host = "localhost".into();
     config.leave_on_server = true;
     let s = session(dir.path(), config.clone()).await;
@@ -153,14 +166,14 @@ async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without() {
     let dir2 = tempfile::tempdir().expect("tempdir");
     config.insecure_skip_verify = false;
     config.security = Security::Starttls;
-    config.port = dovecot.pop3;
-    config.ca_file = Some(dovecot.cert());
+    config.port = server.pop3_port();
+    config.ca_file = Some(server.cert());
     config.leave_on_server = false;
     let s = session(dir2.path(), config).await;
     let report = download(&s).await;
-    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(report.transports[0].error, None, "{}", server.log());
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
-    assert_eq!(dovecot.count("test").0, 0);
+    assert_eq!(server.count("test").0, 0);
 }
 
 // ---- A scripted POP3 server ----
