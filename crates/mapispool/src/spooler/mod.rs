@@ -1665,6 +1665,11 @@ impl ChunkSource for StoreBody<'_> {
     async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
         self.0.next_chunk().await
     }
+
+    async fn rewind(&mut self) -> MapiResult<bool> {
+        self.0.rewind();
+        Ok(true)
+    }
 }
 
 fn age(since: FileTime) -> Duration {

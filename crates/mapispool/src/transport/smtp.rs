@@ -262,21 +262,23 @@ impl SmtpOutbound {
     pub async fn send(
         &mut self,
         envelope: &Envelope,
-        mut body: impl ChunkSource,
+        body: impl ChunkSource,
     ) -> Result<Vec<RecipientResult>, TransportError> {
         let server = self.server();
+        let mut body = super::wire::Outgoing::prepare(body).await?;
         // The first chunk is read before MAIL: it tells whether the body is 8-bit, and holding it
         // lets a transaction be retried on a new connection (nothing else was read yet).
-        let first = body
-            .next_chunk()
-            .await
-            .map_err(|e| {
+        let mut first = Vec::new();
+        for _ in 0..2 {
+            // The header section, then the first body bytes.
+            let chunk = body.next_chunk().await.map_err(|e| {
                 TransportError::new(
                     TransportErrorKind::Temporary,
                     format!("cannot read the message from the store: {e}"),
                 )
-            })?
-            .unwrap_or_default();
+            })?;
+            first.extend_from_slice(&chunk.unwrap_or_default());
+        }
         let mut retried = false;
         loop {
             let reused = match self.session.as_ref() {
