@@ -135,3 +135,88 @@ async fn bcc_never_reaches_the_post_office() {
     }
     assert_eq!(sent_items_body(&alice).await, message.to_vec());
 }
+
+/// RFC 5321 §4.5.3.1.10: what a server has no room for goes in a new transaction on the same
+/// connection at once, never on the retry schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_recipients_to_a_server_taking_a_thousand_go_in_one_flush() {
+    for pipelining in [true, false] {
+        let server = FakeSmtp::start(Knobs {
+            max_rcpts: Some(1000),
+            ..Knobs::default()
+        })
+        .await;
+        let world = World::new();
+        let alice = alice_on(&world, server.port, pipelining).await;
+        let everyone: Vec<String> = (0..10_000).map(|i| format!("r{i}@example.org")).collect();
+        let refs: Vec<&str> = everyone.iter().map(String::as_str).collect();
+        submit_to(
+            &alice,
+            &refs,
+            b"From: <alice@example.com>\r\nSubject: news\r\n\r\nto many\r\n",
+        )
+        .await;
+        let report = flush(&alice).await;
+        let m = &report.transports[0].messages[0];
+        assert_eq!(
+            m.outcome,
+            mapispool::flush::MessageOutcome::Sent,
+            "pipelining {pipelining}"
+        );
+        let got = server.received();
+        assert_eq!(got.len(), 10, "ten transactions of a thousand");
+        assert!(got.iter().all(|r| r.rcpts.len() == 1000));
+        let mut all: Vec<String> = got.iter().flat_map(|r| r.rcpts.clone()).collect();
+        all.sort();
+        let mut want = everyone.clone();
+        want.sort();
+        assert_eq!(all, want, "each recipient exactly once");
+        assert_eq!(server.connections(), 1, "on the same connection");
+        // The first transaction learns the limit; after it, no RCPT is sent only to be refused
+        // (pipelined, the rest of the window that met the first 452 is).
+        let rcpts = server
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("RCPT"))
+            .count();
+        let refused = server.log.lock().expect("log").too_many;
+        assert_eq!(rcpts, 10_000 + refused);
+        assert!(
+            (1..=100).contains(&refused),
+            "{refused} RCPTs refused as too many (pipelining {pipelining})"
+        );
+        if !pipelining {
+            assert_eq!(refused, 1);
+        }
+        assert!(alice.outgoing_queue().await.expect("queue").is_empty());
+    }
+}
+
+/// Every recipient refused as "too many" by a server that takes none: they wait for a retry
+/// with the server's words (no loop on the same connection).
+#[tokio::test]
+async fn too_many_for_a_server_that_takes_none_waits() {
+    let server = FakeSmtp::start(Knobs {
+        max_rcpts: Some(0),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    submit_to(
+        &alice,
+        &["a@example.org", "b@example.org"],
+        b"Subject: x\r\n\r\nx\r\n",
+    )
+    .await;
+    let report = flush(&alice).await;
+    let m = &report.transports[0].messages[0];
+    assert_eq!(m.outcome, mapispool::flush::MessageOutcome::Deferred);
+    for r in &m.recipients {
+        assert!(
+            matches!(r, mapispool::flush::RecipientReport::Deferred { error, .. } if error.contains("452 4.5.3")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(server.log.lock().expect("log").too_many, 2);
+}

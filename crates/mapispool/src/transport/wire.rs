@@ -27,6 +27,8 @@ pub struct Outgoing<S> {
     rest: S,
     /// How many bytes of `rest` the two fields above came from (to skip them on a rewind).
     held_raw: usize,
+    /// `body_start` is the whole body (`rest` is at its end).
+    whole: bool,
     /// 0: header next, 1: body_start next, 2: `rest`.
     at: u8,
 }
@@ -44,14 +46,39 @@ impl<S: ChunkSource> Outgoing<S> {
 
     /// Reads the header section of `body` and takes out what must not leave the machine.
     pub async fn read(mut body: S) -> MapiResult<Outgoing<S>> {
-        let (header, body_start, held_raw) = read_header_section(&mut body).await?;
+        let (header, mut body_start, mut held_raw) = read_header_section(&mut body).await?;
+        // One chunk more: a small message is then known whole (`whole`), and whether its
+        // body has 8-bit is known before MAIL FROM.
+        let whole = match body.next_chunk().await? {
+            Some(more) => {
+                held_raw += more.len();
+                body_start.extend_from_slice(&more);
+                false
+            }
+            None => true,
+        };
         Ok(Outgoing {
             header: strip_bcc(&header),
             body_start,
             rest: body,
             held_raw,
+            whole,
             at: 0,
         })
+    }
+
+    /// Whether [`Outgoing::body_start`] is the whole body.
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The next chunk of the body, skipping the header section (a caller that sends a
+    /// header of its own making).
+    pub async fn next_body_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
+        if self.at == 0 {
+            self.at = 1;
+        }
+        self.next_chunk().await
     }
 
     /// Whether the part read so far has bytes over 0x7F, in the header (`.0`) and in the body
@@ -105,6 +132,17 @@ impl<S: ChunkSource> ChunkSource for Outgoing<S> {
         self.at = 0;
         Ok(true)
     }
+}
+
+/// Converts the 8-bit parts of a message to base64 for a server without 8BITMIME.
+#[derive(Debug, Default)]
+pub struct Downgrade {}
+
+impl Downgrade {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(input);
+    }
+    pub fn finish(&mut self, _out: &mut Vec<u8>) {}
 }
 
 /// Reads chunks until the empty line that ends the header section: (header section with its
