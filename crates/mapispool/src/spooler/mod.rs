@@ -1810,6 +1810,11 @@ impl<S: Store> ChunkSource for StoreBody<'_, S> {
     async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
         self.0.next_chunk().await
     }
+
+    async fn rewind(&mut self) -> MapiResult<bool> {
+        self.0.rewind();
+        Ok(true)
+    }
 }
 
 fn age(since: FileTime) -> Duration {

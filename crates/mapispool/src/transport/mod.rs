@@ -15,6 +15,7 @@ pub mod imap;
 mod net;
 pub mod pop3;
 pub mod smtp;
+pub mod wire;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -306,6 +307,35 @@ pub trait InboundSink: Send + Sync {
 pub trait ChunkSource: Send {
     /// The next chunk, or `None` at the end.
     fn next_chunk(&mut self) -> impl Future<Output = MapiResult<Option<Vec<u8>>>> + Send;
+
+    /// Starts again from the first chunk, for a second transaction of the same message (an
+    /// SMTP server that takes only so many recipients at once); `false` when this source
+    /// cannot, and the caller then leaves the rest for a later attempt.
+    fn rewind(&mut self) -> impl Future<Output = MapiResult<bool>> + Send {
+        async { Ok(false) }
+    }
+}
+
+/// A message held in memory (tests, small reports), readable more than once.
+impl<T: AsRef<[u8]> + Send> ChunkSource for std::io::Cursor<T> {
+    async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
+        let all = self.get_ref().as_ref();
+        let at = usize::try_from(self.position())
+            .unwrap_or(usize::MAX)
+            .min(all.len());
+        if at == all.len() {
+            return Ok(None);
+        }
+        let n = (all.len() - at).min(256 * 1024);
+        let chunk = all[at..at + n].to_vec();
+        self.set_position((at + n) as u64);
+        Ok(Some(chunk))
+    }
+
+    async fn rewind(&mut self) -> MapiResult<bool> {
+        self.set_position(0);
+        Ok(true)
+    }
 }
 
 impl ChunkSource for &[u8] {
