@@ -124,7 +124,7 @@ impl Mta {
     }
 }
 
-/// `message` without its `Bcc:` header lines (what a recipient may see of it).
+/// `message` without its `Bcc:` header lines: what a recipient gets of it.
 fn without_bcc(message: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(message);
     let (header, body) = text.split_once("\n\n").expect("a header");
@@ -142,7 +142,7 @@ fn without_bcc(message: &[u8]) -> Vec<u8> {
             out.push_str(line);
         }
     }
-    format!("{out}\n{body}").into_bytes()
+    format!("{}\n\n{body}", out.trim_end_matches('\n')).into_bytes()
 }
 
 /// The header lines `submit` put before what the client piped in: `message` must be
@@ -248,7 +248,11 @@ fn mailutils_mail_with_cc_bcc_and_an_attachment() {
     for a in ["to@x.test", "cc@x.test", "bcc@x.test"] {
         let got = mta.delivered(a);
         assert_eq!(got.len(), 1, "{a}");
-        assert_eq!(without_bcc(&got[0]), without_bcc(&sent[0]), "{a}'s copy");
+        assert_eq!(
+            String::from_utf8_lossy(&got[0]),
+            String::from_utf8_lossy(&without_bcc(&sent[0])),
+            "{a}'s copy: the sent message without its Bcc:"
+        );
         assert_eq!(attachment_of(&got[0]), attachment, "{a}'s attachment");
         let text = String::from_utf8_lossy(&got[0]);
         assert!(

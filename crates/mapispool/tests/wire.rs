@@ -73,8 +73,9 @@ async fn sent_items_body(session: &Session) -> Vec<u8> {
         .expect("body")
 }
 
-const WITH_BCC: &[u8] = b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nBcc: <carol@example.org>,\r\n <dave@example.org>\r\nSubject: s\r\nbcc: <erin@example.org>\r\nMessage-ID: <bcc@test>\r\n\r\nhi\r\nBcc: stays in the body\r\n";
-const WITHOUT_BCC: &[u8] = b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nMessage-ID: <bcc@test>\r\n\r\nhi\r\nBcc: stays in the body\r\n";
+// With Date: and Message-ID: of their own, so submit adds none and the bytes are fixed.
+const WITH_BCC: &[u8] = b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nBcc: <carol@example.org>,\r\n <dave@example.org>\r\nSubject: s\r\nbcc: <erin@example.org>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <bcc@test>\r\n\r\nhi\r\nBcc: stays in the body\r\n";
+const WITHOUT_BCC: &[u8] = b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <bcc@test>\r\n\r\nhi\r\nBcc: stays in the body\r\n";
 
 #[tokio::test]
 async fn bcc_never_reaches_the_smtp_server_and_sent_items_keeps_it() {
@@ -116,7 +117,7 @@ async fn bcc_never_reaches_the_post_office() {
     }
     let alice =
         logon(world.profile("alice", vec![world.transport("local", "alice@example.com")])).await;
-    let message = b"From: <alice@example.com>\nTo: <bob@example.org>\nBCC: <carol@example.org>\nSubject: s\n\nhi\n";
+    let message = b"From: <alice@example.com>\nTo: <bob@example.org>\nBCC: <carol@example.org>\nSubject: s\nDate: Mon, 7 Dec 2026 09:00:00 +0000\nMessage-ID: <po@test>\n\nhi\n";
     // Recipients from the headers, Bcc included (`sendmail -t`).
     submit_to(&alice, &[], message).await;
     flush(&alice).await;
@@ -129,7 +130,7 @@ async fn bcc_never_reaches_the_post_office() {
         let copy = std::fs::read(files[0].path()).expect("copy");
         assert_eq!(
             String::from_utf8_lossy(&copy),
-            "From: <alice@example.com>\nTo: <bob@example.org>\nSubject: s\n\nhi\n",
+            "From: <alice@example.com>\nTo: <bob@example.org>\nSubject: s\nDate: Mon, 7 Dec 2026 09:00:00 +0000\nMessage-ID: <po@test>\n\nhi\n",
             "{who}'s copy"
         );
     }
