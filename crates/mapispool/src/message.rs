@@ -281,38 +281,12 @@ mod tests {
     }
 }
 
-/// An RFC 5322 `Date:` value in UTC, e.g. `Wed, 25 Nov 2026 17:00:00 +0000`.
-///
-/// Hand-written because the date crates we would pull in for this one line (chrono, time) are
-/// far larger than the civil-calendar arithmetic it needs.
+/// An RFC 5322 `Date:` value in UTC, e.g. `Wed, 25 Nov 2026 17:00:00 +0000` (chrono's
+/// RFC 2822 form, which RFC 5322 keeps).
 pub fn rfc5322_date(t: FileTime) -> String {
-    let secs = t.unix_seconds();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    chrono::DateTime::from_timestamp(t.unix_seconds(), 0)
+        .unwrap_or_default()
+        .to_rfc2822()
 }
 
 #[cfg(test)]
@@ -325,6 +299,8 @@ mod date_tests {
         assert_eq!(rfc5322_date(t), "Wed, 25 Nov 2026 17:00:05 +0000");
         let t = FileTime::parse_rfc3339("2024-02-29T00:00:00Z").expect("time");
         assert_eq!(rfc5322_date(t), "Thu, 29 Feb 2024 00:00:00 +0000");
+        let t = FileTime::parse_rfc3339("2026-12-07T09:05:03Z").expect("time");
+        assert_eq!(rfc5322_date(t), "Mon, 7 Dec 2026 09:05:03 +0000");
         // And back through the parser we read headers with.
         let parsed = HeaderSummary::parse(format!("Date: {}\r\n\r\n", rfc5322_date(t)).as_bytes())
             .expect("parses");

@@ -6,16 +6,16 @@
 //! values; fields the message has are never touched.
 //!
 //! Header fields are written with mail-builder (RFC 2047 for non-ASCII display names, folding),
-//! dates with chrono.
+//! dates with chrono ([`rfc5322_date`]).
 
 use mail_builder::headers::Header;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::message_id::generate_message_id_header;
 
 use mapi::constants::MAPI_BCC;
-use mapi::{MapiError, MapiResult};
+use mapi::{FileTime, MapiError, MapiResult};
 
-use crate::message::{HeaderSummary, check_address};
+use crate::message::{HeaderSummary, check_address, rfc5322_date};
 use crate::store::NewRecipient;
 
 /// Refuses a value a caller hands in (a flag, an API field) that holds CR, LF or NUL: written
@@ -136,7 +136,7 @@ pub fn missing_fields(
     headerless: bool,
     author: &Author<'_>,
     domain: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: FileTime,
     eol: &[u8],
 ) -> Vec<u8> {
     let mut fields: Vec<u8> = Vec::new();
@@ -146,7 +146,7 @@ pub fn missing_fields(
         Address::new_address(name, author.address).write_header(&mut fields, "From: ".len());
     }
     if !summary.has_date {
-        fields.extend_from_slice(format!("Date: {}\r\n", now.to_rfc2822()).as_bytes());
+        fields.extend_from_slice(format!("Date: {}\r\n", rfc5322_date(now)).as_bytes());
     }
     if !summary.has_message_id {
         fields.extend_from_slice(b"Message-ID: ");
@@ -211,10 +211,8 @@ mod tests {
     use mapi::MapiCode;
     use mapi::constants::{MAPI_CC, MAPI_TO};
 
-    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::parse_from_rfc3339(text)
-            .expect("time")
-            .with_timezone(&chrono::Utc)
+    fn at(text: &str) -> FileTime {
+        FileTime::parse_rfc3339(text).expect("time")
     }
 
     #[test]
@@ -379,7 +377,7 @@ mod tests {
             name: None,
             address: "a@x.test",
         };
-        let now = chrono::Utc::now();
+        let now = FileTime::now();
         let ids: std::collections::HashSet<Vec<u8>> = (0..1000)
             .map(|_| missing_fields(&s, false, &author, "x.test", now, b"\r\n"))
             .collect();

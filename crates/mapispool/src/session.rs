@@ -652,7 +652,7 @@ async fn submit_to_store(
         headerless,
         &author,
         outgoing::domain_of(&account.address),
-        chrono::Utc::now(),
+        mapi::FileTime::now(),
         outgoing::line_end(&head),
     );
     let summary = if added.is_empty() {
