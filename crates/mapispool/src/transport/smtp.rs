@@ -220,6 +220,13 @@ impl SmtpOutbound {
         }
     }
 
+    /// Logs in with `secret` instead of resolving the credential itself: the spooler resolves
+    /// it once per flush for all of the flush's connections (one `password_command` run, one
+    /// prompt).
+    pub fn set_secret(&mut self, secret: Secret) {
+        self.secret = Some(secret);
+    }
+
     /// Replaces the RFC 5321 time limits (tests shorten them).
     pub fn with_timeouts(mut self, timeouts: SmtpTimeouts) -> SmtpOutbound {
         self.timeouts = timeouts;
