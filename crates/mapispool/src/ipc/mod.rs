@@ -4,6 +4,7 @@
 //! - this file: where the socket lives, and the lock that keeps a second daemon away;
 //! - `wire.rs`: MAPI rows and errors as JSON that loses nothing;
 //! - `server.rs`: the versioned HTTP API (axum) the daemon serves;
+//! - `limits.rs`: what one client may cost it (a connection cap, an idle limit);
 //! - `client.rs`: what a `Session` uses when a daemon runs.
 //!
 //! Security: the socket's directory is 0700 and the socket 0600, and the server also checks
@@ -11,6 +12,7 @@
 //! where file modes are relaxed.
 
 pub mod client;
+mod limits;
 pub mod server;
 pub mod wire;
 
