@@ -484,8 +484,8 @@ pub async fn run_daemon(
     let profile_path =
         std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
     let socket = socket_path(&profile_path);
-    let _lock = DaemonLock::acquire(&socket)?;
-    let profile = load(&profile_path)?;
+    let _lock = DaemonLock::acquire(&socket).await?;
+    let profile = load(&profile_path).await?;
     let session = Session::logon_local(profile).await?;
 
     // We hold the lock, so a socket file left here is a dead daemon's.
@@ -533,7 +533,7 @@ pub async fn run_daemon(
             None => until_told.await,
         }
         match got {
-            Some(Control::Reload) => match load(&profile_path) {
+            Some(Control::Reload) => match load(&profile_path).await {
                 Ok(profile) => match Session::logon_local(profile).await {
                     Ok(new) => {
                         let old = std::mem::replace(&mut *state.session.write().await, new);
@@ -558,8 +558,14 @@ pub async fn run_daemon(
     Ok(())
 }
 
-fn load(path: &Path) -> MapiResult<Profile> {
-    Profile::load(path).map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
+/// Reads and checks the profile on a blocking thread: a SIGHUP reload must not stall the
+/// runtime's workers on a slow file system.
+async fn load(path: &Path) -> MapiResult<Profile> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Profile::load(&path))
+        .await
+        .map_err(|e| MapiError::call_failed(format!("reading the profile stopped: {e}")))?
+        .map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
 }
 
 pub(crate) fn rows_from(rows: &Rows) -> Vec<mapi::Row> {

@@ -334,14 +334,15 @@ impl SmtpOutbound {
         }
     }
 
-    fn tls_config(&mut self) -> Result<Arc<ClientConfig>, TransportError> {
+    async fn tls_config(&mut self) -> Result<Arc<ClientConfig>, TransportError> {
         if let Some(c) = &self.tls {
             return Ok(c.clone());
         }
         let c = crate::tls::client_config(
             self.config.ca_file.as_deref(),
             self.config.insecure_skip_verify,
-        )?;
+        )
+        .await?;
         self.tls = Some(c.clone());
         Ok(c)
     }
@@ -366,7 +367,7 @@ impl SmtpOutbound {
         }
         let tls_config = match self.config.security {
             Security::None => None,
-            _ => Some(self.tls_config()?),
+            _ => Some(self.tls_config().await?),
         };
 
         let tcp = tcp_connect(&host, self.config.port, t.connect).await?;
