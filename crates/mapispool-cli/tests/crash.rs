@@ -9,6 +9,12 @@
 //! - Download: M messages wait in Dovecot; `mapispool flush --download` over IMAP (messages
 //!   marked `\Seen` after storing) and over POP3 (deleted after storing) is killed K times,
 //!   then run to the end. Every Message-ID must be in the store's Inbox exactly once.
+//! - Download through the daemon: M messages wait in Dovecot; a `mapispool spooler` daemon is
+//!   started and `mapispool flush --download` asks it to download, over IMAP (messages kept
+//!   on the server: only the store's record of UIDs stops a second copy) and over POP3
+//!   (deleted after storing); the *daemon* is killed at a random moment, K times, each time
+//!   restarted for the next flush; then a flush runs to the end. Every message must be in the
+//!   Inbox exactly once, byte for byte what the server held.
 //!
 //! The short forms run with `cargo test`; the long form by hand:
 //! `MAPISPOOL_CRASH_N=1000 MAPISPOOL_CRASH_KILLS=30 cargo test --release -p mapispool-cli
@@ -22,10 +28,11 @@ mod dovecot;
 #[path = "../../mapispool/tests/peers/postfix_maildir.rs"]
 mod postfix_maildir;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dovecot::Dovecot;
@@ -143,6 +150,29 @@ impl Client {
 
     /// Message-ID → copies in a folder of the store, read through the library.
     fn store_ids(&self, folder: Folder) -> BTreeMap<String, usize> {
+        self.store_bodies(folder)
+            .into_iter()
+            .map(|(id, bodies)| (id, bodies.len()))
+            .collect()
+    }
+
+    /// How many messages a folder of the store holds (no bodies read: cheap between kills).
+    fn store_count(&self, folder: Folder) -> usize {
+        let profile = Profile::load(&self.profile).expect("the profile");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let session = Session::logon_local(profile).await.expect("logon");
+            let n = session.messages(folder).await.expect("the folder").len();
+            session.logoff().await;
+            n
+        })
+    }
+
+    /// Message-ID → the bodies stored under it in a folder, read through the library.
+    fn store_bodies(&self, folder: Folder) -> BTreeMap<String, Vec<Vec<u8>>> {
         let profile = Profile::load(&self.profile).expect("the profile");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -156,8 +186,9 @@ impl Client {
                     .message_body(&m.entry_id())
                     .await
                     .expect("a stored body");
-                *ids.entry(message_id(&body).unwrap_or_default())
-                    .or_insert(0) += 1;
+                ids.entry(message_id(&body).unwrap_or_default())
+                    .or_insert_with(Vec::new)
+                    .push(body);
             }
             session.logoff().await;
             ids
@@ -458,6 +489,329 @@ fn download(protocol: Protocol, m: usize, kills: usize) -> Tally {
     tally
 }
 
+/// Whether a daemon listens in `runtime` (its socket accepts a connection: the socket file of
+/// a killed daemon stays behind, refusing).
+fn daemon_listening(runtime: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(runtime) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("spooler-")
+            && name.ends_with(".sock")
+            && std::os::unix::net::UnixStream::connect(e.path()).is_ok()
+    })
+}
+
+impl Client {
+    /// Starts `mapispool spooler` for this profile (stderr appended to `daemon.log`) and waits
+    /// until it listens.
+    fn start_daemon(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.daemon_log())
+            .expect("the daemon's log");
+        let mut daemon = self
+            .command(&["spooler"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        let runtime = self.dir.path().join("mapispool");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !daemon_listening(&runtime) {
+            if let Some(status) = daemon.try_wait().expect("try_wait") {
+                panic!(
+                    "the daemon exited ({status}) before listening:\n{}",
+                    self.daemon_log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not listen within 60 s:\n{}",
+                self.daemon_log_text()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        daemon
+    }
+
+    fn daemon_log(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    fn daemon_log_text(&self) -> String {
+        let text = std::fs::read_to_string(self.daemon_log()).unwrap_or_default();
+        let from = text.len().saturating_sub(4000);
+        text[text.floor_char_boundary(from)..].to_string()
+    }
+}
+
+/// Waits up to `limit` for `child` to exit.
+fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Stops a daemon that finished its work with SIGTERM (a clean stop, not one of the kills).
+fn stop_daemon(mut daemon: Child) {
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    if wait_for(&mut daemon, Duration::from_secs(60)).is_none() {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        panic!("the daemon did not stop on SIGTERM within 60 s");
+    }
+}
+
+/// Like [`kill_until_done`], but the process killed is the daemon: each run starts
+/// `mapispool spooler`, waits until it listens, then asks it to download with
+/// `mapispool flush --download` and, the first `kills` times, `SIGKILL`s the daemon at a random
+/// moment of that flush (the window sized from the rate so far). A run whose flush ends first
+/// stops the daemon with SIGTERM. When everything is stored before the kills are spent,
+/// `refill()` puts new mail on the server, so that every kill meets a download with work to do.
+/// `after_kill()` runs after each kill, while no daemon runs. Ends after a flush that succeeded
+/// with nothing left.
+fn kill_daemon_until_done(
+    client: &Client,
+    kills: usize,
+    rng: &mut Rng,
+    mut remaining: impl FnMut() -> usize,
+    mut after_kill: impl FnMut(),
+    mut refill: impl FnMut(),
+) -> Kills {
+    let start = Instant::now();
+    let total = remaining();
+    // A client's start and its request reaching the daemon, measured once.
+    let probe = Instant::now();
+    client.run(&["queue", "--json"]);
+    let startup = probe.elapsed().max(Duration::from_millis(5));
+    let mut per_item = Duration::from_millis(2);
+    let mut landed = 0;
+    let mut mid_work = 0;
+    let mut rounds = 0;
+    let deadline = Duration::from_secs(60 + 3 * total as u64 / 10 + 20 * kills as u64);
+    loop {
+        assert!(
+            start.elapsed() < deadline,
+            "not done after {rounds} rounds and {landed} kills: {} left\n{}",
+            remaining(),
+            client.daemon_log_text()
+        );
+        if landed < kills && remaining() == 0 {
+            refill();
+        }
+        let before = remaining();
+        let daemon = client.start_daemon();
+        let began = Instant::now();
+        let mut flush = client
+            .command(&["flush", "--download"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the flush");
+        let mut killed = false;
+        let finished_clean;
+        if landed < kills {
+            let left = (kills - landed + 1) as u32;
+            let window = (startup + per_item.saturating_mul(before as u32) / left * 2)
+                .max(Duration::from_millis(20));
+            let at = Duration::from_micros(rng.below(window.as_micros() as u64));
+            let mut daemon = daemon;
+            let mut ended = None;
+            while began.elapsed() < at {
+                if let Some(status) = flush.try_wait().expect("try_wait") {
+                    ended = Some(status);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            match ended {
+                Some(status) => {
+                    finished_clean = status.success();
+                    stop_daemon(daemon);
+                }
+                None => {
+                    daemon.kill().expect("SIGKILL the daemon");
+                    let status = daemon.wait().expect("reap the daemon");
+                    // It may have exited just before the signal; only a kill counts.
+                    if status.code().is_none() {
+                        landed += 1;
+                        killed = true;
+                    }
+                    // The client loses its daemon: it must end, with an error or (had the
+                    // answer come first) success.
+                    let status = wait_for(&mut flush, Duration::from_secs(30));
+                    if status.is_none() {
+                        let _ = flush.kill();
+                        let _ = flush.wait();
+                        panic!("the flush did not end within 30 s of its daemon's death");
+                    }
+                    finished_clean = false;
+                }
+            }
+        } else {
+            let out = flush.wait_with_output().expect("the flush ends");
+            finished_clean = out.status.success();
+            if !finished_clean {
+                eprintln!(
+                    "crash: a flush through the daemon ended with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            stop_daemon(daemon);
+        }
+        rounds += 1;
+        let after = remaining();
+        if killed {
+            after_kill();
+        }
+        if killed && before > after && after > 0 {
+            mid_work += 1;
+        }
+        if before > after {
+            let took = began.elapsed().saturating_sub(startup);
+            let now = took / (before - after) as u32;
+            per_item = (per_item + now) / 2;
+        } else if killed {
+            // Killed before a batch was stored (the store commits a batch at a time): the next
+            // kills come later, or they would all hit the connection and the first batch.
+            per_item = per_item * 3 / 2;
+        }
+        if finished_clean && landed >= kills && after == 0 {
+            return Kills {
+                landed,
+                mid_work,
+                rounds,
+            };
+        }
+    }
+}
+
+/// The download cases of the daemon harness: what is left on the server afterwards.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// IMAP, `after_download = "keep"`: everything stays on the server, unflagged; only the
+    /// store's record of UIDs stops a second copy.
+    ImapKeep,
+    /// POP3, deleted after storing.
+    Pop3Delete,
+}
+
+fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> Tally {
+    let started = Instant::now();
+    let dovecot = Dovecot::start(&[("bob", "pw")], false);
+    // Message-ID → the bytes the server held, for every message ever put there.
+    let held: RefCell<BTreeMap<String, Vec<u8>>> = RefCell::new(BTreeMap::new());
+    let put = |count: usize| {
+        let mut held = held.borrow_mut();
+        let first = held.len() + 1;
+        for i in first..first + count {
+            let bytes = dovecot::message("bob", i, size);
+            dovecot.deliver("bob", &format!("{i}.crash"), &bytes);
+            held.insert(message_id(&bytes).expect("a Message-ID"), bytes);
+        }
+        assert_eq!(held.len(), first + count - 1, "distinct Message-IDs");
+    };
+    put(m);
+    let inbound = match mode {
+        Mode::ImapKeep => format!(
+            "kind = \"imap\"\nport = {}\nafter_download = \"keep\"\n",
+            dovecot.imap
+        ),
+        Mode::Pop3Delete => format!("kind = \"pop3\"\nport = {}\n", dovecot.pop3),
+    };
+    let client = Client::new(&format!(
+        "[[transport]]\nname = \"mail\"\naddress = \"bob@localhost\"\n[transport.inbound]\n{inbound}host = \"127.0.0.1\"\nsecurity = \"none\"\nusername = \"bob\"\npassword_command = \"printf pw\"\n"
+    ));
+    let mut rng = Rng::new();
+    // Kills that left stored messages still on the server (POP3: after the store's commit,
+    // before QUIT made the DELEs happen): the next session must skip exactly those.
+    let mut stored_not_deleted = 0;
+    let mut refills = 0;
+    let kills = kill_daemon_until_done(
+        &client,
+        kills,
+        &mut rng,
+        // A message stored twice would hide one not stored yet; the final check counts both.
+        || {
+            held.borrow()
+                .len()
+                .saturating_sub(client.store_count(Folder::Inbox))
+        },
+        || {
+            if matches!(mode, Mode::Pop3Delete)
+                && dovecot.count("bob").0 + client.store_count(Folder::Inbox) > held.borrow().len()
+            {
+                stored_not_deleted += 1;
+            }
+        },
+        || {
+            refills += 1;
+            put(m / 2);
+        },
+    );
+    let held = held.into_inner();
+    let refill_size = m / 2;
+    let m = held.len();
+    let sent: BTreeSet<String> = held.keys().cloned().collect();
+    let (total, seen) = dovecot.count("bob");
+    match mode {
+        Mode::ImapKeep => assert_eq!((total, seen), (m, 0), "all kept on the server, unflagged"),
+        Mode::Pop3Delete => assert_eq!(total, 0, "every message deleted on the server"),
+    }
+    // One more flush through a new daemon finds nothing new.
+    let daemon = client.start_daemon();
+    let out = client.run(&["flush", "--download"]);
+    stop_daemon(daemon);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = client.store_bodies(Folder::Inbox);
+    let got: BTreeMap<String, usize> = stored.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+    let (lost, duplicated, lost_ids) = tally(&sent, &got);
+    assert_eq!(lost, 0, "lost: {lost_ids:?}");
+    assert_eq!(duplicated, 0, "stored twice");
+    for (id, bodies) in &stored {
+        assert!(
+            bodies[0] == held[id],
+            "{id}: the stored body differs from the server's ({} bytes against {})",
+            bodies[0].len(),
+            held[id].len()
+        );
+    }
+    let tally = Tally {
+        kills,
+        lost,
+        duplicated,
+        elapsed: started.elapsed(),
+    };
+    let name = match mode {
+        Mode::ImapKeep => "daemon killed, download over IMAP (Dovecot, kept on the server)",
+        Mode::Pop3Delete => "daemon killed, download over POP3 (Dovecot, DELE after storing)",
+    };
+    report(name, m, &tally);
+    eprintln!("crash: {refills} refill(s) of {refill_size} messages");
+    if matches!(mode, Mode::Pop3Delete) {
+        eprintln!(
+            "crash: {stored_not_deleted} of the kills left stored messages on the server (stored, not yet deleted)"
+        );
+    }
+    tally
+}
+
 fn report(what: &str, n: usize, t: &Tally) {
     eprintln!(
         "crash: {what}: {n} messages, {} kills ({} mid-transfer), {} runs, lost {}, duplicated {}, {:.1} s",
@@ -499,6 +853,35 @@ fn crash_download_imap() {
 fn crash_download_pop3() {
     if can_run() {
         download(Protocol::Pop3, 100, 5);
+    }
+}
+
+/// The daemon killed 30 times during IMAP downloads (kept on the server); sizes chosen so that
+/// the whole download takes long enough for kills to land mid-transfer.
+#[test]
+fn crash_daemon_download_imap() {
+    if can_run() {
+        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 200);
+        download_through_daemon(
+            Mode::ImapKeep,
+            n,
+            128_000,
+            env_usize("MAPISPOOL_CRASH_KILLS", 30),
+        );
+    }
+}
+
+/// The daemon killed 30 times during POP3 downloads (deleted after storing).
+#[test]
+fn crash_daemon_download_pop3() {
+    if can_run() {
+        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 200);
+        download_through_daemon(
+            Mode::Pop3Delete,
+            n,
+            128_000,
+            env_usize("MAPISPOOL_CRASH_KILLS", 30),
+        );
     }
 }
 

@@ -1,12 +1,18 @@
-//! The IMAP inbound transport against a real Dovecot (scripts/peers/dovecot.sh).
+//! The IMAP inbound transport against the real servers: Dovecot (scripts/peers/dovecot.sh) and
+//! Cyrus (scripts/peers/cyrus.sh); the download tests run against both (`name::dovecot`,
+//! `name::cyrus`), what only one server can show against that one.
 
+#[path = "peers/cyrus.rs"]
+mod cyrus;
 #[path = "peers/dovecot.rs"]
 mod dovecot;
-
-use std::os::unix::fs::MetadataExt;
+#[path = "peers/server.rs"]
+#[macro_use]
+mod server;
 
 use dovecot::*;
 use mapispool::Session;
+use server::{Family, Server};
 use std::sync::{Arc, Mutex};
 
 use mapispool::profile::{
@@ -22,20 +28,22 @@ async fn session(dir: &std::path::Path, config: ImapConfig) -> Session {
     logon(dir, InboundConfig::Imap(config)).await
 }
 
-#[tokio::test]
-async fn downloads_new_messages_once_marks_them_seen_and_takes_large_ones_in_ranges() {
-    let dovecot = Dovecot::start(&[("test", "s3cret")], false);
-    let mut sent = dovecot.preload("test", 30, 2500);
+for_each_server!(downloads_new_messages_once_marks_them_seen_and_takes_large_ones_in_ranges);
+async fn downloads_new_messages_once_marks_them_seen_and_takes_large_ones_in_ranges(
+    family: Family,
+) {
+    let server = Server::start(family, &[("test", "s3cret")], false);
+    let mut sent = server.preload("test", 30, 2500);
     // Larger than one fetch range (1 MiB): fetched in ranges and streamed.
     let large = message("test", 99, 2_600_000);
-    dovecot.deliver("test", "1.large.test", &large);
+    server.deliver("test", "1.large.test", &large);
     sent.push(large);
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = session(dir.path(), dovecot.imap("test", "s3cret")).await;
+    let s = session(dir.path(), server.imap("test", "s3cret")).await;
 
     let report = download(&s).await;
     let part = &report.transports[0];
-    assert_eq!(part.error, None, "{}", dovecot.log());
+    assert_eq!(part.error, None, "{}", server.log());
     assert_eq!(part.received, 31);
     assert_eq!(
         sorted(inbox(&s).await),
@@ -43,7 +51,7 @@ async fn downloads_new_messages_once_marks_them_seen_and_takes_large_ones_in_ran
         "bytes as written"
     );
     assert_eq!(
-        dovecot.count("test"),
+        server.count("test"),
         (31, 31),
         "all still there, all \\Seen"
     );
@@ -52,72 +60,76 @@ async fn downloads_new_messages_once_marks_them_seen_and_takes_large_ones_in_ran
     // Nothing twice; then only the new one.
     assert_eq!(download(&s).await.transports[0].received, 0);
     let newer = message("test", 100, 300);
-    dovecot.deliver("test", "2.newer.test", &newer);
+    server.deliver("test", "2.newer.test", &newer);
     let report = download(&s).await;
     assert_eq!(report.transports[0].received, 1);
     sent.push(newer);
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
-#[tokio::test]
-async fn after_download_delete_keep_and_move() {
-    let dovecot = Dovecot::start(&[("del", "pw"), ("keep", "pw"), ("mv", "pw")], false);
+for_each_server!(after_download_delete_keep_and_move);
+async fn after_download_delete_keep_and_move(family: Family) {
+    let server = Server::start(
+        family,
+        &[("del", "pw"), ("keep", "pw"), ("mv", "pw")],
+        false,
+    );
 
-    let sent = dovecot.preload("del", 4, 300);
+    let sent = server.preload("del", 4, 300);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.imap("del", "pw");
+    let mut config = server.imap("del", "pw");
     config.after_download = AfterDownload::Delete;
     let s = session(dir.path(), config).await;
     assert_eq!(download(&s).await.transports[0].received, 4);
-    assert_eq!(dovecot.count("del").0, 0, "deleted and expunged");
+    assert_eq!(server.count("del").0, 0, "deleted and expunged");
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 
-    dovecot.preload("keep", 3, 300);
+    server.preload("keep", 3, 300);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.imap("keep", "pw");
+    let mut config = server.imap("keep", "pw");
     config.after_download = AfterDownload::Keep;
     let s = session(dir.path(), config).await;
     assert_eq!(download(&s).await.transports[0].received, 3);
-    assert_eq!(dovecot.count("keep"), (3, 0), "kept, not even \\Seen");
+    assert_eq!(server.count("keep"), (3, 0), "kept, not even \\Seen");
     assert_eq!(download(&s).await.transports[0].received, 0);
 
-    dovecot.preload("mv", 3, 300);
-    // A Maildir++ folder "Archive", owned like the mailbox so Dovecot can write it.
-    let md = dovecot.maildir("mv");
-    let owner = std::fs::metadata(&md).expect("maildir");
-    for sub in ["", "cur", "new", "tmp"] {
-        let p = md.join(".Archive").join(sub);
-        std::fs::create_dir_all(&p).expect("folder");
-        std::os::unix::fs::chown(&p, Some(owner.uid()), Some(owner.gid())).expect("chown");
-    }
+    server.preload("mv", 3, 300);
+    server.create_folder("mv", "pw", "Archive");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.imap("mv", "pw");
+    let mut config = server.imap("mv", "pw");
     config.after_download = AfterDownload::Move("Archive".into());
     let s = session(dir.path(), config).await;
     let report = download(&s).await;
-    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(report.transports[0].error, None, "{}", server.log());
     assert_eq!(report.transports[0].received, 3);
-    assert_eq!(dovecot.count("mv").0, 0, "moved out of INBOX");
-    assert_eq!(dovecot.count_in("mv", "Archive"), 3);
+    assert_eq!(server.count("mv").0, 0, "moved out of INBOX");
+    assert_eq!(server.count_in("mv", "Archive"), 3);
 }
 
-#[tokio::test]
-async fn a_wrong_password_fails_with_the_servers_words() {
-    // Dovecot's reply as it sent it, not a library's debug text.
-    let (_dovecot, error) = check_a_wrong_password_fails_with_the_servers_words(
-        "[AUTHENTICATIONFAILED] Authentication failed.",
-        |dovecot, user, password| InboundConfig::Imap(dovecot.imap(user, password)),
+for_each_server!(a_wrong_password_fails_with_the_servers_words);
+async fn a_wrong_password_fails_with_the_servers_words(family: Family) {
+    // The server's reply as it sent it, not a library's debug text.
+    let words = match family {
+        Family::Dovecot => "[AUTHENTICATIONFAILED] Authentication failed.",
+        // Cyrus's NO carries no response code, and Cyrus answers AUTHENTICATE (it offers
+        // AUTH=PLAIN), not LOGIN.
+        Family::Cyrus => "(AUTHENTICATE PLAIN): authentication failure",
+    };
+    let (_server, error) = server::check_a_wrong_password_fails_with_the_servers_words(
+        family,
+        words,
+        |server, user, password| InboundConfig::Imap(server.imap(user, password)),
     )
     .await;
     assert!(!error.contains("info:"), "server's words: {error}");
 }
 
-#[tokio::test]
-async fn a_missing_folder_is_named() {
-    let dovecot = Dovecot::start(&[("test", "pw")], false);
-    dovecot.preload("test", 1, 200);
+for_each_server!(a_missing_folder_is_named);
+async fn a_missing_folder_is_named(family: Family) {
+    let server = Server::start(family, &[("test", "pw")], false);
+    server.preload("test", 1, 200);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.imap("test", "pw");
+    let mut config = server.imap("test", "pw");
     config.folder = "NoSuchFolder".into();
     let s = session(dir.path(), config).await;
     let error = download(&s).await.transports[0]
@@ -127,14 +139,14 @@ async fn a_missing_folder_is_named() {
     assert!(error.contains("\"NoSuchFolder\""), "{error}");
 }
 
-#[tokio::test]
-async fn tls_and_starttls_with_ca_file_or_insecure_and_a_failure_without() {
-    let dovecot = Dovecot::start(&[("test", "pw")], true);
-    let sent = dovecot.preload("test", 3, 300);
+for_each_server!(tls_and_starttls_with_ca_file_or_insecure_and_a_failure_without);
+async fn tls_and_starttls_with_ca_file_or_insecure_and_a_failure_without(family: Family) {
+    let server = Server::start(family, &[("test", "pw")], true);
+    let sent = server.preload("test", 3, 300);
 
-    let mut config = dovecot.imap("test", "pw");
+    let mut config = server.imap("test", "pw");
     config.security = Security::Tls;
-    config.port = dovecot.imaps;
+    config.port = server.imaps_port();
     config.host = "localhost".into();
     config.after_download = AfterDownload::Keep;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -155,11 +167,11 @@ async fn tls_and_starttls_with_ca_file_or_insecure_and_a_failure_without() {
     let dir2 = tempfile::tempdir().expect("tempdir");
     config.insecure_skip_verify = false;
     config.security = Security::Starttls;
-    config.port = dovecot.imap;
-    config.ca_file = Some(dovecot.cert());
+    config.port = server.imap_port();
+    config.ca_file = Some(server.cert());
     let s = session(dir2.path(), config).await;
     let report = download(&s).await;
-    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(report.transports[0].error, None, "{}", server.log());
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
@@ -347,19 +359,22 @@ async fn authenticate_xoauth2_sends_the_token_and_answers_the_error_challenge() 
     );
 }
 
+for_each_server!(
+    idle_pushes_new_mail_into_the_store_without_a_scheduled_flush,
+    multi_thread
+);
 /// `idle = true`: with the spooler's clocks running (a download only every hour), a message
 /// that arrives is stored within seconds, pushed by IMAP IDLE; the row says "New mail"; the
 /// IDLE connection ends with the clocks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
+async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush(family: Family) {
     use mapi::PropValue;
     use mapi::tag::{PR_MSP_IDLE, PR_STATUS_STRING};
     use std::time::{Duration, Instant};
 
-    let dovecot = Dovecot::start(&[("test", "pw")], false);
-    let first = dovecot.preload("test", 1, 300);
+    let server = Server::start(family, &[("test", "pw")], false);
+    let first = server.preload("test", 1, 300);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.imap("test", "pw");
+    let mut config = server.imap("test", "pw");
     config.idle = true;
     let mut p = profile(dir.path(), InboundConfig::Imap(config));
     p.spooler.download_interval = Some(Duration::from_secs(3600));
@@ -401,7 +416,7 @@ async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
         assert!(
             Instant::now() < deadline,
             "no first download or no IDLE: {}",
-            dovecot.log()
+            server.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -415,13 +430,13 @@ async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush() {
 
     let pushed = message("test", 2, 400);
     let arrived = Instant::now();
-    dovecot.deliver("test", "2.pushed.test", &pushed);
+    server.deliver("test", "2.pushed.test", &pushed);
     let deadline = Instant::now() + Duration::from_secs(10);
     while inbox(&s).await.len() < 2 {
         assert!(
             Instant::now() < deadline,
             "the pushed message was not stored within 10 s: {}",
-            dovecot.log()
+            server.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

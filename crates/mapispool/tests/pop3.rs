@@ -1,8 +1,15 @@
-//! The POP3 inbound transport: against a real Dovecot (scripts/peers/dovecot.sh), and against a
-//! scripted in-process server for the faults a real one will not produce on demand.
+//! The POP3 inbound transport: against the real servers, Dovecot (scripts/peers/dovecot.sh) and
+//! Cyrus (scripts/peers/cyrus.sh) — the download tests run against both (`name::dovecot`,
+//! `name::cyrus`) — and against a scripted in-process server for the faults a real one will not
+//! produce on demand.
 
+#[path = "peers/cyrus.rs"]
+mod cyrus;
 #[path = "peers/dovecot.rs"]
 mod dovecot;
+#[path = "peers/server.rs"]
+#[macro_use]
+mod server;
 
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +17,7 @@ use dovecot::*;
 use mapispool::Session;
 use mapispool::profile::{InboundConfig, Pop3Config, Security};
 use mapispool::transport::pop3::codec::stuff;
+use server::{Family, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -17,16 +25,16 @@ async fn session(dir: &std::path::Path, config: Pop3Config) -> Session {
     logon(dir, InboundConfig::Pop3(config)).await
 }
 
-#[tokio::test]
-async fn downloads_every_message_once_and_deletes_after_storing() {
-    let dovecot = Dovecot::start(&[("test", "s3cret")], false);
-    let sent = dovecot.preload("test", 25, 3000);
+for_each_server!(downloads_every_message_once_and_deletes_after_storing);
+async fn downloads_every_message_once_and_deletes_after_storing(family: Family) {
+    let server = Server::start(family, &[("test", "s3cret")], false);
+    let sent = server.preload("test", 25, 3000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = session(dir.path(), dovecot.pop3("test", "s3cret")).await;
+    let s = session(dir.path(), server.pop3("test", "s3cret")).await;
 
     let report = download(&s).await;
     let part = &report.transports[0];
-    assert_eq!(part.error, None, "{}", dovecot.log());
+    assert_eq!(part.error, None, "{}", server.log());
     assert_eq!(part.received, 25);
     assert_eq!(
         sorted(inbox(&s).await),
@@ -34,7 +42,7 @@ async fn downloads_every_message_once_and_deletes_after_storing() {
         "bytes as written"
     );
     assert_eq!(
-        dovecot.count("test").0,
+        server.count("test").0,
         0,
         "deleted on the server after storing"
     );
@@ -46,20 +54,20 @@ async fn downloads_every_message_once_and_deletes_after_storing() {
     assert_eq!(inbox(&s).await.len(), 25);
 }
 
-#[tokio::test]
-async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones() {
-    let dovecot = Dovecot::start(&[("test", "pw")], false);
-    let sent = dovecot.preload("test", 5, 500);
+for_each_server!(leave_on_server_keeps_them_and_leave_days_deletes_old_ones);
+async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones(family: Family) {
+    let server = Server::start(family, &[("test", "pw")], false);
+    let sent = server.preload("test", 5, 500);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = dovecot.pop3("test", "pw");
+    let mut config = server.pop3("test", "pw");
     config.leave_on_server = true;
     config.leave_days = Some(3);
     let s = session(dir.path(), config.clone()).await;
     assert_eq!(download(&s).await.transports[0].received, 5);
-    assert_eq!(dovecot.count("test").0, 5, "left on the server");
+    assert_eq!(server.count("test").0, 5, "left on the server");
     assert_eq!(download(&s).await.transports[0].received, 0, "not twice");
     assert_eq!(
-        dovecot.count("test").0,
+        server.count("test").0,
         5,
         "younger than 3 days: still there"
     );
@@ -70,7 +78,7 @@ async fn leave_on_server_keeps_them_and_leave_days_deletes_old_ones() {
     let s = session(dir.path(), config).await;
     let report = download(&s).await;
     assert_eq!(report.transports[0].received, 0);
-    assert_eq!(dovecot.count("test").0, 0);
+    assert_eq!(server.count("test").0, 0);
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
@@ -87,14 +95,19 @@ async fn apop_logs_in() {
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
 }
 
-#[tokio::test]
-async fn a_wrong_password_fails_with_the_servers_words() {
-    let (dovecot, _) = check_a_wrong_password_fails_with_the_servers_words(
-        "Authentication failed",
-        |dovecot, user, password| InboundConfig::Pop3(dovecot.pop3(user, password)),
+for_each_server!(a_wrong_password_fails_with_the_servers_words);
+async fn a_wrong_password_fails_with_the_servers_words(family: Family) {
+    let words = match family {
+        Family::Dovecot => "Authentication failed",
+        Family::Cyrus => "[AUTH] Invalid login",
+    };
+    let (server, _) = server::check_a_wrong_password_fails_with_the_servers_words(
+        family,
+        words,
+        |server, user, password| InboundConfig::Pop3(server.pop3(user, password)),
     )
     .await;
-    assert_eq!(dovecot.count("test").0, 1, "still on the server");
+    assert_eq!(server.count("test").0, 1, "still on the server");
 }
 
 #[tokio::test]
@@ -122,16 +135,16 @@ async fn connection_refused_says_so() {
     );
 }
 
-#[tokio::test]
-async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without() {
-    let dovecot = Dovecot::start(&[("test", "pw")], true);
-    let sent = dovecot.preload("test", 3, 300);
+for_each_server!(tls_and_stls_with_ca_file_or_insecure_and_a_failure_without);
+async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without(family: Family) {
+    let server = Server::start(family, &[("test", "pw")], true);
+    let sent = server.preload("test", 3, 300);
     let dir = tempfile::tempdir().expect("tempdir");
 
     // Implicit TLS, nothing trusted: refused, nothing downloaded.
-    let mut config = dovecot.pop3("test", "pw");
+    let mut config = server.pop3("test", "pw");
     config.security = Security::Tls;
-    config.port = dovecot.pop3s;
+    config.port = server.pop3s_port();
     config.host = "localhost".into();
     config.leave_on_server = true;
     let s = session(dir.path(), config.clone()).await;
@@ -153,14 +166,14 @@ async fn tls_and_stls_with_ca_file_or_insecure_and_a_failure_without() {
     let dir2 = tempfile::tempdir().expect("tempdir");
     config.insecure_skip_verify = false;
     config.security = Security::Starttls;
-    config.port = dovecot.pop3;
-    config.ca_file = Some(dovecot.cert());
+    config.port = server.pop3_port();
+    config.ca_file = Some(server.cert());
     config.leave_on_server = false;
     let s = session(dir2.path(), config).await;
     let report = download(&s).await;
-    assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
+    assert_eq!(report.transports[0].error, None, "{}", server.log());
     assert_eq!(sorted(inbox(&s).await), sorted(sent));
-    assert_eq!(dovecot.count("test").0, 0);
+    assert_eq!(server.count("test").0, 0);
 }
 
 // ---- A scripted POP3 server ----
@@ -175,6 +188,13 @@ struct Script {
     pass_err: Option<String>,
     /// A malformed UIDL listing.
     bad_uidl: bool,
+    /// RETR answers go out this many bytes at a time with this pause between: a slow but
+    /// steady server.
+    pace: Option<(usize, std::time::Duration)>,
+    /// RETR of this message number sends half of it and then nothing more (a stalled server).
+    stall_in_retr: Option<usize>,
+    /// LIST gives these sizes instead of the real ones (a server that lies about sizes).
+    list_sizes: Option<Vec<u64>>,
     /// Commands the server saw (PASS redacted), for checks.
     seen: Vec<String>,
 }
@@ -201,8 +221,9 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
     while let Some(line) = lines.next_line().await? {
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
-        // Whether to close the connection after the reply.
+        // Whether to close the connection after the reply, or to say nothing more.
         let mut close = false;
+        let mut stall = false;
         let reply: Vec<u8> = {
             let mut s = script.lock().expect("lock");
             s.seen.push(if verb == "PASS" {
@@ -223,6 +244,8 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                     for (i, (uidl, body)) in s.messages.iter().enumerate() {
                         let word = if verb == "UIDL" {
                             uidl.clone()
+                        } else if let Some(size) = s.list_sizes.as_ref().and_then(|l| l.get(i)) {
+                            size.to_string()
                         } else {
                             body.len().to_string()
                         };
@@ -238,7 +261,10 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                         Some((_, body)) => {
                             let mut r = b"+OK\r\n".to_vec();
                             let wire = stuff(body);
-                            if s.drop_in_retr == Some(n) {
+                            if s.stall_in_retr == Some(n) {
+                                r.extend_from_slice(&wire[..wire.len() / 2]);
+                                stall = true;
+                            } else if s.drop_in_retr == Some(n) {
                                 // The connection drops mid-message.
                                 s.drop_in_retr = None;
                                 r.extend_from_slice(&wire[..wire.len() / 2]);
@@ -268,12 +294,104 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                 _ => b"-ERR unknown command\r\n".to_vec(),
             }
         };
-        write.write_all(&reply).await?;
+        let pace = script.lock().expect("lock").pace;
+        match pace {
+            Some((bytes, pause)) if verb == "RETR" => {
+                for chunk in reply.chunks(bytes) {
+                    write.write_all(chunk).await?;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            _ => write.write_all(&reply).await?,
+        }
+        if stall {
+            // Holds the connection open and silent until the client gives up.
+            let mut rest = lines.into_inner();
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut rest, &mut sink).await;
+            return Ok(());
+        }
         if close {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// A session on the scripted server whose spooler `timeout` is `timeout`.
+async fn session_with_timeout(
+    dir: &std::path::Path,
+    config: Pop3Config,
+    timeout: std::time::Duration,
+) -> Session {
+    let mut profile = dovecot::profile(dir, InboundConfig::Pop3(config));
+    profile.spooler.timeout = timeout;
+    Session::logon_local(profile).await.expect("logon")
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_message_outlasts_the_timeout() {
+    // 20 KB at 1 KB every 100 ms: about 2 s of steady streaming against a 500 ms timeout,
+    // which bounds each read, not the whole download.
+    let body = format!(
+        "From: a@example.com\r\nSubject: slow\r\n\r\n{}\r\n",
+        "s".repeat(20_000)
+    )
+    .into_bytes();
+    let script = Arc::new(Mutex::new(Script {
+        messages: vec![("slow-1".into(), body.clone())],
+        pace: Some((1024, std::time::Duration::from_millis(100))),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_timeout(
+        dir.path(),
+        fake_config(port),
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert!(started.elapsed() > std::time::Duration::from_millis(1500));
+    assert_eq!(report.transports[0].received, 1);
+    assert_eq!(inbox(&s).await, vec![body]);
+}
+
+#[tokio::test]
+async fn a_server_that_stalls_mid_message_fails_after_the_timeout() {
+    let messages: Vec<_> = (1..=2)
+        .map(|i| (format!("uid-{i}"), fake_message(i)))
+        .collect();
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        stall_in_retr: Some(2),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_timeout(
+        dir.path(),
+        fake_config(port),
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("the stall is reported");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        error.contains("received 1, then failed") && error.contains("500ms"),
+        "{error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_TIMEOUT"));
+    assert_eq!(
+        part.received, 1,
+        "the message stored before the stall is counted"
+    );
+    assert_eq!(inbox(&s).await, vec![messages[0].1.clone()]);
 }
 
 fn fake_config(port: u16) -> Pop3Config {
@@ -319,6 +437,9 @@ async fn a_connection_dropped_mid_retr_stores_nothing_half_and_loses_nothing() {
         .clone()
         .expect("the drop is reported");
     assert!(error.contains("closed the connection"), "{error}");
+    // What was stored before the drop is said and counted (issue 13.7).
+    assert!(error.starts_with("received 1, then failed: "), "{error}");
+    assert_eq!(report.transports[0].received, 1);
     assert_eq!(
         inbox(&s).await,
         vec![messages[0].1.clone()],

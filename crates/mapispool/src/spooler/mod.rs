@@ -1437,6 +1437,13 @@ impl<S: Store + 'static> Spooler<S> {
             kind: &slot.kind,
             bits: STATUS_INBOUND_FLUSH | STATUS_INBOUND_ACTIVE,
         };
+        let sink = StoreSink {
+            store: &self.inner.store,
+            transport: &slot.config.name,
+            board,
+            kind: &slot.kind,
+            stored: Default::default(),
+        };
         let result = async {
             let config = slot.config.inbound.as_ref().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Permanent, "no inbound side")
@@ -1450,24 +1457,10 @@ impl<S: Store + 'static> Spooler<S> {
             inbound.set_timeout(self.inner.profile.spooler.timeout);
             self.run_connect_command(&slot.config).await?;
             inbound.connect().await?;
-            let sink = StoreSink {
-                store: &self.inner.store,
-                transport: &slot.config.name,
-                board,
-                kind: &slot.kind,
-            };
-            let summary =
-                tokio::time::timeout(self.inner.profile.spooler.timeout, inbound.download(&sink))
-                    .await
-                    .map_err(|_| {
-                        TransportError::new(
-                            TransportErrorKind::Timeout,
-                            format!(
-                                "receiving took longer than {}",
-                                humantime::format_duration(self.inner.profile.spooler.timeout)
-                            ),
-                        )
-                    })?;
+            // No limit around the whole download: `timeout` bounds each read and write (the
+            // transport's inactivity limit), so a large message that streams steadily for
+            // longer than it arrives, and a stalled server still fails after it.
+            let summary = inbound.download(&sink).await;
             inbound.close().await;
             summary
         }
@@ -1495,12 +1488,16 @@ impl<S: Store + 'static> Spooler<S> {
                 (0, status)
             }
             Err(e) => {
-                report.error = Some(e.message.clone());
+                // What was stored before the failure is said, and counted: it is in the store.
+                let stored = sink.stored.load(std::sync::atomic::Ordering::Relaxed);
+                report.received = stored;
+                let message = match stored {
+                    0 => e.message.clone(),
+                    n => format!("received {n}, then failed: {}", e.message),
+                };
+                report.error = Some(message.clone());
                 report.error_code = e.to_mapi().code.name().map(str::to_string);
-                (
-                    STATUS_FAILURE,
-                    format!("{}: {}", slot.config.name, e.message),
-                )
+                (STATUS_FAILURE, format!("{}: {message}", slot.config.name))
             }
         };
         // One line for the whole flush: what the outbound side said, then the inbound side.
@@ -1840,6 +1837,11 @@ struct StoreBody<'s, S: Store>(crate::store::BodyReader<'s, S>);
 impl<S: Store> ChunkSource for StoreBody<'_, S> {
     async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
         self.0.next_chunk().await
+    }
+
+    async fn rewind(&mut self) -> MapiResult<bool> {
+        self.0.rewind();
+        Ok(true)
     }
 }
 

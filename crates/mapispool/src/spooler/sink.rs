@@ -16,6 +16,16 @@ pub(super) struct StoreSink<'a, S: Store> {
     pub transport: &'a str,
     pub board: &'a StatusBoard,
     pub kind: &'a StatusKind,
+    /// New messages stored so far in this download, counted here so a download that fails
+    /// part-way still reports what it stored.
+    pub stored: std::sync::atomic::AtomicUsize,
+}
+
+impl<S: Store> StoreSink<'_, S> {
+    fn count(&self, n: usize) {
+        self.stored
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<S: Store> InboundSink for StoreSink<'_, S> {
@@ -36,9 +46,12 @@ impl<S: Store> InboundSink for StoreSink<'_, S> {
                 body: d.body,
             })
             .collect();
-        self.store
+        let stored = self
+            .store
             .deliver_inbound_batch(self.transport, batch)
-            .await
+            .await?;
+        self.count(stored.iter().filter(|s| **s).count());
+        Ok(stored)
     }
 
     async fn deliver(
@@ -49,11 +62,13 @@ impl<S: Store> InboundSink for StoreSink<'_, S> {
         body: impl AsyncRead + Unpin + Send,
     ) -> MapiResult<bool> {
         let message = inbound_message(summary);
-        Ok(self
+        let stored = self
             .store
             .deliver_inbound(self.transport, server_id, message, body)
             .await?
-            .is_some())
+            .is_some();
+        self.count(usize::from(stored));
+        Ok(stored)
     }
 
     async fn get_state(&self, key: &str) -> MapiResult<Option<String>> {

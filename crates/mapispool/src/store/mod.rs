@@ -993,6 +993,11 @@ impl<'s, S: Store + ?Sized> BodyReader<'s, S> {
         }
     }
 
+    /// Back to the first chunk (read from the store again if the prefetched one was handed out).
+    pub fn rewind(&mut self) {
+        self.next = 0;
+    }
+
     /// The next chunk (at most [`BODY_CHUNK_SIZE`] bytes), or `None` at the end. Errors:
     /// `MAPI_E_OBJECT_DELETED` if the message was deleted while being read.
     pub async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {

@@ -200,35 +200,45 @@ use mapispool::{FlushFlags, FlushReport, Profile, Session};
 impl Dovecot {
     /// A POP3 inbound for `user` with password `password`, plain on the POP3 port.
     pub fn pop3(&self, user: &str, password: &str) -> Pop3Config {
-        Pop3Config {
-            host: "127.0.0.1".into(),
-            port: self.pop3,
-            security: Security::None,
-            username: Some(user.into()),
-            credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
-            apop: false,
-            leave_on_server: false,
-            leave_days: None,
-            ca_file: None,
-            insecure_skip_verify: false,
-        }
+        pop3_config(self.pop3, user, password)
     }
 
     /// An IMAP inbound for `user` with password `password`, plain on the IMAP port, INBOX.
     pub fn imap(&self, user: &str, password: &str) -> ImapConfig {
-        ImapConfig {
-            host: "127.0.0.1".into(),
-            port: self.imap,
-            security: Security::None,
-            username: Some(user.into()),
-            credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
-            auth: None,
-            folder: "INBOX".into(),
-            after_download: AfterDownload::Seen,
-            idle: false,
-            ca_file: None,
-            insecure_skip_verify: false,
-        }
+        imap_config(self.imap, user, password)
+    }
+}
+
+/// A POP3 inbound on 127.0.0.1:`port` for `user`, plain, deleting after download.
+pub fn pop3_config(port: u16, user: &str, password: &str) -> Pop3Config {
+    Pop3Config {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some(user.into()),
+        credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
+        apop: false,
+        leave_on_server: false,
+        leave_days: None,
+        ca_file: None,
+        insecure_skip_verify: false,
+    }
+}
+
+/// An IMAP inbound on 127.0.0.1:`port` for `user`, plain, INBOX, `\Seen` after download.
+pub fn imap_config(port: u16, user: &str, password: &str) -> ImapConfig {
+    ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some(user.into()),
+        credential: Some(Credential::Command(format!("printf '%s\\n' '{password}'"))),
+        auth: None,
+        folder: "INBOX".into(),
+        after_download: AfterDownload::Seen,
+        idle: false,
+        ca_file: None,
+        insecure_skip_verify: false,
     }
 }
 
@@ -266,35 +276,6 @@ pub fn failed(session: &Session) -> bool {
         .board()
         .status_code(&StatusKind::Transport("mail".into()));
     code & STATUS_FAILURE != 0
-}
-
-/// The wrong-password test, the same for every download protocol: Dovecot's "test" (password
-/// "right") has one message, and `inbound(dovecot, user, password)` is the protocol's config.
-/// A download as "test" with "wrong-pw" fails as a refused login that quotes Dovecot's reply
-/// (`servers_words`, as the protocol has it) and never shows the password, as
-/// `MAPI_E_LOGON_FAILED` with the status row failed, and stores nothing. Returns the Dovecot
-/// and the error, for what a protocol checks on top.
-pub async fn check_a_wrong_password_fails_with_the_servers_words(
-    servers_words: &str,
-    inbound: impl FnOnce(&Dovecot, &str, &str) -> InboundConfig,
-) -> (Dovecot, String) {
-    let dovecot = Dovecot::start(&[("test", "right")], false);
-    dovecot.preload("test", 1, 200);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = logon(dir.path(), inbound(&dovecot, "test", "wrong-pw")).await;
-    let report = download(&s).await;
-    let part = &report.transports[0];
-    let error = part.error.clone().expect("the login failed");
-    assert!(error.contains("refused the login of \"test\""), "{error}");
-    assert!(error.contains(servers_words), "server's words: {error}");
-    assert!(
-        !error.contains("wrong-pw"),
-        "no password in messages: {error}"
-    );
-    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
-    assert!(failed(&s));
-    assert!(inbox(&s).await.is_empty());
-    (dovecot, error)
 }
 
 /// FLUSH_DOWNLOAD on the spooler.
