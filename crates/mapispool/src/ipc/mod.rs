@@ -4,6 +4,7 @@
 //! - this file: where the socket lives, and the lock that keeps a second daemon away;
 //! - `wire.rs`: MAPI rows and errors as JSON that loses nothing;
 //! - `server.rs`: the versioned HTTP API (axum) the daemon serves;
+//! - `limits.rs`: what one client may cost it (a connection cap, an idle limit);
 //! - `client.rs`: what a `Session` uses when a daemon runs.
 //!
 //! Security: the socket's directory is 0700 and the socket 0600, and the server also checks
@@ -11,6 +12,7 @@
 //! where file modes are relaxed.
 
 pub mod client;
+mod limits;
 pub mod server;
 pub mod wire;
 
@@ -55,11 +57,12 @@ pub struct DaemonLock {
 }
 
 impl DaemonLock {
-    /// Takes the lock beside `socket`, creating the runtime directory (0700) if needed.
+    /// Takes the lock beside `socket`, creating the runtime directory (0700) if needed. Waits
+    /// (asynchronously, a few times 20 ms) while a client's brief probe holds it.
     ///
     /// Errors: `MAPI_E_BUSY` when another spooler holds it; `MAPI_E_NO_ACCESS` when the
     /// directory cannot be made private.
-    pub fn acquire(socket: &Path) -> MapiResult<DaemonLock> {
+    pub async fn acquire(socket: &Path) -> MapiResult<DaemonLock> {
         let dir = socket
             .parent()
             .ok_or_else(|| MapiError::invalid_parameter("the socket path has no directory"))?;
@@ -79,7 +82,7 @@ impl DaemonLock {
             if !matches!(outcome, Err(std::fs::TryLockError::WouldBlock)) {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             outcome = file.try_lock();
         }
         match outcome {
@@ -140,16 +143,43 @@ fn create_private_dir(dir: &Path) -> MapiResult<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_lock_is_refused_with_the_holders_pid() {
+    #[tokio::test]
+    async fn a_second_lock_is_refused_with_the_holders_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("rt").join("spooler-1.sock");
-        let first = DaemonLock::acquire(&socket).expect("first");
-        let second = DaemonLock::acquire(&socket).err().expect("refused");
+        let first = DaemonLock::acquire(&socket).await.expect("first");
+        let second = DaemonLock::acquire(&socket).await.err().expect("refused");
         assert_eq!(second.code, mapi::MapiCode::Busy);
         assert!(second.cause.contains(&std::process::id().to_string()));
         drop(first);
-        DaemonLock::acquire(&socket).expect("free again");
+        DaemonLock::acquire(&socket).await.expect("free again");
+    }
+
+    /// The retries while a probe holds the lock wait on the runtime's clock, not by putting
+    /// the thread to sleep: on a current-thread runtime, another task still runs meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_probe_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("rt").join("spooler-1.sock");
+        let held = DaemonLock::acquire(&socket).await.expect("first");
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let refused = DaemonLock::acquire(&socket).await.err().expect("refused");
+        assert_eq!(refused.code, mapi::MapiCode::Busy);
+        // Ten retries 20 ms apart: the ticker ran through them.
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::SeqCst) >= 30,
+            "{}",
+            ticks.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        ticker.abort();
+        drop(held);
     }
 
     #[test]

@@ -398,6 +398,15 @@ impl Outbound {
         }
     }
 
+    /// Logs in with `secret` (resolved once for a whole flush) instead of resolving the
+    /// credential on connecting; a transport without a login ignores it.
+    pub fn set_secret(&mut self, secret: crate::credential::Secret) {
+        match self {
+            Outbound::Dir(_) => {}
+            Outbound::Smtp(t) => t.set_secret(secret),
+        }
+    }
+
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         match self {
             Outbound::Dir(t) => t.connect().await,

@@ -266,6 +266,13 @@ impl SmtpOutbound {
         }
     }
 
+    /// Logs in with `secret` instead of resolving the credential itself: the spooler resolves
+    /// it once per flush for all of the flush's connections (one `password_command` run, one
+    /// prompt).
+    pub fn set_secret(&mut self, secret: Secret) {
+        self.secret = Some(secret);
+    }
+
     /// Replaces the RFC 5321 time limits (tests shorten them).
     pub fn with_timeouts(mut self, timeouts: SmtpTimeouts) -> SmtpOutbound {
         self.timeouts = timeouts;
@@ -457,14 +464,15 @@ impl SmtpOutbound {
         }
     }
 
-    fn tls_config(&mut self) -> Result<Arc<ClientConfig>, TransportError> {
+    async fn tls_config(&mut self) -> Result<Arc<ClientConfig>, TransportError> {
         if let Some(c) = &self.tls {
             return Ok(c.clone());
         }
         let c = crate::tls::client_config(
             self.config.ca_file.as_deref(),
             self.config.insecure_skip_verify,
-        )?;
+        )
+        .await?;
         self.tls = Some(c.clone());
         Ok(c)
     }
@@ -489,7 +497,7 @@ impl SmtpOutbound {
         }
         let tls_config = match self.config.security {
             Security::None => None,
-            _ => Some(self.tls_config()?),
+            _ => Some(self.tls_config().await?),
         };
 
         let tcp = tcp_connect(&host, self.config.port, t.connect).await?;
