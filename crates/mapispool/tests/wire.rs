@@ -220,3 +220,212 @@ async fn too_many_for_a_server_that_takes_none_waits() {
     }
     assert_eq!(server.log.lock().expect("log").too_many, 2);
 }
+
+fn ehlo(keywords: &[&str]) -> Vec<String> {
+    keywords.iter().map(|k| k.to_string()).collect()
+}
+
+/// The MAIL FROM commands the server saw.
+fn mail_commands(server: &FakeSmtp) -> Vec<String> {
+    server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("MAIL FROM"))
+        .collect()
+}
+
+const EIGHT_BIT: &str = "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n.Punkt\r\n";
+
+#[tokio::test]
+async fn an_8bit_body_goes_with_body_8bitmime_where_offered_and_as_base64_where_not() {
+    let size = EIGHT_BIT.len();
+    for pipelining in ["PIPELINING", "NO-PIPELINING"] {
+        // Offered: BODY=8BITMIME and the bytes as submitted (dot-stuffed).
+        let server = FakeSmtp::start(Knobs {
+            ehlo: ehlo(&[pipelining, "SIZE 10000000", "8BITMIME"]),
+            ..Knobs::default()
+        })
+        .await;
+        let world = World::new();
+        let alice = alice_on(&world, server.port, true).await;
+        submit_to(&alice, &["bob@example.org"], EIGHT_BIT.as_bytes()).await;
+        flush(&alice).await;
+        assert_eq!(
+            mail_commands(&server),
+            vec![format!(
+                "MAIL FROM:<alice@example.com> SIZE={size} BODY=8BITMIME"
+            )]
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&server.received()[0].data),
+            EIGHT_BIT.replace("\r\n.Punkt", "\r\n..Punkt")
+        );
+
+        // Not offered: no BODY=, the 8-bit part as base64, the stored copy untouched.
+        let server = FakeSmtp::start(Knobs {
+            ehlo: ehlo(&[pipelining, "SIZE 10000000"]),
+            ..Knobs::default()
+        })
+        .await;
+        let world = World::new();
+        let alice = alice_on(&world, server.port, true).await;
+        submit_to(&alice, &["bob@example.org"], EIGHT_BIT.as_bytes()).await;
+        flush(&alice).await;
+        assert_eq!(
+            mail_commands(&server),
+            vec![format!("MAIL FROM:<alice@example.com> SIZE={size}")]
+        );
+        let got = server.received()[0].data.clone();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ0KLlB1bmt0\r\n",
+            "({pipelining})"
+        );
+        assert!(got.is_ascii());
+        let parsed = mail_parser::MessageParser::new()
+            .parse(&got)
+            .expect("parse");
+        assert_eq!(parsed.body_text(0).as_deref(), Some("Grüße\r\n.Punkt"));
+        assert_eq!(sent_items_body(&alice).await, EIGHT_BIT.as_bytes());
+    }
+}
+
+const UTF8_HEADERS: &str =
+    "From: José Núñez <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: Grüße\r\n\r\nhi\r\n";
+
+#[tokio::test]
+async fn utf8_headers_go_with_smtputf8_where_offered_and_rfc2047_encoded_where_not() {
+    let size = UTF8_HEADERS.len();
+    let server = FakeSmtp::start(Knobs {
+        ehlo: ehlo(&["PIPELINING", "SIZE 10000000", "8BITMIME", "SMTPUTF8"]),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    submit_to(&alice, &["bob@example.org"], UTF8_HEADERS.as_bytes()).await;
+    flush(&alice).await;
+    assert_eq!(
+        mail_commands(&server),
+        vec![format!(
+            "MAIL FROM:<alice@example.com> SIZE={size} BODY=8BITMIME SMTPUTF8"
+        )]
+    );
+    assert_eq!(server.received()[0].data, UTF8_HEADERS.as_bytes());
+
+    let server = FakeSmtp::start(Knobs {
+        ehlo: ehlo(&["PIPELINING", "SIZE 10000000", "8BITMIME"]),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    submit_to(&alice, &["bob@example.org"], UTF8_HEADERS.as_bytes()).await;
+    flush(&alice).await;
+    assert_eq!(
+        mail_commands(&server),
+        vec![format!("MAIL FROM:<alice@example.com> SIZE={size}")]
+    );
+    let got = server.received()[0].data.clone();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "From: =?utf-8?B?Sm9zw6kgTsO6w7Fleg==?= <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: =?utf-8?B?R3LDvMOfZQ==?=\r\n\r\nhi\r\n"
+    );
+    let parsed = mail_parser::MessageParser::new()
+        .parse(&got)
+        .expect("parse");
+    assert_eq!(parsed.subject(), Some("Grüße"));
+    assert_eq!(
+        parsed
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.name.as_deref()),
+        Some("José Núñez")
+    );
+}
+
+#[tokio::test]
+async fn a_utf8_address_without_smtputf8_fails_that_recipient_and_says_why() {
+    let server = FakeSmtp::start(Knobs {
+        ehlo: ehlo(&["PIPELINING", "8BITMIME"]),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    submit_to(
+        &alice,
+        &["jörg@example.org", "bob@example.org"],
+        b"From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\n\r\nhi\r\n",
+    )
+    .await;
+    let report = flush(&alice).await;
+    let m = &report.transports[0].messages[0];
+    assert_eq!(
+        m.outcome,
+        mapispool::flush::MessageOutcome::Partial,
+        "{m:?}"
+    );
+    assert!(
+        matches!(&m.recipients[0], mapispool::flush::RecipientReport::Failed { error, .. }
+            if error.contains("jörg@example.org has UTF-8") && error.contains("does not offer SMTPUTF8")),
+        "{:?}",
+        m.recipients[0]
+    );
+    assert_eq!(server.received()[0].rcpts, vec!["bob@example.org"]);
+    assert!(
+        server.commands().iter().all(|c| !c.contains("jörg")),
+        "never on the wire"
+    );
+
+    // A UTF-8 address in the header cannot be encoded: the message cannot go to this server.
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    submit_to(
+        &alice,
+        &["bob@example.org"],
+        "From: <alice@example.com>\r\nTo: <jörg@example.org>\r\nSubject: s\r\n\r\nhi\r\n"
+            .as_bytes(),
+    )
+    .await;
+    let report = flush(&alice).await;
+    let m = &report.transports[0].messages[0];
+    assert_eq!(m.outcome, mapispool::flush::MessageOutcome::Failed, "{m:?}");
+    assert!(
+        matches!(&m.recipients[0], mapispool::flush::RecipientReport::Failed { error, .. }
+            if error.contains("To: header has the address jörg@example.org")),
+        "{:?}",
+        m.recipients[0]
+    );
+}
+
+/// The line-length policy: a part with a line over 998 octets (or a NUL) goes out base64, to
+/// any server; the stored copy keeps it as submitted.
+#[tokio::test]
+async fn a_line_over_998_octets_goes_out_base64_encoded() {
+    let long = "x".repeat(1200);
+    let message = format!("From: <alice@example.com>\r\nSubject: long\r\n\r\n{long}\r\nend\r\n");
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    submit_to(&alice, &["bob@example.org"], message.as_bytes()).await;
+    flush(&alice).await;
+    let got = server.received()[0].data.clone();
+    assert!(
+        got.split(|&b| b == b'\n').all(|l| l.len() <= 78),
+        "no long line on the wire"
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("From: <alice@example.com>\r\nSubject: long\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
+        "{text}"
+    );
+    let parsed = mail_parser::MessageParser::new()
+        .parse(&got)
+        .expect("parse");
+    assert_eq!(
+        parsed.body_text(0).as_deref(),
+        Some(format!("{long}\r\nend").as_str())
+    );
+    assert_eq!(sent_items_body(&alice).await, message.as_bytes());
+}

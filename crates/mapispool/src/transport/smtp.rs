@@ -25,6 +25,7 @@ pub mod codec;
 
 pub use codec::{Capabilities, DataEncoder, Reply};
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -248,8 +249,8 @@ struct WirePlan {
     mail: String,
     /// The header section as it goes out (RFC 2047-encoded for a server without SMTPUTF8).
     header: Vec<u8>,
-    /// 8-bit body parts to convert to base64 (a server without 8BITMIME).
-    downgrade: bool,
+    /// The server takes 8-bit bodies (8BITMIME); without it, 8-bit parts are converted.
+    eight_bit_ok: bool,
 }
 
 impl SmtpOutbound {
@@ -760,31 +761,69 @@ impl SmtpOutbound {
             );
             return None;
         }
+        // UTF-8 in the envelope or the header needs SMTPUTF8 (RFC 6531). Without it: a
+        // recipient with a UTF-8 address fails alone, a UTF-8 sender fails them all, and
+        // the header is RFC 2047-encoded where it can be.
+        let mut batch = batch.to_vec();
+        let mut header = Cow::Borrowed(message.header.as_slice());
+        let header_utf8 = !message.header.is_ascii();
         let needs_utf8 = !envelope.from.is_ascii()
+            || header_utf8
             || batch
                 .iter()
                 .any(|&i| !envelope.recipients[i].address.is_ascii());
         if needs_utf8 && !caps.smtputf8 {
-            fail_all(
-                results,
+            let why = |what: &str| {
                 format!(
-                    "the envelope has non-ASCII addresses and SMTP server {server} does not offer SMTPUTF8"
-                ),
-                MAPI_DIAG_OR_NAME_UNRECOGNIZED,
-            );
-            return None;
+                    "{what}, and SMTP server {server} does not offer SMTPUTF8 (RFC 6531) to take it"
+                )
+            };
+            if !envelope.from.is_ascii() {
+                fail_all(
+                    results,
+                    why(&format!(
+                        "the envelope sender {} has UTF-8 in it",
+                        envelope.from
+                    )),
+                    MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+                );
+                return None;
+            }
+            batch.retain(|&i| {
+                let address = &envelope.recipients[i].address;
+                if address.is_ascii() {
+                    return true;
+                }
+                results[i] = Some(RecipientResult::Failed {
+                    error: why(&format!("the address {address} has UTF-8 in it")),
+                    reason: MAPI_REASON_TRANSFER_IMPOSSIBLE,
+                    diag: MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+                });
+                false
+            });
+            if header_utf8 {
+                match super::downgrade::encode_header_utf8(&message.header) {
+                    Ok(encoded) => header = Cow::Owned(encoded),
+                    Err(what) => {
+                        fail_all(results, why(&what), MAPI_DIAG_MAIL_REFUSED);
+                        return None;
+                    }
+                }
+            }
         }
+        let smtputf8 = needs_utf8 && caps.smtputf8;
         let mut mail = format!("MAIL FROM:<{}>", envelope.from);
         if caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", envelope.size));
         }
-        // 8BITMIME when advertised and the body may need it: 8-bit bytes in what was read, or
-        // more body than that (it cannot be scanned without reading it twice).
+        // BODY=8BITMIME (RFC 6152) when advertised and the message may need it: 8-bit bytes in
+        // what was read, or more body than that (it is not read twice to find out). Without
+        // 8BITMIME the body's 8-bit parts are converted on the way (downgrade.rs).
         let (_, body_8bit) = message.eight_bit();
-        if caps.eight_bit_mime && (body_8bit || !message.is_whole()) {
+        if caps.eight_bit_mime && (body_8bit || smtputf8 || !message.is_whole()) {
             mail.push_str(" BODY=8BITMIME");
         }
-        if needs_utf8 {
+        if smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
         // DSN parameters only when asked for and the server takes them (RFC 3461 §4); without
@@ -800,10 +839,10 @@ impl SmtpOutbound {
         Some((
             WirePlan {
                 mail,
-                header: message.header.clone(),
-                downgrade: false,
+                header: header.into_owned(),
+                eight_bit_ok: caps.eight_bit_mime,
             },
-            batch.to_vec(),
+            batch,
         ))
     }
 
@@ -1162,7 +1201,7 @@ async fn send_body(
     message: &mut Outgoing<impl ChunkSource>,
     t: SmtpTimeouts,
 ) -> Result<Reply, BodyError> {
-    let mut wire = BodyEncoder::new(plan.downgrade);
+    let mut wire = BodyEncoder::new(plan.eight_bit_ok);
     let mut out = Vec::with_capacity(plan.header.len() + message.body_start.len() + 1024);
     wire.feed(&plan.header, &mut out);
     loop {
@@ -1194,15 +1233,16 @@ async fn send_body(
 /// The message as DATA carries it: 8-bit parts converted (when planned), then dot-stuffed
 /// with CRLF line endings.
 struct BodyEncoder {
-    downgrade: Option<super::wire::Downgrade>,
+    downgrade: Option<super::downgrade::Downgrade>,
     encoder: DataEncoder,
     scratch: Vec<u8>,
 }
 
 impl BodyEncoder {
-    fn new(downgrade: bool) -> BodyEncoder {
+    /// `eight_bit_ok`: the server takes 8-bit (only NUL and over-long lines are converted).
+    fn new(eight_bit_ok: bool) -> BodyEncoder {
         BodyEncoder {
-            downgrade: downgrade.then(super::wire::Downgrade::default),
+            downgrade: Some(super::downgrade::Downgrade::new(eight_bit_ok)),
             encoder: DataEncoder::default(),
             scratch: Vec::new(),
         }
