@@ -429,3 +429,98 @@ async fn a_line_over_998_octets_goes_out_base64_encoded() {
     );
     assert_eq!(sent_items_body(&alice).await, message.as_bytes());
 }
+
+/// RFC 3464: the report is a `multipart/report; report-type=delivery-status` whose
+/// `Diagnostic-Code` is the server's reply, not prose; its subject is RFC 2047-encoded.
+#[tokio::test]
+async fn a_non_delivery_report_is_rfc_3464_with_the_servers_reply() {
+    let server = FakeSmtp::start(Knobs {
+        rcpt: std::sync::Arc::new(|a: &str| {
+            if a.starts_with("nobody") {
+                "550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice_on(&world, server.port, true).await;
+    let original = "From: <alice@example.com>\r\nTo: <nobody@example.org>, <bob@example.org>\r\nSubject: Grüße\r\nMessage-ID: <orig@test>\r\n\r\nhi\r\n";
+    submit_to(
+        &alice,
+        &["nobody@example.org", "bob@example.org"],
+        original.as_bytes(),
+    )
+    .await;
+    flush(&alice).await;
+    let inbox = alice.messages(Folder::Inbox).await.expect("inbox");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].subject, "Undeliverable: Grüße");
+    let raw = alice
+        .message_body(&inbox[0].entry_id())
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(raw.is_ascii(), "{text}");
+    assert!(
+        text.contains("Subject: =?utf-8?"),
+        "non-ASCII subject encoded: {text}"
+    );
+    let parsed = mail_parser::MessageParser::new()
+        .parse(&raw)
+        .expect("parse");
+    assert_eq!(parsed.subject(), Some("Undeliverable: Grüße"));
+    let ct = mail_parser::MimeHeaders::content_type(&parsed).expect("content type");
+    assert_eq!(
+        (ct.ctype(), ct.subtype(), ct.attribute("report-type")),
+        ("multipart", Some("report"), Some("delivery-status"))
+    );
+    let types: Vec<String> = parsed
+        .parts
+        .iter()
+        .skip(1)
+        .map(|p| {
+            let ct = mail_parser::MimeHeaders::content_type(p).expect("part type");
+            format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "text/plain",
+            "message/delivery-status",
+            "text/rfc822-headers"
+        ]
+    );
+    let status = text
+        .split("Content-Type: message/delivery-status\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n--").next())
+        .expect("the delivery-status part");
+    let (per_message, per_recipient) = status.split_once("\r\n\r\n").expect("two groups");
+    assert!(per_message.starts_with("Reporting-MTA: dns; "), "{status}");
+    assert!(per_message.contains("\r\nArrival-Date: "), "{status}");
+    assert_eq!(
+        per_recipient,
+        "Original-Recipient: rfc822; nobody@example.org\r\nFinal-Recipient: rfc822; nobody@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown\r\n"
+    );
+    let headers = text
+        .split("Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+        .nth(1);
+    assert!(
+        headers.is_none(),
+        "8-bit original headers are encoded: {text}"
+    );
+    let quoted = parsed.parts.last().expect("headers part");
+    assert_eq!(
+        String::from_utf8_lossy(quoted.contents()),
+        original
+            .split("\r\n\r\n")
+            .next()
+            .expect("header")
+            .to_string()
+            + "\r\n\r\n"
+    );
+}
