@@ -278,14 +278,14 @@ async fn an_8bit_body_goes_with_body_8bitmime_where_offered_and_as_base64_where_
         let got = server.received()[0].data.clone();
         assert_eq!(
             String::from_utf8_lossy(&got),
-            "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ0KLlB1bmt0\r\n",
+            "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ0KLlB1bmt0DQo=\r\n",
             "({pipelining})"
         );
         assert!(got.is_ascii());
         let parsed = mail_parser::MessageParser::new()
             .parse(&got)
             .expect("parse");
-        assert_eq!(parsed.body_text(0).as_deref(), Some("Grüße\r\n.Punkt"));
+        assert_eq!(parsed.body_text(0).as_deref(), Some("Grüße\r\n.Punkt\r\n"));
         assert_eq!(sent_items_body(&alice).await, EIGHT_BIT.as_bytes());
     }
 }
@@ -425,7 +425,7 @@ async fn a_line_over_998_octets_goes_out_base64_encoded() {
         .expect("parse");
     assert_eq!(
         parsed.body_text(0).as_deref(),
-        Some(format!("{long}\r\nend").as_str())
+        Some(format!("{long}\r\nend\r\n").as_str())
     );
     assert_eq!(sent_items_body(&alice).await, message.as_bytes());
 }
@@ -523,4 +523,182 @@ async fn a_non_delivery_report_is_rfc_3464_with_the_servers_reply() {
             .to_string()
             + "\r\n\r\n"
     );
+}
+
+/// Property: for random messages (headers with Bcc in any form, bodies with dots at line
+/// start, bare CR, bare LF, 8-bit, NUL, long lines), what the server receives is the message
+/// minus its Bcc fields — byte for byte with line endings made CRLF, or, where a part had to be
+/// converted, base64 that decodes to that body — and DATA never ends early.
+mod property {
+    use super::*;
+    use mapispool::transport::smtp::{SmtpOutbound, SmtpTimeouts};
+    use mapispool::transport::{Envelope, EnvelopeRecipient, RecipientResult};
+    use proptest::prelude::*;
+
+    /// CR, LF and CRLF each become CRLF: what the DATA encoder does.
+    fn canon(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\r' => {
+                    out.extend_from_slice(b"\r\n");
+                    if bytes.get(i + 1) == Some(&b'\n') {
+                        i += 1;
+                    }
+                }
+                b'\n' => out.extend_from_slice(b"\r\n"),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Undoes dot-stuffing, line by line (RFC 5321 §4.5.2).
+    fn unstuff(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len());
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        out
+    }
+
+    fn b64decode(text: &[u8]) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        };
+        let digits: Vec<u8> = text.iter().filter_map(|&c| value(c)).collect();
+        let mut out = Vec::new();
+        for group in digits.chunks(4) {
+            let n = group
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (k, &d)| n | (u32::from(d) << (18 - 6 * k)));
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.extend_from_slice(&bytes[..group.len().saturating_sub(1)]);
+        }
+        out
+    }
+
+    fn header_field() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "Subject: s\r\n",
+            "To: <b@x>\r\n",
+            "Bcc: <c@x>\r\n",
+            "bcc: <d@x>,\r\n <e@x>\r\n",
+            "BCC:\n\t<f@x>\n",
+            "Resent-Bcc: <g@x>\r\n",
+            "X-Bcc-Like: kept\r\n",
+            "Comments: folded\r\n\tover two lines\r\n",
+            "From: <alice@example.com>\n",
+        ])
+    }
+
+    fn body_piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            8 => prop::sample::select(vec![
+                b".".to_vec(),
+                b"\r".to_vec(),
+                b"\n".to_vec(),
+                b"\r\n".to_vec(),
+                b"\r\n.\r\n".to_vec(),
+                b"a".to_vec(),
+                b" ".to_vec(),
+                "é".as_bytes().to_vec(),
+                vec![0xFF],
+            ]),
+            1 => Just(vec![0u8]),
+            1 => Just(vec![b'x'; 1000]),
+        ]
+    }
+
+    /// Whether the converter must take the body to base64: the rule it documents.
+    fn must_convert(body: &[u8], eight_bit_ok: bool) -> bool {
+        body.split(|&b| b == b'\n').any(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line.contains(&0) || line.len() > 998 || (!eight_bit_ok && !line.is_ascii())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn the_server_gets_the_message_minus_bcc(
+            fields in prop::collection::vec(header_field(), 0..6),
+            pieces in prop::collection::vec(body_piece(), 0..40),
+            eight_bit_ok in any::<bool>(),
+            pipelining in any::<bool>(),
+        ) {
+            let header: String = fields.concat();
+            let body: Vec<u8> = pieces.concat();
+            let mut message = header.clone().into_bytes();
+            message.extend_from_slice(b"\r\n");
+            message.extend_from_slice(&body);
+
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (data, commands) = runtime.block_on(async {
+                let mut ehlo = vec!["SIZE 10000000".to_string()];
+                if eight_bit_ok {
+                    ehlo.push("8BITMIME".into());
+                }
+                if pipelining {
+                    ehlo.push("PIPELINING".into());
+                }
+                let server = FakeSmtp::start(Knobs { ehlo, ..Knobs::default() }).await;
+                let mut t = SmtpOutbound::new(&smtp_config(server.port), "t", false)
+                    .with_timeouts(SmtpTimeouts::all(std::time::Duration::from_secs(10)));
+                let envelope = Envelope {
+                    from: "alice@example.com".into(),
+                    recipients: vec![EnvelopeRecipient { rowid: 0, address: "bob@example.org".into() }],
+                    size: message.len() as u64,
+                    dsn: None,
+                };
+                let r = t.send(&envelope, std::io::Cursor::new(message.clone())).await.expect("send");
+                assert_eq!(r, vec![RecipientResult::Delivered]);
+                t.close().await;
+                let got = server.received();
+                assert_eq!(got.len(), 1, "one message, DATA not ended early");
+                (got[0].data.clone(), server.commands())
+            });
+            // After DATA, nothing but QUIT: no body line was read as a command.
+            let after: Vec<&String> = commands
+                .iter()
+                .skip_while(|c| c.as_str() != "DATA")
+                .skip(1)
+                .collect();
+            prop_assert_eq!(after, vec!["QUIT"]);
+
+            let received = unstuff(&data);
+            let stripped = mapispool::transport::wire::strip_bcc(header.as_bytes());
+            let want_header = canon(&stripped);
+            prop_assert!(received.starts_with(&want_header),
+                "header: {:?}", String::from_utf8_lossy(&received));
+            let rest = &received[want_header.len()..];
+            let canon_body = canon(&body);
+            if must_convert(&body, eight_bit_ok) {
+                let text = String::from_utf8_lossy(rest).into_owned();
+                prop_assert!(text.starts_with("MIME-Version: 1.0\r\nContent-Type: text/plain; charset="), "{}", text);
+                let (added, encoded) = text.split_once("\r\n\r\n").expect("blank line");
+                prop_assert!(added.ends_with("\r\nContent-Transfer-Encoding: base64"), "{}", added);
+                prop_assert!(encoded.is_ascii() && encoded.lines().all(|l| l.len() <= 76));
+                prop_assert_eq!(b64decode(encoded.as_bytes()), canon_body);
+            } else {
+                let mut want = b"\r\n".to_vec();
+                want.extend_from_slice(&canon_body);
+                if !canon_body.is_empty() && !canon_body.ends_with(b"\r\n") {
+                    want.extend_from_slice(b"\r\n");
+                }
+                prop_assert_eq!(String::from_utf8_lossy(rest), String::from_utf8_lossy(&want));
+            }
+        }
+    }
 }

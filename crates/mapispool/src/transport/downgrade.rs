@@ -123,7 +123,7 @@ impl Downgrade {
             let rest = std::mem::take(&mut self.line);
             self.on_line(&rest, false, out);
         }
-        self.end_part(out);
+        self.end_part(false, out);
     }
 
     /// One line with its ending (`ended`), or a piece of a long line.
@@ -135,7 +135,7 @@ impl Downgrade {
             && ended
             && let Some(depth) = self.boundary_at(content)
         {
-            self.end_part(out);
+            self.end_part(true, out);
             out.extend_from_slice(line);
             let closing = trim_wsp(content).ends_with(b"--")
                 && trim_wsp(content).len() == self.boundaries[depth].len() + 4;
@@ -272,8 +272,8 @@ impl Downgrade {
         pending.drain(..whole);
     }
 
-    /// The current part ends (a boundary, or the end of the message).
-    fn end_part(&mut self, out: &mut Vec<u8>) {
+    /// The current part ends: at a boundary (`at_boundary`), or at the end of the message.
+    fn end_part(&mut self, at_boundary: bool, out: &mut Vec<u8>) {
         match std::mem::replace(&mut self.state, State::Pass) {
             State::Header { lines, .. } => out.extend_from_slice(&lines),
             State::Pass => {}
@@ -281,14 +281,19 @@ impl Downgrade {
                 out.extend_from_slice(&header);
                 out.extend_from_slice(&body);
             }
-            State::Encode { pending, eol_due } => {
+            State::Encode {
+                mut pending,
+                eol_due,
+            } => {
+                // Before a boundary the held-back line ending is the boundary's (RFC 2046
+                // §5.1.1); at the end of the message it is the content's last.
+                if eol_due && !at_boundary {
+                    pending.extend_from_slice(b"\r\n");
+                }
                 if !pending.is_empty() {
                     out.extend_from_slice(base64(&pending).as_bytes());
                     out.extend_from_slice(b"\r\n");
                 }
-                // The held-back line ending is the boundary's: it was written with the
-                // base64's last line.
-                let _ = eol_due;
             }
         }
     }
@@ -510,7 +515,7 @@ mod tests {
             "From: a@x\r\nContent-Transfer-Encoding: 8bit\r\nSubject: s\r\n\r\nJosé\r\nNúñez\r\n";
         let want = format!(
             "From: a@x\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
-            base64("José\r\nNúñez".as_bytes())
+            base64("José\r\nNúñez\r\n".as_bytes())
         );
         for piece in [1, 7, 1000] {
             assert_eq!(
@@ -555,7 +560,7 @@ mod tests {
         let nul = b"Subject: s\r\n\r\na\0b\r\n";
         assert!(
             String::from_utf8_lossy(&convert(nul, true, 4))
-                .ends_with(&format!("base64\r\n\r\n{}\r\n", base64(b"a\0b")))
+                .ends_with(&format!("base64\r\n\r\n{}\r\n", base64(b"a\0b\r\n")))
         );
     }
 
