@@ -6,6 +6,8 @@
 mod common;
 #[path = "peers/fake_smtp.rs"]
 mod fake_smtp;
+#[path = "peers/postfix.rs"]
+mod postfix;
 
 use common::*;
 use fake_smtp::{FakeSmtp, Knobs};
@@ -522,6 +524,94 @@ async fn a_non_delivery_report_is_rfc_3464_with_the_servers_reply() {
             .expect("header")
             .to_string()
             + "\r\n\r\n"
+    );
+}
+
+/// Real Postfix as the first hop, with 8BITMIME and SMTPUTF8 withheld
+/// (`smtpd_discard_ehlo_keywords`) and 3 recipients per transaction (`smtpd_recipient_limit`);
+/// the scripted server behind it records what Postfix relays on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_postfix_without_8bitmime_smtputf8_and_with_a_recipient_limit() {
+    let next_hop = FakeSmtp::start(Knobs::default()).await;
+    let pf = postfix::Postfix::start(
+        &format!("127.0.0.1:{}", next_hop.port),
+        "smtpd_discard_ehlo_keywords=8bitmime,smtputf8 smtpd_recipient_limit=3",
+    );
+    let world = World::new();
+    let alice = alice_on(&world, pf.port, true).await;
+    let original = "From: José <alice@example.com>\r\nTo: <r0@example.org>\r\nBcc: <r1@example.org>\r\nSubject: Grüße\r\nMessage-ID: <pf@test>\r\n\r\nGrüße aus Köln\r\n.Punkt\r\n";
+    let everyone: Vec<String> = (0..10).map(|i| format!("r{i}@example.org")).collect();
+    let refs: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    submit_to(&alice, &refs, original.as_bytes()).await;
+    let report = flush(&alice).await;
+    assert_eq!(
+        report.transports[0].messages[0].outcome,
+        mapispool::flush::MessageOutcome::Sent,
+        "{report:?}\n{}",
+        pf.log()
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(30), async || {
+            next_hop
+                .received()
+                .iter()
+                .map(|r| r.rcpts.len())
+                .sum::<usize>()
+                >= 10
+        })
+        .await,
+        "Postfix relayed {:?}; its log:\n{}",
+        next_hop.received(),
+        pf.log()
+    );
+    // Postfix took 3 per transaction: four transactions (3+3+3+1) of one message in one
+    // flush, each queued and relayed on its own.
+    let sizes: Vec<usize> = next_hop.received().iter().map(|r| r.rcpts.len()).collect();
+    assert_eq!(
+        sizes.iter().filter(|&&n| n == 3).count(),
+        3,
+        "{sizes:?}\n{}",
+        pf.log()
+    );
+    assert_eq!(sizes.len(), 4, "{sizes:?}");
+    let mut relayed: Vec<String> = next_hop
+        .received()
+        .iter()
+        .flat_map(|r| r.rcpts.clone())
+        .collect();
+    relayed.sort();
+    let mut want = everyone.clone();
+    want.sort();
+    assert_eq!(relayed, want);
+    for copy in next_hop.received() {
+        let data = copy.data.clone();
+        let text = String::from_utf8_lossy(&data).into_owned();
+        assert!(data.is_ascii(), "7-bit all the way: {text}");
+        assert!(!text.to_ascii_lowercase().contains("\nbcc:"), "{text}");
+        let parsed = mail_parser::MessageParser::new()
+            .parse(&data)
+            .expect("parse");
+        assert_eq!(parsed.subject(), Some("Grüße"));
+        assert_eq!(
+            parsed
+                .from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.name.as_deref()),
+            Some("José")
+        );
+        assert_eq!(
+            parsed.body_text(0).as_deref(),
+            Some("Grüße aus Köln\r\n.Punkt\r\n")
+        );
+    }
+    assert!(
+        next_hop
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("MAIL FROM"))
+            .all(|c| !c.contains("BODY=8BITMIME") && !c.contains("SMTPUTF8")),
+        "{:?}",
+        next_hop.commands()
     );
 }
 
