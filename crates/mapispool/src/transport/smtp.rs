@@ -12,9 +12,14 @@
 //! ```text
 //! [RSET]                      after a transaction that did not end cleanly
 //! MAIL FROM:<s> [SIZE= BODY=8BITMIME SMTPUTF8 RET= ENVID=]
-//! RCPT TO:<r> [NOTIFY= ORCPT=] ...  (with PIPELINING: MAIL, every RCPT and DATA in one write)
+//! RCPT TO:<r> [NOTIFY= ORCPT=] ...  (with PIPELINING: up to 100 commands, DATA last, per write)
 //! DATA -> 354, body, "." -> final reply
+//! [MAIL ... again]            for the recipients a `452 4.5.3` left over, at once
 //! ```
+//! `send` runs transactions until every recipient is settled; `transaction` is one of them:
+//! `plan` (what MAIL says and the message's wire form for this server: `wire.rs`,
+//! `downgrade.rs`), `envelope_phase` (one path, pipelined or not, where 421 and wire errors are
+//! met), then DATA and `send_body`.
 //! Outcomes: a 2xx RCPT and a 2xx final reply is `Delivered`; 4xx anywhere is `Deferred` with the
 //! server's words; 5xx is `Failed`. A reused connection that turns out dead or answers 421
 //! before the body is sent is replaced transparently and the message tried again on the new one.
@@ -355,11 +360,7 @@ impl SmtpOutbound {
                 if done_transactions == 0 {
                     return Err(e);
                 }
-                for &i in pending {
-                    results[i] = Some(RecipientResult::Deferred {
-                        error: e.message.clone(),
-                    });
-                }
+                defer(results, pending, &e.message);
                 Ok(())
             };
             let reused = match self.ensure_session().await {
@@ -867,6 +868,14 @@ impl SmtpOutbound {
                 body_read,
             })
         };
+        // A wire error before the body: on a reused connection, try again on a new one.
+        let early = |e: WireError| {
+            if reused {
+                Ok(Attempt::Retry(e.describe(&server)))
+            } else {
+                Err(e.into_transport(&server))
+            }
+        };
         let Some((plan, batch)) = self.plan(envelope, batch, message, &caps, results) else {
             return done(Vec::new(), false);
         };
@@ -895,13 +904,13 @@ impl SmtpOutbound {
                 Ok(r) => {
                     self.session = None;
                     let why = format!("SMTP server {server} refused RSET: {r}");
-                    for &i in &batch {
-                        results[i] = Some(RecipientResult::Deferred { error: why.clone() });
-                    }
+                    defer(results, &batch, &why);
                     return done(Vec::new(), false);
                 }
-                Err(e) if reused => return Ok(Attempt::Retry(e.describe(&server))),
-                Err(e) => return Err(e.into_transport(&server)),
+                Err(e) => {
+                    self.session = None;
+                    return early(e);
+                }
             }
         }
         session.dirty = true;
@@ -913,11 +922,7 @@ impl SmtpOutbound {
                 Ok(r) => r,
                 Err(e) => {
                     self.session = None;
-                    return if reused {
-                        Ok(Attempt::Retry(e.describe(&server)))
-                    } else {
-                        Err(e.into_transport(&server))
-                    };
+                    return early(e);
                 }
             };
         if !replies.overflow.is_empty() && !replies.rcpts.is_empty() {
@@ -932,19 +937,13 @@ impl SmtpOutbound {
             Some(r) => server_said(&server, r),
             None => format!("SMTP server {server} took only {take} recipients at once"),
         };
-        for &i in &overflow {
-            results[i] = Some(RecipientResult::Deferred {
-                error: wait.clone(),
-            });
-        }
+        defer(results, &overflow, &wait);
         let closing = replies.closing;
         let Some(mail_reply) = replies.mail else {
             // 421 and no more: nothing of this transaction stands.
             self.session = None;
             let why = format!("SMTP server {server} closed the connection (421) before MAIL");
-            for &i in &batch {
-                results[i] = Some(RecipientResult::Deferred { error: why.clone() });
-            }
+            defer(results, &batch, &why);
             return done(Vec::new(), false);
         };
         if mail_reply.code == 421 && reused {
@@ -967,10 +966,7 @@ impl SmtpOutbound {
                 self.session = None;
             }
             // Pipelined RCPT replies after a refused MAIL are 503s; MAIL's reply is the reason.
-            let r = mail_result(&server, &mail_reply);
-            for &i in &batch {
-                results[i] = Some(r.clone());
-            }
+            set_all(results, &batch, &mail_result(&server, &mail_reply));
             return done(Vec::new(), false);
         }
 
@@ -983,10 +979,8 @@ impl SmtpOutbound {
         }
         // What a closing server leaves: every recipient not yet settled waits for a retry.
         let closed = |results: &mut [Option<RecipientResult>], also: &[usize], why: &str| {
-            for &i in replies.unsent.iter().chain(&overflow).chain(also) {
-                results[i] = Some(RecipientResult::Deferred {
-                    error: why.to_string(),
-                });
+            for list in [&replies.unsent[..], &overflow, also] {
+                defer(results, list, why);
             }
         };
         let closing_why = format!("SMTP server {server} closed the connection (421)");
@@ -1029,11 +1023,7 @@ impl SmtpOutbound {
                 Ok(r) => r,
                 Err(e) => {
                     self.session = None;
-                    return if reused {
-                        Ok(Attempt::Retry(e.describe(&server)))
-                    } else {
-                        Err(e.into_transport(&server))
-                    };
+                    return early(e);
                 }
             },
         };
@@ -1041,10 +1031,7 @@ impl SmtpOutbound {
             if data_reply.code == 421 {
                 self.session = None;
             }
-            let r = mail_result(&server, &data_reply);
-            for &i in &accepted {
-                results[i] = Some(r.clone());
-            }
+            set_all(results, &accepted, &mail_result(&server, &data_reply));
             if data_reply.code == 421 {
                 closed(results, &[], &closing_why);
                 return done(Vec::new(), false);
@@ -1076,10 +1063,7 @@ impl SmtpOutbound {
         session.messages += 1;
         session.dirty = false;
         if !final_reply.is_positive() {
-            let r = mail_result(&server, &final_reply);
-            for &i in &accepted {
-                results[i] = Some(r.clone());
-            }
+            set_all(results, &accepted, &mail_result(&server, &final_reply));
         }
         if final_reply.code == 421 || closing {
             self.session = None;
@@ -1342,6 +1326,23 @@ fn mail_result(server: &str, reply: &Reply) -> RecipientResult {
         RecipientResult::Deferred {
             error: server_said(server, reply),
         }
+    }
+}
+
+/// Recipients `which` wait for a retry, for `why`.
+fn defer(results: &mut [Option<RecipientResult>], which: &[usize], why: &str) {
+    set_all(
+        results,
+        which,
+        &RecipientResult::Deferred {
+            error: why.to_string(),
+        },
+    );
+}
+
+fn set_all(results: &mut [Option<RecipientResult>], which: &[usize], result: &RecipientResult) {
+    for &i in which {
+        results[i] = Some(result.clone());
     }
 }
 
