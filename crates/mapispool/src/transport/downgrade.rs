@@ -98,20 +98,37 @@ impl Downgrade {
 
     pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
         while !input.is_empty() {
+            if matches!(self.state, State::Pass) && self.boundaries.is_empty() {
+                // Nothing can change any more (no boundary to wait for): the rest as it is.
+                out.append(&mut self.line);
+                out.extend_from_slice(input);
+                return;
+            }
             match memchr::memchr(b'\n', input) {
                 Some(k) => {
-                    self.line.extend_from_slice(&input[..=k]);
-                    input = &input[k + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    self.on_line(&line, true, out);
+                    let (line, rest) = input.split_at(k + 1);
+                    input = rest;
+                    if self.line.is_empty() {
+                        self.on_line(line, true, out);
+                    } else {
+                        // A line that started in an earlier piece; its buffer is kept for the
+                        // next one.
+                        let mut held = std::mem::take(&mut self.line);
+                        held.extend_from_slice(line);
+                        self.on_line(&held, true, out);
+                        held.clear();
+                        self.line = held;
+                    }
                     self.line_len = 0;
                 }
                 None => {
                     self.line.extend_from_slice(input);
                     input = &[];
                     if self.line.len() >= LINE_PIECE {
-                        let piece = std::mem::take(&mut self.line);
+                        let mut piece = std::mem::take(&mut self.line);
                         self.on_line(&piece, false, out);
+                        piece.clear();
+                        self.line = piece;
                     }
                 }
             }
