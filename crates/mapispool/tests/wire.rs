@@ -194,6 +194,69 @@ async fn ten_thousand_recipients_to_a_server_taking_a_thousand_go_in_one_flush()
     }
 }
 
+/// The whole conversation, byte for byte: a 452 to the third RCPT, then a second transaction
+/// for it on the same connection, Bcc gone from both copies.
+#[tokio::test]
+async fn the_exact_bytes_of_a_452_and_the_transaction_after_it() {
+    use mapispool::transport::smtp::{SmtpOutbound, SmtpTimeouts};
+    use mapispool::transport::{Envelope, EnvelopeRecipient, RecipientResult};
+    let body = b"To: <a@example.org>\r\nBcc: <c@example.org>\r\nSubject: s\r\n\r\n.hi\r\n";
+    let sent = b"To: <a@example.org>\r\nSubject: s\r\n\r\n..hi\r\n.\r\n";
+    for (pipelining, ehlo_keywords) in [
+        (true, vec!["PIPELINING", "8BITMIME"]),
+        (false, vec!["8BITMIME"]),
+    ] {
+        let server = FakeSmtp::start(Knobs {
+            ehlo: ehlo(&ehlo_keywords),
+            max_rcpts: Some(2),
+            ..Knobs::default()
+        })
+        .await;
+        let mut t = SmtpOutbound::new(&smtp_config(server.port), "t", false)
+            .with_timeouts(SmtpTimeouts::all(std::time::Duration::from_secs(10)));
+        let envelope = Envelope {
+            from: "alice@example.com".into(),
+            recipients: ["a", "b", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| EnvelopeRecipient {
+                    rowid: i as i64,
+                    address: format!("{r}@example.org"),
+                })
+                .collect(),
+            size: body.len() as u64,
+            dsn: None,
+        };
+        let results = t
+            .send(&envelope, std::io::Cursor::new(&body[..]))
+            .await
+            .expect("send");
+        assert_eq!(results, vec![RecipientResult::Delivered; 3]);
+        t.close().await;
+        let mut want = b"EHLO [127.0.0.1]\r\n".to_vec();
+        let rcpt = |r: &str| format!("RCPT TO:<{r}@example.org>\r\n").into_bytes();
+        let mail = b"MAIL FROM:<alice@example.com>\r\n";
+        want.extend_from_slice(mail);
+        want.extend(rcpt("a"));
+        want.extend(rcpt("b"));
+        // Pipelined, the third RCPT went in the same write and met the 452; one at a time,
+        // it too was sent and refused before DATA.
+        want.extend(rcpt("c"));
+        want.extend_from_slice(b"DATA\r\n");
+        want.extend_from_slice(sent);
+        want.extend_from_slice(mail);
+        want.extend(rcpt("c"));
+        want.extend_from_slice(b"DATA\r\n");
+        want.extend_from_slice(sent);
+        want.extend_from_slice(b"QUIT\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&server.wire()),
+            String::from_utf8_lossy(&want),
+            "pipelining {pipelining}"
+        );
+    }
+}
+
 /// Every recipient refused as "too many" by a server that takes none: they wait for a retry
 /// with the server's words (no loop on the same connection).
 #[tokio::test]
