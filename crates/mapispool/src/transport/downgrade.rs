@@ -307,8 +307,9 @@ impl Downgrade {
                 if eol_due && !at_boundary {
                     pending.extend_from_slice(b"\r\n");
                 }
-                if !pending.is_empty() {
-                    out.extend_from_slice(base64(&pending).as_bytes());
+                // The added line ending can take the rest past one line's 57 bytes.
+                for group in pending.chunks(57) {
+                    out.extend_from_slice(base64(group).as_bytes());
                     out.extend_from_slice(b"\r\n");
                 }
             }
@@ -571,6 +572,11 @@ mod tests {
             "{text}"
         );
         assert!(got.split(|&b| b == b'\n').all(|l| l.len() <= 78));
+        // 1025 = 17 × 57 + 56: the last line's ending takes the rest to 58 bytes, two lines.
+        let tail = format!("Subject: s\r\n\r\n{}\n", "z".repeat(1025));
+        let got = convert(tail.as_bytes(), true, 100);
+        assert!(got.split(|&b| b == b'\n').all(|l| l.len() <= 78));
+        assert!(String::from_utf8_lossy(&got).ends_with("enp6enp6enp6DQ==\r\n"));
         let exactly = "y".repeat(MAX_LINE);
         let ok = format!("Subject: s\r\n\r\n{exactly}\r\n");
         assert_eq!(convert(ok.as_bytes(), true, 300), ok.as_bytes());
