@@ -11,6 +11,7 @@
 //! for the message (retry when, report to whom) is the spooler's business.
 
 pub mod dir;
+pub mod downgrade;
 pub mod imap;
 mod net;
 pub mod pop3;
