@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real mail servers the integration tests start on loopback: Postfix (for smtp-sink
-# and a private Postfix instance), Dovecot and Cyrus IMAP (two IMAP/POP3 server families).
-# Idempotent and quick when everything is there; non-interactive (CI runs it as root on a fresh
-# Debian 12).
+# and a private Postfix instance), Dovecot and Cyrus IMAP (two IMAP/POP3 server families); and
+# the mail clients the sendmail tests drive. Idempotent and quick when everything is there;
+# non-interactive (CI runs it as root on a fresh Debian 12).
 #
 # Cyrus and Dovecot cannot both be installed as packages: cyrus-imapd and cyrus-pop3d declare
 # `Conflicts: imap-server` / `pop3-server`, which dovecot-imapd / dovecot-pop3d provide (one
@@ -21,6 +21,13 @@ command -v postconf >/dev/null 2>&1 || [ -x /usr/sbin/postconf ] || need+=(postf
 [ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 [ -x /usr/lib/cyrus/bin/master ] || need+=(cyrus-common)
 command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || need+=(sasl2-bin)
+# Everyday clients that drive our sendmail entry in crates/mapispool-cli/tests/clients.rs
+# (Mailutils' mail, git send-email with the Perl module it needs), and GNU time for the
+# memory bound there.
+[ -x /usr/bin/mail.mailutils ] || need+=(mailutils)
+[ -x /usr/lib/git-core/git-send-email ] || need+=(git-email)
+perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
+[ -x /usr/bin/time ] || need+=(time)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0

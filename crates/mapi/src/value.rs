@@ -20,26 +20,40 @@ impl FileTime {
     pub fn to_system_time(self) -> SystemTime {
         // Seconds and sub-second ticks separately: nanoseconds since 1970 overflow a u64 in 2554.
         let ticks = |t: u64| Duration::new(t / 10_000_000, (t % 10_000_000) as u32 * 100);
+        // Every FILETIME (1601 to about 60056) fits a SystemTime on the platforms we build
+        // for; the epoch stands in should one not, rather than a panic.
         if self.0 >= UNIX_EPOCH_TICKS {
-            UNIX_EPOCH + ticks(self.0 - UNIX_EPOCH_TICKS)
+            UNIX_EPOCH.checked_add(ticks(self.0 - UNIX_EPOCH_TICKS))
         } else {
-            UNIX_EPOCH - ticks(UNIX_EPOCH_TICKS - self.0)
+            UNIX_EPOCH.checked_sub(ticks(UNIX_EPOCH_TICKS - self.0))
         }
+        .unwrap_or(UNIX_EPOCH)
     }
     /// Seconds since the Unix epoch (negative before 1970).
     pub fn unix_seconds(self) -> i64 {
         (self.0 as i128 - UNIX_EPOCH_TICKS as i128).div_euclid(10_000_000) as i64
     }
     pub fn from_unix_seconds(secs: i64) -> FileTime {
-        FileTime((secs as i128 * 10_000_000 + UNIX_EPOCH_TICKS as i128).max(0) as u64)
+        let ticks = i128::from(secs) * 10_000_000 + i128::from(UNIX_EPOCH_TICKS);
+        FileTime(u64::try_from(ticks.max(0)).unwrap_or(u64::MAX))
     }
     /// RFC 3339 text in UTC, e.g. `2026-11-25T17:14:15Z` (sub-second digits only when present).
+    /// Total: any FILETIME has a text. Years before 1970 are written as they are
+    /// (`1969-12-31T23:59:59Z`); years past 9999 with a sign and more digits
+    /// (`+10000-01-01T00:00:00Z`, ISO 8601's expanded form), which RFC 3339 itself cannot
+    /// express. (humantime panics outside 1970–9999, which is why chrono writes it.)
     pub fn to_rfc3339(self) -> String {
-        let t = self.to_system_time();
-        if self.0.is_multiple_of(10_000_000) {
-            humantime::format_rfc3339_seconds(t).to_string()
+        let secs = self.unix_seconds();
+        let nanos = (self.0 % 10_000_000) as u32 * 100;
+        let format = if nanos == 0 {
+            chrono::SecondsFormat::Secs
         } else {
-            humantime::format_rfc3339_nanos(t).to_string()
+            chrono::SecondsFormat::Nanos
+        };
+        match chrono::DateTime::<chrono::Utc>::from_timestamp(secs, nanos) {
+            Some(t) => t.to_rfc3339_opts(format, true),
+            // Out of chrono's ±262,000 years: not reachable from a u64 of ticks, but total.
+            None => format!("@{secs}"),
         }
     }
     /// Parses RFC 3339 text (`2026-11-25T17:14:15Z`, or a date alone, taken as midnight UTC).
@@ -58,9 +72,14 @@ impl FileTime {
 impl From<SystemTime> for FileTime {
     fn from(t: SystemTime) -> FileTime {
         match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => FileTime(UNIX_EPOCH_TICKS + (d.as_nanos() / 100) as u64),
+            Ok(d) => FileTime(
+                UNIX_EPOCH_TICKS
+                    .saturating_add(u64::try_from(d.as_nanos() / 100).unwrap_or(u64::MAX)),
+            ),
             Err(e) => {
-                FileTime(UNIX_EPOCH_TICKS.saturating_sub((e.duration().as_nanos() / 100) as u64))
+                FileTime(UNIX_EPOCH_TICKS.saturating_sub(
+                    u64::try_from(e.duration().as_nanos() / 100).unwrap_or(u64::MAX),
+                ))
             }
         }
     }
@@ -284,6 +303,41 @@ pub type RowSet = Vec<Row>;
 mod tests {
     use super::*;
     use crate::tag::*;
+
+    #[test]
+    fn filetime_text_is_total_before_1970_and_after_9999() {
+        // A message dated 1969 or in the year 10000 made `mapispool messages` exit 101.
+        assert_eq!(
+            FileTime::from_unix_seconds(-1).to_rfc3339(),
+            "1969-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            FileTime::from_unix_seconds(253_402_300_800).to_rfc3339(),
+            "+10000-01-01T00:00:00Z"
+        );
+        assert_eq!(FileTime(0).to_rfc3339(), "1601-01-01T00:00:00Z");
+        assert!(FileTime(u64::MAX).to_rfc3339().starts_with("+60056-"));
+        assert_eq!(
+            FileTime(UNIX_EPOCH_TICKS + 5).to_rfc3339(),
+            "1970-01-01T00:00:00.000000500Z"
+        );
+        // Whatever a server or a profile brings: no panic anywhere on the way.
+        assert_eq!(FileTime::from_unix_seconds(i64::MAX).0, u64::MAX);
+        assert_eq!(FileTime::from_unix_seconds(i64::MIN).0, 0);
+        let _ = FileTime(u64::MAX).to_system_time();
+        let _ = FileTime(0).to_system_time();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_filetime_has_a_text_and_a_system_time(ticks in proptest::prelude::any::<u64>()) {
+            let t = FileTime(ticks);
+            let text = t.to_rfc3339();
+            proptest::prop_assert!(text.ends_with('Z'), "{}", text);
+            let _ = FileTime::from(t.to_system_time());
+            let _ = t.unix_seconds();
+        }
+    }
 
     #[test]
     fn filetime_converts_both_ways() {

@@ -180,13 +180,15 @@ pub struct FlushArgs {
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// Envelope recipients; without any, the To:, Cc: and Bcc: headers are used.
+    /// Envelope recipients (each shows as To, Cc or Bcc as the header naming it says; one no
+    /// header names is Bcc); without any, the To:, Cc: and Bcc: headers are used.
     #[arg(value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
     /// Also take recipients from the headers (as sendmail -t).
     #[arg(short = 't')]
     pub from_headers: bool,
-    /// The envelope sender (default: the From: header).
+    /// The envelope sender, or <> for the null sender (default: the address of the transport
+    /// it leaves by, not the From: header's).
     #[arg(short = 'f', long = "from", value_name = "ADDRESS")]
     pub from: Option<String>,
     /// Read the message from this file instead of stdin.

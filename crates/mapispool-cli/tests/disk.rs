@@ -88,7 +88,7 @@ fn run(fs: &Tmpfs, profile: &Path, args: &[&str], stdin: &[u8]) -> Output {
 /// Message `n`: about 100 KiB, its number in the subject and every body line.
 fn message(n: usize) -> Vec<u8> {
     let mut m = format!(
-        "From: <alice@localhost>\r\nTo: <bob@localhost>\r\nSubject: disk {n}\r\nMessage-ID: <disk-{n}@test>\r\n\r\n"
+        "From: <alice@localhost>\r\nTo: <bob@localhost>\r\nSubject: disk {n}\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <disk-{n}@test>\r\n\r\n"
     )
     .into_bytes();
     for line in 0..1300 {

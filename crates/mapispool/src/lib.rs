@@ -14,10 +14,13 @@
 //!   (connect, send, download, close); per-recipient results.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
+//! - [`outgoing`]: what `submit` makes of a message: the envelope, checked fields, and the
+//!   `From:`, `Date:`, `Message-ID:` it adds when missing.
 pub mod credential;
 pub mod flush;
 pub mod ipc;
 pub mod message;
+pub mod outgoing;
 pub mod profile;
 pub mod session;
 pub mod spooler;

@@ -44,6 +44,14 @@ pub struct HeaderSummary {
     /// `Auto-Submitted` other than `no`, or an empty `Return-Path`: a report or other automatic
     /// message, never to be answered by a non-delivery report (RFC 3834, RFC 5321 §4.5.5).
     pub auto_submitted: bool,
+    /// Whether the header has these fields at all, whatever their values: `submit` adds the
+    /// missing ones and never touches one that is there, even one it cannot read.
+    pub has_from: bool,
+    pub has_date: bool,
+    pub has_message_id: bool,
+    /// Entries of To:, Cc: or Bcc: that hold no address (`To: a@x, junk`), as written: a
+    /// message whose recipients come from its headers is refused over them.
+    pub malformed_recipients: Vec<String>,
 }
 
 /// The header block of `bytes`: everything up to and including the first empty line.
@@ -79,11 +87,17 @@ impl HeaderSummary {
             )
         })?;
         let mut recipients = Vec::new();
+        let mut malformed_recipients = Vec::new();
         for (address, recipient_type) in [
             (parsed.to(), MAPI_TO),
             (parsed.cc(), MAPI_CC),
             (parsed.bcc(), MAPI_BCC),
         ] {
+            malformed_recipients.extend(address.into_iter().flat_map(|a| {
+                a.iter()
+                    .filter(|addr| addr.address().is_none())
+                    .filter_map(|addr| addr.name().map(str::to_string))
+            }));
             recipients.extend(
                 mailboxes(address)
                     .into_iter()
@@ -108,6 +122,10 @@ impl HeaderSummary {
                 .date()
                 .map(|d| FileTime::from_unix_seconds(d.to_timestamp())),
             auto_submitted,
+            has_from: parsed.header_raw("From").is_some(),
+            has_date: parsed.header_raw("Date").is_some(),
+            has_message_id: parsed.header_raw("Message-ID").is_some(),
+            malformed_recipients,
         })
     }
 }
@@ -127,8 +145,10 @@ fn mailboxes(address: Option<&Address<'_>>) -> Vec<Mailbox> {
         .unwrap_or_default()
 }
 
-/// Checks an envelope address (a bare addr-spec): one `@`, a non-empty local part and domain, no
-/// white space, no angle brackets, no control characters (CR/LF would inject SMTP commands).
+/// Checks an envelope address: a bare RFC 5322 addr-spec (`local@domain`, a quoted local part
+/// or a domain literal allowed), as the `email_address` crate reads it. Control characters and
+/// white space are named first (CR/LF would inject SMTP commands), then angle brackets, then
+/// whatever else the grammar refuses (`bad@@x`, `me@`, `a b@c`).
 pub fn check_address(address: &str) -> Result<(), String> {
     if address.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!(
@@ -140,16 +160,15 @@ pub fn check_address(address: &str) -> Result<(), String> {
             "address {address:?} has angle brackets; give the bare address, like me@example.com"
         ));
     }
-    match address.rsplit_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "{address:?} is not an e-mail address; expected one like me@example.com"
-        )),
-    }
+    let options = email_address::Options::default().without_display_text();
+    email_address::EmailAddress::parse_with_options(address, options)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{address:?} is not an e-mail address ({}); expected one like me@example.com",
+                e.to_string().trim_end_matches('.')
+            )
+        })
 }
 
 /// Refuses a header block with a bare CR (one not followed by LF): a header line may only be
@@ -250,41 +269,24 @@ mod tests {
         assert!(check_address("<me@example.com>").is_err());
         assert!(check_address("me").is_err());
         assert!(check_address("@example.com").is_err());
+        assert!(check_address("me@localhost").is_ok());
+        assert!(check_address("\"a..b\"@example.com").is_ok());
+        assert!(check_address("a..b@example.com").is_err());
+        assert_eq!(
+            check_address("bad@@x").expect_err("two @"),
+            "\"bad@@x\" is not an e-mail address (Invalid character); expected one like me@example.com"
+        );
+        assert!(check_address("me@").is_err());
+        assert!(check_address("me@example..com").is_err());
     }
 }
 
-/// An RFC 5322 `Date:` value in UTC, e.g. `Wed, 25 Nov 2026 17:00:00 +0000`.
-///
-/// Hand-written because the date crates we would pull in for this one line (chrono, time) are
-/// far larger than the civil-calendar arithmetic it needs.
+/// An RFC 5322 `Date:` value in UTC, e.g. `Wed, 25 Nov 2026 17:00:00 +0000` (chrono's
+/// RFC 2822 form, which RFC 5322 keeps).
 pub fn rfc5322_date(t: FileTime) -> String {
-    let secs = t.unix_seconds();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    chrono::DateTime::from_timestamp(t.unix_seconds(), 0)
+        .unwrap_or_default()
+        .to_rfc2822()
 }
 
 #[cfg(test)]
@@ -297,6 +299,8 @@ mod date_tests {
         assert_eq!(rfc5322_date(t), "Wed, 25 Nov 2026 17:00:05 +0000");
         let t = FileTime::parse_rfc3339("2024-02-29T00:00:00Z").expect("time");
         assert_eq!(rfc5322_date(t), "Thu, 29 Feb 2024 00:00:00 +0000");
+        let t = FileTime::parse_rfc3339("2026-12-07T09:05:03Z").expect("time");
+        assert_eq!(rfc5322_date(t), "Mon, 7 Dec 2026 09:05:03 +0000");
         // And back through the parser we read headers with.
         let parsed = HeaderSummary::parse(format!("Date: {}\r\n\r\n", rfc5322_date(t)).as_bytes())
             .expect("parses");

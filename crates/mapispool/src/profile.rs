@@ -377,6 +377,20 @@ pub enum SmtpAuth {
     Xoauth2,
 }
 
+/// The IMAP login to insist on; when absent, AUTHENTICATE PLAIN if the server advertises
+/// `AUTH=PLAIN`, else LOGIN. Its own type, not [`SmtpAuth`]: `login` here is IMAP's LOGIN
+/// command, not a SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    /// AUTHENTICATE PLAIN.
+    Plain,
+    /// The LOGIN command.
+    Login,
+    /// AUTHENTICATE XOAUTH2, with the credential giving the bearer token.
+    Xoauth2,
+}
+
 /// Where a password (or token) comes from. Nothing is resolved when the profile is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -444,7 +458,7 @@ pub struct ImapConfig {
     /// The mechanism to insist on (`auth`, as for SMTP): `plain` (AUTHENTICATE PLAIN), `login`
     /// (the LOGIN command) or `xoauth2` (AUTHENTICATE XOAUTH2, the credential giving the bearer
     /// token). When absent: AUTHENTICATE PLAIN if the server advertises `AUTH=PLAIN`, else LOGIN.
-    pub auth: Option<SmtpAuth>,
+    pub auth: Option<ImapAuth>,
     /// The folder to fetch from; default `INBOX`.
     pub folder: String,
     /// What to do on the server once a message is safely in the store; default `seen`.

@@ -19,19 +19,23 @@ use crate::ipc::wire::WireError;
 use crate::message::{
     HeaderSummary, MAX_HEADER_BYTES, check_address, check_header_line_ends, header_block,
 };
+use crate::outgoing::{self, Author, check_field};
 use crate::profile::{Profile, StoreConfig};
 use crate::spooler::Spooler;
 use crate::status::{Status, StatusBoard, StatusKind};
-use crate::store::{
-    Folder, MessageId, MessageRecord, NewMessage, NewRecipient, QueueEntry, SqliteStore, Store,
-};
+use crate::store::{Folder, MessageId, MessageRecord, NewMessage, QueueEntry, SqliteStore, Store};
 
 /// How a message is submitted: what the envelope is, beyond what its headers say.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Submission {
-    /// The envelope sender; `None` takes the `From:` header's address.
+    /// The envelope sender (SMTP `MAIL FROM`): an address, or `""` (also `"<>"`) for the null
+    /// sender; `None` takes the address of the transport it leaves by (the account that
+    /// authenticates), never the `From:` header's. It also chooses the transport, as the
+    /// `From:` address does without it.
     pub from: Option<String>,
-    /// Envelope recipients; empty takes `To:`, `Cc:` and `Bcc:` from the headers.
+    /// Envelope recipients; empty takes `To:`, `Cc:` and `Bcc:` from the headers. Each takes
+    /// its recipient type (`PR_DISPLAY_TO`, `_CC`, `_BCC`) from the header naming it; one no
+    /// header names is a blind (`MAPI_BCC`) recipient.
     pub recipients: Vec<String>,
     /// Also take the header recipients when `recipients` is given (sendmail's `-t`).
     pub recipients_from_headers: bool,
@@ -52,6 +56,11 @@ pub struct Submission {
     /// RFC 3461 `RET=`: how much of the message a notification returns, `FULL` or `HDRS`.
     #[serde(default)]
     pub dsn_ret: Option<String>,
+    /// The sender's display name for the `From:` header `submit` writes when the message has
+    /// none (sendmail's `-F`); RFC 2047-encoded when not ASCII. Unused when it has one. The
+    /// transport's `display_name` when `None` and `from` is not given.
+    #[serde(default)]
+    pub sender_name: Option<String>,
 }
 
 /// `dsn_notify` and `dsn_ret` of a [`Submission`], upper case and checked.
@@ -557,6 +566,16 @@ async fn submit_to_store(
     submission: Submission,
     body: impl AsyncRead + Unpin + Send,
 ) -> MapiResult<Submitted> {
+    // Every value the caller hands in is checked before anything is read or stored.
+    check_field("sender", submission.from.as_deref().unwrap_or_default())?;
+    check_field(
+        "sender name",
+        submission.sender_name.as_deref().unwrap_or_default(),
+    )?;
+    for r in &submission.recipients {
+        check_field("recipient", r)?;
+    }
+    let envelope_from = outgoing::envelope_sender(submission.from.as_deref())?;
     let mut body = body;
     // Read just enough for the headers; the rest streams into the store. Straight into `head`,
     // grown as needed: most messages are a few KB.
@@ -576,56 +595,78 @@ async fn submit_to_store(
             break;
         }
     }
-    let summary = HeaderSummary::parse(&head)?;
-    check_header_line_ends(header_block(&head).unwrap_or(&head))
-        .map_err(MapiError::corrupt_data)?;
-    let from = submission
-        .from
-        .clone()
-        .or_else(|| summary.from.as_ref().map(|m| m.address.clone()));
-    if let Some(f) = &from
-        && !f.is_empty()
-    {
-        check_address(f).map_err(|e| MapiError::invalid_parameter(format!("sender: {e}")))?;
-    }
-    let mut recipients: Vec<NewRecipient> = submission
-        .recipients
-        .iter()
-        .map(|a| NewRecipient::to(a.clone()))
-        .collect();
-    if submission.recipients.is_empty() || submission.recipients_from_headers {
-        for r in &summary.recipients {
-            if !recipients
-                .iter()
-                .any(|x| x.address.eq_ignore_ascii_case(&r.mailbox.address))
-            {
-                recipients.push(NewRecipient {
-                    display_name: r.mailbox.display().to_string(),
-                    address: r.mailbox.address.clone(),
-                    recipient_type: r.recipient_type,
-                });
-            }
-        }
-    }
-    if recipients.is_empty() {
-        return Err(MapiError::no_recipients(
-            "the message has no recipients: give them as arguments, or in To:, Cc: or Bcc: headers",
+    if head.is_empty() {
+        return Err(MapiError::corrupt_data(
+            "the message is empty (0 bytes); give an RFC 5322 message: header lines, an empty line, the body",
         ));
     }
-    for r in &recipients {
-        check_address(&r.address)
-            .map_err(|e| MapiError::invalid_parameter(format!("recipient: {e}")))?;
+    let headerless = outgoing::is_headerless(&head);
+    let summary = if headerless {
+        HeaderSummary::default()
+    } else {
+        let summary = HeaderSummary::parse(&head)?;
+        check_header_line_ends(header_block(&head).unwrap_or(&head))
+            .map_err(MapiError::corrupt_data)?;
+        summary
+    };
+    if let Some(author) = &summary.from
+        && !author.address.is_empty()
+    {
+        check_address(&author.address)
+            .map_err(|e| MapiError::invalid_parameter(format!("sender (From:): {e}")))?;
     }
-    let transport = profile.route(from.as_deref(), submission.transport.as_deref())?;
+    let recipients = outgoing::envelope_recipients(
+        &submission.recipients,
+        submission.recipients_from_headers,
+        &summary,
+    )?;
+    let route_by = envelope_from
+        .clone()
+        .filter(|f| !f.is_empty())
+        .or_else(|| summary.from.as_ref().map(|m| m.address.clone()));
+    let transport = profile.route(route_by.as_deref(), submission.transport.as_deref())?;
+    let account = profile
+        .transport(&transport)
+        .ok_or_else(|| MapiError::not_found(format!("there is no transport \"{transport}\"")))?;
     let (dsn_notify, dsn_ret) = dsn_request(
         submission.dsn_notify.as_deref(),
         submission.dsn_ret.as_deref(),
     )?;
+    // The From: written for a message without one names -f's address, else the account's
+    // (with its display name when -F does not give one).
+    let author = match envelope_from.as_deref().filter(|f| !f.is_empty()) {
+        Some(address) => Author {
+            name: submission.sender_name.as_deref(),
+            address,
+        },
+        None => Author {
+            name: submission
+                .sender_name
+                .as_deref()
+                .or(account.display_name.as_deref()),
+            address: &account.address,
+        },
+    };
+    let added = outgoing::missing_fields(
+        &summary,
+        headerless,
+        &author,
+        outgoing::domain_of(&account.address),
+        mapi::FileTime::now(),
+        outgoing::line_end(&head),
+    );
+    let summary = if added.is_empty() {
+        summary
+    } else {
+        let mut whole_head = added.clone();
+        whole_head.extend_from_slice(&head);
+        HeaderSummary::parse(&whole_head)?
+    };
     let message = NewMessage {
         subject: summary.subject.clone().unwrap_or_default(),
         sender_name: summary.from.as_ref().map(|m| m.display().to_string()),
         sender_address: summary.from.as_ref().map(|m| m.address.clone()),
-        envelope_from: from,
+        envelope_from: Some(envelope_from.unwrap_or_else(|| account.address.clone())),
         internet_message_id: summary.message_id.clone(),
         deferred_delivery_time: submission.deferred_until,
         delete_after_submit: submission.delete_after_submit,
@@ -635,7 +676,9 @@ async fn submit_to_store(
         recipients,
         ..NewMessage::default()
     };
-    let record = store.submit(message, (&head[..]).chain(body)).await?;
+    let record = store
+        .submit(message, (&added[..]).chain(&head[..]).chain(body))
+        .await?;
     Ok(Submitted {
         entry_id: record.entry_id(),
         subject: record.subject,

@@ -16,7 +16,7 @@ use server::{Family, Server};
 use std::sync::{Arc, Mutex};
 
 use mapispool::profile::{
-    AfterDownload, Credential, ImapConfig, InboundConfig, Security, SmtpAuth,
+    AfterDownload, Credential, ImapAuth, ImapConfig, InboundConfig, Security,
 };
 use mapispool::status::StatusKind;
 use mapispool::transport::TransportErrorKind;
@@ -192,7 +192,7 @@ async fn logs_in_with_authenticate_plain_when_advertised_and_login_when_asked() 
     // `auth = "login"` insists on the LOGIN command.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = dovecot.imap("test", "pw");
-    config.auth = Some(SmtpAuth::Login);
+    config.auth = Some(ImapAuth::Login);
     let s = session(dir.path(), config).await;
     let report = download(&s).await;
     assert_eq!(report.transports[0].error, None, "{}", dovecot.log());
@@ -201,7 +201,7 @@ async fn logs_in_with_authenticate_plain_when_advertised_and_login_when_asked() 
     // A wrong password under AUTHENTICATE PLAIN: the server's words, no password.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = dovecot.imap("test", "nope-pw");
-    config.auth = Some(SmtpAuth::Plain);
+    config.auth = Some(ImapAuth::Plain);
     let s = session(dir.path(), config).await;
     let part = download(&s).await.transports[0].clone();
     let error = part.error.expect("refused");
@@ -213,7 +213,7 @@ async fn logs_in_with_authenticate_plain_when_advertised_and_login_when_asked() 
     // XOAUTH2 where the server does not offer it: refused before anything is sent.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = dovecot.imap("test", "pw");
-    config.auth = Some(SmtpAuth::Xoauth2);
+    config.auth = Some(ImapAuth::Xoauth2);
     let s = session(dir.path(), config).await;
     let error = download(&s).await.transports[0]
         .error
@@ -318,7 +318,7 @@ fn xoauth2_config(port: u16, token: &str) -> ImapConfig {
         security: Security::None,
         username: Some("test".into()),
         credential: Some(Credential::Command(format!("printf '%s\\n' '{token}'"))),
-        auth: Some(SmtpAuth::Xoauth2),
+        auth: Some(ImapAuth::Xoauth2),
         folder: "INBOX".into(),
         after_download: AfterDownload::Seen,
         idle: false,

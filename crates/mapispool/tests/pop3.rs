@@ -188,6 +188,13 @@ struct Script {
     pass_err: Option<String>,
     /// A malformed UIDL listing.
     bad_uidl: bool,
+    /// RETR answers go out this many bytes at a time with this pause between: a slow but
+    /// steady server.
+    pace: Option<(usize, std::time::Duration)>,
+    /// RETR of this message number sends half of it and then nothing more (a stalled server).
+    stall_in_retr: Option<usize>,
+    /// LIST gives these sizes instead of the real ones (a server that lies about sizes).
+    list_sizes: Option<Vec<u64>>,
     /// Commands the server saw (PASS redacted), for checks.
     seen: Vec<String>,
 }
@@ -214,8 +221,9 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
     while let Some(line) = lines.next_line().await? {
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
-        // Whether to close the connection after the reply.
+        // Whether to close the connection after the reply, or to say nothing more.
         let mut close = false;
+        let mut stall = false;
         let reply: Vec<u8> = {
             let mut s = script.lock().expect("lock");
             s.seen.push(if verb == "PASS" {
@@ -236,6 +244,8 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                     for (i, (uidl, body)) in s.messages.iter().enumerate() {
                         let word = if verb == "UIDL" {
                             uidl.clone()
+                        } else if let Some(size) = s.list_sizes.as_ref().and_then(|l| l.get(i)) {
+                            size.to_string()
                         } else {
                             body.len().to_string()
                         };
@@ -251,7 +261,10 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                         Some((_, body)) => {
                             let mut r = b"+OK\r\n".to_vec();
                             let wire = stuff(body);
-                            if s.drop_in_retr == Some(n) {
+                            if s.stall_in_retr == Some(n) {
+                                r.extend_from_slice(&wire[..wire.len() / 2]);
+                                stall = true;
+                            } else if s.drop_in_retr == Some(n) {
                                 // The connection drops mid-message.
                                 s.drop_in_retr = None;
                                 r.extend_from_slice(&wire[..wire.len() / 2]);
@@ -281,12 +294,104 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                 _ => b"-ERR unknown command\r\n".to_vec(),
             }
         };
-        write.write_all(&reply).await?;
+        let pace = script.lock().expect("lock").pace;
+        match pace {
+            Some((bytes, pause)) if verb == "RETR" => {
+                for chunk in reply.chunks(bytes) {
+                    write.write_all(chunk).await?;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            _ => write.write_all(&reply).await?,
+        }
+        if stall {
+            // Holds the connection open and silent until the client gives up.
+            let mut rest = lines.into_inner();
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut rest, &mut sink).await;
+            return Ok(());
+        }
         if close {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// A session on the scripted server whose spooler `timeout` is `timeout`.
+async fn session_with_timeout(
+    dir: &std::path::Path,
+    config: Pop3Config,
+    timeout: std::time::Duration,
+) -> Session {
+    let mut profile = dovecot::profile(dir, InboundConfig::Pop3(config));
+    profile.spooler.timeout = timeout;
+    Session::logon_local(profile).await.expect("logon")
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_message_outlasts_the_timeout() {
+    // 20 KB at 1 KB every 100 ms: about 2 s of steady streaming against a 500 ms timeout,
+    // which bounds each read, not the whole download.
+    let body = format!(
+        "From: a@example.com\r\nSubject: slow\r\n\r\n{}\r\n",
+        "s".repeat(20_000)
+    )
+    .into_bytes();
+    let script = Arc::new(Mutex::new(Script {
+        messages: vec![("slow-1".into(), body.clone())],
+        pace: Some((1024, std::time::Duration::from_millis(100))),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_timeout(
+        dir.path(),
+        fake_config(port),
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert!(started.elapsed() > std::time::Duration::from_millis(1500));
+    assert_eq!(report.transports[0].received, 1);
+    assert_eq!(inbox(&s).await, vec![body]);
+}
+
+#[tokio::test]
+async fn a_server_that_stalls_mid_message_fails_after_the_timeout() {
+    let messages: Vec<_> = (1..=2)
+        .map(|i| (format!("uid-{i}"), fake_message(i)))
+        .collect();
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        stall_in_retr: Some(2),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_timeout(
+        dir.path(),
+        fake_config(port),
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("the stall is reported");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        error.contains("received 1, then failed") && error.contains("500ms"),
+        "{error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_TIMEOUT"));
+    assert_eq!(
+        part.received, 1,
+        "the message stored before the stall is counted"
+    );
+    assert_eq!(inbox(&s).await, vec![messages[0].1.clone()]);
 }
 
 fn fake_config(port: u16) -> Pop3Config {
@@ -332,6 +437,9 @@ async fn a_connection_dropped_mid_retr_stores_nothing_half_and_loses_nothing() {
         .clone()
         .expect("the drop is reported");
     assert!(error.contains("closed the connection"), "{error}");
+    // What was stored before the drop is said and counted (issue 13.7).
+    assert!(error.starts_with("received 1, then failed: "), "{error}");
+    assert_eq!(report.transports[0].received, 1);
     assert_eq!(
         inbox(&s).await,
         vec![messages[0].1.clone()],

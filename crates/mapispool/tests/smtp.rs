@@ -571,7 +571,7 @@ async fn connection_refused_says_so() {
 
 /// Submits one message to bob and carol asking for delivery reports as `notify`/`ret` say.
 async fn submit_with_dsn(session: &Session, notify: Option<&str>, ret: Option<&str>) {
-    let text = "From: <alice@example.com>\r\nTo: <bob@example.org>, <carol+x@example.org>\r\nSubject: dsn\r\nMessage-ID: <dsn-1@test>\r\n\r\nHello.\r\n";
+    let text = "From: <alice@example.com>\r\nTo: <bob@example.org>, <carol+x@example.org>\r\nSubject: dsn\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <dsn-1@test>\r\n\r\nHello.\r\n";
     session
         .submit(
             Submission {
@@ -617,7 +617,7 @@ async fn dsn_parameters_go_on_mail_and_rcpt_when_asked_for_and_offered() {
     assert_eq!(
         mail_and_rcpts(&server),
         vec![
-            "MAIL FROM:<alice@example.com> SIZE=123 RET=HDRS ENVID=dsn-1@test".to_string(),
+            "MAIL FROM:<alice@example.com> SIZE=161 RET=HDRS ENVID=dsn-1@test".to_string(),
             "RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.org".into(),
             // xtext: `+` is `+2B`.
             "RCPT TO:<carol+x@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol+2Bx@example.org"
@@ -657,7 +657,7 @@ async fn no_dsn_parameters_to_a_server_without_dsn_and_bad_requests_are_refused(
     assert_eq!(
         lines,
         vec![
-            "MAIL FROM:<alice@example.com> SIZE=123".to_string(),
+            "MAIL FROM:<alice@example.com> SIZE=161".to_string(),
             "RCPT TO:<bob@example.org>".into(),
             "RCPT TO:<carol+x@example.org>".into(),
         ]

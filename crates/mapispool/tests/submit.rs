@@ -375,11 +375,23 @@ async fn a_batch_is_answered_message_by_message_and_queues_the_good_ones() {
     assert_eq!(subjects, expected);
     let queue = alice.outgoing_queue().await.expect("queue");
     assert_eq!(queue.len(), 20);
+    let mut ids = std::collections::HashSet::new();
     for (entry, text) in queue.iter().zip(&texts) {
         let body = alice
             .message_body(&entry.message.entry_id())
             .await
             .expect("body");
-        assert_eq!(body, text.as_bytes());
+        let body = String::from_utf8(body).expect("ASCII");
+        // As submitted, after the Date: and Message-ID: that submit adds, each its own.
+        let (added, rest) = body.split_at(body.len() - text.len());
+        assert_eq!(rest, text);
+        let lines: Vec<&str> = added.split_inclusive("\r\n").collect();
+        assert_eq!(lines.len(), 2, "{added}");
+        assert!(lines[0].starts_with("Date: "), "{added}");
+        assert!(
+            lines[1].starts_with("Message-ID: <") && lines[1].ends_with("@localhost>\r\n"),
+            "{added}"
+        );
+        assert!(ids.insert(lines[1].to_string()), "{added}");
     }
 }

@@ -125,6 +125,38 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
 }
 
 /// Colours the report's failures red and its waits yellow, on a terminal.
+/// The recipients not delivered, grouped by what became of them (failed?, the error), in
+/// order of first appearance: a message to thousands that a server refused once is one line.
+fn recipient_groups(recipients: &[RecipientReport]) -> Vec<(bool, &str, Vec<&str>)> {
+    let mut groups: Vec<(bool, &str, Vec<&str>)> = Vec::new();
+    let mut at: std::collections::HashMap<(bool, &str), usize> = std::collections::HashMap::new();
+    for r in recipients {
+        let (failed, address, error) = match r {
+            RecipientReport::Deferred { address, error } => (false, address, error),
+            RecipientReport::Failed { address, error } => (true, address, error),
+            RecipientReport::Delivered { .. } => continue,
+        };
+        let i = *at.entry((failed, error)).or_insert_with(|| {
+            groups.push((failed, error, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].2.push(address);
+    }
+    groups
+}
+
+/// How many addresses a summary line names before it counts the rest.
+const FEW: usize = 3;
+
+/// `a, b, c and 9997 more`.
+fn first_few(addresses: &[&str]) -> String {
+    let shown = addresses[..addresses.len().min(FEW)].join(", ");
+    match addresses.len().saturating_sub(FEW) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 fn paint_report(text: &str, paint: Paint) -> String {
     if !paint.enabled() {
         return text.to_string();
@@ -187,23 +219,76 @@ pub fn report_text(report: &FlushReport) -> String {
             if m.outcome == MessageOutcome::Sent {
                 continue;
             }
-            for r in &m.recipients {
-                match r {
-                    RecipientReport::Deferred { address, error } => out.push_str(&format!(
-                        "  \"{}\" to {address}: deferred{}: {error}\n",
-                        m.subject,
-                        m.retry_at
-                            .map(|t| format!(" until {}", t.to_rfc3339()))
-                            .unwrap_or_default()
-                    )),
-                    RecipientReport::Failed { address, error } => out.push_str(&format!(
-                        "  \"{}\" to {address}: failed: {error}\n",
-                        m.subject
-                    )),
-                    RecipientReport::Delivered { .. } => {}
-                }
+            let retry = m
+                .retry_at
+                .map(|t| format!(" until {}", t.to_rfc3339()))
+                .unwrap_or_default();
+            for (failed, error, addresses) in recipient_groups(&m.recipients) {
+                let verdict = if failed {
+                    "failed".to_string()
+                } else {
+                    format!("deferred{retry}")
+                };
+                out.push_str(&format!(
+                    "  \"{}\" to {}: {verdict}: {error}\n",
+                    m.subject,
+                    first_few(&addresses)
+                ));
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapispool::flush::{MessageReport, TransportReport};
+
+    #[test]
+    fn a_message_to_thousands_is_summed_up_in_a_few_lines() {
+        let mut recipients: Vec<RecipientReport> = (0..10_000)
+            .map(|i| RecipientReport::Deferred {
+                address: format!("r{i}@example.org"),
+                error: "SMTP server mx:25 said: 451 4.3.0 try later".into(),
+            })
+            .collect();
+        recipients.push(RecipientReport::Failed {
+            address: "nobody@example.org".into(),
+            error: "SMTP server mx:25 said: 550 5.1.1 unknown".into(),
+        });
+        recipients.push(RecipientReport::Delivered {
+            address: "bob@example.org".into(),
+        });
+        let report = FlushReport {
+            transports: vec![TransportReport {
+                transport: "smtp".into(),
+                entry_id: mapi::EntryId::from_bytes(vec![2]),
+                upload: true,
+                download: false,
+                received: 0,
+                error: None,
+                error_code: None,
+                skipped: None,
+                messages: vec![MessageReport {
+                    entry_id: mapi::EntryId::from_bytes(vec![1]),
+                    subject: "news".into(),
+                    outcome: MessageOutcome::Partial,
+                    retry_at: None,
+                    recipients,
+                }],
+            }],
+            ..FlushReport::default()
+        };
+        let text = report_text(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..],
+            [
+                "  \"news\" to r0@example.org, r1@example.org, r2@example.org and 9997 more: deferred: SMTP server mx:25 said: 451 4.3.0 try later",
+                "  \"news\" to nobody@example.org: failed: SMTP server mx:25 said: 550 5.1.1 unknown",
+            ],
+            "{text}"
+        );
+    }
 }

@@ -8,10 +8,14 @@
 
 use std::path::PathBuf;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use mapi::{MapiCode, MapiError};
 use mapispool::message::check_address;
+use mapispool::outgoing::{check_field, envelope_sender};
 use mapispool::{Profile, Submission, SubmitSession};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
 use crate::exit::Exit;
 
@@ -189,13 +193,24 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
                 .to_string(),
         ));
     }
-    // Addresses typed on the command line are a usage error when bad; the message's own are a
-    // data error (below).
-    for address in opts.recipients.iter().chain(opts.from.iter()) {
-        if !address.is_empty() {
-            check_address(address).map_err(|e| usage(format!("{address:?}: {e}")))?;
-        }
+    // What the command line says that reaches a header or an SMTP command is checked here, so
+    // a bad value is a usage error before anything is read; the message's own addresses are a
+    // data error (from `submit`).
+    if let Some(name) = &opts.full_name {
+        check_field("-F", name).map_err(|e| usage(e.cause))?;
     }
+    for address in &opts.recipients {
+        check_field("recipient", address).map_err(|e| usage(e.cause))?;
+        check_address(address).map_err(usage)?;
+    }
+    let sender = match &opts.from {
+        Some(value) => {
+            check_field("-f", value).map_err(|e| usage(e.cause))?;
+            let sender = sender_argument(value);
+            envelope_sender(Some(sender)).map_err(|e| usage(format!("-f: {}", e.cause)))?
+        }
+        None => None,
+    };
 
     let path = Profile::locate(opts.profile.as_deref().or(profile.as_deref()))
         .map_err(|e| (Exit::SendmailConfig, format!("{e:#}")))?;
@@ -207,66 +222,25 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
         )
     })?;
 
-    // The whole message is read first: the From: header may need adding before the rest, and
-    // without -i the end may be a "." line. Mail passed to sendmail is small enough for this.
-    let mut message = Vec::new();
-    tokio::io::stdin()
-        .read_to_end(&mut message)
-        .await
-        .map_err(|e| (Exit::SendmailTempFail, format!("cannot read stdin: {e}")))?;
-    if !opts.ignore_dots {
-        cut_at_dot_line(&mut message);
-    }
-    if !has_header(&message, "from") {
-        let sender = session
-            .profile()
-            .transports
-            .iter()
-            .find(|t| t.outbound.is_some())
-            .or(session.profile().transports.first());
-        let (address, profile_name) = match (&opts.from, sender) {
-            (Some(f), _) if !f.is_empty() => (f.clone(), None),
-            (_, Some(t)) => (t.address.clone(), t.display_name.clone()),
-            _ => {
-                return Err((
-                    Exit::SendmailDataErr,
-                    "the message has no From: header and there is no sender to put in one (use -f)"
-                        .to_string(),
-                ));
-            }
-        };
-        let header = from_header(
-            opts.full_name.as_deref().or(profile_name.as_deref()),
-            &address,
-        );
-        let eol: &[u8] = if message.windows(2).any(|w| w == b"\r\n") {
-            b"\r\n"
-        } else {
-            b"\n"
-        };
-        let mut with_from = header.into_bytes();
-        with_from.extend_from_slice(eol);
-        // A message with no header block at all (just a body) gets the blank line that ends
-        // the headers, as sendmail would.
-        if !starts_with_header(&message) {
-            with_from.extend_from_slice(eol);
-        }
-        with_from.extend_from_slice(&message);
-        message = with_from;
-    }
-
     let submission = Submission {
-        from: opts.from.clone().filter(|f| !f.is_empty()),
+        from: sender,
         recipients: opts.recipients.clone(),
         recipients_from_headers: opts.from_headers,
         dsn_notify: opts.dsn_notify.clone(),
         dsn_ret: opts.dsn_ret.clone(),
+        sender_name: opts.full_name.clone(),
         ..Submission::default()
     };
-    let record = session
-        .submit(submission, &message[..])
-        .await
-        .map_err(|e| (exit_for(&e), e.to_string()))?;
+    // The message streams from stdin into the queue as `submit`'s does: `submit` reads the
+    // header (for -t's recipients and the fields it adds) and streams the rest, so memory
+    // stays flat whatever the size. Without -i, a "." line ends it on the way.
+    let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+    let submitted = if opts.ignore_dots {
+        session.submit(submission, stdin).await
+    } else {
+        session.submit(submission, DotEnded::new(stdin)).await
+    };
+    let record = submitted.map_err(|e| (exit_for(&e), e.to_string()))?;
     session.logoff().await;
     if opts.verbose {
         eprintln!(
@@ -277,6 +251,16 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
         );
     }
     Ok(())
+}
+
+/// `-f`'s value as sendmail reads it: `<addr>` is `addr`, and `<>` (or nothing) the null
+/// sender.
+fn sender_argument(value: &str) -> &str {
+    let value = value.trim();
+    value
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or(value)
 }
 
 /// sysexits for a MAPI error from `submit`: the caller's mistake (64), the message's (65), or
@@ -291,57 +275,120 @@ fn exit_for(e: &MapiError) -> Exit {
     }
 }
 
-/// Without -i, a line holding a single "." ends the message (and is not part of it).
-fn cut_at_dot_line(message: &mut Vec<u8>) {
-    let mut start = 0;
-    while start < message.len() {
-        let end = message[start..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(message.len(), |p| start + p + 1);
-        let line = &message[start..end];
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line == b"." {
-            message.truncate(start);
-            return;
+/// Without -i, a line holding a single "." ends the message (and is not part of it), as in
+/// sendmail; what follows it is not read. A reader that passes its input through up to such a
+/// line, holding back at most the ".\r" that may start one, so a message of any size streams.
+/// Hand-written: this is sendmail's own rule, which no mail crate implements (SMTP's
+/// dot-stuffing is a different one).
+pub struct DotEnded<R> {
+    inner: R,
+    state: LineState,
+    /// Held-back bytes (".", ".\r") that turned out not to be a dot line, still to be given.
+    pending: &'static [u8],
+    ended: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineState {
+    /// At the start of a line.
+    Start,
+    /// After "." at the start of a line.
+    Dot,
+    /// After ".\r" at the start of a line.
+    DotCr,
+    /// Inside a line.
+    Middle,
+}
+
+impl<R> DotEnded<R> {
+    pub fn new(inner: R) -> DotEnded<R> {
+        DotEnded {
+            inner,
+            state: LineState::Start,
+            pending: b"",
+            ended: false,
         }
-        start = end;
     }
 }
 
-/// The header block: up to the first empty line.
-fn header_lines(message: &[u8]) -> impl Iterator<Item = &[u8]> {
-    message
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .take_while(|l| !l.is_empty())
-}
-
-fn header_name(line: &[u8]) -> Option<&[u8]> {
-    let colon = line.iter().position(|b| *b == b':')?;
-    let name = &line[..colon];
-    (!name.is_empty() && name.iter().all(|b| b.is_ascii_graphic() && *b != b':')).then_some(name)
-}
-
-fn has_header(message: &[u8], name: &str) -> bool {
-    header_lines(message)
-        .filter_map(header_name)
-        .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-}
-
-fn starts_with_header(message: &[u8]) -> bool {
-    header_lines(message).next().and_then(header_name).is_some()
-}
-
-/// `From: "Name" <addr>`, or `From: addr` without a name.
-fn from_header(name: Option<&str>, address: &str) -> String {
-    match name.map(str::trim).filter(|n| !n.is_empty()) {
-        Some(name) => {
-            let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
-            format!("From: \"{quoted}\" <{address}>")
+impl<R: AsyncBufRead + Unpin> AsyncRead for DotEnded<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let start = buf.filled().len();
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending[..n]);
+                this.pending = &this.pending[n..];
+            }
+            if this.ended || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let chunk = match Pin::new(&mut this.inner).poll_fill_buf(cx) {
+                Poll::Ready(Ok(chunk)) => chunk,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Whatever is already in `buf` is given now; the rest when it comes.
+                Poll::Pending if buf.filled().len() > start => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            };
+            if chunk.is_empty() {
+                // A "." (or ".\r") as the last line ends the message too.
+                this.ended = true;
+                return Poll::Ready(Ok(()));
+            }
+            let mut used = 0;
+            while used < chunk.len() && buf.remaining() > 0 && this.pending.is_empty() {
+                let byte = chunk[used];
+                match this.state {
+                    LineState::Start if byte == b'.' => {
+                        this.state = LineState::Dot;
+                        used += 1;
+                    }
+                    LineState::Start => this.state = LineState::Middle,
+                    LineState::Dot | LineState::DotCr if byte == b'\n' => {
+                        this.ended = true;
+                        used += 1;
+                        break;
+                    }
+                    LineState::Dot if byte == b'\r' => {
+                        this.state = LineState::DotCr;
+                        used += 1;
+                    }
+                    LineState::Dot => {
+                        this.pending = b".";
+                        this.state = LineState::Middle;
+                    }
+                    LineState::DotCr => {
+                        this.pending = b".\r";
+                        this.state = LineState::Middle;
+                    }
+                    LineState::Middle => {
+                        let rest = &chunk[used..];
+                        let line = rest
+                            .iter()
+                            .position(|b| *b == b'\n')
+                            .map_or(rest.len(), |p| p + 1);
+                        let n = line.min(buf.remaining());
+                        buf.put_slice(&rest[..n]);
+                        used += n;
+                        if n == line && rest[n - 1] == b'\n' {
+                            this.state = LineState::Start;
+                        }
+                    }
+                }
+            }
+            Pin::new(&mut this.inner).consume(used);
+            if this.ended && this.pending.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if buf.filled().len() > start && this.pending.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
         }
-        None => format!("From: {address}"),
     }
 }
 
@@ -408,25 +455,82 @@ mod tests {
         assert!(p(&["-Z"]).is_err());
     }
 
-    #[test]
-    fn dot_line_ends_the_message() {
-        let mut m = b"Subject: x\r\n\r\nbody\r\n.\r\nafter\r\n".to_vec();
-        cut_at_dot_line(&mut m);
-        assert_eq!(m, b"Subject: x\r\n\r\nbody\r\n");
-        let mut m = b"Subject: x\n\n..not the end\n".to_vec();
-        cut_at_dot_line(&mut m);
-        assert_eq!(m, b"Subject: x\n\n..not the end\n");
+    /// The rule, stated on a whole message: the reference `DotEnded` is checked against.
+    fn cut_at_dot_line(message: &[u8]) -> Vec<u8> {
+        let mut start = 0;
+        while start < message.len() {
+            let end = message[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(message.len(), |p| start + p + 1);
+            let line = &message[start..end];
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line == b"." {
+                return message[..start].to_vec();
+            }
+            start = end;
+        }
+        message.to_vec()
+    }
+
+    /// Reads `input` through `DotEnded`, the input arriving `chunk` bytes at a time and read
+    /// into a buffer of `read` bytes.
+    async fn dot_ended(input: &[u8], chunk: usize, read: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut reader = DotEnded::new(tokio::io::BufReader::with_capacity(chunk, input));
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; read];
+        loop {
+            let n = reader.read(&mut buf).await.expect("reads");
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn dot_line_ends_the_message() {
+        let text = b"Subject: x\r\n\r\nbody\r\n.\r\nafter\r\n";
+        assert_eq!(
+            dot_ended(text, 4096, 4096).await,
+            b"Subject: x\r\n\r\nbody\r\n"
+        );
+        let text = b"Subject: x\n\n..not the end\n.x\n.\r\r\n";
+        assert_eq!(dot_ended(text, 3, 2).await, text);
+        assert_eq!(dot_ended(b"a\n.", 1, 1).await, b"a\n");
+    }
+
+    /// Every message up to 7 bytes long over the bytes that matter (".", CR, LF and one
+    /// other), with every chunking of the input and size of the reader's buffer up to 3:
+    /// `DotEnded` gives exactly what the whole-message rule does.
+    #[tokio::test]
+    async fn dot_ended_streams_what_the_rule_says() {
+        let alphabet = [b'.', b'\r', b'\n', b'a'];
+        for len in 0..=7u32 {
+            for n in 0..4usize.pow(len) {
+                let input: Vec<u8> = (0..len).map(|i| alphabet[n / 4usize.pow(i) % 4]).collect();
+                let want = cut_at_dot_line(&input);
+                for chunk in 1..=3 {
+                    for read in 1..=3 {
+                        assert_eq!(
+                            dot_ended(&input, chunk, read).await,
+                            want,
+                            "{input:?} chunk {chunk} read {read}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
-    fn headers() {
-        assert!(has_header(b"Subject: a\nfrom: b\n\nFrom: c\n", "from"));
-        assert!(!has_header(b"Subject: a\n\nFrom: c\n", "from"));
-        assert!(!starts_with_header(b"just a body\n"));
-        assert_eq!(
-            from_header(Some("A \"B\""), "a@x.test"),
-            "From: \"A \\\"B\\\"\" <a@x.test>"
-        );
+    fn sender_arguments() {
+        assert_eq!(sender_argument("<>"), "");
+        assert_eq!(sender_argument(""), "");
+        assert_eq!(sender_argument("<me@x.test>"), "me@x.test");
+        assert_eq!(sender_argument("me@x.test"), "me@x.test");
         assert!(invoked_as_sendmail("/usr/sbin/sendmail".as_ref()));
         assert!(!invoked_as_sendmail("mapispool".as_ref()));
     }

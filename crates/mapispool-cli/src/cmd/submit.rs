@@ -33,6 +33,7 @@ pub async fn run(session: SubmitSession, args: &SubmitArgs, quiet: bool) -> Resu
         delete_after_submit: args.delete_after_submit,
         dsn_notify: args.notify.clone(),
         dsn_ret: args.ret.clone(),
+        sender_name: None,
     };
     let record = match &args.file {
         Some(path) => {

@@ -161,7 +161,7 @@ pub fn json(mut cmd: Command, code: i32) -> Value {
 /// A message from `me@home.test` to `peer@home.test` (in To:) with this subject.
 pub fn letter(subject: &str) -> String {
     format!(
-        "From: Me <me@home.test>\r\nTo: Peer <peer@home.test>\r\nSubject: {subject}\r\nMessage-ID: <{}@home.test>\r\n\r\nBody of {subject}.\r\n",
+        "From: Me <me@home.test>\r\nTo: Peer <peer@home.test>\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <{}@home.test>\r\n\r\nBody of {subject}.\r\n",
         subject.replace(' ', "-")
     )
 }

@@ -4,7 +4,9 @@
 //! - `GET  /v1/hello` — API version, profile, pid
 //! - `GET  /v1/status` — the status table's rows
 //! - `GET  /v1/events` — status-row changes as JSON lines, as they happen
-//! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`
+//! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`; the
+//!   flush runs as its own task (`Spooler::start_flush`), so a client that hangs up mid-flush
+//!   stops only its wait for the report, never the flush
 //! - `POST /v1/flush-message` `{entry_id, flags}` — flush one queued message (`postqueue -i`)
 //! - `POST /v1/flush-group` `{group, flags}` — flush a send/receive group
 //! - `POST /v1/validate` `{on, flags}` — `ValidateState`

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::{DEFAULT_SMTP_CONNECTIONS, MAX_SMTP_CONNECTIONS};
 
 use super::{
-    AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapConfig,
-    InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind, Pop3Config, Profile,
-    ProfileError, Security, SmtpAuth, SmtpConfig, SpoolerConfig, StoreConfig, TransportConfig,
+    AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapAuth,
+    ImapConfig, InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind,
+    Pop3Config, Profile, ProfileError, Security, SmtpAuth, SmtpConfig, SpoolerConfig, StoreConfig,
+    TransportConfig,
 };
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -183,7 +184,7 @@ raw_endpoint!(RawInbound, kind: InboundKind, {
     password_env: String,
     password_prompt: bool,
     password_keyring: String,
-    auth: SmtpAuth,
+    auth: ImapAuth,
     folder: String,
     after_download: String,
     idle: bool,
@@ -1117,6 +1118,11 @@ mod duration {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
 
+    /// The longest duration a profile may give (3650 days, about ten years): every duration
+    /// is added to a point in time somewhere (a retry, an expiry, a deadline), and a limit far
+    /// beyond any use keeps that arithmetic from overflowing.
+    pub(crate) const MAX: Duration = Duration::from_secs(3650 * 86_400);
+
     /// The message for a string that is not a duration.
     pub(super) fn invalid(text: &str) -> String {
         format!(
@@ -1139,7 +1145,15 @@ mod duration {
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
-                humantime::parse_duration(text).map_err(|_| E::custom(invalid(text)))
+                let d = humantime::parse_duration(text).map_err(|_| E::custom(invalid(text)))?;
+                if d > MAX {
+                    return Err(E::custom(format!(
+                        "duration \"{}\" is longer than the largest a profile takes, \"3650d\" \
+                         (about ten years)",
+                        text.escape_debug()
+                    )));
+                }
+                Ok(d)
             }
         }
 

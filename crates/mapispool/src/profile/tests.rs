@@ -376,6 +376,28 @@ fn unknown_top_level_key() {
 }
 
 #[test]
+fn durations_have_an_upper_bound() {
+    // "1000000000y" parses as a duration; added to a time it overflowed (a panic).
+    let message = error(&with_dir_transport(
+        "[spooler]\nexpire_after = \"1000000000y\"\n",
+    ));
+    assert!(
+        message.contains(
+            "expire_after in [spooler]: duration \"1000000000y\" is longer than the largest a \
+             profile takes, \"3650d\""
+        ),
+        "{message}"
+    );
+    assert!(
+        Profile::from_str_at(
+            &with_dir_transport("[spooler]\nexpire_after = \"3650d\"\n"),
+            std::path::Path::new("/p/profile.toml")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn bad_duration_says_what_a_duration_looks_like() {
     assert_eq!(
         error(&with_dir_transport("[spooler]\nretry_max = \"an hour\"\n")),

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::{Scope, Spooler, phase, text};
 use crate::flush::FlushFlags;
 use crate::profile::InboundConfig;
+use crate::store::Store;
 use crate::transport::imap::{Idled, ImapInbound};
 
 /// How long one IDLE lasts before it is renewed (RFC 2177: under 29 minutes).
@@ -29,7 +30,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 /// How often an offline transport is looked at again.
 const OFFLINE_POLL: Duration = Duration::from_secs(2);
 
-impl Spooler {
+impl<S: Store + 'static> Spooler<S> {
     /// Starts a watcher for every transport with `idle = true` on an IMAP inbound side; each
     /// stops when `stop` turns true. Returns their handles.
     pub(super) fn start_idle_watchers(

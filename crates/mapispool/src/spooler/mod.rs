@@ -74,8 +74,9 @@ struct UploadQueue {
     /// Leased and not yet handed to a worker, in lease (queue) order, with their 1-based
     /// position in the flush.
     pending: std::collections::VecDeque<(usize, LeasedMessage)>,
-    /// Every message handed out this flush.
-    attempted: Vec<MessageId>,
+    /// Every message handed out this flush (a set: a long forced flush asks of every message
+    /// it leases whether it was tried already).
+    attempted: std::collections::HashSet<MessageId>,
     /// Leased again after being tried (FLUSH_FORCE): released when the flush ends.
     held: Vec<MessageId>,
     /// Nothing more is due.
@@ -86,6 +87,106 @@ struct UploadQueue {
     reports: Vec<(usize, MessageReport)>,
 }
 
+/// What the upload workers of one flush of one transport share.
+struct UploadRun<'a, S: Store + 'static> {
+    spooler: &'a Spooler<S>,
+    slot: &'a Slot,
+    flags: FlushFlags,
+    scope: Scope,
+    /// How many messages the flush expects to send, for its progress.
+    total_hint: usize,
+    queue: AsyncMutex<UploadQueue>,
+    gate: tokio::sync::watch::Sender<Gate>,
+}
+
+/// An upload that ends before its normal end (its task panicked, or the runtime is shutting
+/// down) gives back the leases it still holds: those not yet handed to a worker and those held
+/// to reach past them (`FLUSH_FORCE`), so that they are due again at once instead of when
+/// their leases expire. The normal end takes them out first and releases them itself.
+impl<S: Store + 'static> Drop for UploadRun<'_, S> {
+    fn drop(&mut self) {
+        let q = self.queue.get_mut();
+        let ids: Vec<MessageId> = q
+            .pending
+            .drain(..)
+            .map(|(_, m)| m.message.id)
+            .chain(q.held.drain(..))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let spooler = self.spooler.clone();
+        runtime.spawn(async move {
+            for id in ids {
+                let _ = spooler
+                    .inner
+                    .store
+                    .release_lease(id, &spooler.inner.owner)
+                    .await;
+            }
+        });
+    }
+}
+
+/// A flush counted in on the spooler row; dropped, it is counted out and the row's flush bits
+/// of directions no other flush is running are cleared: on every path, a panic included, so
+/// `watch --until-idle` never waits on a flush that is gone.
+struct FlushCounted<'a, S: Store + 'static> {
+    spooler: &'a Spooler<S>,
+    up: bool,
+    down: bool,
+    /// What the flush did, set when it ends normally.
+    summary: Option<String>,
+}
+
+impl<S: Store + 'static> Drop for FlushCounted<'_, S> {
+    fn drop(&mut self) {
+        // Another flush of the same direction still running keeps its bit set.
+        let clear = self.spooler.count_flushes(self.up, self.down, false);
+        let summary = self
+            .summary
+            .take()
+            .unwrap_or_else(|| "The flush stopped before its end".to_string());
+        self.spooler.inner.board.change_bits(
+            &StatusKind::Spooler,
+            0,
+            clear,
+            vec![
+                text(PR_STATUS_STRING, &summary),
+                Prop::new(PR_MSP_LAST_FLUSH_TIME, PropValue::SysTime(FileTime::now())),
+            ],
+        );
+    }
+}
+
+/// A transport row's flush bits, set for one direction of a flush: cleared when dropped unless
+/// the flush's normal end cleared them already (with its outcome in the row).
+struct RowBits<'a> {
+    board: &'a StatusBoard,
+    kind: &'a StatusKind,
+    bits: i32,
+}
+
+impl Drop for RowBits<'_> {
+    fn drop(&mut self) {
+        if self.board.status_code(self.kind) & self.bits != 0 {
+            self.board.change_bits(
+                self.kind,
+                0,
+                self.bits,
+                vec![
+                    text(PR_STATUS_STRING, "The flush stopped before its end"),
+                    Prop::new(PR_REMOTE_PROGRESS, PropValue::Long(-1)),
+                    phase("idle"),
+                ],
+            );
+        }
+    }
+}
+
 /// Whether a flush's first connection is up, which lets the other workers start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
@@ -94,15 +195,23 @@ enum Gate {
     Done,
 }
 
-/// The spooler of one profile. Cheap to clone; clones share everything.
-#[derive(Clone)]
-pub struct Spooler {
-    inner: Arc<Inner>,
+/// The spooler of one profile, over any [`Store`] (statically dispatched: the store's calls
+/// are on every message's path). Cheap to clone; clones share everything.
+pub struct Spooler<S: Store = SqliteStore> {
+    inner: Arc<Inner<S>>,
 }
 
-struct Inner {
+impl<S: Store> Clone for Spooler<S> {
+    fn clone(&self) -> Self {
+        Spooler {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<S> {
     profile: Profile,
-    store: SqliteStore,
+    store: S,
     board: StatusBoard,
     /// Who holds our leases: host, process and start time, so a restarted spooler is someone
     /// else and a dead one's leases simply expire.
@@ -152,13 +261,13 @@ struct TransportBackoff {
     reason: String,
 }
 
-impl Spooler {
+impl<S: Store + 'static> Spooler<S> {
     /// Starts the spooler on an open store: builds the status table and logs every transport on
     /// (an inbound post office gets its mailboxes). A transport that fails to log on is marked
     /// `STATUS_FAILURE` with the reason; the others go on.
-    pub async fn start(profile: Profile, store: SqliteStore) -> MapiResult<Spooler> {
+    pub async fn start(profile: Profile, store: S) -> MapiResult<Spooler<S>> {
         let offline = profile.spooler.offline;
-        let store_display = format!("SQLite store {}", store.path().display());
+        let store_display = store.display_name();
         let board = StatusBoard::new(initial_rows(&profile.transports, &store_display, offline));
         let host = hostname();
         let nanos = FileTime::now().0;
@@ -205,7 +314,7 @@ impl Spooler {
         &self.inner.profile
     }
 
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &S {
         &self.inner.store
     }
 
@@ -288,14 +397,7 @@ impl Spooler {
     ) -> MapiResult<FlushReport> {
         flags.validate()?;
         let id = MessageId::from_entry_id(entry_id)?;
-        let entry = self
-            .inner
-            .store
-            .outgoing_queue()
-            .await?
-            .into_iter()
-            .find(|e| e.message.id == id)
-            .ok_or_else(|| {
+        let entry = self.inner.store.queue_entry(id).await?.ok_or_else(|| {
                 MapiError::new(
                     MapiCode::NotInQueue,
                     format!(
@@ -387,21 +489,36 @@ impl Spooler {
     }
 
     /// Runs a flush of `names`, or starts it in the background under `FLUSH_ASYNC_OK`.
+    ///
+    /// Either way the flush is its own task, which the caller only awaits: a caller that goes
+    /// away (a daemon client's connection closes, its future is dropped) leaves the flush
+    /// running to its end, so outcomes already on the wire are recorded and no lease is
+    /// left to expire and send a message twice. [`Spooler::wait_idle`] waits for it.
+    ///
+    /// Errors: `MAPI_E_CALL_FAILED` when the flush's task panicked (its guards have cleared its
+    /// status bits and given its leases back).
     pub(crate) async fn start_flush(
         &self,
         names: Vec<String>,
         flags: FlushFlags,
         scope: Scope,
     ) -> MapiResult<FlushReport> {
-        if flags.contains(FlushFlags::ASYNC_OK) {
-            let spooler = self.clone();
-            let handle = tokio::spawn(async move {
-                let report = spooler.run_flush(&names, flags, scope).await;
+        let spooler = self.clone();
+        let asynchronous = flags.contains(FlushFlags::ASYNC_OK);
+        let handle = tokio::spawn(async move {
+            let report = spooler.run_flush(&names, flags, scope).await;
+            if asynchronous {
                 tracing::info!(
                     transports = report.transports.len(),
                     complete = report.is_complete(),
                     "asynchronous flush finished"
                 );
+            }
+            report
+        });
+        if asynchronous {
+            let handle = tokio::spawn(async move {
+                let _ = handle.await;
             });
             if let Ok(mut bg) = self.inner.background.lock() {
                 bg.retain(|h| !h.is_finished());
@@ -413,7 +530,25 @@ impl Spooler {
                 transports: Vec::new(),
             });
         }
-        Ok(self.run_flush(&names, flags, scope).await)
+        // Tracked like an asynchronous flush, so that logging off waits for it even when its
+        // caller is gone.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let tracked = tokio::spawn(async move {
+            let _ = done_tx.send(handle.await);
+        });
+        if let Ok(mut bg) = self.inner.background.lock() {
+            bg.retain(|h| !h.is_finished());
+            bg.push(tracked);
+        }
+        match done_rx.await {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(e)) => Err(MapiError::call_failed(format!(
+                "the flush stopped unexpectedly ({e}); its messages stay queued and are tried again"
+            ))),
+            Err(_) => Err(MapiError::call_failed(
+                "the flush was stopped (the spooler is shutting down); its messages stay queued",
+            )),
+        }
     }
 
     /// The transport an entry ID names, for `lpTargetTransport`.
@@ -459,6 +594,12 @@ impl Spooler {
             0,
             vec![text(PR_STATUS_STRING, "Flushing")],
         );
+        let mut counted = FlushCounted {
+            spooler: self,
+            up,
+            down,
+            summary: None,
+        };
         let mut report = FlushReport {
             flags,
             asynchronous: false,
@@ -472,18 +613,8 @@ impl Spooler {
                     .push(self.flush_transport(slot, flags, scope).await);
             }
         }
-        let summary = summarize(&report);
-        // Another flush of the same direction still running keeps its bit set.
-        let clear = self.count_flushes(up, down, false);
-        board.change_bits(
-            &StatusKind::Spooler,
-            0,
-            clear,
-            vec![
-                text(PR_STATUS_STRING, &summary),
-                Prop::new(PR_MSP_LAST_FLUSH_TIME, PropValue::SysTime(FileTime::now())),
-            ],
-        );
+        counted.summary = Some(summarize(&report));
+        drop(counted);
         self.refresh_queue_counts().await;
         report
     }
@@ -655,6 +786,11 @@ impl Spooler {
                 phase("sending"),
             ],
         );
+        let _bits = RowBits {
+            board,
+            kind: &slot.kind,
+            bits: STATUS_OUTBOUND_FLUSH | STATUS_OUTBOUND_ACTIVE,
+        };
         let total_hint = if scope.only.is_some() {
             1
         } else {
@@ -667,23 +803,28 @@ impl Spooler {
             Some(OutboundConfig::Smtp(c)) if scope.only.is_none() => c.connections.max(1),
             _ => 1,
         };
-        let queue = AsyncMutex::new(UploadQueue::default());
-        let (gate, _) = tokio::sync::watch::channel(Gate::Waiting);
+        let mut run = UploadRun {
+            spooler: self,
+            slot,
+            flags,
+            scope,
+            total_hint,
+            queue: AsyncMutex::new(UploadQueue::default()),
+            gate: tokio::sync::watch::channel(Gate::Waiting).0,
+        };
         // Workers hand each attempt to one recorder, which writes whatever has piled up since
         // its last commit in one transaction (group commit) while the workers go on sending.
         let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
         let workers: Vec<_> = (0..connections as usize)
-            .map(|worker| {
-                let sent = sent_tx.clone();
-                self.upload_worker(slot, flags, scope, total_hint, &queue, &gate, worker, sent)
-            })
+            .map(|worker| self.upload_worker(&run, worker, sent_tx.clone()))
             .collect();
         drop(sent_tx);
         tokio::join!(
             futures_util::future::join_all(workers),
-            self.record_attempts(sent_rx, &queue)
+            self.record_attempts(sent_rx, &run.queue)
         );
-        let q = queue.into_inner();
+        let q = std::mem::take(run.queue.get_mut());
+        drop(run);
         for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
         }
@@ -738,18 +879,21 @@ impl Spooler {
     /// One of a flush's upload workers: takes the next message from `queue` (leasing the
     /// next batch when it runs dry), sends it over this worker's own connection and records
     /// the outcome, until nothing is due.
-    #[allow(clippy::too_many_arguments)]
     async fn upload_worker(
         &self,
-        slot: &Slot,
-        flags: FlushFlags,
-        scope: Scope,
-        total_hint: usize,
-        queue: &AsyncMutex<UploadQueue>,
-        gate: &tokio::sync::watch::Sender<Gate>,
+        run: &UploadRun<'_, S>,
         worker: usize,
         sent: tokio::sync::mpsc::UnboundedSender<Attempted>,
     ) {
+        let UploadRun {
+            spooler: _,
+            slot,
+            flags,
+            scope,
+            total_hint,
+            ref queue,
+            ref gate,
+        } = *run;
         let board = &self.inner.board;
         let store = &self.inner.store;
         let name = &slot.config.name;
@@ -792,10 +936,9 @@ impl Spooler {
                             // flush ends, so that the next lease reaches past it instead of
                             // taking the same batch again.
                             for m in leased {
-                                if q.attempted.contains(&m.message.id) {
+                                if !q.attempted.insert(m.message.id) {
                                     q.held.push(m.message.id);
                                 } else {
-                                    q.attempted.push(m.message.id);
                                     let index = q.attempted.len();
                                     q.pending.push_back((index, m));
                                 }
@@ -952,11 +1095,12 @@ impl Spooler {
             ));
         };
         let envelope = Envelope {
+            // Without one recorded at submit, the account that authenticates, never the From:
+            // header's address (which may be anyone's).
             from: message
                 .message
                 .envelope_from
                 .clone()
-                .or_else(|| message.message.sender_address.clone())
                 .unwrap_or_else(|| slot.config.address.clone()),
             recipients: open
                 .iter()
@@ -1265,6 +1409,18 @@ impl Spooler {
                 phase("receiving"),
             ],
         );
+        let _bits = RowBits {
+            board,
+            kind: &slot.kind,
+            bits: STATUS_INBOUND_FLUSH | STATUS_INBOUND_ACTIVE,
+        };
+        let sink = StoreSink {
+            store: &self.inner.store,
+            transport: &slot.config.name,
+            board,
+            kind: &slot.kind,
+            stored: Default::default(),
+        };
         let result = async {
             let config = slot.config.inbound.as_ref().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Permanent, "no inbound side")
@@ -1278,24 +1434,10 @@ impl Spooler {
             inbound.set_timeout(self.inner.profile.spooler.timeout);
             self.run_connect_command(&slot.config).await?;
             inbound.connect().await?;
-            let sink = StoreSink {
-                store: &self.inner.store,
-                transport: &slot.config.name,
-                board,
-                kind: &slot.kind,
-            };
-            let summary =
-                tokio::time::timeout(self.inner.profile.spooler.timeout, inbound.download(&sink))
-                    .await
-                    .map_err(|_| {
-                        TransportError::new(
-                            TransportErrorKind::Timeout,
-                            format!(
-                                "receiving took longer than {}",
-                                humantime::format_duration(self.inner.profile.spooler.timeout)
-                            ),
-                        )
-                    })?;
+            // No limit around the whole download: `timeout` bounds each read and write (the
+            // transport's inactivity limit), so a large message that streams steadily for
+            // longer than it arrives, and a stalled server still fails after it.
+            let summary = inbound.download(&sink).await;
             inbound.close().await;
             summary
         }
@@ -1323,12 +1465,16 @@ impl Spooler {
                 (0, status)
             }
             Err(e) => {
-                report.error = Some(e.message.clone());
+                // What was stored before the failure is said, and counted: it is in the store.
+                let stored = sink.stored.load(std::sync::atomic::Ordering::Relaxed);
+                report.received = stored;
+                let message = match stored {
+                    0 => e.message.clone(),
+                    n => format!("received {n}, then failed: {}", e.message),
+                };
+                report.error = Some(message.clone());
                 report.error_code = e.to_mapi().code.name().map(str::to_string);
-                (
-                    STATUS_FAILURE,
-                    format!("{}: {}", slot.config.name, e.message),
-                )
+                (STATUS_FAILURE, format!("{}: {message}", slot.config.name))
             }
         };
         // One line for the whole flush: what the outbound side said, then the inbound side.
@@ -1659,11 +1805,16 @@ fn is_report(message: &crate::store::MessageRecord) -> bool {
 }
 
 /// Adapts the store's body reader to what transports read.
-struct StoreBody<'s>(crate::store::BodyReader<'s, SqliteStore>);
+struct StoreBody<'s, S: Store>(crate::store::BodyReader<'s, S>);
 
-impl ChunkSource for StoreBody<'_> {
+impl<S: Store> ChunkSource for StoreBody<'_, S> {
     async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
         self.0.next_chunk().await
+    }
+
+    async fn rewind(&mut self) -> MapiResult<bool> {
+        self.0.rewind();
+        Ok(true)
     }
 }
 

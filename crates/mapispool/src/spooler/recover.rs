@@ -22,7 +22,7 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-impl Spooler {
+impl<S: Store + 'static> Spooler<S> {
     /// Releases leases held by spoolers of this host whose process is gone (the caller asks
     /// only when the queue counts show something leased: this reads the whole queue). Leases
     /// of other hosts (several nodes sharing one queue) and of live processes are left alone:

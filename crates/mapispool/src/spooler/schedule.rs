@@ -9,6 +9,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Spooler;
 use crate::flush::FlushFlags;
+use crate::store::Store;
 
 /// One group's clock for one direction.
 struct Clock {
@@ -18,7 +19,7 @@ struct Clock {
     next: Instant,
 }
 
-impl Spooler {
+impl<S: Store + 'static> Spooler<S> {
     /// Flushes on every group's schedules until `shutdown` completes, starting with one flush
     /// of each scheduled group and direction at once (mail queued while no spooler ran goes
     /// out now). Each group keeps its own clock: a group's next flush is its interval after

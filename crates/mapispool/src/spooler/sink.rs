@@ -8,17 +8,27 @@ use tokio::io::AsyncRead;
 
 use crate::message::HeaderSummary;
 use crate::status::{StatusBoard, StatusKind};
-use crate::store::{InboundDelivery, InboundMessage, NewRecipient, SqliteStore, Store};
+use crate::store::{InboundDelivery, InboundMessage, NewRecipient, Store};
 use crate::transport::{Downloaded, InboundSink};
 
-pub(super) struct StoreSink<'a> {
-    pub store: &'a SqliteStore,
+pub(super) struct StoreSink<'a, S: Store> {
+    pub store: &'a S,
     pub transport: &'a str,
     pub board: &'a StatusBoard,
     pub kind: &'a StatusKind,
+    /// New messages stored so far in this download, counted here so a download that fails
+    /// part-way still reports what it stored.
+    pub stored: std::sync::atomic::AtomicUsize,
 }
 
-impl InboundSink for StoreSink<'_> {
+impl<S: Store> StoreSink<'_, S> {
+    fn count(&self, n: usize) {
+        self.stored
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<S: Store> InboundSink for StoreSink<'_, S> {
     async fn already_have(&self, server_id: &str) -> MapiResult<bool> {
         self.store.has_inbound(self.transport, server_id).await
     }
@@ -36,9 +46,12 @@ impl InboundSink for StoreSink<'_> {
                 body: d.body,
             })
             .collect();
-        self.store
+        let stored = self
+            .store
             .deliver_inbound_batch(self.transport, batch)
-            .await
+            .await?;
+        self.count(stored.iter().filter(|s| **s).count());
+        Ok(stored)
     }
 
     async fn deliver(
@@ -49,11 +62,13 @@ impl InboundSink for StoreSink<'_> {
         body: impl AsyncRead + Unpin + Send,
     ) -> MapiResult<bool> {
         let message = inbound_message(summary);
-        Ok(self
+        let stored = self
             .store
             .deliver_inbound(self.transport, server_id, message, body)
             .await?
-            .is_some())
+            .is_some();
+        self.count(usize::from(stored));
+        Ok(stored)
     }
 
     async fn get_state(&self, key: &str) -> MapiResult<Option<String>> {

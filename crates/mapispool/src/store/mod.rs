@@ -742,6 +742,16 @@ pub trait Store: Send + Sync {
     /// queue state against the current clock and its recipients.
     fn outgoing_queue(&self) -> impl Future<Output = MapiResult<Vec<QueueEntry>>> + Send;
 
+    /// One queued message with its recipients, as [`Store::outgoing_queue`] lists it, or `None`
+    /// when it is not (or no longer) queued: one message's question without reading the queue.
+    fn queue_entry(
+        &self,
+        id: MessageId,
+    ) -> impl Future<Output = MapiResult<Option<QueueEntry>>> + Send;
+
+    /// How the status table names this store (its `PR_DISPLAY_NAME`), e.g. its path.
+    fn display_name(&self) -> String;
+
     /// Counts of queued messages per route, for status rows.
     fn queue_counts(&self) -> impl Future<Output = MapiResult<Vec<QueueCounts>>> + Send;
 
@@ -874,17 +884,6 @@ pub trait Store: Send + Sync {
         id: MessageId,
     ) -> impl Future<Output = MapiResult<Vec<RecipientRecord>>> + Send;
 
-    /// Moves a message to another folder (e.g. Deleted Items). A queued message cannot move:
-    /// `MAPI_E_SUBMITTED`; an unknown one is `MAPI_E_NOT_FOUND`.
-    fn move_message(
-        &self,
-        id: MessageId,
-        folder: Folder,
-    ) -> impl Future<Output = MapiResult<()>> + Send;
-
-    /// Deletes a message for good. Errors as for [`Store::move_message`].
-    fn delete_message(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
-
     /// The body's chunk `seq` (from 0), or `None` past the end. Use [`Store::open_body`].
     fn body_chunk(
         &self,
@@ -979,6 +978,11 @@ impl<'s, S: Store + ?Sized> BodyReader<'s, S> {
             count: message.body_chunks,
             first: message.prefetched_body.take(),
         }
+    }
+
+    /// Back to the first chunk (read from the store again if the prefetched one was handed out).
+    pub fn rewind(&mut self) {
+        self.next = 0;
     }
 
     /// The next chunk (at most [`BODY_CHUNK_SIZE`] bytes), or `None` at the end. Errors:

@@ -15,7 +15,7 @@ use std::time::Duration;
 use mapi::constants::{
     MAPI_BCC, MAPI_CC, MAPI_TO, MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED,
 };
-use mapi::{FileTime, MapiCode, MapiError, MapiResult};
+use mapi::{FileTime, MapiError, MapiResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -1143,6 +1143,10 @@ fn not_in_queue(id: MessageId) -> MapiError {
 }
 
 impl Store for SqliteStore {
+    fn display_name(&self) -> String {
+        format!("SQLite store {}", self.path.display())
+    }
+
     async fn submit(
         &self,
         message: NewMessage,
@@ -1271,6 +1275,32 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn queue_entry(&self, id: MessageId) -> MapiResult<Option<QueueEntry>> {
+        let what = "reading a queued message";
+        let now = FileTime::now();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(self.db(what))?;
+        let Some((message, q)) = load_message(&mut tx, id.0).await.map_err(self.db(what))? else {
+            return Ok(None);
+        };
+        if !q.in_queue {
+            return Ok(None);
+        }
+        let recipients = load_recipients(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(Some(QueueEntry {
+            state: queue_state(message.deferred_delivery_time, &q, now),
+            attempts: q.attempts,
+            last_error: q.last_error,
+            next_attempt_at: q.next_attempt_at,
+            lease: q.lease,
+            recipients,
+            message,
+        }))
     }
 
     async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
@@ -1770,37 +1800,6 @@ impl Store for SqliteStore {
         Ok(recipients)
     }
 
-    async fn move_message(&self, id: MessageId, folder: Folder) -> MapiResult<()> {
-        let what = "moving a message";
-        let mut tx = self.write_tx(what).await?;
-        check_movable(&mut tx, id).await.map_err(|e| match e {
-            Movable::Db(e) => (self.db(what))(e),
-            Movable::Mapi(e) => e,
-        })?;
-        sqlx::query("UPDATE messages SET folder = ? WHERE id = ?")
-            .bind(folder as i64)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db(what))?;
-        tx.commit().await.map_err(self.db(what))
-    }
-
-    async fn delete_message(&self, id: MessageId) -> MapiResult<()> {
-        let what = "deleting a message";
-        let mut tx = self.write_tx(what).await?;
-        check_movable(&mut tx, id).await.map_err(|e| match e {
-            Movable::Db(e) => (self.db(what))(e),
-            Movable::Mapi(e) => e,
-        })?;
-        sqlx::query("DELETE FROM messages WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db(what))?;
-        tx.commit().await.map_err(self.db(what))
-    }
-
     async fn body_chunk(&self, id: MessageId, seq: u32) -> MapiResult<Option<Vec<u8>>> {
         sqlx::query_scalar("SELECT data FROM body_chunks WHERE message_id = ? AND seq = ?")
             .bind(id.0)
@@ -1920,21 +1919,4 @@ async fn insert_chunks(
 /// How many [`BODY_CHUNK_SIZE`] chunks a body of `len` bytes is stored in.
 fn chunk_count(len: usize) -> i64 {
     len.div_ceil(BODY_CHUNK_SIZE) as i64
-}
-
-enum Movable {
-    Db(sqlx::Error),
-    Mapi(MapiError),
-}
-
-/// A queued message is the spooler's until it is sent or aborted (MAPI: `MAPI_E_SUBMITTED`).
-async fn check_movable(conn: &mut SqliteConnection, id: MessageId) -> Result<(), Movable> {
-    match load_message(conn, id.0).await.map_err(Movable::Db)? {
-        None => Err(Movable::Mapi(not_found(id))),
-        Some((_, q)) if q.in_queue => Err(Movable::Mapi(MapiError::new(
-            MapiCode::Submitted,
-            format!("message {id} is in the outgoing queue; abort its submission first"),
-        ))),
-        Some(_) => Ok(()),
-    }
 }

@@ -570,7 +570,16 @@ async fn inbound_dedupe_and_sync_state() {
             .is_some()
     );
     // Deleting the copy does not make it come back.
-    store.delete_message(first.id).await.expect("delete");
+    // (No store method deletes a message; a user's SQL does it here.)
+    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", store.path().display()))
+        .await
+        .expect("second connection");
+    sqlx::query("DELETE FROM messages WHERE id = ?")
+        .bind(first.id.0)
+        .execute(&other)
+        .await
+        .expect("delete");
+    other.close().await;
     assert!(
         store
             .deliver_inbound("work", "42:1", props, &b"x"[..])
@@ -846,15 +855,25 @@ async fn unknown_message_is_not_found() {
         store.open_body(MessageId(5)).await.err().map(|e| e.code),
         Some(MapiCode::NotFound)
     );
-    let rec = submit(&store, "queued", &["a@example.org"]).await;
-    assert_eq!(
-        store
-            .move_message(rec.id, Folder::DeletedItems)
-            .await
-            .expect_err("queued")
-            .code,
-        MapiCode::Submitted
-    );
+    assert_eq!(store.queue_entry(MessageId(5)).await.expect("query"), None);
+}
+
+/// `queue_entry` answers for one message what `outgoing_queue` says of it, and `None` once it
+/// has left the queue.
+#[tokio::test]
+async fn queue_entry_is_the_queue_row_of_one_message() {
+    let (_dir, store) = open().await;
+    let a = submit(&store, "a", &["a@example.org"]).await;
+    let b = submit(&store, "b", &["b@example.org", "c@example.org"]).await;
+    let queue = store.outgoing_queue().await.expect("queue");
+    for id in [a.id, b.id] {
+        let listed = queue.iter().find(|e| e.message.id == id).expect("listed");
+        let one = store.queue_entry(id).await.expect("query").expect("queued");
+        assert_eq!(&one, listed);
+    }
+    store.abort_submit(a.id).await.expect("abort");
+    assert_eq!(store.queue_entry(a.id).await.expect("query"), None);
+    assert!(store.queue_entry(b.id).await.expect("query").is_some());
 }
 
 /// `queue_counts` (counted by SQLite) agrees with the state `outgoing_queue` gives each message,

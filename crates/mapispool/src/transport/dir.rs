@@ -89,8 +89,10 @@ impl DirOutbound {
     pub async fn send(
         &mut self,
         envelope: &Envelope,
-        mut body: impl ChunkSource,
+        body: impl ChunkSource,
     ) -> Result<Vec<RecipientResult>, TransportError> {
+        // Bcc never reaches the post office (wire.rs): a recipient's copy is what SMTP sends.
+        let mut body = super::wire::Outgoing::prepare(body).await?;
         let name = unique_name();
         let staged = self.root.join("tmp").join(&name);
         let result = self

@@ -25,10 +25,10 @@ use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::{RequestId, Response, Status};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
-use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
+use super::net::{CONNECT_TIMEOUT, Inactivity, MailStream, password, start_tls, tcp_connect};
 use super::{DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind};
 use crate::message::{HeaderSummary, header_block};
-use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
+use crate::profile::{AfterDownload, ImapAuth, ImapConfig, Security};
 
 /// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
 pub const RANGE: u32 = 1024 * 1024;
@@ -36,7 +36,9 @@ pub const RANGE: u32 = 1024 * 1024;
 /// The largest message taken (async-imap's own cap on one response is 512 MiB).
 const MAX_MESSAGE: u64 = 1024 * 1024 * 1024;
 
-type ImapSession = async_imap::Session<MailStream>;
+/// The connection async-imap reads: each read or write bounded by the spooler's `timeout`.
+type ImapLink = Inactivity<MailStream>;
+type ImapSession = async_imap::Session<ImapLink>;
 
 /// The IMAP inbound side of one transport.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub struct ImapInbound {
     /// The limit for connecting and logging in: the spooler's `timeout` when it is below
     /// [`CONNECT_TIMEOUT`].
     connect_limit: std::time::Duration,
+    /// How long one read or write may wait for the server: the spooler's `timeout`.
+    idle_limit: std::time::Duration,
     session: Option<ImapSession>,
     /// IDLE: how many messages the folder had when last looked at, so mail that came between
     /// two IDLEs (when no push can arrive) is noticed.
@@ -80,6 +84,7 @@ impl ImapInbound {
             transport: transport.to_string(),
             allow_prompt,
             connect_limit: CONNECT_TIMEOUT,
+            idle_limit: CONNECT_TIMEOUT,
             session: None,
             idle_exists: None,
         }
@@ -88,6 +93,7 @@ impl ImapInbound {
     /// Bounds connecting and logging in by `limit` too (the spooler's `[spooler] timeout`).
     pub fn set_timeout(&mut self, limit: std::time::Duration) {
         self.connect_limit = limit.min(CONNECT_TIMEOUT);
+        self.idle_limit = limit;
     }
 
     fn peer(&self) -> String {
@@ -136,7 +142,7 @@ impl ImapInbound {
             }
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
-        let mut client = async_imap::Client::new(stream);
+        let mut client = async_imap::Client::new(Inactivity::new(stream, self.idle_limit));
         at("the greeting");
         let greeting = client
             .read_response()
@@ -163,7 +169,7 @@ impl ImapInbound {
                         ),
                     )
                 })?;
-            let MailStream::Plain(tcp) = client.into_inner() else {
+            let MailStream::Plain(tcp) = client.into_inner().into_inner() else {
                 return Err(TransportError::new(
                     TransportErrorKind::Tls,
                     "STARTTLS on a connection that already has TLS",
@@ -171,7 +177,7 @@ impl ImapInbound {
             };
             at("the TLS handshake after STARTTLS");
             let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
-            client = async_imap::Client::new(tls);
+            client = async_imap::Client::new(Inactivity::new(tls, self.idle_limit));
         }
         at("the answer to CAPABILITY");
         let caps = pre_auth_capabilities(&mut client)
@@ -182,18 +188,18 @@ impl ImapInbound {
         let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
         let user = &self.username;
         at(match mech {
-            SmtpAuth::Login => "the answer to LOGIN",
-            SmtpAuth::Plain => "the answer to AUTHENTICATE PLAIN",
-            SmtpAuth::Xoauth2 => "the answer to AUTHENTICATE XOAUTH2",
+            ImapAuth::Login => "the answer to LOGIN",
+            ImapAuth::Plain => "the answer to AUTHENTICATE PLAIN",
+            ImapAuth::Xoauth2 => "the answer to AUTHENTICATE XOAUTH2",
         });
         let result = match mech {
-            SmtpAuth::Login => client.login(user, secret.expose()).await,
-            SmtpAuth::Plain => {
+            ImapAuth::Login => client.login(user, secret.expose()).await,
+            ImapAuth::Plain => {
                 client
                     .authenticate("PLAIN", Sasl::plain(user, secret.expose()))
                     .await
             }
-            SmtpAuth::Xoauth2 => {
+            ImapAuth::Xoauth2 => {
                 client
                     .authenticate("XOAUTH2", Sasl::xoauth2(user, secret.expose()))
                     .await
@@ -221,14 +227,14 @@ impl ImapInbound {
 
     /// The mechanism to log in with: the profile's `auth` if set (XOAUTH2 and PLAIN only if the
     /// server advertises them), else AUTHENTICATE PLAIN when advertised, else LOGIN.
-    fn mechanism(&self, caps: &[String]) -> Result<SmtpAuth, TransportError> {
+    fn mechanism(&self, caps: &[String]) -> Result<ImapAuth, TransportError> {
         let offers = |m: &str| caps.iter().any(|c| c == &format!("AUTH={m}"));
         let wanted = match self.config.auth {
-            None if offers("PLAIN") => return Ok(SmtpAuth::Plain),
-            None | Some(SmtpAuth::Login) => return Ok(SmtpAuth::Login),
+            None if offers("PLAIN") => return Ok(ImapAuth::Plain),
+            None | Some(ImapAuth::Login) => return Ok(ImapAuth::Login),
             Some(m) => m,
         };
-        let name = if wanted == SmtpAuth::Plain {
+        let name = if wanted == ImapAuth::Plain {
             "PLAIN"
         } else {
             "XOAUTH2"
@@ -461,6 +467,8 @@ impl ImapInbound {
             self.session = Some(session);
             return Ok(Idled::NewMail);
         }
+        // IDLE waits on the server by design; `renew` bounds it instead of the inactivity limit.
+        session.get_mut().set_limit(None);
         let mut handle = session.idle();
         handle.init().await.map_err(|e| {
             TransportError::new(
@@ -492,7 +500,8 @@ impl ImapInbound {
             Ok(Ok(IdleResponse::ManualInterrupt)) => return Err(fail(ImapError::ConnectionLost)),
             Ok(Err(e)) => return Err(fail(e)),
         };
-        let session = handle.done().await.map_err(fail)?;
+        let mut session = handle.done().await.map_err(fail)?;
+        session.get_mut().set_limit(Some(self.idle_limit));
         self.session = Some(session);
         Ok(idled)
     }
@@ -531,11 +540,11 @@ async fn parser_panic_is_an_error<T>(
 }
 
 /// How a login is named in messages.
-fn mechanism_name(mech: SmtpAuth) -> &'static str {
+fn mechanism_name(mech: ImapAuth) -> &'static str {
     match mech {
-        SmtpAuth::Login => "LOGIN",
-        SmtpAuth::Plain => "AUTHENTICATE PLAIN",
-        SmtpAuth::Xoauth2 => "AUTHENTICATE XOAUTH2",
+        ImapAuth::Login => "LOGIN",
+        ImapAuth::Plain => "AUTHENTICATE PLAIN",
+        ImapAuth::Xoauth2 => "AUTHENTICATE XOAUTH2",
     }
 }
 
@@ -545,7 +554,7 @@ const CAPABILITY_TAG: &str = "mcap";
 /// The server's capabilities before login, upper case (`IMAP4REV1`, `AUTH=PLAIN`, ...): asked
 /// for after any STARTTLS, since what the greeting advertised does not hold under TLS.
 async fn pre_auth_capabilities(
-    client: &mut async_imap::Client<MailStream>,
+    client: &mut async_imap::Client<ImapLink>,
 ) -> Result<Vec<String>, ImapError> {
     use async_imap::imap_proto::Capability;
     let stream = client.get_mut();
@@ -901,12 +910,12 @@ async fn fetch_and_store(
         let mut done = Vec::with_capacity(capacity);
         while let Some((uids, part)) = incoming.recv().await {
             let stored = sink.deliver_batch(part).await.map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::Temporary,
-                    format!(
-                        "{peer}: messages UID {} were not stored: {e}",
+                TransportError::store(
+                    &format!(
+                        "{peer}: messages UID {} were not stored",
                         uid_set(uids.iter().copied())
                     ),
+                    &e,
                 )
             })?;
             done.extend(uids.into_iter().zip(stored));
@@ -1292,6 +1301,14 @@ fn folder_failed(peer: &str, folder: &str, e: ImapError) -> TransportError {
 }
 
 fn connection_failed(peer: &str, e: &ImapError) -> TransportError {
+    if let ImapError::Io(io) = e
+        && io.kind() == std::io::ErrorKind::TimedOut
+    {
+        return TransportError::new(
+            TransportErrorKind::Timeout,
+            format!("IMAP server {peer}: {io}"),
+        );
+    }
     // async-imap reports a response its parser cannot take as an I/O error carrying nom's
     // debug output; what helps is that the server sent something that is not IMAP, and what.
     if let ImapError::Io(io) = e
@@ -1318,17 +1335,11 @@ fn connection_failed(peer: &str, e: &ImapError) -> TransportError {
 }
 
 fn store_failure(e: mapi::MapiError) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Temporary,
-        format!("the store failed: {e}"),
-    )
+    TransportError::store("the store failed", &e)
 }
 
 fn not_stored(peer: &str, uid: u32, e: mapi::MapiError) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Temporary,
-        format!("{peer}: message UID {uid} was not stored: {e}"),
-    )
+    TransportError::store(&format!("{peer}: message UID {uid} was not stored"), &e)
 }
 
 #[cfg(test)]
@@ -1387,11 +1398,11 @@ mod tests {
         };
         let plain = caps(&["IMAP4REV1", "AUTH=PLAIN", "AUTH=LOGIN"]);
         let bare = caps(&["IMAP4REV1"]);
-        assert_eq!(with(None).mechanism(&plain), Ok(SmtpAuth::Plain));
-        assert_eq!(with(None).mechanism(&bare), Ok(SmtpAuth::Login));
-        let login = Some(SmtpAuth::Login);
-        assert_eq!(with(login).mechanism(&plain), Ok(SmtpAuth::Login));
-        let xoauth2 = Some(SmtpAuth::Xoauth2);
+        assert_eq!(with(None).mechanism(&plain), Ok(ImapAuth::Plain));
+        assert_eq!(with(None).mechanism(&bare), Ok(ImapAuth::Login));
+        let login = Some(ImapAuth::Login);
+        assert_eq!(with(login).mechanism(&plain), Ok(ImapAuth::Login));
+        let xoauth2 = Some(ImapAuth::Xoauth2);
         let error = with(xoauth2).mechanism(&plain).expect_err("not offered");
         assert_eq!(error.kind, TransportErrorKind::Auth);
         assert!(
@@ -1401,8 +1412,8 @@ mod tests {
             "{error}"
         );
         let oauth = caps(&["IMAP4REV1", "AUTH=XOAUTH2"]);
-        assert_eq!(with(xoauth2).mechanism(&oauth), Ok(SmtpAuth::Xoauth2));
-        assert!(with(Some(SmtpAuth::Plain)).mechanism(&bare).is_err());
+        assert_eq!(with(xoauth2).mechanism(&oauth), Ok(ImapAuth::Xoauth2));
+        assert!(with(Some(ImapAuth::Plain)).mechanism(&bare).is_err());
     }
 
     #[test]

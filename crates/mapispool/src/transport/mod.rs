@@ -15,6 +15,7 @@ pub mod imap;
 mod net;
 pub mod pop3;
 pub mod smtp;
+pub mod wire;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -160,6 +161,9 @@ pub enum TransportErrorKind {
     /// Going on needs a person (a password prompt, an interactive connect command) and the
     /// caller asked for no user interface (`FLUSH_NO_UI`).
     NeedsPerson,
+    /// The store could not take what was downloaded; the store's own MAPI code (a full disk is
+    /// `MAPI_E_NOT_ENOUGH_DISK`, not a network error). Worth retrying once that is mended.
+    Store(MapiCode),
 }
 
 /// A whole-transport failure: what kind, and what happened in words a user can act on.
@@ -171,6 +175,21 @@ pub struct TransportError {
 }
 
 impl TransportError {
+    /// The store failed at `what` (`e` its error): the store's own failures keep their MAPI
+    /// code; anything else (the store's read of a download that broke off) is the link's.
+    pub fn store(what: &str, e: &MapiError) -> TransportError {
+        let kind = match e.code {
+            MapiCode::NotEnoughDisk
+            | MapiCode::DiskError
+            | MapiCode::CorruptStore
+            | MapiCode::Busy
+            | MapiCode::NoAccess
+            | MapiCode::Version => TransportErrorKind::Store(e.code),
+            _ => TransportErrorKind::Temporary,
+        };
+        TransportError::new(kind, format!("{what}: {e}"))
+    }
+
     pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> TransportError {
         TransportError {
             kind,
@@ -192,6 +211,7 @@ impl TransportError {
             TransportErrorKind::Timeout => MapiCode::Timeout,
             TransportErrorKind::Auth | TransportErrorKind::NeedsPerson => MapiCode::LogonFailed,
             TransportErrorKind::Permanent => MapiCode::CallFailed,
+            TransportErrorKind::Store(code) => code,
         };
         MapiError::new(code, self.message.clone())
     }
@@ -287,6 +307,35 @@ pub trait InboundSink: Send + Sync {
 pub trait ChunkSource: Send {
     /// The next chunk, or `None` at the end.
     fn next_chunk(&mut self) -> impl Future<Output = MapiResult<Option<Vec<u8>>>> + Send;
+
+    /// Starts again from the first chunk, for a second transaction of the same message (an
+    /// SMTP server that takes only so many recipients at once); `false` when this source
+    /// cannot, and the caller then leaves the rest for a later attempt.
+    fn rewind(&mut self) -> impl Future<Output = MapiResult<bool>> + Send {
+        async { Ok(false) }
+    }
+}
+
+/// A message held in memory (tests, small reports), readable more than once.
+impl<T: AsRef<[u8]> + Send> ChunkSource for std::io::Cursor<T> {
+    async fn next_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
+        let all = self.get_ref().as_ref();
+        let at = usize::try_from(self.position())
+            .unwrap_or(usize::MAX)
+            .min(all.len());
+        if at == all.len() {
+            return Ok(None);
+        }
+        let n = (all.len() - at).min(256 * 1024);
+        let chunk = all[at..at + n].to_vec();
+        self.set_position((at + n) as u64);
+        Ok(Some(chunk))
+    }
+
+    async fn rewind(&mut self) -> MapiResult<bool> {
+        self.set_position(0);
+        Ok(true)
+    }
 }
 
 impl ChunkSource for &[u8] {
@@ -449,5 +498,22 @@ impl Inbound {
             Inbound::Pop3(t) => t.close().await,
             Inbound::Imap(t) => t.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_not_a_network_error() {
+        let full = MapiError::new(MapiCode::NotEnoughDisk, "database or disk is full");
+        let e = TransportError::store("message 3 was not stored", &full);
+        assert_eq!(e.to_mapi().code, MapiCode::NotEnoughDisk);
+        assert_eq!(e.message, format!("message 3 was not stored: {full}"));
+        // The store's read of a download that broke off is the link's failure.
+        let broke = MapiError::new(MapiCode::CallFailed, "reading the message to store: reset");
+        let e = TransportError::store("message 3 was not stored", &broke);
+        assert_eq!(e.to_mapi().code, MapiCode::NetworkError);
     }
 }

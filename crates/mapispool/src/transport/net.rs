@@ -151,3 +151,120 @@ pub(crate) async fn tcp_connect(
         )
     })?
 }
+
+/// A stream on which each read or write may wait at most `limit` for the server: the
+/// spooler's `[spooler] timeout` as an inactivity limit. A message that streams steadily for
+/// longer than the limit goes on; a server that stops sending (or taking) bytes for the limit
+/// fails the operation with [`io::ErrorKind::TimedOut`]. The clock starts when an operation
+/// first has to wait, not when the last one ended, so time the caller spends elsewhere (the
+/// store writing a batch) is not counted against the server.
+#[derive(Debug)]
+pub(crate) struct Inactivity<S> {
+    inner: S,
+    /// `None`: wait as long as it takes (an IMAP IDLE, bounded by its own renewal).
+    limit: Option<Duration>,
+    /// The clocks of a waiting read (`[0]`) and write (`[1]`), and whether each runs.
+    timers: [Pin<Box<tokio::time::Sleep>>; 2],
+    waiting: [bool; 2],
+}
+
+impl<S> Inactivity<S> {
+    pub(crate) fn new(inner: S, limit: Duration) -> Inactivity<S> {
+        Inactivity {
+            inner,
+            limit: Some(limit),
+            timers: [
+                Box::pin(tokio::time::sleep(limit)),
+                Box::pin(tokio::time::sleep(limit)),
+            ],
+            waiting: [false, false],
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Changes the limit for the operations from now on; `None` lifts it.
+    pub(crate) fn set_limit(&mut self, limit: Option<Duration>) {
+        self.limit = limit;
+        self.waiting = [false, false];
+    }
+
+    /// Polls the clock of an operation that could not go on: `Ready(error)` once it waited
+    /// `limit`.
+    fn expired(&mut self, cx: &mut Context<'_>, which: usize) -> Poll<io::Error> {
+        let Some(limit) = self.limit else {
+            return Poll::Pending;
+        };
+        if !self.waiting[which] {
+            self.waiting[which] = true;
+            let deadline = tokio::time::Instant::now() + limit;
+            self.timers[which].as_mut().reset(deadline);
+        }
+        match self.timers[which].as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.waiting[which] = false;
+                Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the server sent nothing for {} (the profile's [spooler] timeout)",
+                        humantime::format_duration(limit)
+                    ),
+                ))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// What an operation (`which`: 0 read, 1 write) gives back: its result, which stops its
+    /// clock, or a wait that the clock may end.
+    fn settle<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        which: usize,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.waiting[which] = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.expired(cx, which).map(Err),
+        }
+    }
+}
+
+use std::future::Future as _;
+
+impl<S: AsyncRead + Unpin> AsyncRead for Inactivity<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.settle(cx, 0, poll)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Inactivity<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.settle(cx, 1, poll)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.settle(cx, 1, poll)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

@@ -23,7 +23,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use self::codec::{DotReader, MAX_LINE, MAX_LISTING, MAX_MESSAGE, Reply};
-use super::net::{CONNECT_TIMEOUT, MailStream, password, start_tls, tcp_connect};
+use super::net::{CONNECT_TIMEOUT, Inactivity, MailStream, password, start_tls, tcp_connect};
 use super::{
     Cut, DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind,
     download_batches,
@@ -52,16 +52,20 @@ pub struct Pop3Inbound {
     /// The limit for each reply (and for connecting): the spooler's `timeout` when it is below
     /// [`CONNECT_TIMEOUT`].
     step_limit: Duration,
+    /// How long one read or write may wait for the server: the spooler's `timeout`.
+    idle_limit: Duration,
     conn: Option<Connection>,
 }
 
 #[derive(Debug)]
 struct Connection {
-    reader: BufReader<MailStream>,
+    reader: BufReader<Inactivity<MailStream>>,
     /// `host:port`, for messages.
     peer: String,
     /// How long a reply (or a listing) may take.
     limit: Duration,
+    /// How long one read or write may wait (the stream's inactivity limit).
+    idle: Duration,
     /// The last command sent (its verb: `PASS`, never the secret), which a stall is named by.
     last: String,
     /// The server advertised PIPELINING (RFC 2449): commands may be sent without waiting.
@@ -137,6 +141,7 @@ impl Pop3Inbound {
             transport: transport.to_string(),
             allow_prompt,
             step_limit: CONNECT_TIMEOUT,
+            idle_limit: CONNECT_TIMEOUT,
             conn: None,
         }
     }
@@ -145,6 +150,7 @@ impl Pop3Inbound {
     /// server that stalls is reported as a timeout naming the command it did not answer.
     pub fn set_timeout(&mut self, limit: Duration) {
         self.step_limit = limit.min(CONNECT_TIMEOUT);
+        self.idle_limit = limit;
     }
 
     /// Connects, secures the connection as the profile says, and logs in.
@@ -181,9 +187,10 @@ impl Pop3Inbound {
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
         let mut conn = Connection {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(64 * 1024, Inactivity::new(stream, self.idle_limit)),
             peer,
             limit,
+            idle: self.idle_limit,
             last: String::new(),
             pipelining: false,
         };
@@ -224,7 +231,7 @@ impl Pop3Inbound {
                     ),
                 ));
             }
-            let MailStream::Plain(tcp) = conn.reader.into_inner() else {
+            let MailStream::Plain(tcp) = conn.reader.into_inner().into_inner() else {
                 return Err(TransportError::new(
                     TransportErrorKind::Tls,
                     "STLS on a connection that already has TLS",
@@ -237,9 +244,10 @@ impl Pop3Inbound {
             .await
             .map_err(|_| stalled(&conn.peer, "the TLS handshake", limit))??;
             conn = Connection {
-                reader: BufReader::with_capacity(64 * 1024, tls),
+                reader: BufReader::with_capacity(64 * 1024, Inactivity::new(tls, self.idle_limit)),
                 peer: conn.peer,
                 limit,
+                idle: self.idle_limit,
                 last: String::new(),
                 pipelining: false,
             };
@@ -384,12 +392,12 @@ impl Pop3Inbound {
                                 part.into_iter().unzip();
                             let which: Vec<&Listed> = at.iter().map(|&i| wanted[i]).collect();
                             let result = sink.deliver_batch(batch).await.map_err(|e| {
-                                TransportError::new(
-                                    TransportErrorKind::Temporary,
-                                    format!(
-                                        "{peer}: messages {} were not stored: {e}",
+                                TransportError::store(
+                                    &format!(
+                                        "{peer}: messages {} were not stored",
                                         numbers(&which)
                                     ),
+                                    &e,
                                 )
                             })?;
                             stored.extend(at.into_iter().zip(result));
@@ -505,10 +513,7 @@ fn stalled(peer: &str, what: &str, limit: Duration) -> TransportError {
 }
 
 fn store_failure(e: mapi::MapiError) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Temporary,
-        format!("the store failed: {e}"),
-    )
+    TransportError::store("the store failed", &e)
 }
 
 /// The `<...>` timestamp of an APOP-capable greeting.
@@ -529,6 +534,9 @@ fn apop_digest(stamp: &str, secret: &Secret) -> String {
 
 impl Connection {
     fn io_error(&self, e: io::Error) -> TransportError {
+        if e.kind() == io::ErrorKind::TimedOut {
+            return stalled(&self.peer, &self.awaited(), self.idle);
+        }
         let kind = if e.kind() == io::ErrorKind::InvalidData {
             "the POP3 server sent something unexpected"
         } else {
@@ -882,7 +890,11 @@ impl Connection {
 /// A message's body ended before its terminating dot line.
 fn broke_off(peer: &str, msg: &Listed, e: &io::Error) -> TransportError {
     TransportError::new(
-        TransportErrorKind::Temporary,
+        if e.kind() == io::ErrorKind::TimedOut {
+            TransportErrorKind::Timeout
+        } else {
+            TransportErrorKind::Temporary
+        },
         format!("{peer}: message {} broke off: {e}", msg.uidl),
     )
 }
@@ -905,12 +917,12 @@ async fn stream_into<R: tokio::io::AsyncBufRead + Unpin + Send>(
         sink.deliver(&msg.uidl, &summary, msg.size, reader).await
     };
     let stored = stored.map_err(|e| {
-        TransportError::new(
-            TransportErrorKind::Temporary,
-            format!(
-                "{peer}: message {} (UIDL {}) was not stored: {e}",
+        TransportError::store(
+            &format!(
+                "{peer}: message {} (UIDL {}) was not stored",
                 msg.number, msg.uidl
             ),
+            &e,
         )
     })?;
     if !body.is_done() {

@@ -38,6 +38,7 @@ use rustls::ClientConfig;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 
 use super::net::{MailStream, tcp_connect};
+use super::wire::Outgoing;
 use super::{ChunkSource, Envelope, RecipientResult, TransportError, TransportErrorKind};
 use crate::credential::{self, Secret};
 use crate::profile::{Security, SmtpAuth, SmtpConfig};
@@ -133,6 +134,8 @@ struct Session {
     messages: u32,
     /// A MAIL transaction may be open: RSET before the next MAIL.
     dirty: bool,
+    /// The most recipients the server took in one transaction before it said "too many".
+    rcpt_limit: Option<usize>,
 }
 
 impl Session {
@@ -200,10 +203,53 @@ impl std::fmt::Debug for SmtpOutbound {
 
 /// How a transaction attempt ended.
 enum Attempt {
-    Done(Vec<RecipientResult>),
+    /// Every recipient of the batch has its result, but `overflow`: those the server had no
+    /// room for (`452 4.5.3` too many recipients), for a new transaction at once. `body_read`:
+    /// the body was read (a next transaction must rewind it).
+    Done {
+        overflow: Vec<usize>,
+        body_read: bool,
+    },
     /// The reused connection was dead or closing (421) before any body byte was sent: try
     /// again on a new one. The text is why, for the log.
     Retry(String),
+}
+
+/// How many commands go out in one write when pipelining (RFC 2920): enough to save the round
+/// trips, few enough that the replies never fill the socket buffers while we are still writing.
+const PIPELINE_WINDOW: usize = 100;
+
+/// One command of the envelope phase.
+#[derive(Clone, Copy)]
+enum Cmd {
+    Mail,
+    Rcpt(usize),
+    Data,
+}
+
+/// The replies of the envelope phase (MAIL, RCPT..., pipelined DATA).
+struct EnvelopeReplies {
+    mail: Option<Reply>,
+    /// Per recipient sent: its index and reply; too-many replies are in `overflow` instead.
+    rcpts: Vec<(usize, Reply)>,
+    /// Recipients not given a place in this transaction: 452 too many, or not sent after it.
+    overflow: Vec<usize>,
+    /// Recipients never sent because the phase stopped (MAIL refused, 421).
+    unsent: Vec<usize>,
+    /// The first "too many recipients" reply.
+    too_many: Option<Reply>,
+    data: Option<Reply>,
+    /// The server said 421: it is closing the connection.
+    closing: bool,
+}
+
+/// What MAIL FROM says and how the message goes on the wire, for one server's capabilities.
+struct WirePlan {
+    mail: String,
+    /// The header section as it goes out (RFC 2047-encoded for a server without SMTPUTF8).
+    header: Vec<u8>,
+    /// 8-bit body parts to convert to base64 (a server without 8BITMIME).
+    downgrade: bool,
 }
 
 impl SmtpOutbound {
@@ -259,59 +305,143 @@ impl SmtpOutbound {
     }
 
     /// Sends one message; a result per envelope recipient, in order.
+    ///
+    /// Recipients a server has no room for (`452 4.5.3`, RFC 5321 §4.5.3.1.10) go in a new
+    /// transaction on the same connection at once, as many per transaction as the server took
+    /// the first time; the body is read again from its source for each.
     pub async fn send(
         &mut self,
         envelope: &Envelope,
-        mut body: impl ChunkSource,
+        body: impl ChunkSource,
     ) -> Result<Vec<RecipientResult>, TransportError> {
         let server = self.server();
-        // The first chunk is read before MAIL: it tells whether the body is 8-bit, and holding it
-        // lets a transaction be retried on a new connection (nothing else was read yet).
-        let first = body
-            .next_chunk()
-            .await
-            .map_err(|e| {
-                TransportError::new(
-                    TransportErrorKind::Temporary,
-                    format!("cannot read the message from the store: {e}"),
-                )
-            })?
-            .unwrap_or_default();
+        // The header section and the first body bytes are held from here on: they tell whether
+        // the message is 8-bit, and they let a transaction be retried on a new connection.
+        let mut message = super::wire::Outgoing::prepare(body).await?;
+        let n = envelope.recipients.len();
+        if !address_is_safe(&envelope.from) {
+            return Ok(all_failed(
+                n,
+                &format!(
+                    "the envelope sender {:?} cannot be sent over SMTP",
+                    envelope.from
+                ),
+                MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+            ));
+        }
+        // Per recipient: None = not settled yet.
+        let mut results: Vec<Option<RecipientResult>> = vec![None; n];
+        for (i, r) in envelope.recipients.iter().enumerate() {
+            if !address_is_safe(&r.address) || r.address.is_empty() {
+                results[i] = Some(RecipientResult::Failed {
+                    error: format!("the address {:?} cannot be sent over SMTP", r.address),
+                    reason: MAPI_REASON_TRANSFER_IMPOSSIBLE,
+                    diag: MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+                });
+            }
+        }
+        let mut pending: Vec<usize> = (0..n).filter(|&i| results[i].is_none()).collect();
+        let mut done_transactions = 0u32;
         let mut retried = false;
-        loop {
-            let reused = match self.session.as_ref() {
-                Some(s)
-                    if self
-                        .config
-                        .max_messages_per_connection
-                        .is_some_and(|max| s.messages >= max) =>
-                {
-                    tracing::debug!(server = %server, "max_messages_per_connection reached; reconnecting");
-                    self.quit().await;
-                    false
+        let mut body_read = false;
+        while !pending.is_empty() {
+            // After one transaction went through, a failure only defers those still waiting:
+            // the results already in hand stand.
+            let fail = |e: TransportError,
+                        results: &mut Vec<Option<RecipientResult>>,
+                        pending: &[usize]|
+             -> Result<(), TransportError> {
+                if done_transactions == 0 {
+                    return Err(e);
                 }
-                Some(_) => true,
-                None => false,
+                for &i in pending {
+                    results[i] = Some(RecipientResult::Deferred {
+                        error: e.message.clone(),
+                    });
+                }
+                Ok(())
             };
-            if self.session.is_none() {
-                let session = self.open().await?;
-                self.session = Some(session);
+            let reused = match self.ensure_session().await {
+                Ok(reused) => reused,
+                Err(e) => {
+                    fail(e, &mut results, &pending)?;
+                    break;
+                }
+            };
+            if body_read {
+                let rewound = message.rewind().await.unwrap_or(false);
+                if !rewound {
+                    let e = TransportError::new(
+                        TransportErrorKind::Temporary,
+                        "the message cannot be read a second time for the recipients left over",
+                    );
+                    fail(e, &mut results, &pending)?;
+                    break;
+                }
             }
             match self
-                .transaction(envelope, &first, &mut body, reused)
-                .await?
+                .transaction(envelope, &pending, &mut message, reused, &mut results)
+                .await
             {
-                Attempt::Done(results) => return Ok(results),
-                Attempt::Retry(why) => {
+                Ok(Attempt::Done {
+                    overflow,
+                    body_read: read,
+                }) => {
+                    body_read = read;
+                    done_transactions += 1;
+                    retried = false;
+                    if overflow.len() == pending.len() {
+                        // The server took none of them: they keep their 452 and wait.
+                        break;
+                    }
+                    if !overflow.is_empty() {
+                        tracing::debug!(server = %server, left = overflow.len(), "too many recipients for one transaction; a new one follows");
+                    }
+                    pending = overflow;
+                }
+                Ok(Attempt::Retry(why)) => {
                     self.session = None;
                     if retried {
-                        return Err(TransportError::new(TransportErrorKind::Temporary, why));
+                        fail(
+                            TransportError::new(TransportErrorKind::Temporary, why),
+                            &mut results,
+                            &pending,
+                        )?;
+                        break;
                     }
                     tracing::info!(server = %server, why = %why, "reused SMTP connection is gone; reconnecting");
                     retried = true;
                 }
+                Err(e) => {
+                    fail(e, &mut results, &pending)?;
+                    break;
+                }
             }
         }
+        Ok(settle(results))
+    }
+
+    /// An open session for the next transaction; whether it is a reused one.
+    async fn ensure_session(&mut self) -> Result<bool, TransportError> {
+        let reused = match self.session.as_ref() {
+            Some(s)
+                if self
+                    .config
+                    .max_messages_per_connection
+                    .is_some_and(|max| s.messages >= max) =>
+            {
+                tracing::debug!(server = %self.server(), "max_messages_per_connection reached; reconnecting");
+                self.quit().await;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if self.session.is_none() {
+            let session = self.open().await?;
+            self.session = Some(session);
+        }
+        Ok(reused)
     }
 
     /// QUIT and close.
@@ -383,6 +513,7 @@ impl SmtpOutbound {
             caps: Capabilities::default(),
             messages: 0,
             dirty: false,
+            rcpt_limit: None,
         };
         let greeting = session
             .reply("the connection (greeting)", t.greeting)
@@ -453,6 +584,7 @@ impl SmtpOutbound {
                 caps: Capabilities::default(),
                 messages: 0,
                 dirty: false,
+                rcpt_limit: None,
             };
             session.caps = ehlo(&mut session, &helo_name, t.command, &server).await?;
         }
@@ -592,58 +724,124 @@ impl SmtpOutbound {
         ))
     }
 
-    /// One MAIL/RCPT/DATA transaction on the open session.
-    async fn transaction(
-        &mut self,
+    /// The MAIL FROM line and the message's wire form for this server, or `None` when the
+    /// message cannot go to it at all (every recipient of `batch` then has its result). Each
+    /// recipient that cannot go to it is settled in `results` and left out of the returned
+    /// batch.
+    fn plan(
+        &self,
         envelope: &Envelope,
-        first: &[u8],
-        body: &mut impl ChunkSource,
-        reused: bool,
-    ) -> Result<Attempt, TransportError> {
+        batch: &[usize],
+        message: &Outgoing<impl ChunkSource>,
+        caps: &Capabilities,
+        results: &mut [Option<RecipientResult>],
+    ) -> Option<(WirePlan, Vec<usize>)> {
         let server = self.server();
-        let t = self.timeouts;
-        let pipelining = self.config.pipelining;
-        let Some(session) = self.session.as_mut() else {
-            return Ok(Attempt::Retry("not connected".into()));
+        let fail_all = |results: &mut [Option<RecipientResult>], error: String, diag: i32| {
+            for &i in batch {
+                results[i] = Some(RecipientResult::Failed {
+                    error: error.clone(),
+                    reason: MAPI_REASON_TRANSFER_IMPOSSIBLE,
+                    diag,
+                });
+            }
         };
-        let n = envelope.recipients.len();
-        let caps = session.caps.clone();
-
-        // Checks that need no server: addresses that cannot be sent, a message too big.
-        let needs_utf8 =
-            !envelope.from.is_ascii() || envelope.recipients.iter().any(|r| !r.address.is_ascii());
-        if !address_is_safe(&envelope.from) {
-            return Ok(Attempt::Done(all_failed(
-                n,
-                &format!(
-                    "the envelope sender {:?} cannot be sent over SMTP",
-                    envelope.from
-                ),
-                MAPI_DIAG_OR_NAME_UNRECOGNIZED,
-            )));
-        }
-        if needs_utf8 && !caps.smtputf8 {
-            return Ok(Attempt::Done(all_failed(
-                n,
-                &format!(
-                    "the envelope has non-ASCII addresses and SMTP server {server} does not offer SMTPUTF8"
-                ),
-                MAPI_DIAG_OR_NAME_UNRECOGNIZED,
-            )));
-        }
         if let Some(max) = caps.size
             && max > 0
             && envelope.size > max
         {
-            return Ok(Attempt::Done(all_failed(
-                n,
-                &format!(
+            fail_all(
+                results,
+                format!(
                     "the message is {} bytes and SMTP server {server} takes at most {max} (SIZE)",
                     envelope.size
                 ),
                 MAPI_DIAG_CONTENT_TOO_LONG,
-            )));
+            );
+            return None;
         }
+        let needs_utf8 = !envelope.from.is_ascii()
+            || batch
+                .iter()
+                .any(|&i| !envelope.recipients[i].address.is_ascii());
+        if needs_utf8 && !caps.smtputf8 {
+            fail_all(
+                results,
+                format!(
+                    "the envelope has non-ASCII addresses and SMTP server {server} does not offer SMTPUTF8"
+                ),
+                MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+            );
+            return None;
+        }
+        let mut mail = format!("MAIL FROM:<{}>", envelope.from);
+        if caps.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", envelope.size));
+        }
+        // 8BITMIME when advertised and the body may need it: 8-bit bytes in what was read, or
+        // more body than that (it cannot be scanned without reading it twice).
+        let (_, body_8bit) = message.eight_bit();
+        if caps.eight_bit_mime && (body_8bit || !message.is_whole()) {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if needs_utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        // DSN parameters only when asked for and the server takes them (RFC 3461 §4); without
+        // DSN the server's default applies (a report on failure).
+        if let Some(dsn) = envelope.dsn.as_ref().filter(|_| caps.dsn) {
+            if let Some(ret) = &dsn.ret {
+                mail.push_str(&format!(" RET={ret}"));
+            }
+            if let Some(envid) = &dsn.envid {
+                mail.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
+        Some((
+            WirePlan {
+                mail,
+                header: message.header.clone(),
+                downgrade: false,
+            },
+            batch.to_vec(),
+        ))
+    }
+
+    /// One MAIL/RCPT/DATA transaction on the open session for the recipients `batch` (or as
+    /// many of them as the server takes at once), their results written into `results`.
+    async fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        batch: &[usize],
+        message: &mut Outgoing<impl ChunkSource>,
+        reused: bool,
+        results: &mut [Option<RecipientResult>],
+    ) -> Result<Attempt, TransportError> {
+        let server = self.server();
+        let t = self.timeouts;
+        let Some(caps) = self.session.as_ref().map(|s| s.caps.clone()) else {
+            return Ok(Attempt::Retry("not connected".into()));
+        };
+        let done = |overflow: Vec<usize>, body_read: bool| {
+            Ok(Attempt::Done {
+                overflow,
+                body_read,
+            })
+        };
+        let Some((plan, batch)) = self.plan(envelope, batch, message, &caps, results) else {
+            return done(Vec::new(), false);
+        };
+        if batch.is_empty() {
+            return done(Vec::new(), false);
+        }
+        let pipelined = self.config.pipelining && caps.pipelining;
+        let dsn = envelope.dsn.as_ref().filter(|_| caps.dsn);
+        let Some(session) = self.session.as_mut() else {
+            return Ok(Attempt::Retry("not connected".into()));
+        };
+        // As many as the server took last time, when it said how many by refusing more.
+        let take = batch.len().min(session.rcpt_limit.unwrap_or(usize::MAX));
+        let (now, later) = batch.split_at(take);
 
         // RSET only after a transaction that did not end cleanly. A clean one leaves the
         // session reset (RFC 5321 §4.1.1.4), and a dead or closing reused connection shows
@@ -657,196 +855,105 @@ impl SmtpOutbound {
                 }
                 Ok(r) => {
                     self.session = None;
-                    return Ok(Attempt::Done(all_deferred(
-                        n,
-                        &format!("SMTP server {server} refused RSET: {r}"),
-                    )));
+                    let why = format!("SMTP server {server} refused RSET: {r}");
+                    for &i in &batch {
+                        results[i] = Some(RecipientResult::Deferred { error: why.clone() });
+                    }
+                    return done(Vec::new(), false);
                 }
                 Err(e) if reused => return Ok(Attempt::Retry(e.describe(&server))),
                 Err(e) => return Err(e.into_transport(&server)),
             }
         }
-
-        let mut mail = format!("MAIL FROM:<{}>", envelope.from);
-        if caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", envelope.size));
-        }
-        // 8BITMIME when advertised and the body may need it: 8-bit bytes in the first chunk, or
-        // more body than the first chunk (it cannot be scanned without reading it twice).
-        if caps.eight_bit_mime
-            && (first.iter().any(|&b| b >= 0x80) || envelope.size as usize > first.len())
-        {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if needs_utf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        // DSN parameters only when asked for and the server takes them (RFC 3461 §4); without
-        // DSN the server's default applies (a report on failure).
-        let dsn = envelope.dsn.as_ref().filter(|_| caps.dsn);
-        if let Some(dsn) = dsn {
-            if let Some(ret) = &dsn.ret {
-                mail.push_str(&format!(" RET={ret}"));
-            }
-            if let Some(envid) = &dsn.envid {
-                mail.push_str(&format!(" ENVID={}", xtext(envid)));
-            }
-        }
-
-        // Per recipient: None = accepted so far; Some(result) = settled.
-        let mut results: Vec<Option<RecipientResult>> = vec![None; n];
-        for (i, r) in envelope.recipients.iter().enumerate() {
-            if !address_is_safe(&r.address) || r.address.is_empty() {
-                results[i] = Some(RecipientResult::Failed {
-                    error: format!("the address {:?} cannot be sent over SMTP", r.address),
-                    reason: MAPI_REASON_TRANSFER_IMPOSSIBLE,
-                    diag: MAPI_DIAG_OR_NAME_UNRECOGNIZED,
-                });
-            }
-        }
-        let to_send: Vec<usize> = (0..n).filter(|&i| results[i].is_none()).collect();
-        if to_send.is_empty() {
-            return Ok(Attempt::Done(settle(results)));
-        }
-
-        let pipelined = pipelining && caps.pipelining;
         session.dirty = true;
-        // Errors before the body are retryable on a reused connection.
-        let early = |e: WireError, reused: bool| -> Result<Attempt, TransportError> {
-            if reused {
-                Ok(Attempt::Retry(e.describe(&server)))
-            } else {
-                Err(e.into_transport(&server))
-            }
-        };
 
-        let mail_reply;
-        let mut data_reply: Option<Reply> = None;
-        // The server said 421 to a RCPT: it is closing the connection.
-        let mut closing = false;
-        if pipelined {
-            let mut group = String::with_capacity(64 * (to_send.len() + 2));
-            group.push_str(&mail);
-            group.push_str("\r\n");
-            for &i in &to_send {
-                group.push_str(&rcpt_line(&envelope.recipients[i].address, dsn));
-                group.push_str("\r\n");
-            }
-            group.push_str("DATA\r\n");
-            tracing::trace!(
-                rcpts = to_send.len(),
-                "smtp C: MAIL, RCPT..., DATA (pipelined)"
-            );
-            if let Err(e) = session.write(group.as_bytes(), t.mail).await {
-                return early(e, reused);
-            }
-            if let Err(e) = session.flush(t.mail).await {
-                return early(e, reused);
-            }
-            // RFC 2920: read every reply of the group, in order, whatever each says.
-            mail_reply = match session.reply("MAIL FROM", t.mail).await {
+        // The envelope: one path for pipelined (a window of commands per write) and not
+        // (a window of one); a wire error before the body is retried on a reused connection.
+        let replies =
+            match envelope_phase(session, &plan.mail, envelope, now, dsn, pipelined, t).await {
                 Ok(r) => r,
-                Err(e) => return early(e, reused),
-            };
-            if mail_reply.code == 421 {
-                self.session = None;
-                return if reused {
-                    Ok(Attempt::Retry(format!(
-                        "SMTP server {server}: {mail_reply}"
-                    )))
-                } else {
-                    Ok(Attempt::Done(all_deferred(
-                        n,
-                        &server_said(&server, &mail_reply),
-                    )))
-                };
-            }
-            for &i in &to_send {
-                let r = match session.reply("RCPT TO", t.rcpt).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.session = None;
-                        return early(e, reused);
-                    }
-                };
-                closing |= r.code == 421;
-                results[i] = rcpt_result(&server, &r);
-            }
-            data_reply = match session.reply("DATA", t.data_init).await {
-                Ok(r) => Some(r),
-                Err(e) if closing => {
-                    // The server said 421 and hung up: the replies it gave stand.
-                    tracing::debug!(error = %e.describe(&server), "no DATA reply after 421");
-                    None
-                }
                 Err(e) => {
                     self.session = None;
-                    return early(e, reused);
-                }
-            };
-        } else {
-            mail_reply = match session.command(&mail, "MAIL FROM", t.mail).await {
-                Ok(r) => r,
-                Err(e) => return early(e, reused),
-            };
-            if mail_reply.code == 421 && reused {
-                self.session = None;
-                return Ok(Attempt::Retry(format!(
-                    "SMTP server {server}: {mail_reply}"
-                )));
-            }
-            if mail_reply.is_positive() {
-                for &i in &to_send {
-                    let line = rcpt_line(&envelope.recipients[i].address, dsn);
-                    let r = match session.command(&line, "RCPT TO", t.rcpt).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            self.session = None;
-                            return early(e, reused);
-                        }
+                    return if reused {
+                        Ok(Attempt::Retry(e.describe(&server)))
+                    } else {
+                        Err(e.into_transport(&server))
                     };
-                    results[i] = rcpt_result(&server, &r);
-                    if r.code == 421 {
-                        closing = true;
-                        break;
-                    }
                 }
+            };
+        if !replies.overflow.is_empty() && !replies.rcpts.is_empty() {
+            // It took this many before it said "too many": the size of the next ones.
+            let took = replies.rcpts.len();
+            session.rcpt_limit = Some(session.rcpt_limit.map_or(took, |l| l.min(took)));
+        }
+        let mut overflow = replies.overflow.clone();
+        overflow.extend_from_slice(later);
+        // Until a next transaction settles them, they wait with the server's words.
+        let wait = match &replies.too_many {
+            Some(r) => server_said(&server, r),
+            None => format!("SMTP server {server} took only {take} recipients at once"),
+        };
+        for &i in &overflow {
+            results[i] = Some(RecipientResult::Deferred {
+                error: wait.clone(),
+            });
+        }
+        let closing = replies.closing;
+        let Some(mail_reply) = replies.mail else {
+            // 421 and no more: nothing of this transaction stands.
+            self.session = None;
+            let why = format!("SMTP server {server} closed the connection (421) before MAIL");
+            for &i in &batch {
+                results[i] = Some(RecipientResult::Deferred { error: why.clone() });
             }
+            return done(Vec::new(), false);
+        };
+        if mail_reply.code == 421 && reused {
+            self.session = None;
+            return Ok(Attempt::Retry(format!(
+                "SMTP server {server}: {mail_reply}"
+            )));
         }
 
-        let Some(session) = self.session.as_mut() else {
-            return Ok(Attempt::Retry("not connected".into()));
-        };
-
-        // MAIL refused: every recipient shares its fate.
+        // MAIL refused: every recipient of the batch shares its fate (a new transaction would
+        // be refused the same way).
         if !mail_reply.is_positive() {
-            if data_reply.as_ref().is_some_and(|r| r.code == 354) {
+            if replies.data.as_ref().is_some_and(|r| r.code == 354) {
                 // Should not happen; end the data phase with an empty body (never half a body).
                 let _ = session.write(b".\r\n", t.data_block).await;
                 let _ = session.flush(t.data_block).await;
                 let _ = session.reply("the empty body", t.data_end).await;
             }
-            let closing = mail_reply.code == 421;
-            if closing {
+            if mail_reply.code == 421 {
                 self.session = None;
             }
             // Pipelined RCPT replies after a refused MAIL are 503s; MAIL's reply is the reason.
             let r = mail_result(&server, &mail_reply);
-            for &i in &to_send {
+            for &i in &batch {
                 results[i] = Some(r.clone());
             }
-            return Ok(Attempt::Done(settle(results)));
+            return done(Vec::new(), false);
         }
 
-        // Accepted so far: `results[i] == Some(Delivered)` marks a 2xx RCPT until the final dot.
-        let accepted: Vec<usize> = to_send
-            .iter()
-            .copied()
-            .filter(|&i| matches!(results[i], Some(RecipientResult::Delivered)))
-            .collect();
+        let mut accepted = Vec::new();
+        for (i, r) in &replies.rcpts {
+            results[*i] = rcpt_result(&server, r);
+            if r.is_positive() {
+                accepted.push(*i);
+            }
+        }
+        // What a closing server leaves: every recipient not yet settled waits for a retry.
+        let closed = |results: &mut [Option<RecipientResult>], also: &[usize], why: &str| {
+            for &i in replies.unsent.iter().chain(&overflow).chain(also) {
+                results[i] = Some(RecipientResult::Deferred {
+                    error: why.to_string(),
+                });
+            }
+        };
+        let closing_why = format!("SMTP server {server} closed the connection (421)");
 
         if accepted.is_empty() {
-            if data_reply.as_ref().is_some_and(|r| r.code == 354) {
+            if replies.data.as_ref().is_some_and(|r| r.code == 354) {
                 // Pipelined DATA was accepted although no recipient was: an empty body ends it
                 // (the server has no one to deliver it to).
                 let ended = async {
@@ -866,26 +973,30 @@ impl SmtpOutbound {
             }
             if closing {
                 self.session = None;
+                closed(results, &[], &closing_why);
+                return done(Vec::new(), false);
             }
-            return Ok(Attempt::Done(settle(results)));
+            return done(overflow, false);
         }
 
-        if !pipelined {
-            data_reply = match session.command("DATA", "DATA", t.data_init).await {
-                Ok(r) => Some(r),
+        let data_reply = match replies.data {
+            Some(r) => r,
+            None if closing => {
+                self.session = None;
+                closed(results, &accepted, &format!("{closing_why} before DATA"));
+                return done(Vec::new(), false);
+            }
+            None => match session.command("DATA", "DATA", t.data_init).await {
+                Ok(r) => r,
                 Err(e) => {
                     self.session = None;
-                    return early(e, reused);
+                    return if reused {
+                        Ok(Attempt::Retry(e.describe(&server)))
+                    } else {
+                        Err(e.into_transport(&server))
+                    };
                 }
-            };
-        }
-        let Some(data_reply) = data_reply else {
-            self.session = None;
-            let why = format!("SMTP server {server} closed the connection (421) before DATA");
-            for &i in &accepted {
-                results[i] = Some(RecipientResult::Deferred { error: why.clone() });
-            }
-            return Ok(Attempt::Done(settle(results)));
+            },
         };
         if data_reply.code != 354 {
             if data_reply.code == 421 {
@@ -895,40 +1006,14 @@ impl SmtpOutbound {
             for &i in &accepted {
                 results[i] = Some(r.clone());
             }
-            return Ok(Attempt::Done(settle(results)));
+            if data_reply.code == 421 {
+                closed(results, &[], &closing_why);
+                return done(Vec::new(), false);
+            }
+            return done(overflow, false);
         }
 
-        // The body: encoded into one buffer per chunk, written through the 64 KiB BufWriter.
-        let mut encoder = DataEncoder::default();
-        let mut out = Vec::with_capacity(first.len() + first.len() / 16 + 16);
-        encoder.encode(first, &mut out);
-        let sent = async {
-            loop {
-                // The next chunk comes from the store while this one goes out: a large body
-                // waits for neither the disk nor the network alone.
-                let (written, chunk) =
-                    tokio::join!(session.write(&out, t.data_block), body.next_chunk());
-                written.map_err(BodyError::Wire)?;
-                let chunk = chunk.map_err(BodyError::Store)?;
-                out.clear();
-                match chunk {
-                    Some(chunk) => encoder.encode(&chunk, &mut out),
-                    None => {
-                        encoder.finish(&mut out);
-                        session
-                            .write(&out, t.data_block)
-                            .await
-                            .map_err(BodyError::Wire)?;
-                        session.flush(t.data_block).await.map_err(BodyError::Wire)?;
-                        return session
-                            .reply("the end of the message (.)", t.data_end)
-                            .await
-                            .map_err(BodyError::Wire);
-                    }
-                }
-            }
-        }
-        .await;
+        let sent = send_body(session, &plan, message, t).await;
         let final_reply = match sent {
             Ok(r) => r,
             Err(BodyError::Store(e)) => {
@@ -945,24 +1030,200 @@ impl SmtpOutbound {
                 // retry (a possible duplicate, never a loss). Refused ones keep their result.
                 self.session = None;
                 let why = format!("{}; will try again", e.describe(&server));
-                for &i in &accepted {
-                    results[i] = Some(RecipientResult::Deferred { error: why.clone() });
-                }
-                return Ok(Attempt::Done(settle(results)));
+                closed(results, &accepted, &why);
+                return done(Vec::new(), true);
             }
         };
         session.messages += 1;
         session.dirty = false;
-        if final_reply.code == 421 || closing {
-            self.session = None;
-        }
         if !final_reply.is_positive() {
             let r = mail_result(&server, &final_reply);
             for &i in &accepted {
                 results[i] = Some(r.clone());
             }
         }
-        Ok(Attempt::Done(settle(results)))
+        if final_reply.code == 421 || closing {
+            self.session = None;
+            closed(results, &[], &closing_why);
+            return done(Vec::new(), true);
+        }
+        done(overflow, true)
+    }
+}
+
+/// MAIL, the RCPTs of `batch`, and (pipelined) DATA, with every reply read in order. Without
+/// pipelining each command waits for its reply; with it, up to [`PIPELINE_WINDOW`] go in one
+/// write. The phase stops sending at a refused MAIL, at a 421, and at the first "too many
+/// recipients" (the rest become overflow, for the next transaction).
+async fn envelope_phase(
+    session: &mut Session,
+    mail: &str,
+    envelope: &Envelope,
+    batch: &[usize],
+    dsn: Option<&super::Dsn>,
+    pipelined: bool,
+    t: SmtpTimeouts,
+) -> Result<EnvelopeReplies, WireError> {
+    let mut queue = Vec::with_capacity(batch.len() + 2);
+    queue.push(Cmd::Mail);
+    queue.extend(batch.iter().map(|&i| Cmd::Rcpt(i)));
+    if pipelined {
+        queue.push(Cmd::Data);
+    }
+    let window = if pipelined { PIPELINE_WINDOW } else { 1 };
+    let mut out = EnvelopeReplies {
+        mail: None,
+        rcpts: Vec::with_capacity(batch.len()),
+        overflow: Vec::new(),
+        unsent: Vec::new(),
+        too_many: None,
+        data: None,
+        closing: false,
+    };
+    let mut next = 0;
+    let mut stop = false;
+    let mut too_many = false;
+    while next < queue.len() && !stop {
+        let group = &queue[next..(next + window).min(queue.len())];
+        let mut text = String::with_capacity(64 * group.len());
+        for cmd in group {
+            match cmd {
+                Cmd::Mail => text.push_str(mail),
+                Cmd::Rcpt(i) => text.push_str(&rcpt_line(&envelope.recipients[*i].address, dsn)),
+                Cmd::Data => text.push_str("DATA"),
+            }
+            text.push_str("\r\n");
+        }
+        tracing::trace!(commands = group.len(), "smtp C: envelope");
+        let limit = if next == 0 { t.mail } else { t.rcpt };
+        session.write(text.as_bytes(), limit).await?;
+        session.flush(limit).await?;
+        next += group.len();
+        // RFC 2920: read every reply of the group, in order, whatever each says.
+        for cmd in group {
+            let (what, limit) = match cmd {
+                Cmd::Mail => ("MAIL FROM", t.mail),
+                Cmd::Rcpt(_) => ("RCPT TO", t.rcpt),
+                Cmd::Data => ("DATA", t.data_init),
+            };
+            let r = match session.reply(what, limit).await {
+                Ok(r) => r,
+                Err(e) if out.closing => {
+                    // The server said 421 and hung up: the replies it gave stand.
+                    tracing::debug!(error = ?what, "no more replies after 421: {}", e.describe(""));
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            out.closing |= r.code == 421;
+            match cmd {
+                Cmd::Mail => {
+                    stop |= !r.is_positive();
+                    out.mail = Some(r);
+                }
+                Cmd::Rcpt(i) if too_many || (!out.closing && is_too_many(&r)) => {
+                    too_many = true;
+                    out.overflow.push(*i);
+                    out.too_many.get_or_insert(r);
+                }
+                Cmd::Rcpt(i) => out.rcpts.push((*i, r)),
+                Cmd::Data => out.data = Some(r),
+            }
+        }
+        stop |= out.closing || too_many;
+    }
+    for cmd in &queue[next..] {
+        if let Cmd::Rcpt(i) = cmd {
+            if too_many {
+                out.overflow.push(*i);
+            } else {
+                out.unsent.push(*i);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 5321 §4.5.3.1.10: "452 too many recipients" (`4.5.3`, RFC 3463) asks for the rest in a
+/// new transaction. 452 `4.3.1` (no room for the message) is not that.
+fn is_too_many(reply: &Reply) -> bool {
+    reply.code == 452
+        && reply.lines.first().is_some_and(|l| {
+            l.starts_with("4.5.3") || l.to_ascii_lowercase().contains("too many recipients")
+        })
+}
+
+/// The body: the planned header section, then the body chunks, converted where the plan says,
+/// encoded into one buffer per chunk and written through the 64 KiB BufWriter; then `.` and its
+/// reply.
+async fn send_body(
+    session: &mut Session,
+    plan: &WirePlan,
+    message: &mut Outgoing<impl ChunkSource>,
+    t: SmtpTimeouts,
+) -> Result<Reply, BodyError> {
+    let mut wire = BodyEncoder::new(plan.downgrade);
+    let mut out = Vec::with_capacity(plan.header.len() + message.body_start.len() + 1024);
+    wire.feed(&plan.header, &mut out);
+    loop {
+        // The next chunk comes from the store while this one goes out: a large body waits for
+        // neither the disk nor the network alone.
+        let (written, chunk) =
+            tokio::join!(session.write(&out, t.data_block), message.next_body_chunk());
+        written.map_err(BodyError::Wire)?;
+        let chunk = chunk.map_err(BodyError::Store)?;
+        out.clear();
+        match chunk {
+            Some(chunk) => wire.feed(&chunk, &mut out),
+            None => {
+                wire.finish(&mut out);
+                session
+                    .write(&out, t.data_block)
+                    .await
+                    .map_err(BodyError::Wire)?;
+                session.flush(t.data_block).await.map_err(BodyError::Wire)?;
+                return session
+                    .reply("the end of the message (.)", t.data_end)
+                    .await
+                    .map_err(BodyError::Wire);
+            }
+        }
+    }
+}
+
+/// The message as DATA carries it: 8-bit parts converted (when planned), then dot-stuffed
+/// with CRLF line endings.
+struct BodyEncoder {
+    downgrade: Option<super::wire::Downgrade>,
+    encoder: DataEncoder,
+    scratch: Vec<u8>,
+}
+
+impl BodyEncoder {
+    fn new(downgrade: bool) -> BodyEncoder {
+        BodyEncoder {
+            downgrade: downgrade.then(super::wire::Downgrade::default),
+            encoder: DataEncoder::default(),
+            scratch: Vec::new(),
+        }
+    }
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        match &mut self.downgrade {
+            Some(d) => {
+                self.scratch.clear();
+                d.push(bytes, &mut self.scratch);
+                self.encoder.encode(&self.scratch, out);
+            }
+            None => self.encoder.encode(bytes, out),
+        }
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Some(d) = &mut self.downgrade {
+            self.scratch.clear();
+            d.finish(&mut self.scratch);
+            self.encoder.encode(&self.scratch, out);
+        }
+        self.encoder.finish(out);
     }
 }
 
@@ -1062,15 +1323,6 @@ fn all_failed(n: usize, error: &str, diag: i32) -> Vec<RecipientResult> {
             error: error.to_string(),
             reason: MAPI_REASON_TRANSFER_IMPOSSIBLE,
             diag,
-        };
-        n
-    ]
-}
-
-fn all_deferred(n: usize, error: &str) -> Vec<RecipientResult> {
-    vec![
-        RecipientResult::Deferred {
-            error: error.to_string()
         };
         n
     ]

@@ -142,7 +142,7 @@ pub async fn logon(profile: Profile) -> Session {
 /// An RFC 5322 message from `from` to `to`.
 pub fn letter(from: &str, to: &str, subject: &str) -> String {
     format!(
-        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{}@test>\r\n\r\nHello.\r\n",
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <{}@test>\r\n\r\nHello.\r\n",
         subject.replace(' ', "-")
     )
 }

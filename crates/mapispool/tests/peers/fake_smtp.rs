@@ -1,6 +1,8 @@
 //! A scripted in-process SMTP server for fault tests: tokio on 127.0.0.1:0, with knobs for each
 //! fault (per-recipient replies, 421 on a reused connection, a drop in DATA, a slow greeting,
-//! malformed replies, garbage after STARTTLS, AUTH), recording what it accepted.
+//! malformed replies, garbage after STARTTLS, AUTH, a limit on recipients per transaction),
+//! recording what it accepted and every byte it read (`wire`). What it advertises is `ehlo`:
+//! leave out `8BITMIME`, `SMTPUTF8` or `PIPELINING` to play a server without them.
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
@@ -37,6 +39,9 @@ pub struct Knobs {
     pub starttls_garbage: bool,
     /// AUTH PLAIN credentials that succeed.
     pub auth: Option<(String, String)>,
+    /// The most RCPTs one transaction takes; the next get `452 4.5.3` (as Postfix's
+    /// `smtpd_recipient_limit` does).
+    pub max_rcpts: Option<usize>,
 }
 
 impl Default for Knobs {
@@ -55,6 +60,7 @@ impl Default for Knobs {
             mail_reply: None,
             starttls_garbage: false,
             auth: None,
+            max_rcpts: None,
         }
     }
 }
@@ -64,6 +70,10 @@ pub struct Log {
     pub received: Vec<Received>,
     pub connections: usize,
     pub commands: Vec<String>,
+    /// Every byte read from every connection, in order (connections one after another).
+    pub wire: Vec<u8>,
+    /// How many RCPT commands were answered `452 4.5.3`.
+    pub too_many: usize,
     /// Connections open now, and the most that were open at once.
     pub open: usize,
     pub peak_open: usize,
@@ -120,6 +130,9 @@ impl FakeSmtp {
     pub fn commands(&self) -> Vec<String> {
         self.log.lock().expect("log").commands.clone()
     }
+    pub fn wire(&self) -> Vec<u8> {
+        self.log.lock().expect("log").wire.clone()
+    }
 }
 
 async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::Result<()> {
@@ -135,16 +148,19 @@ async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::R
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     let mut transactions_here = 0usize;
-    let mut line = String::new();
+    let mut line;
     loop {
-        line.clear();
-        if io.read_line(&mut line).await? == 0 {
+        let mut raw = Vec::new();
+        if io.read_until(b'\n', &mut raw).await? == 0 {
             return Ok(());
         }
+        // SMTPUTF8 commands carry UTF-8; anything else 8-bit is kept as it came in `wire`.
+        line = String::from_utf8_lossy(&raw).into_owned();
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         {
             let mut l = log.lock().expect("log");
+            l.wire.extend_from_slice(&raw);
             l.commands.push(if upper.starts_with("AUTH") {
                 "AUTH ***".into()
             } else {
@@ -209,7 +225,13 @@ async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::R
                 .trim_start_matches('<')
                 .trim_end_matches('>')
                 .to_string();
-            let r = (knobs.rcpt)(&addr);
+            let full = knobs.max_rcpts.is_some_and(|max| rcpts.len() >= max);
+            let r = if full {
+                log.lock().expect("log").too_many += 1;
+                "452 4.5.3 Error: too many recipients".to_string()
+            } else {
+                (knobs.rcpt)(&addr)
+            };
             if r.starts_with('2') {
                 rcpts.push(addr);
             }
@@ -233,6 +255,7 @@ async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::R
                     if io.read_until(b'\n', &mut dl).await? == 0 {
                         return Ok(());
                     }
+                    log.lock().expect("log").wire.extend_from_slice(&dl);
                     if dl == b".\r\n" {
                         break;
                     }
