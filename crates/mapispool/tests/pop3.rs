@@ -502,3 +502,162 @@ async fn err_on_pass_is_an_auth_failure_in_the_servers_words() {
     assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
     assert!(failed(&s));
 }
+
+/// The three messages of the repeated-UIDL tests: different content, one UIDL.
+fn same_uidl(n: usize) -> Vec<(String, Vec<u8>)> {
+    (1..=n)
+        .map(|i| ("same-uidl".to_string(), fake_message(i)))
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_uidls_are_told_apart_and_none_is_deleted_unstored() {
+    // A server that gives three messages one UIDL: each is stored, and only then deleted
+    // (before: the first was stored, all three deleted).
+    let messages = same_uidl(3);
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    assert_eq!(part.received, 3);
+    let said = part.error.clone().expect("the server's fault is said");
+    assert!(
+        said.contains("gives several messages the same UIDL (same-uidl)"),
+        "{said}"
+    );
+    let want: Vec<_> = messages.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(inbox(&s).await, want);
+    assert!(script.lock().expect("lock").messages.is_empty());
+}
+
+#[tokio::test]
+async fn repeated_uidls_after_a_drop_are_stored_once_each() {
+    // The connection drops while the third is read: the first two are stored, nothing is
+    // deleted; the next download reads all three again, stores the third only, deletes all.
+    let messages = same_uidl(3);
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        drop_in_retr: Some(3),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 2);
+    assert_eq!(script.lock().expect("lock").messages.len(), 3);
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 1);
+    let want: Vec<_> = messages.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(inbox(&s).await, want, "each exactly once");
+    assert!(script.lock().expect("lock").messages.is_empty());
+}
+
+/// A session whose `[spooler] max_message_size` is `max`.
+async fn session_with_max(dir: &std::path::Path, config: Pop3Config, max: u64) -> Session {
+    let mut profile = dovecot::profile(dir, InboundConfig::Pop3(config));
+    profile.spooler.max_message_size = max;
+    Session::logon_local(profile).await.expect("logon")
+}
+
+#[tokio::test]
+async fn a_message_over_max_message_size_by_list_stays_and_the_rest_come() {
+    let messages: Vec<_> = (1..=3)
+        .map(|i| (format!("uid-{i}"), fake_message(i)))
+        .collect();
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        list_sizes: Some(vec![4100, 500_000_000, 4100]),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_max(dir.path(), fake_config(port), 10_000).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    assert_eq!(part.received, 2);
+    let said = part.error.clone().expect("named");
+    assert!(
+        said.contains("message 2 (UIDL uid-2)")
+            && said.contains("larger than max_message_size (10000 bytes, listed at 500000000)"),
+        "{said}"
+    );
+    assert_eq!(
+        inbox(&s).await,
+        vec![messages[0].1.clone(), messages[2].1.clone()]
+    );
+    let left = script.lock().expect("lock").messages.clone();
+    assert_eq!(left, vec![messages[1].clone()], "left on the server");
+    assert!(
+        !script
+            .lock()
+            .expect("lock")
+            .seen
+            .iter()
+            .any(|c| c == "RETR 2"),
+        "never read"
+    );
+}
+
+#[tokio::test]
+async fn a_message_larger_than_listed_and_than_max_is_passed_over_not_truncated() {
+    let big = format!(
+        "From: a@example.com\r\nSubject: big\r\n\r\n{}\r\n",
+        "b".repeat(50_000)
+    )
+    .into_bytes();
+    let messages = vec![
+        ("uid-1".to_string(), fake_message(1)),
+        ("uid-big".to_string(), big),
+        ("uid-3".to_string(), fake_message(3)),
+    ];
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        // The big one is listed small: LIST lies.
+        list_sizes: Some(vec![4100, 100, 4100]),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_max(dir.path(), fake_config(port), 20_000).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("said");
+    assert!(
+        error.contains("(UIDL uid-big)") && error.contains("larger than max_message_size"),
+        "{error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_TOO_BIG"));
+    assert!(
+        inbox(&s)
+            .await
+            .iter()
+            .all(|b| !b.starts_with(b"From: a@example.com\r\nSubject: big")),
+        "nothing of it stored, not even a truncated part"
+    );
+    // The next download passes it over and brings the rest.
+    let report = download(&s).await;
+    assert!(
+        report.transports[0]
+            .error
+            .clone()
+            .unwrap_or_default()
+            .contains("(UIDL uid-big)"),
+        "still named"
+    );
+    let mut got = inbox(&s).await;
+    got.sort();
+    let mut want = vec![messages[0].1.clone(), messages[2].1.clone()];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        script.lock().expect("lock").messages,
+        vec![messages[1].clone()],
+        "the big one stays on the server"
+    );
+}

@@ -52,6 +52,8 @@ pub struct ImapInbound {
     connect_limit: std::time::Duration,
     /// How long one read or write may wait for the server: the spooler's `timeout`.
     idle_limit: std::time::Duration,
+    /// The largest message taken (`[spooler] max_message_size`).
+    max_size: u64,
     session: Option<ImapSession>,
     /// IDLE: how many messages the folder had when last looked at, so mail that came between
     /// two IDLEs (when no push can arrive) is noticed.
@@ -85,6 +87,7 @@ impl ImapInbound {
             allow_prompt,
             connect_limit: CONNECT_TIMEOUT,
             idle_limit: CONNECT_TIMEOUT,
+            max_size: crate::profile::SpoolerConfig::DEFAULT_MAX_MESSAGE_SIZE,
             session: None,
             idle_exists: None,
         }
@@ -94,6 +97,12 @@ impl ImapInbound {
     pub fn set_timeout(&mut self, limit: std::time::Duration) {
         self.connect_limit = limit.min(CONNECT_TIMEOUT);
         self.idle_limit = limit;
+    }
+
+    /// The largest message this transport takes; a larger one stays on the server, is named
+    /// in the summary, and the download goes on past it.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max_size = max;
     }
 
     fn peer(&self) -> String {
