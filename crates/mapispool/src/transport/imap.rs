@@ -17,6 +17,9 @@
 //! the next ones asked for while the store writes the current one) and streamed into the store,
 //! since async-imap holds each response whole in memory.
 
+mod literal;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -33,11 +36,17 @@ use crate::profile::{AfterDownload, ImapConfig, Security, SmtpAuth};
 /// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
 pub const RANGE: u32 = 1024 * 1024;
 
-/// The largest message taken (async-imap's own cap on one response is 512 MiB).
-const MAX_MESSAGE: u64 = 1024 * 1024 * 1024;
-
 /// The connection async-imap reads: each read or write bounded by the spooler's `timeout`.
-type ImapLink = Inactivity<MailStream>;
+/// Each literal the server announces is capped at [`LITERAL_CAP`] (see `literal.rs`).
+type ImapLink = literal::LiteralCap<Inactivity<MailStream>>;
+
+/// The largest literal taken in one response: a range, or a small message whose size the
+/// listing understated, with room to spare. A larger announcement fails the connection before
+/// async-imap allocates for it; the message is then fetched in ranges.
+const LITERAL_CAP: u64 = 2 * RANGE as u64 + 64 * 1024;
+
+/// How many downloads may fail to bring a listed message before the flush report names it.
+const TRIES: u32 = 3;
 type ImapSession = async_imap::Session<ImapLink>;
 
 /// The IMAP inbound side of one transport.
@@ -105,6 +114,11 @@ impl ImapInbound {
         self.max_size = max;
     }
 
+    /// The stream async-imap reads: inactivity-limited, literals capped.
+    fn link(&self, stream: MailStream) -> ImapLink {
+        literal::LiteralCap::new(Inactivity::new(stream, self.idle_limit), LITERAL_CAP)
+    }
+
     fn peer(&self) -> String {
         format!("{}:{}", self.config.host, self.config.port)
     }
@@ -151,7 +165,7 @@ impl ImapInbound {
             }
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
-        let mut client = async_imap::Client::new(Inactivity::new(stream, self.idle_limit));
+        let mut client = async_imap::Client::new(self.link(stream));
         at("the greeting");
         let greeting = client
             .read_response()
@@ -178,7 +192,7 @@ impl ImapInbound {
                         ),
                     )
                 })?;
-            let MailStream::Plain(tcp) = client.into_inner().into_inner() else {
+            let MailStream::Plain(tcp) = client.into_inner().into_inner().into_inner() else {
                 return Err(TransportError::new(
                     TransportErrorKind::Tls,
                     "STARTTLS on a connection that already has TLS",
@@ -186,7 +200,7 @@ impl ImapInbound {
             };
             at("the TLS handshake after STARTTLS");
             let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
-            client = async_imap::Client::new(Inactivity::new(tls, self.idle_limit));
+            client = async_imap::Client::new(self.link(tls));
         }
         at("the answer to CAPABILITY");
         let caps = pre_auth_capabilities(&mut client)
@@ -364,68 +378,167 @@ impl ImapInbound {
             .map_err(fail)?,
             last_uid,
         );
+        // Messages that failed to come in earlier downloads (missing from the server's answer,
+        // unreadable, or larger than announced), counted durably per UID.
+        let tries_key = format!("imap.{folder}.tries");
+        let mut tries: BTreeMap<u32, u32> = if stored_validity == Some(validity) {
+            sink.get_state(&tries_key)
+                .await
+                .map_err(store_failure)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        tries.retain(|uid, _| listed.iter().any(|m| m.uid == *uid));
+        // The last UID moves on only over UIDs in `finished_all`, in listing order.
+        let order: Vec<u32> = listed.iter().map(|m| m.uid).collect();
+        let mut finished_all: BTreeSet<u32> = BTreeSet::new();
+        // Larger than max_message_size by the listing: left on the server, named, passed over.
+        let (listed, oversize): (Vec<Listed>, Vec<Listed>) =
+            listed.into_iter().partition(|m| m.size <= self.max_size);
+        for m in &oversize {
+            summary.refused.push(too_large_note(
+                &peer,
+                &folder,
+                m.uid,
+                Some(m.size),
+                self.max_size,
+            ));
+            finished_all.insert(m.uid);
+        }
         let total = listed.len();
         let mut done = 0usize;
         // What the store already has (a download resumed after a crash), asked once for all.
         let ids: Vec<String> = listed.iter().map(|m| server_id(validity, m.uid)).collect();
         let known = sink.known(&ids).await.map_err(store_failure)?;
+        // Those that failed before come last, each on its own and in ranges (whatever size the
+        // listing gave), so one bad message never holds up the others.
+        let (fresh, troubled): (Vec<Listed>, Vec<Listed>) = listed.into_iter().partition(|m| {
+            !tries.contains_key(&m.uid) || known.contains(&server_id(validity, m.uid))
+        });
+        let mut groups: Vec<Vec<Listed>> = batches(&fresh)
+            .into_iter()
+            .map(<[Listed]>::to_vec)
+            .collect();
+        groups.extend(troubled.into_iter().map(|m| vec![m]));
 
-        for batch in batches(&listed) {
-            let mut finished: Vec<u32> = Vec::with_capacity(batch.len());
+        for group in groups {
+            let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
+            let mut finished: Vec<u32> = Vec::with_capacity(group.len());
             let mut small: Vec<Listed> = Vec::new();
-            for m in batch {
+            let mut failed: Option<TransportError> = None;
+            for m in &group {
                 if known.contains(&server_id(validity, m.uid)) {
                     summary.skipped += 1;
                     finished.push(m.uid);
-                } else if m.size > u64::from(RANGE) {
-                    if m.size > MAX_MESSAGE {
-                        return Err(TransportError::new(
-                            TransportErrorKind::Permanent,
-                            format!(
-                                "message UID {} in \"{folder}\" on {peer} is {} bytes, more than the {} this transport takes",
-                                m.uid, m.size, MAX_MESSAGE
-                            ),
-                        ));
+                } else if m.size > u64::from(RANGE) || alone {
+                    // Large (or failed before): alone, in ranges, streamed.
+                    match fetch_ranged(session, &peer, sink, validity, *m, self.max_size).await {
+                        Ok(Ranged::Stored(true)) => {
+                            summary.received += 1;
+                            finished.push(m.uid);
+                        }
+                        Ok(Ranged::Stored(false)) => {
+                            summary.skipped += 1;
+                            finished.push(m.uid);
+                        }
+                        Ok(Ranged::TooLarge) => {
+                            summary.refused.push(too_large_note(
+                                &peer,
+                                &folder,
+                                m.uid,
+                                None,
+                                self.max_size,
+                            ));
+                            finished_all.insert(m.uid);
+                        }
+                        Ok(Ranged::Missing) => {}
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
-                    // Large: alone, in ranges, streamed.
-                    if fetch_ranged(session, &peer, sink, validity, *m).await? {
-                        summary.received += 1;
-                    } else {
-                        summary.skipped += 1;
-                    }
-                    finished.push(m.uid);
                 } else {
                     small.push(*m);
                 }
             }
-            if !small.is_empty() {
-                for (uid, stored) in
-                    fetch_and_store(session, &peer, sink, validity, &small, &finished).await?
-                {
-                    if stored {
-                        summary.received += 1;
-                    } else {
-                        summary.skipped += 1;
+            if failed.is_none() && !small.is_empty() {
+                match fetch_and_store(session, &peer, sink, validity, &small, &finished).await {
+                    Ok(stored) => {
+                        for (uid, stored) in stored {
+                            if stored {
+                                summary.received += 1;
+                            } else {
+                                summary.skipped += 1;
+                            }
+                            finished.push(uid);
+                        }
                     }
-                    finished.push(uid);
+                    Err(e) => failed = Some(e),
                 }
             }
-            // Make everything in `finished` durable in the store (one fsync for the batch), then
-            // act on the server, then move the last UID on. A message that vanished meanwhile is
-            // not in `finished`, and is gone.
-            if !finished.is_empty() {
-                sink.sync().await.map_err(store_failure)?;
-                finished.sort_unstable();
-                apply_after_download(session, &peer, &after, &finished, uidplus, can_move).await?;
+            // Whatever of the group did not come is counted against it, durably, so that
+            // next time it is fetched on its own and after a few tries named.
+            for m in &group {
+                if finished.contains(&m.uid) || finished_all.contains(&m.uid) {
+                    tries.remove(&m.uid);
+                } else {
+                    *tries.entry(m.uid).or_insert(0) += 1;
+                }
             }
-            done += batch.len();
-            if let Some(last) = batch.last() {
-                last_uid = last.uid;
+            let json = serde_json::to_string(&tries).unwrap_or_default();
+            sink.set_state(&tries_key, &json)
+                .await
+                .map_err(store_failure)?;
+            if let Some(mut e) = failed {
+                // Sealed, with what the group stored before the failure; nothing is done at
+                // the server for any of it, and the last UID stays.
+                sink.sync().await.map_err(store_failure)?;
+                if alone && let Some(n) = tries.get(&group[0].uid).filter(|n| **n >= TRIES) {
+                    e.message = format!(
+                        "message UID {} in \"{folder}\" on {peer} did not come in {n} downloads; this time: {}",
+                        group[0].uid, e.message
+                    );
+                }
+                return Err(e);
+            }
+            // Make everything in `finished` durable in the store (one fsync for the batch), then
+            // act on the server, then move the last UID on, never past a UID not stored.
+            sink.sync().await.map_err(store_failure)?;
+            if !finished.is_empty() {
+                finished.sort_unstable();
+                if let Some(note) =
+                    apply_after_download(session, &peer, &after, &finished, uidplus, can_move)
+                        .await?
+                {
+                    summary.refused.push(note);
+                }
+            }
+            finished_all.extend(finished.iter().copied());
+            let mark = order
+                .iter()
+                .take_while(|uid| finished_all.contains(uid))
+                .last()
+                .copied()
+                .unwrap_or(last_uid);
+            if mark > last_uid {
+                last_uid = mark;
                 sink.set_state(&last_key, &last_uid.to_string())
                     .await
                     .map_err(store_failure)?;
             }
+            done += group.len();
             sink.progress(done, total);
+        }
+        // Made durable with the last batch's state (the tries, the last UID).
+        sink.sync().await.map_err(store_failure)?;
+        for (uid, n) in &tries {
+            if *n >= TRIES {
+                summary.refused.push(format!(
+                    "message UID {uid} in \"{folder}\" on {peer} did not come in {n} downloads (missing from the server's FETCH answer, or unreadable); it stays on the server and is tried again"
+                ));
+            }
         }
         Ok(summary)
     }
@@ -477,7 +590,7 @@ impl ImapInbound {
             return Ok(Idled::NewMail);
         }
         // IDLE waits on the server by design; `renew` bounds it instead of the inactivity limit.
-        session.get_mut().set_limit(None);
+        session.get_mut().get_mut().set_limit(None);
         let mut handle = session.idle();
         handle.init().await.map_err(|e| {
             TransportError::new(
@@ -510,7 +623,7 @@ impl ImapInbound {
             Ok(Err(e)) => return Err(fail(e)),
         };
         let mut session = handle.done().await.map_err(fail)?;
-        session.get_mut().set_limit(Some(self.idle_limit));
+        session.get_mut().get_mut().set_limit(Some(self.idle_limit));
         self.session = Some(session);
         Ok(idled)
     }
@@ -938,7 +1051,10 @@ async fn fetch_and_store(
     Ok(stored)
 }
 
-/// `\Seen`, delete, or move, for messages that are durable in the store.
+/// `\Seen`, delete, or move, for messages that are durable in the store. A move the server
+/// refuses is not fatal (the messages are stored; the download goes on with the rest): its
+/// words come back, for the flush report. A folder that does not exist (`[TRYCREATE]`,
+/// RFC 9051 §7.1) is created and the move tried again.
 async fn apply_after_download(
     session: &mut ImapSession,
     peer: &str,
@@ -946,7 +1062,7 @@ async fn apply_after_download(
     uids: &[u32],
     uidplus: bool,
     can_move: bool,
-) -> Result<(), TransportError> {
+) -> Result<Option<String>, TransportError> {
     let set = uid_set(uids.iter().copied());
     let fail = |e: ImapError| connection_failed(peer, &e);
     match after {
@@ -957,26 +1073,57 @@ async fn apply_after_download(
             expunge(session, &set, uidplus).await.map_err(fail)?;
         }
         AfterDownload::Move(folder) => {
-            let refused = |e: ImapError| match e {
-                ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
-                    TransportErrorKind::Permanent,
-                    format!(
-                        "the IMAP server {peer} cannot move messages to \"{folder}\" (after_download): {}",
+            let mut result = move_to(session, &set, folder, can_move).await;
+            let mut created = String::new();
+            if let Err(e @ ImapError::No(_)) = &result
+                && server_words(e).contains("[TRYCREATE]")
+            {
+                match session.create(folder).await {
+                    Ok(()) => {
+                        tracing::info!(server = %peer, folder = %folder, "created the after_download folder");
+                        result = move_to(session, &set, folder, can_move).await;
+                    }
+                    Err(ImapError::No(w) | ImapError::Bad(w)) => {
+                        created = format!(
+                            "; creating it was refused: {}",
+                            server_words(&ImapError::No(w))
+                        );
+                    }
+                    Err(other) => return Err(connection_failed(peer, &other)),
+                }
+            }
+            match result {
+                Ok(()) => {
+                    if !can_move {
+                        store_flag(session, &set, "\\Deleted").await.map_err(fail)?;
+                        expunge(session, &set, uidplus).await.map_err(fail)?;
+                    }
+                }
+                Err(e @ (ImapError::No(_) | ImapError::Bad(_))) => {
+                    return Ok(Some(format!(
+                        "stored UID {set}, but the IMAP server {peer} cannot move them to \"{folder}\" (after_download): {}{created}; they stay where they are",
                         server_words(&e)
-                    ),
-                ),
-                other => connection_failed(peer, &other),
-            };
-            if can_move {
-                session.uid_mv(&set, folder).await.map_err(refused)?;
-            } else {
-                session.uid_copy(&set, folder).await.map_err(refused)?;
-                store_flag(session, &set, "\\Deleted").await.map_err(fail)?;
-                expunge(session, &set, uidplus).await.map_err(fail)?;
+                    )));
+                }
+                Err(other) => return Err(connection_failed(peer, &other)),
             }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// `UID MOVE` (RFC 6851) when offered, else `UID COPY` (the caller then deletes the originals).
+async fn move_to(
+    session: &mut ImapSession,
+    set: &str,
+    folder: &str,
+    can_move: bool,
+) -> Result<(), ImapError> {
+    if can_move {
+        session.uid_mv(set, folder).await
+    } else {
+        session.uid_copy(set, folder).await
+    }
 }
 
 /// `UID STORE`, checked to its completion (async-imap's `uid_store` stream, like its fetch,
@@ -1104,7 +1251,8 @@ async fn fetch_ranged(
     sink: &impl InboundSink,
     validity: u32,
     m: Listed,
-) -> Result<bool, TransportError> {
+    max_size: u64,
+) -> Result<Ranged, TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
     // The listed size tells how many ranges to ask for ahead; a message that turns out longer
     // is read on until a short range.
@@ -1115,9 +1263,10 @@ async fn fetch_ranged(
     let first = match ranges.take(session).await.map_err(fail)? {
         Some((_, Some(first))) => first,
         _ => {
-            // Gone meanwhile; the other answers are read, so the connection is ready again.
+            // Not handed over (gone meanwhile, or the answer lacked its UID); the other answers
+            // are read, so the connection is ready again.
             ranges.finish(session).await.map_err(fail)?;
-            return Ok(false);
+            return Ok(Ranged::Missing);
         }
     };
     let summary = header_block(&first)
@@ -1131,15 +1280,21 @@ async fn fetch_ranged(
         complete: Arc::clone(&complete),
     };
     let producer = async move {
-        let broke = |e: ImapError| connection_failed(peer, &e).message;
+        let broke = |e: ImapError| Stop::Broke(connection_failed(peer, &e).message);
         let mut chunk = first;
         let mut offset = 0u64;
         loop {
             let len = chunk.len();
             offset += len as u64;
+            if offset > max_size {
+                // Nothing of it is stored (the store sees the pipe end early); the answers
+                // still due are read, so the connection goes on with the next message.
+                ranges.finish(session).await.map_err(broke)?;
+                return Err(Stop::TooLarge);
+            }
             // A full range may have more behind it: keep the next ones asked for before the
             // store takes this one.
-            if len >= RANGE as usize && offset <= MAX_MESSAGE {
+            if len >= RANGE as usize {
                 while ranges.asked.len() < RANGES_AHEAD
                     && (ranges.next < m.size || ranges.asked.is_empty())
                 {
@@ -1149,30 +1304,24 @@ async fn fetch_ranged(
             writer
                 .write_all(&chunk)
                 .await
-                .map_err(|e| format!("the store stopped reading: {e}"))?;
+                .map_err(|e| Stop::Broke(format!("the store stopped reading: {e}")))?;
             if len < RANGE as usize {
                 break;
-            }
-            if offset > MAX_MESSAGE {
-                return Err(format!(
-                    "message UID {} is larger than {MAX_MESSAGE} bytes",
-                    m.uid
-                ));
             }
             chunk = match ranges.take(session).await.map_err(broke)? {
                 Some((at, Some(c))) if at == offset => c,
                 // Each range follows the one before: one longer than asked for is out of step.
                 Some((_, Some(_))) | None => {
-                    return Err(format!(
+                    return Err(Stop::Broke(format!(
                         "message UID {}: the server sent a range longer than asked for",
                         m.uid
-                    ));
+                    )));
                 }
                 Some((_, None)) => {
-                    return Err(format!(
+                    return Err(Stop::Broke(format!(
                         "message UID {} vanished while being fetched",
                         m.uid
-                    ));
+                    )));
                 }
             };
         }
@@ -1182,18 +1331,54 @@ async fn fetch_ranged(
         complete.store(true, Ordering::SeqCst);
         let _ = writer.shutdown().await;
         drop(writer);
-        Ok::<(), String>(())
+        Ok::<(), Stop>(())
     };
     let id = server_id(validity, m.uid);
     let consumer = sink.deliver(&id, &summary, m.size, reader);
     let (produced, stored) = tokio::join!(producer, consumer);
-    if let Err(why) = produced {
-        return Err(TransportError::new(
-            TransportErrorKind::Temporary,
-            format!("{peer}: message UID {} was not stored: {why}", m.uid),
-        ));
+    match produced {
+        Err(Stop::TooLarge) => return Ok(Ranged::TooLarge),
+        Err(Stop::Broke(why)) => {
+            return Err(TransportError::new(
+                TransportErrorKind::Temporary,
+                format!("{peer}: message UID {} was not stored: {why}", m.uid),
+            ));
+        }
+        Ok(()) => {}
     }
-    stored.map_err(|e| not_stored(peer, m.uid, e))
+    stored
+        .map(Ranged::Stored)
+        .map_err(|e| not_stored(peer, m.uid, e))
+}
+
+/// What became of a message [`fetch_ranged`] asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranged {
+    /// Stored (`true`), or the store had it (`false`).
+    Stored(bool),
+    /// The server's answers did not have it.
+    Missing,
+    /// It turned out larger than `max_message_size`: nothing of it stored.
+    TooLarge,
+}
+
+/// Why the fetching of a large message stopped early.
+enum Stop {
+    Broke(String),
+    TooLarge,
+}
+
+/// The flush report's words for a message over `max_message_size` (`listed`: the size the
+/// listing gave, when that was the reason).
+fn too_large_note(peer: &str, folder: &str, uid: u32, listed: Option<u64>, max: u64) -> String {
+    match listed {
+        Some(size) => format!(
+            "message UID {uid} in \"{folder}\" on {peer} is {size} bytes, more than max_message_size ({max} bytes); left on the server"
+        ),
+        None => format!(
+            "message UID {uid} in \"{folder}\" on {peer} is larger than max_message_size ({max} bytes), more than its listed size; left on the server"
+        ),
+    }
 }
 
 /// A pipe's reading end that turns an early end (the writer dropped without finishing) into an
