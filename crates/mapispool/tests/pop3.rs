@@ -182,6 +182,10 @@ struct Script {
     stall_in_retr: Option<usize>,
     /// LIST gives these sizes instead of the real ones (a server that lies about sizes).
     list_sizes: Option<Vec<u64>>,
+    /// Each session hangs up without an answer to its command number N (1 is the first).
+    drop_at: Option<usize>,
+    /// Messages removed at QUIT, in order.
+    removed: Vec<Vec<u8>>,
     /// Commands the server saw (PASS redacted), for checks.
     seen: Vec<String>,
 }
@@ -205,9 +209,14 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"+OK scripted POP3 ready\r\n").await?;
     let mut deleted: Vec<usize> = Vec::new();
+    let mut commands = 0usize;
     while let Some(line) = lines.next_line().await? {
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
+        commands += 1;
+        if script.lock().expect("lock").drop_at == Some(commands) {
+            return Ok(());
+        }
         // Whether to close the connection after the reply, or to say nothing more.
         let mut close = false;
         let mut stall = false;
@@ -270,9 +279,11 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                 }
                 "QUIT" => {
                     deleted.sort_unstable();
+                    deleted.dedup();
                     for n in deleted.iter().rev() {
                         if *n >= 1 && *n <= s.messages.len() {
-                            s.messages.remove(n - 1);
+                            let (_, body) = s.messages.remove(n - 1);
+                            s.removed.push(body);
                         }
                     }
                     close = true;
@@ -660,4 +671,122 @@ async fn a_message_larger_than_listed_and_than_max_is_passed_over_not_truncated(
         vec![messages[1].clone()],
         "the big one stays on the server"
     );
+}
+
+// ---- The model: random server behaviour, several downloads ----
+
+/// One step of the model: mail arriving (some with a UIDL already in use), and how the server
+/// misbehaves during the download that follows.
+#[derive(Debug, Clone)]
+struct Step {
+    /// New messages: for each, whether it reuses the UIDL of an earlier one.
+    arrive: Vec<bool>,
+    /// The session hangs up at this command (none: it does not).
+    drop_at: Option<usize>,
+    /// LIST understates every size (the messages stream past their listed size).
+    lie: bool,
+    leave_on_server: bool,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    (
+        proptest::collection::vec(any::<bool>(), 0..5),
+        proptest::option::of(1usize..14),
+        any::<bool>(),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(arrive, drop_at, lie, leave_on_server)| Step {
+            arrive,
+            drop_at,
+            lie,
+            leave_on_server,
+        })
+}
+
+/// Runs the model: after each download, every message the server removed is in the store;
+/// at the end (one more download from a well-behaved server) the store holds every message
+/// the server ever held, each exactly once, and the server holds none.
+async fn pop3_model(steps: Vec<Step>) -> Result<(), String> {
+    let script = Arc::new(Mutex::new(Script::default()));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut ever: Vec<Vec<u8>> = Vec::new();
+    let mut serial = 0usize;
+    let check_removed = |s: &Script, stored: &[Vec<u8>]| -> Result<(), String> {
+        for body in &s.removed {
+            if !stored.contains(body) {
+                return Err(format!(
+                    "removed from the server, not in the store: {}",
+                    String::from_utf8_lossy(&body[..60.min(body.len())])
+                ));
+            }
+        }
+        Ok(())
+    };
+    for step in steps.iter().cloned().chain(std::iter::once(Step {
+        arrive: Vec::new(),
+        drop_at: None,
+        lie: false,
+        leave_on_server: false,
+    })) {
+        {
+            let mut s = script.lock().expect("lock");
+            for reuse in &step.arrive {
+                serial += 1;
+                let uidl = match s.messages.first() {
+                    Some((u, _)) if *reuse => u.clone(),
+                    _ => format!("u{serial}"),
+                };
+                let body = fake_message(serial);
+                ever.push(body.clone());
+                s.messages.push((uidl, body));
+            }
+            s.drop_at = step.drop_at;
+            s.list_sizes = step.lie.then(|| vec![10; s.messages.len()]);
+        }
+        let mut config = fake_config(port);
+        config.leave_on_server = step.leave_on_server;
+        let session = session(dir.path(), config).await;
+        let _ = download(&session).await;
+        let stored = inbox(&session).await;
+        session.logoff().await;
+        check_removed(&script.lock().expect("lock"), &stored)?;
+    }
+    // The last download had a well-behaved server.
+    let config = fake_config(port);
+    let session = session(dir.path(), config).await;
+    let mut stored = inbox(&session).await;
+    session.logoff().await;
+    let s = script.lock().expect("lock");
+    if !s.messages.is_empty() {
+        return Err(format!("{} left on the server", s.messages.len()));
+    }
+    stored.sort();
+    ever.sort();
+    if stored != ever {
+        return Err(format!(
+            "the store holds {} messages, the server ever held {} (each must be there once)",
+            stored.len(),
+            ever.len()
+        ));
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn pop3_model_every_message_once_and_none_removed_unstored(
+        steps in proptest::collection::vec(step(), 1..5)
+    ) {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        let verdict = rt.block_on(pop3_model(steps));
+        proptest::prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
+    }
 }

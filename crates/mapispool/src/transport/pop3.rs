@@ -40,6 +40,11 @@ const FIRST_SEEN_KEY: &str = "pop3.first_seen";
 /// the server without reading them again.
 const OVERSIZE_KEY: &str = "pop3.oversize";
 
+/// The sync-state key of what each stored message under a plain UIDL looks like: a JSON object
+/// UIDL → `SIZE MD5`, for the messages still on the server. When the server later gives that
+/// UIDL to a second message too, the one already stored is recognised by its content.
+const DIGESTS_KEY: &str = "pop3.digests";
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -84,6 +89,10 @@ struct Connection {
     /// How often each identity of a message with a repeated UIDL was seen in this session
     /// (see [`identity`]).
     occurrences: std::collections::HashMap<String, usize>,
+    /// UIDL → `SIZE MD5` of the messages stored under their plain UIDL (see [`DIGESTS_KEY`]).
+    digests: BTreeMap<String, String>,
+    /// The repeated UIDLs whose message stored under the plain UIDL was found in this session.
+    claimed: std::collections::HashSet<String>,
 }
 
 /// What became of one message of a batch [`Connection::retrieve_whole`] asked for.
@@ -150,18 +159,43 @@ struct Listed {
 /// ever deleted.
 fn identity(
     uidl: &str,
-    body: &[u8],
+    content: &str,
     occurrences: &mut std::collections::HashMap<String, usize>,
 ) -> String {
-    let digest: String = Md5::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let key = format!("{uidl} {} {digest}", body.len());
+    let key = format!("{uidl} {content}");
     let k = occurrences.entry(key.clone()).or_insert(0);
     let id = format!("{key} {k}");
     *k += 1;
     id
+}
+
+/// What a message's content looks like for telling repeated UIDLs apart: `SIZE MD5`.
+fn content_key(len: u64, md5: Md5) -> String {
+    let digest: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{len} {digest}")
+}
+
+/// A reader that keeps the MD5 and length of what passes, for [`content_key`].
+struct Hashing<R> {
+    inner: R,
+    md5: Md5,
+    len: u64,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Hashing<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        this.md5.update(new);
+        this.len += new.len() as u64;
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 impl Pop3Inbound {
@@ -244,6 +278,8 @@ impl Pop3Inbound {
             max_size: self.max_size,
             reading: None,
             occurrences: Default::default(),
+            digests: BTreeMap::new(),
+            claimed: Default::default(),
         };
         let greeting = match conn.reply().await? {
             Reply::Ok(text) => text,
@@ -304,6 +340,8 @@ impl Pop3Inbound {
                 max_size: self.max_size,
                 reading: None,
                 occurrences: Default::default(),
+                digests: BTreeMap::new(),
+                claimed: Default::default(),
             };
             caps = conn.capa().await?;
         }
@@ -390,6 +428,15 @@ impl Pop3Inbound {
             TransportError::new(TransportErrorKind::Temporary, "POP3: not connected")
         })?;
         let result = self.download_on(&mut conn, sink).await;
+        if result.is_err() && !conn.digests.is_empty() {
+            // What was stored before the failure keeps its content on record too (see
+            // DIGESTS_KEY); on success each batch recorded it already.
+            let json = serde_json::to_string(&conn.digests).unwrap_or_default();
+            sink.set_state(DIGESTS_KEY, &json)
+                .await
+                .map_err(store_failure)?;
+            sink.sync().await.map_err(store_failure)?;
+        }
         match result {
             Err(e) if e.kind == TransportErrorKind::TooLarge => {
                 // Larger than its LIST size said and than max_message_size: remembered, so
@@ -471,6 +518,12 @@ impl Pop3Inbound {
             .map(|m| m.uidl.clone())
             .collect();
         let known = sink.known(&uidls).await.map_err(store_failure)?;
+        conn.digests = sink
+            .get_state(DIGESTS_KEY)
+            .await
+            .map_err(store_failure)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         let mut first_seen = if self.config.leave_on_server {
             load_first_seen(sink).await?
         } else {
@@ -582,6 +635,13 @@ impl Pop3Inbound {
                     }
                 })
                 .collect();
+            // Only what is still on the server needs its content remembered.
+            conn.digests
+                .retain(|uidl, _| listed.iter().any(|m| &m.uidl == uidl));
+            let json = serde_json::to_string(&conn.digests).unwrap_or_default();
+            sink.set_state(DIGESTS_KEY, &json)
+                .await
+                .map_err(store_failure)?;
             // Durable (one fsync for the batch) before the server is told to delete any of it;
             // DELE itself only takes effect at QUIT.
             if received > 0 || !delete.is_empty() {
@@ -779,10 +839,18 @@ impl Connection {
                         .and_then(|h| HeaderSummary::parse(h).ok())
                         .unwrap_or_default();
                     bytes += body.len();
-                    let server_id = if msgs[i].repeated {
-                        identity(&msgs[i].uidl, &body, &mut self.occurrences)
+                    let uidl = &msgs[i].uidl;
+                    let content = content_key(body.len() as u64, Md5::new_with_prefix(&body));
+                    let server_id = if !msgs[i].repeated {
+                        self.digests.insert(uidl.clone(), content);
+                        uidl.clone()
+                    } else if self.digests.get(uidl) == Some(&content)
+                        && self.claimed.insert(uidl.clone())
+                    {
+                        // The one stored while its UIDL was unique: known by its content.
+                        uidl.clone()
                     } else {
-                        msgs[i].uidl.clone()
+                        identity(uidl, &content, &mut self.occurrences)
                     };
                     part.push((
                         i,
@@ -862,7 +930,8 @@ impl Connection {
             }
         }
         // More than the listing said: the rest streams, with what came so far in front of it.
-        let stored = stream_into(sink, &peer, msg, whole, &mut body).await?;
+        let (stored, content) = stream_into(sink, &peer, msg, whole, &mut body).await?;
+        self.digests.insert(msg.uidl.clone(), content);
         Ok(Err(Retrieved::Streamed(stored)))
     }
 
@@ -1038,7 +1107,8 @@ impl Connection {
                 break;
             }
         }
-        let stored = stream_into(sink, &peer, msg, head, &mut body).await?;
+        let (stored, content) = stream_into(sink, &peer, msg, head, &mut body).await?;
+        self.digests.insert(msg.uidl.clone(), content);
         Ok(Ok(stored))
     }
 }
@@ -1071,21 +1141,32 @@ fn too_large(peer: &str, msg: &Listed) -> TransportError {
 
 /// Streams a RETR answer into the store: `read` (what came so far, the header at least, for
 /// the summary) and then the rest of `body`. What a sink leaves unread (it already had the
-/// message) is drained, so the connection stays in step. Whether it was stored.
+/// message) is drained, so the connection stays in step. Whether it was stored, and its
+/// [`content_key`].
 async fn stream_into<R: tokio::io::AsyncBufRead + Unpin + Send>(
     sink: &impl InboundSink,
     peer: &str,
     msg: &Listed,
     read: Vec<u8>,
     body: &mut DotReader<R>,
-) -> Result<bool, TransportError> {
+) -> Result<(bool, String), TransportError> {
     let summary = header_block(&read)
         .and_then(|h| HeaderSummary::parse(h).ok())
         .unwrap_or_default();
-    let stored = {
-        let reader = std::io::Cursor::new(read).chain(&mut *body);
-        sink.deliver(&msg.uidl, &summary, msg.size, reader).await
+    let mut reader = Hashing {
+        inner: std::io::Cursor::new(read).chain(&mut *body),
+        md5: Md5::new(),
+        len: 0,
     };
+    let stored = sink
+        .deliver(&msg.uidl, &summary, msg.size, &mut reader)
+        .await;
+    // What the store left unread (it had the message) still counts for the content.
+    let drained = match stored {
+        Ok(_) => Some(tokio::io::copy(&mut reader, &mut tokio::io::sink()).await),
+        Err(_) => None,
+    };
+    let content = content_key(reader.len, reader.md5);
     if body.over_limit() {
         return Err(too_large(peer, msg));
     }
@@ -1098,10 +1179,10 @@ async fn stream_into<R: tokio::io::AsyncBufRead + Unpin + Send>(
             &e,
         )
     })?;
-    if !body.is_done() {
-        body.drain().await.map_err(|e| broke_off(peer, msg, &e))?;
+    if let Some(Err(e)) = drained {
+        return Err(broke_off(peer, msg, &e));
     }
-    Ok(stored)
+    Ok((stored, content))
 }
 
 #[cfg(test)]
