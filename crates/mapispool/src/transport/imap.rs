@@ -464,8 +464,28 @@ impl ImapInbound {
                 }
             }
             if failed.is_none() && !small.is_empty() {
-                match fetch_and_store(session, &peer, sink, validity, &small, &finished).await {
-                    Ok(stored) => {
+                match fetch_and_store(
+                    session,
+                    &peer,
+                    sink,
+                    validity,
+                    &small,
+                    &finished,
+                    self.max_size,
+                )
+                .await
+                {
+                    Ok((stored, too_large)) => {
+                        for uid in too_large {
+                            summary.refused.push(too_large_note(
+                                &peer,
+                                &folder,
+                                uid,
+                                None,
+                                self.max_size,
+                            ));
+                            finished_all.insert(uid);
+                        }
                         for (uid, stored) in stored {
                             if stored {
                                 summary.received += 1;
@@ -964,7 +984,8 @@ async fn fetch_and_store(
     validity: u32,
     small: &[Listed],
     skip: &[u32],
-) -> Result<Vec<(u32, bool)>, TransportError> {
+    max_size: u64,
+) -> Result<(Vec<(u32, bool)>, Vec<u32>), TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
     let set = uid_set(small.iter().map(|m| m.uid));
     let id = session
@@ -979,6 +1000,9 @@ async fn fetch_and_store(
     let capacity = wanted.len();
     let (parts, mut incoming) = tokio::sync::mpsc::channel::<(Vec<u32>, Vec<Downloaded>)>(2);
     // Owns the sending half: when it ends, the store sees the end of the parts.
+    // Bodies that came larger than max_message_size (the listing said less): not stored.
+    let mut too_large: Vec<u32> = Vec::new();
+    let too_large_out = &mut too_large;
     let reading = async move {
         let mut taken: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let (mut uids, mut part, mut bytes) = (Vec::new(), Vec::new(), 0usize);
@@ -996,6 +1020,10 @@ async fn fetch_and_store(
                         continue; // an unasked-for FETCH (a flag change)
                     };
                     if !wanted.contains(&uid) || !taken.insert(uid) {
+                        continue;
+                    }
+                    if body.len() as u64 > max_size {
+                        too_large_out.push(uid);
                         continue;
                     }
                     let summary = header_block(&body)
@@ -1048,7 +1076,7 @@ async fn fetch_and_store(
     // A store failure first: the reading then stopped because of it.
     let stored = stored?;
     read?;
-    Ok(stored)
+    Ok((stored, too_large))
 }
 
 /// `\Seen`, delete, or move, for messages that are durable in the store. A move the server
