@@ -690,3 +690,126 @@ async fn a_message_over_max_message_size_is_skipped_with_a_report_and_the_rest_c
     let report = download(&s).await;
     assert_eq!(report.transports[0].error, None, "no longer listed");
 }
+
+// ---- The model: random server behaviour, several downloads ----
+
+/// One step: mail arriving, and how the server misbehaves in the download that follows.
+#[derive(Debug, Clone)]
+struct ImapStep {
+    arrive: usize,
+    /// Per message on the server at that time (by position, modulo): what it does to it.
+    faults: Vec<(usize, u8)>,
+    /// The session hangs up at this command.
+    drop_at: Option<usize>,
+}
+
+fn imap_step() -> impl proptest::strategy::Strategy<Value = ImapStep> {
+    use proptest::prelude::*;
+    (
+        0usize..5,
+        proptest::collection::vec((0usize..16, 0u8..5), 0..4),
+        proptest::option::of(1usize..14),
+    )
+        .prop_map(|(arrive, faults, drop_at)| ImapStep {
+            arrive,
+            faults,
+            drop_at,
+        })
+}
+
+/// After each download every message the server removed is in the store; after a last one
+/// from a well-behaved server the store holds every message the server ever held, each once,
+/// and the server holds none (after_download = "delete").
+async fn imap_model(steps: Vec<ImapStep>) -> Result<(), String> {
+    let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+    let port = scripted_imap::start(Arc::clone(&state)).await;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut ever: Vec<Vec<u8>> = Vec::new();
+    let mut serial = 0usize;
+    let last = ImapStep {
+        arrive: 0,
+        faults: Vec::new(),
+        drop_at: None,
+    };
+    for step in steps.into_iter().chain(std::iter::once(last)) {
+        {
+            let mut st = state.lock().expect("lock");
+            for _ in 0..step.arrive {
+                serial += 1;
+                let body = scripted_message(serial);
+                ever.push(body.clone());
+                st.add(body);
+            }
+            st.omit.clear();
+            st.no_uid.clear();
+            st.bad_uid.clear();
+            st.huge_literal.clear();
+            st.lie_size.clear();
+            st.drop_at = step.drop_at;
+            let uids: Vec<u32> = st.messages.iter().map(|m| m.0).collect();
+            for (at, fault) in &step.faults {
+                let Some(uid) = uids.get(at % uids.len().max(1)).copied() else {
+                    continue;
+                };
+                match fault {
+                    0 => st.omit.insert(uid, 1),
+                    1 => st.no_uid.insert(uid, 1),
+                    2 => st.bad_uid.insert(uid, 1),
+                    3 => st.huge_literal.insert(uid, 1),
+                    _ => st.lie_size.insert(uid, 10).map(|_| 0),
+                };
+            }
+        }
+        let session = Session::logon_local(profile(
+            dir.path(),
+            InboundConfig::Imap(scripted_config(port, AfterDownload::Delete)),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = download(&session).await;
+        let stored = inbox(&session).await;
+        session.logoff().await;
+        for body in &state.lock().expect("lock").removed {
+            if !stored.contains(body) {
+                return Err("removed from the server, not in the store".into());
+            }
+        }
+    }
+    let session = Session::logon_local(profile(
+        dir.path(),
+        InboundConfig::Imap(scripted_config(port, AfterDownload::Delete)),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let stored = sorted(inbox(&session).await);
+    session.logoff().await;
+    let left = state.lock().expect("lock").messages.len();
+    if left > 0 {
+        return Err(format!("{left} left on the server"));
+    }
+    if stored != sorted(ever.clone()) {
+        return Err(format!(
+            "the store holds {} messages, the server ever held {} (each must be there once)",
+            stored.len(),
+            ever.len()
+        ));
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn imap_model_every_message_once_and_none_removed_unstored(
+        steps in proptest::collection::vec(imap_step(), 1..5)
+    ) {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        let verdict = rt.block_on(imap_model(steps));
+        proptest::prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
+    }
+}
