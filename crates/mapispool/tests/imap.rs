@@ -512,6 +512,29 @@ async fn scripted(
 }
 
 #[tokio::test]
+async fn a_slow_but_steady_download_outlasts_the_timeout() {
+    // About 2 s of steady streaming (1 KB every 100 ms) against a 500 ms timeout, which bounds
+    // each read, not the download: before, "receiving took longer than 500ms", every time.
+    let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+    let body = format!("Subject: slow\r\n\r\n{}\r\n", "s".repeat(20_000)).into_bytes();
+    state.lock().expect("lock").add(body.clone());
+    state.lock().expect("lock").pace = Some((1024, std::time::Duration::from_millis(100)));
+    let port = scripted_imap::start(Arc::clone(&state)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut profile = profile(
+        dir.path(),
+        InboundConfig::Imap(scripted_config(port, AfterDownload::Seen)),
+    );
+    profile.spooler.timeout = std::time::Duration::from_millis(500);
+    let s = Session::logon_local(profile).await.expect("logon");
+    let started = std::time::Instant::now();
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert!(started.elapsed() > std::time::Duration::from_millis(1500));
+    assert_eq!(inbox(&s).await, vec![body]);
+}
+
+#[tokio::test]
 async fn a_uid_missing_from_the_fetch_answer_is_fetched_next_time() {
     // The server leaves UID 2 out of its answer and still says OK: before, the last UID moved
     // past it and it was never fetched.

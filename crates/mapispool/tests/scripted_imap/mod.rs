@@ -37,6 +37,9 @@ pub struct Imap {
     pub refuse_create: bool,
     /// Each session hangs up without an answer at its command number N (1 is the first).
     pub drop_at: Option<usize>,
+    /// Answers to UID FETCH go out this many bytes at a time with this pause between: a slow
+    /// but steady server.
+    pub pace: Option<(usize, std::time::Duration)>,
     /// Every command line, for checks.
     pub seen: Vec<String>,
 }
@@ -280,7 +283,16 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
             }
             r
         };
-        write.write_all(&reply).await?;
+        let pace = state.lock().expect("lock").pace;
+        match pace {
+            Some((bytes, pause)) if verb == "UID FETCH" => {
+                for chunk in reply.chunks(bytes) {
+                    write.write_all(chunk).await?;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            _ => write.write_all(&reply).await?,
+        }
         if close {
             return Ok(());
         }
