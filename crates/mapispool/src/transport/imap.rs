@@ -16,6 +16,13 @@
 //! on them; a message larger than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`,
 //! the next ones asked for while the store writes the current one) and streamed into the store,
 //! since async-imap holds each response whole in memory.
+//!
+//! The last UID moves on only over UIDs that are stored (or over `max_message_size`, which are
+//! left on the server and reported): a UID the server leaves out of its answer, or answers
+//! unreadably, is counted in the sync state, fetched alone and in ranges after the others next
+//! time, and named in the flush report after `TRIES` downloads. `[spooler] timeout` bounds
+//! each read and write (`net::Inactivity`); literals are capped before async-imap sizes its
+//! buffer by them (`literal.rs`).
 
 mod literal;
 

@@ -12,6 +12,11 @@
 //! skips them and deletes them then. With `leave_on_server`
 //! messages stay, and with `leave_days` they are deleted once that many days passed since this
 //! transport first downloaded them (the time is kept in the store's sync state).
+//!
+//! A server that gives several messages one UIDL (RFC 1939 forbids it): those are read whole
+//! and stored under `identity` (UIDL, size, MD5, occurrence), so only the message the store
+//! holds is ever deleted. A message over `max_message_size` (by LIST, or by what arrives) is
+//! left on the server and named; each read and write waits at most `[spooler] timeout`.
 
 pub mod codec;
 
