@@ -11,8 +11,6 @@ mod dovecot;
 mod server;
 mod scripted_imap;
 
-use std::os::unix::fs::MetadataExt;
-
 use dovecot::*;
 use mapispool::Session;
 use server::{Family, Server};
@@ -482,7 +480,7 @@ fn scripted_config(port: u16, after: AfterDownload) -> ImapConfig {
         security: Security::None,
         username: Some("u".into()),
         credential: Some(Credential::Command("echo pw".into())),
-        auth: Some(SmtpAuth::Login),
+        auth: Some(ImapAuth::Login),
         folder: "INBOX".into(),
         after_download: after,
         idle: false,
