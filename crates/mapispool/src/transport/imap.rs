@@ -215,7 +215,13 @@ impl ImapInbound {
             .map_err(|e| connection_failed(&peer, &e))?;
         let mech = self.mechanism(&caps)?;
         at("the password");
-        let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
+        let secret = password(
+            c.credential.as_ref(),
+            &self.transport,
+            self.allow_prompt,
+            self.idle_limit,
+        )
+        .await?;
         let user = &self.username;
         at(match mech {
             ImapAuth::Login => "the answer to LOGIN",

@@ -362,6 +362,7 @@ impl Pop3Inbound {
             self.config.credential.as_ref(),
             &self.transport,
             self.allow_prompt,
+            self.idle_limit,
         )
         .await?;
         let user = &self.username;
