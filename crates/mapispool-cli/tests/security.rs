@@ -36,6 +36,7 @@ kind = "smtp"
 host = "127.0.0.1"
 port = {port}
 security = "none"
+allow_plaintext_auth = true
 username = "alice"
 password_command = "echo {PASSWORD}"
 "#
@@ -337,4 +338,35 @@ fn mail_files_are_private_whatever_the_umask() {
         .map(|f| env.path(f).display().to_string())
         .collect();
     assert_eq!(named, expected, "{json}");
+}
+
+/// No password in clear (issue 19): `security = "none"` with a login is refused at load unless
+/// the part says `allow_plaintext_auth = true`, and `validate` warns while it does.
+#[test]
+fn a_password_in_clear_is_refused_unless_allowed_and_then_warned_about() {
+    let env = Sandbox::new();
+    // A port nobody listens on: neither command needs the server.
+    let allowed = profile(&env, 9);
+    let out = env.run(&allowed, &["validate"]);
+    assert!(
+        both(&out).contains(
+            "warning: transport \"smtp\" (outbound) logs in to 127.0.0.1:9 without TLS \
+             (allow_plaintext_auth = true)"
+        ),
+        "{}",
+        both(&out)
+    );
+    let text = std::fs::read_to_string(&allowed).expect("profile");
+    std::fs::write(&allowed, text.replace("allow_plaintext_auth = true\n", "")).expect("write");
+    let out = env.run(&allowed, &["validate"]);
+    assert!(!out.status.success(), "refused at load");
+    assert!(
+        both(&out).contains(
+            "security = \"none\" in [transport.outbound] with a username or password would send \
+             the password in clear"
+        ),
+        "{}",
+        both(&out)
+    );
+    assert!(!both(&out).contains(PASSWORD), "{}", both(&out));
 }

@@ -324,6 +324,7 @@ fn smtp_transport(name: &str, address: &str, port: u16) -> mapispool::profile::T
             auth: None,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
             max_messages_per_connection: None,
             pipelining: true,
             connections: 1,

@@ -47,9 +47,12 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
     Ok(if failing { Exit::Partial } else { Exit::Done })
 }
 
-/// What `validate` warns about besides the status rows: mail files other users can read.
+/// What `validate` warns about besides the status rows: passwords sent in clear on purpose,
+/// mail files other users can read.
 fn warnings(profile: &mapispool::profile::Profile) -> Vec<String> {
-    mapispool::private::warnings(profile)
+    let mut found = profile.warnings();
+    found.extend(mapispool::private::warnings(profile));
+    found
 }
 
 /// `mapispool offline` / `mapispool online`: `ValidateState` with `FORCE_XP_DISCONNECT` or
