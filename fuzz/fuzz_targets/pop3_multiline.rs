@@ -1,39 +1,9 @@
-//! POP3 replies and multi-line responses (RFC 1939 §3): the status line, a listing (UIDL, LIST,
-//! CAPA) and a message body through the unstuffing `DotReader`; never a panic, never more out
-//! than came in, and a body counts as complete only after its terminating `.` line.
+//! The fuzz target for [`check`]: see `fuzz/checks/pop3_multiline.rs`.
 #![no_main]
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+#[path = "../checks/pop3_multiline.rs"]
+mod check;
 
-use libfuzzer_sys::fuzz_target;
-use mapispool::transport::pop3::codec::{self, DotReader, Reply};
-use tokio::io::AsyncReadExt;
-
-fn now<F: Future>(f: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(f).poll(&mut cx) {
-        Poll::Ready(r) => r,
-        Poll::Pending => panic!("waited on an in-memory reader"),
-    }
-}
-
-fuzz_target!(|data: &[u8]| {
-    let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
-    let _ = Reply::parse(first.strip_suffix(b"\r").unwrap_or(first));
-
-    let mut reader = tokio::io::BufReader::with_capacity(64, data);
-    if let Ok(lines) = now(codec::read_listing(&mut reader, 1 << 20)) {
-        assert!(lines.iter().all(|l| l.len() <= codec::MAX_LINE));
-    }
-
-    let mut body = DotReader::new(tokio::io::BufReader::with_capacity(64, data), 1 << 20);
-    let mut out = Vec::new();
-    let result = now(body.read_to_end(&mut out));
-    assert!(out.len() <= data.len(), "{} bytes out of {}", out.len(), data.len());
-    if result.is_ok() {
-        assert!(body.is_done(), "a body ended without its terminating dot line");
-    }
-    let _ = codec::stuff(data);
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    check::check(data);
 });

@@ -26,7 +26,10 @@
 #   both off): a user's folders are "Archive", siblings of INBOX, with "/" as separator, as in
 #   Dovecot's default; set explicitly here.
 # - Without `idled`, IMAP IDLE polls the mailbox every `imapidlepoll` seconds (default 60): a test
-#   waiting 10 s for a push would fail. The DAEMON section runs idled on a private socket.
+#   waiting 10 s for a push would fail. The DAEMON section runs idled on a private socket, and
+#   each imapd in IDLE listens on CONFIGDIRECTORY/socket/idle.PID: without that directory the
+#   push silently never arrives and IDLE falls back to the once-a-minute poll. (The tests do not
+#   shorten imapidlepoll, so IDLE against Cyrus is a real push.)
 # - POP3 UIDLs are "UIDVALIDITY.UID" (Dovecot's here: %08Xu%08Xv); expunge is delayed (files stay
 #   on disk under DIR/spool until cyr_expire), so count messages over IMAP, never on disk.
 # - A wrong password: IMAP answers `NO authentication failure` (no [AUTHENTICATIONFAILED] code,
@@ -94,7 +97,7 @@ start() {
   fi
   chmod 755 "$dir"
   mkdir -p "$dir/run/socket" "$dir/run/proc" "$dir/run/lock" "$dir/spool" \
-    "$dir/conf"/{db,log,quota,user,sieve,msg,ptclient}
+    "$dir/conf"/{db,log,quota,user,sieve,msg,ptclient,socket}
 
   local tls_lines=""
   if [ "$imaps" != 0 ] || [ "$pop3s" != 0 ]; then
@@ -132,7 +135,6 @@ sasl_pwcheck_method: auxprop
 sasl_auxprop_plugin: sasldb
 sasl_sasldb_path: $dir/sasldb2
 sasl_mech_list: PLAIN LOGIN
-imapidlepoll: 1
 $tls_lines
 CONF
 

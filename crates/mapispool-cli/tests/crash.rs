@@ -14,13 +14,16 @@
 //!   on the server: only the store's record of UIDs stops a second copy) and over POP3
 //!   (deleted after storing); the *daemon* is killed at a random moment, K times, each time
 //!   restarted for the next flush; then a flush runs to the end. Every message must be in the
-//!   Inbox exactly once, byte for byte what the server held.
+//!   Inbox exactly once, byte for byte what the server held. The long form adds IMAP deleting
+//!   and POP3 leaving mail on the server.
 //!
 //! The short forms run with `cargo test`; the long form by hand:
 //! `MAPISPOOL_CRASH_N=1000 MAPISPOOL_CRASH_KILLS=30 cargo test --release -p mapispool-cli
 //! --test crash -- --ignored crash_long --nocapture` (`MAPISPOOL_CRASH_SEED` replays a run).
 //! Needs root and Postfix/Dovecot (scripts/peers/install.sh), as the round-trip test does.
 
+#[path = "common/ci.rs"]
+mod ci;
 #[path = "../../mapispool/tests/peers/dovecot.rs"]
 mod dovecot;
 #[path = "../../mapispool/tests/peers/postfix_maildir.rs"]
@@ -696,6 +699,11 @@ fn kill_daemon_until_done(
     }
 }
 
+/// The size of a message in the daemon harness: large enough that a download of M = 200 spans
+/// several store batches (`transport::BATCH_BYTES`, 8 MiB: about 65 messages) and lasts long
+/// enough for kills to land in it.
+const DAEMON_MESSAGE_SIZE: usize = 128_000;
+
 /// The download cases of the daemon harness: what is left on the server afterwards.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -704,6 +712,17 @@ enum Mode {
     ImapKeep,
     /// POP3, deleted after storing.
     Pop3Delete,
+    /// IMAP, `after_download = "delete"` (`\Deleted` and EXPUNGE after storing).
+    ImapDelete,
+    /// POP3, `leave_on_server = true`: only the store's record of UIDLs stops a second copy.
+    Pop3Keep,
+}
+
+impl Mode {
+    /// Whether the server loses what was stored (so a kill can leave stored mail on it).
+    fn deletes(self) -> bool {
+        matches!(self, Mode::Pop3Delete | Mode::ImapDelete)
+    }
 }
 
 fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> Tally {
@@ -728,6 +747,14 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
             dovecot.imap
         ),
         Mode::Pop3Delete => format!("kind = \"pop3\"\nport = {}\n", dovecot.pop3),
+        Mode::ImapDelete => format!(
+            "kind = \"imap\"\nport = {}\nafter_download = \"delete\"\n",
+            dovecot.imap
+        ),
+        Mode::Pop3Keep => format!(
+            "kind = \"pop3\"\nport = {}\nleave_on_server = true\n",
+            dovecot.pop3
+        ),
     };
     let client = Client::new(&format!(
         "[[transport]]\nname = \"mail\"\naddress = \"bob@localhost\"\n[transport.inbound]\n{inbound}host = \"127.0.0.1\"\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"bob\"\npassword_command = \"printf pw\"\n"
@@ -748,7 +775,7 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
                 .saturating_sub(client.store_count(Folder::Inbox))
         },
         || {
-            if matches!(mode, Mode::Pop3Delete)
+            if mode.deletes()
                 && dovecot.count("bob").0 + client.store_count(Folder::Inbox) > held.borrow().len()
             {
                 stored_not_deleted += 1;
@@ -766,7 +793,10 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
     let (total, seen) = dovecot.count("bob");
     match mode {
         Mode::ImapKeep => assert_eq!((total, seen), (m, 0), "all kept on the server, unflagged"),
-        Mode::Pop3Delete => assert_eq!(total, 0, "every message deleted on the server"),
+        Mode::Pop3Keep => assert_eq!(total, m, "all left on the server"),
+        Mode::Pop3Delete | Mode::ImapDelete => {
+            assert_eq!(total, 0, "every message deleted on the server")
+        }
     }
     // One more flush through a new daemon finds nothing new.
     let daemon = client.start_daemon();
@@ -799,10 +829,12 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
     let name = match mode {
         Mode::ImapKeep => "daemon killed, download over IMAP (Dovecot, kept on the server)",
         Mode::Pop3Delete => "daemon killed, download over POP3 (Dovecot, DELE after storing)",
+        Mode::ImapDelete => "daemon killed, download over IMAP (Dovecot, deleted after storing)",
+        Mode::Pop3Keep => "daemon killed, download over POP3 (Dovecot, left on the server)",
     };
     report(name, m, &tally);
     eprintln!("crash: {refills} refill(s) of {refill_size} messages");
-    if matches!(mode, Mode::Pop3Delete) {
+    if mode.deletes() {
         eprintln!(
             "crash: {stored_not_deleted} of the kills left stored messages on the server (stored, not yet deleted)"
         );
@@ -822,17 +854,13 @@ fn report(what: &str, n: usize, t: &Tally) {
     );
 }
 
-/// A private Postfix needs root; without it the harness says why and does nothing, except
-/// under CI (env `CI`), where that is a failure.
+/// A private Postfix needs root; without it the harness says why and does nothing — or,
+/// under CI, fails.
 fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "crash: CI runs this as root (a private Postfix needs it)"
-        );
-        eprintln!("crash: skipped: a private Postfix needs root");
+        ci::cannot_run("crash: a private Postfix needs root");
     }
     root
 }
@@ -867,7 +895,7 @@ fn crash_daemon_download_imap() {
         download_through_daemon(
             Mode::ImapKeep,
             n,
-            128_000,
+            DAEMON_MESSAGE_SIZE,
             env_usize("MAPISPOOL_CRASH_KILLS", 30),
         );
     }
@@ -881,7 +909,7 @@ fn crash_daemon_download_pop3() {
         download_through_daemon(
             Mode::Pop3Delete,
             n,
-            128_000,
+            DAEMON_MESSAGE_SIZE,
             env_usize("MAPISPOOL_CRASH_KILLS", 30),
         );
     }
@@ -898,4 +926,9 @@ fn crash_long() {
     upload(n, kills);
     download(Protocol::Imap, n, kills);
     download(Protocol::Pop3, n, kills);
+    // The daemon harness in the modes `cargo test` does not run (it runs IMAP keep, POP3
+    // delete); M from MAPISPOOL_CRASH_DAEMON_N.
+    let m = env_usize("MAPISPOOL_CRASH_DAEMON_N", 200);
+    download_through_daemon(Mode::ImapDelete, m, DAEMON_MESSAGE_SIZE, kills);
+    download_through_daemon(Mode::Pop3Keep, m, DAEMON_MESSAGE_SIZE, kills);
 }

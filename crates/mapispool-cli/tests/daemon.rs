@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{WAIT_DEADLINE, wait_exit};
+use common::daemon::{WAIT_DEADLINE, wait_exit, wait_until};
 use common::profile::{dir_transport, plain_message};
 use common::sandbox::{BIN, Sandbox, stderr_of as stderr};
 use mapi::constants::{STATUS_OUTBOUND_ACTIVE, STATUS_OUTBOUND_FLUSH};
@@ -191,7 +191,7 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
             stderr(&out)
         );
     } else {
-        eprintln!("not root: the other-user check needs setpriv as root, and was not run");
+        common::ci::cannot_run("the other-user check needs setpriv as root");
     }
 
     // SIGTERM: a clean stop, the socket gone.
@@ -199,7 +199,13 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
 
     // SIGKILL in the middle of a flush (the transport's connect command hangs): nothing lost,
     // and after a restart the message goes out exactly once.
-    let slow = write_profile(&env, "alice", Some("sleep 30"));
+    // The connect command runs once the message is leased: its mark says the flush is there.
+    let started = env.path("connect-started");
+    let slow = write_profile(
+        &env,
+        "alice",
+        Some(&format!("touch {}; sleep 30", started.display())),
+    );
     let mut daemon = env.start_daemon(&slow);
     submit(&env, &slow, "bob@localhost", "through a crash");
     let mut flusher = env
@@ -209,7 +215,10 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("flush starts");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        "the flush to lease the message and run the connect command",
+        || started.exists(),
+    );
     daemon.kill();
     let client = wait_exit(&mut flusher, WAIT_DEADLINE).expect("the flush ends with the daemon");
     assert!(!client.success(), "the flush could not finish");

@@ -3,7 +3,8 @@
 //! `MAPI_E_DISK_ERROR`) and exit 3; nothing is half-submitted, every earlier message is intact,
 //! and once there is room again submitting works. Remounted read-only, `submit` fails clearly.
 //!
-//! Needs `mount -t tmpfs` (root, as CI runs); elsewhere each test prints why it is skipped.
+//! Needs `mount -t tmpfs` (root, as CI runs); elsewhere each test prints why it is skipped,
+//! and under CI (env `CI` set) fails.
 
 mod common;
 
@@ -37,14 +38,14 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs { env, mnt }),
             Ok(o) => {
-                eprintln!(
-                    "skipped: cannot mount a tmpfs (needs root): {}",
+                common::ci::cannot_run(&format!(
+                    "cannot mount a tmpfs (needs root): {}",
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("skipped: cannot run mount: {e}");
+                common::ci::cannot_run(&format!("cannot run mount: {e}"));
                 None
             }
         }

@@ -216,8 +216,23 @@ fn a_submit_killed_before_its_input_ends_queues_nothing() {
         stdin.write_all(b"\r\n").expect("body");
     }
     stdin.flush().expect("flush");
-    // ...and the rest never comes: stdin stays open until the process is killed.
-    std::thread::sleep(Duration::from_millis(300));
+    // ...and the rest never comes: stdin stays open until the process is killed. Killed only
+    // once body chunks are in the store's write-ahead log (the staged part, committed chunk by
+    // chunk as it streams in): the kill lands half-way through the body, not before it.
+    let wal = setup.dir.path().join("alice.db-wal");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < mapispool::store::BODY_CHUNK_SIZE as u64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the body never reached the store's log"
+        );
+        assert!(
+            submit.try_wait().expect("wait").is_none(),
+            "submit ended early"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     kill_9(&mut submit);
     drop(stdin);
 

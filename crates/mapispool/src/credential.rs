@@ -2,7 +2,9 @@
 //! never letting it reach a log, an error message or a status row.
 
 use std::fmt;
+use std::time::Duration;
 
+use crate::command::ProfileCommand;
 use crate::profile::Credential;
 use crate::transport::{TransportError, TransportErrorKind};
 
@@ -42,8 +44,13 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
 
+/// How long a `password_command` may run where the caller gives no limit of its own (the
+/// transports' logins; their connect-and-login limit bounds it too).
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
 /// Resolves `credential` for `transport`. `allow_prompt` is false under `FLUSH_NO_UI`: a
-/// `password_prompt` credential then fails with `NeedsPerson` instead of asking.
+/// `password_prompt` credential then fails with `NeedsPerson` instead of asking. A
+/// `password_command` may run [`COMMAND_LIMIT`]; [`resolve_within`] takes the limit.
 ///
 /// Errors name the transport and the credential source, never the secret or the command's
 /// output.
@@ -52,26 +59,33 @@ pub async fn resolve(
     transport: &str,
     allow_prompt: bool,
 ) -> Result<Secret, TransportError> {
+    resolve_within(credential, transport, allow_prompt, COMMAND_LIMIT).await
+}
+
+/// [`resolve`] with a `password_command` bounded by `limit` (the profile's `[spooler]
+/// timeout`): past it, or when this future is dropped, the command's whole process group is
+/// killed, and the error names the command by its setting and program, never its arguments.
+pub async fn resolve_within(
+    credential: &Credential,
+    transport: &str,
+    allow_prompt: bool,
+    limit: Duration,
+) -> Result<Secret, TransportError> {
     match credential {
         Credential::Command(command) => {
-            let output = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .await
-                .map_err(|e| {
-                    auth_error(format!(
-                        "transport \"{transport}\": cannot run password_command: {e}"
-                    ))
-                })?;
-            if !output.status.success() {
-                return Err(auth_error(format!(
-                    "transport \"{transport}\": password_command failed ({}); run it by hand to see why",
-                    output.status
-                )));
-            }
+            let program = ProfileCommand {
+                setting: "password_command",
+                transport,
+                command,
+            };
+            let output = program
+                .run(
+                    limit,
+                    std::process::Stdio::null(),
+                    true,
+                    TransportErrorKind::Auth,
+                )
+                .await?;
             let text = String::from_utf8(output.stdout).map_err(|_| {
                 auth_error(format!(
                     "transport \"{transport}\": password_command printed something that is not UTF-8"

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`credential`]: passwords from commands, files, variables or a prompt; never logged.
+//! - `command`: the profile's shell commands, bounded in time and killed with their process
+//!   group on timeout or drop.
 //! - [`profile`]: the TOML profile: store, spooler settings, transports.
 //! - [`session`]: logon, the status table, status objects, submit, the outgoing queue.
 //! - [`status`]: status rows and entry IDs, the live status table, `IMAPIStatus` objects.
@@ -17,6 +19,8 @@
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 //! - [`outgoing`]: what `submit` makes of a message: the envelope, checked fields, and the
 //!   `From:`, `Date:`, `Message-ID:` it adds when missing.
+
+mod command;
 pub mod credential;
 pub mod flush;
 pub mod ipc;

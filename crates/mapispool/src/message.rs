@@ -3,7 +3,7 @@
 //!
 //! The raw bytes stay the stored truth; this is metadata only.
 
-use mail_parser::{Address, MessageParser};
+use mail_parser::{Address, HeaderName, MessageParser};
 
 use mapi::constants::{MAPI_BCC, MAPI_CC, MAPI_TO};
 use mapi::{FileTime, MapiError, MapiResult};
@@ -88,11 +88,22 @@ impl HeaderSummary {
         })?;
         let mut recipients = Vec::new();
         let mut malformed_recipients = Vec::new();
-        for (address, recipient_type) in [
-            (parsed.to(), MAPI_TO),
-            (parsed.cc(), MAPI_CC),
-            (parsed.bcc(), MAPI_BCC),
-        ] {
+        // Every occurrence of a field counts: mail-parser's `to()`/`cc()`/`bcc()` give only one
+        // of them, and a message with two `Bcc:` fields (RFC 5322 allows one, clients write
+        // two) must reach the recipients of both.
+        let fields = [
+            (HeaderName::To, MAPI_TO),
+            (HeaderName::Cc, MAPI_CC),
+            (HeaderName::Bcc, MAPI_BCC),
+        ];
+        let occurrences = fields.into_iter().flat_map(|(name, recipient_type)| {
+            parsed
+                .header_values(name)
+                .filter_map(|v| v.as_address())
+                .map(move |a| (Some(a), recipient_type))
+                .collect::<Vec<_>>()
+        });
+        for (address, recipient_type) in occurrences {
             malformed_recipients.extend(address.into_iter().flat_map(|a| {
                 a.iter()
                     .filter(|addr| addr.address().is_none())
@@ -205,6 +216,28 @@ mod tests {
     use super::*;
 
     const MSG: &[u8] = b"From: Alice <alice@example.com>\r\nTo: bob@example.com, \"Carol C\" <carol@example.com>\r\nCc: dan@example.com\r\nBcc: eve@example.com\r\nSubject: Hello there\r\nMessage-ID: <1@example.com>\r\nDate: Wed, 25 Nov 2026 17:00:00 +0000\r\n\r\nBody\r\n";
+
+    #[test]
+    fn every_occurrence_of_to_cc_and_bcc_counts() {
+        let msg = b"From: a@x.example\nTo: b@x.example\nBcc: c@x.example\nTo: d@x.example\nBcc: e@x.example, f@x.example\nCc: g@x.example\n\nhi\n";
+        let s = HeaderSummary::parse(msg).expect("parses");
+        let rcpts: Vec<_> = s
+            .recipients
+            .iter()
+            .map(|r| (r.mailbox.address.as_str(), r.recipient_type))
+            .collect();
+        assert_eq!(
+            rcpts,
+            vec![
+                ("b@x.example", MAPI_TO),
+                ("d@x.example", MAPI_TO),
+                ("g@x.example", MAPI_CC),
+                ("c@x.example", MAPI_BCC),
+                ("e@x.example", MAPI_BCC),
+                ("f@x.example", MAPI_BCC),
+            ]
+        );
+    }
 
     #[test]
     fn reads_the_header_summary() {

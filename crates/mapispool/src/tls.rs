@@ -35,11 +35,20 @@ fn tls_error(message: String) -> TransportError {
 }
 
 /// The client configuration for one account: webpki roots plus `ca_file`, or (tests only) no
-/// verification at all.
-pub fn client_config(
+/// verification at all. `ca_file` is read with `tokio::fs`, off the runtime's threads.
+pub async fn client_config(
     ca_file: Option<&Path>,
     insecure_skip_verify: bool,
 ) -> Result<Arc<ClientConfig>, TransportError> {
+    let ca = match ca_file {
+        Some(path) if !insecure_skip_verify => Some((
+            path,
+            tokio::fs::read(path)
+                .await
+                .map_err(|e| tls_error(format!("cannot read ca_file {}: {e}", path.display())))?,
+        )),
+        _ => None,
+    };
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -54,19 +63,17 @@ pub fn client_config(
     } else {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = ca_file {
-            add_ca_file(&mut roots, path)?;
+        if let Some((path, bytes)) = &ca {
+            add_ca_file(&mut roots, path, bytes)?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(config))
 }
 
-fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TransportError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| tls_error(format!("cannot read ca_file {}: {e}", path.display())))?;
+fn add_ca_file(roots: &mut RootCertStore, path: &Path, bytes: &[u8]) -> Result<(), TransportError> {
     let mut added = 0usize;
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
+    for cert in CertificateDer::pem_slice_iter(bytes) {
         let cert = cert.map_err(|e| {
             tls_error(format!(
                 "ca_file {} is not PEM certificates: {e}",
@@ -250,7 +257,7 @@ pub(crate) mod tests {
         let tcp = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
-        let config = client_config(Some(&ca_path), false).expect("config");
+        let config = client_config(Some(&ca_path), false).await.expect("config");
         let mut tls = connect_tls(tcp, "127.0.0.1", config)
             .await
             .expect("trusted");
@@ -262,7 +269,7 @@ pub(crate) mod tests {
         let tcp = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
-        let config = client_config(None, false).expect("config");
+        let config = client_config(None, false).await.expect("config");
         let e = connect_tls(tcp, "127.0.0.1", config)
             .await
             .expect_err("untrusted");
@@ -279,7 +286,7 @@ pub(crate) mod tests {
         let tcp = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
-        let config = client_config(None, true).expect("config");
+        let config = client_config(None, true).await.expect("config");
         connect_tls(tcp, "127.0.0.1", config)
             .await
             .expect("insecure accepts anything");
@@ -302,7 +309,7 @@ pub(crate) mod tests {
         let e = connect_tls(
             tcp,
             "127.0.0.1",
-            client_config(None, false).expect("config"),
+            client_config(None, false).await.expect("config"),
         )
         .await
         .expect_err("garbage");
@@ -310,15 +317,19 @@ pub(crate) mod tests {
         assert!(e.message.contains("127.0.0.1"), "{}", e.message);
     }
 
-    #[test]
-    fn a_ca_file_without_certificates_is_refused() {
+    #[tokio::test]
+    async fn a_ca_file_without_certificates_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("empty.pem");
         std::fs::write(&path, "nothing here\n").expect("write");
-        let e = client_config(Some(&path), false).expect_err("refused");
+        let e = client_config(Some(&path), false)
+            .await
+            .expect_err("refused");
         assert_eq!(e.kind, TransportErrorKind::Tls);
         assert!(e.message.contains("no PEM certificate"), "{}", e.message);
-        let e = client_config(Some(&dir.path().join("missing.pem")), false).expect_err("missing");
+        let e = client_config(Some(&dir.path().join("missing.pem")), false)
+            .await
+            .expect_err("missing");
         assert!(e.message.contains("cannot read ca_file"), "{}", e.message);
     }
 }

@@ -476,6 +476,13 @@ async fn a_transport_that_cannot_connect_backs_off_as_a_whole() {
     // A fresh message is due at once, but the spooler's clock leaves the whole transport alone
     // for retry_initial (5 minutes by default).
     let fresh = submit(&alice, "carol@example.com", "fresh").await;
+    let last_flush = || {
+        alice
+            .board()
+            .row(&StatusKind::Spooler)
+            .and_then(|r| r.get(PR_MSP_LAST_FLUSH_TIME).cloned())
+    };
+    let mut last = last_flush();
     let spooler = alice.spooler().expect("in-process").clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let schedules = tokio::spawn(async move {
@@ -485,7 +492,20 @@ async fn a_transport_that_cannot_connect_backs_off_as_a_whole() {
             })
             .await
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Two scheduled flushes have ended (each stamps the spooler row's last flush time).
+    let mut scheduled = 0;
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let now = last_flush();
+            if now != last {
+                scheduled += 1;
+                last = now;
+            }
+            scheduled >= 2
+        })
+        .await,
+        "the schedule never flushed"
+    );
     let _ = stop.send(());
     schedules.await.expect("schedules end");
     let entry = queued(&alice, &fresh.entry_id).await.expect("queued");

@@ -83,9 +83,11 @@ pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exi
             ),
         }
     }
-    let mut out = std::io::stdout().lock();
+    // Locked for one write at a time, never across an await: another task of this process
+    // (a log line, a progress message) must not wait on stdout while we wait for a change.
+    let stdout = std::io::stdout();
     if let Mode::Redraw = mode {
-        redraw(&mut out, session, paint, None)?;
+        redraw(&mut stdout.lock(), session, paint, None)?;
     }
     if args.until_idle && is_idle(session) {
         return Ok(Exit::Done);
@@ -111,6 +113,7 @@ pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exi
         }
         last.insert(notification.instance_key.clone(), notification.row.clone());
         let row = notification.row.project(&COLUMNS);
+        let mut out = stdout.lock();
         let written = match mode {
             Mode::Json => writeln!(
                 out,
@@ -130,6 +133,7 @@ pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exi
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
             Err(e) => return Err(e).context("cannot write to stdout"),
         }
+        drop(out);
         seen += 1;
         if args.count.is_some_and(|n| seen >= n) || (args.until_idle && is_idle(session)) {
             break;

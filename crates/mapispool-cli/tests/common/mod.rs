@@ -15,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod ci;
 pub mod daemon;
 pub mod profile;
 pub mod sandbox;

@@ -5,6 +5,7 @@
 //!   daemon away and tells clients where the running one listens;
 //! - `wire.rs`: MAPI rows and errors as JSON that loses nothing;
 //! - `server.rs`: the versioned HTTP API (axum) the daemon serves;
+//! - `limits.rs`: what one client may cost it (a connection cap, an idle limit);
 //! - `client.rs`: what a `Session` uses when a daemon runs.
 //!
 //! One daemon per store: the daemon holds an exclusive `flock` on `<store>.lock` and writes its
@@ -17,6 +18,7 @@
 //! where file modes are relaxed.
 
 pub mod client;
+mod limits;
 pub mod server;
 pub mod wire;
 
@@ -160,10 +162,11 @@ pub struct DaemonLock {
 
 impl DaemonLock {
     /// Takes the lock beside `store` (created 0600) and records `socket` in it for clients.
+    /// Waits (asynchronously, a few times 20 ms) while a client's brief probe holds it.
     ///
     /// Errors: `MAPI_E_BUSY` when another spooler holds it; `MAPI_E_NO_ACCESS` when it cannot
     /// be created or locked.
-    pub fn acquire(store: &Path, socket: &Path) -> MapiResult<DaemonLock> {
+    pub async fn acquire(store: &Path, socket: &Path) -> MapiResult<DaemonLock> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let path = lock_path(store);
         if let Some(dir) = path.parent() {
@@ -190,7 +193,7 @@ impl DaemonLock {
             if !matches!(outcome, Err(std::fs::TryLockError::WouldBlock)) {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             outcome = file.try_lock();
         }
         match outcome {
@@ -267,12 +270,12 @@ pub(crate) fn create_private_dir(dir: &Path) -> MapiResult<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_lock_is_refused_with_the_holders_pid() {
+    #[tokio::test]
+    async fn a_second_lock_is_refused_with_the_holders_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("store.db");
         let socket = dir.path().join("rt").join("spooler-1.sock");
-        let first = DaemonLock::acquire(&store, &socket).expect("first");
+        let first = DaemonLock::acquire(&store, &socket).await.expect("first");
         assert_eq!(
             daemon_state(&store),
             DaemonState::Running {
@@ -280,7 +283,10 @@ mod tests {
                 socket: Some(socket.clone())
             }
         );
-        let second = DaemonLock::acquire(&store, &socket).err().expect("refused");
+        let second = DaemonLock::acquire(&store, &socket)
+            .await
+            .err()
+            .expect("refused");
         assert_eq!(second.code, mapi::MapiCode::Busy);
         assert!(
             second
@@ -290,7 +296,40 @@ mod tests {
         assert!(second.cause.contains(&socket.display().to_string()));
         drop(first);
         assert_eq!(daemon_state(&store), DaemonState::None);
-        DaemonLock::acquire(&store, &socket).expect("free again");
+        DaemonLock::acquire(&store, &socket)
+            .await
+            .expect("free again");
+    }
+
+    /// The retries while a probe holds the lock wait on the runtime's clock, not by putting
+    /// the thread to sleep: on a current-thread runtime, another task still runs meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_probe_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store.db");
+        let socket = dir.path().join("rt").join("spooler-1.sock");
+        let held = DaemonLock::acquire(&store, &socket).await.expect("first");
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let refused = DaemonLock::acquire(&store, &socket)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(refused.code, mapi::MapiCode::Busy);
+        // Ten retries 20 ms apart: the ticker ran through them.
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::SeqCst) >= 30,
+            "{}",
+            ticks.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        ticker.abort();
+        drop(held);
     }
 
     #[test]

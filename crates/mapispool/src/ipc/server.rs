@@ -3,7 +3,12 @@
 //! Routes (all JSON unless said; errors are `{"code", "name", "cause"}` with an HTTP status):
 //! - `GET  /v1/hello` — API version, profile, pid
 //! - `GET  /v1/status` — the status table's rows
-//! - `GET  /v1/events` — status-row changes as JSON lines, as they happen
+//! - `GET  /v1/events` — status-row changes as JSON lines, as they happen; an empty line every
+//!   [`HEARTBEAT`] when nothing changes. A subscriber that falls [`EVENT_BUFFER`] changes
+//!   behind (it stopped reading) is dropped as `tokio::sync::broadcast` drops a lagging
+//!   receiver: its stream gets `{"lagged":true}` and ends, and the client subscribes again and
+//!   reads the table afresh ([`super::client`] does). The daemon never holds more than that
+//!   per subscriber.
 //! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`; the
 //!   flush runs as its own task (`Spooler::start_flush`), so a client that hangs up mid-flush
 //!   stops only its wait for the report, never the flush
@@ -19,6 +24,9 @@
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
 //!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
+//!
+//! Connections: at most [`limits::MAX_CONNECTIONS`] at once (more wait to be accepted), and one
+//! with no request in progress and no traffic for [`limits::IDLE_TIMEOUT`] is closed.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -41,6 +49,7 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::{RwLock, mpsc, watch};
 
+use super::limits::{self, ConnState, LimitedListener};
 use super::wire::{WireError, WireRow, decode_batch, row_from_wire, row_to_wire};
 use super::{
     API_VERSION, DaemonLock, canonical_store, create_private_dir, current_uid, socket_path,
@@ -101,16 +110,26 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The uid of the process at the other end of a connection (`SO_PEERCRED`).
-#[derive(Debug, Clone, Copy)]
+/// How many status changes wait for one event subscriber before it counts as lagging.
+pub(crate) const EVENT_BUFFER: usize = 1024;
+
+/// How often an idle event stream sends an empty line, so that a watcher that reads it is
+/// never closed as idle.
+pub(crate) const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The uid of the process at the other end of a connection (`SO_PEERCRED`), and the
+/// connection's count of requests in progress.
+#[derive(Debug, Clone)]
 struct Peer {
     uid: Option<u32>,
+    conn: Arc<ConnState>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Peer {
+impl Connected<IncomingStream<'_, LimitedListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Peer {
         Peer {
-            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
+            uid: stream.io().get_ref().peer_cred().ok().map(|c| c.uid()),
+            conn: stream.io().state(),
         }
     }
 }
@@ -132,6 +151,8 @@ async fn only_our_user(
         )))
         .into_response();
     }
+    // A request in progress keeps its connection from counting as idle.
+    let _busy = peer.conn.busy();
     next.run(request).await
 }
 
@@ -188,28 +209,50 @@ pub(crate) struct Event {
 
 async fn events(State(state): State<Shared>) -> Response {
     let session = current(&state).await;
-    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let (tx, rx) = mpsc::channel::<String>(EVENT_BUFFER);
+    let lagged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink_lagged = Arc::clone(&lagged);
     let mut view = session.status_table();
     view.advise(Arc::new(move |n: &mapi::table::TableNotification| {
+        if sink_lagged.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let event = Event {
             event: n.event.value(),
             row: row_to_wire(&n.row),
         };
         if let Ok(mut line) = serde_json::to_string(&event) {
             line.push('\n');
-            let _ = tx.send(line);
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(line) {
+                // The subscriber fell too far behind: it will be told, and dropped.
+                sink_lagged.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     }));
     let mut generation = state.generation.subscribe();
     let seen = *generation.borrow_and_update();
-    let stream = futures_util::stream::unfold((rx, view, seen), move |(mut rx, view, seen)| {
+    // `None` once the stream has said it lagged.
+    let start = Some((rx, view, seen));
+    let stream = futures_util::stream::unfold(start, move |now| {
         let mut generation = generation.clone();
+        let lagged = Arc::clone(&lagged);
         async move {
-            tokio::select! {
-                line = rx.recv() => line.map(|l| (Ok::<_, Infallible>(l), (rx, view, seen))),
-                // A reload replaced the session: end the stream; the client subscribes again.
-                _ = generation.wait_for(|g| *g != seen) => None,
-            }
+            let (mut rx, view, seen) = now?;
+            // What is buffered goes first; then, if changes were lost, the end.
+            let line = match rx.try_recv() {
+                Ok(line) => Some(line),
+                Err(_) if lagged.load(std::sync::atomic::Ordering::SeqCst) => {
+                    return Some((Ok::<_, Infallible>("{\"lagged\":true}\n".to_string()), None));
+                }
+                Err(_) => tokio::select! {
+                    line = rx.recv() => line,
+                    // A reload replaced the session: end the stream; the client subscribes
+                    // again.
+                    _ = generation.wait_for(|g| *g != seen) => None,
+                    () = tokio::time::sleep(HEARTBEAT) => Some("\n".to_string()),
+                },
+            }?;
+            Some((Ok(line), Some((rx, view, seen))))
         }
     });
     Response::builder()
@@ -443,13 +486,13 @@ pub async fn run_daemon(
 ) -> MapiResult<()> {
     let profile_path =
         std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
-    let profile = load(&profile_path)?;
+    let profile = load(&profile_path).await?;
     let store = crate::session::sqlite_path(&profile)?;
     let socket = socket_path(&store);
     if let Some(dir) = socket.parent() {
         create_private_dir(dir)?;
     }
-    let _lock = DaemonLock::acquire(&store, &socket)?;
+    let _lock = DaemonLock::acquire(&store, &socket).await?;
     let session = Session::logon_local(profile).await?;
 
     // We hold the lock, so a socket file left here is a dead daemon's.
@@ -469,6 +512,8 @@ pub async fn run_daemon(
         generation,
     });
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    limits::raise_open_file_limit();
+    let listener = LimitedListener::new(listener, limits::MAX_CONNECTIONS, limits::IDLE_TIMEOUT);
     let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -495,7 +540,7 @@ pub async fn run_daemon(
             None => until_told.await,
         }
         match got {
-            Some(Control::Reload) => match load(&profile_path) {
+            Some(Control::Reload) => match load(&profile_path).await {
                 // The lock and the socket belong to the store: another store is another daemon.
                 Ok(profile) if !same_store(&profile, &store) => tracing::error!(
                     store = %store.display(),
@@ -530,8 +575,14 @@ fn same_store(profile: &Profile, store: &Path) -> bool {
         .is_ok_and(|new| canonical_store(&new) == canonical_store(store))
 }
 
-fn load(path: &Path) -> MapiResult<Profile> {
-    Profile::load(path).map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
+/// Reads and checks the profile on a blocking thread: a SIGHUP reload must not stall the
+/// runtime's workers on a slow file system.
+async fn load(path: &Path) -> MapiResult<Profile> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Profile::load(&path))
+        .await
+        .map_err(|e| MapiError::call_failed(format!("reading the profile stopped: {e}")))?
+        .map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
 }
 
 pub(crate) fn rows_from(rows: &Rows) -> Vec<mapi::Row> {

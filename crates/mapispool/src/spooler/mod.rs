@@ -97,6 +97,9 @@ struct UploadRun<'a, S: Store + 'static> {
     total_hint: usize,
     queue: AsyncMutex<UploadQueue>,
     gate: tokio::sync::watch::Sender<Gate>,
+    /// The transport's password, resolved by the first connection and given to the others;
+    /// dropped with the flush.
+    secret: tokio::sync::OnceCell<crate::credential::Secret>,
 }
 
 /// An upload that ends before its normal end (its task panicked, or the runtime is shutting
@@ -811,6 +814,7 @@ impl<S: Store + 'static> Spooler<S> {
             total_hint,
             queue: AsyncMutex::new(UploadQueue::default()),
             gate: tokio::sync::watch::channel(Gate::Waiting).0,
+            secret: tokio::sync::OnceCell::new(),
         };
         // Workers hand each attempt to one recorder, which writes whatever has piled up since
         // its last commit in one transaction (group commit) while the workers go on sending.
@@ -893,6 +897,7 @@ impl<S: Store + 'static> Spooler<S> {
             total_hint,
             ref queue,
             ref gate,
+            secret: _,
         } = *run;
         let board = &self.inner.board;
         let store = &self.inner.store;
@@ -971,7 +976,7 @@ impl<S: Store + 'static> Spooler<S> {
             let results = if let Some(err) = connect_error {
                 Err(err)
             } else {
-                self.send_one(slot, flags, &mut outbound, &mut message, worker == 0)
+                self.send_one(run, &mut outbound, &mut message, worker == 0)
                     .await
             };
             if outbound.is_some() {
@@ -1019,12 +1024,12 @@ impl<S: Store + 'static> Spooler<S> {
     /// Sends one leased message, connecting first if this flush has not yet.
     async fn send_one(
         &self,
-        slot: &Slot,
-        flags: FlushFlags,
+        run: &UploadRun<'_, S>,
         outbound: &mut Option<Outbound>,
         message: &mut LeasedMessage,
         run_connect_command: bool,
     ) -> Result<Vec<(u32, RecipientResult)>, TransportError> {
+        let (slot, flags) = (run.slot, run.flags);
         // Taken first: it moves the prefetched body out of the lease (not a copy), and borrows
         // only the store.
         let body = crate::store::BodyReader::of_leased(&self.inner.store, message);
@@ -1068,6 +1073,25 @@ impl<S: Store + 'static> Spooler<S> {
             o.set_timeout(self.inner.profile.spooler.timeout);
             if run_connect_command {
                 self.run_connect_command(&slot.config).await?;
+            }
+            if let OutboundConfig::Smtp(smtp) = config
+                && smtp.username.is_some()
+                && let Some(credential) = &smtp.credential
+            {
+                // Once per flush, shared by its workers (the first resolves it while the
+                // others wait for its connection).
+                let secret = run
+                    .secret
+                    .get_or_try_init(|| {
+                        crate::credential::resolve_within(
+                            credential,
+                            &slot.config.name,
+                            !flags.contains(FlushFlags::NO_UI),
+                            self.inner.profile.spooler.timeout,
+                        )
+                    })
+                    .await?;
+                o.set_secret(secret.clone());
             }
             self.inner.board.update(
                 &slot.kind,
@@ -1500,34 +1524,38 @@ impl<S: Store + 'static> Spooler<S> {
 
     /// Runs the transport's `connect_command` (a VPN or tunnel) before it connects. An
     /// interactive one keeps the terminal, so a person can answer it.
+    /// Runs the transport's `connect_command`, if it has one, bounded by `[spooler] timeout`;
+    /// past it, or when the flush is dropped, the command's process group is killed, so a hung
+    /// one never holds the transport (every later flush of it waits on its slot).
     async fn run_connect_command(&self, config: &TransportConfig) -> Result<(), TransportError> {
         let Some(cc) = &config.connect_command else {
             return Ok(());
         };
-        let mut command = tokio::process::Command::new("sh");
-        command.arg("-c").arg(&cc.command);
-        // What it prints is for the person, not the caller's output (`flush --json`): stderr.
-        command.stdout(std::io::stderr());
-        if !cc.interactive {
-            command.stdin(std::process::Stdio::null());
-        }
-        let status = command.status().await.map_err(|e| {
-            TransportError::new(
-                TransportErrorKind::Connect,
-                format!("cannot run connect_command of \"{}\": {e}", config.name),
-            )
-        })?;
-        if status.success() {
-            Ok(())
+        let command = crate::command::ProfileCommand {
+            setting: "connect_command",
+            transport: &config.name,
+            command: &cc.command,
+        };
+        let stdin = if cc.interactive {
+            std::process::Stdio::inherit()
         } else {
-            Err(TransportError::new(
+            std::process::Stdio::null()
+        };
+        command
+            .run(
+                self.inner.profile.spooler.timeout,
+                stdin,
+                false,
                 TransportErrorKind::Connect,
-                format!(
-                    "connect_command of \"{}\" failed ({status}); the transport was not connected",
-                    config.name
-                ),
-            ))
-        }
+            )
+            .await
+            .map(|_| ())
+            .map_err(|mut e| {
+                if e.kind == TransportErrorKind::Connect {
+                    e.message.push_str("; the transport was not connected");
+                }
+                e
+            })
     }
 
     async fn log_on(&self, slot: &Slot) {

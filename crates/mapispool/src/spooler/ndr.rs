@@ -1,6 +1,13 @@
 //! Non-delivery reports (RFC 3464 `multipart/report`), written by the spooler into the sender's
 //! Inbox when recipients fail for good, with MAPI's `PR_NDR_REASON_CODE` / `PR_NDR_DIAG_CODE`.
 
+use mail_builder::MessageBuilder;
+use mail_builder::headers::HeaderType;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::{BodyPart, MimePart};
 use mapi::FileTime;
 
 use crate::message::rfc5322_date;
@@ -89,6 +96,38 @@ enum Kind {
     Delayed { expires: FileTime },
 }
 
+/// The server's reply inside a recipient's error: transports write "SMTP server H:P said:
+/// 550 5.1.1 ..." (smtp) or the reply itself (dir); `None` for a failure no server gave
+/// (expiry, an address that cannot be sent).
+fn server_reply(error: &str) -> Option<&str> {
+    let reply = match error.find(" said: ") {
+        Some(i) => &error[i + 7..],
+        None => error,
+    };
+    let b = reply.as_bytes();
+    let is_reply = b.len() >= 3
+        && b[..3].iter().all(u8::is_ascii_digit)
+        && matches!(b[0], b'2'..=b'5')
+        && matches!(b.get(3), None | Some(b' ' | b'-'));
+    is_reply.then_some(reply)
+}
+
+/// At most `n` bytes of `text`, cut at a character boundary: a DSN field stays well under
+/// RFC 5322's line limit whatever a server said.
+fn at_most(text: &str, n: usize) -> &str {
+    if text.len() <= n {
+        return text;
+    }
+    let mut end = n;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The report, built with `mail-builder` (RFC 3464 §2: a `multipart/report` of a text part, a
+/// `message/delivery-status` part, and the original's header as `text/rfc822-headers`). The
+/// subject and any non-ASCII text are RFC 2047/MIME-encoded by the builder.
 fn report(
     kind: Kind,
     original: &MessageRecord,
@@ -97,7 +136,6 @@ fn report(
     reporting_host: &str,
     now: FileTime,
 ) -> (InboundMessage, Vec<u8>) {
-    let boundary = format!("=_mapispool_ndr_{}", now.0);
     let to = original
         .sender_address
         .clone()
@@ -124,6 +162,7 @@ fn report(
             DELAY_CLASS,
         ),
     };
+    // RFC 3464 §2.2: the per-message fields, then a group per recipient.
     let mut status = format!(
         "Reporting-MTA: dns; {reporting_host}\r\nArrival-Date: {}\r\n",
         rfc5322_date(original.client_submit_time.unwrap_or(now))
@@ -133,44 +172,62 @@ fn report(
         // well-formed whatever it said.
         let error = error.replace(['\r', '\n'], " ");
         text.push_str(&format!("  {address}: {error}\r\n"));
+        let reply = server_reply(&error);
         status.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {address}\r\nAction: {action}\r\nStatus: {}\r\nDiagnostic-Code: smtp; {error}\r\n",
-            enhanced_status(&error).unwrap_or(default_status),
+            "\r\nOriginal-Recipient: rfc822; {address}\r\nFinal-Recipient: rfc822; {address}\r\nAction: {action}\r\nStatus: {}\r\n",
+            reply.and_then(enhanced_status).unwrap_or(default_status),
         ));
+        // RFC 3464 §2.3.6: the server's own reply, as it gave it; none for a failure that no
+        // server reported (the text part says what happened).
+        if let Some(reply) = reply {
+            status.push_str(&format!(
+                "Diagnostic-Code: smtp; {}\r\n",
+                at_most(reply, 900)
+            ));
+        }
         if let Kind::Delayed { expires } = kind {
             status.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(expires)));
         }
     }
-    let mut headers = String::from_utf8_lossy(original_headers).into_owned();
-    if !headers.ends_with('\n') {
-        headers.push_str("\r\n");
-    }
-    let message_id = format!("<ndr.{}.{}@{reporting_host}>", now.0, original.id);
-    let body = format!(
-        "From: {MAILER_DAEMON} <MAILER-DAEMON@{reporting_host}>\r\n\
-         To: {to}\r\n\
-         Subject: {subject}\r\n\
-         Date: {date}\r\n\
-         Message-ID: {message_id}\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\
-         \r\n\
-         --{boundary}\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         {text}\r\n\
-         --{boundary}\r\n\
-         Content-Type: message/delivery-status\r\n\
-         \r\n\
-         {status}\r\n\
-         --{boundary}\r\n\
-         Content-Type: text/rfc822-headers\r\n\
-         \r\n\
-         {headers}\r\n\
-         --{boundary}--\r\n",
-        date = rfc5322_date(now),
+    let message_id = format!("ndr.{}.{}@{reporting_host}", now.0, original.id);
+    let seven_bit = || HeaderType::Raw(Raw::new("7bit"));
+    let mut delivery_status = MimePart::new(
+        ContentType::new("message/delivery-status"),
+        BodyPart::Binary(status.into_bytes().into()),
     );
+    delivery_status
+        .headers
+        .push(("Content-Transfer-Encoding".into(), seven_bit()));
+    let mut headers_part = MimePart::new(
+        ContentType::new("text/rfc822-headers"),
+        BodyPart::Binary(original_headers.to_vec().into()),
+    );
+    if original_headers.is_ascii() {
+        headers_part
+            .headers
+            .push(("Content-Transfer-Encoding".into(), seven_bit()));
+    }
+    let mut builder = MessageBuilder::new()
+        .from(Address::new_address(
+            Some(MAILER_DAEMON),
+            format!("MAILER-DAEMON@{reporting_host}"),
+        ))
+        .subject(subject.as_str())
+        .date(Date::new(now.unix_seconds()))
+        .message_id(message_id.as_str())
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .body(MimePart::new(
+            ContentType::new("multipart/report").attribute("report-type", "delivery-status"),
+            vec![
+                MimePart::new("text/plain", text.as_str()),
+                delivery_status,
+                headers_part,
+            ],
+        ));
+    if !to.is_empty() {
+        builder = builder.to(to.as_str());
+    }
+    let body = builder.write_to_vec().unwrap_or_default();
     let props = InboundMessage {
         message_class: class.to_string(),
         subject,
@@ -178,7 +235,7 @@ fn report(
         sender_address: Some(format!("MAILER-DAEMON@{reporting_host}")),
         // The null sender: nothing ever answers a report (RFC 5321 §4.5.5).
         envelope_from: Some(String::new()),
-        internet_message_id: Some(message_id.trim_matches(['<', '>']).to_string()),
+        internet_message_id: Some(message_id),
         client_submit_time: Some(now),
         delivery_time: now,
         recipients: if to.is_empty() {
@@ -188,7 +245,7 @@ fn report(
         },
         ..InboundMessage::default()
     };
-    (props, body.into_bytes())
+    (props, body)
 }
 
 #[cfg(test)]

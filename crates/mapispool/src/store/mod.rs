@@ -795,13 +795,26 @@ pub trait Store: Send + Sync {
     /// Errors: `MAPI_E_NOT_IN_QUEUE` (not queued), `MAPI_E_NO_ACCESS` (the lease is held by
     /// someone else or by nobody: this spooler lost it), `MAPI_E_INVALID_PARAMETER` (a row id the
     /// message does not have). On error nothing changes.
+    ///
+    /// Provided: one message through [`Store::record_outcomes`].
     fn record_outcome(
         &self,
         id: MessageId,
         owner: &str,
         outcomes: Vec<RecipientOutcome>,
         now: FileTime,
-    ) -> impl Future<Output = MapiResult<OutcomeReport>> + Send;
+    ) -> impl Future<Output = MapiResult<OutcomeReport>> + Send {
+        async move {
+            self.record_outcomes(owner, vec![(id, outcomes)], now)
+                .await?
+                .pop()
+                .unwrap_or_else(|| {
+                    Err(MapiError::not_in_queue(format!(
+                        "message {id} is not in the outgoing queue (unknown, aborted or already sent)"
+                    )))
+                })
+        }
+    }
 
     /// [`Store::record_outcome`] for several messages in one transaction (one commit for a
     /// whole batch: the spooler's group commit). Each message is checked and recorded on its

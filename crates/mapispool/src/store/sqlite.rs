@@ -1456,19 +1456,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn record_outcome(
-        &self,
-        id: MessageId,
-        owner: &str,
-        outcomes: Vec<RecipientOutcome>,
-        now: FileTime,
-    ) -> MapiResult<OutcomeReport> {
-        self.record_outcomes(owner, vec![(id, outcomes)], now)
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(not_in_queue(id)))
-    }
-
     async fn record_outcomes(
         &self,
         owner: &str,

@@ -11,6 +11,7 @@
 //! for the message (retry when, report to whom) is the spooler's business.
 
 pub mod dir;
+pub mod downgrade;
 pub mod imap;
 mod net;
 pub mod pop3;
@@ -395,6 +396,15 @@ impl Outbound {
         match self {
             Outbound::Dir(_) => {}
             Outbound::Smtp(t) => t.cap_timeouts(limit),
+        }
+    }
+
+    /// Logs in with `secret` (resolved once for a whole flush) instead of resolving the
+    /// credential on connecting; a transport without a login ignores it.
+    pub fn set_secret(&mut self, secret: crate::credential::Secret) {
+        match self {
+            Outbound::Dir(_) => {}
+            Outbound::Smtp(t) => t.set_secret(secret),
         }
     }
 

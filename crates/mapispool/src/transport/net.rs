@@ -71,7 +71,7 @@ pub(crate) async fn start_tls(
     ca_file: Option<&std::path::Path>,
     insecure_skip_verify: bool,
 ) -> Result<MailStream, TransportError> {
-    let config = tls::client_config(ca_file, insecure_skip_verify)?;
+    let config = tls::client_config(ca_file, insecure_skip_verify).await?;
     let tls = tls::connect_tls(stream, host, Arc::clone(&config)).await?;
     Ok(MailStream::Tls(Box::new(tls)))
 }

@@ -12,9 +12,14 @@
 //! ```text
 //! [RSET]                      after a transaction that did not end cleanly
 //! MAIL FROM:<s> [SIZE= BODY=8BITMIME SMTPUTF8 RET= ENVID=]
-//! RCPT TO:<r> [NOTIFY= ORCPT=] ...  (with PIPELINING: MAIL, every RCPT and DATA in one write)
+//! RCPT TO:<r> [NOTIFY= ORCPT=] ...  (with PIPELINING: up to 100 commands, DATA last, per write)
 //! DATA -> 354, body, "." -> final reply
+//! [MAIL ... again]            for the recipients a `452 4.5.3` left over, at once
 //! ```
+//! `send` runs transactions until every recipient is settled; `transaction` is one of them:
+//! `plan` (what MAIL says and the message's wire form for this server: `wire.rs`,
+//! `downgrade.rs`), `envelope_phase` (one path, pipelined or not, where 421 and wire errors are
+//! met), then DATA and `send_body`.
 //! Outcomes: a 2xx RCPT and a 2xx final reply is `Delivered`; 4xx anywhere is `Deferred` with the
 //! server's words; 5xx is `Failed`. A reused connection that turns out dead or answers 421
 //! before the body is sent is replaced transparently and the message tried again on the new one.
@@ -25,6 +30,7 @@ pub mod codec;
 
 pub use codec::{Capabilities, DataEncoder, Reply};
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -248,8 +254,8 @@ struct WirePlan {
     mail: String,
     /// The header section as it goes out (RFC 2047-encoded for a server without SMTPUTF8).
     header: Vec<u8>,
-    /// 8-bit body parts to convert to base64 (a server without 8BITMIME).
-    downgrade: bool,
+    /// The server takes 8-bit bodies (8BITMIME); without it, 8-bit parts are converted.
+    eight_bit_ok: bool,
 }
 
 impl SmtpOutbound {
@@ -264,6 +270,13 @@ impl SmtpOutbound {
             secret: None,
             session: None,
         }
+    }
+
+    /// Logs in with `secret` instead of resolving the credential itself: the spooler resolves
+    /// it once per flush for all of the flush's connections (one `password_command` run, one
+    /// prompt).
+    pub fn set_secret(&mut self, secret: Secret) {
+        self.secret = Some(secret);
     }
 
     /// Replaces the RFC 5321 time limits (tests shorten them).
@@ -354,11 +367,7 @@ impl SmtpOutbound {
                 if done_transactions == 0 {
                     return Err(e);
                 }
-                for &i in pending {
-                    results[i] = Some(RecipientResult::Deferred {
-                        error: e.message.clone(),
-                    });
-                }
+                defer(results, pending, &e.message);
                 Ok(())
             };
             let reused = match self.ensure_session().await {
@@ -457,14 +466,15 @@ impl SmtpOutbound {
         }
     }
 
-    fn tls_config(&mut self) -> Result<Arc<ClientConfig>, TransportError> {
+    async fn tls_config(&mut self) -> Result<Arc<ClientConfig>, TransportError> {
         if let Some(c) = &self.tls {
             return Ok(c.clone());
         }
         let c = crate::tls::client_config(
             self.config.ca_file.as_deref(),
             self.config.insecure_skip_verify,
-        )?;
+        )
+        .await?;
         self.tls = Some(c.clone());
         Ok(c)
     }
@@ -489,7 +499,7 @@ impl SmtpOutbound {
         }
         let tls_config = match self.config.security {
             Security::None => None,
-            _ => Some(self.tls_config()?),
+            _ => Some(self.tls_config().await?),
         };
 
         let tcp = tcp_connect(&host, self.config.port, t.connect).await?;
@@ -760,31 +770,69 @@ impl SmtpOutbound {
             );
             return None;
         }
+        // UTF-8 in the envelope or the header needs SMTPUTF8 (RFC 6531). Without it: a
+        // recipient with a UTF-8 address fails alone, a UTF-8 sender fails them all, and
+        // the header is RFC 2047-encoded where it can be.
+        let mut batch = batch.to_vec();
+        let mut header = Cow::Borrowed(message.header.as_slice());
+        let header_utf8 = !message.header.is_ascii();
         let needs_utf8 = !envelope.from.is_ascii()
+            || header_utf8
             || batch
                 .iter()
                 .any(|&i| !envelope.recipients[i].address.is_ascii());
         if needs_utf8 && !caps.smtputf8 {
-            fail_all(
-                results,
+            let why = |what: &str| {
                 format!(
-                    "the envelope has non-ASCII addresses and SMTP server {server} does not offer SMTPUTF8"
-                ),
-                MAPI_DIAG_OR_NAME_UNRECOGNIZED,
-            );
-            return None;
+                    "{what}, and SMTP server {server} does not offer SMTPUTF8 (RFC 6531) to take it"
+                )
+            };
+            if !envelope.from.is_ascii() {
+                fail_all(
+                    results,
+                    why(&format!(
+                        "the envelope sender {} has UTF-8 in it",
+                        envelope.from
+                    )),
+                    MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+                );
+                return None;
+            }
+            batch.retain(|&i| {
+                let address = &envelope.recipients[i].address;
+                if address.is_ascii() {
+                    return true;
+                }
+                results[i] = Some(RecipientResult::Failed {
+                    error: why(&format!("the address {address} has UTF-8 in it")),
+                    reason: MAPI_REASON_TRANSFER_IMPOSSIBLE,
+                    diag: MAPI_DIAG_OR_NAME_UNRECOGNIZED,
+                });
+                false
+            });
+            if header_utf8 {
+                match super::downgrade::encode_header_utf8(&message.header) {
+                    Ok(encoded) => header = Cow::Owned(encoded),
+                    Err(what) => {
+                        fail_all(results, why(&what), MAPI_DIAG_MAIL_REFUSED);
+                        return None;
+                    }
+                }
+            }
         }
+        let smtputf8 = needs_utf8 && caps.smtputf8;
         let mut mail = format!("MAIL FROM:<{}>", envelope.from);
         if caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", envelope.size));
         }
-        // 8BITMIME when advertised and the body may need it: 8-bit bytes in what was read, or
-        // more body than that (it cannot be scanned without reading it twice).
+        // BODY=8BITMIME (RFC 6152) when advertised and the message may need it: 8-bit bytes in
+        // what was read, or more body than that (it is not read twice to find out). Without
+        // 8BITMIME the body's 8-bit parts are converted on the way (downgrade.rs).
         let (_, body_8bit) = message.eight_bit();
-        if caps.eight_bit_mime && (body_8bit || !message.is_whole()) {
+        if caps.eight_bit_mime && (body_8bit || smtputf8 || !message.is_whole()) {
             mail.push_str(" BODY=8BITMIME");
         }
-        if needs_utf8 {
+        if smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
         // DSN parameters only when asked for and the server takes them (RFC 3461 §4); without
@@ -800,10 +848,10 @@ impl SmtpOutbound {
         Some((
             WirePlan {
                 mail,
-                header: message.header.clone(),
-                downgrade: false,
+                header: header.into_owned(),
+                eight_bit_ok: caps.eight_bit_mime,
             },
-            batch.to_vec(),
+            batch,
         ))
     }
 
@@ -827,6 +875,14 @@ impl SmtpOutbound {
                 overflow,
                 body_read,
             })
+        };
+        // A wire error before the body: on a reused connection, try again on a new one.
+        let early = |e: WireError| {
+            if reused {
+                Ok(Attempt::Retry(e.describe(&server)))
+            } else {
+                Err(e.into_transport(&server))
+            }
         };
         let Some((plan, batch)) = self.plan(envelope, batch, message, &caps, results) else {
             return done(Vec::new(), false);
@@ -856,13 +912,13 @@ impl SmtpOutbound {
                 Ok(r) => {
                     self.session = None;
                     let why = format!("SMTP server {server} refused RSET: {r}");
-                    for &i in &batch {
-                        results[i] = Some(RecipientResult::Deferred { error: why.clone() });
-                    }
+                    defer(results, &batch, &why);
                     return done(Vec::new(), false);
                 }
-                Err(e) if reused => return Ok(Attempt::Retry(e.describe(&server))),
-                Err(e) => return Err(e.into_transport(&server)),
+                Err(e) => {
+                    self.session = None;
+                    return early(e);
+                }
             }
         }
         session.dirty = true;
@@ -874,11 +930,7 @@ impl SmtpOutbound {
                 Ok(r) => r,
                 Err(e) => {
                     self.session = None;
-                    return if reused {
-                        Ok(Attempt::Retry(e.describe(&server)))
-                    } else {
-                        Err(e.into_transport(&server))
-                    };
+                    return early(e);
                 }
             };
         if !replies.overflow.is_empty() && !replies.rcpts.is_empty() {
@@ -893,19 +945,13 @@ impl SmtpOutbound {
             Some(r) => server_said(&server, r),
             None => format!("SMTP server {server} took only {take} recipients at once"),
         };
-        for &i in &overflow {
-            results[i] = Some(RecipientResult::Deferred {
-                error: wait.clone(),
-            });
-        }
+        defer(results, &overflow, &wait);
         let closing = replies.closing;
         let Some(mail_reply) = replies.mail else {
             // 421 and no more: nothing of this transaction stands.
             self.session = None;
             let why = format!("SMTP server {server} closed the connection (421) before MAIL");
-            for &i in &batch {
-                results[i] = Some(RecipientResult::Deferred { error: why.clone() });
-            }
+            defer(results, &batch, &why);
             return done(Vec::new(), false);
         };
         if mail_reply.code == 421 && reused {
@@ -928,10 +974,7 @@ impl SmtpOutbound {
                 self.session = None;
             }
             // Pipelined RCPT replies after a refused MAIL are 503s; MAIL's reply is the reason.
-            let r = mail_result(&server, &mail_reply);
-            for &i in &batch {
-                results[i] = Some(r.clone());
-            }
+            set_all(results, &batch, &mail_result(&server, &mail_reply));
             return done(Vec::new(), false);
         }
 
@@ -944,10 +987,8 @@ impl SmtpOutbound {
         }
         // What a closing server leaves: every recipient not yet settled waits for a retry.
         let closed = |results: &mut [Option<RecipientResult>], also: &[usize], why: &str| {
-            for &i in replies.unsent.iter().chain(&overflow).chain(also) {
-                results[i] = Some(RecipientResult::Deferred {
-                    error: why.to_string(),
-                });
+            for list in [&replies.unsent[..], &overflow, also] {
+                defer(results, list, why);
             }
         };
         let closing_why = format!("SMTP server {server} closed the connection (421)");
@@ -990,11 +1031,7 @@ impl SmtpOutbound {
                 Ok(r) => r,
                 Err(e) => {
                     self.session = None;
-                    return if reused {
-                        Ok(Attempt::Retry(e.describe(&server)))
-                    } else {
-                        Err(e.into_transport(&server))
-                    };
+                    return early(e);
                 }
             },
         };
@@ -1002,10 +1039,7 @@ impl SmtpOutbound {
             if data_reply.code == 421 {
                 self.session = None;
             }
-            let r = mail_result(&server, &data_reply);
-            for &i in &accepted {
-                results[i] = Some(r.clone());
-            }
+            set_all(results, &accepted, &mail_result(&server, &data_reply));
             if data_reply.code == 421 {
                 closed(results, &[], &closing_why);
                 return done(Vec::new(), false);
@@ -1037,10 +1071,7 @@ impl SmtpOutbound {
         session.messages += 1;
         session.dirty = false;
         if !final_reply.is_positive() {
-            let r = mail_result(&server, &final_reply);
-            for &i in &accepted {
-                results[i] = Some(r.clone());
-            }
+            set_all(results, &accepted, &mail_result(&server, &final_reply));
         }
         if final_reply.code == 421 || closing {
             self.session = None;
@@ -1162,7 +1193,7 @@ async fn send_body(
     message: &mut Outgoing<impl ChunkSource>,
     t: SmtpTimeouts,
 ) -> Result<Reply, BodyError> {
-    let mut wire = BodyEncoder::new(plan.downgrade);
+    let mut wire = BodyEncoder::new(plan.eight_bit_ok);
     let mut out = Vec::with_capacity(plan.header.len() + message.body_start.len() + 1024);
     wire.feed(&plan.header, &mut out);
     loop {
@@ -1194,15 +1225,16 @@ async fn send_body(
 /// The message as DATA carries it: 8-bit parts converted (when planned), then dot-stuffed
 /// with CRLF line endings.
 struct BodyEncoder {
-    downgrade: Option<super::wire::Downgrade>,
+    downgrade: Option<super::downgrade::Downgrade>,
     encoder: DataEncoder,
     scratch: Vec<u8>,
 }
 
 impl BodyEncoder {
-    fn new(downgrade: bool) -> BodyEncoder {
+    /// `eight_bit_ok`: the server takes 8-bit (only NUL and over-long lines are converted).
+    fn new(eight_bit_ok: bool) -> BodyEncoder {
         BodyEncoder {
-            downgrade: downgrade.then(super::wire::Downgrade::default),
+            downgrade: Some(super::downgrade::Downgrade::new(eight_bit_ok)),
             encoder: DataEncoder::default(),
             scratch: Vec::new(),
         }
@@ -1302,6 +1334,23 @@ fn mail_result(server: &str, reply: &Reply) -> RecipientResult {
         RecipientResult::Deferred {
             error: server_said(server, reply),
         }
+    }
+}
+
+/// Recipients `which` wait for a retry, for `why`.
+fn defer(results: &mut [Option<RecipientResult>], which: &[usize], why: &str) {
+    set_all(
+        results,
+        which,
+        &RecipientResult::Deferred {
+            error: why.to_string(),
+        },
+    );
+}
+
+fn set_all(results: &mut [Option<RecipientResult>], which: &[usize], result: &RecipientResult) {
+    for &i in which {
+        results[i] = Some(result.clone());
     }
 }
 

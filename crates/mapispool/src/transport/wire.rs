@@ -5,7 +5,8 @@
 //!   lines, is taken out of the header section (RFC 5322 §3.6.3 leaves the choice to the
 //!   sender; a Bcc recipient must not be shown to the others, and MTAs such as Postfix's
 //!   sendmail strip it the same way).
-//! - The rest is the transport's: SMTP adds 8-bit conversion and dot-stuffing (`smtp.rs`).
+//! - The rest is the transport's: SMTP adds 8-bit conversion (`downgrade.rs`) and
+//!   dot-stuffing (`smtp/codec.rs`).
 //!
 //! Only the header section is held in memory (at most [`MAX_HEADER`] bytes); the body streams.
 
@@ -132,17 +133,6 @@ impl<S: ChunkSource> ChunkSource for Outgoing<S> {
         self.at = 0;
         Ok(true)
     }
-}
-
-/// Converts the 8-bit parts of a message to base64 for a server without 8BITMIME.
-#[derive(Debug, Default)]
-pub struct Downgrade {}
-
-impl Downgrade {
-    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(input);
-    }
-    pub fn finish(&mut self, _out: &mut Vec<u8>) {}
 }
 
 /// Reads chunks until the empty line that ends the header section: (header section with its
