@@ -15,6 +15,7 @@
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
+//! - [`private`]: mail files 0600 and directories 0700 whatever the umask; looser ones named.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 //! - [`outgoing`]: what `submit` makes of a message: the envelope, checked fields, and the
 //!   `From:`, `Date:`, `Message-ID:` it adds when missing.
@@ -25,6 +26,7 @@ pub mod flush;
 pub mod ipc;
 pub mod message;
 pub mod outgoing;
+pub mod private;
 pub mod profile;
 pub mod session;
 pub mod spooler;

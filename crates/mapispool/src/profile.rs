@@ -362,8 +362,8 @@ impl InboundConfig {
 
 /// How a connection is protected.
 ///
-/// `None` together with a credential is accepted for now (a test server on localhost needs
-/// it), even though it sends the password in clear; a later change may refuse AUTH without TLS.
+/// `None` together with a login is refused at profile load, since it sends the password in
+/// clear, unless the part also says `allow_plaintext_auth = true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Security {
@@ -437,6 +437,9 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate; for test servers only.
     pub insecure_skip_verify: bool,
+    /// `allow_plaintext_auth = true`: logging in with `security = "none"` is intended (a
+    /// relay on 127.0.0.1); without it such a profile is refused at load.
+    pub allow_plaintext_auth: bool,
     /// Open a new connection after this many messages; `None`: no limit.
     pub max_messages_per_connection: Option<u32>,
     /// Use PIPELINING when the server offers it; default true.
@@ -479,6 +482,9 @@ pub struct ImapConfig {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate; for test servers only.
     pub insecure_skip_verify: bool,
+    /// `allow_plaintext_auth = true`: logging in with `security = "none"` is intended (a
+    /// relay on 127.0.0.1); without it such a profile is refused at load.
+    pub allow_plaintext_auth: bool,
 }
 
 /// `[transport.inbound]` with `kind = "pop3"`.
@@ -504,6 +510,9 @@ pub struct Pop3Config {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate; for test servers only.
     pub insecure_skip_verify: bool,
+    /// `allow_plaintext_auth = true`: logging in with `security = "none"` is intended (a
+    /// relay on 127.0.0.1); without it such a profile is refused at load.
+    pub allow_plaintext_auth: bool,
 }
 
 /// `kind = "dir"`: a post-office directory shared by local transports.
@@ -564,6 +573,40 @@ pub struct ConnectCommand {
 }
 
 impl Profile {
+    /// What this valid profile does that its owner should know, one line each for `validate`:
+    /// each server part that logs in without TLS because it says `allow_plaintext_auth = true`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for t in &self.transports {
+            let outbound = match &t.outbound {
+                Some(OutboundConfig::Smtp(c)) => {
+                    Some((&c.host, c.port, c.security, c.allow_plaintext_auth))
+                }
+                _ => None,
+            };
+            let inbound = match &t.inbound {
+                Some(InboundConfig::Imap(c)) => {
+                    Some((&c.host, c.port, c.security, c.allow_plaintext_auth))
+                }
+                Some(InboundConfig::Pop3(c)) => {
+                    Some((&c.host, c.port, c.security, c.allow_plaintext_auth))
+                }
+                _ => None,
+            };
+            for (side, part) in [("outbound", outbound), ("inbound", inbound)] {
+                if let Some((host, port, Security::None, true)) = part {
+                    found.push(format!(
+                        "transport \"{}\" ({side}) logs in to {host}:{port} without TLS \
+                         (allow_plaintext_auth = true): its password crosses the network in \
+                         clear, which is safe only where nobody can listen (127.0.0.1)",
+                        t.name
+                    ));
+                }
+            }
+        }
+        found
+    }
+
     /// Picks the profile file: `explicit` (the CLI's `--profile`) if given, else
     /// `$MAPISPOOL_PROFILE` if set and not empty, else `profile.toml` in mapispool's config
     /// directory (`$XDG_CONFIG_HOME/mapispool`, by default `~/.config/mapispool`).

@@ -411,7 +411,7 @@ fn note(protocol: &str, step: &str, fault: Fault, error: &Option<String>) {
 
 fn pop3_transport(port: u16) -> String {
     format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"me@pop.test\"\n[transport.inbound]\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"me@pop.test\"\n[transport.inbound]\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_command = \"echo pw\"\n"
     )
 }
 
@@ -582,7 +582,7 @@ async fn pop3_pipelined_stall_at_each_step() {
 
 fn smtp_transport(port: u16) -> String {
     format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"me@smtp.test\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"me@smtp.test\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_command = \"echo pw\"\n"
     )
 }
 
@@ -956,7 +956,7 @@ fn imap_message(i: usize) -> Vec<u8> {
 
 fn imap_transport(port: u16) -> String {
     format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"me@imap.test\"\n[transport.inbound]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\nafter_download = \"delete\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"me@imap.test\"\n[transport.inbound]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_command = \"echo pw\"\nafter_download = \"delete\"\n"
     )
 }
 
@@ -1200,6 +1200,7 @@ async fn imap_idle_a_response_that_panics_the_parser_is_an_error() {
             idle: true,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: true,
         };
         let mut imap = ImapInbound::new(&config, "mail", "me@imap.test", false);
         imap.set_timeout(Duration::from_secs(1));

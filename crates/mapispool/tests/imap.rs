@@ -325,6 +325,7 @@ fn xoauth2_config(port: u16, token: &str) -> ImapConfig {
         idle: false,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 

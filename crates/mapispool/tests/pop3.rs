@@ -417,6 +417,7 @@ fn fake_config(port: u16) -> Pop3Config {
         leave_days: None,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 

@@ -27,18 +27,32 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
         .iter()
         .map(|r| r.project(&columns))
         .collect();
+    let warnings = warnings(session.profile());
     if args.json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&rows_json(&columns, &rows))?
-        );
-    } else if !quiet {
-        outln!("{}", rows_text(&columns, &rows));
+        let mut json = rows_json(&columns, &rows);
+        json["warnings"] = json!(warnings);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        if !quiet {
+            outln!("{}", rows_text(&columns, &rows));
+        }
+        // Even under --quiet: each is something to fix.
+        for w in &warnings {
+            eprintln!("mapispool: warning: {w}");
+        }
     }
     let failing = rows.iter().any(|r| {
         matches!(r.get(PR_STATUS_CODE), Some(mapi::PropValue::Long(c)) if c & mapi::constants::STATUS_FAILURE != 0)
     });
     Ok(if failing { Exit::Partial } else { Exit::Done })
+}
+
+/// What `validate` warns about besides the status rows: passwords sent in clear on purpose,
+/// mail files other users can read.
+fn warnings(profile: &mapispool::profile::Profile) -> Vec<String> {
+    let mut found = profile.warnings();
+    found.extend(mapispool::private::warnings(profile));
+    found
 }
 
 /// `mapispool offline` / `mapispool online`: `ValidateState` with `FORCE_XP_DISCONNECT` or

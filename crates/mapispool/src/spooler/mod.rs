@@ -717,7 +717,16 @@ impl<S: Store + 'static> Spooler<S> {
             link = link.and(self.download(slot, flags, &mut report).await);
         }
         match link {
-            Link::Failed(reason) => self.back_off(slot, &reason),
+            Link::Failed(reason) => {
+                // Messages the failure kept from the server wait as long as the transport.
+                if let Some(until) = self.back_off(slot, &reason) {
+                    for m in &mut report.messages {
+                        if m.outcome == MessageOutcome::Deferred && m.retry_at.is_none() {
+                            m.retry_at = Some(until);
+                        }
+                    }
+                }
+            }
             Link::Connected => self.connected(slot),
             Link::Untried => {}
         }
@@ -733,9 +742,9 @@ impl<S: Store + 'static> Spooler<S> {
 
     /// Counts a connection failure: the transport waits, growing like a message's backoff
     /// (`retry_initial` doubling to `retry_max`), and its row says until when and why.
-    fn back_off(&self, slot: &Slot, reason: &str) {
+    fn back_off(&self, slot: &Slot, reason: &str) -> Option<FileTime> {
         let Ok(mut state) = slot.backoff.lock() else {
-            return;
+            return None;
         };
         let wait = self.backoff(state.failures);
         state.failures = state.failures.saturating_add(1);
@@ -758,6 +767,7 @@ impl<S: Store + 'static> Spooler<S> {
                 Prop::new(PR_MSP_NEXT_ATTEMPT_TIME, PropValue::SysTime(until)),
             ],
         );
+        Some(until)
     }
 
     /// A connection worked: the transport's backoff starts again from nothing.
@@ -1192,6 +1202,37 @@ impl<S: Store + 'static> Spooler<S> {
     /// non-delivery report where recipients failed for good — unless the message is itself a
     /// report (never answer a report). Reports come back in the order of `batch`.
     async fn finish_messages(&self, batch: Vec<Attempted>) -> Vec<MessageReport> {
+        // A transport-level failure (no connection, TLS, the login refused, no credential) is
+        // the transport's, not the message's: it counts no attempt and pushes no backoff (the
+        // transport backs off instead, in `flush_transport`), so the next flush a person asks
+        // for, or the transport's next turn, tries the message again.
+        let (untried, batch): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .enumerate()
+            .partition(|(_, a)| matches!(&a.results, Err(e) if is_link_failure(e)));
+        let mut reports: Vec<(usize, MessageReport)> = Vec::with_capacity(untried.len());
+        for (position, a) in untried {
+            let _ = self
+                .inner
+                .store
+                .release_lease(a.message.message.id, &self.inner.owner)
+                .await;
+            if let Err(e) = &a.results {
+                reports.push((position, untried_report(&a.message, e)));
+            }
+        }
+        let (positions, batch): (Vec<usize>, Vec<Attempted>) = batch.into_iter().unzip();
+        let recorded = self.record_messages(batch).await;
+        reports.extend(positions.into_iter().zip(recorded));
+        reports.sort_by_key(|(position, _)| *position);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Records the attempts of [`Spooler::finish_messages`] that reached the server.
+    async fn record_messages(&self, batch: Vec<Attempted>) -> Vec<MessageReport> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
         let now = FileTime::now();
         let outcomes: Vec<Vec<RecipientOutcome>> = batch
             .iter()
@@ -1804,6 +1845,25 @@ impl Link {
             (Link::Connected, _) | (_, Link::Connected) => Link::Connected,
             _ => Link::Untried,
         }
+    }
+}
+
+/// What the flush reports for a message a transport-level failure kept from the server: every
+/// open recipient deferred with that error, no attempt counted; `retry_at` is the transport's
+/// wait, filled in once it is known.
+fn untried_report(message: &LeasedMessage, e: &TransportError) -> MessageReport {
+    MessageReport {
+        entry_id: message.message.entry_id(),
+        subject: message.message.subject.clone(),
+        outcome: MessageOutcome::Deferred,
+        retry_at: None,
+        recipients: message
+            .open_recipients()
+            .map(|r| RecipientReport::Deferred {
+                address: r.address.clone(),
+                error: e.message.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -1627,6 +1627,7 @@ mod tests {
                 idle: false,
                 ca_file: None,
                 insecure_skip_verify: false,
+                allow_plaintext_auth: false,
             };
             config.auth = auth;
             ImapInbound::new(&config, "mail", "me@test", false)
