@@ -14,6 +14,7 @@ pub mod dir;
 pub mod imap;
 mod net;
 pub mod pop3;
+pub mod probe;
 pub mod smtp;
 pub mod wire;
 
