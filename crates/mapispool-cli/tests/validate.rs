@@ -44,7 +44,10 @@ fn checks(env: &Sandbox, profile: &std::path::Path, code: i32) -> Vec<Value> {
         stderr_of(&out)
     );
     let v: Value = serde_json::from_str(&stdout_of(&out)).expect("JSON");
-    v["checks"].as_array().expect("checks").clone()
+    // One transport per profile here: its sides.
+    let checks = v["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 1, "{v}");
+    checks[0]["sides"].as_array().expect("sides").clone()
 }
 
 /// (step, outcome) pairs of a check.
@@ -117,6 +120,48 @@ fn a_closed_port_fails_at_connect() {
         detail(&list[0], "connect").contains("connection refused"),
         "{}",
         list[0]
+    );
+}
+
+#[test]
+fn the_status_row_says_which_step_failed_and_a_daemon_checks_the_same() {
+    let env = Sandbox::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let profile = smtp_profile(&env, "127.0.0.1", port);
+    let row = |v: &Value| -> (String, String) {
+        let rows = v["status"]["rows"].as_array().expect("rows");
+        let r = rows
+            .iter()
+            .find(|r| r["PR_DISPLAY_NAME"] == "out")
+            .unwrap_or_else(|| panic!("no row for out: {v}"));
+        (
+            r["PR_STATUS_CODE_text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            r["PR_STATUS_STRING"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    let out = env.run(&profile, &["validate", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let v: Value = serde_json::from_str(&stdout_of(&out)).expect("JSON");
+    let (code, text) = row(&v);
+    // Not AVAILABLE: what it cannot reach is not available.
+    assert_eq!(code, "FAILURE|OUTBOUND_ENABLED", "{v}");
+    assert!(text.starts_with("outbound connect failed: "), "{text}");
+
+    // Through the daemon: ValidateState runs there, and the steps come back to the client.
+    let _daemon = env.start_daemon(&profile);
+    let list = checks(&env, &profile, 1);
+    assert_eq!(
+        steps(&list[0]),
+        pairs(&[("resolve", "ok"), ("connect", "failed")])
     );
 }
 

@@ -3,62 +3,34 @@
 
 use anyhow::Result;
 use mapi::PropValue;
-use mapi::constants::{FORCE_XP_CONNECT, FORCE_XP_DISCONNECT};
+use mapi::constants::{FORCE_XP_CONNECT, FORCE_XP_DISCONNECT, SUPPRESS_UI};
 use mapi::table::hr_query_all_rows;
 use mapi::tag::{PR_DISPLAY_NAME, PR_MSP_TRANSPORT, PR_STATUS_CODE, PR_STATUS_STRING};
 use std::io::IsTerminal;
 
 use mapispool::Session;
-use mapispool::profile::TransportConfig;
 use mapispool::status::StatusKind;
-use mapispool::transport::probe;
 use serde_json::json;
 
 use crate::cli::{SwitchArgs, ValidateArgs};
 use crate::exit::Exit;
 use crate::render::{rows_json, rows_text};
 
-/// `mapispool validate`: `ValidateState` on the spooler or one transport (which logs the
-/// transports on again), then a real check of each transport it covers, step by step (resolve,
-/// connect, TLS, login, a read-only look at the mailbox), changing nothing on the server. Exits
-/// 1 when a step failed or a status row reports a failure.
+/// `mapispool validate`: `ValidateState` on the spooler or one transport, where the spooler runs
+/// (the daemon, or this process): it logs the transports on again and checks each for real,
+/// step by step (resolve, connect, TLS, login, a read-only look at the mailbox), changing
+/// nothing on the server. Prints the steps, then the status rows. Exits 1 when a step failed or
+/// a status row reports a failure.
 pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<Exit> {
     let status = match &args.transport {
         Some(which) => session.transport_status(which)?,
         None => session.spooler_status(),
     };
-    status.validate_state(0).await?;
-    let profile = session.profile();
-    let transports: Vec<&TransportConfig> = match status.kind() {
-        StatusKind::Transport(name) => profile
-            .transports
-            .iter()
-            .filter(|t| &t.name == name)
-            .collect(),
-        _ => profile.transports.iter().collect(),
-    };
     // A password prompt may ask only a person at a terminal.
-    let allow_prompt = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let limit = profile.spooler.timeout;
-    let mut checks = Vec::new();
-    for t in transports {
-        let code = session
-            .board()
-            .long(&StatusKind::Transport(t.name.clone()), PR_STATUS_CODE)
-            .unwrap_or(0);
-        if code & mapi::constants::STATUS_OFFLINE != 0 {
-            checks.push((t.name.clone(), None));
-            continue;
-        }
-        if let Some(out) = &t.outbound {
-            let c = probe::check_outbound(out, &t.name, allow_prompt, limit).await;
-            checks.push((t.name.clone(), Some(c)));
-        }
-        if let Some(inb) = &t.inbound {
-            let c = probe::check_inbound(inb, &t.address, &t.name, allow_prompt, limit).await;
-            checks.push((t.name.clone(), Some(c)));
-        }
-    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let checks = status
+        .validate_state_checks(if interactive { 0 } else { SUPPRESS_UI })
+        .await?;
     let columns = [PR_DISPLAY_NAME, PR_STATUS_CODE, PR_STATUS_STRING];
     let rows: Vec<_> = session
         .board()
@@ -69,16 +41,19 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
     if args.json {
         let list: Vec<_> = checks
             .iter()
-            .map(|(name, c)| match c {
-                Some(c) => json!({
-                    "transport": name,
-                    "side": c.side,
-                    "protocol": c.protocol,
-                    "server": c.server,
+            .map(|c| {
+                json!({
+                    "transport": c.transport,
+                    "offline": c.offline,
                     "ok": c.ok(),
-                    "steps": c.steps,
-                }),
-                None => json!({"transport": name, "offline": true, "ok": true, "steps": []}),
+                    "sides": c.sides.iter().map(|s| json!({
+                        "side": s.side,
+                        "protocol": s.protocol,
+                        "server": s.server,
+                        "ok": s.ok(),
+                        "steps": s.steps,
+                    })).collect::<Vec<_>>(),
+                })
             })
             .collect();
         outln!(
@@ -89,14 +64,15 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
             }))?
         );
     } else if !quiet {
-        for (name, c) in &checks {
-            match c {
-                None => outln!("{name}: offline, not checked (`mapispool online` first)"),
-                Some(c) => {
-                    outln!("{name} {} {} ({})", c.side, c.protocol, c.server);
-                    for s in &c.steps {
-                        outln!("  {:<10} {:<8} {}", s.step, s.outcome.as_str(), s.detail);
-                    }
+        for c in &checks {
+            let name = &c.transport;
+            if c.offline {
+                outln!("{name}: offline, not checked (`mapispool online` first)");
+            }
+            for side in &c.sides {
+                outln!("{name} {} {} ({})", side.side, side.protocol, side.server);
+                for s in &side.steps {
+                    outln!("  {:<10} {:<8} {}", s.step, s.outcome.as_str(), s.detail);
                 }
             }
         }
@@ -107,7 +83,7 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
     }
     let failing = rows.iter().any(|r| {
         matches!(r.get(PR_STATUS_CODE), Some(mapi::PropValue::Long(c)) if c & mapi::constants::STATUS_FAILURE != 0)
-    }) || checks.iter().any(|(_, c)| c.as_ref().is_some_and(|c| !c.ok()));
+    }) || checks.iter().any(|c| !c.ok());
     Ok(if failing { Exit::Partial } else { Exit::Done })
 }
 

@@ -11,6 +11,7 @@ use mapi::{EntryId, MapiError, MapiResult, Row};
 use super::StatusKind;
 use crate::flush::{FlushFlags, FlushReport};
 use crate::session::{Backend, Session};
+use crate::transport::probe::TransportCheck;
 
 /// An open status object. Its properties come from the session's status table (a live mirror
 /// of the daemon's when there is one); its methods run where the spooler runs.
@@ -72,6 +73,13 @@ impl Status {
 
     /// `IMAPIStatus::ValidateState`: see [`crate::spooler::Spooler::validate_state`].
     pub async fn validate_state(&self, flags: u32) -> MapiResult<()> {
+        self.validate_state_checks(flags).await.map(|_| ())
+    }
+
+    /// [`Status::validate_state`], returning each transport's check step by step (none for
+    /// `FORCE_XP_CONNECT`/`FORCE_XP_DISCONNECT`, which check nothing), for a caller that shows
+    /// them, as `mapispool validate` does.
+    pub async fn validate_state_checks(&self, flags: u32) -> MapiResult<Vec<TransportCheck>> {
         self.require(STATUS_VALIDATE_STATE, "ValidateState")?;
         match self.session.backend() {
             Backend::Local(spooler) => spooler.validate_state(&self.kind, flags).await,

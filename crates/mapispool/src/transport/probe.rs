@@ -10,14 +10,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use super::{Inbound, Outbound, TransportError, TransportErrorKind};
-use crate::profile::{InboundConfig, OutboundConfig, Security};
+use crate::profile::{InboundConfig, OutboundConfig, Security, TransportConfig};
 
 /// How one step went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Ok,
@@ -41,20 +41,20 @@ impl Outcome {
 
 /// One step of a check: its name (`resolve`, `connect`, `tls`, `login`, `examine`, `stat`,
 /// `session`, `directory`), how it went, and the details in words.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
-    pub step: &'static str,
+    pub step: String,
     pub outcome: Outcome,
     pub detail: String,
 }
 
 /// The check of one side of a transport.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SideCheck {
     /// `outbound` or `inbound`.
-    pub side: &'static str,
+    pub side: String,
     /// `smtp`, `imap`, `pop3` or `dir`.
-    pub protocol: &'static str,
+    pub protocol: String,
     /// `host:port`, or the post office's path.
     pub server: String,
     pub steps: Vec<Step>,
@@ -66,12 +66,65 @@ impl SideCheck {
         self.steps.iter().all(|s| s.outcome != Outcome::Failed)
     }
 
+    /// The first failed step in words (`outbound connect failed: ...`), `None` when none did.
+    pub fn failure(&self) -> Option<String> {
+        self.steps
+            .iter()
+            .find(|s| s.outcome == Outcome::Failed)
+            .map(|s| format!("{} {} failed: {}", self.side, s.step, s.detail))
+    }
+
     fn push(&mut self, step: &'static str, outcome: Outcome, detail: impl Into<String>) {
         self.steps.push(Step {
-            step,
+            step: step.to_string(),
             outcome,
             detail: detail.into(),
         });
+    }
+}
+
+/// The check of one transport: each side it has, or none when it is offline (an offline
+/// transport connects to nothing until it is brought online).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransportCheck {
+    pub transport: String,
+    pub offline: bool,
+    pub sides: Vec<SideCheck>,
+}
+
+impl TransportCheck {
+    /// No step of any side failed.
+    pub fn ok(&self) -> bool {
+        self.sides.iter().all(SideCheck::ok)
+    }
+
+    /// The first failed step in words, `None` when none did.
+    pub fn failure(&self) -> Option<String> {
+        self.sides.iter().find_map(SideCheck::failure)
+    }
+}
+
+/// Checks both sides of `config` (see the module doc); `offline` checks nothing.
+pub async fn check_transport(
+    config: &TransportConfig,
+    offline: bool,
+    allow_prompt: bool,
+    limit: Duration,
+) -> TransportCheck {
+    let mut sides = Vec::new();
+    if !offline {
+        if let Some(out) = &config.outbound {
+            sides.push(check_outbound(out, &config.name, allow_prompt, limit).await);
+        }
+        if let Some(inb) = &config.inbound {
+            sides
+                .push(check_inbound(inb, &config.address, &config.name, allow_prompt, limit).await);
+        }
+    }
+    TransportCheck {
+        transport: config.name.clone(),
+        offline,
+        sides,
     }
 }
 
@@ -87,8 +140,8 @@ pub async fn check_outbound(
         OutboundConfig::Dir(d) => check_dir("outbound", &d.path).await,
         OutboundConfig::Smtp(s) => {
             let mut check = SideCheck {
-                side: "outbound",
-                protocol: "smtp",
+                side: "outbound".into(),
+                protocol: "smtp".into(),
                 server: format!("{}:{}", s.host, s.port),
                 steps: Vec::new(),
             };
@@ -162,8 +215,8 @@ pub async fn check_inbound(
         ),
     };
     let mut check = SideCheck {
-        side: "inbound",
-        protocol,
+        side: "inbound".into(),
+        protocol: protocol.into(),
         server: format!("{host}:{port}"),
         steps: Vec::new(),
     };
@@ -334,8 +387,8 @@ fn attribute(
 /// first flush, so a missing one is a warning).
 async fn check_dir(side: &'static str, path: &Path) -> SideCheck {
     let mut check = SideCheck {
-        side,
-        protocol: "dir",
+        side: side.into(),
+        protocol: "dir".into(),
         server: path.display().to_string(),
         steps: Vec::new(),
     };
