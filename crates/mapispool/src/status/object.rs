@@ -52,7 +52,8 @@ impl Status {
             return Err(MapiError::no_support(format!(
                 "{} has no {method} (its PR_RESOURCE_METHODS lacks it){}",
                 self.describe(),
-                if method == "FlushQueues" {
+                // Only a transport can be flushed through the spooler by naming it.
+                if method == "FlushQueues" && matches!(self.kind, StatusKind::Transport(_)) {
                     "; flush it through the spooler's status object, naming its entry ID as the target"
                 } else {
                     ""
