@@ -1,13 +1,13 @@
 //! `mapispool validate`, `offline` and `online`: `IMAPIStatus::ValidateState` on the spooler or
 //! one transport.
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use mapi::PropValue;
 use mapi::constants::{FORCE_XP_CONNECT, FORCE_XP_DISCONNECT, SUPPRESS_UI};
 use mapi::table::hr_query_all_rows;
 use mapi::tag::{PR_DISPLAY_NAME, PR_MSP_TRANSPORT, PR_STATUS_CODE, PR_STATUS_STRING};
-use std::io::IsTerminal;
-
 use mapispool::Session;
 use mapispool::status::StatusKind;
 use serde_json::json;
