@@ -28,6 +28,9 @@ command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || need+=
 [ -x /usr/lib/git-core/git-send-email ] || need+=(git-email)
 perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
 [ -x /usr/bin/time ] || need+=(time)
+# systemd-analyze, for the checks of contrib/mapispool.service (crates/mapispool-cli/tests/
+# systemd.rs). Debian's systemd package installs in a container without becoming its init.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0

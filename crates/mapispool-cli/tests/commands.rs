@@ -284,9 +284,10 @@ fn validate_reports_every_status_row() {
     for want in ["MAPI Spooler", "home", "work", "AVAILABLE"] {
         assert!(out.contains(want), "no {want:?} in {out}");
     }
-    let table = json(env.me_cmd(&["validate", "--json"]), 0);
+    let report = json(env.me_cmd(&["validate", "--json"]), 0);
+    let table = &report["status"];
     assert_eq!(
-        column(&table, "PR_DISPLAY_NAME"),
+        column(table, "PR_DISPLAY_NAME"),
         [
             "MAPI Subsystem",
             "MAPI Spooler",

@@ -239,15 +239,17 @@ impl Session {
 
     /// `OpenEntry` on a status row's `PR_ENTRYID`.
     ///
-    /// Errors: `MAPI_E_INVALID_ENTRYID` for an ID that is not a status object's;
-    /// `MAPI_E_UNKNOWN_ENTRYID` for a transport this profile does not have.
+    /// Errors, as `IMAPISession::OpenEntry` has them: `MAPI_E_UNKNOWN_ENTRYID` for an ID that
+    /// is not a status object's (no provider here recognises it); `MAPI_E_NOT_FOUND` for a
+    /// well-formed one whose object does not exist (a transport this profile does not have).
     pub fn open_status(&self, id: &EntryId) -> MapiResult<Status> {
         let kind = StatusKind::from_entry_id(id)?;
         if let StatusKind::Transport(name) = &kind
             && self.profile.transport(name).is_none()
         {
-            return Err(MapiError::unknown_entry_id(format!(
-                "{id} names transport \"{name}\", which this profile does not have"
+            return Err(MapiError::not_found(format!(
+                "{} names transport \"{name}\", which this profile does not have",
+                id.named()
             )));
         }
         Ok(Status::new(self.clone(), kind))

@@ -16,22 +16,22 @@ use crate::term::{self, Paint};
 pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exit> {
     let mut flags = FlushFlags(0);
     if args.upload {
-        flags = flags | FlushFlags::UPLOAD;
+        flags |= FlushFlags::UPLOAD;
     }
     if args.download {
-        flags = flags | FlushFlags::DOWNLOAD;
+        flags |= FlushFlags::DOWNLOAD;
     }
     if !args.upload && !args.download {
-        flags = flags | FlushFlags::UPLOAD | FlushFlags::DOWNLOAD;
+        flags |= FlushFlags::UPLOAD | FlushFlags::DOWNLOAD;
     }
     if args.no_ui {
-        flags = flags | FlushFlags::NO_UI;
+        flags |= FlushFlags::NO_UI;
     }
     if args.async_ok {
-        flags = flags | FlushFlags::ASYNC_OK;
+        flags |= FlushFlags::ASYNC_OK;
     }
     if args.force {
-        flags = flags | FlushFlags::FORCE;
+        flags |= FlushFlags::FORCE;
     }
     let target = match &args.transport {
         None => None,

@@ -325,15 +325,25 @@ impl Client {
             .await
     }
 
-    pub async fn validate(&self, on: &EntryId, flags: u32) -> MapiResult<()> {
+    /// `ValidateState` in the daemon; the transports' checks it made.
+    pub async fn validate(
+        &self,
+        on: &EntryId,
+        flags: u32,
+    ) -> MapiResult<Vec<crate::transport::probe::TransportCheck>> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            #[serde(default)]
+            checks: Vec<crate::transport::probe::TransportCheck>,
+        }
         let request = ValidateRequest {
             on: on.to_string(),
             flags,
         };
-        let _: Value = self
+        let reply: Reply = self
             .call(Method::POST, "/v1/validate", Some(&request))
             .await?;
-        Ok(())
+        Ok(reply.checks)
     }
 
     /// Streams a message to the daemon; returns once the daemon has it durably.

@@ -333,11 +333,11 @@ async fn validate(
     Json(req): Json<ValidateRequest>,
 ) -> ApiResult<Json<Value>> {
     let session = current(&state).await;
-    session
+    let checks = session
         .open_status(&entry_id(&req.on)?)?
-        .validate_state(req.flags)
+        .validate_state_checks(req.flags)
         .await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(json!({ "ok": true, "checks": checks })))
 }
 
 /// The header that carries a submission's envelope.

@@ -36,6 +36,7 @@ use crate::store::{
     DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
     RecipientOutcome, SqliteStore, Store,
 };
+use crate::transport::probe::{self, TransportCheck};
 use crate::transport::{
     ChunkSource, Envelope, EnvelopeRecipient, Inbound, Outbound, RecipientResult, TransportError,
     TransportErrorKind,
@@ -1625,10 +1626,18 @@ impl<S: Store + 'static> Spooler<S> {
 
     /// `ValidateState` on a status object of this spooler. On the spooler (and the subsystem)
     /// every transport is logged on again; on a transport, that transport. `FORCE_XP_DISCONNECT`
-    /// takes transports offline, `FORCE_XP_CONNECT` brings them back.
+    /// takes transports offline, `FORCE_XP_CONNECT` brings them back. Without either, each
+    /// online transport is checked for real (see [`crate::transport::probe`]: resolve, connect,
+    /// TLS, login, a read-only look at the mailbox; nothing changes on the server), a failed
+    /// step sets `STATUS_FAILURE` and says which in `PR_STATUS_STRING`, and the checks are
+    /// returned. `SUPPRESS_UI`: a `password_prompt` does not ask.
     ///
     /// Errors: `MAPI_E_UNKNOWN_FLAGS` for flags ValidateState does not define.
-    pub async fn validate_state(&self, kind: &StatusKind, flags: u32) -> MapiResult<()> {
+    pub async fn validate_state(
+        &self,
+        kind: &StatusKind,
+        flags: u32,
+    ) -> MapiResult<Vec<TransportCheck>> {
         const KNOWN: u32 = SUPPRESS_UI
             | REFRESH_XP_HEADER_CACHE
             | PROCESS_XP_HEADER_CACHE
@@ -1647,7 +1656,7 @@ impl<S: Store + 'static> Spooler<S> {
             StatusKind::Transport(name) => self.slot(name).into_iter().collect(),
             StatusKind::Store => {
                 self.inner.store.queue_counts().await?;
-                return Ok(());
+                return Ok(Vec::new());
             }
             _ => self.inner.slots.iter().collect(),
         };
@@ -1660,6 +1669,7 @@ impl<S: Store + 'static> Spooler<S> {
         };
         // Transports that came back online with mail to send.
         let mut reconnected: Vec<String> = Vec::new();
+        let mut checks = Vec::new();
         for slot in slots {
             let _running = slot.busy.lock().await;
             if let Some(offline) = switch {
@@ -1692,6 +1702,24 @@ impl<S: Store + 'static> Spooler<S> {
             if !offline {
                 self.log_on(slot).await;
             }
+            if switch.is_none() {
+                let check = probe::check_transport(
+                    &slot.config,
+                    offline,
+                    flags & SUPPRESS_UI == 0,
+                    self.inner.profile.spooler.timeout,
+                )
+                .await;
+                if let Some(failure) = check.failure() {
+                    self.inner.board.change_bits(
+                        &slot.kind,
+                        STATUS_FAILURE,
+                        STATUS_AVAILABLE,
+                        vec![text(PR_STATUS_STRING, &failure)],
+                    );
+                }
+                checks.push(check);
+            }
         }
         if switch.is_some() {
             self.show_spooler_offline();
@@ -1712,7 +1740,7 @@ impl<S: Store + 'static> Spooler<S> {
                 "sent what queued while offline"
             );
         }
-        Ok(())
+        Ok(checks)
     }
 
     /// Whether transport `name` is offline now (`None`: no such transport).

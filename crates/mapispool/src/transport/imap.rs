@@ -576,6 +576,22 @@ impl ImapInbound {
         Ok(summary)
     }
 
+    /// EXAMINE (read-only, so no `\Recent` is taken) on the configured folder of the connected
+    /// session: how many messages it holds. For `validate`, which must change nothing on the
+    /// server.
+    pub async fn examine(&mut self) -> Result<u32, TransportError> {
+        let peer = self.peer();
+        let folder = self.config.folder.clone();
+        let session = self.session.as_mut().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "IMAP: not connected")
+        })?;
+        let mailbox = session
+            .examine(&folder)
+            .await
+            .map_err(|e| folder_failed(&peer, &folder, e))?;
+        Ok(mailbox.exists)
+    }
+
     /// Logs out and drops the connection.
     pub async fn close(&mut self) {
         if let Some(mut session) = self.session.take() {

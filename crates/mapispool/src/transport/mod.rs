@@ -15,6 +15,7 @@ pub mod downgrade;
 pub mod imap;
 mod net;
 pub mod pop3;
+pub mod probe;
 pub mod smtp;
 pub mod wire;
 

@@ -685,6 +685,42 @@ impl Pop3Inbound {
         Ok(summary)
     }
 
+    /// STAT on the connected session, then QUIT (no message is marked, so nothing is deleted):
+    /// the maildrop's message count and size in octets. For `validate`.
+    pub async fn stat(&mut self) -> Result<(u64, u64), TransportError> {
+        let mut conn = self.conn.take().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "POP3: not connected")
+        })?;
+        conn.send("STAT").await?;
+        let reply = conn.reply().await?;
+        let counts = match reply {
+            Reply::Ok(text) => {
+                let mut words = text.split_ascii_whitespace().map(str::parse::<u64>);
+                match (words.next(), words.next()) {
+                    (Some(Ok(n)), Some(Ok(size))) => (n, size),
+                    _ => {
+                        return Err(TransportError::new(
+                            TransportErrorKind::Permanent,
+                            format!(
+                                "{}: STAT answered \"+OK {text}\", not a count and a size (RFC 1939)",
+                                conn.peer
+                            ),
+                        ));
+                    }
+                }
+            }
+            Reply::Err(text) => {
+                return Err(TransportError::new(
+                    TransportErrorKind::Permanent,
+                    format!("{}: STAT refused: -ERR {text}", conn.peer),
+                ));
+            }
+        };
+        conn.send("QUIT").await?;
+        let _ = conn.reply().await;
+        Ok(counts)
+    }
+
     /// Drops the connection (a download ends with QUIT itself; dropping without QUIT deletes
     /// nothing on the server).
     pub async fn close(&mut self) {
