@@ -30,6 +30,9 @@ use std::mem::{offset_of, size_of};
 use mapi::{MapiCode, MapiError};
 
 use com::*;
+use session::IMAPISessionVtbl;
+use status::IMAPIStatusVtbl;
+use table::IMAPITableVtbl;
 use types::*;
 
 /// `MAPIInitialize`: `lpMapiInit` is NULL or a `MAPIINIT_0` of version `MAPI_INIT_VERSION` (0).
@@ -264,6 +267,9 @@ static LAYOUT: Table = Table(layout! {
     SSubRestriction { ulSubObject, lpRes }
     SCommentRestriction { cValues, lpRes, lpProp }
     SRestriction { rt, res }
+    IMAPISessionVtbl { QueryInterface, AddRef, Release, GetLastError, GetMsgStoresTable, OpenMsgStore, OpenAddressBook, OpenProfileSection, GetStatusTable, OpenEntry, CompareEntryIDs, Advise, Unadvise, MessageOptions, QueryDefaultMessageOpt, EnumAdrTypes, QueryIdentity, Logoff, SetDefaultStore, AdminServices, ShowForm, PrepareForm }
+    IMAPITableVtbl { QueryInterface, AddRef, Release, GetLastError, Advise, Unadvise, GetStatus, SetColumns, QueryColumns, GetRowCount, SeekRow, SeekRowApprox, QueryPosition, FindRow, Restrict, CreateBookmark, FreeBookmark, SortTable, QuerySortOrder, QueryRows, Abort, ExpandRow, CollapseRow, WaitForCompletion, GetCollapseState, SetCollapseState }
+    IMAPIStatusVtbl { QueryInterface, AddRef, Release, GetLastError, SaveChanges, GetProps, GetPropList, OpenProperty, SetProps, DeleteProps, CopyTo, CopyProps, GetNamesFromIDs, GetIDsFromNames, ValidateState, SettingsDialog, ChangePassword, FlushQueues }
 });
 
 /// The sizes and offsets of MAPI's structures as this library lays them out, for the layout

@@ -70,7 +70,7 @@ fn me<'a>(this: *mut Header) -> MapiResult<&'a Inner> {
 }
 
 pub fn vtbl() -> *const c_void {
-    (&VTBL as *const SessionVtbl).cast()
+    (&VTBL as *const IMAPISessionVtbl).cast()
 }
 
 // Logon flags (mapix.h).
@@ -357,13 +357,14 @@ crate::no_support_fns! {
 
 /// `IMAPISession`'s vtable, in mapix.h's order.
 #[repr(C)]
-pub struct SessionVtbl {
-    query_interface: QueryInterfaceFn,
-    add_ref: RefFn,
-    release: RefFn,
-    get_last_error: GetLastErrorFn,
-    get_msg_stores_table: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void) -> HRESULT,
-    open_msg_store: unsafe extern "C" fn(
+#[allow(non_snake_case)]
+pub struct IMAPISessionVtbl {
+    pub QueryInterface: QueryInterfaceFn,
+    pub AddRef: RefFn,
+    pub Release: RefFn,
+    pub GetLastError: GetLastErrorFn,
+    pub GetMsgStoresTable: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void) -> HRESULT,
+    pub OpenMsgStore: unsafe extern "C" fn(
         *mut Header,
         ULONG_PTR,
         ULONG,
@@ -372,12 +373,12 @@ pub struct SessionVtbl {
         ULONG,
         *mut c_void,
     ) -> HRESULT,
-    open_address_book:
+    pub OpenAddressBook:
         unsafe extern "C" fn(*mut Header, ULONG_PTR, *mut c_void, ULONG, *mut c_void) -> HRESULT,
-    open_profile_section:
+    pub OpenProfileSection:
         unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void, ULONG, *mut c_void) -> HRESULT,
-    get_status_table: unsafe extern "C" fn(*mut Header, ULONG, *mut *mut Header) -> HRESULT,
-    open_entry: unsafe extern "C" fn(
+    pub GetStatusTable: unsafe extern "C" fn(*mut Header, ULONG, *mut *mut Header) -> HRESULT,
+    pub OpenEntry: unsafe extern "C" fn(
         *mut Header,
         ULONG,
         *const ENTRYID,
@@ -386,7 +387,7 @@ pub struct SessionVtbl {
         *mut ULONG,
         *mut *mut Header,
     ) -> HRESULT,
-    compare_entry_ids: unsafe extern "C" fn(
+    pub CompareEntryIDs: unsafe extern "C" fn(
         *mut Header,
         ULONG,
         *const ENTRYID,
@@ -395,7 +396,7 @@ pub struct SessionVtbl {
         ULONG,
         *mut ULONG,
     ) -> HRESULT,
-    advise: unsafe extern "C" fn(
+    pub Advise: unsafe extern "C" fn(
         *mut Header,
         ULONG,
         *mut c_void,
@@ -403,17 +404,17 @@ pub struct SessionVtbl {
         *mut c_void,
         *mut c_void,
     ) -> HRESULT,
-    unadvise: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
-    message_options:
+    pub Unadvise: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
+    pub MessageOptions:
         unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG, *mut c_void, *mut c_void) -> HRESULT,
-    query_default_message_opt:
+    pub QueryDefaultMessageOpt:
         unsafe extern "C" fn(*mut Header, *mut c_void, ULONG, *mut c_void, *mut c_void) -> HRESULT,
-    enum_adr_types: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
-    query_identity: unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void) -> HRESULT,
-    logoff: unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG, ULONG) -> HRESULT,
-    set_default_store: unsafe extern "C" fn(*mut Header, ULONG, ULONG, *mut c_void) -> HRESULT,
-    admin_services: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void) -> HRESULT,
-    show_form: unsafe extern "C" fn(
+    pub EnumAdrTypes: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
+    pub QueryIdentity: unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void) -> HRESULT,
+    pub Logoff: unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG, ULONG) -> HRESULT,
+    pub SetDefaultStore: unsafe extern "C" fn(*mut Header, ULONG, ULONG, *mut c_void) -> HRESULT,
+    pub AdminServices: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void) -> HRESULT,
+    pub ShowForm: unsafe extern "C" fn(
         *mut Header,
         ULONG_PTR,
         *mut c_void,
@@ -427,31 +428,31 @@ pub struct SessionVtbl {
         ULONG,
         *mut c_void,
     ) -> HRESULT,
-    prepare_form:
+    pub PrepareForm:
         unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void, *mut c_void) -> HRESULT,
 }
 
-static VTBL: SessionVtbl = SessionVtbl {
-    query_interface,
-    add_ref,
-    release: session_release,
-    get_last_error,
-    get_msg_stores_table,
-    open_msg_store,
-    open_address_book,
-    open_profile_section,
-    get_status_table,
-    open_entry,
-    compare_entry_ids,
-    advise,
-    unadvise,
-    message_options,
-    query_default_message_opt,
-    enum_adr_types,
-    query_identity,
-    logoff,
-    set_default_store,
-    admin_services,
-    show_form,
-    prepare_form,
+static VTBL: IMAPISessionVtbl = IMAPISessionVtbl {
+    QueryInterface: query_interface,
+    AddRef: add_ref,
+    Release: session_release,
+    GetLastError: get_last_error,
+    GetMsgStoresTable: get_msg_stores_table,
+    OpenMsgStore: open_msg_store,
+    OpenAddressBook: open_address_book,
+    OpenProfileSection: open_profile_section,
+    GetStatusTable: get_status_table,
+    OpenEntry: open_entry,
+    CompareEntryIDs: compare_entry_ids,
+    Advise: advise,
+    Unadvise: unadvise,
+    MessageOptions: message_options,
+    QueryDefaultMessageOpt: query_default_message_opt,
+    EnumAdrTypes: enum_adr_types,
+    QueryIdentity: query_identity,
+    Logoff: logoff,
+    SetDefaultStore: set_default_store,
+    AdminServices: admin_services,
+    ShowForm: show_form,
+    PrepareForm: prepare_form,
 };

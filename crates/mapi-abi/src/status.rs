@@ -47,7 +47,7 @@ pub fn new(state: Arc<SessionState>, status: Status) -> *mut Header {
 static IIDS: [GUID; 2] = [IID_IMAPIPROP, IID_IMAPISTATUS];
 
 pub fn vtbl() -> *const c_void {
-    (&VTBL as *const StatusVtbl).cast()
+    (&VTBL as *const IMAPIStatusVtbl).cast()
 }
 
 fn me<'a>(this: *mut Header) -> Result<&'a StatusState, MapiError> {
@@ -220,25 +220,26 @@ crate::no_support_fns! {
 
 /// `IMAPIStatus`'s vtable: IUnknown, IMAPIProp, then IMAPIStatus's own, in mapidefs.h's order.
 #[repr(C)]
-pub struct StatusVtbl {
-    query_interface: QueryInterfaceFn,
-    add_ref: RefFn,
-    release: RefFn,
-    get_last_error: GetLastErrorFn,
-    save_changes: unsafe extern "C" fn(*mut Header, ULONG) -> HRESULT,
-    get_props: unsafe extern "C" fn(
+#[allow(non_snake_case)]
+pub struct IMAPIStatusVtbl {
+    pub QueryInterface: QueryInterfaceFn,
+    pub AddRef: RefFn,
+    pub Release: RefFn,
+    pub GetLastError: GetLastErrorFn,
+    pub SaveChanges: unsafe extern "C" fn(*mut Header, ULONG) -> HRESULT,
+    pub GetProps: unsafe extern "C" fn(
         *mut Header,
         *const SPropTagArray,
         ULONG,
         *mut ULONG,
         *mut *mut SPropValue,
     ) -> HRESULT,
-    get_prop_list: unsafe extern "C" fn(*mut Header, ULONG, *mut *mut SPropTagArray) -> HRESULT,
-    open_property:
+    pub GetPropList: unsafe extern "C" fn(*mut Header, ULONG, *mut *mut SPropTagArray) -> HRESULT,
+    pub OpenProperty:
         unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, ULONG, ULONG, *mut c_void) -> HRESULT,
-    set_props: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
-    delete_props: unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void) -> HRESULT,
-    copy_to: unsafe extern "C" fn(
+    pub SetProps: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
+    pub DeleteProps: unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void) -> HRESULT,
+    pub CopyTo: unsafe extern "C" fn(
         *mut Header,
         ULONG,
         *mut c_void,
@@ -250,7 +251,7 @@ pub struct StatusVtbl {
         ULONG,
         *mut c_void,
     ) -> HRESULT,
-    copy_props: unsafe extern "C" fn(
+    pub CopyProps: unsafe extern "C" fn(
         *mut Header,
         *mut c_void,
         ULONG_PTR,
@@ -260,7 +261,7 @@ pub struct StatusVtbl {
         ULONG,
         *mut c_void,
     ) -> HRESULT,
-    get_names_from_ids: unsafe extern "C" fn(
+    pub GetNamesFromIDs: unsafe extern "C" fn(
         *mut Header,
         *mut c_void,
         *mut c_void,
@@ -268,32 +269,33 @@ pub struct StatusVtbl {
         *mut c_void,
         *mut c_void,
     ) -> HRESULT,
-    get_ids_from_names:
+    pub GetIDsFromNames:
         unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, ULONG, *mut c_void) -> HRESULT,
-    validate_state: unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG) -> HRESULT,
-    settings_dialog: unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG) -> HRESULT,
-    change_password: unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void, ULONG) -> HRESULT,
-    flush_queues:
+    pub ValidateState: unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG) -> HRESULT,
+    pub SettingsDialog: unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG) -> HRESULT,
+    pub ChangePassword:
+        unsafe extern "C" fn(*mut Header, *mut c_void, *mut c_void, ULONG) -> HRESULT,
+    pub FlushQueues:
         unsafe extern "C" fn(*mut Header, ULONG_PTR, ULONG, *const ENTRYID, ULONG) -> HRESULT,
 }
 
-static VTBL: StatusVtbl = StatusVtbl {
-    query_interface,
-    add_ref,
-    release,
-    get_last_error,
-    save_changes,
-    get_props,
-    get_prop_list,
-    open_property,
-    set_props,
-    delete_props,
-    copy_to,
-    copy_props,
-    get_names_from_ids,
-    get_ids_from_names,
-    validate_state,
-    settings_dialog,
-    change_password,
-    flush_queues,
+static VTBL: IMAPIStatusVtbl = IMAPIStatusVtbl {
+    QueryInterface: query_interface,
+    AddRef: add_ref,
+    Release: release,
+    GetLastError: get_last_error,
+    SaveChanges: save_changes,
+    GetProps: get_props,
+    GetPropList: get_prop_list,
+    OpenProperty: open_property,
+    SetProps: set_props,
+    DeleteProps: delete_props,
+    CopyTo: copy_to,
+    CopyProps: copy_props,
+    GetNamesFromIDs: get_names_from_ids,
+    GetIDsFromNames: get_ids_from_names,
+    ValidateState: validate_state,
+    SettingsDialog: settings_dialog,
+    ChangePassword: change_password,
+    FlushQueues: flush_queues,
 };

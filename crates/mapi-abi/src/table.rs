@@ -77,7 +77,7 @@ pub fn new(state: Arc<SessionState>, session: Session, unicode: bool) -> *mut He
 static IIDS: [GUID; 1] = [IID_IMAPITABLE];
 
 pub fn vtbl() -> *const c_void {
-    (&VTBL as *const TableVtbl).cast()
+    (&VTBL as *const IMAPITableVtbl).cast()
 }
 
 /// The table object behind `this`, if `this` is one.
@@ -436,30 +436,32 @@ crate::no_support_fns! {
 
 /// `IMAPITable`'s vtable, in mapidefs.h's order.
 #[repr(C)]
-pub struct TableVtbl {
-    query_interface: QueryInterfaceFn,
-    add_ref: RefFn,
-    release: RefFn,
-    get_last_error: GetLastErrorFn,
-    advise: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
-    unadvise: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
-    get_status: unsafe extern "C" fn(*mut Header, *mut ULONG, *mut ULONG) -> HRESULT,
-    set_columns: unsafe extern "C" fn(*mut Header, *const SPropTagArray, ULONG) -> HRESULT,
-    query_columns: unsafe extern "C" fn(*mut Header, ULONG, *mut *mut SPropTagArray) -> HRESULT,
-    get_row_count: unsafe extern "C" fn(*mut Header, ULONG, *mut ULONG) -> HRESULT,
-    seek_row: unsafe extern "C" fn(*mut Header, ULONG_PTR, LONG, *mut LONG) -> HRESULT,
-    seek_row_approx: unsafe extern "C" fn(*mut Header, ULONG, ULONG) -> HRESULT,
-    query_position:
+#[allow(non_snake_case)]
+pub struct IMAPITableVtbl {
+    pub QueryInterface: QueryInterfaceFn,
+    pub AddRef: RefFn,
+    pub Release: RefFn,
+    pub GetLastError: GetLastErrorFn,
+    pub Advise: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
+    pub Unadvise: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
+    pub GetStatus: unsafe extern "C" fn(*mut Header, *mut ULONG, *mut ULONG) -> HRESULT,
+    pub SetColumns: unsafe extern "C" fn(*mut Header, *const SPropTagArray, ULONG) -> HRESULT,
+    pub QueryColumns: unsafe extern "C" fn(*mut Header, ULONG, *mut *mut SPropTagArray) -> HRESULT,
+    pub GetRowCount: unsafe extern "C" fn(*mut Header, ULONG, *mut ULONG) -> HRESULT,
+    pub SeekRow: unsafe extern "C" fn(*mut Header, ULONG_PTR, LONG, *mut LONG) -> HRESULT,
+    pub SeekRowApprox: unsafe extern "C" fn(*mut Header, ULONG, ULONG) -> HRESULT,
+    pub QueryPosition:
         unsafe extern "C" fn(*mut Header, *mut ULONG, *mut ULONG, *mut ULONG) -> HRESULT,
-    find_row: unsafe extern "C" fn(*mut Header, *const SRestriction, ULONG_PTR, ULONG) -> HRESULT,
-    restrict: unsafe extern "C" fn(*mut Header, *const SRestriction, ULONG) -> HRESULT,
-    create_bookmark: unsafe extern "C" fn(*mut Header, *mut ULONG_PTR) -> HRESULT,
-    free_bookmark: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
-    sort_table: unsafe extern "C" fn(*mut Header, *const SSortOrderSet, ULONG) -> HRESULT,
-    query_sort_order: unsafe extern "C" fn(*mut Header, *mut *mut SSortOrderSet) -> HRESULT,
-    query_rows: unsafe extern "C" fn(*mut Header, LONG, ULONG, *mut *mut SRowSet) -> HRESULT,
-    abort: unsafe extern "C" fn(*mut Header) -> HRESULT,
-    expand_row: unsafe extern "C" fn(
+    pub FindRow:
+        unsafe extern "C" fn(*mut Header, *const SRestriction, ULONG_PTR, ULONG) -> HRESULT,
+    pub Restrict: unsafe extern "C" fn(*mut Header, *const SRestriction, ULONG) -> HRESULT,
+    pub CreateBookmark: unsafe extern "C" fn(*mut Header, *mut ULONG_PTR) -> HRESULT,
+    pub FreeBookmark: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
+    pub SortTable: unsafe extern "C" fn(*mut Header, *const SSortOrderSet, ULONG) -> HRESULT,
+    pub QuerySortOrder: unsafe extern "C" fn(*mut Header, *mut *mut SSortOrderSet) -> HRESULT,
+    pub QueryRows: unsafe extern "C" fn(*mut Header, LONG, ULONG, *mut *mut SRowSet) -> HRESULT,
+    pub Abort: unsafe extern "C" fn(*mut Header) -> HRESULT,
+    pub ExpandRow: unsafe extern "C" fn(
         *mut Header,
         ULONG,
         *mut c_void,
@@ -468,10 +470,10 @@ pub struct TableVtbl {
         *mut c_void,
         *mut c_void,
     ) -> HRESULT,
-    collapse_row:
+    pub CollapseRow:
         unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, ULONG, *mut c_void) -> HRESULT,
-    wait_for_completion: unsafe extern "C" fn(*mut Header, ULONG, ULONG, *mut ULONG) -> HRESULT,
-    get_collapse_state: unsafe extern "C" fn(
+    pub WaitForCompletion: unsafe extern "C" fn(*mut Header, ULONG, ULONG, *mut ULONG) -> HRESULT,
+    pub GetCollapseState: unsafe extern "C" fn(
         *mut Header,
         ULONG,
         ULONG,
@@ -479,35 +481,35 @@ pub struct TableVtbl {
         *mut c_void,
         *mut c_void,
     ) -> HRESULT,
-    set_collapse_state:
+    pub SetCollapseState:
         unsafe extern "C" fn(*mut Header, ULONG, ULONG, *mut c_void, *mut c_void) -> HRESULT,
 }
 
-static VTBL: TableVtbl = TableVtbl {
-    query_interface,
-    add_ref,
-    release,
-    get_last_error,
-    advise,
-    unadvise,
-    get_status,
-    set_columns,
-    query_columns,
-    get_row_count,
-    seek_row,
-    seek_row_approx,
-    query_position,
-    find_row,
-    restrict,
-    create_bookmark,
-    free_bookmark,
-    sort_table,
-    query_sort_order,
-    query_rows,
-    abort,
-    expand_row,
-    collapse_row,
-    wait_for_completion,
-    get_collapse_state,
-    set_collapse_state,
+static VTBL: IMAPITableVtbl = IMAPITableVtbl {
+    QueryInterface: query_interface,
+    AddRef: add_ref,
+    Release: release,
+    GetLastError: get_last_error,
+    Advise: advise,
+    Unadvise: unadvise,
+    GetStatus: get_status,
+    SetColumns: set_columns,
+    QueryColumns: query_columns,
+    GetRowCount: get_row_count,
+    SeekRow: seek_row,
+    SeekRowApprox: seek_row_approx,
+    QueryPosition: query_position,
+    FindRow: find_row,
+    Restrict: restrict,
+    CreateBookmark: create_bookmark,
+    FreeBookmark: free_bookmark,
+    SortTable: sort_table,
+    QuerySortOrder: query_sort_order,
+    QueryRows: query_rows,
+    Abort: abort,
+    ExpandRow: expand_row,
+    CollapseRow: collapse_row,
+    WaitForCompletion: wait_for_completion,
+    GetCollapseState: get_collapse_state,
+    SetCollapseState: set_collapse_state,
 };
