@@ -219,16 +219,20 @@ unsafe extern "C" fn get_status_table(
 ) -> HRESULT {
     call(this, || {
         let me = me(this)?;
-        // SAFETY: out is the caller's out-pointer.
-        unsafe { clear(out) };
+        if out.is_null() {
+            return Err(MapiError::invalid_parameter("lppTable is NULL"));
+        }
+        // SAFETY: checked non-null.
+        unsafe { *out = std::ptr::null_mut() };
         if flags & !MAPI_UNICODE != 0 {
             return Err(MapiError::unknown_flags(
                 "GetStatusTable takes only MAPI_UNICODE",
             ));
         }
+        // Made only once the out-pointer is known to be good, so that it cannot leak.
         let t = table::new(me.clone(), me.session()?, flags & MAPI_UNICODE != 0);
-        // SAFETY: as above.
-        unsafe { put(out, t, "lppTable") }?;
+        // SAFETY: checked non-null.
+        unsafe { *out = t };
         Ok(S_OK)
     })
 }
