@@ -28,6 +28,12 @@ command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || need+=
 [ -x /usr/lib/git-core/git-send-email ] || need+=(git-email)
 perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
 [ -x /usr/bin/time ] || need+=(time)
+# The C/C++ toolchain and Valgrind that crates/mapi-abi/tests/c_api.rs builds and runs MAPI
+# programs with.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0
