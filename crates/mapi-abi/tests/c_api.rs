@@ -118,8 +118,36 @@ fn built() -> &'static Built {
                 .expect("run the compiler");
             check(&format!("{compiler} {source}"), &out);
         }
+        // The program README.md shows, exactly as it is there.
+        let readme = std::fs::read_to_string(here.join("../../README.md")).expect("README.md");
+        let program = readme_program(&readme);
+        let source = root.join("readme-flush.cpp");
+        std::fs::write(&source, program).expect("write readme-flush.cpp");
+        let out = Command::new("g++")
+            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+            .arg(bin.join("readme-flush"))
+            .arg(&source)
+            .args(&cflags)
+            .args(&libs)
+            .output()
+            .expect("run g++");
+        check("g++ README's flush.cpp", &out);
         Built { prefix, bin }
     })
+}
+
+/// The first C++ block of README.md's "MAPI from C and C++" section.
+fn readme_program(readme: &str) -> String {
+    let section = readme
+        .split("## MAPI from C and C++")
+        .nth(1)
+        .expect("README.md has a section \"MAPI from C and C++\"");
+    let block = section
+        .split("```cpp\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the section has a ```cpp block");
+    format!("{block}\n")
 }
 
 /// Runs a built program under Valgrind (memcheck: invalid accesses, and definite or indirect
@@ -334,4 +362,26 @@ fn c_api_call_by_call() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn readme_program_moves_the_mail() {
+    if !tools() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let subjects = sandbox.queue_mail();
+    for who in ["alice", "bob"] {
+        let out = valgrind("readme-flush", &[&sandbox.profile(who)], sandbox.dir.path());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("FlushQueues: 0x00000000"),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let (inbox, outbox) = sandbox.outcome();
+    for s in &subjects {
+        assert!(inbox.contains(s), "\"{s}\" is not in bob's Inbox {inbox:?}");
+    }
+    assert_eq!(outbox, 0);
 }
