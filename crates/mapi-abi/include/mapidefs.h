@@ -123,6 +123,7 @@ struct IUnknown;
 struct IMAPIProp;
 struct IMAPIStatus;
 struct IMAPITable;
+struct IMAPIAdviseSink;
 
 #define MAPI_IUNKNOWN_METHODS(I) \
     MAPISPOOL_METHOD(HRESULT, QueryInterface, (MAPISPOOL_THIS_(I) REFIID riid, LPVOID *ppvObj)) \
@@ -422,6 +423,95 @@ typedef ULONG_PTR BOOKMARK;
 #define SHOW_XP_SESSION_UI ((ULONG)0x00400000)
 #define UI_READONLY ((ULONG)0x00000001)
 
+/* ---- Notifications ---------------------------------------------------------------------- */
+#define fnevCriticalError ((ULONG)0x00000001)
+#define fnevNewMail ((ULONG)0x00000002)
+#define fnevObjectCreated ((ULONG)0x00000004)
+#define fnevObjectDeleted ((ULONG)0x00000008)
+#define fnevObjectModified ((ULONG)0x00000010)
+#define fnevObjectMoved ((ULONG)0x00000020)
+#define fnevObjectCopied ((ULONG)0x00000040)
+#define fnevSearchComplete ((ULONG)0x00000080)
+#define fnevTableModified ((ULONG)0x00000100)
+#define fnevStatusObjectModified ((ULONG)0x00000200)
+#define fnevExtended ((ULONG)0x80000000)
+
+#define TABLE_CHANGED 1
+#define TABLE_ERROR 2
+#define TABLE_ROW_ADDED 3
+#define TABLE_ROW_DELETED 4
+#define TABLE_ROW_MODIFIED 5
+#define TABLE_SORT_DONE 6
+#define TABLE_RESTRICT_DONE 7
+#define TABLE_SETCOL_DONE 8
+#define TABLE_RELOAD 9
+
+typedef struct _ERROR_NOTIFICATION {
+    ULONG cbEntryID;
+    LPENTRYID lpEntryID;
+    SCODE scode;
+    ULONG ulFlags;
+    LPMAPIERROR lpMAPIError;
+} ERROR_NOTIFICATION;
+
+typedef struct _NEWMAIL_NOTIFICATION {
+    ULONG cbEntryID;
+    LPENTRYID lpEntryID;
+    ULONG cbParentID;
+    LPENTRYID lpParentID;
+    ULONG ulFlags;
+    LPTSTR lpszMessageClass;
+    ULONG ulMessageFlags;
+} NEWMAIL_NOTIFICATION;
+
+typedef struct _OBJECT_NOTIFICATION {
+    ULONG cbEntryID;
+    LPENTRYID lpEntryID;
+    ULONG ulObjType;
+    ULONG cbParentID;
+    LPENTRYID lpParentID;
+    ULONG cbOldID;
+    LPENTRYID lpOldID;
+    ULONG cbOldParentID;
+    LPENTRYID lpOldParentID;
+    LPSPropTagArray lpPropTagArray;
+} OBJECT_NOTIFICATION;
+
+typedef struct _TABLE_NOTIFICATION {
+    ULONG ulTableEvent;
+    HRESULT hResult;
+    SPropValue propIndex;   /* the row's PR_INSTANCE_KEY */
+    SPropValue propPrior;   /* the previous row's PR_INSTANCE_KEY, or PR_NULL */
+    SRow row;               /* in the view's columns; empty for TABLE_ROW_DELETED */
+    ULONG ulPad;
+} TABLE_NOTIFICATION;
+
+typedef struct _EXTENDED_NOTIFICATION {
+    ULONG ulEvent;
+    ULONG cb;
+    LPBYTE pbEventParameters;
+} EXTENDED_NOTIFICATION;
+
+typedef struct {
+    ULONG cbEntryID;
+    LPENTRYID lpEntryID;
+    ULONG cValues;
+    LPSPropValue lpPropVals;
+} STATUS_OBJECT_NOTIFICATION;
+
+typedef struct _NOTIFICATION {
+    ULONG ulEventType;
+    ULONG ulAlignPad;
+    union {
+        ERROR_NOTIFICATION err;
+        NEWMAIL_NOTIFICATION newmail;
+        OBJECT_NOTIFICATION obj;
+        TABLE_NOTIFICATION tab;
+        EXTENDED_NOTIFICATION ext;
+        STATUS_OBJECT_NOTIFICATION statobj;
+    } info;
+} NOTIFICATION, *LPNOTIFICATION;
+
 /* ---- Interfaces ------------------------------------------------------------------------- */
 struct IMAPIAdviseSink;
 typedef struct IMAPIAdviseSink *LPMAPIADVISESINK;
@@ -472,6 +562,27 @@ typedef struct _SPropProblemArray *LPSPropProblemArray;
     MAPISPOOL_METHOD(HRESULT, WaitForCompletion, (MAPISPOOL_THIS_(I) ULONG ulFlags, ULONG ulTimeout, ULONG *lpulTableStatus)) \
     MAPISPOOL_METHOD(HRESULT, GetCollapseState, (MAPISPOOL_THIS_(I) ULONG ulFlags, ULONG cbInstanceKey, LPBYTE lpbInstanceKey, ULONG *lpcbCollapseState, LPBYTE *lppbCollapseState)) \
     MAPISPOOL_METHOD(HRESULT, SetCollapseState, (MAPISPOOL_THIS_(I) ULONG ulFlags, ULONG cbCollapseState, LPBYTE pbCollapseState, BOOKMARK *lpbkLocation))
+
+/* An advise sink the application implements. mapispool calls OnNotify on one of its own
+   threads, after the change, with memory that is valid only during the call; OnNotify must not
+   make blocking MAPI calls (they return MAPI_E_CALL_FAILED there). */
+#define MAPI_IMAPIADVISESINK_METHODS(I) \
+    MAPISPOOL_METHOD(ULONG, OnNotify, (MAPISPOOL_THIS_(I) ULONG cNotif, LPNOTIFICATION lpNotifications))
+
+#ifdef __cplusplus
+struct IMAPIAdviseSink : public IUnknown {
+    MAPI_IMAPIADVISESINK_METHODS(IMAPIAdviseSink)
+};
+#else
+typedef struct IMAPIAdviseSinkVtbl {
+    MAPI_IUNKNOWN_METHODS(IMAPIAdviseSink)
+    MAPI_IMAPIADVISESINK_METHODS(IMAPIAdviseSink)
+} IMAPIAdviseSinkVtbl;
+struct IMAPIAdviseSink {
+    const IMAPIAdviseSinkVtbl *lpVtbl;
+};
+#endif
+typedef struct IMAPIAdviseSink IMAPIAdviseSink;
 
 #ifdef __cplusplus
 struct IMAPIProp : public IUnknown {

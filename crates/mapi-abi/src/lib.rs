@@ -267,6 +267,8 @@ static LAYOUT: Table = Table(layout! {
     SSubRestriction { ulSubObject, lpRes }
     SCommentRestriction { cValues, lpRes, lpProp }
     SRestriction { rt, res }
+    TABLE_NOTIFICATION { ulTableEvent, hResult, propIndex, propPrior, row, ulPad }
+    NOTIFICATION { ulEventType, ulAlignPad, info }
     IMAPISessionVtbl { QueryInterface, AddRef, Release, GetLastError, GetMsgStoresTable, OpenMsgStore, OpenAddressBook, OpenProfileSection, GetStatusTable, OpenEntry, CompareEntryIDs, Advise, Unadvise, MessageOptions, QueryDefaultMessageOpt, EnumAdrTypes, QueryIdentity, Logoff, SetDefaultStore, AdminServices, ShowForm, PrepareForm }
     IMAPITableVtbl { QueryInterface, AddRef, Release, GetLastError, Advise, Unadvise, GetStatus, SetColumns, QueryColumns, GetRowCount, SeekRow, SeekRowApprox, QueryPosition, FindRow, Restrict, CreateBookmark, FreeBookmark, SortTable, QuerySortOrder, QueryRows, Abort, ExpandRow, CollapseRow, WaitForCompletion, GetCollapseState, SetCollapseState }
     IMAPIStatusVtbl { QueryInterface, AddRef, Release, GetLastError, SaveChanges, GetProps, GetPropList, OpenProperty, SetProps, DeleteProps, CopyTo, CopyProps, GetNamesFromIDs, GetIDsFromNames, ValidateState, SettingsDialog, ChangePassword, FlushQueues }

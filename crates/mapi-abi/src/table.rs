@@ -17,7 +17,7 @@ pub struct TableState {
     session: Option<Session>,
     view: Mutex<Table>,
     /// The columns as the client named them (string widths included); None = the defaults.
-    wants: Mutex<Option<Vec<u32>>>,
+    wants: Arc<Mutex<Option<Vec<u32>>>>,
     /// `MAPI_UNICODE` at `GetStatusTable`: the width of strings in the default columns.
     unicode: bool,
 }
@@ -68,7 +68,7 @@ pub fn new(state: Arc<SessionState>, session: Session, unicode: bool) -> *mut He
             state,
             session: Some(session),
             view: Mutex::new(view),
-            wants: Mutex::new(None),
+            wants: Arc::new(Mutex::new(None)),
             unicode,
         },
     )
@@ -425,9 +425,153 @@ unsafe extern "C" fn wait_for_completion(
     })
 }
 
+/// The application's `IMAPIAdviseSink`, as seen through its vtable.
+#[repr(C)]
+pub struct AdviseSink {
+    vtbl: *const AdviseSinkVtbl,
+}
+
+#[repr(C)]
+struct AdviseSinkVtbl {
+    query_interface:
+        unsafe extern "C" fn(*mut AdviseSink, *const GUID, *mut *mut c_void) -> HRESULT,
+    add_ref: unsafe extern "C" fn(*mut AdviseSink) -> ULONG,
+    release: unsafe extern "C" fn(*mut AdviseSink) -> ULONG,
+    on_notify: unsafe extern "C" fn(*mut AdviseSink, ULONG, *mut NOTIFICATION) -> ULONG,
+}
+
+/// One reference to a sink, given back when the registration that holds it goes.
+struct SinkRef(*mut AdviseSink);
+
+// SAFETY: MAPI's advise sinks are called on whatever thread the change happens on (mapidefs.h
+// says so for this library); the application's sink is written for that, and AddRef/Release
+// are thread-safe by COM's rules.
+unsafe impl Send for SinkRef {}
+// SAFETY: as above.
+unsafe impl Sync for SinkRef {}
+
+impl Drop for SinkRef {
+    fn drop(&mut self) {
+        // SAFETY: we hold one reference, taken in Advise.
+        unsafe { ((*(*self.0).vtbl).release)(self.0) };
+    }
+}
+
+const FNEV_TABLE_MODIFIED: u32 = 0x100;
+
+impl SinkRef {
+    /// Calls `OnNotify` with one table notification in the client's column widths; the memory
+    /// lives until it returns.
+    fn notify(&self, n: &mapi::TableNotification, wants: &Mutex<Option<Vec<u32>>>, unicode: bool) {
+        let row_wants: Vec<u32> = match &*wants.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(w) if w.len() == n.row.props.len() => w.clone(),
+            _ => n.row.tags().map(|t| default_width(t, unicode)).collect(),
+        };
+        let key = |k: Option<&Vec<u8>>| match k {
+            Some(k) => mapi::Prop::new(
+                mapi::tag::PR_INSTANCE_KEY,
+                mapi::PropValue::Binary(k.clone()),
+            ),
+            None => mapi::Prop::new(PropTag(0x0000_0001), mapi::PropValue::Null),
+        };
+        let index = key(Some(&n.instance_key));
+        let prior = key(n.prior_instance_key.as_ref());
+        let Ok((keys, _)) = convert::props_to_c(&[index, prior], None) else {
+            return;
+        };
+        let Ok((props, count)) = convert::props_to_c(&n.row.props, Some(&row_wants)) else {
+            // SAFETY: ours, not handed out.
+            unsafe { crate::alloc::free(keys.cast()) };
+            return;
+        };
+        // SAFETY: keys holds two values, props `count`; both stay alive until after OnNotify.
+        unsafe {
+            let mut notification = NOTIFICATION {
+                ulEventType: FNEV_TABLE_MODIFIED,
+                ulAlignPad: 0,
+                info: NotificationInfo {
+                    tab: TABLE_NOTIFICATION {
+                        ulTableEvent: n.event.value(),
+                        hResult: n.hresult.value() as HRESULT,
+                        propIndex: *keys,
+                        propPrior: *keys.add(1),
+                        row: SRowPlain {
+                            ulAdrEntryPad: 0,
+                            cValues: count,
+                            lpProps: props,
+                        },
+                        ulPad: 0,
+                    },
+                },
+            };
+            ((*(*self.0).vtbl).on_notify)(self.0, 1, &mut notification);
+            crate::alloc::free(props.cast());
+            crate::alloc::free(keys.cast());
+        }
+    }
+}
+
+fn default_width(t: PropTag, unicode: bool) -> u32 {
+    let ty = t.type_code() & !MV_FLAG;
+    if !unicode && ty == 0x1F {
+        t.with_type((t.type_code() & MV_FLAG) | 0x1E).0
+    } else {
+        t.0
+    }
+}
+
+unsafe extern "C" fn advise(
+    this: *mut Header,
+    mask: ULONG,
+    sink: *mut AdviseSink,
+    connection: *mut ULONG_PTR,
+) -> HRESULT {
+    call(this, || {
+        let me = me(this)?;
+        if sink.is_null() || connection.is_null() {
+            return Err(MapiError::invalid_parameter(
+                "lpAdviseSink or lpulConnection is NULL",
+            ));
+        }
+        if mask != FNEV_TABLE_MODIFIED {
+            return Err(MapiError::invalid_parameter(
+                "a table's Advise takes fnevTableModified, and only it",
+            ));
+        }
+        // SAFETY: a non-null sink is an IMAPIAdviseSink; the reference is ours until the
+        // registration goes (Unadvise or the table's last Release).
+        let held = unsafe {
+            ((*(*sink).vtbl).add_ref)(sink);
+            SinkRef(sink)
+        };
+        let wants = me.wants.clone();
+        let unicode = me.unicode;
+        let id = me
+            .view()
+            .advise(Arc::new(move |n: &mapi::TableNotification| {
+                // A panic must not unwind into the code that changed the table.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    held.notify(n, &wants, unicode)
+                }));
+            }));
+        // SAFETY: checked non-null.
+        unsafe { *connection = id.0 as ULONG_PTR };
+        Ok(S_OK)
+    })
+}
+
+unsafe extern "C" fn unadvise(this: *mut Header, connection: ULONG_PTR) -> HRESULT {
+    call(this, || {
+        let me = me(this)?;
+        let id = u32::try_from(connection).map_err(|_| {
+            MapiError::not_found(format!("no advise connection {connection} on this table"))
+        })?;
+        me.view().unadvise(mapi::table::ConnectionId(id))?;
+        Ok(S_OK)
+    })
+}
+
 crate::no_support_fns! {
-    advise, "IMAPITable::Advise", (a: ULONG, b: *mut c_void, c: *mut c_void);
-    unadvise, "IMAPITable::Unadvise", (a: ULONG_PTR);
     expand_row, "IMAPITable::ExpandRow (status tables are not categorized)", (a: ULONG, b: *mut c_void, c: ULONG, d: ULONG, e: *mut c_void, f: *mut c_void);
     collapse_row, "IMAPITable::CollapseRow (status tables are not categorized)", (a: ULONG, b: *mut c_void, c: ULONG, d: *mut c_void);
     get_collapse_state, "IMAPITable::GetCollapseState (status tables are not categorized)", (a: ULONG, b: ULONG, c: *mut c_void, d: *mut c_void, e: *mut c_void);
@@ -442,7 +586,8 @@ pub struct IMAPITableVtbl {
     pub AddRef: RefFn,
     pub Release: RefFn,
     pub GetLastError: GetLastErrorFn,
-    pub Advise: unsafe extern "C" fn(*mut Header, ULONG, *mut c_void, *mut c_void) -> HRESULT,
+    pub Advise:
+        unsafe extern "C" fn(*mut Header, ULONG, *mut AdviseSink, *mut ULONG_PTR) -> HRESULT,
     pub Unadvise: unsafe extern "C" fn(*mut Header, ULONG_PTR) -> HRESULT,
     pub GetStatus: unsafe extern "C" fn(*mut Header, *mut ULONG, *mut ULONG) -> HRESULT,
     pub SetColumns: unsafe extern "C" fn(*mut Header, *const SPropTagArray, ULONG) -> HRESULT,

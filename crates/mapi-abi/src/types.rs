@@ -263,3 +263,41 @@ pub struct LayoutEntry {
     pub size: usize,
     pub offset: usize,
 }
+
+/// `TABLE_NOTIFICATION`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TABLE_NOTIFICATION {
+    pub ulTableEvent: ULONG,
+    pub hResult: HRESULT,
+    pub propIndex: SPropValue,
+    pub propPrior: SPropValue,
+    pub row: SRowPlain,
+    pub ulPad: ULONG,
+}
+
+/// `SRow` as a plain-data copy (for use inside unions).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SRowPlain {
+    pub ulAdrEntryPad: ULONG,
+    pub cValues: ULONG,
+    pub lpProps: *mut SPropValue,
+}
+
+/// The `info` union of `NOTIFICATION`: the table member is the only one this library sends,
+/// and the largest (80 bytes), so the union has C's size.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union NotificationInfo {
+    pub tab: TABLE_NOTIFICATION,
+}
+
+/// `NOTIFICATION`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NOTIFICATION {
+    pub ulEventType: ULONG,
+    pub ulAlignPad: ULONG,
+    pub info: NotificationInfo,
+}

@@ -103,9 +103,9 @@ fn built() -> &'static Built {
         };
         let (cflags, libs) = (pkg("--cflags"), pkg("--libs"));
         for (compiler, source, std, name) in [
-            ("gcc", "layout.c", "-std=c11", "layout"),
-            ("gcc", "api.c", "-std=c11", "api"),
-            ("gcc", "flush.c", "-std=c11", "flush-c"),
+            ("gcc", "layout.c", "-std=gnu11", "layout"),
+            ("gcc", "api.c", "-std=gnu11", "api"),
+            ("gcc", "flush.c", "-std=gnu11", "flush-c"),
             ("g++", "flush.cpp", "-std=c++17", "flush-cpp"),
         ] {
             let out = Command::new(compiler)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <wchar.h>
 #include <mapix.h>
 #include <mapiutil.h>
@@ -322,6 +323,110 @@ static void status(LPMAPISESSION s)
     CHECK(sp->lpVtbl->Release(sp) == 0);
 }
 
+/* An advise sink: counts the TABLE_ROW_MODIFIED notifications whose row has the spooler's
+   PR_STATUS_CODE. mapispool calls it on one of its own threads. */
+struct Sink {
+    const IMAPIAdviseSinkVtbl *lpVtbl;
+    pthread_mutex_t mu;
+    ULONG refs;
+    int modified;
+};
+
+static HRESULT sink_qi(IMAPIAdviseSink *This, REFIID riid, LPVOID *ppv)
+{
+    (void)riid;
+    *ppv = This;
+    This->lpVtbl->AddRef(This);
+    return S_OK;
+}
+static ULONG sink_addref(IMAPIAdviseSink *This)
+{
+    struct Sink *s = (struct Sink *)This;
+    ULONG n;
+    pthread_mutex_lock(&s->mu);
+    n = ++s->refs;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+static ULONG sink_release(IMAPIAdviseSink *This)
+{
+    struct Sink *s = (struct Sink *)This;
+    ULONG n;
+    pthread_mutex_lock(&s->mu);
+    n = --s->refs;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+static ULONG sink_notify(IMAPIAdviseSink *This, ULONG cNotif, LPNOTIFICATION lpNotif)
+{
+    struct Sink *s = (struct Sink *)This;
+    ULONG i;
+    for (i = 0; i < cNotif; i++) {
+        const TABLE_NOTIFICATION *t = &lpNotif[i].info.tab;
+        if (lpNotif[i].ulEventType == fnevTableModified && t->ulTableEvent == TABLE_ROW_MODIFIED &&
+            PROP_TYPE(t->propIndex.ulPropTag) == PT_BINARY && t->row.cValues == 2 &&
+            t->row.lpProps[0].ulPropTag == PR_DISPLAY_NAME_A && t->row.lpProps[1].ulPropTag == PR_STATUS_CODE) {
+            pthread_mutex_lock(&s->mu);
+            s->modified++;
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    return 0;
+}
+static const IMAPIAdviseSinkVtbl sink_vtbl = {sink_qi, sink_addref, sink_release, sink_notify};
+
+static int sink_count(struct Sink *s, int *refs)
+{
+    int n;
+    pthread_mutex_lock(&s->mu);
+    n = s->modified;
+    *refs = (int)s->refs;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void advise(LPMAPISESSION s)
+{
+    struct Sink sink = {&sink_vtbl, PTHREAD_MUTEX_INITIALIZER, 1, 0};
+    LPMAPITABLE t = NULL;
+    LPMAPISTATUS sp = NULL;
+    ULONG_PTR conn = 0;
+    int refs = 0, tries, before;
+    SizedSPropTagArray(2, cols) = {2, {PR_DISPLAY_NAME_A, PR_STATUS_CODE}};
+    CHECK_HR(s->lpVtbl->GetStatusTable(s, 0, &t), S_OK);
+    if (!t)
+        return;
+    CHECK_HR(t->lpVtbl->SetColumns(t, (LPSPropTagArray)&cols, 0), S_OK);
+    CHECK_HR(t->lpVtbl->Advise(t, fnevNewMail, (LPMAPIADVISESINK)&sink, &conn), MAPI_E_INVALID_PARAMETER);
+    CHECK_HR(t->lpVtbl->Advise(t, fnevTableModified, (LPMAPIADVISESINK)&sink, &conn), S_OK);
+    sink_count(&sink, &refs);
+    CHECK(refs == 2); /* the table holds a reference while advised */
+    sp = open_kind(s, MAPI_SPOOLER, NULL);
+    if (sp) {
+        /* A flush changes the status rows' PR_STATUS_CODE while it runs. */
+        CHECK(SUCCEEDED(sp->lpVtbl->FlushQueues(sp, 0, 0, NULL, FLUSH_NO_UI | FLUSH_UPLOAD | FLUSH_DOWNLOAD)));
+        sp->lpVtbl->Release(sp);
+    }
+    for (tries = 0; tries < 500 && sink_count(&sink, &refs) == 0; tries++)
+        usleep(10000); /* wait for the condition, up to 5 s */
+    CHECK(sink_count(&sink, &refs) > 0);
+    CHECK_HR(t->lpVtbl->Unadvise(t, conn), S_OK);
+    CHECK_HR(t->lpVtbl->Unadvise(t, conn), MAPI_E_NOT_FOUND);
+    before = sink_count(&sink, &refs);
+    CHECK(refs == 1); /* Unadvise gave the reference back */
+    sp = open_kind(s, MAPI_SPOOLER, NULL);
+    if (sp) {
+        CHECK(SUCCEEDED(sp->lpVtbl->FlushQueues(sp, 0, 0, NULL, FLUSH_NO_UI | FLUSH_UPLOAD)));
+        sp->lpVtbl->Release(sp);
+    }
+    CHECK(sink_count(&sink, &refs) == before); /* nothing after Unadvise */
+    /* Advised when the table goes: its last Release gives the sink back too. */
+    CHECK_HR(t->lpVtbl->Advise(t, fnevTableModified, (LPMAPIADVISESINK)&sink, &conn), S_OK);
+    CHECK(t->lpVtbl->Release(t) == 0);
+    sink_count(&sink, &refs);
+    CHECK(refs == 1);
+}
+
 static void no_mail(void)
 {
     LPMAPISESSION s = NULL;
@@ -387,6 +492,7 @@ int main(int argc, char **argv)
         unicode_table(s);
         status(s);
         threads(s);
+        advise(s);
         CHECK_HR(s->lpVtbl->Logoff(s, 0, 0, 0), S_OK);
         CHECK_HR(s->lpVtbl->GetStatusTable(s, 0, &t), MAPI_E_END_OF_SESSION);
         CHECK(s->lpVtbl->Release(s) == 0);

@@ -105,6 +105,17 @@ static const struct LayoutEntry c_side[] = {
     S(SRestriction, SRestriction),
     F(SRestriction, SRestriction, rt),
     F(SRestriction, SRestriction, res),
+    S(TABLE_NOTIFICATION, TABLE_NOTIFICATION),
+    F(TABLE_NOTIFICATION, TABLE_NOTIFICATION, ulTableEvent),
+    F(TABLE_NOTIFICATION, TABLE_NOTIFICATION, hResult),
+    F(TABLE_NOTIFICATION, TABLE_NOTIFICATION, propIndex),
+    F(TABLE_NOTIFICATION, TABLE_NOTIFICATION, propPrior),
+    F(TABLE_NOTIFICATION, TABLE_NOTIFICATION, row),
+    F(TABLE_NOTIFICATION, TABLE_NOTIFICATION, ulPad),
+    S(NOTIFICATION, NOTIFICATION),
+    F(NOTIFICATION, NOTIFICATION, ulEventType),
+    F(NOTIFICATION, NOTIFICATION, ulAlignPad),
+    F(NOTIFICATION, NOTIFICATION, info),
     S(IMAPISessionVtbl, IMAPISessionVtbl),
     F(IMAPISessionVtbl, IMAPISessionVtbl, QueryInterface),
     F(IMAPISessionVtbl, IMAPISessionVtbl, AddRef),
@@ -201,6 +212,7 @@ int main(void)
     EXPECT(sizeof(wchar_t) == 4);
     EXPECT(sizeof(SPropValue) == 24);
     EXPECT(sizeof(SRestriction) == 32);
+    EXPECT(sizeof(NOTIFICATION) == 88);
     EXPECT(MAPI_E_NO_SUPPORT == (SCODE)0x80040102);
     EXPECT(MAPI_E_INVALID_PARAMETER == (SCODE)0x80070057);
     EXPECT(MAPI_W_ERRORS_RETURNED == 0x00040380);
