@@ -127,3 +127,29 @@ pub unsafe fn free(buffer: *mut c_void) -> bool {
     unsafe { libc::free(root.cast()) };
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_is_freed_with_its_root_and_only_once() {
+        let root = allocate(32);
+        assert!(!root.is_null());
+        assert_eq!(root as usize % 16, 0, "aligned for any MAPI type");
+        // SAFETY: root is a live root; the blocks are written within their sizes.
+        unsafe {
+            for n in 0..5u8 {
+                let p = allocate_more(64, root).cast::<u8>();
+                assert!(!p.is_null());
+                p.write_bytes(n, 64);
+            }
+            // A linked block is not a root: neither More on it nor freeing it is accepted.
+            let more = allocate_more(8, root);
+            assert!(allocate_more(8, more).is_null());
+            assert!(!free(more));
+            assert!(free(root));
+            assert!(free(std::ptr::null_mut()));
+        }
+    }
+}

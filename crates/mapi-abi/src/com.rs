@@ -101,9 +101,8 @@ pub fn call(this: *mut Header, body: impl FnOnce() -> MapiResult<HRESULT>) -> HR
         Ok(code) => code,
         Err(e) => {
             let code = hr(e.code);
-            if !this.is_null() && e.code != MapiCode::InvalidParameter {
-                // SAFETY: a non-null `this` that failed validation is only reported for
-                // INVALID_PARAMETER, so here it has been validated as one of ours.
+            if is_ours(this) {
+                // SAFETY: one of our objects (its vtable is ours), alive for the call.
                 let h = unsafe { &*this };
                 *h.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
             }
@@ -398,4 +397,68 @@ macro_rules! no_support_fns {
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_call_failed_and_does_not_unwind() {
+        let hr = call_free(|| panic!("boom"));
+        assert_eq!(hr, hr_of(MapiCode::CallFailed));
+        let hr = call_free(|| Err(MapiError::not_found("x")));
+        assert_eq!(hr, hr_of(MapiCode::NotFound));
+        assert_eq!(call_free(|| Ok(S_OK)), S_OK);
+    }
+
+    fn hr_of(c: MapiCode) -> HRESULT {
+        hr(c)
+    }
+
+    #[test]
+    fn null_objects_are_invalid_parameters() {
+        // SAFETY: a null `this` is what is being tested; nothing is dereferenced.
+        unsafe {
+            assert!(object::<u8>(std::ptr::null_mut(), std::ptr::null()).is_err());
+            assert_eq!(add_ref(std::ptr::null_mut()), 0);
+            assert_eq!(release(std::ptr::null_mut()), 0);
+            let mut p = std::ptr::null_mut();
+            assert_eq!(
+                query_interface(std::ptr::null_mut(), &IID_IUNKNOWN, &mut p),
+                hr(MapiCode::InvalidParameter)
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_release_frees_and_counts_are_exact() {
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        static VTBL: u8 = 0;
+        static IIDS: [GUID; 1] = [IID_IMAPITABLE];
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let obj = new_object((&VTBL as *const u8).cast(), &IIDS, Flag(dropped.clone()));
+        // SAFETY: obj is live until its count reaches 0 below.
+        unsafe {
+            assert_eq!(add_ref(obj), 2);
+            let mut p = std::ptr::null_mut();
+            assert_eq!(query_interface(obj, &IID_IMAPITABLE, &mut p), S_OK);
+            assert_eq!(p, obj.cast());
+            assert_eq!(
+                query_interface(obj, &IID_IMAPISTATUS, &mut p),
+                hr(MapiCode::InterfaceNotSupported)
+            );
+            assert!(p.is_null());
+            assert_eq!(release(obj), 2);
+            assert_eq!(release(obj), 1);
+            assert!(!dropped.load(Ordering::SeqCst));
+            assert_eq!(release(obj), 0);
+        }
+        assert!(dropped.load(Ordering::SeqCst));
+    }
 }

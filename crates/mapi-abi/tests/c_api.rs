@@ -165,6 +165,8 @@ fn valgrind(program: &str, args: &[&Path], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("LD_LIBRARY_PATH", b.prefix.join("lib"))
+        // MAPILogonEx finds a profile given by name in $XDG_CONFIG_HOME/mapispool.
+        .env("XDG_CONFIG_HOME", cwd.join("config"))
         .output()
         .expect("run valgrind");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -356,7 +358,15 @@ fn c_api_call_by_call() {
         return;
     }
     let sandbox = Sandbox::new();
-    let out = valgrind("api", &[&sandbox.profile("alice")], sandbox.dir.path());
+    // The same profile, also by name: config/mapispool/by-name.toml.
+    let config = sandbox.dir.path().join("config/mapispool");
+    std::fs::create_dir_all(&config).expect("create the config directory");
+    std::fs::copy(sandbox.profile("alice"), config.join("by-name.toml")).expect("copy alice.toml");
+    let out = valgrind(
+        "api",
+        &[&sandbox.profile("alice"), Path::new("by-name")],
+        sandbox.dir.path(),
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("api: 0 failed checks"),
         "{}",

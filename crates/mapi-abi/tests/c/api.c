@@ -472,12 +472,31 @@ static void threads(LPMAPISESSION s)
         pthread_join(th[i], NULL);
 }
 
+/* A profile given by name is <name>.toml in $XDG_CONFIG_HOME/mapispool. */
+static void by_name(const char *name)
+{
+    LPMAPISESSION s = NULL;
+    LPMAPITABLE t = NULL;
+    ULONG n = 0;
+    CHECK_HR(MAPILogonEx(0, (LPTSTR)name, NULL, MAPI_EXTENDED | MAPI_NEW_SESSION, &s), S_OK);
+    if (!s)
+        return;
+    CHECK_HR(s->lpVtbl->GetStatusTable(s, 0, &t), S_OK);
+    if (t) {
+        CHECK_HR(t->lpVtbl->GetRowCount(t, 0, &n), S_OK);
+        CHECK(n == 5);
+        t->lpVtbl->Release(t);
+    }
+    s->lpVtbl->Logoff(s, 0, 0, 0);
+    s->lpVtbl->Release(s);
+}
+
 int main(int argc, char **argv)
 {
     LPMAPISESSION s = NULL;
     LPMAPITABLE t = NULL;
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PROFILE\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s PROFILE-PATH PROFILE-NAME\n", argv[0]);
         return 2;
     }
     profile = argv[1];
@@ -498,6 +517,7 @@ int main(int argc, char **argv)
         CHECK(s->lpVtbl->Release(s) == 0);
     }
     no_mail();
+    by_name(argv[2]);
     MAPIUninitialize();
     printf("api: %d failed checks\n", failures);
     return failures ? 1 : 0;
