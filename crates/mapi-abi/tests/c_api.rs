@@ -106,6 +106,7 @@ fn built() -> &'static Built {
             ("gcc", "layout.c", "-std=gnu11", "layout"),
             ("gcc", "api.c", "-std=gnu11", "api"),
             ("gcc", "flush.c", "-std=gnu11", "flush-c"),
+            ("gcc", "logon.c", "-std=gnu11", "logon"),
             ("g++", "flush.cpp", "-std=c++17", "flush-cpp"),
         ] {
             let out = Command::new(compiler)
@@ -394,4 +395,28 @@ fn readme_program_moves_the_mail() {
         assert!(inbox.contains(s), "\"{s}\" is not in bob's Inbox {inbox:?}");
     }
     assert_eq!(outbox, 0);
+}
+
+#[test]
+fn logon_with_mapi_force_download_receives_before_it_returns() {
+    if !tools() {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let subjects = sandbox.queue_mail();
+    let (alice, bob) = (sandbox.profile("alice"), sandbox.profile("bob"));
+    // alice sends; the mail waits in the post office for bob.
+    valgrind("flush-c", &[Path::new("all"), &alice], sandbox.dir.path());
+    // MAPI_EXTENDED | MAPI_NEW_SESSION: a logon alone receives nothing...
+    valgrind("logon", &[Path::new("0x22"), &bob], sandbox.dir.path());
+    assert!(
+        sandbox.outcome().0.is_empty(),
+        "a plain logon does not download"
+    );
+    // ...with MAPI_FORCE_DOWNLOAD it does, before MAPILogonEx returns.
+    valgrind("logon", &[Path::new("0x1022"), &bob], sandbox.dir.path());
+    let (inbox, _) = sandbox.outcome();
+    for s in &subjects {
+        assert!(inbox.contains(s), "\"{s}\" is not in bob's Inbox {inbox:?}");
+    }
 }
