@@ -119,6 +119,31 @@ fn built() -> &'static Built {
                 .expect("run the compiler");
             check(&format!("{compiler} {source}"), &out);
         }
+        // The static library: layout.c linked against libmapispool.a and the libraries
+        // mapispool.pc's Libs.private names.
+        let private: Vec<String> = {
+            let out = Command::new("pkg-config")
+                .args(["--static", "--libs-only-l", "mapispool"])
+                .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+                .output()
+                .expect("run pkg-config");
+            check("pkg-config --static", &out);
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter(|l| *l != "-lmapispool")
+                .map(str::to_owned)
+                .collect()
+        };
+        let out = Command::new("gcc")
+            .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+            .arg(bin.join("layout-static"))
+            .arg(here.join("tests/c/layout.c"))
+            .args(&cflags)
+            .arg(prefix.join("lib/libmapispool.a"))
+            .args(&private)
+            .output()
+            .expect("run gcc");
+        check("gcc layout.c with libmapispool.a", &out);
         // The program README.md shows, exactly as it is there.
         let readme = std::fs::read_to_string(here.join("../../README.md")).expect("README.md");
         let program = readme_program(&readme);
@@ -325,12 +350,15 @@ fn layout_seen_from_c_is_the_library_s() {
         return;
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let out = valgrind("layout", &[], dir.path());
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(", 0 differences"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // The shared and the static library.
+    for program in ["layout", "layout-static"] {
+        let out = valgrind(program, &[], dir.path());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(", 0 differences"),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 #[test]

@@ -57,6 +57,24 @@ static void allocation(void)
     CHECK_HR(MAPIAllocateBuffer(8, NULL), MAPI_E_INVALID_PARAMETER);
     CHECK(MAPIFreeBuffer(root) == 0); /* frees the three linked blocks too (Valgrind checks) */
     CHECK(MAPIFreeBuffer(NULL) == 0);
+
+    /* FreePadrlist: each entry's properties, then the list. */
+    {
+        LPADRLIST list = NULL;
+        CHECK_HR(MAPIAllocateBuffer(CbNewSRowSet(2), (LPVOID *)&list), S_OK);
+        if (list) {
+            list->cEntries = 2;
+            for (i = 0; i < 2; i++) {
+                list->aEntries[i].cValues = 1;
+                CHECK_HR(MAPIAllocateBuffer(sizeof(SPropValue), (LPVOID *)&list->aEntries[i].rgPropVals), S_OK);
+                CHECK_HR(MAPIAllocateMore(16, list->aEntries[i].rgPropVals, &more), S_OK);
+                list->aEntries[i].rgPropVals[0].ulPropTag = PR_DISPLAY_NAME_A;
+                list->aEntries[i].rgPropVals[0].Value.lpszA = (LPSTR)more;
+                strcpy((char *)more, "someone");
+            }
+            FreePadrlist(list);
+        }
+    }
 }
 
 static void logon_errors(void)
