@@ -564,8 +564,9 @@ typedef struct _SPropProblemArray *LPSPropProblemArray;
     MAPISPOOL_METHOD(HRESULT, SetCollapseState, (MAPISPOOL_THIS_(I) ULONG ulFlags, ULONG cbCollapseState, LPBYTE pbCollapseState, BOOKMARK *lpbkLocation))
 
 /* An advise sink the application implements. mapispool calls OnNotify on one of its own
-   threads, after the change, with memory that is valid only during the call; OnNotify must not
-   make blocking MAPI calls (they return MAPI_E_CALL_FAILED there). */
+   threads, after the change, with memory that is valid only during the call. Reading the table
+   from OnNotify is fine; the calls that wait for mail to move (MAPILogonEx, Logoff, FlushQueues,
+   ValidateState) return MAPI_E_CALL_FAILED there: make them from the application's thread. */
 #define MAPI_IMAPIADVISESINK_METHODS(I) \
     MAPISPOOL_METHOD(ULONG, OnNotify, (MAPISPOOL_THIS_(I) ULONG cNotif, LPNOTIFICATION lpNotifications))
 
