@@ -28,6 +28,8 @@ command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || need+=
 [ -x /usr/lib/git-core/git-send-email ] || need+=(git-email)
 perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
 [ -x /usr/bin/time ] || need+=(time)
+# promtool checks the daemon's /metrics (crates/mapispool-cli/tests/web.rs).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0

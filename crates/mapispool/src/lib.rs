@@ -15,6 +15,7 @@
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
+//! - [`metrics`]: the spooler's Prometheus metrics and its last flushes.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 //! - [`outgoing`]: what `submit` makes of a message: the envelope, checked fields, and the
 //!   `From:`, `Date:`, `Message-ID:` it adds when missing.
@@ -24,6 +25,7 @@ pub mod credential;
 pub mod flush;
 pub mod ipc;
 pub mod message;
+pub mod metrics;
 pub mod outgoing;
 pub mod profile;
 pub mod session;

@@ -24,6 +24,7 @@
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
 //!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
+//! - `GET  /metrics` — the spooler's metrics in the Prometheus text format
 //!
 //! Connections: at most [`limits::MAX_CONNECTIONS`] at once (more wait to be accepted), and one
 //! with no request in progress and no traffic for [`limits::IDLE_TIMEOUT`] is closed.
@@ -170,6 +171,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/abort", post(abort))
         .route("/v1/folders/{name}", get(folder))
         .route("/v1/messages/{entry_id}", get(message))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn(only_our_user))
         .with_state(state)
 }
@@ -465,6 +467,25 @@ async fn folder(
 async fn message(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -> ApiResult<Vec<u8>> {
     let session = current(&state).await;
     Ok(session.message_body(&entry_id(&id)?).await?)
+}
+
+/// `/metrics`: the spooler's counters, and the queue and store as they are now, in the
+/// Prometheus text format.
+async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
+    let session = current(&state).await;
+    let spooler = session
+        .spooler()
+        .ok_or_else(|| MapiError::no_support("this session has no spooler to count"))?;
+    use crate::store::Store;
+    let queue = spooler.store().queue_counts().await?;
+    let text = spooler
+        .metrics()
+        .render(&queue, session.profile().store.path());
+    Ok((
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
 }
 
 /// Runs the daemon for the profile at `profile_path` until `Control::Shutdown` (or the control
