@@ -14,6 +14,7 @@
 //! - [`store`]: the durable message store (SQLite): folders, messages, queue, leases.
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
+//! - [`web`]: the daemon's web listener (`[web]`): the API, a live status page, `/metrics`.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
 //! - [`metrics`]: the spooler's Prometheus metrics and its last flushes.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
@@ -34,6 +35,7 @@ pub mod status;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 pub use flush::{FlushFlags, FlushReport};
 pub use profile::Profile;

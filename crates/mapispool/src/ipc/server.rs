@@ -67,18 +67,18 @@ pub enum Control {
     Shutdown,
 }
 
-struct ServerState {
-    session: RwLock<Session>,
+pub(crate) struct ServerState {
+    pub(crate) session: RwLock<Session>,
     profile_path: PathBuf,
     /// Bumped when the profile is reloaded, so event streams of the old session end and
     /// clients subscribe again.
     generation: watch::Sender<u64>,
 }
 
-type Shared = Arc<ServerState>;
+pub(crate) type Shared = Arc<ServerState>;
 
 /// A MAPI error as an HTTP answer.
-struct ApiError(MapiError);
+pub(crate) struct ApiError(MapiError);
 
 impl From<MapiError> for ApiError {
     fn from(e: MapiError) -> ApiError {
@@ -107,7 +107,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// How many status changes wait for one event subscriber before it counts as lagging.
 pub(crate) const EVENT_BUFFER: usize = 1024;
@@ -156,6 +156,14 @@ async fn only_our_user(
 }
 
 fn router(state: Shared) -> Router {
+    routes()
+        .layer(middleware::from_fn(only_our_user))
+        .with_state(state)
+}
+
+/// The API's routes, shared by the Unix socket and the web listener (each adds its own access
+/// check).
+pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/hello", get(hello))
         .route("/v1/status", get(status))
@@ -172,11 +180,9 @@ fn router(state: Shared) -> Router {
         .route("/v1/folders/{name}", get(folder))
         .route("/v1/messages/{entry_id}", get(message))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn(only_our_user))
-        .with_state(state)
 }
 
-async fn current(state: &Shared) -> Session {
+pub(crate) async fn current(state: &Shared) -> Session {
     state.session.read().await.clone()
 }
 
@@ -507,6 +513,11 @@ pub async fn run_daemon(
     let socket = socket_path(&profile_path);
     let _lock = DaemonLock::acquire(&socket).await?;
     let profile = load(&profile_path).await?;
+    // Bound before the spooler starts: a web listener that cannot start stops the daemon.
+    let web = match &profile.web {
+        Some(config) => Some(crate::web::Listener::bind(config).await?),
+        None => None,
+    };
     let session = Session::logon_local(profile).await?;
 
     // We hold the lock, so a socket file left here is a dead daemon's.
@@ -539,6 +550,7 @@ pub async fn run_daemon(
             tracing::error!(error = %e, "the local API stopped");
         }
     });
+    let web = web.map(|w| w.serve(state.clone()));
     tracing::info!(socket = %socket.display(), "spooler daemon ready");
     ready(&socket);
 
@@ -572,6 +584,10 @@ pub async fn run_daemon(
         }
     }
     let _ = stop_server.send(());
+    if let Some(web) = web {
+        // Its event streams never end on their own; nothing on it outlives the daemon.
+        web.abort();
+    }
     state.generation.send_modify(|g| *g += 1);
     let _ = server.await;
     current(&state).await.logoff().await;
