@@ -30,6 +30,8 @@ perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
 [ -x /usr/bin/time ] || need+=(time)
 # promtool checks the daemon's /metrics (crates/mapispool-cli/tests/web.rs).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Headless Chromium drives the status page (crates/mapispool-cli/tests/browser.rs).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0
