@@ -37,6 +37,10 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+# promtool checks the daemon's /metrics (crates/mapispool-cli/tests/web.rs).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Headless Chromium drives the status page (crates/mapispool-cli/tests/browser.rs).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0

@@ -43,6 +43,7 @@ impl Setup {
         let profile = Profile {
             source: Some(self.profile_path.clone()),
             groups: Vec::new(),
+            web: None,
             store: StoreConfig::Path(self.dir.path().join("alice.db")),
             spooler: SpoolerConfig::default(),
             transports: vec![TransportConfig {

@@ -14,8 +14,10 @@
 //! - [`store`]: the durable message store (SQLite): folders, messages, queue, leases.
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
+//! - [`web`]: the daemon's web listener (`[web]`): the API, a live status page, `/metrics`.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
 //! - [`private`]: mail files 0600 and directories 0700 whatever the umask; looser ones named.
+//! - [`metrics`]: the spooler's Prometheus metrics and its last flushes.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 //! - [`outgoing`]: what `submit` makes of a message: the envelope, checked fields, and the
 //!   `From:`, `Date:`, `Message-ID:` it adds when missing.
@@ -25,6 +27,7 @@ pub mod credential;
 pub mod flush;
 pub mod ipc;
 pub mod message;
+pub mod metrics;
 pub mod outgoing;
 pub mod private;
 pub mod profile;
@@ -34,6 +37,7 @@ pub mod status;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 pub use flush::{FlushFlags, FlushReport};
 pub use profile::Profile;

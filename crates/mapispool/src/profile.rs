@@ -69,6 +69,17 @@ pub struct Profile {
     /// Send/receive groups as written (`[[group]]`), in file order; [`Profile::groups`] adds
     /// the default group "all" when none is called that.
     pub groups: Vec<GroupConfig>,
+    /// The daemon's web listener (`[web]`); `None` (the default): none.
+    pub web: Option<WebConfig>,
+}
+
+/// `[web]`: the daemon also serves its API, a status page and `/metrics` on TCP at `listen`.
+/// A `listen` address that is not loopback needs `token_file` (checked when the profile is
+/// read); the daemon refuses to start if that file is readable by others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    pub listen: std::net::SocketAddr,
+    pub token_file: Option<PathBuf>,
 }
 
 /// The name of the default send/receive group: every transport, in profile order.

@@ -119,6 +119,7 @@ async fn smtp_to_postfix_to_dovecot_then_imap_and_pop3() {
     let a = Profile {
         source: Some(dir.path().join("a.toml")),
         groups: Vec::new(),
+        web: None,
         store: StoreConfig::Path(dir.path().join("a.db")),
         spooler: SpoolerConfig::default(),
         transports: vec![TransportConfig {

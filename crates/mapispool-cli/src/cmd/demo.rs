@@ -125,6 +125,7 @@ fn profile(dir: &Path, post_office: &Path, user: &str) -> Result<Profile> {
     Ok(Profile {
         source: Some(dir.join(format!("{user}.toml"))),
         groups: Vec::new(),
+        web: None,
         store: StoreConfig::Path(dir.join(format!("{user}.db"))),
         spooler: SpoolerConfig::default(),
         transports: vec![TransportConfig {

@@ -41,6 +41,7 @@ pub fn throwaway() -> Result<Throwaway> {
     let profile = |user: &str, transports: Vec<TransportConfig>| Profile {
         source: Some(dir.path().join(format!("{user}.toml"))),
         groups: Vec::new(),
+        web: None,
         store: StoreConfig::Path(dir.path().join(format!("{user}.db"))),
         spooler: SpoolerConfig::default(),
         transports,

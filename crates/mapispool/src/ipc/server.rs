@@ -24,6 +24,7 @@
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
 //!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
+//! - `GET  /metrics` — the spooler's metrics in the Prometheus text format
 //!
 //! Connections: at most [`limits::MAX_CONNECTIONS`] at once (more wait to be accepted), and one
 //! with no request in progress and no traffic for [`limits::IDLE_TIMEOUT`] is closed.
@@ -68,18 +69,18 @@ pub enum Control {
     Shutdown,
 }
 
-struct ServerState {
-    session: RwLock<Session>,
+pub(crate) struct ServerState {
+    pub(crate) session: RwLock<Session>,
     profile_path: PathBuf,
     /// Bumped when the profile is reloaded, so event streams of the old session end and
     /// clients subscribe again.
     generation: watch::Sender<u64>,
 }
 
-type Shared = Arc<ServerState>;
+pub(crate) type Shared = Arc<ServerState>;
 
 /// A MAPI error as an HTTP answer.
-struct ApiError(MapiError);
+pub(crate) struct ApiError(MapiError);
 
 impl From<MapiError> for ApiError {
     fn from(e: MapiError) -> ApiError {
@@ -108,7 +109,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// How many status changes wait for one event subscriber before it counts as lagging.
 pub(crate) const EVENT_BUFFER: usize = 1024;
@@ -157,6 +158,14 @@ async fn only_our_user(
 }
 
 fn router(state: Shared) -> Router {
+    routes()
+        .layer(middleware::from_fn(only_our_user))
+        .with_state(state)
+}
+
+/// The API's routes, shared by the Unix socket and the web listener (each adds its own access
+/// check).
+pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/hello", get(hello))
         .route("/v1/status", get(status))
@@ -172,11 +181,10 @@ fn router(state: Shared) -> Router {
         .route("/v1/abort", post(abort))
         .route("/v1/folders/{name}", get(folder))
         .route("/v1/messages/{entry_id}", get(message))
-        .layer(middleware::from_fn(only_our_user))
-        .with_state(state)
+        .route("/metrics", get(metrics))
 }
 
-async fn current(state: &Shared) -> Session {
+pub(crate) async fn current(state: &Shared) -> Session {
     state.session.read().await.clone()
 }
 
@@ -469,6 +477,25 @@ async fn message(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -> A
     Ok(session.message_body(&entry_id(&id)?).await?)
 }
 
+/// `/metrics`: the spooler's counters, and the queue and store as they are now, in the
+/// Prometheus text format.
+async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
+    let session = current(&state).await;
+    let spooler = session
+        .spooler()
+        .ok_or_else(|| MapiError::no_support("this session has no spooler to count"))?;
+    use crate::store::Store;
+    let queue = spooler.store().queue_counts().await?;
+    let text = spooler
+        .metrics()
+        .render(&queue, session.profile().store.path());
+    Ok((
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
 /// Runs the daemon for the profile at `profile_path` until `Control::Shutdown` (or the control
 /// channel closes): takes the profile's lock, serves the API on its socket, and flushes on the
 /// profile's schedules. On `Control::Reload` it reads the profile again and switches to it if
@@ -493,6 +520,11 @@ pub async fn run_daemon(
         create_private_dir(dir)?;
     }
     let _lock = DaemonLock::acquire(&store, &socket).await?;
+    // Bound before the spooler starts: a web listener that cannot start stops the daemon.
+    let web = match &profile.web {
+        Some(config) => Some(crate::web::Listener::bind(config).await?),
+        None => None,
+    };
     let session = Session::logon_local(profile).await?;
 
     // We hold the lock, so a socket file left here is a dead daemon's.
@@ -525,6 +557,7 @@ pub async fn run_daemon(
             tracing::error!(error = %e, "the local API stopped");
         }
     });
+    let web = web.map(|w| w.serve(state.clone()));
     tracing::info!(socket = %socket.display(), "spooler daemon ready");
     ready(&socket);
 
@@ -563,6 +596,10 @@ pub async fn run_daemon(
         }
     }
     let _ = stop_server.send(());
+    if let Some(web) = web {
+        // Its event streams never end on their own; nothing on it outlives the daemon.
+        web.abort();
+    }
     state.generation.send_modify(|g| *g += 1);
     let _ = server.await;
     current(&state).await.logoff().await;

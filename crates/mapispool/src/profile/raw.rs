@@ -17,7 +17,7 @@ use super::{
     AfterDownload, ConnectCommand, Credential, DirConfig, Direction, GroupConfig, ImapAuth,
     ImapConfig, InboundConfig, InboundKind, OfflinePolicy, OutboundConfig, OutboundKind,
     Pop3Config, Profile, ProfileError, Security, SmtpAuth, SmtpConfig, SpoolerConfig, StoreConfig,
-    TransportConfig,
+    TransportConfig, WebConfig,
 };
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -31,6 +31,16 @@ pub(super) struct RawProfile {
     transports: Vec<RawTransport>,
     #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
     groups: Vec<RawGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    web: Option<RawWeb>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -333,6 +343,7 @@ impl RawProfile {
     pub fn into_profile(self, cx: &Context) -> Result<Profile, Issue> {
         let store = convert_store(self.store.unwrap_or_default(), cx)?;
         let spooler = convert_spooler(self.spooler.unwrap_or_default())?;
+        let web = self.web.map(|w| convert_web(w, cx)).transpose()?;
         if self.transports.is_empty() {
             return Err(Issue::new(
                 At::File,
@@ -376,6 +387,7 @@ impl RawProfile {
             spooler,
             transports,
             groups,
+            web,
         })
     }
 
@@ -421,11 +433,19 @@ impl RawProfile {
                 offline: Some(g.offline),
             })
             .collect();
+        let web = match &profile.web {
+            Some(w) => Some(RawWeb {
+                listen: w.listen.to_string(),
+                token_file: w.token_file.as_deref().map(path_text).transpose()?,
+            }),
+            None => None,
+        };
         Ok(RawProfile {
             store: Some(store),
             spooler: Some(spooler),
             transports,
             groups,
+            web,
         })
     }
 }
@@ -468,6 +488,32 @@ fn convert_store(raw: RawStore, cx: &Context) -> Result<StoreConfig, Issue> {
                 )
             }),
     }
+}
+
+/// `[web]`: an address to listen on; one that others can reach needs a token to let them in.
+fn convert_web(raw: RawWeb, cx: &Context) -> Result<WebConfig, Issue> {
+    let listen: std::net::SocketAddr = raw.listen.parse().map_err(|e| {
+        Issue::new(
+            top_key("web", "listen"),
+            format!(
+                "[web] listen {:?} is not an address and port ({e}), e.g. \"127.0.0.1:8025\"",
+                raw.listen
+            ),
+        )
+    })?;
+    let token_file = raw
+        .token_file
+        .map(|p| cx.path(&p, top_key("web", "token_file")))
+        .transpose()?;
+    if !listen.ip().is_loopback() && token_file.is_none() {
+        return Err(Issue::new(
+            top_key("web", "listen"),
+            format!(
+                "[web] listen {listen} is reachable from other machines: set token_file (a file of mode 0600 holding the access token), or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    Ok(WebConfig { listen, token_file })
 }
 
 fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {

@@ -230,6 +230,7 @@ struct Inner<S> {
     /// Upload workers write to the store one at a time: SQLite takes one writer, and a
     /// writer that finds the lock taken sleeps in the busy handler (milliseconds).
     store_writes: AsyncMutex<()>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// What a flush covers beyond its flags.
@@ -297,6 +298,7 @@ impl<S: Store + 'static> Spooler<S> {
                 background: std::sync::Mutex::new(Vec::new()),
                 flushing: std::sync::Mutex::new((0, 0)),
                 store_writes: AsyncMutex::new(()),
+                metrics: crate::metrics::Metrics::new(),
             }),
         };
         spooler.restore_offline().await;
@@ -324,6 +326,11 @@ impl<S: Store + 'static> Spooler<S> {
 
     pub fn board(&self) -> &StatusBoard {
         &self.inner.board
+    }
+
+    /// What this spooler counted, for `/metrics` and the status page.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The status object kinds that exist in this profile (for `OpenEntry`).
@@ -612,9 +619,13 @@ impl<S: Store + 'static> Spooler<S> {
         // MAPI's order: one transport at a time, in profile order, outbound then inbound.
         for name in names {
             if let Some(slot) = self.slot(name) {
-                report
-                    .transports
-                    .push(self.flush_transport(slot, flags, scope).await);
+                let began = std::time::Instant::now();
+                let part = self.flush_transport(slot, flags, scope).await;
+                let smtp = matches!(slot.config.outbound, Some(OutboundConfig::Smtp(_)));
+                self.inner
+                    .metrics
+                    .transport_flushed(&part, began.elapsed(), smtp);
+                report.transports.push(part);
             }
         }
         counted.summary = Some(summarize(&report));
@@ -1386,6 +1397,14 @@ impl<S: Store + 'static> Spooler<S> {
                     _ if any_failed => MessageOutcome::Partial,
                     _ => MessageOutcome::Sent,
                 };
+                if matches!(
+                    report.outcome,
+                    MessageOutcome::Sent | MessageOutcome::Partial
+                ) && let Some(submitted) = message.message.client_submit_time
+                {
+                    let route = message.message.transport.as_deref().unwrap_or("");
+                    self.inner.metrics.delivered(route, age(submitted));
+                }
                 if any_failed {
                     self.write_ndr(message, &outcome.failed).await;
                 }

@@ -40,6 +40,7 @@ impl World {
         Profile {
             source: Some(self.dir.path().join(format!("{user}.toml"))),
             groups: Vec::new(),
+            web: None,
             store: StoreConfig::Path(self.dir.path().join(format!("{user}.db"))),
             spooler: SpoolerConfig::default(),
             transports,

@@ -249,6 +249,7 @@ pub fn profile(dir: &Path, inbound: InboundConfig) -> Profile {
     Profile {
         source: Some(dir.join("profile.toml")),
         groups: Vec::new(),
+        web: None,
         store: StoreConfig::Path(dir.join("store.db")),
         spooler: SpoolerConfig::default(),
         transports: vec![TransportConfig {
