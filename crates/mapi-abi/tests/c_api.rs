@@ -187,6 +187,11 @@ fn valgrind(program: &str, args: &[&Path], cwd: &Path) -> Output {
             "--errors-for-leak-kinds=definite,indirect",
             "--error-exitcode=99",
         ])
+        // One allocation site of a dependency, explained in the file.
+        .arg(format!(
+            "--suppressions={}/tests/valgrind.supp",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .arg(b.bin.join(program))
         .args(args)
         .current_dir(cwd)
