@@ -170,6 +170,9 @@ pub struct SpoolerConfig {
     /// Back online (`FORCE_XP_CONNECT`), send the queue at once (true) or wait for the next
     /// flush (false, the default).
     pub send_on_reconnect: bool,
+    /// The largest message an IMAP or POP3 download takes, in bytes; a larger one is left on
+    /// the server, named in the flush report, and the download goes on past it.
+    pub max_message_size: u64,
 }
 
 impl SpoolerConfig {
@@ -183,6 +186,12 @@ impl SpoolerConfig {
     pub const DEFAULT_DELAY_WARNING_AFTER: Duration = Duration::from_hours(4);
     /// The default time limit per network operation: 5 minutes.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_mins(5);
+    /// The default largest message downloaded: 64 MiB, above what most providers accept
+    /// (Gmail 25 MB, Microsoft 365 up to 150 MB by choice) while a hostile size stays harmless.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+    /// The largest `max_message_size` a profile may set: 4 GiB, as IMAP's RFC822.SIZE is a
+    /// 32-bit number.
+    pub const MAX_MAX_MESSAGE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 }
 
 impl Default for SpoolerConfig {
@@ -197,6 +206,7 @@ impl Default for SpoolerConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             offline: false,
             send_on_reconnect: false,
+            max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }

@@ -761,6 +761,14 @@ fn uid_set(set: &str, have: &[u32]) -> Vec<u32> {
         .collect()
 }
 
+/// The range of a partial fetch, `BODY.PEEK[]<origin.len>`: (origin, len).
+fn partial(items: &str) -> Option<(usize, usize)> {
+    let (_, rest) = items.split_once("[]<")?;
+    let (range, _) = rest.split_once('>')?;
+    let (origin, len) = range.split_once('.')?;
+    Some((origin.parse().ok()?, len.parse().ok()?))
+}
+
 async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -874,6 +882,20 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
                                 format!("* {n} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len())
                                     .as_bytes(),
                             );
+                        } else if let Some((origin, len)) = partial(items) {
+                            // A range (`BODY.PEEK[]<origin.len>`), answered with its origin
+                            // as RFC 3501 says: `BODY[]<origin>`.
+                            let from = origin.min(body.len());
+                            let part = &body[from..(from + len).min(body.len())];
+                            r.extend_from_slice(
+                                format!(
+                                    "* {n} FETCH (UID {uid} BODY[]<{origin}> {{{}}}\r\n",
+                                    part.len()
+                                )
+                                .as_bytes(),
+                            );
+                            r.extend_from_slice(part);
+                            r.extend_from_slice(b")\r\n");
                         } else {
                             r.extend_from_slice(
                                 format!("* {n} FETCH (UID {uid} BODY[] {{{}}}\r\n", body.len())

@@ -80,6 +80,8 @@ struct RawSpooler {
     offline: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     send_on_reconnect: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_message_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -400,6 +402,7 @@ impl RawProfile {
             timeout: Some(spooler.timeout),
             offline: Some(spooler.offline),
             send_on_reconnect: Some(spooler.send_on_reconnect),
+            max_message_size: Some(spooler.max_message_size),
         };
         let transports = profile
             .transports
@@ -481,7 +484,18 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
         timeout: raw.timeout.unwrap_or(defaults.timeout),
         offline: raw.offline.unwrap_or(defaults.offline),
         send_on_reconnect: raw.send_on_reconnect.unwrap_or(defaults.send_on_reconnect),
+        max_message_size: raw.max_message_size.unwrap_or(defaults.max_message_size),
     };
+    if !(1..=SpoolerConfig::MAX_MAX_MESSAGE_SIZE).contains(&spooler.max_message_size) {
+        return Err(Issue::new(
+            top_key("spooler", "max_message_size"),
+            format!(
+                "max_message_size in [spooler] is {} bytes; it must be from 1 to {} (4 GiB)",
+                spooler.max_message_size,
+                SpoolerConfig::MAX_MAX_MESSAGE_SIZE
+            ),
+        ));
+    }
     for (key, value) in [
         ("upload_interval", spooler.upload_interval),
         ("download_interval", spooler.download_interval),

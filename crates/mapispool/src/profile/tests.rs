@@ -374,7 +374,26 @@ fn unknown_top_level_key() {
         error(&with_dir_transport("[spooler]\nretry = \"5m\"\n")),
         "/p/profile.toml:2:1: unknown key \"retry\" in [spooler], expected one of: \
          upload_interval, download_interval, retry_initial, retry_max, expire_after, \
-         delay_warning_after, timeout, offline, send_on_reconnect\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
+         delay_warning_after, timeout, offline, send_on_reconnect, max_message_size\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
+    );
+}
+
+#[test]
+fn max_message_size_defaults_to_64_mib_and_has_bounds() {
+    let ok = |extra: &str| {
+        Profile::from_str_at(&with_dir_transport(extra), Path::new("/p/profile.toml"))
+            .expect("a profile")
+            .spooler
+            .max_message_size
+    };
+    assert_eq!(ok(""), 64 * 1024 * 1024);
+    assert_eq!(ok("[spooler]\nmax_message_size = 1000\n"), 1000);
+    let message = error(&with_dir_transport(
+        "[spooler]\nmax_message_size = 5000000000\n",
+    ));
+    assert!(
+        message.contains("it must be from 1 to 4294967296 (4 GiB)"),
+        "{message}"
     );
 }
 

@@ -1549,6 +1549,7 @@ impl<S: Store + 'static> Spooler<S> {
                 !flags.contains(FlushFlags::NO_UI),
             )?;
             inbound.set_timeout(self.inner.profile.spooler.timeout);
+            inbound.set_max_message_size(self.inner.profile.spooler.max_message_size);
             self.run_connect_command(&slot.config).await?;
             inbound.connect().await?;
             // No limit around the whole download: `timeout` bounds each read and write (the

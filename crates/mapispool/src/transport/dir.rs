@@ -296,10 +296,7 @@ impl DirInbound {
 }
 
 fn mapi_failure(e: mapi::MapiError) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Temporary,
-        format!("the store failed: {e}"),
-    )
+    TransportError::store("the store failed", &e)
 }
 
 /// The header summary and size of a delivered file. A file whose headers cannot be read is
