@@ -238,6 +238,7 @@ async fn a_hung_password_command_of_an_inbound_transport_is_stopped_within_the_t
             leave_days: None,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: true,
         })),
         connect_command: None,
         flush_queues: true,

@@ -487,6 +487,7 @@ fn scripted_config(port: u16, after: AfterDownload) -> ImapConfig {
         idle: false,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 
