@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         .is_some_and(|argv0| cmd::sendmail::invoked_as_sendmail(&argv0))
     {
         let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-        init_logging(0);
+        init_logging(0, false, cli::LogFormat::Text);
         let Some(runtime) = runtime(true) else {
             return ExitCode::from(Exit::SendmailTempFail as u8);
         };
@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         return ExitCode::from(exit as u8);
     }
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(
+        cli.verbose,
+        matches!(cli.command, cli::Command::Spooler),
+        cli.log_format,
+    );
     let one_shot = matches!(
         cli.command,
         cli::Command::Submit(_) | cli::Command::Sendmail(_)
@@ -72,21 +76,31 @@ fn runtime(one_shot: bool) -> Option<tokio::runtime::Runtime> {
 }
 
 /// Logs go to stderr so stdout stays clean for `--json`; `-v` shows the spooler's work,
-/// `-vv` everything, and `RUST_LOG` overrides both.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info,sqlx=warn",
+/// `-vv` everything, and `RUST_LOG` overrides both. The daemon also logs its mail log
+/// (`mapispool::mail`, one line per recipient outcome and per received message) by default,
+/// as Postfix does. Under systemd (`JOURNAL_STREAM` set) lines carry no timestamp of their
+/// own: the journal adds one.
+fn init_logging(verbose: u8, daemon: bool, format: cli::LogFormat) {
+    let default = match (verbose, daemon) {
+        (0, true) => "warn,mapispool::mail=info",
+        (0, false) => "warn",
+        (1, _) => "info,sqlx=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+        .with_writer(std::io::stderr);
+    match (format, journal) {
+        (cli::LogFormat::Json, _) => builder.json().init(),
+        (cli::LogFormat::Text, true) => builder.without_time().with_ansi(false).init(),
+        (cli::LogFormat::Text, false) => builder
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
+    }
 }

@@ -124,3 +124,89 @@ fn one_daemon_per_store_whatever_the_path_or_environment() {
     assert_eq!(daemon.exited(), None, "the first daemon still runs");
     daemon.stop();
 }
+
+/// The mail log (issue 19.5): at its default level the daemon logs one line per recipient
+/// outcome, as Postfix does, and one per received message; `--log-format json` makes each a
+/// JSON object.
+#[test]
+fn the_daemon_logs_each_recipient_outcome_and_each_received_message() {
+    let env = Sandbox::new();
+    let alice = write_profile(&env, "alice", "1h");
+    for format in ["text", "json"] {
+        let daemon = env.start_daemon_with(&alice, |cmd| {
+            cmd.args(["--log-format", format]);
+        });
+        env.submit(
+            &alice,
+            &[],
+            &format!(
+                "From: alice@localhost\r\nTo: alice@localhost, nobody@localhost\r\nSubject: {format}\r\n\r\nhi\r\n"
+            ),
+        );
+        let _ = env.run(&alice, &["flush"]);
+        let received = if format == "text" {
+            "status=received"
+        } else {
+            "\"status\":\"received\""
+        };
+        wait_until("the received line", || daemon.log().contains(received));
+        let log = daemon.log();
+        daemon.stop();
+        let lines: Vec<&str> = log.lines().collect();
+        let po = env.post_office().display().to_string();
+        if format == "text" {
+            let sent = lines
+                .iter()
+                .find(|l| l.contains("status=sent"))
+                .unwrap_or_else(|| panic!("no sent line:\n{log}"));
+            for field in [
+                "mapispool::mail".to_string(),
+                "queue_id=".into(),
+                "from=alice@localhost".into(),
+                "to=alice@localhost".into(),
+                "transport=local".into(),
+                format!("relay={po}"),
+                "delay=".into(),
+                "dsn=2.0.0".into(),
+            ] {
+                assert!(sent.contains(&field), "{field} in {sent}");
+            }
+            let bounced = lines
+                .iter()
+                .find(|l| l.contains("status=bounced"))
+                .unwrap_or_else(|| panic!("no bounced line:\n{log}"));
+            assert!(
+                bounced.contains("to=nobody@localhost")
+                    && bounced.contains("dsn=5.1.1")
+                    && bounced.contains("no such mailbox in the post office"),
+                "{bounced}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("status=received") && l.contains("from=alice@localhost")),
+                "{log}"
+            );
+        } else {
+            let objects: Vec<serde_json::Value> = lines
+                .iter()
+                .filter(|l| l.starts_with('{') && l.contains("mapispool::mail"))
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            let with = |status: &str, to: &str| {
+                objects.iter().find(|o| {
+                    o["fields"]["status"] == status
+                        && o["fields"]["to"].as_str().is_some_and(|t| t.contains(to))
+                        && o["fields"]["subject"].is_null()
+                })
+            };
+            let sent = with("sent", "alice@localhost").unwrap_or_else(|| panic!("{log}"));
+            assert_eq!(sent["level"], "INFO");
+            assert_eq!(sent["fields"]["dsn"], "2.0.0");
+            assert_eq!(sent["fields"]["transport"], "local");
+            let bounced = with("bounced", "nobody@localhost").unwrap_or_else(|| panic!("{log}"));
+            assert_eq!(bounced["fields"]["dsn"], "5.1.1");
+            assert!(with("received", "alice@localhost").is_some(), "{log}");
+        }
+    }
+}

@@ -1230,7 +1230,9 @@ impl<S: Store + 'static> Spooler<S> {
                 .release_lease(a.message.message.id, &self.inner.owner)
                 .await;
             if let Err(e) = &a.results {
-                reports.push((position, untried_report(&a.message, e)));
+                let report = untried_report(&a.message, e);
+                self.log_outcomes(&a.message, &report);
+                reports.push((position, report));
             }
         }
         let (positions, batch): (Vec<usize>, Vec<Attempted>) = batch.into_iter().unzip();
@@ -1271,9 +1273,59 @@ impl<S: Store + 'static> Spooler<S> {
         };
         let mut reports = Vec::with_capacity(batch.len());
         for ((a, outcomes), recorded) in batch.iter().zip(&outcomes).zip(recorded) {
-            reports.push(self.report_of(&a.message, outcomes, recorded).await);
+            let report = self.report_of(&a.message, outcomes, recorded).await;
+            self.log_outcomes(&a.message, &report);
+            reports.push(report);
         }
         reports
+    }
+
+    /// The mail log, as Postfix's: one INFO line per recipient outcome (target
+    /// `mapispool::mail`), with the queue id (the entry ID), the envelope sender, the
+    /// recipient, the transport, the relay, the delay since submission in seconds, the DSN
+    /// code, `status=sent|deferred|bounced`, and the server's reply. No credential is in any.
+    fn log_outcomes(&self, message: &LeasedMessage, report: &MessageReport) {
+        let m = &message.message;
+        let transport = m.transport.as_deref().unwrap_or_default();
+        let relay = self
+            .slot(transport)
+            .and_then(|slot| match &slot.config.outbound {
+                Some(OutboundConfig::Smtp(c)) => Some(format!("{}:{}", c.host, c.port)),
+                Some(OutboundConfig::Dir(d)) => Some(d.path.display().to_string()),
+                None => None,
+            })
+            .unwrap_or_default();
+        let delay = m
+            .client_submit_time
+            .map(|t| age(t).as_secs_f64())
+            .unwrap_or_default();
+        for r in &report.recipients {
+            let (to, status, reply) = match r {
+                RecipientReport::Delivered { address } => (address, "sent", ""),
+                RecipientReport::Deferred { address, error } => {
+                    (address, "deferred", error.as_str())
+                }
+                RecipientReport::Failed { address, error } => (address, "bounced", error.as_str()),
+            };
+            let dsn = dsn_of(reply).unwrap_or(match status {
+                "sent" => "2.0.0",
+                "deferred" => "4.0.0",
+                _ => "5.0.0",
+            });
+            tracing::info!(
+                target: "mapispool::mail",
+                queue_id = %report.entry_id,
+                from = %m.envelope_from.as_deref().unwrap_or_default(),
+                to = %to,
+                transport = %transport,
+                relay = %relay,
+                delay = %format!("{delay:.2}"),
+                dsn = %dsn,
+                status = %status,
+                reply = %reply,
+                "{status}"
+            );
+        }
     }
 
     /// The store's view of one attempt: a new state for every recipient that was tried.
@@ -1893,6 +1945,18 @@ impl Link {
             _ => Link::Untried,
         }
     }
+}
+
+/// The RFC 3463 enhanced status code in a server's reply (`451 4.3.0 try later` → `4.3.0`).
+fn dsn_of(reply: &str) -> Option<&str> {
+    reply.split_whitespace().find(|word| {
+        let parts: Vec<&str> = word.split('.').collect();
+        parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// What the flush reports for a message a transport-level failure kept from the server: every

@@ -38,6 +38,10 @@ impl<S: Store> InboundSink for StoreSink<'_, S> {
     }
 
     async fn deliver_batch(&self, batch: Vec<Downloaded>) -> MapiResult<Vec<bool>> {
+        let logged: Vec<(String, HeaderSummary)> = batch
+            .iter()
+            .map(|d| (d.server_id.clone(), d.summary.clone()))
+            .collect();
         let batch = batch
             .into_iter()
             .map(|d| InboundDelivery {
@@ -51,6 +55,9 @@ impl<S: Store> InboundSink for StoreSink<'_, S> {
             .deliver_inbound_batch(self.transport, batch)
             .await?;
         self.count(stored.iter().filter(|s| **s).count());
+        for ((server_id, summary), _) in logged.iter().zip(&stored).filter(|(_, s)| **s) {
+            log_received(self.transport, server_id, summary);
+        }
         Ok(stored)
     }
 
@@ -68,6 +75,9 @@ impl<S: Store> InboundSink for StoreSink<'_, S> {
             .await?
             .is_some();
         self.count(usize::from(stored));
+        if stored {
+            log_received(self.transport, server_id, summary);
+        }
         Ok(stored)
     }
 
@@ -103,6 +113,30 @@ impl<S: Store> InboundSink for StoreSink<'_, S> {
             ],
         );
     }
+}
+
+/// The mail log's line for a message stored in the Inbox (see `Spooler::log_outcomes`).
+fn log_received(transport: &str, server_id: &str, summary: &HeaderSummary) {
+    let from = summary
+        .from
+        .as_ref()
+        .map(|m| m.address.as_str())
+        .unwrap_or_default();
+    let to: Vec<&str> = summary
+        .recipients
+        .iter()
+        .map(|r| r.mailbox.address.as_str())
+        .collect();
+    tracing::info!(
+        target: "mapispool::mail",
+        transport = %transport,
+        server_id = %server_id,
+        message_id = %summary.message_id.as_deref().unwrap_or_default(),
+        from = %from,
+        to = %to.join(","),
+        status = %"received",
+        "received"
+    );
 }
 
 /// The properties of a received message, from its header summary.
