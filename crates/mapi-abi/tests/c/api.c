@@ -330,7 +330,8 @@ static void status(LPMAPISESSION s)
     CHECK_HR(relay->lpVtbl->FlushQueues(relay, 0, 0, NULL, FLUSH_NO_UI | FLUSH_UPLOAD), MAPI_E_NO_SUPPORT);
     CHECK_ERROR_TEXT(relay, MAPI_E_NO_SUPPORT, "spooler");
 
-    CHECK_HR(s->lpVtbl->OpenEntry(s, sizeof junk, (LPENTRYID)junk, NULL, 0, &type, &unk), MAPI_E_INVALID_ENTRYID);
+    /* IMAPISession::OpenEntry: an ID no provider recognises is MAPI_E_UNKNOWN_ENTRYID (issue 19.10). */
+    CHECK_HR(s->lpVtbl->OpenEntry(s, sizeof junk, (LPENTRYID)junk, NULL, 0, &type, &unk), MAPI_E_UNKNOWN_ENTRYID);
     CHECK_HR(s->lpVtbl->CompareEntryIDs(s, sizeof junk, (LPENTRYID)junk, sizeof junk, (LPENTRYID)junk, 0, &same), S_OK);
     CHECK(same == 1);
     CHECK_HR(s->lpVtbl->OpenMsgStore(s, 0, 0, NULL, NULL, 0, NULL), MAPI_E_NO_SUPPORT);
