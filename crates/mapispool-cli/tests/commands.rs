@@ -300,6 +300,16 @@ fn validate_reports_every_status_row() {
         env.me_cmd(&["validate", "--transport", "home", "--json"]),
         0,
     );
+    // work's connect_command is interactive: without a terminal it is not run, and says so.
+    let work = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["transport"] == "work"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        work["sides"][0]["steps"][0]["step"], "connect_command",
+        "{work}"
+    );
+    assert_eq!(work["sides"][0]["steps"][0]["outcome"], "skipped", "{work}");
     // Logging on made the mailboxes other profiles deliver to.
     assert!(env.post_office().join("me@work.test").join("new").is_dir());
 }

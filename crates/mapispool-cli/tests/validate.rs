@@ -166,6 +166,46 @@ fn the_status_row_says_which_step_failed_and_a_daemon_checks_the_same() {
 }
 
 #[test]
+fn the_connect_command_runs_first_and_its_failure_is_the_check() {
+    let env = Sandbox::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let marker = env.path("tunnel-up");
+    let profile = |command: &str| {
+        env.write_profile(
+            "me",
+            &format!(
+                "[spooler]\ntimeout = \"10s\"\n\n[[transport]]\nname = \"out\"\naddress = \"me@example.com\"\n[transport.connect_command]\ncommand = \"{command}\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n"
+            ),
+        )
+    };
+    // It works: it ran, and then the server's own steps were checked.
+    let ok = profile(&format!("touch {}", marker.display()));
+    let list = checks(&env, &ok, 1);
+    assert!(marker.exists(), "the connect_command ran");
+    assert_eq!(
+        steps(&list[0]),
+        pairs(&[("resolve", "ok"), ("connect", "failed")])
+    );
+    // It fails: that is the check's answer, and nothing is tried after it.
+    let failing = profile("echo no tunnel >&2; exit 3");
+    let out = env.run(&failing, &["validate", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let v: Value = serde_json::from_str(&stdout_of(&out)).expect("JSON");
+    let side = &v["checks"][0]["sides"][0];
+    assert_eq!(side["side"], "transport", "{v}");
+    assert_eq!(steps(side), pairs(&[("connect_command", "failed")]), "{v}");
+    assert!(
+        side["steps"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("connect_command") && d.contains("exit status: 3")),
+        "{v}"
+    );
+}
+
+#[test]
 fn smtp_check_sends_no_mail_only_ehlo_and_quit() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let server = rt.block_on(FakeSmtp::start(Knobs::default()));

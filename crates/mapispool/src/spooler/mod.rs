@@ -1672,6 +1672,42 @@ impl<S: Store + 'static> Spooler<S> {
             })
     }
 
+    /// ValidateState's check of one transport: its `connect_command` first (the tunnel a
+    /// flush would open), then [`probe::check_transport`]. Under `SUPPRESS_UI` an interactive
+    /// one is not run, and each side says so before its own steps (which then show whether the
+    /// servers are reachable without it).
+    async fn check_transport(&self, slot: &Slot, offline: bool, flags: u32) -> TransportCheck {
+        let allow_prompt = flags & SUPPRESS_UI == 0;
+        let mut skipped = false;
+        if !offline && let Some(cc) = &slot.config.connect_command {
+            if cc.interactive && !allow_prompt {
+                skipped = true;
+            } else if let Err(e) = self.run_connect_command(&slot.config).await {
+                return TransportCheck::connect_command_failed(&slot.config, e.message);
+            }
+        }
+        let mut check = probe::check_transport(
+            &slot.config,
+            offline,
+            allow_prompt,
+            self.inner.profile.spooler.timeout,
+        )
+        .await;
+        if skipped {
+            for side in &mut check.sides {
+                side.steps.insert(
+                    0,
+                    probe::Step {
+                        step: "connect_command".into(),
+                        outcome: probe::Outcome::Skipped,
+                        detail: "interactive: not run without a terminal (SUPPRESS_UI)".into(),
+                    },
+                );
+            }
+        }
+        check
+    }
+
     async fn log_on(&self, slot: &Slot) {
         let Some(config) = &slot.config.inbound else {
             return;
@@ -1774,13 +1810,7 @@ impl<S: Store + 'static> Spooler<S> {
                 self.log_on(slot).await;
             }
             if switch.is_none() {
-                let check = probe::check_transport(
-                    &slot.config,
-                    offline,
-                    flags & SUPPRESS_UI == 0,
-                    self.inner.profile.spooler.timeout,
-                )
-                .await;
+                let check = self.check_transport(slot, offline, flags).await;
                 if let Some(failure) = check.failure() {
                     self.inner.board.change_bits(
                         &slot.kind,

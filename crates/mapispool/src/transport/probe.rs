@@ -104,6 +104,32 @@ impl TransportCheck {
     }
 }
 
+impl TransportCheck {
+    /// The check of a transport whose `connect_command` (run first, as a flush runs it) failed:
+    /// nothing after it is tried.
+    pub fn connect_command_failed(config: &TransportConfig, why: String) -> TransportCheck {
+        let command = config
+            .connect_command
+            .as_ref()
+            .map(|c| c.command.clone())
+            .unwrap_or_default();
+        TransportCheck {
+            transport: config.name.clone(),
+            offline: false,
+            sides: vec![SideCheck {
+                side: "transport".into(),
+                protocol: "connect_command".into(),
+                server: command,
+                steps: vec![Step {
+                    step: "connect_command".into(),
+                    outcome: Outcome::Failed,
+                    detail: why,
+                }],
+            }],
+        }
+    }
+}
+
 /// Checks both sides of `config` (see the module doc); `offline` checks nothing.
 pub async fn check_transport(
     config: &TransportConfig,
