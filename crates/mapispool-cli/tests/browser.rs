@@ -208,7 +208,9 @@ fn the_page_follows_a_submit_and_its_flush_without_reloading() {
         "the flush: queue empty, message in the Inbox, a flush row",
         "document.querySelector('#queue tbody').innerText.includes('the queue is empty') \
          && document.querySelector('#inbox tbody').innerText.includes('seen in the browser') \
-         && document.querySelector('#flushes tbody').innerText.includes('local')",
+         && document.querySelector('#flushes tbody').innerText.includes('local') \
+         && document.querySelector('#chart figcaption').innerText === 'local: 1 sent, 1 received' \
+         && document.querySelectorAll('#chart svg rect').length === 2",
     );
     assert_eq!(
         browser.eval(s, "window.sameLoad"),

@@ -348,6 +348,16 @@ fn web_listener_serves_the_page_and_guards_actions() {
     assert_eq!(state["flushes"][0]["transport"], "local", "{state}");
     assert_eq!(state["flushes"][0]["sent"], 1, "{state}");
     assert_eq!(state["flushes"][0]["received"], 1, "{state}");
+    // The chart's hour: this minute has the one sent and the one received.
+    assert_eq!(state["hour"][0]["transport"], "local", "{state}");
+    let minutes = state["hour"][0]["minutes"].as_array().expect("minutes");
+    let total = |key: &str| {
+        minutes
+            .iter()
+            .map(|m| m[key].as_u64().expect("a count"))
+            .sum::<u64>()
+    };
+    assert_eq!((total("sent"), total("received")), (1, 1), "{state}");
     daemon.stop();
 }
 
