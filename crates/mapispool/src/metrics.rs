@@ -157,7 +157,7 @@ impl Metrics {
         );
         c(
             "mapispool_messages_bounced_total",
-            "Messages for which a non-delivery report went to the Inbox, per transport.",
+            "Messages for which a non-delivery report went to the Inbox (for some or all recipients), per transport.",
         );
         c(
             "mapispool_messages_received_total",
@@ -219,7 +219,17 @@ impl Metrics {
         let (sent, deferred, bounced) = (
             report.count(MessageOutcome::Sent) + report.count(MessageOutcome::Partial),
             report.count(MessageOutcome::Deferred),
-            report.count(MessageOutcome::Failed) + report.count(MessageOutcome::Partial),
+            // A message counts as bounced once a report went out for any of its recipients,
+            // even while others still wait for a retry.
+            report
+                .messages
+                .iter()
+                .filter(|m| {
+                    m.recipients
+                        .iter()
+                        .any(|r| matches!(r, RecipientReport::Failed { .. }))
+                })
+                .count(),
         );
         let result = if report.skipped.is_some() {
             "skipped"
