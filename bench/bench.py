@@ -237,7 +237,7 @@ class Profile:
             if inbound:
                 kind, iport, user = inbound
                 f.write(f'[transport.inbound]\nkind = "{kind}"\nhost = "127.0.0.1"\nport = {iport}\n'
-                        f'security = "none"\nusername = "{user}"\npassword_env = "MAPISPOOL_BENCH_PW"\n')
+                        f'security = "none"\nallow_plaintext_auth = true\nusername = "{user}"\npassword_env = "MAPISPOOL_BENCH_PW"\n')
         self.env = dict(os.environ, XDG_RUNTIME_DIR=self.runtime, NO_COLOR="1", MAPISPOOL_BENCH_PW="pw")
         self.last_stderr = ""
         self.env.pop("RUST_LOG", None)

@@ -32,6 +32,15 @@ perl -MMail::Address -e 1 >/dev/null 2>&1 || need+=(libmailtools-perl)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # Headless Chromium drives the status page (crates/mapispool-cli/tests/browser.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# systemd-analyze, for the checks of contrib/mapispool.service (crates/mapispool-cli/tests/
+# systemd.rs). Debian's systemd package installs in a container without becoming its init.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The C/C++ toolchain and Valgrind that crates/mapi-abi/tests/c_api.rs builds and runs MAPI
+# programs with.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0

@@ -35,6 +35,15 @@ impl EntryId {
     pub fn uid(&self) -> Option<MapiUid> {
         self.0.get(4..20).and_then(|s| s.try_into().ok())
     }
+    /// The ID as an error message names it: `entry ID 0000…`, or `the empty entry ID` (whose
+    /// hex form is nothing, and would leave a message starting with a blank).
+    pub fn named(&self) -> String {
+        if self.0.is_empty() {
+            "the empty entry ID".to_string()
+        } else {
+            format!("entry ID {self}")
+        }
+    }
     /// The provider's own part after the UID.
     pub fn data(&self) -> &[u8] {
         self.0.get(20..).unwrap_or(&[])

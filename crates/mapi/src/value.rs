@@ -267,6 +267,14 @@ impl Row {
     pub fn get(&self, tag: PropTag) -> Option<&PropValue> {
         self.props.iter().find(|p| p.tag == tag).map(|p| &p.value)
     }
+    /// The row's `PR_ENTRYID` as an [`EntryId`] (what `OpenEntry` takes), `None` when the row
+    /// has none (a column set without it, or a `PT_ERROR` stand-in).
+    pub fn entry_id(&self) -> Option<crate::EntryId> {
+        match self.get(crate::tag::PR_ENTRYID) {
+            Some(PropValue::Binary(bytes)) => Some(crate::EntryId::from_bytes(bytes.clone())),
+            _ => None,
+        }
+    }
     /// The property with `tag`'s ID, whatever its type (a `PT_ERROR` stand-in included).
     pub fn get_by_id(&self, tag: PropTag) -> Option<&Prop> {
         self.props.iter().find(|p| p.tag.id() == tag.id())
@@ -303,6 +311,17 @@ pub type RowSet = Vec<Row>;
 mod tests {
     use super::*;
     use crate::tag::*;
+
+    #[test]
+    fn a_row_gives_its_entry_id() {
+        let id = crate::EntryId::new(&[7; 16], b"S");
+        let row = Row::new(vec![Prop::new(
+            PR_ENTRYID,
+            PropValue::Binary(id.as_bytes().to_vec()),
+        )]);
+        assert_eq!(row.entry_id(), Some(id));
+        assert_eq!(Row::new(Vec::new()).entry_id(), None);
+    }
 
     #[test]
     fn filetime_text_is_total_before_1970_and_after_9999() {

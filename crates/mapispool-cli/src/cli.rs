@@ -198,7 +198,8 @@ pub struct SubmitArgs {
     /// first that can send).
     #[arg(long, value_name = "NAME")]
     pub transport: Option<String>,
-    /// Do not send before this time (RFC 3339, e.g. 2026-11-26T08:00:00Z).
+    /// Do not send before this time: RFC 3339 (2026-11-26T08:00:00Z), a delay (+2h, +1h 30m)
+    /// or a local time (08:00 for the next one, today 17:30, tomorrow 08:00).
     #[arg(long, value_name = "TIME")]
     pub defer_until: Option<String>,
     /// Delete the message after sending instead of keeping it in Sent Items.

@@ -8,6 +8,7 @@ mod cmd;
 mod exit;
 mod render;
 mod term;
+mod when;
 
 use std::process::ExitCode;
 

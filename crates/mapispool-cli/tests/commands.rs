@@ -284,9 +284,10 @@ fn validate_reports_every_status_row() {
     for want in ["MAPI Spooler", "home", "work", "AVAILABLE"] {
         assert!(out.contains(want), "no {want:?} in {out}");
     }
-    let table = json(env.me_cmd(&["validate", "--json"]), 0);
+    let report = json(env.me_cmd(&["validate", "--json"]), 0);
+    let table = &report["status"];
     assert_eq!(
-        column(&table, "PR_DISPLAY_NAME"),
+        column(table, "PR_DISPLAY_NAME"),
         [
             "MAPI Subsystem",
             "MAPI Spooler",
@@ -323,4 +324,39 @@ fn demo_delivers_a_message_with_nothing_configured() {
     let bob = dir.join("bob.toml");
     let inbox = json(env.cmd_for(&bob, &["messages", "--json"]), 0);
     assert_eq!(column(&inbox, "PR_SUBJECT"), ["Hello from mapispool"]);
+}
+
+#[test]
+fn messages_dated_1969_list_without_a_panic() {
+    // Issue 13.6: a message dated before 1970 made `mapispool messages` exit 101 (humantime
+    // panicked turning the FILETIME into RFC 3339).
+    let env = Env::new();
+    env.open_peer_mailbox();
+    let old = letter("from 1969").replace(
+        "Date: Mon, 7 Dec 2026 09:00:00 +0000\r\n",
+        "Date: Wed, 31 Dec 1969 23:59:59 +0000\r\n",
+    );
+    assert!(old.contains("Date: Wed, 31 Dec 1969"), "{old}");
+    env.submit(&old, &[]);
+    stdout(env.me_cmd(&["flush"]), 0);
+    stdout(env.peer_cmd(&["flush"]), 0);
+    // The received message's PR_CLIENT_SUBMIT_TIME is its Date: header.
+    let table = stdout(
+        env.peer_cmd(&["messages", "--columns", "PR_SUBJECT,PR_CLIENT_SUBMIT_TIME"]),
+        0,
+    );
+    assert!(table.contains("1969-12-31T23:59:59Z"), "{table}");
+    let inbox = json(
+        env.peer_cmd(&[
+            "messages",
+            "--columns",
+            "PR_SUBJECT,PR_CLIENT_SUBMIT_TIME",
+            "--json",
+        ]),
+        0,
+    );
+    assert!(
+        inbox.to_string().contains("1969-12-31T23:59:59Z"),
+        "{inbox:#}"
+    );
 }

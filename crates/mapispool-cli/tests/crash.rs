@@ -452,7 +452,7 @@ fn download(protocol: Protocol, m: usize, kills: usize) -> Tally {
         Protocol::Pop3 => ("pop3", dovecot.pop3),
     };
     let client = Client::new(&format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"bob@localhost\"\n[transport.inbound]\nkind = \"{kind}\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"bob\"\npassword_command = \"printf pw\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"bob@localhost\"\n[transport.inbound]\nkind = \"{kind}\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"bob\"\npassword_command = \"printf pw\"\n"
     ));
     let mut rng = Rng::new();
     // What is still to fetch: the Message-IDs not yet in the store. (The server side, DELE or
@@ -757,7 +757,7 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
         ),
     };
     let client = Client::new(&format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"bob@localhost\"\n[transport.inbound]\n{inbound}host = \"127.0.0.1\"\nsecurity = \"none\"\nusername = \"bob\"\npassword_command = \"printf pw\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"bob@localhost\"\n[transport.inbound]\n{inbound}host = \"127.0.0.1\"\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"bob\"\npassword_command = \"printf pw\"\n"
     ));
     let mut rng = Rng::new();
     // Kills that left stored messages still on the server (POP3: after the store's commit,

@@ -56,7 +56,7 @@ fn the_daemon_serves_many_clients_and_loses_nothing() {
     let second = env.run(&alice, &["spooler"]);
     assert!(!second.status.success());
     assert!(
-        stderr(&second).contains("already runs")
+        stderr(&second).contains("already serves the store")
             && stderr(&second).contains(&daemon.pid().to_string()),
         "{}",
         stderr(&second)

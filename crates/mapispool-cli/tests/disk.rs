@@ -210,3 +210,48 @@ fn a_read_only_store_fails_submit_clearly_and_loses_nothing() {
     let out = run(&fs, &profile, &["show", &id], b"");
     assert_eq!(out.stdout, message(1));
 }
+
+#[test]
+fn a_full_disk_during_a_download_says_what_was_stored_and_not_enough_disk() {
+    // Issue 13.7: a download that fails part-way reports what it stored, and a full disk is
+    // MAPI_E_NOT_ENOUGH_DISK (it was MAPI_E_NETWORK_ERROR, "received 0").
+    let Some(fs) = Tmpfs::mount("3m") else {
+        return;
+    };
+    let po = fs.env.post_office();
+    let path = fs.env.path("bob.toml");
+    std::fs::write(
+        &path,
+        profile_toml(
+            &fs.mnt.join("store.db"),
+            &common::profile::dir_transport("local", "bob@localhost", &po),
+        ),
+    )
+    .expect("profile");
+    let new = po
+        .join(mapispool::transport::dir::mailbox_name("bob@localhost"))
+        .join("new");
+    std::fs::create_dir_all(&new).expect("mailbox");
+    for n in 0..60 {
+        std::fs::write(new.join(format!("{n:06}.eml")), message(n)).expect("a letter");
+    }
+    let out = run(&fs, &path, &["flush", "--download", "--json"], b"");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&out)));
+    let local = &report["transports"][0];
+    let received = local["received"].as_u64().expect("received");
+    let error = local["error"].as_str().unwrap_or_default().to_string();
+    eprintln!("full during a download: {local}");
+    assert_eq!(local["error_code"], "MAPI_E_NOT_ENOUGH_DISK", "{local}");
+    assert!(received >= 3, "some fit first: {local}");
+    assert!(
+        error.starts_with(&format!("received {received}, then failed: ")),
+        "{error}"
+    );
+
+    // Room again: the rest comes, nothing twice.
+    fs.remount("size=64m");
+    let out = run(&fs, &path, &["flush", "--download", "--json"], b"");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(rows(&fs, &path, &["messages", "--json"]).len(), 60);
+}

@@ -21,7 +21,7 @@ fn no_ui_with_a_prompting_transport_neither_blocks_nor_prompts() {
         "p",
         &format!(
             "[[transport]]\nname = \"asks\"\naddress = \"me@example.com\"\n\
-             [transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\nsecurity = \"none\"\nusername = \"me\"\npassword_prompt = true\n\n{}",
+             [transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"me\"\npassword_prompt = true\n\n{}",
             dir_transport("local", "me@localhost", &env.post_office())
         ),
     );

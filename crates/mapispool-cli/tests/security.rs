@@ -36,6 +36,7 @@ kind = "smtp"
 host = "127.0.0.1"
 port = {port}
 security = "none"
+allow_plaintext_auth = true
 username = "alice"
 password_command = "echo {PASSWORD}"
 "#
@@ -216,4 +217,156 @@ fn injection_in_the_envelope_and_headers_is_refused_with_exit_2() {
     );
     assert!(out.status.success(), "{}", both(&out));
     assert_eq!(env.queue_len(&profile), 1);
+}
+
+/// `cmd` with umask 022 in the child, the common default that made the store 0644 and the
+/// post office 0755 before issue 19.
+fn with_umask_022(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask(2) is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        })
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Private files (issue 19): under umask 022 the store, its WAL and SHM, the daemon's lock and
+/// a delivered message are 0600 and every post-office directory 0700; `validate` names looser
+/// existing ones with the fix.
+#[test]
+fn mail_files_are_private_whatever_the_umask() {
+    let env = Sandbox::new();
+    let alice = env.write_dir_profile("alice", "local", "alice@localhost");
+    let bob = env.write_dir_profile("bob", "local", "bob@localhost");
+    let out = with_umask_022(env.cli(&bob).arg("validate"))
+        .output()
+        .expect("validate runs");
+    assert!(out.status.success(), "{}", both(&out));
+
+    let daemon = env.start_daemon_with(&alice, |cmd| {
+        with_umask_022(cmd);
+    });
+    let submitted = with_umask_022(env.cli(&alice).arg("submit"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(
+                b"From: alice@localhost\r\nTo: bob@localhost\r\nSubject: s\r\n\r\nhi\r\n",
+            )?;
+            child.wait_with_output()
+        })
+        .expect("submit runs");
+    assert!(submitted.status.success(), "{}", both(&submitted));
+    let flushed = with_umask_022(env.cli(&alice).args(["flush", "--upload"]))
+        .output()
+        .expect("flush runs");
+    assert!(flushed.status.success(), "{}", both(&flushed));
+    assert_eq!(env.delivered("bob@localhost"), 1);
+
+    // While the daemon has the store open, its WAL and SHM exist.
+    let db = env.path("alice.db");
+    for file in ["alice.db", "alice.db-wal", "alice.db-shm", "alice.db.lock"] {
+        assert_eq!(mode(&env.path(file)), 0o600, "{file}");
+    }
+    let po = env.post_office();
+    let mailbox = env.mailbox("bob@localhost");
+    for dir in [
+        po.clone(),
+        po.join("tmp"),
+        mailbox.parent().expect("mailbox").to_path_buf(),
+        mailbox.clone(),
+    ] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    let delivered = std::fs::read_dir(&mailbox)
+        .expect("mailbox")
+        .next()
+        .expect("one message")
+        .expect("entry")
+        .path();
+    assert_eq!(mode(&delivered), 0o600, "the delivered message");
+    daemon.stop();
+
+    // Looser existing files are named, with the fix.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&po, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = env.run(&alice, &["validate"]);
+    let said = both(&out);
+    assert!(
+        said.contains(&format!(
+            "warning: {} is 644: other users can read it; run `chmod 600 {}`",
+            db.display(),
+            db.display()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "warning: {} is 755: other users can read the mail in it; run `chmod 700 {}`",
+            po.display(),
+            po.display()
+        )),
+        "{said}"
+    );
+    // The first validate reopened the store, and SQLite gave the new WAL and SHM the
+    // database file's 0644: they are named too.
+    let json = env.run(&alice, &["validate", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let named: Vec<String> = json["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w.as_str()?.split(' ').next().map(String::from))
+        .collect();
+    let expected: Vec<String> = ["alice.db", "alice.db-wal", "alice.db-shm", "po"]
+        .iter()
+        .map(|f| env.path(f).display().to_string())
+        .collect();
+    assert_eq!(named, expected, "{json}");
+}
+
+/// No password in clear (issue 19): `security = "none"` with a login is refused at load unless
+/// the part says `allow_plaintext_auth = true`, and `validate` warns while it does.
+#[test]
+fn a_password_in_clear_is_refused_unless_allowed_and_then_warned_about() {
+    let env = Sandbox::new();
+    // A port nobody listens on: neither command needs the server.
+    let allowed = profile(&env, 9);
+    let out = env.run(&allowed, &["validate"]);
+    assert!(
+        both(&out).contains(
+            "warning: transport \"smtp\" (outbound) logs in to 127.0.0.1:9 without TLS \
+             (allow_plaintext_auth = true)"
+        ),
+        "{}",
+        both(&out)
+    );
+    let text = std::fs::read_to_string(&allowed).expect("profile");
+    std::fs::write(&allowed, text.replace("allow_plaintext_auth = true\n", "")).expect("write");
+    let out = env.run(&allowed, &["validate"]);
+    assert!(!out.status.success(), "refused at load");
+    assert!(
+        both(&out).contains(
+            "security = \"none\" in [transport.outbound] with a username or password would send \
+             the password in clear"
+        ),
+        "{}",
+        both(&out)
+    );
+    assert!(!both(&out).contains(PASSWORD), "{}", both(&out));
 }

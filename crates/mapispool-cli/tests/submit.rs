@@ -199,6 +199,54 @@ fn a_message_without_headers_or_a_bad_time_is_bad_input() {
     assert_eq!(queue(&env, &[])["rows"], json!([]));
 }
 
+/// PR_DEFERRED_DELIVERY_TIME of the only queued message.
+fn deferred_until(env: &Env) -> String {
+    let table = queue(env, &["--columns", "PR_DEFERRED_DELIVERY_TIME"]);
+    table["rows"][0]["PR_DEFERRED_DELIVERY_TIME"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{table}"))
+        .to_string()
+}
+
+#[test]
+fn defer_until_takes_a_delay_and_a_local_wall_clock_time() {
+    use chrono::{Duration, Utc};
+    // "+2h": two hours from the submit, to the second.
+    let env = Env::new();
+    let before = Utc::now();
+    let mut cmd = env.me_cmd(&["submit", "--defer-until", "+2h", "peer@home.test"]);
+    cmd.write_stdin(letter("in two hours"));
+    stdout(cmd, 0);
+    let after = Utc::now();
+    let at = chrono::DateTime::parse_from_rfc3339(&deferred_until(&env)).expect("RFC 3339");
+    assert!(
+        at >= before + Duration::hours(2) - Duration::seconds(1)
+            && at <= after + Duration::hours(2),
+        "{at}"
+    );
+
+    // "tomorrow 08:00" in the caller's zone: TZ as a POSIX rule (UTC+2, no tzdata needed).
+    let env = Env::new();
+    let expect = || {
+        let local = Utc::now() + Duration::hours(2);
+        let tomorrow = local.date_naive() + Duration::days(1);
+        format!("{}T06:00:00Z", tomorrow.format("%Y-%m-%d"))
+    };
+    let first = expect();
+    let mut cmd = env.me_cmd(&[
+        "submit",
+        "--defer-until",
+        "tomorrow 08:00",
+        "peer@home.test",
+    ]);
+    cmd.env("TZ", "XYZ-2")
+        .write_stdin(letter("tomorrow morning"));
+    stdout(cmd, 0);
+    let got = deferred_until(&env);
+    // Either side of a local midnight that fell during the run.
+    assert!(got == first || got == expect(), "{got} (expected {first})");
+}
+
 #[test]
 fn abort_takes_a_message_out_of_the_queue_once() {
     let env = Env::new();

@@ -6,7 +6,7 @@
 //! 3. an `SPropertyRestriction`: `RELOP_EQ`, `PR_RESOURCE_TYPE == MAPI_SPOOLER`
 //! 4. `HrQueryAllRows`
 //! 5. `OpenEntry` on the row's `PR_ENTRYID` → the spooler's `IMAPIStatus`
-//! 6. `IMAPIStatus::FlushQueues(0, 0, NULL, FLUSH_UPLOAD | FLUSH_DOWNLOAD)`
+//! 6. `IMAPIStatus::FlushQueues(0, 0, NULL, FLUSH_UPLOAD | FLUSH_DOWNLOAD | FLUSH_NO_UI)`
 //!
 //! ```sh
 //! cargo run -p mapispool --example flush_all              # two throwaway profiles
@@ -26,7 +26,7 @@ use mapi::tag::{PR_DISPLAY_NAME, PR_ENTRYID, PR_RESOURCE_METHODS, PR_RESOURCE_TY
 use mapi::{MapiError, MapiResult, PropValue};
 use mapispool::{FlushFlags, FlushReport, Profile, Session};
 
-use support::{Result, arrived, entry_id, print_report, submit_to_bob, throwaway};
+use support::{Result, arrived, print_report, submit_to_bob, throwaway};
 
 /// The procedure, step by step.
 async fn flush_all(session: &Session, flags: FlushFlags) -> MapiResult<FlushReport> {
@@ -51,7 +51,7 @@ async fn flush_all(session: &Session, flags: FlushFlags) -> MapiResult<FlushRepo
         .first()
         .ok_or_else(|| MapiError::not_found("the status table has no MAPI_SPOOLER row"))?;
     // 5. Open the spooler's status object.
-    let spooler = session.open_status(&entry_id(row)?)?;
+    let spooler = session.open_status(&row_entry_id(row)?)?;
     // 6. Flush every transport, synchronously.
     spooler.flush_queues(None, flags).await
 }
@@ -74,7 +74,11 @@ async fn main() -> ExitCode {
 
 async fn with_profile(path: &Path) -> Result<bool> {
     let session = Session::logon(Profile::load(path)?).await?;
-    let report = flush_all(&session, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await?;
+    let report = flush_all(
+        &session,
+        FlushFlags::UPLOAD | FlushFlags::DOWNLOAD | FlushFlags::NO_UI,
+    )
+    .await?;
     print_report("flush", &report);
     session.logoff().await;
     Ok(report.is_complete())
@@ -87,10 +91,18 @@ async fn with_throwaway_profiles() -> Result<bool> {
     let subjects = submit_to_bob(&alice).await?;
 
     println!("alice: FlushQueues on the spooler, all transports");
-    let report = flush_all(&alice, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await?;
+    let report = flush_all(
+        &alice,
+        FlushFlags::UPLOAD | FlushFlags::DOWNLOAD | FlushFlags::NO_UI,
+    )
+    .await?;
     print_report("alice", &report);
     println!("bob: FlushQueues on the spooler, all transports");
-    let report = flush_all(&bob, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await?;
+    let report = flush_all(
+        &bob,
+        FlushFlags::UPLOAD | FlushFlags::DOWNLOAD | FlushFlags::NO_UI,
+    )
+    .await?;
     print_report("bob", &report);
 
     let ok = arrived(&bob, &subjects).await?;
@@ -105,4 +117,10 @@ async fn with_throwaway_profiles() -> Result<bool> {
     alice.logoff().await;
     bob.logoff().await;
     Ok(ok)
+}
+
+/// The row's `PR_ENTRYID` (`Row::entry_id`), or why there is none.
+fn row_entry_id(row: &mapi::Row) -> MapiResult<mapi::EntryId> {
+    row.entry_id()
+        .ok_or_else(|| MapiError::not_found("the status row has no PR_ENTRYID column"))
 }

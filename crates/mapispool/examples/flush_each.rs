@@ -11,6 +11,8 @@
 //!    - no: the spooler's row (the same steps with `MAPI_SPOOLER`) → `OpenEntry` →
 //!      `FlushQueues(0, cb, PR_ENTRYID of the transport, flags)`.
 //!
+//! `flags` is `FLUSH_UPLOAD | FLUSH_DOWNLOAD | FLUSH_NO_UI`, as the procedure has it.
+//!
 //! ```sh
 //! cargo run -p mapispool --example flush_each              # two throwaway profiles
 //! cargo run -p mapispool --example flush_each -- PROFILE   # your profile
@@ -29,7 +31,7 @@ use mapi::tag::{PR_DISPLAY_NAME, PR_ENTRYID, PR_RESOURCE_METHODS, PR_RESOURCE_TY
 use mapi::{MapiError, MapiResult, PropValue, RowSet};
 use mapispool::{FlushFlags, FlushReport, Profile, Session};
 
-use support::{Result, arrived, entry_id, print_report, submit_to_bob, throwaway};
+use support::{Result, arrived, print_report, submit_to_bob, throwaway};
 
 /// Steps 1–4 for one `PR_RESOURCE_TYPE`.
 fn status_rows(session: &Session, resource_type: i32) -> MapiResult<RowSet> {
@@ -57,7 +59,7 @@ async fn flush_each(
 ) -> MapiResult<Vec<FlushReport>> {
     let mut reports = Vec::new();
     for row in status_rows(session, MAPI_TRANSPORT_PROVIDER)? {
-        let id = entry_id(&row)?;
+        let id = row_entry_id(&row)?;
         let name = match row.get(PR_DISPLAY_NAME) {
             Some(PropValue::Unicode(n)) => n.clone(),
             _ => id.to_string(),
@@ -77,7 +79,7 @@ async fn flush_each(
             let spooler_row = spooler_rows
                 .first()
                 .ok_or_else(|| MapiError::not_found("the status table has no MAPI_SPOOLER row"))?;
-            let spooler = session.open_status(&entry_id(spooler_row)?)?;
+            let spooler = session.open_status(&row_entry_id(spooler_row)?)?;
             spooler.flush_queues(Some(&id), flags).await?
         };
         print_report(who, &report);
@@ -104,7 +106,12 @@ async fn main() -> ExitCode {
 
 async fn with_profile(path: &Path) -> Result<bool> {
     let session = Session::logon(Profile::load(path)?).await?;
-    let reports = flush_each(&session, "flush", FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await?;
+    let reports = flush_each(
+        &session,
+        "flush",
+        FlushFlags::UPLOAD | FlushFlags::DOWNLOAD | FlushFlags::NO_UI,
+    )
+    .await?;
     session.logoff().await;
     Ok(reports.iter().all(FlushReport::is_complete))
 }
@@ -116,9 +123,19 @@ async fn with_throwaway_profiles() -> Result<bool> {
     let subjects = submit_to_bob(&alice).await?;
 
     println!("alice: each transport on its own");
-    flush_each(&alice, "alice", FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await?;
+    flush_each(
+        &alice,
+        "alice",
+        FlushFlags::UPLOAD | FlushFlags::DOWNLOAD | FlushFlags::NO_UI,
+    )
+    .await?;
     println!("bob: each transport on its own");
-    flush_each(&bob, "bob", FlushFlags::UPLOAD | FlushFlags::DOWNLOAD).await?;
+    flush_each(
+        &bob,
+        "bob",
+        FlushFlags::UPLOAD | FlushFlags::DOWNLOAD | FlushFlags::NO_UI,
+    )
+    .await?;
 
     let ok = arrived(&bob, &subjects).await?;
     println!(
@@ -132,4 +149,10 @@ async fn with_throwaway_profiles() -> Result<bool> {
     alice.logoff().await;
     bob.logoff().await;
     Ok(ok)
+}
+
+/// The row's `PR_ENTRYID` (`Row::entry_id`), or why there is none.
+fn row_entry_id(row: &mapi::Row) -> MapiResult<mapi::EntryId> {
+    row.entry_id()
+        .ok_or_else(|| MapiError::not_found("the status row has no PR_ENTRYID column"))
 }

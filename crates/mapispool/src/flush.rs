@@ -3,7 +3,7 @@
 use std::fmt;
 
 use mapi::constants::{FLUSH_ASYNC_OK, FLUSH_DOWNLOAD, FLUSH_FORCE, FLUSH_NO_UI, FLUSH_UPLOAD};
-use mapi::{EntryId, FileTime, MapiError, MapiResult};
+use mapi::{EntryId, FileTime, MapiCode, MapiError, MapiResult};
 use serde::{Deserialize, Serialize};
 
 /// `ulFlags` of `IMAPIStatus::FlushQueues`, MAPI's bits.
@@ -25,6 +25,11 @@ impl FlushFlags {
 
     pub const fn contains(self, other: FlushFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// No bit set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
     /// MAPI's checks: unknown bits are `MAPI_E_UNKNOWN_FLAGS`; neither direction is
@@ -49,6 +54,28 @@ impl std::ops::BitOr for FlushFlags {
     type Output = FlushFlags;
     fn bitor(self, rhs: FlushFlags) -> FlushFlags {
         FlushFlags(self.0 | rhs.0)
+    }
+}
+
+/// `flags |= FlushFlags::NO_UI`, as C's `ulFlags |= FLUSH_NO_UI`.
+impl std::ops::BitOrAssign for FlushFlags {
+    fn bitor_assign(&mut self, rhs: FlushFlags) {
+        self.0 |= rhs.0;
+    }
+}
+
+/// `flags & FlushFlags::UPLOAD`: the bits both have (test with [`FlushFlags::is_empty`] or
+/// [`FlushFlags::contains`]).
+impl std::ops::BitAnd for FlushFlags {
+    type Output = FlushFlags;
+    fn bitand(self, rhs: FlushFlags) -> FlushFlags {
+        FlushFlags(self.0 & rhs.0)
+    }
+}
+
+impl std::ops::BitAndAssign for FlushFlags {
+    fn bitand_assign(&mut self, rhs: FlushFlags) {
+        self.0 &= rhs.0;
     }
 }
 
@@ -137,6 +164,18 @@ pub struct TransportReport {
 }
 
 impl TransportReport {
+    /// Why the transport could not do its part, as a [`MapiError`] with its [`MapiCode`]
+    /// (`MAPI_E_NETWORK_ERROR`, `MAPI_E_LOGON_FAILED`, ...); `None` when it could. A code the
+    /// report names but this build does not know is `MAPI_E_CALL_FAILED`.
+    pub fn mapi_error(&self) -> Option<MapiError> {
+        let cause = self.error.as_ref()?;
+        let code = self
+            .error_code
+            .as_deref()
+            .and_then(MapiCode::from_name)
+            .unwrap_or(MapiCode::CallFailed);
+        Some(MapiError::new(code, cause.clone()))
+    }
     pub fn sent(&self) -> usize {
         self.count(MessageOutcome::Sent)
     }
@@ -223,7 +262,38 @@ fn flags_text<S: serde::Serializer>(f: &FlushFlags, s: S) -> Result<S::Ok, S::Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mapi::MapiCode;
+
+    #[test]
+    fn flags_combine_as_c_bit_masks_do() {
+        let mut flags = FlushFlags::UPLOAD;
+        flags |= FlushFlags::NO_UI;
+        assert_eq!(flags, FlushFlags(FLUSH_UPLOAD | FLUSH_NO_UI));
+        assert_eq!(flags & FlushFlags::NO_UI, FlushFlags::NO_UI);
+        assert!((flags & FlushFlags::DOWNLOAD).is_empty());
+        flags &= FlushFlags::NO_UI;
+        assert_eq!(flags, FlushFlags::NO_UI);
+    }
+
+    #[test]
+    fn a_transport_report_gives_its_error_as_a_mapi_code() {
+        let mut report = TransportReport {
+            transport: "work".into(),
+            entry_id: EntryId::from_bytes(vec![0; 20]),
+            upload: true,
+            download: false,
+            messages: Vec::new(),
+            received: 0,
+            error: None,
+            error_code: None,
+            skipped: None,
+        };
+        assert_eq!(report.mapi_error(), None);
+        report.error = Some("cannot connect to mx:25: connection refused".into());
+        report.error_code = Some("MAPI_E_NETWORK_ERROR".into());
+        let e = report.mapi_error().expect("an error");
+        assert_eq!(e.code, MapiCode::NetworkError);
+        assert_eq!(e.cause, "cannot connect to mx:25: connection refused");
+    }
 
     #[test]
     fn flags_are_checked_as_mapi_does() {

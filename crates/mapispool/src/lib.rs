@@ -17,6 +17,7 @@
 //! - [`web`]: the daemon's web listener (`[web]`): the API, a live status page, `/metrics`.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
 //! - [`metrics`]: the spooler's Prometheus metrics and its last flushes.
+//! - [`private`]: mail files 0600 and directories 0700 whatever the umask; looser ones named.
 //! - [`message`]: the header summary of an RFC 5322 message; address checks; dates.
 //! - [`outgoing`]: what `submit` makes of a message: the envelope, checked fields, and the
 //!   `From:`, `Date:`, `Message-ID:` it adds when missing.
@@ -28,6 +29,7 @@ pub mod ipc;
 pub mod message;
 pub mod metrics;
 pub mod outgoing;
+pub mod private;
 pub mod profile;
 pub mod session;
 pub mod spooler;

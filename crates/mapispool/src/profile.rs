@@ -181,6 +181,9 @@ pub struct SpoolerConfig {
     /// Back online (`FORCE_XP_CONNECT`), send the queue at once (true) or wait for the next
     /// flush (false, the default).
     pub send_on_reconnect: bool,
+    /// The largest message an IMAP or POP3 download takes, in bytes; a larger one is left on
+    /// the server, named in the flush report, and the download goes on past it.
+    pub max_message_size: u64,
 }
 
 impl SpoolerConfig {
@@ -194,6 +197,12 @@ impl SpoolerConfig {
     pub const DEFAULT_DELAY_WARNING_AFTER: Duration = Duration::from_hours(4);
     /// The default time limit per network operation: 5 minutes.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_mins(5);
+    /// The default largest message downloaded: 64 MiB, above what most providers accept
+    /// (Gmail 25 MB, Microsoft 365 up to 150 MB by choice) while a hostile size stays harmless.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+    /// The largest `max_message_size` a profile may set: 4 GiB, as IMAP's RFC822.SIZE is a
+    /// 32-bit number.
+    pub const MAX_MAX_MESSAGE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 }
 
 impl Default for SpoolerConfig {
@@ -208,6 +217,7 @@ impl Default for SpoolerConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             offline: false,
             send_on_reconnect: false,
+            max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -363,8 +373,8 @@ impl InboundConfig {
 
 /// How a connection is protected.
 ///
-/// `None` together with a credential is accepted for now (a test server on localhost needs
-/// it), even though it sends the password in clear; a later change may refuse AUTH without TLS.
+/// `None` together with a login is refused at profile load, since it sends the password in
+/// clear, unless the part also says `allow_plaintext_auth = true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Security {
@@ -438,6 +448,9 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate; for test servers only.
     pub insecure_skip_verify: bool,
+    /// `allow_plaintext_auth = true`: logging in with `security = "none"` is intended (a
+    /// relay on 127.0.0.1); without it such a profile is refused at load.
+    pub allow_plaintext_auth: bool,
     /// Open a new connection after this many messages; `None`: no limit.
     pub max_messages_per_connection: Option<u32>,
     /// Use PIPELINING when the server offers it; default true.
@@ -480,6 +493,9 @@ pub struct ImapConfig {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate; for test servers only.
     pub insecure_skip_verify: bool,
+    /// `allow_plaintext_auth = true`: logging in with `security = "none"` is intended (a
+    /// relay on 127.0.0.1); without it such a profile is refused at load.
+    pub allow_plaintext_auth: bool,
 }
 
 /// `[transport.inbound]` with `kind = "pop3"`.
@@ -505,6 +521,9 @@ pub struct Pop3Config {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate; for test servers only.
     pub insecure_skip_verify: bool,
+    /// `allow_plaintext_auth = true`: logging in with `security = "none"` is intended (a
+    /// relay on 127.0.0.1); without it such a profile is refused at load.
+    pub allow_plaintext_auth: bool,
 }
 
 /// `kind = "dir"`: a post-office directory shared by local transports.
@@ -565,6 +584,40 @@ pub struct ConnectCommand {
 }
 
 impl Profile {
+    /// What this valid profile does that its owner should know, one line each for `validate`:
+    /// each server part that logs in without TLS because it says `allow_plaintext_auth = true`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for t in &self.transports {
+            let outbound = match &t.outbound {
+                Some(OutboundConfig::Smtp(c)) => {
+                    Some((&c.host, c.port, c.security, c.allow_plaintext_auth))
+                }
+                _ => None,
+            };
+            let inbound = match &t.inbound {
+                Some(InboundConfig::Imap(c)) => {
+                    Some((&c.host, c.port, c.security, c.allow_plaintext_auth))
+                }
+                Some(InboundConfig::Pop3(c)) => {
+                    Some((&c.host, c.port, c.security, c.allow_plaintext_auth))
+                }
+                _ => None,
+            };
+            for (side, part) in [("outbound", outbound), ("inbound", inbound)] {
+                if let Some((host, port, Security::None, true)) = part {
+                    found.push(format!(
+                        "transport \"{}\" ({side}) logs in to {host}:{port} without TLS \
+                         (allow_plaintext_auth = true): its password crosses the network in \
+                         clear, which is safe only where nobody can listen (127.0.0.1)",
+                        t.name
+                    ));
+                }
+            }
+        }
+        found
+    }
+
     /// Picks the profile file: `explicit` (the CLI's `--profile`) if given, else
     /// `$MAPISPOOL_PROFILE` if set and not empty, else `profile.toml` in mapispool's config
     /// directory (`$XDG_CONFIG_HOME/mapispool`, by default `~/.config/mapispool`).

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::ipc::client::Client;
-use crate::ipc::socket_path;
 use crate::ipc::wire::WireError;
 use crate::message::{
     HeaderSummary, MAX_HEADER_BYTES, check_address, check_header_line_ends, header_block,
@@ -146,7 +145,7 @@ impl Drop for MirrorTask {
 
 /// The SQLite file of `profile`'s store. Errors: `MAPI_E_NO_SUPPORT` for a store URL, which
 /// this build cannot open.
-fn sqlite_path(profile: &Profile) -> MapiResult<std::path::PathBuf> {
+pub(crate) fn sqlite_path(profile: &Profile) -> MapiResult<std::path::PathBuf> {
     match &profile.store {
         StoreConfig::Path(p) => Ok(p.clone()),
         StoreConfig::Url(url) => Err(MapiError::no_support(format!(
@@ -163,15 +162,15 @@ pub struct Session {
 }
 
 impl Session {
-    /// Logs on to `profile`: through its spooler daemon if one runs (found by the profile's
-    /// path), else with a spooler in this process on the profile's store.
+    /// Logs on to `profile`: through its spooler daemon if one runs (found by the lock beside
+    /// its store), else with a spooler in this process on the profile's store.
     ///
     /// Errors: `MAPI_E_NO_SUPPORT` for a store URL this build cannot open; store errors
     /// (`MAPI_E_DISK_ERROR`, `MAPI_E_CORRUPT_STORE`, ...) with the path; `MAPI_E_VERSION` or
     /// `MAPI_E_NO_ACCESS` from a daemon that will not serve us.
     pub async fn logon(profile: Profile) -> MapiResult<Session> {
-        if let Some(path) = &profile.source
-            && let Some(client) = Client::connect(&socket_path(path)).await?
+        if let Ok(store) = sqlite_path(&profile)
+            && let Some(client) = Client::for_store(&store).await?
         {
             // Subscribe first, then read the table: a change in between arrives as an event.
             let events = client.subscribe().await?;
@@ -240,15 +239,17 @@ impl Session {
 
     /// `OpenEntry` on a status row's `PR_ENTRYID`.
     ///
-    /// Errors: `MAPI_E_INVALID_ENTRYID` for an ID that is not a status object's;
-    /// `MAPI_E_UNKNOWN_ENTRYID` for a transport this profile does not have.
+    /// Errors, as `IMAPISession::OpenEntry` has them: `MAPI_E_UNKNOWN_ENTRYID` for an ID that
+    /// is not a status object's (no provider here recognises it); `MAPI_E_NOT_FOUND` for a
+    /// well-formed one whose object does not exist (a transport this profile does not have).
     pub fn open_status(&self, id: &EntryId) -> MapiResult<Status> {
         let kind = StatusKind::from_entry_id(id)?;
         if let StatusKind::Transport(name) = &kind
             && self.profile.transport(name).is_none()
         {
-            return Err(MapiError::unknown_entry_id(format!(
-                "{id} names transport \"{name}\", which this profile does not have"
+            return Err(MapiError::not_found(format!(
+                "{} names transport \"{name}\", which this profile does not have",
+                id.named()
             )));
         }
         Ok(Status::new(self.clone(), kind))
@@ -515,8 +516,8 @@ impl SubmitSession {
     ///
     /// Errors: as [`Session::logon`].
     pub async fn logon(profile: Profile) -> MapiResult<SubmitSession> {
-        if let Some(path) = &profile.source
-            && let Some(client) = Client::connect(&socket_path(path)).await?
+        if let Ok(store) = sqlite_path(&profile)
+            && let Some(client) = Client::for_store(&store).await?
         {
             return Ok(SubmitSession {
                 profile,

@@ -29,6 +29,7 @@ fn smtp_transport(port: u16, connections: u32, password_command: Option<&str>) -
             auth: None,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
             max_messages_per_connection: None,
             pipelining: true,
             connections,
@@ -177,5 +178,94 @@ async fn the_password_command_runs_once_per_flush_for_all_connections() {
         server.peak_open() >= 2,
         "the flushes used connections in parallel: peak {}",
         server.peak_open()
+    );
+}
+
+/// A POP3 server that greets and says yes to everything, so that a login gets as far as asking
+/// for the password.
+async fn agreeable_pop3() -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                if write.write_all(b"+OK ready\r\n").await.is_err() {
+                    return;
+                }
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = if line.eq_ignore_ascii_case("CAPA") {
+                        b"+OK\r\nUSER\r\n.\r\n"
+                    } else {
+                        b"+OK\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The inbound side's logins are bounded the same way: a hung `password_command` of a POP3
+/// transport ends within `[spooler] timeout` (not a fixed minute), named, its group gone.
+#[tokio::test]
+async fn a_hung_password_command_of_an_inbound_transport_is_stopped_within_the_timeout() {
+    use mapispool::profile::{InboundConfig, Pop3Config};
+    let port = agreeable_pop3().await;
+    let world = World::new();
+    let pidfile = world.path("pid");
+    let hang = format!("echo $$ > {}; sleep 1000; echo never", pidfile.display());
+    let transport = TransportConfig {
+        name: "pop".into(),
+        address: "alice@example.com".into(),
+        display_name: None,
+        outbound: None,
+        inbound: Some(InboundConfig::Pop3(Pop3Config {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            username: Some("alice".into()),
+            credential: Some(Credential::Command(hang)),
+            apop: false,
+            leave_on_server: true,
+            leave_days: None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            allow_plaintext_auth: true,
+        })),
+        connect_command: None,
+        flush_queues: true,
+    };
+    let mut profile = world.profile("alice", vec![transport]);
+    profile.spooler.timeout = Duration::from_secs(1);
+    let alice = logon(profile).await;
+    let started = Instant::now();
+    let report = alice
+        .spooler_status()
+        .flush_queues(None, FlushFlags::DOWNLOAD)
+        .await
+        .expect("flush");
+    // Generous: the old limit was 60 s; only that or a hang would exceed it.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let error = report.transports[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("password_command of transport \"pop\" (`echo …`) did not finish within 1s"),
+        "{error}"
+    );
+    let pgid = leader(&pidfile);
+    assert!(
+        eventually(Duration::from_secs(10), async || !group_alive(pgid)).await,
+        "process group {pgid} of the password_command still runs"
     );
 }

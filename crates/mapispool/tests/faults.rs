@@ -411,7 +411,7 @@ fn note(protocol: &str, step: &str, fault: Fault, error: &Option<String>) {
 
 fn pop3_transport(port: u16) -> String {
     format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"me@pop.test\"\n[transport.inbound]\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"me@pop.test\"\n[transport.inbound]\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_command = \"echo pw\"\n"
     )
 }
 
@@ -582,7 +582,7 @@ async fn pop3_pipelined_stall_at_each_step() {
 
 fn smtp_transport(port: u16) -> String {
     format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"me@smtp.test\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"me@smtp.test\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_command = \"echo pw\"\n"
     )
 }
 
@@ -761,6 +761,14 @@ fn uid_set(set: &str, have: &[u32]) -> Vec<u32> {
         .collect()
 }
 
+/// The range of a partial fetch, `BODY.PEEK[]<origin.len>`: (origin, len).
+fn partial(items: &str) -> Option<(usize, usize)> {
+    let (_, rest) = items.split_once("[]<")?;
+    let (range, _) = rest.split_once('>')?;
+    let (origin, len) = range.split_once('.')?;
+    Some((origin.parse().ok()?, len.parse().ok()?))
+}
+
 async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -874,6 +882,20 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
                                 format!("* {n} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len())
                                     .as_bytes(),
                             );
+                        } else if let Some((origin, len)) = partial(items) {
+                            // A range (`BODY.PEEK[]<origin.len>`), answered with its origin
+                            // as RFC 3501 says: `BODY[]<origin>`.
+                            let from = origin.min(body.len());
+                            let part = &body[from..(from + len).min(body.len())];
+                            r.extend_from_slice(
+                                format!(
+                                    "* {n} FETCH (UID {uid} BODY[]<{origin}> {{{}}}\r\n",
+                                    part.len()
+                                )
+                                .as_bytes(),
+                            );
+                            r.extend_from_slice(part);
+                            r.extend_from_slice(b")\r\n");
                         } else {
                             r.extend_from_slice(
                                 format!("* {n} FETCH (UID {uid} BODY[] {{{}}}\r\n", body.len())
@@ -934,7 +956,7 @@ fn imap_message(i: usize) -> Vec<u8> {
 
 fn imap_transport(port: u16) -> String {
     format!(
-        "[[transport]]\nname = \"mail\"\naddress = \"me@imap.test\"\n[transport.inbound]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\nafter_download = \"delete\"\n"
+        "[[transport]]\nname = \"mail\"\naddress = \"me@imap.test\"\n[transport.inbound]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_command = \"echo pw\"\nafter_download = \"delete\"\n"
     )
 }
 
@@ -1178,6 +1200,7 @@ async fn imap_idle_a_response_that_panics_the_parser_is_an_error() {
             idle: true,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: true,
         };
         let mut imap = ImapInbound::new(&config, "mail", "me@imap.test", false);
         imap.set_timeout(Duration::from_secs(1));

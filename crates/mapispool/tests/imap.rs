@@ -9,6 +9,7 @@ mod dovecot;
 #[path = "peers/server.rs"]
 #[macro_use]
 mod server;
+mod scripted_imap;
 
 use dovecot::*;
 use mapispool::Session;
@@ -324,6 +325,7 @@ fn xoauth2_config(port: u16, token: &str) -> ImapConfig {
         idle: false,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 
@@ -468,4 +470,387 @@ async fn idle_pushes_new_mail_into_the_store_without_a_scheduled_flush(family: F
         .expect("run_schedules returns")
         .expect("no panic");
     assert!(row_has(PR_MSP_IDLE, PropValue::Boolean(false)));
+}
+
+// ---- A scripted server that misbehaves (issue 13) ----
+
+fn scripted_config(port: u16, after: AfterDownload) -> ImapConfig {
+    ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some("u".into()),
+        credential: Some(Credential::Command("echo pw".into())),
+        auth: Some(ImapAuth::Login),
+        folder: "INBOX".into(),
+        after_download: after,
+        idle: false,
+        ca_file: None,
+        insecure_skip_verify: false,
+        // Loopback, scripted: nothing to protect.
+        allow_plaintext_auth: true,
+    }
+}
+
+fn scripted_message(i: usize) -> Vec<u8> {
+    format!(
+        "From: a@example.com\r\nSubject: scripted {i}\r\nMessage-ID: <s{i}@imap.test>\r\n\r\n{}\r\n",
+        "m".repeat(500 + i)
+    )
+    .into_bytes()
+}
+
+/// A scripted server holding `n` messages, and a session on it with `max_message_size`.
+async fn scripted(
+    n: usize,
+    after: AfterDownload,
+    max: Option<u64>,
+) -> (
+    Arc<Mutex<scripted_imap::Imap>>,
+    Vec<Vec<u8>>,
+    tempfile::TempDir,
+    Session,
+) {
+    let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+    let bodies: Vec<Vec<u8>> = (1..=n).map(scripted_message).collect();
+    for b in &bodies {
+        state.lock().expect("lock").add(b.clone());
+    }
+    let port = scripted_imap::start(Arc::clone(&state)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut profile = profile(
+        dir.path(),
+        InboundConfig::Imap(scripted_config(port, after)),
+    );
+    if let Some(max) = max {
+        profile.spooler.max_message_size = max;
+    }
+    let s = Session::logon_local(profile).await.expect("logon");
+    (state, bodies, dir, s)
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_download_outlasts_the_timeout() {
+    // About 2 s of steady streaming (1 KB every 100 ms) against a 500 ms timeout, which bounds
+    // each read, not the download: before, "receiving took longer than 500ms", every time.
+    let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+    let body = format!("Subject: slow\r\n\r\n{}\r\n", "s".repeat(20_000)).into_bytes();
+    state.lock().expect("lock").add(body.clone());
+    state.lock().expect("lock").pace = Some((1024, std::time::Duration::from_millis(100)));
+    let port = scripted_imap::start(Arc::clone(&state)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut profile = profile(
+        dir.path(),
+        InboundConfig::Imap(scripted_config(port, AfterDownload::Seen)),
+    );
+    profile.spooler.timeout = std::time::Duration::from_millis(500);
+    let s = Session::logon_local(profile).await.expect("logon");
+    let started = std::time::Instant::now();
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert!(started.elapsed() > std::time::Duration::from_millis(1500));
+    assert_eq!(inbox(&s).await, vec![body]);
+}
+
+#[tokio::test]
+async fn a_uid_missing_from_the_fetch_answer_is_fetched_next_time() {
+    // The server leaves UID 2 out of its answer and still says OK: before, the last UID moved
+    // past it and it was never fetched.
+    let (state, bodies, _dir, s) = scripted(4, AfterDownload::Keep, None).await;
+    state.lock().expect("lock").omit.insert(2, 1);
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 3);
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 1, "UID 2, the next time");
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+    // Fetched on its own, in a range, after it failed once.
+    let seen = state.lock().expect("lock").seen.clone();
+    assert!(
+        seen.iter()
+            .any(|c| c.ends_with("UID FETCH 2 (UID BODY.PEEK[]<0.1048576>)")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_uid_that_keeps_failing_is_named_and_holds_up_nothing() {
+    let (state, bodies, _dir, s) = scripted(3, AfterDownload::Delete, None).await;
+    state.lock().expect("lock").omit.insert(1, 100);
+    for _ in 0..2 {
+        let report = download(&s).await;
+        assert_eq!(report.transports[0].error, None);
+    }
+    // Newer mail still comes while UID 1 keeps failing.
+    let four = scripted_message(4);
+    state.lock().expect("lock").add(four.clone());
+    let report = download(&s).await;
+    let said = report.transports[0].error.clone().expect("named");
+    assert!(
+        said.contains("message UID 1 in \"INBOX\"") && said.contains("did not come in 3 downloads"),
+        "{said}"
+    );
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(vec![bodies[1].clone(), bodies[2].clone(), four])
+    );
+    // Still on the server, never deleted, and fetched once it comes.
+    let left: Vec<u32> = state
+        .lock()
+        .expect("lock")
+        .messages
+        .iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(left, vec![1]);
+    state.lock().expect("lock").omit.clear();
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 1);
+    assert!(state.lock().expect("lock").messages.is_empty());
+}
+
+#[tokio::test]
+async fn a_fetch_answer_without_a_uid_or_with_a_bad_one_skips_nothing() {
+    let (state, bodies, _dir, s) = scripted(4, AfterDownload::Delete, None).await;
+    state.lock().expect("lock").no_uid.insert(2, 1);
+    state.lock().expect("lock").bad_uid.insert(3, 1);
+    let first = download(&s).await;
+    // The bad UID does not parse: the connection is of no further use, and that is said.
+    assert!(first.transports[0].error.is_some());
+    for _ in 0..3 {
+        let _ = download(&s).await;
+    }
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+    assert!(state.lock().expect("lock").messages.is_empty());
+    assert!(state.lock().expect("lock").removed.len() == 4);
+}
+
+#[tokio::test]
+async fn move_to_a_missing_folder_creates_it_on_trycreate() {
+    let (state, bodies, _dir, s) = scripted(5, AfterDownload::Move("Archive".into()), None).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 5);
+    let st = state.lock().expect("lock");
+    assert!(st.folders.contains("Archive"));
+    assert!(
+        st.seen.iter().any(|c| c.ends_with("CREATE \"Archive\"")),
+        "{:?}",
+        st.seen
+    );
+    assert!(st.messages.is_empty());
+    let moved: Vec<Vec<u8>> = st.moved.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(sorted(moved), sorted(bodies));
+}
+
+#[tokio::test]
+async fn a_refused_move_says_what_was_stored_and_later_flushes_fetch_the_rest() {
+    let (state, bodies, _dir, s) = scripted(5, AfterDownload::Move("Archive".into()), None).await;
+    state.lock().expect("lock").refuse_create = true;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    assert_eq!(part.received, 5, "before: received 0, FAILED");
+    let said = part.error.clone().expect("the move is reported");
+    assert!(
+        said.contains("stored UID 1:5, but the IMAP server")
+            && said.contains("cannot move them to \"Archive\"")
+            && said.contains("[TRYCREATE]")
+            && said.contains("creating it was refused: [NOPERM]"),
+        "{said}"
+    );
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies.clone()));
+    // New mail still comes; nothing twice.
+    let six = scripted_message(6);
+    state.lock().expect("lock").add(six.clone());
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 1);
+    let mut want = bodies;
+    want.push(six);
+    assert_eq!(sorted(inbox(&s).await), sorted(want));
+}
+
+#[tokio::test]
+async fn a_huge_literal_announcement_is_refused_before_any_allocation() {
+    let (state, bodies, _dir, s) = scripted(3, AfterDownload::Delete, None).await;
+    state.lock().expect("lock").huge_literal.insert(2, 1);
+    let report = download(&s).await;
+    let error = report.transports[0].error.clone().expect("refused");
+    assert!(
+        error.contains("announced a literal of 500000000 bytes"),
+        "{error}"
+    );
+    // The next download fetches it in ranges, whose literals are small.
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+    assert!(state.lock().expect("lock").messages.is_empty());
+}
+
+#[tokio::test]
+async fn a_message_over_max_message_size_is_skipped_with_a_report_and_the_rest_come() {
+    // UID 2 by its listed size, UID 3 by what arrives although the listing said less.
+    let (state, bodies, _dir, s) = scripted(4, AfterDownload::Delete, Some(2000)).await;
+    {
+        let mut st = state.lock().expect("lock");
+        st.lie_size.insert(2, 3_000_000_000);
+        st.messages[2].1 = format!("Subject: big\r\n\r\n{}\r\n", "b".repeat(5000)).into_bytes();
+        st.lie_size.insert(3, 100);
+    }
+    let mut said = String::new();
+    for _ in 0..3 {
+        let report = download(&s).await;
+        said.push_str(&report.transports[0].error.clone().unwrap_or_default());
+    }
+    assert!(
+        said.contains("message UID 2 in \"INBOX\"")
+            && said.contains("3000000000 bytes, more than max_message_size (2000 bytes)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("message UID 3 in \"INBOX\"")
+            && said
+                .contains("larger than max_message_size (2000 bytes), more than its listed size"),
+        "{said}"
+    );
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(vec![bodies[0].clone(), bodies[3].clone()]),
+        "never truncated"
+    );
+    let left: Vec<u32> = state
+        .lock()
+        .expect("lock")
+        .messages
+        .iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(left, vec![2, 3], "left on the server");
+    // Passed over: the next download asks only for what is above them.
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None, "no longer listed");
+}
+
+// ---- The model: random server behaviour, several downloads ----
+
+/// One step: mail arriving, and how the server misbehaves in the download that follows.
+#[derive(Debug, Clone)]
+struct ImapStep {
+    arrive: usize,
+    /// Per message on the server at that time (by position, modulo): what it does to it.
+    faults: Vec<(usize, u8)>,
+    /// The session hangs up at this command.
+    drop_at: Option<usize>,
+}
+
+fn imap_step() -> impl proptest::strategy::Strategy<Value = ImapStep> {
+    use proptest::prelude::*;
+    (
+        0usize..5,
+        proptest::collection::vec((0usize..16, 0u8..5), 0..4),
+        proptest::option::of(1usize..14),
+    )
+        .prop_map(|(arrive, faults, drop_at)| ImapStep {
+            arrive,
+            faults,
+            drop_at,
+        })
+}
+
+/// After each download every message the server removed is in the store; after a last one
+/// from a well-behaved server the store holds every message the server ever held, each once,
+/// and the server holds none (after_download = "delete").
+async fn imap_model(steps: Vec<ImapStep>) -> Result<(), String> {
+    let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+    let port = scripted_imap::start(Arc::clone(&state)).await;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut ever: Vec<Vec<u8>> = Vec::new();
+    let mut serial = 0usize;
+    let last = ImapStep {
+        arrive: 0,
+        faults: Vec::new(),
+        drop_at: None,
+    };
+    for step in steps.into_iter().chain(std::iter::once(last)) {
+        {
+            let mut st = state.lock().expect("lock");
+            for _ in 0..step.arrive {
+                serial += 1;
+                let body = scripted_message(serial);
+                ever.push(body.clone());
+                st.add(body);
+            }
+            st.omit.clear();
+            st.no_uid.clear();
+            st.bad_uid.clear();
+            st.huge_literal.clear();
+            st.lie_size.clear();
+            st.drop_at = step.drop_at;
+            let uids: Vec<u32> = st.messages.iter().map(|m| m.0).collect();
+            for (at, fault) in &step.faults {
+                let Some(uid) = uids.get(at % uids.len().max(1)).copied() else {
+                    continue;
+                };
+                match fault {
+                    0 => st.omit.insert(uid, 1),
+                    1 => st.no_uid.insert(uid, 1),
+                    2 => st.bad_uid.insert(uid, 1),
+                    3 => st.huge_literal.insert(uid, 1),
+                    _ => st.lie_size.insert(uid, 10).map(|_| 0),
+                };
+            }
+        }
+        let session = Session::logon_local(profile(
+            dir.path(),
+            InboundConfig::Imap(scripted_config(port, AfterDownload::Delete)),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = download(&session).await;
+        let stored = inbox(&session).await;
+        session.logoff().await;
+        for body in &state.lock().expect("lock").removed {
+            if !stored.contains(body) {
+                return Err("removed from the server, not in the store".into());
+            }
+        }
+    }
+    let session = Session::logon_local(profile(
+        dir.path(),
+        InboundConfig::Imap(scripted_config(port, AfterDownload::Delete)),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let stored = sorted(inbox(&session).await);
+    session.logoff().await;
+    let left = state.lock().expect("lock").messages.len();
+    if left > 0 {
+        return Err(format!("{left} left on the server"));
+    }
+    if stored != sorted(ever.clone()) {
+        return Err(format!(
+            "the store holds {} messages, the server ever held {} (each must be there once)",
+            stored.len(),
+            ever.len()
+        ));
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn imap_model_every_message_once_and_none_removed_unstored(
+        steps in proptest::collection::vec(imap_step(), 1..5)
+    ) {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        let verdict = rt.block_on(imap_model(steps));
+        proptest::prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
+    }
 }

@@ -31,6 +31,7 @@ fn smtp_transport(port: u16) -> TransportConfig {
             auth: None,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
             max_messages_per_connection: None,
             pipelining: true,
             connections: 1,

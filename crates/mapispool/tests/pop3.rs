@@ -195,6 +195,10 @@ struct Script {
     stall_in_retr: Option<usize>,
     /// LIST gives these sizes instead of the real ones (a server that lies about sizes).
     list_sizes: Option<Vec<u64>>,
+    /// Each session hangs up without an answer to its command number N (1 is the first).
+    drop_at: Option<usize>,
+    /// Messages removed at QUIT, in order.
+    removed: Vec<Vec<u8>>,
     /// Commands the server saw (PASS redacted), for checks.
     seen: Vec<String>,
 }
@@ -218,9 +222,14 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"+OK scripted POP3 ready\r\n").await?;
     let mut deleted: Vec<usize> = Vec::new();
+    let mut commands = 0usize;
     while let Some(line) = lines.next_line().await? {
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
+        commands += 1;
+        if script.lock().expect("lock").drop_at == Some(commands) {
+            return Ok(());
+        }
         // Whether to close the connection after the reply, or to say nothing more.
         let mut close = false;
         let mut stall = false;
@@ -283,9 +292,11 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
                 }
                 "QUIT" => {
                     deleted.sort_unstable();
+                    deleted.dedup();
                     for n in deleted.iter().rev() {
                         if *n >= 1 && *n <= s.messages.len() {
-                            s.messages.remove(n - 1);
+                            let (_, body) = s.messages.remove(n - 1);
+                            s.removed.push(body);
                         }
                     }
                     close = true;
@@ -406,6 +417,7 @@ fn fake_config(port: u16) -> Pop3Config {
         leave_days: None,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 
@@ -514,4 +526,281 @@ async fn err_on_pass_is_an_auth_failure_in_the_servers_words() {
     );
     assert_eq!(part.error_code.as_deref(), Some("MAPI_E_LOGON_FAILED"));
     assert!(failed(&s));
+}
+
+/// The three messages of the repeated-UIDL tests: different content, one UIDL.
+fn same_uidl(n: usize) -> Vec<(String, Vec<u8>)> {
+    (1..=n)
+        .map(|i| ("same-uidl".to_string(), fake_message(i)))
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_uidls_are_told_apart_and_none_is_deleted_unstored() {
+    // A server that gives three messages one UIDL: each is stored, and only then deleted
+    // (before: the first was stored, all three deleted).
+    let messages = same_uidl(3);
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    assert_eq!(part.received, 3);
+    let said = part.error.clone().expect("the server's fault is said");
+    assert!(
+        said.contains("gives several messages the same UIDL (same-uidl)"),
+        "{said}"
+    );
+    let want: Vec<_> = messages.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(inbox(&s).await, want);
+    assert!(script.lock().expect("lock").messages.is_empty());
+}
+
+#[tokio::test]
+async fn repeated_uidls_after_a_drop_are_stored_once_each() {
+    // The connection drops while the third is read: the first two are stored, nothing is
+    // deleted; the next download reads all three again, stores the third only, deletes all.
+    let messages = same_uidl(3);
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        drop_in_retr: Some(3),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session(dir.path(), fake_config(port)).await;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 2);
+    assert_eq!(script.lock().expect("lock").messages.len(), 3);
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].received, 1);
+    let want: Vec<_> = messages.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(inbox(&s).await, want, "each exactly once");
+    assert!(script.lock().expect("lock").messages.is_empty());
+}
+
+/// A session whose `[spooler] max_message_size` is `max`.
+async fn session_with_max(dir: &std::path::Path, config: Pop3Config, max: u64) -> Session {
+    let mut profile = dovecot::profile(dir, InboundConfig::Pop3(config));
+    profile.spooler.max_message_size = max;
+    Session::logon_local(profile).await.expect("logon")
+}
+
+#[tokio::test]
+async fn a_message_over_max_message_size_by_list_stays_and_the_rest_come() {
+    let messages: Vec<_> = (1..=3)
+        .map(|i| (format!("uid-{i}"), fake_message(i)))
+        .collect();
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        list_sizes: Some(vec![4100, 500_000_000, 4100]),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_max(dir.path(), fake_config(port), 10_000).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    assert_eq!(part.received, 2);
+    let said = part.error.clone().expect("named");
+    assert!(
+        said.contains("message 2 (UIDL uid-2)")
+            && said.contains("larger than max_message_size (10000 bytes, listed at 500000000)"),
+        "{said}"
+    );
+    assert_eq!(
+        inbox(&s).await,
+        vec![messages[0].1.clone(), messages[2].1.clone()]
+    );
+    let left = script.lock().expect("lock").messages.clone();
+    assert_eq!(left, vec![messages[1].clone()], "left on the server");
+    assert!(
+        !script
+            .lock()
+            .expect("lock")
+            .seen
+            .iter()
+            .any(|c| c == "RETR 2"),
+        "never read"
+    );
+}
+
+#[tokio::test]
+async fn a_message_larger_than_listed_and_than_max_is_passed_over_not_truncated() {
+    let big = format!(
+        "From: a@example.com\r\nSubject: big\r\n\r\n{}\r\n",
+        "b".repeat(50_000)
+    )
+    .into_bytes();
+    let messages = vec![
+        ("uid-1".to_string(), fake_message(1)),
+        ("uid-big".to_string(), big),
+        ("uid-3".to_string(), fake_message(3)),
+    ];
+    let script = Arc::new(Mutex::new(Script {
+        messages: messages.clone(),
+        // The big one is listed small: LIST lies.
+        list_sizes: Some(vec![4100, 100, 4100]),
+        ..Script::default()
+    }));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = session_with_max(dir.path(), fake_config(port), 20_000).await;
+    let report = download(&s).await;
+    let part = &report.transports[0];
+    let error = part.error.clone().expect("said");
+    assert!(
+        error.contains("(UIDL uid-big)") && error.contains("larger than max_message_size"),
+        "{error}"
+    );
+    assert_eq!(part.error_code.as_deref(), Some("MAPI_E_TOO_BIG"));
+    assert!(
+        inbox(&s)
+            .await
+            .iter()
+            .all(|b| !b.starts_with(b"From: a@example.com\r\nSubject: big")),
+        "nothing of it stored, not even a truncated part"
+    );
+    // The next download passes it over and brings the rest.
+    let report = download(&s).await;
+    assert!(
+        report.transports[0]
+            .error
+            .clone()
+            .unwrap_or_default()
+            .contains("(UIDL uid-big)"),
+        "still named"
+    );
+    let mut got = inbox(&s).await;
+    got.sort();
+    let mut want = vec![messages[0].1.clone(), messages[2].1.clone()];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        script.lock().expect("lock").messages,
+        vec![messages[1].clone()],
+        "the big one stays on the server"
+    );
+}
+
+// ---- The model: random server behaviour, several downloads ----
+
+/// One step of the model: mail arriving (some with a UIDL already in use), and how the server
+/// misbehaves during the download that follows.
+#[derive(Debug, Clone)]
+struct Step {
+    /// New messages: for each, whether it reuses the UIDL of an earlier one.
+    arrive: Vec<bool>,
+    /// The session hangs up at this command (none: it does not).
+    drop_at: Option<usize>,
+    /// LIST understates every size (the messages stream past their listed size).
+    lie: bool,
+    leave_on_server: bool,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    (
+        proptest::collection::vec(any::<bool>(), 0..5),
+        proptest::option::of(1usize..14),
+        any::<bool>(),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(arrive, drop_at, lie, leave_on_server)| Step {
+            arrive,
+            drop_at,
+            lie,
+            leave_on_server,
+        })
+}
+
+/// Runs the model: after each download, every message the server removed is in the store;
+/// at the end (one more download from a well-behaved server) the store holds every message
+/// the server ever held, each exactly once, and the server holds none.
+async fn pop3_model(steps: Vec<Step>) -> Result<(), String> {
+    let script = Arc::new(Mutex::new(Script::default()));
+    let port = fake_server(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut ever: Vec<Vec<u8>> = Vec::new();
+    let mut serial = 0usize;
+    let check_removed = |s: &Script, stored: &[Vec<u8>]| -> Result<(), String> {
+        for body in &s.removed {
+            if !stored.contains(body) {
+                return Err(format!(
+                    "removed from the server, not in the store: {}",
+                    String::from_utf8_lossy(&body[..60.min(body.len())])
+                ));
+            }
+        }
+        Ok(())
+    };
+    for step in steps.iter().cloned().chain(std::iter::once(Step {
+        arrive: Vec::new(),
+        drop_at: None,
+        lie: false,
+        leave_on_server: false,
+    })) {
+        {
+            let mut s = script.lock().expect("lock");
+            for reuse in &step.arrive {
+                serial += 1;
+                let uidl = match s.messages.first() {
+                    Some((u, _)) if *reuse => u.clone(),
+                    _ => format!("u{serial}"),
+                };
+                let body = fake_message(serial);
+                ever.push(body.clone());
+                s.messages.push((uidl, body));
+            }
+            s.drop_at = step.drop_at;
+            s.list_sizes = step.lie.then(|| vec![10; s.messages.len()]);
+        }
+        let mut config = fake_config(port);
+        config.leave_on_server = step.leave_on_server;
+        let session = session(dir.path(), config).await;
+        let _ = download(&session).await;
+        let stored = inbox(&session).await;
+        session.logoff().await;
+        check_removed(&script.lock().expect("lock"), &stored)?;
+    }
+    // The last download had a well-behaved server.
+    let config = fake_config(port);
+    let session = session(dir.path(), config).await;
+    let mut stored = inbox(&session).await;
+    session.logoff().await;
+    let s = script.lock().expect("lock");
+    if !s.messages.is_empty() {
+        return Err(format!("{} left on the server", s.messages.len()));
+    }
+    stored.sort();
+    ever.sort();
+    if stored != ever {
+        return Err(format!(
+            "the store holds {} messages, the server ever held {} (each must be there once)",
+            stored.len(),
+            ever.len()
+        ));
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn pop3_model_every_message_once_and_none_removed_unstored(
+        steps in proptest::collection::vec(step(), 1..5)
+    ) {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        let verdict = rt.block_on(pop3_model(steps));
+        proptest::prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
+    }
 }

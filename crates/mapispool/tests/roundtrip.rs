@@ -135,6 +135,7 @@ async fn smtp_to_postfix_to_dovecot_then_imap_and_pop3() {
                 auth: None,
                 ca_file: None,
                 insecure_skip_verify: false,
+                allow_plaintext_auth: false,
                 max_messages_per_connection: None,
                 pipelining: true,
                 connections: 1,

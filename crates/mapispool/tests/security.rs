@@ -35,6 +35,7 @@ fn smtp_config(port: u16, security: Security) -> SmtpConfig {
         auth: None,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: false,
         max_messages_per_connection: None,
         pipelining: true,
         connections: 1,

@@ -30,6 +30,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
         auth: None,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: false,
         max_messages_per_connection: None,
         pipelining: true,
         connections: 1,
@@ -681,4 +682,62 @@ async fn no_dsn_parameters_to_a_server_without_dsn_and_bad_requests_are_refused(
             .expect_err("refused");
         assert_eq!(e.code, mapi::MapiCode::InvalidParameter, "{e}");
     }
+}
+
+/// Forwards every connection to 127.0.0.1:`port` on a listener bound to `on`: the server
+/// "comes back" on the port the profile names.
+async fn forward(on: u16, to: u16) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", on))
+        .await
+        .expect("bind the old port again");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+/// Issue 19.4: a refused connection is the transport's failure, not the message's. It counts
+/// no attempt and pushes no message's retry; the report says when the transport tries again;
+/// once the server is back, a plain flush (no --force) sends the message at once.
+#[tokio::test]
+async fn a_refused_connection_backs_off_the_transport_not_the_message() {
+    let world = World::new();
+    // A port nobody listens on: bound, then closed.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let session = alice(&world, smtp_config(port)).await;
+    submit_to(&session, &["bob@example.com"], "outage").await;
+
+    let before = mapi::FileTime::now();
+    let report = flush(&session).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Deferred]);
+    let t = &report.transports[0];
+    assert!(t.error.is_some(), "the transport's failure is reported");
+    let retry_at = t.messages[0].retry_at.expect("the report says until when");
+    assert!(retry_at > before, "the transport's wait");
+    let queue = session.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].attempts, 0, "no message attempt was counted");
+    assert!(
+        queue[0]
+            .next_attempt_at
+            .is_none_or(|at| at <= mapi::FileTime::now()),
+        "the message's own retry was not pushed: {:?}",
+        queue[0].next_attempt_at
+    );
+
+    // The server is back on the same port: a plain flush tries the message and sends it.
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let _forwarder = forward(port, server.port).await;
+    let report = flush(&session).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent], "{report:?}");
+    assert_eq!(server.received().len(), 1);
+    assert!(session.outgoing_queue().await.expect("queue").is_empty());
 }

@@ -288,12 +288,12 @@ async fn open_status_refuses_ids_that_are_not_status_objects() {
     for bad in [EntryId::from_bytes(vec![0; 3]), message] {
         assert_eq!(
             code(alice.open_status(&bad).map(|s| s.entry_id())),
-            mapi::MapiCode::InvalidEntryId
+            mapi::MapiCode::UnknownEntryId
         );
     }
     let stranger = StatusKind::Transport("nowhere".into()).entry_id();
     assert_eq!(
         code(alice.open_status(&stranger).map(|s| s.entry_id())),
-        mapi::MapiCode::UnknownEntryId
+        mapi::MapiCode::NotFound
     );
 }

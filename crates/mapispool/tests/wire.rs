@@ -25,6 +25,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
         auth: None,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: false,
         max_messages_per_connection: None,
         pipelining: true,
         connections: 1,
@@ -300,7 +301,7 @@ fn mail_commands(server: &FakeSmtp) -> Vec<String> {
         .collect()
 }
 
-const EIGHT_BIT: &str = "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n.Punkt\r\n";
+const EIGHT_BIT: &str = "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <8bit@test>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n.Punkt\r\n";
 
 #[tokio::test]
 async fn an_8bit_body_goes_with_body_8bitmime_where_offered_and_as_base64_where_not() {
@@ -344,7 +345,7 @@ async fn an_8bit_body_goes_with_body_8bitmime_where_offered_and_as_base64_where_
         let got = server.received()[0].data.clone();
         assert_eq!(
             String::from_utf8_lossy(&got),
-            "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ0KLlB1bmt0DQo=\r\n",
+            "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: s\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <8bit@test>\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ0KLlB1bmt0DQo=\r\n",
             "({pipelining})"
         );
         assert!(got.is_ascii());
@@ -356,8 +357,7 @@ async fn an_8bit_body_goes_with_body_8bitmime_where_offered_and_as_base64_where_
     }
 }
 
-const UTF8_HEADERS: &str =
-    "From: José Núñez <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: Grüße\r\n\r\nhi\r\n";
+const UTF8_HEADERS: &str = "From: José Núñez <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: Grüße\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <utf8@test>\r\n\r\nhi\r\n";
 
 #[tokio::test]
 async fn utf8_headers_go_with_smtputf8_where_offered_and_rfc2047_encoded_where_not() {
@@ -395,7 +395,7 @@ async fn utf8_headers_go_with_smtputf8_where_offered_and_rfc2047_encoded_where_n
     let got = server.received()[0].data.clone();
     assert_eq!(
         String::from_utf8_lossy(&got),
-        "From: =?utf-8?B?Sm9zw6kgTsO6w7Fleg==?= <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: =?utf-8?B?R3LDvMOfZQ==?=\r\n\r\nhi\r\n"
+        "From: =?utf-8?B?Sm9zw6kgTsO6w7Fleg==?= <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: =?utf-8?B?R3LDvMOfZQ==?=\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <utf8@test>\r\n\r\nhi\r\n"
     );
     let parsed = mail_parser::MessageParser::new()
         .parse(&got)
@@ -470,7 +470,9 @@ async fn a_utf8_address_without_smtputf8_fails_that_recipient_and_says_why() {
 #[tokio::test]
 async fn a_line_over_998_octets_goes_out_base64_encoded() {
     let long = "x".repeat(1200);
-    let message = format!("From: <alice@example.com>\r\nSubject: long\r\n\r\n{long}\r\nend\r\n");
+    let message = format!(
+        "From: <alice@example.com>\r\nSubject: long\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <long@test>\r\n\r\n{long}\r\nend\r\n"
+    );
     let server = FakeSmtp::start(Knobs::default()).await;
     let world = World::new();
     let alice = alice_on(&world, server.port, true).await;
@@ -483,7 +485,7 @@ async fn a_line_over_998_octets_goes_out_base64_encoded() {
     );
     let text = String::from_utf8_lossy(&got);
     assert!(
-        text.starts_with("From: <alice@example.com>\r\nSubject: long\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
+        text.starts_with("From: <alice@example.com>\r\nSubject: long\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <long@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
         "{text}"
     );
     let parsed = mail_parser::MessageParser::new()
@@ -513,7 +515,7 @@ async fn a_non_delivery_report_is_rfc_3464_with_the_servers_reply() {
     .await;
     let world = World::new();
     let alice = alice_on(&world, server.port, true).await;
-    let original = "From: <alice@example.com>\r\nTo: <nobody@example.org>, <bob@example.org>\r\nSubject: Grüße\r\nMessage-ID: <orig@test>\r\n\r\nhi\r\n";
+    let original = "From: <alice@example.com>\r\nTo: <nobody@example.org>, <bob@example.org>\r\nSubject: Grüße\r\nMessage-ID: <orig@test>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\n\r\nhi\r\n";
     submit_to(
         &alice,
         &["nobody@example.org", "bob@example.org"],

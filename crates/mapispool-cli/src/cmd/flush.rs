@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use mapi::constants::STATUS_FLUSH_QUEUES;
-use mapispool::flush::{MessageOutcome, RecipientReport};
+use mapispool::flush::{MessageOutcome, RecipientReport, TransportReport};
 use mapispool::{FlushFlags, FlushReport, Session};
 
 use crate::cli::FlushArgs;
@@ -16,22 +16,22 @@ use crate::term::{self, Paint};
 pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exit> {
     let mut flags = FlushFlags(0);
     if args.upload {
-        flags = flags | FlushFlags::UPLOAD;
+        flags |= FlushFlags::UPLOAD;
     }
     if args.download {
-        flags = flags | FlushFlags::DOWNLOAD;
+        flags |= FlushFlags::DOWNLOAD;
     }
     if !args.upload && !args.download {
-        flags = flags | FlushFlags::UPLOAD | FlushFlags::DOWNLOAD;
+        flags |= FlushFlags::UPLOAD | FlushFlags::DOWNLOAD;
     }
     if args.no_ui {
-        flags = flags | FlushFlags::NO_UI;
+        flags |= FlushFlags::NO_UI;
     }
     if args.async_ok {
-        flags = flags | FlushFlags::ASYNC_OK;
+        flags |= FlushFlags::ASYNC_OK;
     }
     if args.force {
-        flags = flags | FlushFlags::FORCE;
+        flags |= FlushFlags::FORCE;
     }
     let target = match &args.transport {
         None => None,
@@ -109,19 +109,137 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
     if let Some(bars) = bars {
         bars.finish(session);
     }
+    // What the flush left waiting on its own retry clock: a plain flush does not try it, and
+    // must not look as if nothing were queued (issue 19.4).
+    let waiting = if flags.contains(FlushFlags::UPLOAD) && message.is_none() {
+        still_waiting(session, &report).await?
+    } else {
+        Vec::new()
+    };
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else if !quiet {
-        out!(
-            "{}",
-            paint_report(&report_text(&report), term::stdout_paint())
+        let mut json = serde_json::to_value(&report)?;
+        json["still_waiting"] = serde_json::Value::Array(
+            waiting
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "transport": w.transport,
+                        "count": w.count,
+                        "until": w.until.map(|t| t.to_rfc3339()),
+                        "last_error": w.last_error,
+                    })
+                })
+                .collect(),
         );
+        outln!("{}", serde_json::to_string_pretty(&json)?);
+    } else if !quiet {
+        let mut text = report_text(&report);
+        for w in &waiting {
+            text.push_str(&w.line());
+        }
+        out!("{}", paint_report(&text, term::stdout_paint()));
     }
-    Ok(if report.is_complete() {
+    Ok(if report.is_complete() && waiting.is_empty() {
         Exit::Done
     } else {
         Exit::Partial
     })
+}
+
+/// Messages of one flushed transport that still wait for their own retry time.
+struct Waiting {
+    transport: String,
+    count: usize,
+    /// The earliest next attempt among them.
+    until: Option<mapi::FileTime>,
+    /// The error of the message that waits least.
+    last_error: Option<String>,
+}
+
+impl Waiting {
+    fn line(&self) -> String {
+        format!(
+            "{}: {} deferred{}{}; `mapispool flush --force` tries now\n",
+            self.transport,
+            self.count,
+            self.until
+                .map(|t| format!(" until {}", t.to_rfc3339()))
+                .unwrap_or_default(),
+            self.last_error
+                .as_deref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// The messages of the transports this flush uploaded that are deferred on their own retry
+/// clock and were not in this flush, per transport. Read from the queue table, which a daemon
+/// serves too.
+async fn still_waiting(session: &Session, report: &FlushReport) -> Result<Vec<Waiting>> {
+    use mapi::PropValue;
+    use mapi::tag::{
+        PR_ENTRYID, PR_MSP_LAST_ERROR, PR_MSP_NEXT_ATTEMPT_TIME, PR_MSP_QUEUE_STATE,
+        PR_MSP_TRANSPORT,
+    };
+    let flushed: Vec<&TransportReport> = report.transports.iter().filter(|t| t.upload).collect();
+    if flushed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = [
+        PR_ENTRYID,
+        PR_MSP_TRANSPORT,
+        PR_MSP_QUEUE_STATE,
+        PR_MSP_NEXT_ATTEMPT_TIME,
+        PR_MSP_LAST_ERROR,
+    ];
+    let rows = mapi::table::hr_query_all_rows(
+        &mut session.outgoing_queue_table().await?,
+        Some(&columns),
+        None,
+        None,
+        0,
+    )?;
+    let text = |row: &mapi::Row, tag| match row.get(tag) {
+        Some(PropValue::Unicode(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut waiting: Vec<Waiting> = Vec::new();
+    for t in flushed {
+        let mut entries: Vec<(Option<mapi::FileTime>, Option<String>)> = rows
+            .iter()
+            .filter(|row| {
+                let reported = match row.get(PR_ENTRYID) {
+                    Some(PropValue::Binary(id)) => t
+                        .messages
+                        .iter()
+                        .any(|m| m.entry_id.as_bytes() == id.as_slice()),
+                    _ => false,
+                };
+                text(row, PR_MSP_QUEUE_STATE).as_deref() == Some("deferred")
+                    && text(row, PR_MSP_TRANSPORT).as_deref() == Some(t.transport.as_str())
+                    && !reported
+            })
+            .map(|row| {
+                let until = match row.get(PR_MSP_NEXT_ATTEMPT_TIME) {
+                    Some(PropValue::SysTime(at)) => Some(*at),
+                    _ => None,
+                };
+                (until, text(row, PR_MSP_LAST_ERROR))
+            })
+            .collect();
+        if entries.is_empty() {
+            continue;
+        }
+        entries.sort_by_key(|(until, _)| *until);
+        waiting.push(Waiting {
+            transport: t.transport.clone(),
+            count: entries.len(),
+            until: entries[0].0,
+            last_error: entries[0].1.clone(),
+        });
+    }
+    Ok(waiting)
 }
 
 /// Colours the report's failures red and its waits yellow, on a terminal.

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use mapispool::Profile;
 use mapispool::ipc::server::{Control, run_daemon};
+use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 
 use crate::cli::Cli;
@@ -31,6 +32,13 @@ pub async fn run(cli: &Cli) -> Result<Exit> {
                 socket.display()
             );
         }
+        // Ready only now, with the socket taken: under `Type=notify` systemd starts what comes
+        // after this unit once clients can reach the daemon.
+        let status = format!("listening on {}", socket.display());
+        notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        if let Some(interval) = sd_notify::watchdog_enabled() {
+            tokio::spawn(watchdog(interval));
+        }
     })
     .await
     .with_context(|| format!("the spooler for {} stopped", path.display()))?;
@@ -54,8 +62,30 @@ async fn forward_signals(tx: mpsc::Sender<Control>) {
             _ = int.recv() => Control::Shutdown,
             _ = hup.recv() => Control::Reload,
         };
+        if control == Control::Shutdown {
+            notify(&[NotifyState::Stopping]);
+        }
         if tx.send(control).await.is_err() || control == Control::Shutdown {
             return;
         }
+    }
+}
+
+/// Tells systemd (`$NOTIFY_SOCKET`, set under `Type=notify`) how the daemon is; nothing without
+/// it. A failure is logged, not fatal: the daemon serves its clients either way.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
+    }
+}
+
+/// `WATCHDOG=1` at half of systemd's `WatchdogSec` (sd_watchdog_enabled(3) advises pinging
+/// well within it), from a task on the daemon's own runtime: a runtime that stops making
+/// progress stops the pings, and systemd restarts the daemon.
+async fn watchdog(interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        notify(&[NotifyState::Watchdog]);
     }
 }

@@ -14,11 +14,10 @@ use crate::exit::{BadInput, Exit};
 /// Queues a message from stdin or `--file`; it is durable when this prints its entry ID.
 pub async fn run(session: SubmitSession, args: &SubmitArgs, quiet: bool) -> Result<Exit> {
     let deferred_until = match &args.defer_until {
-        Some(text) => Some(FileTime::parse_rfc3339(text).ok_or_else(|| {
-            BadInput(format!(
-                "--defer-until {text:?} is not a time; use RFC 3339, like 2026-11-26T08:00:00Z"
-            ))
-        })?),
+        Some(text) => Some(
+            crate::when::parse(text, FileTime::now().unix_seconds())
+                .map_err(|e| BadInput(format!("--defer-until: {e}")))?,
+        ),
         None => None,
     };
     // Checked here too, so a typo is a usage error before anything is read.

@@ -1,9 +1,11 @@
 //! `mapispool validate`, `offline` and `online`: `IMAPIStatus::ValidateState` on the spooler or
 //! one transport.
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use mapi::PropValue;
-use mapi::constants::{FORCE_XP_CONNECT, FORCE_XP_DISCONNECT};
+use mapi::constants::{FORCE_XP_CONNECT, FORCE_XP_DISCONNECT, SUPPRESS_UI};
 use mapi::table::hr_query_all_rows;
 use mapi::tag::{PR_DISPLAY_NAME, PR_MSP_TRANSPORT, PR_STATUS_CODE, PR_STATUS_STRING};
 use mapispool::Session;
@@ -14,12 +16,21 @@ use crate::cli::{SwitchArgs, ValidateArgs};
 use crate::exit::Exit;
 use crate::render::{rows_json, rows_text};
 
+/// `mapispool validate`: `ValidateState` on the spooler or one transport, where the spooler runs
+/// (the daemon, or this process): it logs the transports on again and checks each for real,
+/// step by step (resolve, connect, TLS, login, a read-only look at the mailbox), changing
+/// nothing on the server. Prints the steps, then the status rows. Exits 1 when a step failed or
+/// a status row reports a failure.
 pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<Exit> {
     let status = match &args.transport {
         Some(which) => session.transport_status(which)?,
         None => session.spooler_status(),
     };
-    status.validate_state(0).await?;
+    // A password prompt may ask only a person at a terminal.
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let checks = status
+        .validate_state_checks(if interactive { 0 } else { SUPPRESS_UI })
+        .await?;
     let columns = [PR_DISPLAY_NAME, PR_STATUS_CODE, PR_STATUS_STRING];
     let rows: Vec<_> = session
         .board()
@@ -27,18 +38,69 @@ pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<
         .iter()
         .map(|r| r.project(&columns))
         .collect();
+    let warnings = warnings(session.profile());
     if args.json {
+        let list: Vec<_> = checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "transport": c.transport,
+                    "offline": c.offline,
+                    "ok": c.ok(),
+                    "sides": c.sides.iter().map(|s| json!({
+                        "side": s.side,
+                        "protocol": s.protocol,
+                        "server": s.server,
+                        "ok": s.ok(),
+                        "steps": s.steps,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         outln!(
             "{}",
-            serde_json::to_string_pretty(&rows_json(&columns, &rows))?
+            serde_json::to_string_pretty(&json!({
+                "checks": list,
+                "status": rows_json(&columns, &rows),
+                "warnings": warnings,
+            }))?
         );
-    } else if !quiet {
-        outln!("{}", rows_text(&columns, &rows));
+    } else {
+        if !quiet {
+            for c in &checks {
+                let name = &c.transport;
+                if c.offline {
+                    outln!("{name}: offline, not checked (`mapispool online` first)");
+                }
+                for side in &c.sides {
+                    outln!("{name} {} {} ({})", side.side, side.protocol, side.server);
+                    for s in &side.steps {
+                        outln!("  {:<10} {:<8} {}", s.step, s.outcome.as_str(), s.detail);
+                    }
+                }
+            }
+            if !checks.is_empty() {
+                outln!("");
+            }
+            outln!("{}", rows_text(&columns, &rows));
+        }
+        // Even under --quiet: each is something to fix.
+        for w in &warnings {
+            eprintln!("mapispool: warning: {w}");
+        }
     }
     let failing = rows.iter().any(|r| {
         matches!(r.get(PR_STATUS_CODE), Some(mapi::PropValue::Long(c)) if c & mapi::constants::STATUS_FAILURE != 0)
-    });
+    }) || checks.iter().any(|c| !c.ok());
     Ok(if failing { Exit::Partial } else { Exit::Done })
+}
+
+/// What `validate` warns about besides the status rows: passwords sent in clear on purpose,
+/// mail files other users can read.
+fn warnings(profile: &mapispool::profile::Profile) -> Vec<String> {
+    let mut found = profile.warnings();
+    found.extend(mapispool::private::warnings(profile));
+    found
 }
 
 /// `mapispool offline` / `mapispool online`: `ValidateState` with `FORCE_XP_DISCONNECT` or

@@ -145,13 +145,14 @@ impl Sandbox {
         queue["rows"].as_array().map(Vec::len).expect("queue rows")
     }
 
-    /// Where the daemon for `profile` listens: the library's rule, in this sandbox's runtime
-    /// directory rather than the test process's.
+    /// Where the daemon for `profile` (whose store is `NAME.db` beside it, as
+    /// [`Sandbox::write_profile`] makes it) listens: the library's rule, in this sandbox's
+    /// runtime directory rather than the test process's.
     pub fn socket(&self, profile: &Path) -> PathBuf {
-        let name = mapispool::ipc::socket_path(profile);
+        let store = profile.with_extension("db");
         self.runtime()
             .join("mapispool")
-            .join(name.file_name().expect("socket name"))
+            .join(mapispool::ipc::socket_name(&store))
     }
 
     /// `mapispool --profile PROFILE spooler`, started and listening (see [`Daemon::start`]).

@@ -4,8 +4,6 @@
 
 use std::error::Error;
 
-use mapi::tag::PR_ENTRYID;
-use mapi::{EntryId, MapiError, PropValue, Row};
 use mapispool::flush::RecipientReport;
 use mapispool::profile::{
     DirConfig, InboundConfig, OutboundConfig, SpoolerConfig, StoreConfig, TransportConfig,
@@ -102,14 +100,6 @@ pub async fn arrived(bob: &Session, subjects: &[String]) -> Result<bool> {
         .collect();
     println!("bob's Inbox: {inbox:?}");
     Ok(subjects.iter().all(|s| inbox.contains(s)))
-}
-
-/// `PR_ENTRYID` of a status-table row.
-pub fn entry_id(row: &Row) -> std::result::Result<EntryId, MapiError> {
-    match row.get(PR_ENTRYID) {
-        Some(PropValue::Binary(bytes)) => Ok(EntryId::from_bytes(bytes.clone())),
-        _ => Err(MapiError::invalid_entry_id("the row has no PR_ENTRYID")),
-    }
 }
 
 /// Prints what a flush moved, transport by transport.

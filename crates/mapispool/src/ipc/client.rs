@@ -19,32 +19,29 @@ use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::net::UnixStream;
 
-use super::API_VERSION;
 use super::server::{
     AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
     SUBMISSION_HEADER, ValidateRequest, rows_from,
 };
 use super::wire::{WireError, encode_batch_frame, row_from_wire};
+use super::{API_VERSION, DaemonState, current_uid, daemon_state};
 use crate::flush::{FlushFlags, FlushReport};
 use crate::session::Submission;
 use crate::status::StatusBoard;
 
 type ReqBody = BoxBody<Bytes, std::io::Error>;
 
-/// Whether a daemon holds the lock beside `socket`: `Some(true)` it runs (or is starting),
-/// `Some(false)` none does, `None` we cannot tell (the lock is not ours to open).
-fn daemon_alive(socket: &Path) -> Option<bool> {
-    let lock = socket.with_extension("lock");
-    let file = match std::fs::File::open(&lock) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
-        Err(_) => return None,
-    };
-    match file.try_lock_shared() {
-        // We got it, so nobody holds it; dropping the file releases it at once.
-        Ok(()) => Some(false),
-        Err(std::fs::TryLockError::WouldBlock) => Some(true),
-        Err(std::fs::TryLockError::Error(_)) => None,
+/// Refuses a recorded socket that is not this user's: the lock file names where to connect,
+/// and a socket someone else made would receive our messages.
+fn check_socket_is_ours(socket: &Path) -> MapiResult<()> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.uid() != current_uid() => Err(MapiError::no_access(format!(
+            "the spooler socket {} belongs to another user; not connecting",
+            socket.display()
+        ))),
+        // Missing: `connect_to` waits for it, then says the daemon does not answer.
+        _ => Ok(()),
     }
 }
 
@@ -65,14 +62,49 @@ fn unreachable(socket: &Path, e: impl std::fmt::Display) -> MapiError {
 }
 
 impl Client {
-    /// Connects to the daemon listening on `socket`: `Ok(None)` when none runs there (no socket,
-    /// or nobody listening — a stale socket of a dead daemon); an error when something answers
-    /// but is not a mapispool spooler of this API version, or refuses us.
-    pub async fn connect(socket: &Path) -> MapiResult<Option<Client>> {
-        // The daemon's lock says whether one runs, whatever the socket does this instant: a
-        // busy daemon must not be mistaken for none (the caller would then run a second
-        // spooler of its own and the daemon's clients would never see its work).
-        let alive = daemon_alive(socket);
+    /// Connects to the daemon serving the store at `store`, found through the lock beside the
+    /// store (see [`crate::ipc`]), so every process with the profile finds it whatever its
+    /// environment: `Ok(None)` when none runs; an error when one holds the store but does not
+    /// answer (the caller must not then open the store behind its back), or answers but is not
+    /// a mapispool spooler of this API version, or refuses us.
+    pub async fn for_store(store: &Path) -> MapiResult<Option<Client>> {
+        let mut waited = 0;
+        loop {
+            match daemon_state(store) {
+                DaemonState::None => return Ok(None),
+                // Whether a daemon serves the store is unknown: opening it ourselves could
+                // work behind one's back.
+                DaemonState::Unknown(why) => {
+                    return Err(MapiError::no_access(format!(
+                        "{why}; cannot tell whether a spooler daemon serves this store"
+                    )));
+                }
+                DaemonState::Running {
+                    socket: Some(socket),
+                    ..
+                } => {
+                    check_socket_is_ours(&socket)?;
+                    return Client::connect_to(&socket).await;
+                }
+                // Just starting: it writes its socket right after taking the lock.
+                DaemonState::Running { socket: None, pid } if waited >= 50 => {
+                    return Err(MapiError::network_error(format!(
+                        "a spooler daemon ({}) holds the store {} but never said where it listens; stop it and start it again",
+                        pid.map_or_else(|| "unknown pid".into(), |p| format!("pid {p}")),
+                        store.display()
+                    )));
+                }
+                DaemonState::Running { socket: None, .. } => {
+                    waited += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Connects to `socket` of a daemon known to hold its store's lock: one that does not listen
+    /// yet is starting, so it is given a moment before that is an error.
+    async fn connect_to(socket: &Path) -> MapiResult<Option<Client>> {
         let mut attempt = 0;
         loop {
             match UnixStream::connect(socket).await {
@@ -83,10 +115,6 @@ impl Client {
                         socket.display()
                     )));
                 }
-                // No socket, or a dead daemon's socket nobody listens on: no daemon runs.
-                Err(_) if alive == Some(false) || (alive.is_none() && attempt == 0) => {
-                    return Ok(None);
-                }
                 // Starting up, or its accept queue is full: give it a moment.
                 Err(_) if attempt < 50 => {
                     attempt += 1;
@@ -94,7 +122,7 @@ impl Client {
                 }
                 Err(e) => {
                     return Err(MapiError::network_error(format!(
-                        "a spooler runs for this profile but does not answer on {}: {e}; stop it and start it again",
+                        "a spooler daemon serves this store but does not answer on {}: {e}; stop it and start it again",
                         socket.display()
                     )));
                 }
@@ -297,15 +325,25 @@ impl Client {
             .await
     }
 
-    pub async fn validate(&self, on: &EntryId, flags: u32) -> MapiResult<()> {
+    /// `ValidateState` in the daemon; the transports' checks it made.
+    pub async fn validate(
+        &self,
+        on: &EntryId,
+        flags: u32,
+    ) -> MapiResult<Vec<crate::transport::probe::TransportCheck>> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            #[serde(default)]
+            checks: Vec<crate::transport::probe::TransportCheck>,
+        }
         let request = ValidateRequest {
             on: on.to_string(),
             flags,
         };
-        let _: Value = self
+        let reply: Reply = self
             .call(Method::POST, "/v1/validate", Some(&request))
             .await?;
-        Ok(())
+        Ok(reply.checks)
     }
 
     /// Streams a message to the daemon; returns once the daemon has it durably.

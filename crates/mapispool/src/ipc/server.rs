@@ -52,7 +52,9 @@ use tokio::sync::{RwLock, mpsc, watch};
 
 use super::limits::{self, ConnState, LimitedListener};
 use super::wire::{WireError, WireRow, decode_batch, row_from_wire, row_to_wire};
-use super::{API_VERSION, DaemonLock, current_uid, socket_path};
+use super::{
+    API_VERSION, DaemonLock, canonical_store, create_private_dir, current_uid, socket_path,
+};
 use crate::flush::{FlushFlags, FlushReport};
 use crate::profile::Profile;
 use crate::session::{Session, Submission};
@@ -339,11 +341,11 @@ async fn validate(
     Json(req): Json<ValidateRequest>,
 ) -> ApiResult<Json<Value>> {
     let session = current(&state).await;
-    session
+    let checks = session
         .open_status(&entry_id(&req.on)?)?
-        .validate_state(req.flags)
+        .validate_state_checks(req.flags)
         .await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(json!({ "ok": true, "checks": checks })))
 }
 
 /// The header that carries a submission's envelope.
@@ -501,7 +503,8 @@ async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
 ///
 /// `ready` is called with the socket path once clients can connect.
 ///
-/// Errors: `MAPI_E_BUSY` if a spooler already runs for this profile; profile and store errors
+/// Errors: `MAPI_E_BUSY` if a spooler already serves this profile's store (whatever profile
+/// path named it); profile and store errors
 /// at start.
 pub async fn run_daemon(
     profile_path: &Path,
@@ -510,9 +513,13 @@ pub async fn run_daemon(
 ) -> MapiResult<()> {
     let profile_path =
         std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
-    let socket = socket_path(&profile_path);
-    let _lock = DaemonLock::acquire(&socket).await?;
     let profile = load(&profile_path).await?;
+    let store = crate::session::sqlite_path(&profile)?;
+    let socket = socket_path(&store);
+    if let Some(dir) = socket.parent() {
+        create_private_dir(dir)?;
+    }
+    let _lock = DaemonLock::acquire(&store, &socket).await?;
     // Bound before the spooler starts: a web listener that cannot start stops the daemon.
     let web = match &profile.web {
         Some(config) => Some(crate::web::Listener::bind(config).await?),
@@ -567,6 +574,11 @@ pub async fn run_daemon(
         }
         match got {
             Some(Control::Reload) => match load(&profile_path).await {
+                // The lock and the socket belong to the store: another store is another daemon.
+                Ok(profile) if !same_store(&profile, &store) => tracing::error!(
+                    store = %store.display(),
+                    "the reloaded profile names another store; keeping the old profile (restart the daemon to switch stores)"
+                ),
                 Ok(profile) => match Session::logon_local(profile).await {
                     Ok(new) => {
                         let old = std::mem::replace(&mut *state.session.write().await, new);
@@ -593,6 +605,11 @@ pub async fn run_daemon(
     current(&state).await.logoff().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+fn same_store(profile: &Profile, store: &Path) -> bool {
+    crate::session::sqlite_path(profile)
+        .is_ok_and(|new| canonical_store(&new) == canonical_store(store))
 }
 
 /// Reads and checks the profile on a blocking thread: a SIGHUP reload must not stall the

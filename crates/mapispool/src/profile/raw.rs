@@ -90,6 +90,8 @@ struct RawSpooler {
     offline: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     send_on_reconnect: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_message_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -178,6 +180,7 @@ raw_endpoint!(RawOutbound, kind: OutboundKind, {
     auth: SmtpAuth,
     ca_file: String,
     insecure_skip_verify: bool,
+    allow_plaintext_auth: bool,
     max_messages_per_connection: u32,
     pipelining: bool,
     connections: u32,
@@ -203,6 +206,7 @@ raw_endpoint!(RawInbound, kind: InboundKind, {
     leave_days: u32,
     ca_file: String,
     insecure_skip_verify: bool,
+    allow_plaintext_auth: bool,
     path: String,
 });
 
@@ -224,7 +228,8 @@ const SERVER_KEYS: [&str; 9] = [
     "password_prompt",
     "password_keyring",
 ];
-const TLS_KEYS: [&str; 2] = ["ca_file", "insecure_skip_verify"];
+/// How the connection is protected, beyond `security`.
+const TLS_KEYS: [&str; 3] = ["ca_file", "insecure_skip_verify", "allow_plaintext_auth"];
 const SMTP_KEYS: [&str; 4] = [
     "auth",
     "max_messages_per_connection",
@@ -409,6 +414,7 @@ impl RawProfile {
             timeout: Some(spooler.timeout),
             offline: Some(spooler.offline),
             send_on_reconnect: Some(spooler.send_on_reconnect),
+            max_message_size: Some(spooler.max_message_size),
         };
         let transports = profile
             .transports
@@ -524,11 +530,31 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
         timeout: raw.timeout.unwrap_or(defaults.timeout),
         offline: raw.offline.unwrap_or(defaults.offline),
         send_on_reconnect: raw.send_on_reconnect.unwrap_or(defaults.send_on_reconnect),
+        max_message_size: raw.max_message_size.unwrap_or(defaults.max_message_size),
     };
-    // A zero interval or delay would make the spooler spin; a zero timeout fails everything.
-    let positive = [
+    if !(1..=SpoolerConfig::MAX_MAX_MESSAGE_SIZE).contains(&spooler.max_message_size) {
+        return Err(Issue::new(
+            top_key("spooler", "max_message_size"),
+            format!(
+                "max_message_size in [spooler] is {} bytes; it must be from 1 to {} (4 GiB)",
+                spooler.max_message_size,
+                SpoolerConfig::MAX_MAX_MESSAGE_SIZE
+            ),
+        ));
+    }
+    for (key, value) in [
         ("upload_interval", spooler.upload_interval),
         ("download_interval", spooler.download_interval),
+    ] {
+        if let Some(interval) = value.filter(|d| *d < MIN_INTERVAL) {
+            return Err(Issue::new(
+                top_key("spooler", key),
+                too_short(&format!("{key} in [spooler]"), interval),
+            ));
+        }
+    }
+    // A zero delay would make the spooler spin; a zero timeout fails everything.
+    let positive = [
         ("retry_initial", Some(spooler.retry_initial)),
         ("retry_max", Some(spooler.retry_max)),
         ("timeout", Some(spooler.timeout)),
@@ -600,10 +626,10 @@ fn convert_group(
         ("upload_interval", raw.upload_interval),
         ("download_interval", raw.download_interval),
     ] {
-        if value == Some(Duration::ZERO) {
+        if let Some(interval) = value.filter(|d| *d < MIN_INTERVAL) {
             return Err(Issue::new(
                 at(key),
-                format!("{key} of group \"{name}\" must be longer than 0s"),
+                too_short(&format!("{key} of group \"{name}\""), interval),
             ));
         }
     }
@@ -619,6 +645,18 @@ fn convert_group(
         download_interval: raw.download_interval,
         offline: raw.offline.unwrap_or(OfflinePolicy::Skip),
     })
+}
+
+/// The shortest schedule a profile takes: a shorter one would have the spooler do nothing but
+/// flush (a millisecond interval spins a core and hammers the servers).
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+fn too_short(what: &str, interval: Duration) -> String {
+    format!(
+        "{what} is \"{}\", shorter than the shortest schedule a profile takes, \"1s\" \
+         (every interval starts a flush)",
+        humantime::format_duration(interval)
+    )
 }
 
 /// True for a transport name: letters, digits, `_`, `.`, `-`; it ends up in status rows,
@@ -878,6 +916,12 @@ impl Site<'_> {
                     Security::Tls => 465,
                     Security::None => 25,
                 };
+                let allow_plaintext_auth = self.plaintext_auth(
+                    TABLE,
+                    security,
+                    raw.username.is_some() || credential.is_some(),
+                    raw.allow_plaintext_auth,
+                )?;
                 Ok(OutboundConfig::Smtp(SmtpConfig {
                     host: self.host(TABLE, kind.as_str(), raw.host)?,
                     port: self.port(TABLE, raw.port, default_port)?,
@@ -887,6 +931,7 @@ impl Site<'_> {
                     auth: raw.auth,
                     ca_file: self.optional_path(TABLE, "ca_file", raw.ca_file)?,
                     insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
+                    allow_plaintext_auth,
                     max_messages_per_connection: raw.max_messages_per_connection,
                     pipelining: raw.pipelining.unwrap_or(true),
                     connections: self.connections(TABLE, raw.connections)?,
@@ -912,6 +957,12 @@ impl Site<'_> {
         let host = self.host(TABLE, kind.as_str(), raw.host)?;
         let ca_file = self.optional_path(TABLE, "ca_file", raw.ca_file)?;
         let insecure_skip_verify = raw.insecure_skip_verify.unwrap_or(false);
+        let allow_plaintext_auth = self.plaintext_auth(
+            TABLE,
+            security,
+            raw.username.is_some() || credential.is_some(),
+            raw.allow_plaintext_auth,
+        )?;
         if kind == InboundKind::Pop3 {
             let default_port = if security == Security::Tls { 995 } else { 110 };
             return Ok(InboundConfig::Pop3(Pop3Config {
@@ -925,6 +976,7 @@ impl Site<'_> {
                 leave_days: raw.leave_days,
                 ca_file,
                 insecure_skip_verify,
+                allow_plaintext_auth,
             }));
         }
         let default_port = if security == Security::Tls { 993 } else { 143 };
@@ -962,7 +1014,34 @@ impl Site<'_> {
             idle: raw.idle.unwrap_or(false),
             ca_file,
             insecure_skip_verify,
+            allow_plaintext_auth,
         }))
+    }
+
+    /// `security = "none"` with a login sends the password in clear (SMTP `AUTH PLAIN`, IMAP
+    /// `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `USER`/`PASS`), as Postfix refuses to by default:
+    /// refused unless the part says `allow_plaintext_auth = true` (a relay on 127.0.0.1).
+    fn plaintext_auth(
+        &self,
+        table: &'static str,
+        security: Security,
+        logs_in: bool,
+        allowed: Option<bool>,
+    ) -> Result<bool, Issue> {
+        let allowed = allowed.unwrap_or(false);
+        if security == Security::None && logs_in && !allowed {
+            return Err(self.issue(
+                table,
+                "security",
+                format!(
+                    "security = \"none\" in [transport.{table}] with a username or password \
+                     would send the password in clear; use security = \"starttls\" or \"tls\", \
+                     or, if nobody can listen on the way (a relay on 127.0.0.1), set \
+                     allow_plaintext_auth = true"
+                ),
+            ));
+        }
+        Ok(allowed)
     }
 }
 
@@ -1023,6 +1102,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 auth: smtp.auth,
                 ca_file: optional_path_text(smtp.ca_file.as_ref())?,
                 insecure_skip_verify: Some(smtp.insecure_skip_verify),
+                allow_plaintext_auth: smtp.allow_plaintext_auth.then_some(true),
                 max_messages_per_connection: smtp.max_messages_per_connection,
                 pipelining: Some(smtp.pipelining),
                 connections: Some(smtp.connections),
@@ -1059,6 +1139,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 idle: Some(imap.idle),
                 ca_file: optional_path_text(imap.ca_file.as_ref())?,
                 insecure_skip_verify: Some(imap.insecure_skip_verify),
+                allow_plaintext_auth: imap.allow_plaintext_auth.then_some(true),
                 ..RawInbound::empty(InboundKind::Imap)
             })
         }
@@ -1084,6 +1165,7 @@ fn unconvert_transport(transport: &TransportConfig) -> Result<RawTransport, Prof
                 leave_days: pop3.leave_days,
                 ca_file: optional_path_text(pop3.ca_file.as_ref())?,
                 insecure_skip_verify: Some(pop3.insecure_skip_verify),
+                allow_plaintext_auth: pop3.allow_plaintext_auth.then_some(true),
                 ..RawInbound::empty(InboundKind::Pop3)
             })
         }
@@ -1121,6 +1203,7 @@ impl RawOutbound {
             auth: None,
             ca_file: None,
             insecure_skip_verify: None,
+            allow_plaintext_auth: None,
             max_messages_per_connection: None,
             pipelining: None,
             connections: None,
@@ -1151,6 +1234,7 @@ impl RawInbound {
             leave_days: None,
             ca_file: None,
             insecure_skip_verify: None,
+            allow_plaintext_auth: None,
             path: None,
         }
     }

@@ -165,6 +165,7 @@ host = "imap.example.com"
             auth: None,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
             max_messages_per_connection: None,
             pipelining: true,
             connections: crate::profile::DEFAULT_SMTP_CONNECTIONS,
@@ -184,6 +185,7 @@ host = "imap.example.com"
             idle: false,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
         }))
     );
 }
@@ -258,6 +260,7 @@ password_prompt = true
             leave_days: Some(7),
             ca_file: None,
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
         }))
     );
     assert_eq!(
@@ -354,7 +357,7 @@ fn unknown_key_names_file_line_column_and_allowed_keys() {
     let expected = "/p/profile.toml:6:3: unknown key \"hostname\" in [transport.outbound], \
          expected one of: kind, host, port, security, username, password_command, \
          password_file, password_env, password_prompt, password_keyring, auth, ca_file, \
-         insecure_skip_verify, max_messages_per_connection, pipelining, connections, path\n  |\n6 |   hostname = \
+         insecure_skip_verify, allow_plaintext_auth, max_messages_per_connection, pipelining, connections, path\n  |\n6 |   hostname = \
          \"smtp.example.com\"\n  |   ^^^^^^^^";
     assert_eq!(message, expected);
     match parse(text) {
@@ -371,7 +374,26 @@ fn unknown_top_level_key() {
         error(&with_dir_transport("[spooler]\nretry = \"5m\"\n")),
         "/p/profile.toml:2:1: unknown key \"retry\" in [spooler], expected one of: \
          upload_interval, download_interval, retry_initial, retry_max, expire_after, \
-         delay_warning_after, timeout, offline, send_on_reconnect\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
+         delay_warning_after, timeout, offline, send_on_reconnect, max_message_size\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
+    );
+}
+
+#[test]
+fn max_message_size_defaults_to_64_mib_and_has_bounds() {
+    let ok = |extra: &str| {
+        Profile::from_str_at(&with_dir_transport(extra), Path::new("/p/profile.toml"))
+            .expect("a profile")
+            .spooler
+            .max_message_size
+    };
+    assert_eq!(ok(""), 64 * 1024 * 1024);
+    assert_eq!(ok("[spooler]\nmax_message_size = 1000\n"), 1000);
+    let message = error(&with_dir_transport(
+        "[spooler]\nmax_message_size = 5000000000\n",
+    ));
+    assert!(
+        message.contains("it must be from 1 to 4294967296 (4 GiB)"),
+        "{message}"
     );
 }
 
@@ -546,7 +568,7 @@ fn validation_errors() {
              \"pop3\" in [transport.inbound], expected one of: kind, host, port, security, \
              username, password_command, password_file, password_env, password_prompt, \
              password_keyring, apop, \
-             leave_on_server, leave_days, ca_file, insecure_skip_verify",
+             leave_on_server, leave_days, ca_file, insecure_skip_verify, allow_plaintext_auth",
         ),
         (
             transport(
@@ -580,7 +602,39 @@ fn validation_errors() {
         ),
         (
             with_dir_transport("[spooler]\nupload_interval = \"0s\"\n"),
-            "/p/profile.toml:2:1: upload_interval in [spooler] must be longer than 0s",
+            "/p/profile.toml:2:1: upload_interval in [spooler] is \"0s\", shorter than the \
+             shortest schedule a profile takes, \"1s\" (every interval starts a flush)",
+        ),
+        (
+            with_dir_transport("[spooler]\nupload_interval = \"1ms\"\n"),
+            "/p/profile.toml:2:1: upload_interval in [spooler] is \"1ms\", shorter than the \
+             shortest schedule a profile takes, \"1s\" (every interval starts a flush)",
+        ),
+        (
+            with_dir_transport("[spooler]\ndownload_interval = \"999ms\"\n"),
+            "/p/profile.toml:2:1: download_interval in [spooler] is \"999ms\", shorter than the \
+             shortest schedule a profile takes, \"1s\" (every interval starts a flush)",
+        ),
+        (
+            transport(
+                "name = \"w\"\naddress = \"a@b\"\n[transport.outbound]\nkind = \"smtp\"\n\
+                 host = \"h\"\nsecurity = \"none\"\nusername = \"u\"\n",
+            ),
+            "/p/profile.toml:7:1: transport \"w\": security = \"none\" in [transport.outbound] \
+             with a username or password would send the password in clear; use security = \
+             \"starttls\" or \"tls\", or, if nobody can listen on the way (a relay on \
+             127.0.0.1), set allow_plaintext_auth = true",
+        ),
+        (
+            transport(
+                "name = \"w\"\naddress = \"a@b\"\n[transport.inbound]\nkind = \"pop3\"\n\
+                 host = \"h\"\nsecurity = \"none\"\npassword_command = \"echo pw\"\n\
+                 allow_plaintext_auth = false\n",
+            ),
+            "/p/profile.toml:7:1: transport \"w\": security = \"none\" in [transport.inbound] \
+             with a username or password would send the password in clear; use security = \
+             \"starttls\" or \"tls\", or, if nobody can listen on the way (a relay on \
+             127.0.0.1), set allow_plaintext_auth = true",
         ),
         (
             with_dir_transport("[spooler]\nretry_initial = \"2h\"\n"),
@@ -785,4 +839,56 @@ fn a_stray_carriage_return_is_an_error_not_a_panic() {
         let message = error(text);
         assert!(message.contains(":1:"), "{text:?}: {message}");
     }
+}
+
+#[test]
+fn plaintext_auth_and_short_schedules_need_saying_so() {
+    // The opt-in: a login in clear to a relay on loopback, on each kind of server part.
+    for part in [
+        "[transport.outbound]\nkind = \"smtp\"",
+        "[transport.inbound]\nkind = \"imap\"",
+        "[transport.inbound]\nkind = \"pop3\"",
+    ] {
+        let text = format!(
+            "[[transport]]\nname = \"w\"\naddress = \"a@b\"\n{part}\nhost = \"127.0.0.1\"\n\
+             security = \"none\"\nusername = \"u\"\npassword_command = \"echo pw\"\n"
+        );
+        let refused = error(&text);
+        assert!(
+            refused.contains("would send the password in clear"),
+            "{refused}"
+        );
+        let allowed = parse(&format!("{text}allow_plaintext_auth = true\n")).expect("opted in");
+        let t = &allowed.transports[0];
+        let flag = match (&t.outbound, &t.inbound) {
+            (Some(OutboundConfig::Smtp(c)), _) => c.allow_plaintext_auth,
+            (_, Some(InboundConfig::Imap(c))) => c.allow_plaintext_auth,
+            (_, Some(InboundConfig::Pop3(c))) => c.allow_plaintext_auth,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(flag, "{part}");
+        // It survives writing the profile out and reading it back.
+        let again = parse(&allowed.to_toml_string().expect("toml")).expect("reparse");
+        assert_eq!(again.transports, allowed.transports);
+    }
+    // No login, no password on the wire: security = "none" alone is fine.
+    parse(
+        "[[transport]]\nname = \"w\"\naddress = \"a@b\"\n[transport.outbound]\nkind = \"smtp\"\n\
+         host = \"127.0.0.1\"\nsecurity = \"none\"\n",
+    )
+    .expect("no login");
+    // A group's schedule has the same floor; one second is allowed.
+    let group = |interval: &str| {
+        format!(
+            "[[transport]]\nname = \"w\"\naddress = \"a@b\"\n[transport.outbound]\nkind = \"dir\"\n\
+             path = \"/po\"\n\n[[group]]\nname = \"g\"\ntransports = [\"w\"]\n\
+             upload_interval = \"{interval}\"\n"
+        )
+    };
+    let refused = error(&group("10ms"));
+    assert!(
+        refused.contains("upload_interval of group \"g\" is \"10ms\", shorter than"),
+        "{refused}"
+    );
+    parse(&group("1s")).expect("one second");
 }

@@ -36,6 +36,7 @@ use crate::store::{
     DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
     RecipientOutcome, SqliteStore, Store,
 };
+use crate::transport::probe::{self, TransportCheck};
 use crate::transport::{
     ChunkSource, Envelope, EnvelopeRecipient, Inbound, Outbound, RecipientResult, TransportError,
     TransportErrorKind,
@@ -728,7 +729,16 @@ impl<S: Store + 'static> Spooler<S> {
             link = link.and(self.download(slot, flags, &mut report).await);
         }
         match link {
-            Link::Failed(reason) => self.back_off(slot, &reason),
+            Link::Failed(reason) => {
+                // Messages the failure kept from the server wait as long as the transport.
+                if let Some(until) = self.back_off(slot, &reason) {
+                    for m in &mut report.messages {
+                        if m.outcome == MessageOutcome::Deferred && m.retry_at.is_none() {
+                            m.retry_at = Some(until);
+                        }
+                    }
+                }
+            }
             Link::Connected => self.connected(slot),
             Link::Untried => {}
         }
@@ -744,9 +754,9 @@ impl<S: Store + 'static> Spooler<S> {
 
     /// Counts a connection failure: the transport waits, growing like a message's backoff
     /// (`retry_initial` doubling to `retry_max`), and its row says until when and why.
-    fn back_off(&self, slot: &Slot, reason: &str) {
+    fn back_off(&self, slot: &Slot, reason: &str) -> Option<FileTime> {
         let Ok(mut state) = slot.backoff.lock() else {
-            return;
+            return None;
         };
         let wait = self.backoff(state.failures);
         state.failures = state.failures.saturating_add(1);
@@ -769,6 +779,7 @@ impl<S: Store + 'static> Spooler<S> {
                 Prop::new(PR_MSP_NEXT_ATTEMPT_TIME, PropValue::SysTime(until)),
             ],
         );
+        Some(until)
     }
 
     /// A connection worked: the transport's backoff starts again from nothing.
@@ -1203,6 +1214,37 @@ impl<S: Store + 'static> Spooler<S> {
     /// non-delivery report where recipients failed for good — unless the message is itself a
     /// report (never answer a report). Reports come back in the order of `batch`.
     async fn finish_messages(&self, batch: Vec<Attempted>) -> Vec<MessageReport> {
+        // A transport-level failure (no connection, TLS, the login refused, no credential) is
+        // the transport's, not the message's: it counts no attempt and pushes no backoff (the
+        // transport backs off instead, in `flush_transport`), so the next flush a person asks
+        // for, or the transport's next turn, tries the message again.
+        let (untried, batch): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .enumerate()
+            .partition(|(_, a)| matches!(&a.results, Err(e) if is_link_failure(e)));
+        let mut reports: Vec<(usize, MessageReport)> = Vec::with_capacity(untried.len());
+        for (position, a) in untried {
+            let _ = self
+                .inner
+                .store
+                .release_lease(a.message.message.id, &self.inner.owner)
+                .await;
+            if let Err(e) = &a.results {
+                reports.push((position, untried_report(&a.message, e)));
+            }
+        }
+        let (positions, batch): (Vec<usize>, Vec<Attempted>) = batch.into_iter().unzip();
+        let recorded = self.record_messages(batch).await;
+        reports.extend(positions.into_iter().zip(recorded));
+        reports.sort_by_key(|(position, _)| *position);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Records the attempts of [`Spooler::finish_messages`] that reached the server.
+    async fn record_messages(&self, batch: Vec<Attempted>) -> Vec<MessageReport> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
         let now = FileTime::now();
         let outcomes: Vec<Vec<RecipientOutcome>> = batch
             .iter()
@@ -1475,6 +1517,7 @@ impl<S: Store + 'static> Spooler<S> {
                 !flags.contains(FlushFlags::NO_UI),
             )?;
             inbound.set_timeout(self.inner.profile.spooler.timeout);
+            inbound.set_max_message_size(self.inner.profile.spooler.max_message_size);
             self.run_connect_command(&slot.config).await?;
             inbound.connect().await?;
             // No limit around the whole download: `timeout` bounds each read and write (the
@@ -1602,10 +1645,18 @@ impl<S: Store + 'static> Spooler<S> {
 
     /// `ValidateState` on a status object of this spooler. On the spooler (and the subsystem)
     /// every transport is logged on again; on a transport, that transport. `FORCE_XP_DISCONNECT`
-    /// takes transports offline, `FORCE_XP_CONNECT` brings them back.
+    /// takes transports offline, `FORCE_XP_CONNECT` brings them back. Without either, each
+    /// online transport is checked for real (see [`crate::transport::probe`]: resolve, connect,
+    /// TLS, login, a read-only look at the mailbox; nothing changes on the server), a failed
+    /// step sets `STATUS_FAILURE` and says which in `PR_STATUS_STRING`, and the checks are
+    /// returned. `SUPPRESS_UI`: a `password_prompt` does not ask.
     ///
     /// Errors: `MAPI_E_UNKNOWN_FLAGS` for flags ValidateState does not define.
-    pub async fn validate_state(&self, kind: &StatusKind, flags: u32) -> MapiResult<()> {
+    pub async fn validate_state(
+        &self,
+        kind: &StatusKind,
+        flags: u32,
+    ) -> MapiResult<Vec<TransportCheck>> {
         const KNOWN: u32 = SUPPRESS_UI
             | REFRESH_XP_HEADER_CACHE
             | PROCESS_XP_HEADER_CACHE
@@ -1624,7 +1675,7 @@ impl<S: Store + 'static> Spooler<S> {
             StatusKind::Transport(name) => self.slot(name).into_iter().collect(),
             StatusKind::Store => {
                 self.inner.store.queue_counts().await?;
-                return Ok(());
+                return Ok(Vec::new());
             }
             _ => self.inner.slots.iter().collect(),
         };
@@ -1637,6 +1688,7 @@ impl<S: Store + 'static> Spooler<S> {
         };
         // Transports that came back online with mail to send.
         let mut reconnected: Vec<String> = Vec::new();
+        let mut checks = Vec::new();
         for slot in slots {
             let _running = slot.busy.lock().await;
             if let Some(offline) = switch {
@@ -1669,6 +1721,24 @@ impl<S: Store + 'static> Spooler<S> {
             if !offline {
                 self.log_on(slot).await;
             }
+            if switch.is_none() {
+                let check = probe::check_transport(
+                    &slot.config,
+                    offline,
+                    flags & SUPPRESS_UI == 0,
+                    self.inner.profile.spooler.timeout,
+                )
+                .await;
+                if let Some(failure) = check.failure() {
+                    self.inner.board.change_bits(
+                        &slot.kind,
+                        STATUS_FAILURE,
+                        STATUS_AVAILABLE,
+                        vec![text(PR_STATUS_STRING, &failure)],
+                    );
+                }
+                checks.push(check);
+            }
         }
         if switch.is_some() {
             self.show_spooler_offline();
@@ -1689,7 +1759,7 @@ impl<S: Store + 'static> Spooler<S> {
                 "sent what queued while offline"
             );
         }
-        Ok(())
+        Ok(checks)
     }
 
     /// Whether transport `name` is offline now (`None`: no such transport).
@@ -1822,6 +1892,25 @@ impl Link {
             (Link::Connected, _) | (_, Link::Connected) => Link::Connected,
             _ => Link::Untried,
         }
+    }
+}
+
+/// What the flush reports for a message a transport-level failure kept from the server: every
+/// open recipient deferred with that error, no attempt counted; `retry_at` is the transport's
+/// wait, filled in once it is known.
+fn untried_report(message: &LeasedMessage, e: &TransportError) -> MessageReport {
+    MessageReport {
+        entry_id: message.message.entry_id(),
+        subject: message.message.subject.clone(),
+        outcome: MessageOutcome::Deferred,
+        retry_at: None,
+        recipients: message
+            .open_recipients()
+            .map(|r| RecipientReport::Deferred {
+                address: r.address.clone(),
+                error: e.message.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -50,8 +50,9 @@ impl StatusKind {
     /// (`MAPI_E_UNKNOWN_ENTRYID`).
     pub fn from_entry_id(id: &EntryId) -> MapiResult<StatusKind> {
         if id.uid() != Some(STATUS_UID) || id.as_bytes()[..4] != [0; 4] {
-            return Err(MapiError::invalid_entry_id(format!(
-                "{id} is not a status object's entry ID; take one from the PR_ENTRYID column of `mapispool status`"
+            return Err(MapiError::unknown_entry_id(format!(
+                "{} is not a status object's entry ID; take one from the PR_ENTRYID column of `mapispool status`",
+                id.named()
             )));
         }
         match id.data() {
@@ -61,12 +62,14 @@ impl StatusKind {
             [b'X', name @ ..] if !name.is_empty() => std::str::from_utf8(name)
                 .map(|n| StatusKind::Transport(n.to_string()))
                 .map_err(|_| {
-                    MapiError::invalid_entry_id(format!(
-                        "{id}: the transport name in it is not UTF-8"
+                    MapiError::unknown_entry_id(format!(
+                        "{}: the transport name in it is not UTF-8",
+                        id.named()
                     ))
                 }),
-            _ => Err(MapiError::invalid_entry_id(format!(
-                "{id} is not a status object's entry ID; take one from the PR_ENTRYID column of `mapispool status`"
+            _ => Err(MapiError::unknown_entry_id(format!(
+                "{} is not a status object's entry ID; take one from the PR_ENTRYID column of `mapispool status`",
+                id.named()
             ))),
         }
     }
@@ -288,12 +291,19 @@ mod tests {
         let foreign = EntryId::new(&[1; 16], b"S");
         assert_eq!(
             StatusKind::from_entry_id(&foreign).map_err(|e| e.code),
-            Err(MapiCode::InvalidEntryId)
+            Err(MapiCode::UnknownEntryId)
         );
         let odd = EntryId::new(&STATUS_UID, b"Q");
         assert_eq!(
             StatusKind::from_entry_id(&odd).map_err(|e| e.code),
-            Err(MapiCode::InvalidEntryId)
+            Err(MapiCode::UnknownEntryId)
+        );
+        let empty = StatusKind::from_entry_id(&EntryId::from_bytes(Vec::new()))
+            .expect_err("the empty ID names nothing");
+        assert_eq!(empty.code, MapiCode::UnknownEntryId);
+        assert_eq!(
+            empty.to_string(),
+            "MAPI_E_UNKNOWN_ENTRYID (0x80040201): the empty entry ID is not a status object's entry ID; take one from the PR_ENTRYID column of `mapispool status`"
         );
     }
 }

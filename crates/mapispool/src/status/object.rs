@@ -11,6 +11,7 @@ use mapi::{EntryId, MapiError, MapiResult, Row};
 use super::StatusKind;
 use crate::flush::{FlushFlags, FlushReport};
 use crate::session::{Backend, Session};
+use crate::transport::probe::TransportCheck;
 
 /// An open status object. Its properties come from the session's status table (a live mirror
 /// of the daemon's when there is one); its methods run where the spooler runs.
@@ -51,7 +52,8 @@ impl Status {
             return Err(MapiError::no_support(format!(
                 "{} has no {method} (its PR_RESOURCE_METHODS lacks it){}",
                 self.describe(),
-                if method == "FlushQueues" {
+                // Only a transport can be flushed through the spooler by naming it.
+                if method == "FlushQueues" && matches!(self.kind, StatusKind::Transport(_)) {
                     "; flush it through the spooler's status object, naming its entry ID as the target"
                 } else {
                     ""
@@ -72,6 +74,13 @@ impl Status {
 
     /// `IMAPIStatus::ValidateState`: see [`crate::spooler::Spooler::validate_state`].
     pub async fn validate_state(&self, flags: u32) -> MapiResult<()> {
+        self.validate_state_checks(flags).await.map(|_| ())
+    }
+
+    /// [`Status::validate_state`], returning each transport's check step by step (none for
+    /// `FORCE_XP_CONNECT`/`FORCE_XP_DISCONNECT`, which check nothing), for a caller that shows
+    /// them, as `mapispool validate` does.
+    pub async fn validate_state_checks(&self, flags: u32) -> MapiResult<Vec<TransportCheck>> {
         self.require(STATUS_VALIDATE_STATE, "ValidateState")?;
         match self.session.backend() {
             Backend::Local(spooler) => spooler.validate_state(&self.kind, flags).await,

@@ -181,7 +181,7 @@ impl SqliteStore {
     ) -> MapiResult<SqliteStore> {
         let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent)
+            crate::private::create_dir_all_async(parent)
                 .await
                 .map_err(|source| StoreError::Io {
                     what: format!("creating the directory {}", parent.display()),
@@ -189,6 +189,13 @@ impl SqliteStore {
                     source,
                 })?;
         }
+        // Made 0600 before SQLite creates it (0644 less the umask): its -wal and -shm files
+        // take the database file's mode, so all three stay private.
+        crate::private::create_file(&path).map_err(|source| StoreError::Io {
+            what: "creating the store file".into(),
+            path: path.clone(),
+            source,
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)

@@ -76,7 +76,7 @@ impl DirOutbound {
     /// Makes sure the post office and its staging directory exist.
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         let tmp = self.root.join("tmp");
-        fs::create_dir_all(&tmp)
+        crate::private::create_dir_all_async(&tmp)
             .await
             .map_err(|e| io_error("cannot open the post office at", &self.root, &e))
     }
@@ -110,7 +110,13 @@ impl DirOutbound {
         staged: &Path,
         name: &str,
     ) -> Result<Vec<RecipientResult>, TransportError> {
-        let file = fs::File::create(staged)
+        // 0600 whatever the umask; the mailbox links share this inode, so its mode.
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::private::FILE_MODE)
+            .open(staged)
             .await
             .map_err(|e| io_error("cannot stage the message in", staged, &e))?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
@@ -198,7 +204,7 @@ impl DirInbound {
     pub async fn connect(&mut self) -> Result<(), TransportError> {
         for address in &self.addresses {
             let new_dir = self.root.join(mailbox_name(address)).join("new");
-            fs::create_dir_all(&new_dir)
+            crate::private::create_dir_all_async(&new_dir)
                 .await
                 .map_err(|e| io_error("cannot create the mailbox", &new_dir, &e))?;
         }
@@ -290,10 +296,7 @@ impl DirInbound {
 }
 
 fn mapi_failure(e: mapi::MapiError) -> TransportError {
-    TransportError::new(
-        TransportErrorKind::Temporary,
-        format!("the store failed: {e}"),
-    )
+    TransportError::store("the store failed", &e)
 }
 
 /// The header summary and size of a delivered file. A file whose headers cannot be read is

@@ -16,7 +16,17 @@
 //! on them; a message larger than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`,
 //! the next ones asked for while the store writes the current one) and streamed into the store,
 //! since async-imap holds each response whole in memory.
+//!
+//! The last UID moves on only over UIDs that are stored (or over `max_message_size`, which are
+//! left on the server and reported): a UID the server leaves out of its answer, or answers
+//! unreadably, is counted in the sync state, fetched alone and in ranges after the others next
+//! time, and named in the flush report after `TRIES` downloads. `[spooler] timeout` bounds
+//! each read and write (`net::Inactivity`); literals are capped before async-imap sizes its
+//! buffer by them (`literal.rs`).
 
+mod literal;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -33,11 +43,17 @@ use crate::profile::{AfterDownload, ImapAuth, ImapConfig, Security};
 /// Messages up to this size are fetched whole (in batches); larger ones in ranges of this size.
 pub const RANGE: u32 = 1024 * 1024;
 
-/// The largest message taken (async-imap's own cap on one response is 512 MiB).
-const MAX_MESSAGE: u64 = 1024 * 1024 * 1024;
-
 /// The connection async-imap reads: each read or write bounded by the spooler's `timeout`.
-type ImapLink = Inactivity<MailStream>;
+/// Each literal the server announces is capped at [`LITERAL_CAP`] (see `literal.rs`).
+type ImapLink = literal::LiteralCap<Inactivity<MailStream>>;
+
+/// The largest literal taken in one response: a range, or a small message whose size the
+/// listing understated, with room to spare. A larger announcement fails the connection before
+/// async-imap allocates for it; the message is then fetched in ranges.
+const LITERAL_CAP: u64 = 2 * RANGE as u64 + 64 * 1024;
+
+/// How many downloads may fail to bring a listed message before the flush report names it.
+const TRIES: u32 = 3;
 type ImapSession = async_imap::Session<ImapLink>;
 
 /// The IMAP inbound side of one transport.
@@ -52,6 +68,8 @@ pub struct ImapInbound {
     connect_limit: std::time::Duration,
     /// How long one read or write may wait for the server: the spooler's `timeout`.
     idle_limit: std::time::Duration,
+    /// The largest message taken (`[spooler] max_message_size`).
+    max_size: u64,
     session: Option<ImapSession>,
     /// IDLE: how many messages the folder had when last looked at, so mail that came between
     /// two IDLEs (when no push can arrive) is noticed.
@@ -85,6 +103,7 @@ impl ImapInbound {
             allow_prompt,
             connect_limit: CONNECT_TIMEOUT,
             idle_limit: CONNECT_TIMEOUT,
+            max_size: crate::profile::SpoolerConfig::DEFAULT_MAX_MESSAGE_SIZE,
             session: None,
             idle_exists: None,
         }
@@ -94,6 +113,17 @@ impl ImapInbound {
     pub fn set_timeout(&mut self, limit: std::time::Duration) {
         self.connect_limit = limit.min(CONNECT_TIMEOUT);
         self.idle_limit = limit;
+    }
+
+    /// The largest message this transport takes; a larger one stays on the server, is named
+    /// in the summary, and the download goes on past it.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max_size = max;
+    }
+
+    /// The stream async-imap reads: inactivity-limited, literals capped.
+    fn link(&self, stream: MailStream) -> ImapLink {
+        literal::LiteralCap::new(Inactivity::new(stream, self.idle_limit), LITERAL_CAP)
     }
 
     fn peer(&self) -> String {
@@ -142,7 +172,7 @@ impl ImapInbound {
             }
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
-        let mut client = async_imap::Client::new(Inactivity::new(stream, self.idle_limit));
+        let mut client = async_imap::Client::new(self.link(stream));
         at("the greeting");
         let greeting = client
             .read_response()
@@ -169,7 +199,7 @@ impl ImapInbound {
                         ),
                     )
                 })?;
-            let MailStream::Plain(tcp) = client.into_inner().into_inner() else {
+            let MailStream::Plain(tcp) = client.into_inner().into_inner().into_inner() else {
                 return Err(TransportError::new(
                     TransportErrorKind::Tls,
                     "STARTTLS on a connection that already has TLS",
@@ -177,7 +207,7 @@ impl ImapInbound {
             };
             at("the TLS handshake after STARTTLS");
             let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
-            client = async_imap::Client::new(Inactivity::new(tls, self.idle_limit));
+            client = async_imap::Client::new(self.link(tls));
         }
         at("the answer to CAPABILITY");
         let caps = pre_auth_capabilities(&mut client)
@@ -185,7 +215,13 @@ impl ImapInbound {
             .map_err(|e| connection_failed(&peer, &e))?;
         let mech = self.mechanism(&caps)?;
         at("the password");
-        let secret = password(c.credential.as_ref(), &self.transport, self.allow_prompt).await?;
+        let secret = password(
+            c.credential.as_ref(),
+            &self.transport,
+            self.allow_prompt,
+            self.idle_limit,
+        )
+        .await?;
         let user = &self.username;
         at(match mech {
             ImapAuth::Login => "the answer to LOGIN",
@@ -355,70 +391,205 @@ impl ImapInbound {
             .map_err(fail)?,
             last_uid,
         );
+        // Messages that failed to come in earlier downloads (missing from the server's answer,
+        // unreadable, or larger than announced), counted durably per UID.
+        let tries_key = format!("imap.{folder}.tries");
+        let mut tries: BTreeMap<u32, u32> = if stored_validity == Some(validity) {
+            sink.get_state(&tries_key)
+                .await
+                .map_err(store_failure)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        tries.retain(|uid, _| listed.iter().any(|m| m.uid == *uid));
+        // The last UID moves on only over UIDs in `finished_all`, in listing order.
+        let order: Vec<u32> = listed.iter().map(|m| m.uid).collect();
+        let mut finished_all: BTreeSet<u32> = BTreeSet::new();
+        // Larger than max_message_size by the listing: left on the server, named, passed over.
+        let (listed, oversize): (Vec<Listed>, Vec<Listed>) =
+            listed.into_iter().partition(|m| m.size <= self.max_size);
+        for m in &oversize {
+            summary.refused.push(too_large_note(
+                &peer,
+                &folder,
+                m.uid,
+                Some(m.size),
+                self.max_size,
+            ));
+            finished_all.insert(m.uid);
+        }
         let total = listed.len();
         let mut done = 0usize;
         // What the store already has (a download resumed after a crash), asked once for all.
         let ids: Vec<String> = listed.iter().map(|m| server_id(validity, m.uid)).collect();
         let known = sink.known(&ids).await.map_err(store_failure)?;
+        // Those that failed before come last, each on its own and in ranges (whatever size the
+        // listing gave), so one bad message never holds up the others.
+        let (fresh, troubled): (Vec<Listed>, Vec<Listed>) = listed.into_iter().partition(|m| {
+            !tries.contains_key(&m.uid) || known.contains(&server_id(validity, m.uid))
+        });
+        let mut groups: Vec<Vec<Listed>> = batches(&fresh)
+            .into_iter()
+            .map(<[Listed]>::to_vec)
+            .collect();
+        groups.extend(troubled.into_iter().map(|m| vec![m]));
 
-        for batch in batches(&listed) {
-            let mut finished: Vec<u32> = Vec::with_capacity(batch.len());
+        for group in groups {
+            let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
+            let mut finished: Vec<u32> = Vec::with_capacity(group.len());
             let mut small: Vec<Listed> = Vec::new();
-            for m in batch {
+            let mut failed: Option<TransportError> = None;
+            for m in &group {
                 if known.contains(&server_id(validity, m.uid)) {
                     summary.skipped += 1;
                     finished.push(m.uid);
-                } else if m.size > u64::from(RANGE) {
-                    if m.size > MAX_MESSAGE {
-                        return Err(TransportError::new(
-                            TransportErrorKind::Permanent,
-                            format!(
-                                "message UID {} in \"{folder}\" on {peer} is {} bytes, more than the {} this transport takes",
-                                m.uid, m.size, MAX_MESSAGE
-                            ),
-                        ));
+                } else if m.size > u64::from(RANGE) || alone {
+                    // Large (or failed before): alone, in ranges, streamed.
+                    match fetch_ranged(session, &peer, sink, validity, *m, self.max_size).await {
+                        Ok(Ranged::Stored(true)) => {
+                            summary.received += 1;
+                            finished.push(m.uid);
+                        }
+                        Ok(Ranged::Stored(false)) => {
+                            summary.skipped += 1;
+                            finished.push(m.uid);
+                        }
+                        Ok(Ranged::TooLarge) => {
+                            summary.refused.push(too_large_note(
+                                &peer,
+                                &folder,
+                                m.uid,
+                                None,
+                                self.max_size,
+                            ));
+                            finished_all.insert(m.uid);
+                        }
+                        Ok(Ranged::Missing) => {}
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
-                    // Large: alone, in ranges, streamed.
-                    if fetch_ranged(session, &peer, sink, validity, *m).await? {
-                        summary.received += 1;
-                    } else {
-                        summary.skipped += 1;
-                    }
-                    finished.push(m.uid);
                 } else {
                     small.push(*m);
                 }
             }
-            if !small.is_empty() {
-                for (uid, stored) in
-                    fetch_and_store(session, &peer, sink, validity, &small, &finished).await?
+            if failed.is_none() && !small.is_empty() {
+                match fetch_and_store(
+                    session,
+                    &peer,
+                    sink,
+                    validity,
+                    &small,
+                    &finished,
+                    self.max_size,
+                )
+                .await
                 {
-                    if stored {
-                        summary.received += 1;
-                    } else {
-                        summary.skipped += 1;
+                    Ok((stored, too_large)) => {
+                        for uid in too_large {
+                            summary.refused.push(too_large_note(
+                                &peer,
+                                &folder,
+                                uid,
+                                None,
+                                self.max_size,
+                            ));
+                            finished_all.insert(uid);
+                        }
+                        for (uid, stored) in stored {
+                            if stored {
+                                summary.received += 1;
+                            } else {
+                                summary.skipped += 1;
+                            }
+                            finished.push(uid);
+                        }
                     }
-                    finished.push(uid);
+                    Err(e) => failed = Some(e),
                 }
             }
-            // Make everything in `finished` durable in the store (one fsync for the batch), then
-            // act on the server, then move the last UID on. A message that vanished meanwhile is
-            // not in `finished`, and is gone.
-            if !finished.is_empty() {
-                sink.sync().await.map_err(store_failure)?;
-                finished.sort_unstable();
-                apply_after_download(session, &peer, &after, &finished, uidplus, can_move).await?;
+            // Whatever of the group did not come is counted against it, durably, so that
+            // next time it is fetched on its own and after a few tries named.
+            for m in &group {
+                if finished.contains(&m.uid) || finished_all.contains(&m.uid) {
+                    tries.remove(&m.uid);
+                } else {
+                    *tries.entry(m.uid).or_insert(0) += 1;
+                }
             }
-            done += batch.len();
-            if let Some(last) = batch.last() {
-                last_uid = last.uid;
+            let json = serde_json::to_string(&tries).unwrap_or_default();
+            sink.set_state(&tries_key, &json)
+                .await
+                .map_err(store_failure)?;
+            if let Some(mut e) = failed {
+                // Sealed, with what the group stored before the failure; nothing is done at
+                // the server for any of it, and the last UID stays.
+                sink.sync().await.map_err(store_failure)?;
+                if alone && let Some(n) = tries.get(&group[0].uid).filter(|n| **n >= TRIES) {
+                    e.message = format!(
+                        "message UID {} in \"{folder}\" on {peer} did not come in {n} downloads; this time: {}",
+                        group[0].uid, e.message
+                    );
+                }
+                return Err(e);
+            }
+            // Make everything in `finished` durable in the store (one fsync for the batch), then
+            // act on the server, then move the last UID on, never past a UID not stored.
+            sink.sync().await.map_err(store_failure)?;
+            if !finished.is_empty() {
+                finished.sort_unstable();
+                if let Some(note) =
+                    apply_after_download(session, &peer, &after, &finished, uidplus, can_move)
+                        .await?
+                {
+                    summary.refused.push(note);
+                }
+            }
+            finished_all.extend(finished.iter().copied());
+            let mark = order
+                .iter()
+                .take_while(|uid| finished_all.contains(uid))
+                .last()
+                .copied()
+                .unwrap_or(last_uid);
+            if mark > last_uid {
+                last_uid = mark;
                 sink.set_state(&last_key, &last_uid.to_string())
                     .await
                     .map_err(store_failure)?;
             }
+            done += group.len();
             sink.progress(done, total);
         }
+        // Made durable with the last batch's state (the tries, the last UID).
+        sink.sync().await.map_err(store_failure)?;
+        for (uid, n) in &tries {
+            if *n >= TRIES {
+                summary.refused.push(format!(
+                    "message UID {uid} in \"{folder}\" on {peer} did not come in {n} downloads (missing from the server's FETCH answer, or unreadable); it stays on the server and is tried again"
+                ));
+            }
+        }
         Ok(summary)
+    }
+
+    /// EXAMINE (read-only, so no `\Recent` is taken) on the configured folder of the connected
+    /// session: how many messages it holds. For `validate`, which must change nothing on the
+    /// server.
+    pub async fn examine(&mut self) -> Result<u32, TransportError> {
+        let peer = self.peer();
+        let folder = self.config.folder.clone();
+        let session = self.session.as_mut().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "IMAP: not connected")
+        })?;
+        let mailbox = session
+            .examine(&folder)
+            .await
+            .map_err(|e| folder_failed(&peer, &folder, e))?;
+        Ok(mailbox.exists)
     }
 
     /// Logs out and drops the connection.
@@ -468,7 +639,7 @@ impl ImapInbound {
             return Ok(Idled::NewMail);
         }
         // IDLE waits on the server by design; `renew` bounds it instead of the inactivity limit.
-        session.get_mut().set_limit(None);
+        session.get_mut().get_mut().set_limit(None);
         let mut handle = session.idle();
         handle.init().await.map_err(|e| {
             TransportError::new(
@@ -501,7 +672,7 @@ impl ImapInbound {
             Ok(Err(e)) => return Err(fail(e)),
         };
         let mut session = handle.done().await.map_err(fail)?;
-        session.get_mut().set_limit(Some(self.idle_limit));
+        session.get_mut().get_mut().set_limit(Some(self.idle_limit));
         self.session = Some(session);
         Ok(idled)
     }
@@ -842,7 +1013,8 @@ async fn fetch_and_store(
     validity: u32,
     small: &[Listed],
     skip: &[u32],
-) -> Result<Vec<(u32, bool)>, TransportError> {
+    max_size: u64,
+) -> Result<(Vec<(u32, bool)>, Vec<u32>), TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
     let set = uid_set(small.iter().map(|m| m.uid));
     let id = session
@@ -857,6 +1029,9 @@ async fn fetch_and_store(
     let capacity = wanted.len();
     let (parts, mut incoming) = tokio::sync::mpsc::channel::<(Vec<u32>, Vec<Downloaded>)>(2);
     // Owns the sending half: when it ends, the store sees the end of the parts.
+    // Bodies that came larger than max_message_size (the listing said less): not stored.
+    let mut too_large: Vec<u32> = Vec::new();
+    let too_large_out = &mut too_large;
     let reading = async move {
         let mut taken: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let (mut uids, mut part, mut bytes) = (Vec::new(), Vec::new(), 0usize);
@@ -874,6 +1049,10 @@ async fn fetch_and_store(
                         continue; // an unasked-for FETCH (a flag change)
                     };
                     if !wanted.contains(&uid) || !taken.insert(uid) {
+                        continue;
+                    }
+                    if body.len() as u64 > max_size {
+                        too_large_out.push(uid);
                         continue;
                     }
                     let summary = header_block(&body)
@@ -926,10 +1105,13 @@ async fn fetch_and_store(
     // A store failure first: the reading then stopped because of it.
     let stored = stored?;
     read?;
-    Ok(stored)
+    Ok((stored, too_large))
 }
 
-/// `\Seen`, delete, or move, for messages that are durable in the store.
+/// `\Seen`, delete, or move, for messages that are durable in the store. A move the server
+/// refuses is not fatal (the messages are stored; the download goes on with the rest): its
+/// words come back, for the flush report. A folder that does not exist (`[TRYCREATE]`,
+/// RFC 9051 §7.1) is created and the move tried again.
 async fn apply_after_download(
     session: &mut ImapSession,
     peer: &str,
@@ -937,7 +1119,7 @@ async fn apply_after_download(
     uids: &[u32],
     uidplus: bool,
     can_move: bool,
-) -> Result<(), TransportError> {
+) -> Result<Option<String>, TransportError> {
     let set = uid_set(uids.iter().copied());
     let fail = |e: ImapError| connection_failed(peer, &e);
     match after {
@@ -948,26 +1130,57 @@ async fn apply_after_download(
             expunge(session, &set, uidplus).await.map_err(fail)?;
         }
         AfterDownload::Move(folder) => {
-            let refused = |e: ImapError| match e {
-                ImapError::No(_) | ImapError::Bad(_) => TransportError::new(
-                    TransportErrorKind::Permanent,
-                    format!(
-                        "the IMAP server {peer} cannot move messages to \"{folder}\" (after_download): {}",
+            let mut result = move_to(session, &set, folder, can_move).await;
+            let mut created = String::new();
+            if let Err(e @ ImapError::No(_)) = &result
+                && server_words(e).contains("[TRYCREATE]")
+            {
+                match session.create(folder).await {
+                    Ok(()) => {
+                        tracing::info!(server = %peer, folder = %folder, "created the after_download folder");
+                        result = move_to(session, &set, folder, can_move).await;
+                    }
+                    Err(ImapError::No(w) | ImapError::Bad(w)) => {
+                        created = format!(
+                            "; creating it was refused: {}",
+                            server_words(&ImapError::No(w))
+                        );
+                    }
+                    Err(other) => return Err(connection_failed(peer, &other)),
+                }
+            }
+            match result {
+                Ok(()) => {
+                    if !can_move {
+                        store_flag(session, &set, "\\Deleted").await.map_err(fail)?;
+                        expunge(session, &set, uidplus).await.map_err(fail)?;
+                    }
+                }
+                Err(e @ (ImapError::No(_) | ImapError::Bad(_))) => {
+                    return Ok(Some(format!(
+                        "stored UID {set}, but the IMAP server {peer} cannot move them to \"{folder}\" (after_download): {}{created}; they stay where they are",
                         server_words(&e)
-                    ),
-                ),
-                other => connection_failed(peer, &other),
-            };
-            if can_move {
-                session.uid_mv(&set, folder).await.map_err(refused)?;
-            } else {
-                session.uid_copy(&set, folder).await.map_err(refused)?;
-                store_flag(session, &set, "\\Deleted").await.map_err(fail)?;
-                expunge(session, &set, uidplus).await.map_err(fail)?;
+                    )));
+                }
+                Err(other) => return Err(connection_failed(peer, &other)),
             }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// `UID MOVE` (RFC 6851) when offered, else `UID COPY` (the caller then deletes the originals).
+async fn move_to(
+    session: &mut ImapSession,
+    set: &str,
+    folder: &str,
+    can_move: bool,
+) -> Result<(), ImapError> {
+    if can_move {
+        session.uid_mv(set, folder).await
+    } else {
+        session.uid_copy(set, folder).await
+    }
 }
 
 /// `UID STORE`, checked to its completion (async-imap's `uid_store` stream, like its fetch,
@@ -1095,7 +1308,8 @@ async fn fetch_ranged(
     sink: &impl InboundSink,
     validity: u32,
     m: Listed,
-) -> Result<bool, TransportError> {
+    max_size: u64,
+) -> Result<Ranged, TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
     // The listed size tells how many ranges to ask for ahead; a message that turns out longer
     // is read on until a short range.
@@ -1106,9 +1320,10 @@ async fn fetch_ranged(
     let first = match ranges.take(session).await.map_err(fail)? {
         Some((_, Some(first))) => first,
         _ => {
-            // Gone meanwhile; the other answers are read, so the connection is ready again.
+            // Not handed over (gone meanwhile, or the answer lacked its UID); the other answers
+            // are read, so the connection is ready again.
             ranges.finish(session).await.map_err(fail)?;
-            return Ok(false);
+            return Ok(Ranged::Missing);
         }
     };
     let summary = header_block(&first)
@@ -1122,15 +1337,21 @@ async fn fetch_ranged(
         complete: Arc::clone(&complete),
     };
     let producer = async move {
-        let broke = |e: ImapError| connection_failed(peer, &e).message;
+        let broke = |e: ImapError| Stop::Broke(connection_failed(peer, &e).message);
         let mut chunk = first;
         let mut offset = 0u64;
         loop {
             let len = chunk.len();
             offset += len as u64;
+            if offset > max_size {
+                // Nothing of it is stored (the store sees the pipe end early); the answers
+                // still due are read, so the connection goes on with the next message.
+                ranges.finish(session).await.map_err(broke)?;
+                return Err(Stop::TooLarge);
+            }
             // A full range may have more behind it: keep the next ones asked for before the
             // store takes this one.
-            if len >= RANGE as usize && offset <= MAX_MESSAGE {
+            if len >= RANGE as usize {
                 while ranges.asked.len() < RANGES_AHEAD
                     && (ranges.next < m.size || ranges.asked.is_empty())
                 {
@@ -1140,30 +1361,24 @@ async fn fetch_ranged(
             writer
                 .write_all(&chunk)
                 .await
-                .map_err(|e| format!("the store stopped reading: {e}"))?;
+                .map_err(|e| Stop::Broke(format!("the store stopped reading: {e}")))?;
             if len < RANGE as usize {
                 break;
-            }
-            if offset > MAX_MESSAGE {
-                return Err(format!(
-                    "message UID {} is larger than {MAX_MESSAGE} bytes",
-                    m.uid
-                ));
             }
             chunk = match ranges.take(session).await.map_err(broke)? {
                 Some((at, Some(c))) if at == offset => c,
                 // Each range follows the one before: one longer than asked for is out of step.
                 Some((_, Some(_))) | None => {
-                    return Err(format!(
+                    return Err(Stop::Broke(format!(
                         "message UID {}: the server sent a range longer than asked for",
                         m.uid
-                    ));
+                    )));
                 }
                 Some((_, None)) => {
-                    return Err(format!(
+                    return Err(Stop::Broke(format!(
                         "message UID {} vanished while being fetched",
                         m.uid
-                    ));
+                    )));
                 }
             };
         }
@@ -1173,18 +1388,54 @@ async fn fetch_ranged(
         complete.store(true, Ordering::SeqCst);
         let _ = writer.shutdown().await;
         drop(writer);
-        Ok::<(), String>(())
+        Ok::<(), Stop>(())
     };
     let id = server_id(validity, m.uid);
     let consumer = sink.deliver(&id, &summary, m.size, reader);
     let (produced, stored) = tokio::join!(producer, consumer);
-    if let Err(why) = produced {
-        return Err(TransportError::new(
-            TransportErrorKind::Temporary,
-            format!("{peer}: message UID {} was not stored: {why}", m.uid),
-        ));
+    match produced {
+        Err(Stop::TooLarge) => return Ok(Ranged::TooLarge),
+        Err(Stop::Broke(why)) => {
+            return Err(TransportError::new(
+                TransportErrorKind::Temporary,
+                format!("{peer}: message UID {} was not stored: {why}", m.uid),
+            ));
+        }
+        Ok(()) => {}
     }
-    stored.map_err(|e| not_stored(peer, m.uid, e))
+    stored
+        .map(Ranged::Stored)
+        .map_err(|e| not_stored(peer, m.uid, e))
+}
+
+/// What became of a message [`fetch_ranged`] asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranged {
+    /// Stored (`true`), or the store had it (`false`).
+    Stored(bool),
+    /// The server's answers did not have it.
+    Missing,
+    /// It turned out larger than `max_message_size`: nothing of it stored.
+    TooLarge,
+}
+
+/// Why the fetching of a large message stopped early.
+enum Stop {
+    Broke(String),
+    TooLarge,
+}
+
+/// The flush report's words for a message over `max_message_size` (`listed`: the size the
+/// listing gave, when that was the reason).
+fn too_large_note(peer: &str, folder: &str, uid: u32, listed: Option<u64>, max: u64) -> String {
+    match listed {
+        Some(size) => format!(
+            "message UID {uid} in \"{folder}\" on {peer} is {size} bytes, more than max_message_size ({max} bytes); left on the server"
+        ),
+        None => format!(
+            "message UID {uid} in \"{folder}\" on {peer} is larger than max_message_size ({max} bytes), more than its listed size; left on the server"
+        ),
+    }
 }
 
 /// A pipe's reading end that turns an early end (the writer dropped without finishing) into an
@@ -1392,6 +1643,7 @@ mod tests {
                 idle: false,
                 ca_file: None,
                 insecure_skip_verify: false,
+                allow_plaintext_auth: false,
             };
             config.auth = auth;
             ImapInbound::new(&config, "mail", "me@test", false)

@@ -15,6 +15,7 @@ pub mod downgrade;
 pub mod imap;
 mod net;
 pub mod pop3;
+pub mod probe;
 pub mod smtp;
 pub mod wire;
 
@@ -165,6 +166,9 @@ pub enum TransportErrorKind {
     /// The store could not take what was downloaded; the store's own MAPI code (a full disk is
     /// `MAPI_E_NOT_ENOUGH_DISK`, not a network error). Worth retrying once that is mended.
     Store(MapiCode),
+    /// A message is larger than `max_message_size` (by what the server sent, not what it
+    /// announced): it is left on the server.
+    TooLarge,
 }
 
 /// A whole-transport failure: what kind, and what happened in words a user can act on.
@@ -213,6 +217,7 @@ impl TransportError {
             TransportErrorKind::Auth | TransportErrorKind::NeedsPerson => MapiCode::LogonFailed,
             TransportErrorKind::Permanent => MapiCode::CallFailed,
             TransportErrorKind::Store(code) => code,
+            TransportErrorKind::TooLarge => MapiCode::TooBig,
         };
         MapiError::new(code, self.message.clone())
     }
@@ -480,6 +485,16 @@ impl Inbound {
             Inbound::Dir(_) => {}
             Inbound::Pop3(t) => t.set_timeout(limit),
             Inbound::Imap(t) => t.set_timeout(limit),
+        }
+    }
+
+    /// The largest message a download takes (`[spooler] max_message_size`); a larger one
+    /// stays at its source and is named in the summary.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        match self {
+            Inbound::Dir(_) => {}
+            Inbound::Pop3(t) => t.set_max_message_size(max),
+            Inbound::Imap(t) => t.set_max_message_size(max),
         }
     }
 

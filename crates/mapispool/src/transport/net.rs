@@ -76,14 +76,16 @@ pub(crate) async fn start_tls(
     Ok(MailStream::Tls(Box::new(tls)))
 }
 
-/// The password for a login, or why there is none.
+/// The password for a login, or why there is none. A `password_command` runs at most `limit`
+/// (the profile's `[spooler] timeout`), then is killed with its process group.
 pub(crate) async fn password(
     credential: Option<&crate::profile::Credential>,
     transport: &str,
     allow_prompt: bool,
+    limit: std::time::Duration,
 ) -> Result<Secret, TransportError> {
     match credential {
-        Some(c) => credential::resolve(c, transport, allow_prompt).await,
+        Some(c) => credential::resolve_within(c, transport, allow_prompt, limit).await,
         None => Err(TransportError::new(
             TransportErrorKind::Auth,
             format!(

@@ -12,6 +12,11 @@
 //! skips them and deletes them then. With `leave_on_server`
 //! messages stay, and with `leave_days` they are deleted once that many days passed since this
 //! transport first downloaded them (the time is kept in the store's sync state).
+//!
+//! A server that gives several messages one UIDL (RFC 1939 forbids it): those are read whole
+//! and stored under `identity` (UIDL, size, MD5, occurrence), so only the message the store
+//! holds is ever deleted. A message over `max_message_size` (by LIST, or by what arrives) is
+//! left on the server and named; each read and write waits at most `[spooler] timeout`.
 
 pub mod codec;
 
@@ -22,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
-use self::codec::{DotReader, MAX_LINE, MAX_LISTING, MAX_MESSAGE, Reply};
+use self::codec::{DotReader, MAX_LINE, MAX_LISTING, Reply};
 use super::net::{CONNECT_TIMEOUT, Inactivity, MailStream, password, start_tls, tcp_connect};
 use super::{
     Cut, DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind,
@@ -34,6 +39,16 @@ use crate::profile::{Pop3Config, Security};
 
 /// The sync-state key of the first-seen times (`leave_days`): a JSON object UIDL → Unix seconds.
 const FIRST_SEEN_KEY: &str = "pop3.first_seen";
+
+/// The sync-state key of the UIDLs whose message turned out larger than `max_message_size`
+/// while it was read (the LIST size was lower): a JSON list; later downloads leave them on
+/// the server without reading them again.
+const OVERSIZE_KEY: &str = "pop3.oversize";
+
+/// The sync-state key of what each stored message under a plain UIDL looks like: a JSON object
+/// UIDL → `SIZE MD5`, for the messages still on the server. When the server later gives that
+/// UIDL to a second message too, the one already stored is recognised by its content.
+const DIGESTS_KEY: &str = "pop3.digests";
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -54,6 +69,8 @@ pub struct Pop3Inbound {
     step_limit: Duration,
     /// How long one read or write may wait for the server: the spooler's `timeout`.
     idle_limit: Duration,
+    /// The largest message taken (`[spooler] max_message_size`).
+    max_size: u64,
     conn: Option<Connection>,
 }
 
@@ -70,6 +87,17 @@ struct Connection {
     last: String,
     /// The server advertised PIPELINING (RFC 2449): commands may be sent without waiting.
     pipelining: bool,
+    /// The largest message taken (`max_message_size`).
+    max_size: u64,
+    /// The UIDL of the message being read, to name the one that turned out too large.
+    reading: Option<String>,
+    /// How often each identity of a message with a repeated UIDL was seen in this session
+    /// (see [`identity`]).
+    occurrences: std::collections::HashMap<String, usize>,
+    /// UIDL → `SIZE MD5` of the messages stored under their plain UIDL (see [`DIGESTS_KEY`]).
+    digests: BTreeMap<String, String>,
+    /// The repeated UIDLs whose message stored under the plain UIDL was found in this session.
+    claimed: std::collections::HashSet<String>,
 }
 
 /// What became of one message of a batch [`Connection::retrieve_whole`] asked for.
@@ -99,7 +127,10 @@ const WHOLE: u64 = 1024 * 1024;
 /// its own.
 fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
     download_batches(listed, |m| {
-        if m.size > WHOLE {
+        if m.repeated && m.size > WHOLE {
+            // Read whole (it has to be, to tell it apart), on its own.
+            Cut::Ends(WHOLE)
+        } else if m.size > WHOLE {
             Cut::Alone
         } else {
             Cut::Weighs(m.size)
@@ -121,6 +152,55 @@ struct Listed {
     number: u32,
     uidl: String,
     size: u64,
+    /// Another message in the listing has the same UIDL (RFC 1939 forbids it; servers that
+    /// derive UIDLs from content do it): the UIDL alone does not name this message.
+    repeated: bool,
+}
+
+/// The store's id of a message: its UIDL when that is unique in the listing. A message whose
+/// UIDL is repeated is known by its UIDL, size, the MD5 of its content and, for byte-identical
+/// ones, which of them it is in message-number order: `UIDL SIZE MD5 K` (a UIDL has no
+/// spaces, so this never equals a plain UIDL). Only a message stored under that identity is
+/// ever deleted.
+fn identity(
+    uidl: &str,
+    content: &str,
+    occurrences: &mut std::collections::HashMap<String, usize>,
+) -> String {
+    let key = format!("{uidl} {content}");
+    let k = occurrences.entry(key.clone()).or_insert(0);
+    let id = format!("{key} {k}");
+    *k += 1;
+    id
+}
+
+/// What a message's content looks like for telling repeated UIDLs apart: `SIZE MD5`.
+fn content_key(len: u64, md5: Md5) -> String {
+    let digest: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{len} {digest}")
+}
+
+/// A reader that keeps the MD5 and length of what passes, for [`content_key`].
+struct Hashing<R> {
+    inner: R,
+    md5: Md5,
+    len: u64,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Hashing<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        this.md5.update(new);
+        this.len += new.len() as u64;
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 impl Pop3Inbound {
@@ -142,6 +222,7 @@ impl Pop3Inbound {
             allow_prompt,
             step_limit: CONNECT_TIMEOUT,
             idle_limit: CONNECT_TIMEOUT,
+            max_size: crate::profile::SpoolerConfig::DEFAULT_MAX_MESSAGE_SIZE,
             conn: None,
         }
     }
@@ -151,6 +232,12 @@ impl Pop3Inbound {
     pub fn set_timeout(&mut self, limit: Duration) {
         self.step_limit = limit.min(CONNECT_TIMEOUT);
         self.idle_limit = limit;
+    }
+
+    /// The largest message this transport takes; a larger one stays on the server and is
+    /// named in the summary.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max_size = max;
     }
 
     /// Connects, secures the connection as the profile says, and logs in.
@@ -193,6 +280,11 @@ impl Pop3Inbound {
             idle: self.idle_limit,
             last: String::new(),
             pipelining: false,
+            max_size: self.max_size,
+            reading: None,
+            occurrences: Default::default(),
+            digests: BTreeMap::new(),
+            claimed: Default::default(),
         };
         let greeting = match conn.reply().await? {
             Reply::Ok(text) => text,
@@ -250,6 +342,11 @@ impl Pop3Inbound {
                 idle: self.idle_limit,
                 last: String::new(),
                 pipelining: false,
+                max_size: self.max_size,
+                reading: None,
+                occurrences: Default::default(),
+                digests: BTreeMap::new(),
+                claimed: Default::default(),
             };
             caps = conn.capa().await?;
         }
@@ -265,6 +362,7 @@ impl Pop3Inbound {
             self.config.credential.as_ref(),
             &self.transport,
             self.allow_prompt,
+            self.idle_limit,
         )
         .await?;
         let user = &self.username;
@@ -335,10 +433,103 @@ impl Pop3Inbound {
         let mut conn = self.conn.take().ok_or_else(|| {
             TransportError::new(TransportErrorKind::Temporary, "POP3: not connected")
         })?;
-        let listed = conn.list_messages().await?;
+        let result = self.download_on(&mut conn, sink).await;
+        if result.is_err() && !conn.digests.is_empty() {
+            // What was stored before the failure keeps its content on record too (see
+            // DIGESTS_KEY); on success each batch recorded it already.
+            let json = serde_json::to_string(&conn.digests).unwrap_or_default();
+            sink.set_state(DIGESTS_KEY, &json)
+                .await
+                .map_err(store_failure)?;
+            sink.sync().await.map_err(store_failure)?;
+        }
+        match result {
+            Err(e) if e.kind == TransportErrorKind::TooLarge => {
+                // Larger than its LIST size said and than max_message_size: remembered, so
+                // later downloads leave it on the server and go on with the rest.
+                if let Some(uidl) = conn.reading.take() {
+                    let mut oversize = load_oversize(sink).await?;
+                    if !oversize.contains(&uidl) {
+                        oversize.push(uidl);
+                    }
+                    let json = serde_json::to_string(&oversize).unwrap_or_default();
+                    sink.set_state(OVERSIZE_KEY, &json)
+                        .await
+                        .map_err(store_failure)?;
+                    sink.sync().await.map_err(store_failure)?;
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    async fn download_on(
+        &mut self,
+        conn: &mut Connection,
+        sink: &impl InboundSink,
+    ) -> Result<DownloadSummary, TransportError> {
+        let mut summary = DownloadSummary::default();
+        let mut listed = conn.list_messages().await?;
+        let repeated: Vec<&str> = {
+            let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+            for m in &listed {
+                *count.entry(&m.uidl).or_insert(0) += 1;
+            }
+            count
+                .into_iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(u, _)| u)
+                .collect()
+        };
+        if !repeated.is_empty() {
+            // The server breaks RFC 1939 (a UIDL names one message): said, and handled.
+            summary.refused.push(format!(
+                "the POP3 server {} gives several messages the same UIDL ({}); they are told apart by size and content",
+                conn.peer,
+                repeated.join(", ")
+            ));
+            let repeated: std::collections::HashSet<String> =
+                repeated.into_iter().map(str::to_string).collect();
+            for m in &mut listed {
+                m.repeated = repeated.contains(&m.uidl);
+            }
+        }
+        // Larger than max_message_size by LIST, or found so before: left on the server.
+        let oversize = load_oversize(sink).await?;
+        listed.retain(|m| {
+            let by_list = m.size > self.max_size;
+            if by_list || oversize.contains(&m.uidl) {
+                summary.refused.push(format!(
+                    "message {} (UIDL {}) on {} is larger than max_message_size ({} bytes{}); left on the server",
+                    m.number,
+                    m.uidl,
+                    conn.peer,
+                    self.max_size,
+                    if by_list {
+                        format!(", listed at {}", m.size)
+                    } else {
+                        String::new()
+                    }
+                ));
+                false
+            } else {
+                true
+            }
+        });
         // What the store already has (a download resumed after a crash), asked once for all.
-        let uidls: Vec<String> = listed.iter().map(|m| m.uidl.clone()).collect();
+        let uidls: Vec<String> = listed
+            .iter()
+            .filter(|m| !m.repeated)
+            .map(|m| m.uidl.clone())
+            .collect();
         let known = sink.known(&uidls).await.map_err(store_failure)?;
+        conn.digests = sink
+            .get_state(DIGESTS_KEY)
+            .await
+            .map_err(store_failure)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         let mut first_seen = if self.config.leave_on_server {
             load_first_seen(sink).await?
         } else {
@@ -347,11 +538,12 @@ impl Pop3Inbound {
         let now = unix_now();
         let total = listed.len();
         let mut done = 0usize;
-        let mut summary = DownloadSummary::default();
+        // A repeated UIDL is never taken as stored before its content is read.
+        let stored_before = |m: &Listed| !m.repeated && known.contains(&m.uidl);
         for batch in batches(&listed) {
-            let wanted: Vec<&Listed> = batch.iter().filter(|m| !known.contains(&m.uidl)).collect();
+            let wanted: Vec<&Listed> = batch.iter().filter(|m| !stored_before(m)).collect();
             // The batch's messages that are now in the store (stored here or before).
-            let mut have: Vec<&Listed> = batch.iter().filter(|m| known.contains(&m.uidl)).collect();
+            let mut have: Vec<&Listed> = batch.iter().filter(|m| stored_before(m)).collect();
             summary.skipped += have.len();
             let mut refused = |msg: &Listed, text: String, peer: &str| {
                 // Gone meanwhile, or locked by another client: said in the summary; it stays
@@ -365,24 +557,26 @@ impl Pop3Inbound {
             let mut skipped = 0usize;
             match wanted.as_slice() {
                 [] => {}
-                [large] if large.size > WHOLE => match conn.retrieve(large, sink).await? {
-                    Ok(stored) => {
-                        if stored {
-                            received += 1;
-                        } else {
-                            skipped += 1;
+                [large] if large.size > WHOLE && !large.repeated => {
+                    match conn.retrieve(large, sink).await? {
+                        Ok(stored) => {
+                            if stored {
+                                received += 1;
+                            } else {
+                                skipped += 1;
+                            }
+                            have.push(large);
                         }
-                        have.push(large);
+                        Err(text) => refused(large, text, &conn.peer),
                     }
-                    Err(text) => refused(large, text, &conn.peer),
-                },
+                }
                 _ => {
                     // Read and store side by side: the store writes one part (on its own
                     // thread) while the next is read from the connection.
                     let (parts, mut incoming) = tokio::sync::mpsc::channel::<Part>(2);
                     let peer = conn.peer.clone();
                     let reading = {
-                        let (conn, wanted) = (&mut conn, &wanted);
+                        let (conn, wanted) = (&mut *conn, &wanted);
                         async move { conn.retrieve_whole(wanted, sink, parts).await }
                     };
                     let storing = async {
@@ -447,6 +641,13 @@ impl Pop3Inbound {
                     }
                 })
                 .collect();
+            // Only what is still on the server needs its content remembered.
+            conn.digests
+                .retain(|uidl, _| listed.iter().any(|m| &m.uidl == uidl));
+            let json = serde_json::to_string(&conn.digests).unwrap_or_default();
+            sink.set_state(DIGESTS_KEY, &json)
+                .await
+                .map_err(store_failure)?;
             // Durable (one fsync for the batch) before the server is told to delete any of it;
             // DELE itself only takes effect at QUIT.
             if received > 0 || !delete.is_empty() {
@@ -484,11 +685,54 @@ impl Pop3Inbound {
         Ok(summary)
     }
 
+    /// STAT on the connected session, then QUIT (no message is marked, so nothing is deleted):
+    /// the maildrop's message count and size in octets. For `validate`.
+    pub async fn stat(&mut self) -> Result<(u64, u64), TransportError> {
+        let mut conn = self.conn.take().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Temporary, "POP3: not connected")
+        })?;
+        conn.send("STAT").await?;
+        let reply = conn.reply().await?;
+        let counts = match reply {
+            Reply::Ok(text) => {
+                let mut words = text.split_ascii_whitespace().map(str::parse::<u64>);
+                match (words.next(), words.next()) {
+                    (Some(Ok(n)), Some(Ok(size))) => (n, size),
+                    _ => {
+                        return Err(TransportError::new(
+                            TransportErrorKind::Permanent,
+                            format!(
+                                "{}: STAT answered \"+OK {text}\", not a count and a size (RFC 1939)",
+                                conn.peer
+                            ),
+                        ));
+                    }
+                }
+            }
+            Reply::Err(text) => {
+                return Err(TransportError::new(
+                    TransportErrorKind::Permanent,
+                    format!("{}: STAT refused: -ERR {text}", conn.peer),
+                ));
+            }
+        };
+        conn.send("QUIT").await?;
+        let _ = conn.reply().await;
+        Ok(counts)
+    }
+
     /// Drops the connection (a download ends with QUIT itself; dropping without QUIT deletes
     /// nothing on the server).
     pub async fn close(&mut self) {
         self.conn = None;
     }
+}
+
+async fn load_oversize(sink: &impl InboundSink) -> Result<Vec<String>, TransportError> {
+    let text = sink.get_state(OVERSIZE_KEY).await.map_err(store_failure)?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
 }
 
 async fn load_first_seen(sink: &impl InboundSink) -> Result<BTreeMap<String, u64>, TransportError> {
@@ -637,10 +881,23 @@ impl Connection {
                         .and_then(|h| HeaderSummary::parse(h).ok())
                         .unwrap_or_default();
                     bytes += body.len();
+                    let uidl = &msgs[i].uidl;
+                    let content = content_key(body.len() as u64, Md5::new_with_prefix(&body));
+                    let server_id = if !msgs[i].repeated {
+                        self.digests.insert(uidl.clone(), content);
+                        uidl.clone()
+                    } else if self.digests.get(uidl) == Some(&content)
+                        && self.claimed.insert(uidl.clone())
+                    {
+                        // The one stored while its UIDL was unique: known by its content.
+                        uidl.clone()
+                    } else {
+                        identity(uidl, &content, &mut self.occurrences)
+                    };
                     part.push((
                         i,
                         Downloaded {
-                            server_id: msgs[i].uidl.clone(),
+                            server_id,
                             summary,
                             body,
                         },
@@ -690,8 +947,15 @@ impl Connection {
         }
         let peer = self.peer.clone();
         let broke = |e: io::Error| broke_off(&peer, msg, &e);
-        let cap = msg.size.saturating_add(WHOLE);
-        let mut body = DotReader::new(&mut self.reader, MAX_MESSAGE);
+        self.reading = Some(msg.uidl.clone());
+        // A repeated UIDL is read whole, to be told apart by its content (within
+        // max_message_size); any other message streams once it outgrows its LIST size.
+        let cap = if msg.repeated {
+            u64::MAX
+        } else {
+            msg.size.saturating_add(WHOLE)
+        };
+        let mut body = DotReader::new(&mut self.reader, self.max_size);
         // The listed size is the size on the wire (CRLF line ends), a little more than the body.
         let mut whole = Vec::with_capacity(usize::try_from(msg.size.min(WHOLE)).unwrap_or(0) + 64);
         loop {
@@ -708,7 +972,8 @@ impl Connection {
             }
         }
         // More than the listing said: the rest streams, with what came so far in front of it.
-        let stored = stream_into(sink, &peer, msg, whole, &mut body).await?;
+        let (stored, content) = stream_into(sink, &peer, msg, whole, &mut body).await?;
+        self.digests.insert(msg.uidl.clone(), content);
         Ok(Err(Retrieved::Streamed(stored)))
     }
 
@@ -821,6 +1086,7 @@ impl Connection {
                 number,
                 uidl,
                 size: sizes.get(&number).copied().unwrap_or(0),
+                repeated: false,
             })
             .collect())
     }
@@ -865,7 +1131,8 @@ impl Connection {
             return Ok(Err(text));
         }
         let peer = self.peer.clone();
-        let mut body = DotReader::new(&mut self.reader, MAX_MESSAGE);
+        self.reading = Some(msg.uidl.clone());
+        let mut body = DotReader::new(&mut self.reader, self.max_size);
         // The header first, for the summary; then header and the rest stream into the store.
         let mut head = Vec::new();
         let mut chunk = vec![0u8; 16 * 1024];
@@ -882,40 +1149,69 @@ impl Connection {
                 break;
             }
         }
-        let stored = stream_into(sink, &peer, msg, head, &mut body).await?;
+        let (stored, content) = stream_into(sink, &peer, msg, head, &mut body).await?;
+        self.digests.insert(msg.uidl.clone(), content);
         Ok(Ok(stored))
     }
 }
 
 /// A message's body ended before its terminating dot line.
 fn broke_off(peer: &str, msg: &Listed, e: &io::Error) -> TransportError {
+    match e.kind() {
+        io::ErrorKind::FileTooLarge => too_large(peer, msg),
+        io::ErrorKind::TimedOut => TransportError::new(
+            TransportErrorKind::Timeout,
+            format!("{peer}: message {} broke off: {e}", msg.uidl),
+        ),
+        _ => TransportError::new(
+            TransportErrorKind::Temporary,
+            format!("{peer}: message {} broke off: {e}", msg.uidl),
+        ),
+    }
+}
+
+/// A message that came larger than `max_message_size` although LIST said less.
+fn too_large(peer: &str, msg: &Listed) -> TransportError {
     TransportError::new(
-        if e.kind() == io::ErrorKind::TimedOut {
-            TransportErrorKind::Timeout
-        } else {
-            TransportErrorKind::Temporary
-        },
-        format!("{peer}: message {} broke off: {e}", msg.uidl),
+        TransportErrorKind::TooLarge,
+        format!(
+            "message {} (UIDL {}) on {peer} is larger than max_message_size although LIST said {} bytes; left on the server, and later downloads pass it over",
+            msg.number, msg.uidl, msg.size
+        ),
     )
 }
 
 /// Streams a RETR answer into the store: `read` (what came so far, the header at least, for
 /// the summary) and then the rest of `body`. What a sink leaves unread (it already had the
-/// message) is drained, so the connection stays in step. Whether it was stored.
+/// message) is drained, so the connection stays in step. Whether it was stored, and its
+/// [`content_key`].
 async fn stream_into<R: tokio::io::AsyncBufRead + Unpin + Send>(
     sink: &impl InboundSink,
     peer: &str,
     msg: &Listed,
     read: Vec<u8>,
     body: &mut DotReader<R>,
-) -> Result<bool, TransportError> {
+) -> Result<(bool, String), TransportError> {
     let summary = header_block(&read)
         .and_then(|h| HeaderSummary::parse(h).ok())
         .unwrap_or_default();
-    let stored = {
-        let reader = std::io::Cursor::new(read).chain(&mut *body);
-        sink.deliver(&msg.uidl, &summary, msg.size, reader).await
+    let mut reader = Hashing {
+        inner: std::io::Cursor::new(read).chain(&mut *body),
+        md5: Md5::new(),
+        len: 0,
     };
+    let stored = sink
+        .deliver(&msg.uidl, &summary, msg.size, &mut reader)
+        .await;
+    // What the store left unread (it had the message) still counts for the content.
+    let drained = match stored {
+        Ok(_) => Some(tokio::io::copy(&mut reader, &mut tokio::io::sink()).await),
+        Err(_) => None,
+    };
+    let content = content_key(reader.len, reader.md5);
+    if body.over_limit() {
+        return Err(too_large(peer, msg));
+    }
     let stored = stored.map_err(|e| {
         TransportError::store(
             &format!(
@@ -925,10 +1221,10 @@ async fn stream_into<R: tokio::io::AsyncBufRead + Unpin + Send>(
             &e,
         )
     })?;
-    if !body.is_done() {
-        body.drain().await.map_err(|e| broke_off(peer, msg, &e))?;
+    if let Some(Err(e)) = drained {
+        return Err(broke_off(peer, msg, &e));
     }
-    Ok(stored)
+    Ok((stored, content))
 }
 
 #[cfg(test)]

@@ -1536,6 +1536,7 @@ mod tests {
             auth: None,
             ca_file: Some(ca.to_path_buf()),
             insecure_skip_verify: false,
+            allow_plaintext_auth: false,
             max_messages_per_connection: None,
             pipelining: true,
             connections: 1,

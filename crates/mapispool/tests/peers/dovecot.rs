@@ -222,6 +222,7 @@ pub fn pop3_config(port: u16, user: &str, password: &str) -> Pop3Config {
         leave_days: None,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 
@@ -239,6 +240,7 @@ pub fn imap_config(port: u16, user: &str, password: &str) -> ImapConfig {
         idle: false,
         ca_file: None,
         insecure_skip_verify: false,
+        allow_plaintext_auth: true,
     }
 }
 

@@ -152,7 +152,7 @@ enum DotState {
 /// The body of a multi-line response as an `AsyncRead`: unstuffs as it reads, ends (returns 0)
 /// after the terminating `.` line, and never buffers more than its inner reader does. End of the
 /// connection before the terminator is an `UnexpectedEof` error, so a half-read message can never
-/// look complete; more than `limit` bytes is `InvalidData`.
+/// look complete; more than `limit` bytes is `FileTooLarge`.
 #[derive(Debug)]
 pub struct DotReader<R> {
     inner: R,
@@ -172,6 +172,11 @@ impl<R: AsyncBufRead + Unpin> DotReader<R> {
         }
     }
 
+    /// Whether more than the limit came (the reads then fail with `FileTooLarge`).
+    pub fn over_limit(&self) -> bool {
+        self.read > self.limit
+    }
+
     /// Whether the terminating `.` line has been read (the response is over).
     pub fn is_done(&self) -> bool {
         self.state == DotState::Done
@@ -188,6 +193,14 @@ impl<R: AsyncBufRead + Unpin> DotReader<R> {
     }
 }
 
+/// A message over its limit: `FileTooLarge`, so the caller can tell it from a broken link.
+fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("the message is larger than {limit} bytes"),
+    )
+}
+
 impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -198,10 +211,7 @@ impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
         // Errors are returned only with nothing put in `out` (AsyncRead's contract): a limit
         // crossed in one call is reported at the start of the next, before the end is.
         if this.read > this.limit {
-            return Poll::Ready(Err(malformed(format!(
-                "the message is larger than {} bytes",
-                this.limit
-            ))));
+            return Poll::Ready(Err(too_large(this.limit)));
         }
         let start = out.filled().len();
         while out.remaining() > 0 && this.state != DotState::Done {
@@ -270,10 +280,7 @@ impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
         }
         this.read += (out.filled().len() - start) as u64;
         if this.read > this.limit && out.filled().len() == start {
-            return Poll::Ready(Err(malformed(format!(
-                "the message is larger than {} bytes",
-                this.limit
-            ))));
+            return Poll::Ready(Err(too_large(this.limit)));
         }
         Poll::Ready(Ok(()))
     }
@@ -384,7 +391,7 @@ mod tests {
         let mut reader = DotReader::new(BufReader::new(&b"0123456789\r\n.\r\n"[..]), 5);
         let mut out = Vec::new();
         let e = reader.read_to_end(&mut out).await.expect_err("too big");
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
     }
 
     #[test]
