@@ -208,7 +208,9 @@ fn the_page_follows_a_submit_and_its_flush_without_reloading() {
         "the flush: queue empty, message in the Inbox, a flush row",
         "document.querySelector('#queue tbody').innerText.includes('the queue is empty') \
          && document.querySelector('#inbox tbody').innerText.includes('seen in the browser') \
-         && document.querySelector('#flushes tbody').innerText.includes('local')",
+         && document.querySelector('#flushes tbody').innerText.includes('local') \
+         && document.querySelector('#chart figcaption').innerText === 'local: 1 sent, 1 received' \
+         && document.querySelectorAll('#chart svg rect').length === 2",
     );
     assert_eq!(
         browser.eval(s, "window.sameLoad"),
@@ -236,6 +238,28 @@ fn the_page_follows_a_submit_and_its_flush_without_reloading() {
     if let Some(path) = std::env::var_os("MAPISPOOL_SCREENSHOT") {
         std::fs::write(path, &png).expect("save the screenshot where asked");
     }
+
+    // On a phone's screen (390 CSS pixels wide) the page needs no sideways scrolling: the wide
+    // tables scroll inside their own boxes.
+    browser.call(
+        Some(s),
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
+    );
+    browser.wait_for(
+        s,
+        "a phone-width layout",
+        "window.innerWidth === 390 && document.documentElement.scrollWidth <= 390",
+    );
+    let shot = browser.call(
+        Some(s),
+        "Page.captureScreenshot",
+        json!({ "format": "png" }),
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("png data"))
+        .expect("base64");
+    std::fs::write(env.path("status-page-phone.png"), &png).expect("save the screenshot");
     let _ = browser.call(None, "Browser.close", json!({}));
     daemon.stop();
 }

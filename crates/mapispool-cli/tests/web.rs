@@ -348,6 +348,16 @@ fn web_listener_serves_the_page_and_guards_actions() {
     assert_eq!(state["flushes"][0]["transport"], "local", "{state}");
     assert_eq!(state["flushes"][0]["sent"], 1, "{state}");
     assert_eq!(state["flushes"][0]["received"], 1, "{state}");
+    // The chart's hour: this minute has the one sent and the one received.
+    assert_eq!(state["hour"][0]["transport"], "local", "{state}");
+    let minutes = state["hour"][0]["minutes"].as_array().expect("minutes");
+    let total = |key: &str| {
+        minutes
+            .iter()
+            .map(|m| m[key].as_u64().expect("a count"))
+            .sum::<u64>()
+    };
+    assert_eq!((total("sent"), total("received")), (1, 1), "{state}");
     daemon.stop();
 }
 
@@ -473,4 +483,150 @@ fn web_token_is_required_and_kept_private() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("token_file"), "{said}");
+}
+
+/// A scripted SMTP server on loopback: RCPT to `temp@...` gets 451, to `bad@...` 550, others
+/// 250; every message is accepted. Serves connections until the test ends.
+fn scripted_smtp() -> u16 {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().expect("clone");
+                let mut lines = std::io::BufReader::new(conn);
+                let mut say = |text: &str| out.write_all(text.as_bytes()).is_ok();
+                if !say("220 fake ESMTP\r\n") {
+                    return;
+                }
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply = if upper.starts_with("EHLO") {
+                        "250-fake\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("RCPT") && upper.contains("<TEMP@") {
+                        "451 4.3.0 try again later\r\n"
+                    } else if upper.starts_with("RCPT") && upper.contains("<BAD@") {
+                        "550 5.1.1 no such user\r\n"
+                    } else if upper.starts_with("DATA") {
+                        if !say("354 go ahead\r\n") {
+                            return;
+                        }
+                        loop {
+                            line.clear();
+                            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        "250 2.0.0 queued\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = say("221 bye\r\n");
+                        return;
+                    } else {
+                        "250 ok\r\n"
+                    };
+                    if !say(reply) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn metrics_count_smtp_replies_and_cover_the_grafana_dashboard() {
+    let env = Sandbox::new();
+    let smtp = scripted_smtp();
+    let alice = env.write_profile(
+        "alice",
+        &format!(
+            "[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"none\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{}\"\n",
+            env.post_office().display()
+        ),
+    );
+    let daemon = env.start_daemon(&alice);
+    let socket = env.socket(&alice);
+    env.submit(
+        &alice,
+        &[],
+        "From: alice@example.com\r\nTo: good@example.com, temp@example.com, bad@example.com\r\nSubject: three fates\r\n\r\nHello.\r\n",
+    );
+    // One recipient waits for a retry, so the flush reports the message as not complete.
+    let out = env.run(&alice, &["flush"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let (_, text) = unix_get(&socket, "/metrics");
+    if let Some(problems) = promtool(&text) {
+        assert_eq!(problems, "", "{text}");
+    }
+    for (series, want) in [
+        (
+            "mapispool_smtp_replies_total{transport=\"smtp\",class=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "mapispool_smtp_replies_total{transport=\"smtp\",class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "mapispool_smtp_replies_total{transport=\"smtp\",class=\"5xx\"}",
+            1.0,
+        ),
+        ("mapispool_messages_deferred_total{transport=\"smtp\"}", 1.0),
+        ("mapispool_messages_bounced_total{transport=\"smtp\"}", 1.0),
+        ("mapispool_messages_sent_total{transport=\"smtp\"}", 0.0),
+        (
+            "mapispool_queue_messages{transport=\"smtp\",state=\"deferred\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, series), Some(want), "{series}:\n{text}");
+    }
+
+    // Every metric the Grafana dashboard queries is one the daemon serves.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../contrib/grafana-dashboard.json"
+        ))
+        .expect("contrib/grafana-dashboard.json"),
+    )
+    .expect("the dashboard is JSON");
+    let served: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("mapispool_") {
+                    queried += 1;
+                    // The latency histogram is served once something was delivered: the
+                    // first test above sees it.
+                    if word.starts_with("mapispool_delivery_latency") {
+                        continue;
+                    }
+                    assert!(
+                        served.contains(word),
+                        "the dashboard queries {word}:\n{text}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(queried >= 10, "{queried}");
+    daemon.stop();
 }

@@ -59,6 +59,21 @@ pub struct Metrics {
     /// Every route the queue gauges were set for: one the store no longer counts (its queue
     /// emptied) goes back to zero rather than keeping its last value.
     routes: Mutex<std::collections::BTreeSet<String>>,
+    /// Sent and received per transport per minute, the last [`HOUR_MINUTES`] minutes: the page's
+    /// chart.
+    minutes: Mutex<std::collections::BTreeMap<String, VecDeque<MinuteCount>>>,
+}
+
+/// How many minutes the page's chart spans.
+pub const HOUR_MINUTES: u64 = 60;
+
+/// What one transport did in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    /// The minute's start, Unix seconds.
+    pub minute: u64,
+    pub sent: usize,
+    pub received: usize,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +124,7 @@ impl Metrics {
             handle,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_FLUSHES)),
             routes: Mutex::new(std::collections::BTreeSet::new()),
+            minutes: Mutex::new(std::collections::BTreeMap::new()),
         };
         m.describe();
         m.recorder
@@ -141,7 +157,7 @@ impl Metrics {
         );
         c(
             "mapispool_messages_bounced_total",
-            "Messages for which a non-delivery report went to the Inbox, per transport.",
+            "Messages for which a non-delivery report went to the Inbox (for some or all recipients), per transport.",
         );
         c(
             "mapispool_messages_received_total",
@@ -203,7 +219,17 @@ impl Metrics {
         let (sent, deferred, bounced) = (
             report.count(MessageOutcome::Sent) + report.count(MessageOutcome::Partial),
             report.count(MessageOutcome::Deferred),
-            report.count(MessageOutcome::Failed) + report.count(MessageOutcome::Partial),
+            // A message counts as bounced once a report went out for any of its recipients,
+            // even while others still wait for a retry.
+            report
+                .messages
+                .iter()
+                .filter(|m| {
+                    m.recipients
+                        .iter()
+                        .any(|r| matches!(r, RecipientReport::Failed { .. }))
+                })
+                .count(),
         );
         let result = if report.skipped.is_some() {
             "skipped"
@@ -274,6 +300,7 @@ impl Metrics {
             error: report.error.clone(),
             skipped: report.skipped.clone(),
         };
+        self.count_minute(t, sent, report.received);
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_FLUSHES {
                 recent.pop_front();
@@ -304,6 +331,52 @@ impl Metrics {
     /// short walk per flush or delivery.
     fn drain(&self) {
         self.handle.run_upkeep();
+    }
+
+    fn count_minute(&self, transport: &str, sent: usize, received: usize) {
+        let now = unix_now();
+        let minute = now - now % 60;
+        let Ok(mut all) = self.minutes.lock() else {
+            return;
+        };
+        let series = all.entry(transport.to_string()).or_default();
+        match series.back_mut() {
+            Some(last) if last.minute == minute => {
+                last.sent += sent;
+                last.received += received;
+            }
+            _ => series.push_back(MinuteCount {
+                minute,
+                sent,
+                received,
+            }),
+        }
+        while series
+            .front()
+            .is_some_and(|m| m.minute + HOUR_MINUTES * 60 <= minute)
+        {
+            series.pop_front();
+        }
+    }
+
+    /// Sent and received per transport per minute over the last hour, oldest minute first;
+    /// minutes without a flush are left out.
+    pub fn last_hour(&self) -> Vec<(String, Vec<MinuteCount>)> {
+        let now = unix_now();
+        let since = (now - now % 60).saturating_sub((HOUR_MINUTES - 1) * 60);
+        self.minutes
+            .lock()
+            .map(|all| {
+                all.iter()
+                    .map(|(t, s)| {
+                        (
+                            t.clone(),
+                            s.iter().filter(|m| m.minute >= since).copied().collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The last flushes, newest first.
@@ -363,6 +436,13 @@ impl Metrics {
         }
         self.handle.render()
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The SQLite database with its write-ahead log and shared-memory index: together, what the

@@ -74,7 +74,7 @@ pub(crate) struct ServerState {
     profile_path: PathBuf,
     /// Bumped when the profile is reloaded, so event streams of the old session end and
     /// clients subscribe again.
-    generation: watch::Sender<u64>,
+    pub(crate) generation: watch::Sender<u64>,
 }
 
 pub(crate) type Shared = Arc<ServerState>;

@@ -892,3 +892,34 @@ fn plaintext_auth_and_short_schedules_need_saying_so() {
     );
     parse(&group("1s")).expect("one second");
 }
+
+#[test]
+fn web_is_off_by_default_and_off_loopback_needs_a_token() {
+    let none = parse(&with_dir_transport("")).expect("parses");
+    assert_eq!(none.web, None);
+
+    let local = parse(&with_dir_transport("[web]\nlisten = \"127.0.0.1:8025\"\n")).expect("parses");
+    assert_eq!(
+        local.web,
+        Some(WebConfig {
+            listen: "127.0.0.1:8025".parse().expect("addr"),
+            token_file: None
+        })
+    );
+    let again = parse(&local.to_toml_string().expect("toml")).expect("reparse");
+    assert_eq!(again.web, local.web);
+
+    let open = error(&with_dir_transport("[web]\nlisten = \"0.0.0.0:8025\"\n"));
+    assert!(open.contains("token_file"), "{open}");
+    let with_token = parse(&with_dir_transport(
+        "[web]\nlisten = \"[::]:8025\"\ntoken_file = \"/etc/mapispool/web.token\"\n",
+    ))
+    .expect("parses");
+    assert_eq!(
+        with_token.web.and_then(|w| w.token_file),
+        Some(PathBuf::from("/etc/mapispool/web.token"))
+    );
+
+    let bad = error(&with_dir_transport("[web]\nlisten = \"localhost\"\n"));
+    assert!(bad.contains("not an address and port"), "{bad}");
+}

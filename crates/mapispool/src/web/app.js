@@ -81,6 +81,49 @@ function draw(state) {
     cell(tr, f.seconds.toFixed(2));
     cell(tr, f.error || f.skipped || "");
   }, "no flush yet");
+  chart(state.hour, state.now);
+}
+
+// One small SVG per transport: a minute per column over the last hour, sent (left half) and
+// received (right half), scaled to the busiest minute.
+function chart(hour, now) {
+  const box = document.getElementById("chart");
+  box.replaceChildren();
+  if (!hour.length) {
+    const p = document.createElement("p"); p.className = "empty"; p.textContent = "no flush in the last hour";
+    box.appendChild(p); return;
+  }
+  const NS = "http://www.w3.org/2000/svg";
+  const start = now - now % 60 - 59 * 60;
+  for (const { transport, minutes } of hour) {
+    const fig = document.createElement("figure");
+    const cap = document.createElement("figcaption");
+    const sent = minutes.reduce((a, m) => a + m.sent, 0), got = minutes.reduce((a, m) => a + m.received, 0);
+    cap.append(transport + ": ");
+    const s = document.createElement("span"); s.className = "legend-sent"; s.textContent = sent + " sent";
+    const r = document.createElement("span"); r.className = "legend-received"; r.textContent = got + " received";
+    cap.append(s, ", ", r);
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 600 100");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", transport + ": " + sent + " sent, " + got + " received in the last hour");
+    const top = Math.max(1, ...minutes.map(m => Math.max(m.sent, m.received)));
+    for (const m of minutes) {
+      const x = ((m.minute - start) / 60) * 10;
+      for (const [value, cls, dx] of [[m.sent, "sent", 0], [m.received, "received", 5]]) {
+        if (!value) continue;
+        const h = (value / top) * 100;
+        const bar = document.createElementNS(NS, "rect");
+        bar.setAttribute("x", x + dx); bar.setAttribute("width", 4.5);
+        bar.setAttribute("y", 100 - h); bar.setAttribute("height", h);
+        bar.setAttribute("class", cls);
+        svg.appendChild(bar);
+      }
+    }
+    fig.append(cap, svg);
+    box.appendChild(fig);
+  }
 }
 
 let loading = null;

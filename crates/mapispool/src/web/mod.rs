@@ -320,7 +320,8 @@ pub(crate) fn named_row(row: &Row) -> Value {
 }
 
 /// Everything the page shows at once: the status table, the outgoing queue by recipient, the
-/// Inbox's newest messages and the last flushes.
+/// Inbox's newest messages, the last flushes, and sent/received per transport per minute over
+/// the last hour.
 async fn page_state(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let session = current(&state).await;
     let status: Vec<Value> = session.board().rows().iter().map(named_row).collect();
@@ -338,21 +339,31 @@ async fn page_state(State(state): State<Shared>) -> ApiResult<Json<Value>> {
         .take(INBOX_ROWS)
         .map(|m| named_row(&m.to_row()))
         .collect();
-    let flushes = session
-        .spooler()
-        .map(|s| s.metrics().recent_flushes())
-        .unwrap_or_default();
+    let (flushes, hour) = match session.spooler() {
+        Some(s) => (s.metrics().recent_flushes(), s.metrics().last_hour()),
+        None => Default::default(),
+    };
+    let hour: Vec<Value> = hour
+        .into_iter()
+        .map(|(transport, minutes)| json!({ "transport": transport, "minutes": minutes }))
+        .collect();
     Ok(Json(json!({
         "status": status,
         "queue": queue,
         "inbox": inbox,
         "flushes": flushes,
+        "hour": hour,
+        "now": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     })))
 }
 
 /// The status table's changes as server-sent events (`event: row`, data `{"event", "row"}`).
-/// A reader that falls [`EVENT_BUFFER`] changes behind is cut off; the browser's
-/// `EventSource` connects again by itself, and the page reads the whole state afresh then.
+/// A reader that falls [`EVENT_BUFFER`] changes behind is cut off, and every stream ends when a
+/// reload replaces the session; the browser's `EventSource` connects again by itself, and the
+/// page reads the whole state afresh then.
 async fn events(State(state): State<Shared>) -> impl IntoResponse {
     let session = current(&state).await;
     let (tx, rx) = mpsc::channel::<Event>(EVENT_BUFFER);
@@ -367,13 +378,23 @@ async fn events(State(state): State<Shared>) -> impl IntoResponse {
             sink_lagged.store(true, Ordering::SeqCst);
         }
     }));
-    let stream = futures_util::stream::unfold(Some((rx, view, lagged)), |now| async move {
-        let (mut rx, view, lagged) = now?;
+    let mut generation = state.generation.subscribe();
+    let seen = *generation.borrow_and_update();
+    let start = Some((rx, view, lagged, generation));
+    let stream = futures_util::stream::unfold(start, move |now| async move {
+        let (mut rx, view, lagged, mut generation) = now?;
         if lagged.load(Ordering::SeqCst) {
             return None;
         }
-        let event = rx.recv().await?;
-        Some((Ok::<_, Infallible>(event), Some((rx, view, lagged))))
+        let event = tokio::select! {
+            event = rx.recv() => event?,
+            // A reload replaced the session: end, and the page connects to the new one.
+            _ = generation.wait_for(|g| *g != seen) => return None,
+        };
+        Some((
+            Ok::<_, Infallible>(event),
+            Some((rx, view, lagged, generation)),
+        ))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
