@@ -13,7 +13,7 @@ use common::*;
 use fake_smtp::{FakeSmtp, Knobs};
 use mapi::MapiCode;
 use mapi::constants::{MAPI_BCC, MAPI_TO};
-use mapispool::profile::{OutboundConfig, Security, SmtpConfig, TransportConfig};
+use mapispool::profile::{OutboundConfig, TransportConfig};
 use mapispool::store::Folder;
 use mapispool::{FlushFlags, FlushReport, Session, Submission};
 
@@ -22,20 +22,7 @@ fn smtp_transport(port: u16) -> TransportConfig {
         name: "smtp".into(),
         address: "alice@example.com".into(),
         display_name: Some("Alice A.".into()),
-        outbound: Some(OutboundConfig::Smtp(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            security: Security::None,
-            username: None,
-            credential: None,
-            auth: None,
-            ca_file: None,
-            insecure_skip_verify: false,
-            allow_plaintext_auth: false,
-            max_messages_per_connection: None,
-            pipelining: true,
-            connections: 1,
-        })),
+        outbound: Some(OutboundConfig::Smtp(loopback_smtp(port))),
         inbound: None,
         connect_command: None,
         flush_queues: true,

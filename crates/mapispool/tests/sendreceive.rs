@@ -310,25 +310,12 @@ async fn no_report_answers_a_report() {
 }
 
 fn smtp_transport(name: &str, address: &str, port: u16) -> mapispool::profile::TransportConfig {
-    use mapispool::profile::{OutboundConfig, Security, SmtpConfig, TransportConfig};
+    use mapispool::profile::{OutboundConfig, TransportConfig};
     TransportConfig {
         name: name.into(),
         address: address.into(),
         display_name: None,
-        outbound: Some(OutboundConfig::Smtp(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            security: Security::None,
-            username: None,
-            credential: None,
-            auth: None,
-            ca_file: None,
-            insecure_skip_verify: false,
-            allow_plaintext_auth: false,
-            max_messages_per_connection: None,
-            pipelining: true,
-            connections: 1,
-        })),
+        outbound: Some(OutboundConfig::Smtp(loopback_smtp(port))),
         inbound: None,
         connect_command: None,
         flush_queues: true,

@@ -21,20 +21,7 @@ use mapispool::transport::{Envelope, EnvelopeRecipient, RecipientResult, Transpo
 use mapispool::{FlushFlags, FlushReport, Session, Submission};
 
 fn smtp_config(port: u16) -> SmtpConfig {
-    SmtpConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        username: None,
-        credential: None,
-        auth: None,
-        ca_file: None,
-        insecure_skip_verify: false,
-        allow_plaintext_auth: false,
-        max_messages_per_connection: None,
-        pipelining: true,
-        connections: 1,
-    }
+    loopback_smtp(port)
 }
 
 fn smtp_transport(config: SmtpConfig) -> TransportConfig {

@@ -11,25 +11,12 @@ mod postfix;
 
 use common::*;
 use fake_smtp::{FakeSmtp, Knobs};
-use mapispool::profile::{OutboundConfig, Security, SmtpConfig, TransportConfig};
+use mapispool::profile::{OutboundConfig, SmtpConfig, TransportConfig};
 use mapispool::store::Folder;
 use mapispool::{FlushFlags, FlushReport, Session, Submission};
 
 fn smtp_config(port: u16) -> SmtpConfig {
-    SmtpConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        username: None,
-        credential: None,
-        auth: None,
-        ca_file: None,
-        insecure_skip_verify: false,
-        allow_plaintext_auth: false,
-        max_messages_per_connection: None,
-        pipelining: true,
-        connections: 1,
-    }
+    loopback_smtp(port)
 }
 
 async fn alice_on(world: &World, port: u16, pipelining: bool) -> Session {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use mapi::{EntryId, MapiCode, MapiResult};
 use mapispool::profile::{
-    ConnectCommand, DirConfig, InboundConfig, OutboundConfig, SpoolerConfig, StoreConfig,
-    TransportConfig,
+    ConnectCommand, DirConfig, InboundConfig, OutboundConfig, Security, SmtpConfig, SpoolerConfig,
+    StoreConfig, TransportConfig,
 };
 use mapispool::store::QueueEntry;
 use mapispool::transport::dir::mailbox_name;
@@ -206,5 +206,23 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// SMTP to a test server on loopback: no TLS, no login, PIPELINING used, one connection.
+pub fn loopback_smtp(port: u16) -> SmtpConfig {
+    SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: None,
+        credential: None,
+        auth: None,
+        ca_file: None,
+        insecure_skip_verify: false,
+        allow_plaintext_auth: false,
+        max_messages_per_connection: None,
+        pipelining: true,
+        connections: 1,
     }
 }
