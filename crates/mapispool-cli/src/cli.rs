@@ -44,6 +44,9 @@ pub enum Command {
     /// Run a throwaway demo with no configuration and no mail server: two profiles share a
     /// post-office directory; one sends, the other receives.
     Demo(DemoArgs),
+    /// Write a commented profile to the profile path: asks on a terminal, else takes every
+    /// answer from flags; `--dir` writes the local post-office default (no server).
+    Init(InitArgs),
     /// Show the status table: the subsystem, the spooler, the store and every transport.
     Status(TableArgs),
     /// Send and/or receive now (IMAPIStatus::FlushQueues). With neither --upload nor
@@ -259,6 +262,45 @@ pub struct ValidateArgs {
     pub transport: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write the local default: a `dir` transport (a post-office directory on this machine),
+    /// no server.
+    #[arg(long, conflicts_with_all = ["smtp_host", "imap_host", "pop3_host"])]
+    pub dir: bool,
+    /// Replace a profile that exists already.
+    #[arg(long)]
+    pub force: bool,
+    /// The transport's name (`[[transport]] name`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The transport's e-mail address (`[[transport]] address`).
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
+    /// The SMTP submission server.
+    #[arg(long, value_name = "HOST")]
+    pub smtp_host: Option<String>,
+    /// The SMTP port (default: 587 for starttls, 465 for tls, 25 for none).
+    #[arg(long, value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+    /// How the SMTP connection is protected.
+    #[arg(long, value_name = "SECURITY", value_parser = ["starttls", "tls", "none"])]
+    pub smtp_security: Option<String>,
+    /// The IMAP server to receive from (TLS on port 993).
+    #[arg(long, value_name = "HOST", conflicts_with = "pop3_host")]
+    pub imap_host: Option<String>,
+    /// The POP3 server to receive from (TLS on port 995).
+    #[arg(long, value_name = "HOST")]
+    pub pop3_host: Option<String>,
+    /// The login on both servers (default: the address).
+    #[arg(long, value_name = "LOGIN")]
+    pub username: Option<String>,
+    /// The command that prints the password (`password_command`), e.g. "pass show mail/work";
+    /// the password itself is never written.
+    #[arg(long, value_name = "COMMAND")]
+    pub password_command: Option<String>,
 }
 
 #[derive(Debug, Args)]

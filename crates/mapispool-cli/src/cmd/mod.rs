@@ -3,6 +3,7 @@
 mod demo;
 mod docs;
 mod flush;
+mod init;
 mod progress;
 pub mod sendmail;
 mod spooler;
@@ -21,6 +22,7 @@ use crate::exit::Exit;
 pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Demo(args) => demo::run(args, cli.quiet).await,
+        Command::Init(args) => init::run(cli.profile.as_deref(), args, cli.quiet),
         Command::Status(args) => tables::status(&logon(&cli).await?, args),
         Command::Queue(args) => tables::queue(&logon(&cli).await?, args).await,
         Command::Messages(args) => tables::messages(&logon(&cli).await?, args).await,
