@@ -84,8 +84,9 @@ pub enum Command {
     /// Print a shell completion script, e.g. `mapispool completions bash >
     /// ~/.local/share/bash-completion/completions/mapispool`.
     Completions(CompletionsArgs),
-    /// Print the man page (roff) to stdout, e.g. `mapispool man | man -l -`.
-    Man,
+    /// Print a man page (roff) to stdout: mapispool(1), or with `profile` mapispool-profile(5),
+    /// e.g. `mapispool man profile | man -l -`.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +263,21 @@ pub struct ValidateArgs {
     pub transport: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Which page: `mapispool` (section 1, the commands) or `profile` (section 5, every
+    /// profile key).
+    #[arg(value_enum, default_value_t = ManPage::Mapispool)]
+    pub page: ManPage,
+}
+
+/// The man pages mapispool ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManPage {
+    Mapispool,
+    Profile,
 }
 
 #[derive(Debug, Args)]

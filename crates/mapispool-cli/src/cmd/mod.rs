@@ -48,7 +48,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             Ok(sendmail::run(cli.profile.clone(), &args).await)
         }
         Command::Completions(args) => docs::completions(args.shell),
-        Command::Man => docs::man(),
+        Command::Man(args) => docs::man(args.page),
     }
 }
 
