@@ -138,3 +138,51 @@ fn without_a_terminal_a_missing_answer_names_its_flag_and_writes_nothing() {
     assert!(err.contains("--address is needed"), "{err}");
     assert!(!path.exists());
 }
+
+#[test]
+fn on_a_terminal_it_asks_and_offers_defaults() {
+    // util-linux `script` gives the command a terminal and passes our stdin to it.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        common::ci::cannot_run("util-linux `script` (a terminal for the command) is not installed");
+        return;
+    }
+    let env = Env::new();
+    let path = env.path("asked.toml");
+    let command = format!(
+        "{} --profile '{}' init",
+        common::sandbox::BIN,
+        path.display()
+    );
+    let mut cmd = assert_cmd::Command::from_std(env.sandbox.command("script"));
+    cmd.args(["-qec", &command, "/dev/null"])
+        .timeout(std::time::Duration::from_secs(60))
+        // name, address, then the defaults for SMTP host, security and port, then POP3 and its
+        // default host, the default login, and the password command.
+        .write_stdin("work\nme@example.org\n\n\n\npop3\n\n\npass show x\n");
+    let (out, _) = run(cmd, 0);
+    assert!(out.contains("SMTP server [smtp.example.org]: "), "{out}");
+    assert!(out.contains("Login [me@example.org]: "), "{out}");
+    assert_eq!(mode(&path), 0o600);
+    let profile = Profile::load(&path).expect("the written profile loads");
+    let transport = &profile.transports[0];
+    let Some(OutboundConfig::Smtp(smtp)) = &transport.outbound else {
+        panic!("smtp out: {transport:?}");
+    };
+    assert_eq!(
+        (smtp.host.as_str(), smtp.port, smtp.security),
+        ("smtp.example.org", 587, Security::Starttls)
+    );
+    let Some(InboundConfig::Pop3(pop3)) = &transport.inbound else {
+        panic!("pop3 in: {transport:?}");
+    };
+    assert_eq!(pop3.host, "pop3.example.org");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("password_command = \"pass show x\""),
+        "{text}"
+    );
+}
