@@ -320,15 +320,16 @@ impl Metrics {
                 &META,
             )
             .record(waited.as_secs_f64());
-        self.drain();
+        // Drained with the flush's own sample in `transport_flushed`, once per flush rather
+        // than once per message on the upload path.
     }
 
     /// Folds the samples just recorded into the histograms' buckets. The exporter keeps every
     /// histogram sample in a lock-free list (metrics-util's `AtomicBucket`) until upkeep drains
     /// it, and that list frees nothing when dropped: without this, a daemon nobody scrapes
     /// grows by every delivery, and each dropped spooler (a library session's logoff, the C
-    /// ABI's `Logoff`) leaks what it recorded — Valgrind saw it. Draining at once costs one
-    /// short walk per flush or delivery.
+    /// ABI's `Logoff`) leaks what it recorded — Valgrind saw it. Drained once per transport part
+    /// of a flush, after its deliveries: at most one flush's samples wait.
     fn drain(&self) {
         self.handle.run_upkeep();
     }
