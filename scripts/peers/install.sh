@@ -39,6 +39,9 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 # promtool checks the daemon's /metrics (crates/mapispool-cli/tests/web.rs).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# PostgreSQL 15 for the store's second backend (scripts/peers/postgres.sh runs private clusters;
+# Debian's package creates the system cluster but does not start it here).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 # Headless Chromium drives the status page (crates/mapispool-cli/tests/browser.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus

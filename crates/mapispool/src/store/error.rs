@@ -24,6 +24,33 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A database server's failure (PostgreSQL); `server` is the store's URL without a
+    /// password.
+    #[error("{what} in store {server}: {}", server_reason(source))]
+    Server {
+        what: String,
+        server: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{what} in store {server}: {source}")]
+    ServerMigrate {
+        what: String,
+        server: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The store's schema has a migration this build does not know: a newer mapispool wrote it.
+    #[error(
+        "store {store} has schema version {version}, which this mapispool does not know \
+         (it knows up to {known}): a newer mapispool wrote it; use that version (or newer), \
+         or open another store"
+    )]
+    SchemaTooNew {
+        store: String,
+        version: i64,
+        known: i64,
+    },
     #[error("{what} for store {path}: {source}")]
     Io {
         what: String,
@@ -59,7 +86,86 @@ impl StoreError {
                 }
             }
             StoreError::Io { source, .. } => io_code(source),
+            StoreError::Server { source, .. } => server_code(source),
+            StoreError::ServerMigrate { source, .. } => {
+                use sqlx::migrate::MigrateError as M;
+                match source {
+                    M::Execute(e) | M::ExecuteMigration(e, _) => server_code(e),
+                    M::VersionMissing(_) | M::VersionTooNew(..) => MapiCode::Version,
+                    M::VersionMismatch(_) | M::Dirty(_) => MapiCode::CorruptStore,
+                    _ => MapiCode::CallFailed,
+                }
+            }
+            StoreError::SchemaTooNew { .. } => MapiCode::Version,
         }
+    }
+
+    /// A migration error, with a schema newer than this build's said in words (sqlx's own
+    /// text speaks of a "missing" migration).
+    pub(crate) fn migrate(
+        store: String,
+        source: sqlx::migrate::MigrateError,
+        known: i64,
+        server: bool,
+    ) -> StoreError {
+        match source {
+            sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::SchemaTooNew {
+                store,
+                version,
+                known,
+            },
+            source if server => StoreError::ServerMigrate {
+                what: "updating the schema".into(),
+                server: store,
+                source,
+            },
+            source => StoreError::Migrate {
+                what: "updating the schema".into(),
+                path: PathBuf::from(store),
+                source,
+            },
+        }
+    }
+}
+
+/// The MAPI code of a database server's failure. A server that cannot be reached, refuses
+/// connections now or went away is `MAPI_E_NETWORK_ERROR` (try again later: sendmail's 75); a
+/// refused login `MAPI_E_LOGON_FAILED`; a full disk `MAPI_E_NOT_ENOUGH_DISK`; lock and
+/// serialization conflicts and a full connection table `MAPI_E_BUSY`; damaged data
+/// `MAPI_E_CORRUPT_STORE`; anything else `MAPI_E_CALL_FAILED`.
+fn server_code(e: &sqlx::Error) -> MapiCode {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => MapiCode::NetworkError,
+        sqlx::Error::Database(db) => {
+            let state = db.code().unwrap_or_default();
+            match &*state {
+                "53100" => MapiCode::NotEnoughDisk,
+                "53300" | "40001" | "40P01" | "55P03" => MapiCode::Busy,
+                "XX001" | "XX002" => MapiCode::CorruptStore,
+                "28000" | "28P01" => MapiCode::LogonFailed,
+                s if s.starts_with("08") || s.starts_with("57P") => MapiCode::NetworkError,
+                _ => MapiCode::CallFailed,
+            }
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => MapiCode::CorruptStore,
+        _ => MapiCode::CallFailed,
+    }
+}
+
+/// sqlx's words for a server failure, made specific where they are not: a pool that timed out
+/// was waiting for a server that does not answer.
+fn server_reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "no connection to the database server within the time \
+             limit: is PostgreSQL running and reachable from here? (mapispool tries again later)"
+            .into(),
+        sqlx::Error::Io(io) => format!("cannot talk to the database server: {io}"),
+        e => e.to_string(),
     }
 }
 

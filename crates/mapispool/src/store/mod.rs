@@ -22,6 +22,8 @@
 //! `MAPI_E_BUSY`, `MAPI_E_DISK_ERROR`) with the operation, the path and the cause in words.
 
 mod error;
+pub mod postgres;
+mod shared;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -36,6 +38,7 @@ use mapi::{EntryId, FileTime, MapiCode, MapiError, MapiResult, MapiUid, PropValu
 use tokio::io::AsyncRead;
 
 pub use error::StoreError;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// The store provider's `MAPIUID`: the 16 bytes after the flags in every entry ID we hand out.

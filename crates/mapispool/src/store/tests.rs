@@ -8,13 +8,54 @@ use super::*;
 
 const LEASE: Duration = Duration::from_secs(300);
 
-async fn open() -> (tempfile::TempDir, SqliteStore) {
+/// Something a test keeps until it ends (a temporary directory).
+type Keep = Box<dyn std::any::Any + Send>;
+
+async fn open_sqlite() -> (Keep, SqliteStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A parent that does not exist yet: open creates it.
     let store = SqliteStore::open(dir.path().join("nested/dir/store.db"))
         .await
         .expect("open");
-    (dir, store)
+    (Box::new(dir), store)
+}
+
+/// What the generic tests need beyond [`Store`].
+trait TestStore: Store + Clone + 'static {
+    /// Deletes a message behind the store's back, as a user's SQL would (no store method
+    /// deletes one).
+    fn delete_behind(&self, id: MessageId) -> impl Future<Output = ()> + Send;
+}
+
+impl TestStore for SqliteStore {
+    async fn delete_behind(&self, id: MessageId) {
+        let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path().display()))
+            .await
+            .expect("second connection");
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(id.0)
+            .execute(&other)
+            .await
+            .expect("delete");
+        other.close().await;
+    }
+}
+
+impl TestStore for PgStore {
+    async fn delete_behind(&self, id: MessageId) {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(id.0)
+            .execute(self.pool())
+            .await
+            .expect("delete");
+    }
+}
+
+/// A fresh database on the test process's private PostgreSQL (see `postgres::testing`).
+async fn open_postgres() -> (Keep, PgStore) {
+    let url = crate::store::postgres::testing::fresh_database().await;
+    let store = PgStore::open(&url, None).await.expect("open");
+    (Box::new(()), store)
 }
 
 fn message(subject: &str, to: &[&str]) -> NewMessage {
@@ -27,7 +68,7 @@ fn message(subject: &str, to: &[&str]) -> NewMessage {
     }
 }
 
-async fn submit(store: &SqliteStore, subject: &str, to: &[&str]) -> MessageRecord {
+async fn submit<S: Store>(store: &S, subject: &str, to: &[&str]) -> MessageRecord {
     let body = format!("Subject: {subject}\r\n\r\nhello\r\n");
     store
         .submit(message(subject, to), body.as_bytes())
@@ -39,9 +80,56 @@ fn later(secs: i64) -> FileTime {
     FileTime::from_unix_seconds(FileTime::now().unix_seconds() + secs)
 }
 
-#[tokio::test]
-async fn submit_queues_in_order_and_all_delivered_moves_to_sent_items() {
-    let (_dir, store) = open().await;
+/// The suite, once per backend: `sqlite::NAME` and `postgres::NAME` run the generic `NAME`
+/// against a fresh store of each. Multi-threaded, so a test that spawns tasks runs them in
+/// parallel as the daemon would.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_keep, store) = super::open_sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_keep, store) = super::open_postgres().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    submit_queues_in_order_and_all_delivered_moves_to_sent_items,
+    delete_after_submit_deletes_when_done,
+    deferred_recipient_stays_queued_until_retry_time_unless_forced,
+    failed_recipient_is_reported_and_message_finishes,
+    outcome_needs_the_lease_and_known_rows,
+    no_recipients_is_mapi_e_no_recipients,
+    abort_submit,
+    expired_lease_is_taken_again,
+    deferred_delivery_time_is_honoured_even_when_forced,
+    lease_filter_by_transport_and_id,
+    inbound_dedupe_and_sync_state,
+    a_batch_of_received_messages_is_stored_at_once_and_each_only_once,
+    a_batch_with_a_bad_recipient_stores_nothing,
+    large_body_round_trips_chunk_by_chunk,
+    unknown_message_is_not_found,
+    queue_entry_is_the_queue_row_of_one_message,
+    queue_counts_agree_with_the_queue_in_every_state,
+    record_outcomes_records_a_batch_and_isolates_bad_entries,
+    small_bodies_come_with_the_lease,
+    concurrent_submits_are_group_committed_each_whole_and_queued,
+);
+
+async fn submit_queues_in_order_and_all_delivered_moves_to_sent_items<S: TestStore>(store: S) {
     let a = submit(&store, "first", &["a@example.org", "b@example.org"]).await;
     let b = submit(&store, "second", &["c@example.org"]).await;
     assert_eq!(a.folder, Folder::Outbox);
@@ -125,9 +213,7 @@ async fn submit_queues_in_order_and_all_delivered_moves_to_sent_items() {
     assert_eq!(queue[0].message.id, b.id);
 }
 
-#[tokio::test]
-async fn delete_after_submit_deletes_when_done() {
-    let (_dir, store) = open().await;
+async fn delete_after_submit_deletes_when_done<S: TestStore>(store: S) {
     let mut m = message("gone", &["a@example.org"]);
     m.delete_after_submit = true;
     let rec = store.submit(m, &b"x"[..]).await.expect("submit");
@@ -159,9 +245,7 @@ async fn delete_after_submit_deletes_when_done() {
     );
 }
 
-#[tokio::test]
-async fn deferred_recipient_stays_queued_until_retry_time_unless_forced() {
-    let (_dir, store) = open().await;
+async fn deferred_recipient_stays_queued_until_retry_time_unless_forced<S: TestStore>(store: S) {
     let rec = submit(&store, "retry", &["ok@example.org", "slow@example.org"]).await;
     store
         .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
@@ -233,9 +317,7 @@ async fn deferred_recipient_stays_queued_until_retry_time_unless_forced() {
     assert_eq!(forced.len(), 1);
 }
 
-#[tokio::test]
-async fn failed_recipient_is_reported_and_message_finishes() {
-    let (_dir, store) = open().await;
+async fn failed_recipient_is_reported_and_message_finishes<S: TestStore>(store: S) {
     let rec = submit(&store, "bounce", &["ok@example.org", "nobody@example.org"]).await;
     store
         .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
@@ -298,9 +380,7 @@ async fn failed_recipient_is_reported_and_message_finishes() {
     );
 }
 
-#[tokio::test]
-async fn outcome_needs_the_lease_and_known_rows() {
-    let (_dir, store) = open().await;
+async fn outcome_needs_the_lease_and_known_rows<S: TestStore>(store: S) {
     let rec = submit(&store, "x", &["a@example.org"]).await;
     let delivered = || {
         vec![RecipientOutcome {
@@ -342,9 +422,7 @@ async fn outcome_needs_the_lease_and_known_rows() {
     assert_eq!(e.code, MapiCode::NotInQueue);
 }
 
-#[tokio::test]
-async fn no_recipients_is_mapi_e_no_recipients() {
-    let (_dir, store) = open().await;
+async fn no_recipients_is_mapi_e_no_recipients<S: TestStore>(store: S) {
     let e = store
         .submit(message("nobody", &[]), &b"x"[..])
         .await
@@ -360,9 +438,7 @@ async fn no_recipients_is_mapi_e_no_recipients() {
     );
 }
 
-#[tokio::test]
-async fn abort_submit() {
-    let (_dir, store) = open().await;
+async fn abort_submit<S: TestStore>(store: S) {
     let e = store
         .abort_submit(MessageId(42))
         .await
@@ -408,9 +484,7 @@ async fn abort_submit() {
     assert_eq!(e.code, MapiCode::NotInQueue);
 }
 
-#[tokio::test]
-async fn expired_lease_is_taken_again() {
-    let (_dir, store) = open().await;
+async fn expired_lease_is_taken_again<S: TestStore>(store: S) {
     let rec = submit(&store, "crash", &["a@example.org"]).await;
     // A spooler leased it an hour ago for a minute, then crashed.
     let long_ago = later(-3600);
@@ -446,9 +520,7 @@ async fn expired_lease_is_taken_again() {
     assert_eq!(e.code, MapiCode::NoAccess);
 }
 
-#[tokio::test]
-async fn deferred_delivery_time_is_honoured_even_when_forced() {
-    let (_dir, store) = open().await;
+async fn deferred_delivery_time_is_honoured_even_when_forced<S: TestStore>(store: S) {
     let mut m = message("tomorrow", &["a@example.org"]);
     m.deferred_delivery_time = Some(later(86_400));
     let rec = store.submit(m, &b"x"[..]).await.expect("submit");
@@ -472,9 +544,7 @@ async fn deferred_delivery_time_is_honoured_even_when_forced() {
     assert_eq!(due[0].message.id, rec.id);
 }
 
-#[tokio::test]
-async fn lease_filter_by_transport_and_id() {
-    let (_dir, store) = open().await;
+async fn lease_filter_by_transport_and_id<S: TestStore>(store: S) {
     let mut m = message("work", &["a@example.org"]);
     m.transport = Some("work".into());
     let work = store.submit(m, &b"x"[..]).await.expect("submit");
@@ -532,9 +602,7 @@ async fn lease_filter_by_transport_and_id() {
     assert_eq!(got[0].message.id, unrouted.id);
 }
 
-#[tokio::test]
-async fn inbound_dedupe_and_sync_state() {
-    let (_dir, store) = open().await;
+async fn inbound_dedupe_and_sync_state<S: TestStore>(store: S) {
     assert!(!store.has_inbound("work", "42:1").await.expect("has"));
     let props = InboundMessage {
         subject: "hello".into(),
@@ -571,15 +639,7 @@ async fn inbound_dedupe_and_sync_state() {
     );
     // Deleting the copy does not make it come back.
     // (No store method deletes a message; a user's SQL does it here.)
-    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", store.path().display()))
-        .await
-        .expect("second connection");
-    sqlx::query("DELETE FROM messages WHERE id = ?")
-        .bind(first.id.0)
-        .execute(&other)
-        .await
-        .expect("delete");
-    other.close().await;
+    store.delete_behind(first.id).await;
     assert!(
         store
             .deliver_inbound("work", "42:1", props, &b"x"[..])
@@ -614,9 +674,7 @@ async fn inbound_dedupe_and_sync_state() {
     );
 }
 
-#[tokio::test]
-async fn a_batch_of_received_messages_is_stored_at_once_and_each_only_once() {
-    let (_dir, store) = open().await;
+async fn a_batch_of_received_messages_is_stored_at_once_and_each_only_once<S: TestStore>(store: S) {
     let props = |i: usize| InboundMessage {
         subject: format!("batch {i}"),
         sender_address: Some("them@example.org".into()),
@@ -722,9 +780,7 @@ async fn a_batch_of_received_messages_is_stored_at_once_and_each_only_once() {
     );
 }
 
-#[tokio::test]
-async fn a_batch_with_a_bad_recipient_stores_nothing() {
-    let (_dir, store) = open().await;
+async fn a_batch_with_a_bad_recipient_stores_nothing<S: TestStore>(store: S) {
     let good = InboundDelivery {
         server_id: "1".into(),
         message: InboundMessage::default(),
@@ -753,9 +809,7 @@ async fn a_batch_with_a_bad_recipient_stores_nothing() {
     assert!(!store.has_inbound("work", "1").await.expect("has"));
 }
 
-#[tokio::test]
-async fn large_body_round_trips_chunk_by_chunk() {
-    let (_dir, store) = open().await;
+async fn large_body_round_trips_chunk_by_chunk<S: TestStore>(store: S) {
     let body: Vec<u8> = (0..5 * 1024 * 1024 + 123)
         .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -844,9 +898,7 @@ fn entry_ids_round_trip_and_reject_others() {
     );
 }
 
-#[tokio::test]
-async fn unknown_message_is_not_found() {
-    let (_dir, store) = open().await;
+async fn unknown_message_is_not_found<S: TestStore>(store: S) {
     assert_eq!(
         store.message(MessageId(5)).await.expect_err("unknown").code,
         MapiCode::NotFound
@@ -860,9 +912,7 @@ async fn unknown_message_is_not_found() {
 
 /// `queue_entry` answers for one message what `outgoing_queue` says of it, and `None` once it
 /// has left the queue.
-#[tokio::test]
-async fn queue_entry_is_the_queue_row_of_one_message() {
-    let (_dir, store) = open().await;
+async fn queue_entry_is_the_queue_row_of_one_message<S: TestStore>(store: S) {
     let a = submit(&store, "a", &["a@example.org"]).await;
     let b = submit(&store, "b", &["b@example.org", "c@example.org"]).await;
     let queue = store.outgoing_queue().await.expect("queue");
@@ -878,9 +928,7 @@ async fn queue_entry_is_the_queue_row_of_one_message() {
 
 /// `queue_counts` (counted by SQLite) agrees with the state `outgoing_queue` gives each message,
 /// for every state at once.
-#[tokio::test]
-async fn queue_counts_agree_with_the_queue_in_every_state() {
-    let (_dir, store) = open().await;
+async fn queue_counts_agree_with_the_queue_in_every_state<S: TestStore>(store: S) {
     let mut scheduled = message("scheduled", &["a@example.org"]);
     scheduled.deferred_delivery_time = Some(later(3600));
     store
@@ -939,9 +987,7 @@ async fn queue_counts_agree_with_the_queue_in_every_state() {
 
 /// One transaction records a batch, and each message is judged on its own: one whose lease
 /// is someone else's and one not in the queue fail alone, the others are recorded.
-#[tokio::test]
-async fn record_outcomes_records_a_batch_and_isolates_bad_entries() {
-    let (_dir, store) = open().await;
+async fn record_outcomes_records_a_batch_and_isolates_bad_entries<S: TestStore>(store: S) {
     let a = submit(&store, "a", &["a@example.org", "a2@example.org"]).await;
     let b = submit(&store, "b", &["b@example.org"]).await;
     let c = submit(&store, "c", &["c@example.org"]).await;
@@ -1010,9 +1056,7 @@ async fn record_outcomes_records_a_batch_and_isolates_bad_entries() {
 }
 
 /// A small body comes with its lease, a large one does not, and both read back whole.
-#[tokio::test]
-async fn small_bodies_come_with_the_lease() {
-    let (_dir, store) = open().await;
+async fn small_bodies_come_with_the_lease<S: TestStore>(store: S) {
     let small = b"Subject: small\r\n\r\nhello\r\n".to_vec();
     let large = vec![b'x'; PREFETCH_BODY as usize + 1];
     store
@@ -1067,9 +1111,7 @@ async fn small_bodies_come_with_the_lease() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_submits_are_group_committed_each_whole_and_queued() {
-    let (_dir, store) = open().await;
+async fn concurrent_submits_are_group_committed_each_whole_and_queued<S: TestStore>(store: S) {
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();

@@ -12,31 +12,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapi::constants::{
-    MAPI_BCC, MAPI_CC, MAPI_TO, MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED,
-};
+use mapi::constants::{MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED};
 use mapi::{FileTime, MapiError, MapiResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row as _};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::shared::{
+    Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, chunk_count,
+    decode_error, ft, get_u32, message_columns, message_from_row, not_found, not_in_queue,
+    plan_outcome, queue_fields, queue_state, recipient_columns, recipient_from_row, size_i64,
+    validate_recipients,
+};
 use super::{
-    BODY_CHUNK_SIZE, DeliveryResult, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter,
-    LeasedMessage, MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient,
-    OutcomeReport, QueueCounts, QueueEntry, QueueState, RecipientOutcome, RecipientRecord,
-    RecipientState, Store, StoreError,
+    BODY_CHUNK_SIZE, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter, LeasedMessage,
+    MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport, QueueCounts, QueueEntry,
+    RecipientOutcome, RecipientRecord, Store, StoreError,
 };
 
 /// How long a writer waits for another writer's lock before `MAPI_E_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A staged message older than this is left over from a crash (no body takes a day to arrive).
-const STALE_STAGING: Duration = Duration::from_secs(24 * 60 * 60);
-
-const STAGING_FOLDER: i64 = 0;
 
 /// A WAL this large is folded into the database file by a one-shot submit process as it closes
 /// ([`SqliteStore::close_after_submit`]): about every 60 small submits (a 2 KB message adds ~4
@@ -104,24 +102,6 @@ async fn schema_is_current(pool: &SqlitePool) -> bool {
                 .next()
                 .is_some_and(|m| m.version == *version && *m.checksum == **checksum)
     }) && ours.next().is_none()
-}
-
-macro_rules! message_columns {
-    () => {
-        "id, folder, message_class, subject, sender_name, sender_address, envelope_from, \
-         internet_message_id, message_flags, submit_flags, client_submit_time, \
-         provider_submit_time, delivery_time, deferred_delivery_time, delete_after_submit, \
-         priority, message_size, transport, server_id, ndr_reason_code, ndr_diag_code, \
-         in_queue, attempts, last_error, next_attempt_at, lease_owner, lease_until, dsn_notify, \
-         dsn_ret"
-    };
-}
-
-macro_rules! recipient_columns {
-    () => {
-        "message_id, row_id, display_name, address, addrtype, recipient_type, responsibility, \
-         state, attempts, last_error, retry_at, ndr_reason_code, ndr_diag_code"
-    };
 }
 
 /// The SQLite message store. Cheap to clone: clones share one connection pool.
@@ -214,14 +194,14 @@ impl SqliteStore {
                 source,
             })?;
         if !schema_is_current(&pool).await {
-            MIGRATOR
-                .run(&pool)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    what: "updating the schema".into(),
-                    path: path.clone(),
+            MIGRATOR.run(&pool).await.map_err(|source| {
+                StoreError::migrate(
+                    path.display().to_string(),
                     source,
-                })?;
+                    super::shared::known_version(&MIGRATOR),
+                    false,
+                )
+            })?;
         }
         // Lazy: it connects on first use. Many processes (a submit of a small message, a
         // status query) never write through it.
@@ -715,175 +695,6 @@ async fn insert_whole(
     Ok(record)
 }
 
-/// The properties every message write starts with.
-struct StagedProps<'a> {
-    message_class: &'a str,
-    subject: &'a str,
-    sender_name: Option<&'a str>,
-    sender_address: Option<&'a str>,
-    envelope_from: Option<&'a str>,
-    internet_message_id: Option<&'a str>,
-    message_flags: i32,
-    client_submit_time: Option<FileTime>,
-    delivery_time: Option<FileTime>,
-    deferred_delivery_time: Option<FileTime>,
-    delete_after_submit: bool,
-    priority: i32,
-    transport: Option<&'a str>,
-    ndr_reason_code: Option<i32>,
-    ndr_diag_code: Option<i32>,
-    dsn_notify: Option<&'a str>,
-    dsn_ret: Option<&'a str>,
-}
-
-fn validate_recipients(recipients: &[NewRecipient]) -> MapiResult<()> {
-    for (i, r) in recipients.iter().enumerate() {
-        if r.address.trim().is_empty() {
-            return Err(MapiError::invalid_parameter(format!(
-                "recipient {i} ({:?}) has no address",
-                r.display_name
-            )));
-        }
-        if ![MAPI_TO, MAPI_CC, MAPI_BCC].contains(&r.recipient_type) {
-            return Err(MapiError::invalid_parameter(format!(
-                "recipient {i} <{}> has PR_RECIPIENT_TYPE {}; expected MAPI_TO (1), MAPI_CC (2) or MAPI_BCC (3)",
-                r.address, r.recipient_type
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// FILETIME ticks as SQLite's signed 64-bit integer; they fit until the year 30828.
-fn ft(t: FileTime) -> i64 {
-    i64::try_from(t.0).unwrap_or(i64::MAX)
-}
-
-fn size_i64(size: u64) -> i64 {
-    i64::try_from(size).unwrap_or(i64::MAX)
-}
-
-fn decode_error(what: String) -> sqlx::Error {
-    sqlx::Error::Decode(what.into())
-}
-
-fn get_time(r: &SqliteRow, col: &str) -> Result<Option<FileTime>, sqlx::Error> {
-    let v: Option<i64> = r.try_get(col)?;
-    v.map(|v| {
-        u64::try_from(v)
-            .map(FileTime)
-            .map_err(|_| decode_error(format!("{col} holds a negative time {v}")))
-    })
-    .transpose()
-}
-
-fn get_i32(r: &SqliteRow, col: &str) -> Result<i32, sqlx::Error> {
-    let v: i64 = r.try_get(col)?;
-    i32::try_from(v).map_err(|_| decode_error(format!("{col} = {v} does not fit 32 bits")))
-}
-
-fn get_opt_i32(r: &SqliteRow, col: &str) -> Result<Option<i32>, sqlx::Error> {
-    let v: Option<i64> = r.try_get(col)?;
-    v.map(|v| {
-        i32::try_from(v).map_err(|_| decode_error(format!("{col} = {v} does not fit 32 bits")))
-    })
-    .transpose()
-}
-
-fn get_u32(r: &SqliteRow, col: &str) -> Result<u32, sqlx::Error> {
-    let v: i64 = r.try_get(col)?;
-    u32::try_from(v).map_err(|_| decode_error(format!("{col} = {v} is out of range")))
-}
-
-fn message_from_row(r: &SqliteRow) -> Result<MessageRecord, sqlx::Error> {
-    let folder: i64 = r.try_get("folder")?;
-    let size: i64 = r.try_get("message_size")?;
-    Ok(MessageRecord {
-        id: MessageId(r.try_get("id")?),
-        folder: Folder::from_code(folder)
-            .ok_or_else(|| decode_error(format!("unknown folder {folder}")))?,
-        message_class: r.try_get("message_class")?,
-        subject: r.try_get("subject")?,
-        sender_name: r.try_get("sender_name")?,
-        sender_address: r.try_get("sender_address")?,
-        envelope_from: r.try_get("envelope_from")?,
-        internet_message_id: r.try_get("internet_message_id")?,
-        message_flags: get_i32(r, "message_flags")?,
-        submit_flags: get_i32(r, "submit_flags")?,
-        client_submit_time: get_time(r, "client_submit_time")?,
-        provider_submit_time: get_time(r, "provider_submit_time")?,
-        delivery_time: get_time(r, "delivery_time")?,
-        deferred_delivery_time: get_time(r, "deferred_delivery_time")?,
-        delete_after_submit: r.try_get("delete_after_submit")?,
-        priority: get_i32(r, "priority")?,
-        message_size: u64::try_from(size).unwrap_or(0),
-        transport: r.try_get("transport")?,
-        server_id: r.try_get("server_id")?,
-        ndr_reason_code: get_opt_i32(r, "ndr_reason_code")?,
-        ndr_diag_code: get_opt_i32(r, "ndr_diag_code")?,
-        dsn_notify: r.try_get("dsn_notify")?,
-        dsn_ret: r.try_get("dsn_ret")?,
-    })
-}
-
-fn recipient_from_row(r: &SqliteRow) -> Result<RecipientRecord, sqlx::Error> {
-    let state: String = r.try_get("state")?;
-    Ok(RecipientRecord {
-        row_id: get_u32(r, "row_id")?,
-        display_name: r.try_get("display_name")?,
-        address: r.try_get("address")?,
-        addrtype: r.try_get("addrtype")?,
-        recipient_type: get_i32(r, "recipient_type")?,
-        responsibility: r.try_get("responsibility")?,
-        state: RecipientState::parse(&state)
-            .ok_or_else(|| decode_error(format!("unknown recipient state {state:?}")))?,
-        attempts: get_u32(r, "attempts")?,
-        last_error: r.try_get("last_error")?,
-        retry_at: get_time(r, "retry_at")?,
-        ndr_reason_code: get_opt_i32(r, "ndr_reason_code")?,
-        ndr_diag_code: get_opt_i32(r, "ndr_diag_code")?,
-    })
-}
-
-/// The queue columns of a message row, decoded.
-struct QueueFields {
-    in_queue: bool,
-    attempts: u32,
-    last_error: Option<String>,
-    next_attempt_at: Option<FileTime>,
-    lease: Option<Lease>,
-}
-
-fn queue_fields(r: &SqliteRow) -> Result<QueueFields, sqlx::Error> {
-    let owner: Option<String> = r.try_get("lease_owner")?;
-    let until = get_time(r, "lease_until")?;
-    Ok(QueueFields {
-        in_queue: r.try_get("in_queue")?,
-        attempts: get_u32(r, "attempts")?,
-        last_error: r.try_get("last_error")?,
-        next_attempt_at: get_time(r, "next_attempt_at")?,
-        lease: owner
-            .zip(until)
-            .map(|(owner, until)| Lease { owner, until }),
-    })
-}
-
-fn queue_state(
-    deferred_delivery_time: Option<FileTime>,
-    q: &QueueFields,
-    now: FileTime,
-) -> QueueState {
-    if q.lease.as_ref().is_some_and(|l| l.until > now) {
-        QueueState::Sending
-    } else if deferred_delivery_time.is_some_and(|t| t > now) {
-        QueueState::Scheduled
-    } else if q.next_attempt_at.is_some_and(|t| t > now) {
-        QueueState::Deferred
-    } else {
-        QueueState::Queued
-    }
-}
-
 async fn load_message(
     conn: &mut SqliteConnection,
     id: i64,
@@ -994,82 +805,14 @@ impl OutcomeWrites {
     }
 }
 
-/// Checks one message's outcome against what the store holds (queued, leased by `owner`,
-/// every row id its own), works out the recipients' new states and the message's fate, and
-/// adds the statements that write them to `writes`. On error nothing is added.
-fn plan_outcome(
-    id: MessageId,
-    owner: &str,
-    found: Option<(MessageRecord, QueueFields)>,
-    mut recipients: Vec<RecipientRecord>,
-    outcomes: Vec<RecipientOutcome>,
-    now: FileTime,
+/// Adds the statements that write `plan` for message `id` to `writes`.
+fn push_outcome_writes(
     writes: &mut OutcomeWrites,
-) -> MapiResult<OutcomeReport> {
-    let Some((message, q)) = found else {
-        return Err(not_in_queue(id));
-    };
-    if !q.in_queue {
-        return Err(not_in_queue(id));
-    }
-    match &q.lease {
-        Some(lease) if lease.owner == owner => {}
-        Some(lease) => {
-            return Err(MapiError::no_access(format!(
-                "message {id} is leased by {:?}, not {owner:?}: this spooler's lease expired and was taken over",
-                lease.owner
-            )));
-        }
-        None => {
-            return Err(MapiError::no_access(format!(
-                "message {id} is not leased by {owner:?}: its lease was released or expired"
-            )));
-        }
-    }
-    if let Some(o) = outcomes
-        .iter()
-        .find(|o| !recipients.iter().any(|r| r.row_id == o.row_id))
-    {
-        return Err(MapiError::invalid_parameter(format!(
-            "message {id} has no recipient with PR_ROWID {}",
-            o.row_id
-        )));
-    }
-    let mut failed = Vec::new();
-    for o in outcomes {
-        let Some(r) = recipients.iter_mut().find(|r| r.row_id == o.row_id) else {
-            continue;
-        };
-        // The same change in memory as in the statement, so that the message's fate below is
-        // decided on the recipients as they will be.
-        r.attempts += 1;
-        r.ndr_reason_code = None;
-        r.ndr_diag_code = None;
-        r.retry_at = None;
-        match o.result {
-            DeliveryResult::Delivered => {
-                r.state = RecipientState::Delivered;
-                r.responsibility = true;
-            }
-            DeliveryResult::Deferred { error, retry_at } => {
-                r.state = RecipientState::Deferred;
-                r.responsibility = false;
-                r.last_error = Some(error);
-                r.retry_at = Some(retry_at);
-            }
-            DeliveryResult::Failed {
-                error,
-                reason_code,
-                diag_code,
-            } => {
-                r.state = RecipientState::Failed;
-                r.responsibility = true;
-                r.last_error = Some(error);
-                r.ndr_reason_code = Some(reason_code);
-                r.ndr_diag_code = Some(diag_code);
-                failed.push(r.clone());
-            }
-        }
+    id: MessageId,
+    plan: &OutcomePlan,
+    now: FileTime,
+) {
+    for r in &plan.recipients {
         writes.push(
             "UPDATE recipients SET state = ?, responsibility = ?, attempts = ?, last_error = ?, \
              retry_at = ?, ndr_reason_code = ?, ndr_diag_code = ? \
@@ -1087,66 +830,37 @@ fn plan_outcome(
             ],
         );
     }
-    let open: Vec<&RecipientRecord> = recipients.iter().filter(|r| r.state.is_open()).collect();
-    let disposition = if open.is_empty() {
-        if message.delete_after_submit {
+    match &plan.fate {
+        Fate::Delete => {
             writes.push("DELETE FROM messages WHERE id = ?", [Bind::Int(Some(id.0))]);
-            MessageDisposition::Deleted
-        } else {
-            writes.push(
-                "UPDATE messages SET folder = ?, in_queue = 0, \
-                 message_flags = message_flags & ~?, submit_flags = 0, \
-                 provider_submit_time = ?, attempts = attempts + 1, next_attempt_at = NULL, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = ?",
-                [
-                    Bind::Int(Some(Folder::SentItems as i64)),
-                    Bind::Int(Some(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))),
-                    Bind::Int(Some(ft(now))),
-                    Bind::Int(Some(id.0)),
-                ],
-            );
-            MessageDisposition::MovedToSentItems
         }
-    } else {
-        // A recipient never tried (pending) is due now; otherwise the earliest retry wins.
-        let earliest = open
-            .iter()
-            .filter(|r| r.state == RecipientState::Deferred)
-            .min_by_key(|r| r.retry_at);
-        let any_pending = open.iter().any(|r| r.state == RecipientState::Pending);
-        let next_attempt_at = if any_pending {
-            None
-        } else {
-            earliest.and_then(|r| r.retry_at)
-        };
-        let last_error = earliest.and_then(|r| r.last_error.clone());
-        writes.push(
+        Fate::MoveToSentItems => writes.push(
+            "UPDATE messages SET folder = ?, in_queue = 0, \
+             message_flags = message_flags & ~?, submit_flags = 0, \
+             provider_submit_time = ?, attempts = attempts + 1, next_attempt_at = NULL, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ?",
+            [
+                Bind::Int(Some(Folder::SentItems as i64)),
+                Bind::Int(Some(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))),
+                Bind::Int(Some(ft(now))),
+                Bind::Int(Some(id.0)),
+            ],
+        ),
+        Fate::StillQueued {
+            next_attempt_at,
+            last_error,
+        } => writes.push(
             "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?, \
              last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL, \
              submit_flags = submit_flags & ~? WHERE id = ?",
             [
                 Bind::Int(next_attempt_at.map(ft)),
-                Bind::Text(last_error),
+                Bind::Text(last_error.clone()),
                 Bind::Int(Some(i64::from(SUBMITFLAG_LOCKED))),
                 Bind::Int(Some(id.0)),
             ],
-        );
-        MessageDisposition::StillQueued { next_attempt_at }
-    };
-    Ok(OutcomeReport {
-        disposition,
-        failed,
-    })
-}
-
-fn not_found(id: MessageId) -> MapiError {
-    MapiError::not_found(format!("there is no message {id} in the store"))
-}
-
-fn not_in_queue(id: MessageId) -> MapiError {
-    MapiError::not_in_queue(format!(
-        "message {id} is not in the outgoing queue (unknown, aborted or already sent)"
-    ))
+        ),
+    }
 }
 
 impl Store for SqliteStore {
@@ -1492,15 +1206,12 @@ impl Store for SqliteStore {
         for (id, outcomes) in batch {
             let found = messages.remove(&id.0);
             let before = recipients.remove(&id.0).unwrap_or_default();
-            answers.push(plan_outcome(
-                id,
-                owner,
-                found,
-                before,
-                outcomes,
-                now,
-                &mut writes,
-            ));
+            answers.push(
+                plan_outcome(id, owner, found, before, outcomes).map(|plan| {
+                    push_outcome_writes(&mut writes, id, &plan, now);
+                    plan.report
+                }),
+            );
         }
         writes.run(&mut tx).await.map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
@@ -1908,9 +1619,4 @@ async fn insert_chunks(
         b.push_bind(id).push_bind(seq).push_bind(data);
     });
     q.build().execute(&mut *conn).await.map(|_| ())
-}
-
-/// How many [`BODY_CHUNK_SIZE`] chunks a body of `len` bytes is stored in.
-fn chunk_count(len: usize) -> i64 {
-    len.div_ceil(BODY_CHUNK_SIZE) as i64
 }
