@@ -1178,3 +1178,149 @@ async fn open_for_submit_migrates_an_old_schema_and_skips_a_current_one() {
     assert_eq!(store.outgoing_queue().await.expect("queue").len(), 1);
     store.close_after_submit().await;
 }
+
+/// A schema a newer mapispool wrote (a migration this build does not know) is refused, on
+/// both backends, with `MAPI_E_VERSION` and words that say what to do.
+#[tokio::test]
+async fn a_newer_schema_is_refused_on_both_backends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("second connection");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&other)
+    .await
+    .expect("a future migration");
+    other.close().await;
+    store.close().await;
+    let e = SqliteStore::open(&path).await.expect_err("newer schema");
+    assert_eq!(e.code, MapiCode::Version, "{e}");
+    assert!(
+        e.to_string().contains("schema version 9999")
+            && e.to_string().contains("a newer mapispool wrote it"),
+        "{e}"
+    );
+
+    let url = crate::store::postgres::testing::fresh_database().await;
+    let store = PgStore::open(&url, None).await.expect("open");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("a future migration");
+    store.close().await;
+    let e = PgStore::open(&url, None).await.expect_err("newer schema");
+    assert_eq!(e.code, MapiCode::Version, "{e}");
+    assert!(
+        e.to_string().contains("schema version 9999") && e.to_string().contains("127.0.0.1"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains("mapispool:mapispool@"),
+        "no password: {e}"
+    );
+}
+
+/// What PostgreSQL stored is there for the next process: messages, bodies, sync state.
+#[tokio::test]
+async fn postgres_data_survives_reopening() {
+    let url = crate::store::postgres::testing::fresh_database().await;
+    let id = {
+        let store = PgStore::open(&url, None).await.expect("open");
+        let rec = submit(&store, "durable", &["a@example.org"]).await;
+        store.set_sync_state("work", "uid", "5").await.expect("set");
+        store.close().await;
+        rec.id
+    };
+    let store = PgStore::open_for_submit(&url, None).await.expect("reopen");
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.id, id);
+    assert_eq!(
+        store.read_body_to_vec(id).await.expect("body"),
+        b"Subject: durable\r\n\r\nhello\r\n"
+    );
+    assert_eq!(
+        store
+            .get_sync_state("work", "uid")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("5")
+    );
+}
+
+/// An unreachable server is `MAPI_E_NETWORK_ERROR` naming it, without the password.
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_network_error_naming_the_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("postgres://someone:secret@127.0.0.1:{port}/mail");
+    let e = PgStore::open(&url, None).await.expect_err("nobody listens");
+    assert_eq!(e.code, MapiCode::NetworkError, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("postgres://someone@127.0.0.1:{port}/mail")),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+}
+
+/// Nodes sharing one PostgreSQL queue (each its own store handle and pool) lease at the same
+/// time: every message goes to exactly one of them (`FOR UPDATE SKIP LOCKED`), none waits out
+/// another's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_leasing_at_once_never_take_the_same_message() {
+    let url = crate::store::postgres::testing::fresh_database().await;
+    let first = PgStore::open(&url, None).await.expect("open");
+    let mut all = Vec::new();
+    for i in 0..200 {
+        all.push(
+            submit(&first, &format!("m{i}"), &["a@example.org"])
+                .await
+                .id,
+        );
+    }
+    let mut nodes = Vec::new();
+    for n in 0..4 {
+        let store = PgStore::open(&url, None).await.expect("open");
+        nodes.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .lease_due(
+                        &format!("node{n}"),
+                        FileTime::now(),
+                        LEASE,
+                        7,
+                        LeaseFilter::default(),
+                    )
+                    .await
+                    .expect("lease");
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.iter().map(|m| m.message.id));
+            }
+        }));
+    }
+    let mut leased = Vec::new();
+    for node in nodes {
+        leased.extend(node.await.expect("join"));
+    }
+    leased.sort();
+    let before = leased.len();
+    leased.dedup();
+    assert_eq!(before, leased.len(), "a message was leased twice");
+    all.sort();
+    assert_eq!(leased, all);
+}
