@@ -15,6 +15,14 @@ Scenarios (see BENCHMARKS.md for what each measures exactly):
   memory   daemon peak RSS while taking and sending a 10 MB / 100 MB message, the CLI's while
            receiving a 100 MB one over IMAP and POP3; idle RSS and CPU
   download IMAP/POP3 vs mbsync and fetchmail (only once the transports are committed)
+  scale    1k, 10k, 100k queued 2 KB messages: flush throughput, `status` and `queue --where`
+           latency, lease latency (the store's `lease_due` debug event), store size; 1, 10, 100
+           transports in one profile: `status` and a flush with nothing queued
+  web      upload through a warm daemon with `[web]` on (and /metrics scraped every 100 ms)
+           against the same with `[web]` off (issue 15's target: >= 0.98x)
+
+Each run compares its ratios with those the previous BENCHMARKS.md held and flags any that fell
+by more than 10 % (bench/compare.py); sections and rows a run did not measure are kept.
 """
 
 import argparse
@@ -35,6 +43,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+
+import compare
 
 SIZES = {"2 KB": 2048, "100 KB": 102400, "10 MB": 10 * 1024 * 1024}
 FROM = "bench@localhost"
@@ -217,7 +228,7 @@ class Profile:
 
     counter = 0
 
-    def __init__(self, bin_path, base, port, upload_interval=None, inbound=None):
+    def __init__(self, bin_path, base, port, upload_interval=None, inbound=None, web_port=None, transports=1):
         Profile.counter += 1
         self.bin = bin_path
         self.dir = os.path.join(base, f"mp{Profile.counter}")
@@ -230,10 +241,17 @@ class Profile:
             f.write(
                 f'[store]\npath = "{self.dir}/store.db"\n\n[spooler]\n{sched}timeout = "60s"\n'
                 f'retry_initial = "1h"\n\n'
-                f'[[transport]]\nname = "smtp"\naddress = "{FROM}"\n'
-                f'[transport.outbound]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
-                f'security = "none"\n'
             )
+            if web_port:
+                f.write(f'[web]\nlisten = "127.0.0.1:{web_port}"\n\n')
+            for t in range(transports):
+                # The first is "smtp" whatever the count, so submits route as in one-transport runs.
+                name = "smtp" if t == 0 else f"smtp{t}"
+                f.write(
+                    f'[[transport]]\nname = "{name}"\naddress = "{FROM}"\n'
+                    f'[transport.outbound]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
+                    f'security = "none"\n'
+                )
             if inbound:
                 kind, iport, user = inbound
                 f.write(f'[transport.inbound]\nkind = "{kind}"\nhost = "127.0.0.1"\nport = {iport}\n'
@@ -729,6 +747,149 @@ class Bench:
             prof.run("status")
             self.add("latency", "-", name, (time.monotonic() - t0) * 1000)
 
+    # -- cost as the queue and the profile grow
+    def timed(self, prof, *args, runs=5):
+        """Median wall time in ms of `mapispool ARGS` over `runs` runs (after one warm-up)."""
+        prof.run(*args)
+        times = []
+        for _ in range(runs):
+            t0 = time.monotonic()
+            prof.run(*args)
+            times.append((time.monotonic() - t0) * 1000)
+        return median(times)
+
+    def scale_counts(self):
+        if self.args.scale_n:
+            return [int(x) for x in self.args.scale_n.split(",")]
+        return [1000, 10000] if self.args.quick else [1000, 10000, 100000]
+
+    def scale(self, sink):
+        """N queued 2 KB messages (put there through the daemon's batch API, the daemon then
+        stopped): `status` and `queue --where` with and without a daemon, the store's size, then
+        one `flush --upload` (no daemon) sending them all, with each lease's time from the
+        store's debug event. The rows are medians over the repetitions."""
+        runs = 3 if self.args.quick else 5
+        where = "PR_MSP_ATTEMPTS > 0"
+        for rep in range(self.args.reps):
+            for n in self.scale_counts():
+                log(f"scale: {n} queued, rep {rep + 1}/{self.args.reps}")
+                prof = Profile(self.bin, self.base, sink.port, upload_interval="24h")
+                prof.start_daemon()
+                self.cleanups.append(prof.stop_daemon)
+                conn = prof.api()
+                base_count = sink.count()
+                t0 = time.monotonic()
+                group = []
+                for i in range(n):
+                    group.append(make_message(2048, i, f"scale{n}r{rep}"))
+                    if len(group) == BATCH:
+                        api_submit_batch(conn, group)
+                        group = []
+                if group:
+                    api_submit_batch(conn, group)
+                t_fill = time.monotonic() - t0
+                conn.close()
+                if sink.count() != base_count:
+                    self.notes.append(f"scale {n}: the daemon sent while the queue was filled")
+                key = f"{n:,}"
+                self.add("scale", key, "fill msg/s (daemon API, batches of 50)", n / t_fill, n)
+                self.add("scale", key, "status ms (warm daemon)", self.timed(prof, "status", runs=runs))
+                self.add("scale", key, "queue --where ms (warm daemon)",
+                         self.timed(prof, "queue", "--where", where, runs=runs))
+                prof.stop_daemon()
+                self.add("scale", key, "status ms (no daemon)", self.timed(prof, "status", runs=runs))
+                self.add("scale", key, "queue --where ms (no daemon)",
+                         self.timed(prof, "queue", "--where", where, runs=runs))
+                size = 0
+                for root, _, files in os.walk(prof.dir):
+                    for f in files:
+                        if f.startswith("store.db"):
+                            size += os.path.getsize(os.path.join(root, f))
+                self.add("scale", key, "store size MiB", size / (1024 * 1024))
+                env = dict(prof.env, RUST_LOG="mapispool::store::sqlite=debug")
+                err_path = os.path.join(prof.dir, "flush.err")
+                with open(err_path, "wb") as err:
+                    t0 = time.monotonic()
+                    r = subprocess.run(prof.cmd("flush", "--upload"), env=env, stdout=subprocess.DEVNULL,
+                                       stderr=err)
+                    t = time.monotonic() - t0
+                got = sink.count() - base_count
+                if r.returncode != 0 or got < n:
+                    self.notes.append(f"scale {n}: flush exit {r.returncode}, sink got {got}/{n}")
+                self.add("scale", key, "flush msg/s (no daemon)", n / t, n)
+                leases = [int(x) / 1000 for x in re.findall(r"took_us=(\d+)", open(err_path, errors="replace").read())]
+                if leases:
+                    self.add("scale", key, "lease ms (median of a flush's leases)", median(leases))
+                    self.add("scale", key, "lease ms (slowest of a flush)", max(leases))
+                shutil.rmtree(prof.dir, ignore_errors=True)
+        # Transports in one profile: the status table and a flush with nothing to send.
+        for rep in range(self.args.reps):
+            for t in (1, 10, 100):
+                log(f"scale: {t} transports, rep {rep + 1}/{self.args.reps}")
+                prof = Profile(self.bin, self.base, sink.port, upload_interval="24h", transports=t)
+                key = str(t)
+                self.add("transports", key, "status ms (no daemon)", self.timed(prof, "status", runs=runs))
+                self.add("transports", key, "flush, nothing queued, ms (no daemon)",
+                         self.timed(prof, "flush", runs=runs))
+                prof.start_daemon()
+                self.cleanups.append(prof.stop_daemon)
+                self.add("transports", key, "status ms (warm daemon)", self.timed(prof, "status", runs=runs))
+                self.add("transports", key, "flush, nothing queued, ms (warm daemon)",
+                         self.timed(prof, "flush", runs=runs))
+                prof.stop_daemon()
+                shutil.rmtree(prof.dir, ignore_errors=True)
+
+    # -- [web] on and off (issue 15's overhead target)
+    def web(self, sink):
+        """N queued 2 KB messages sent through a warm daemon, once with `[web]` listening (and
+        /metrics scraped every 100 ms while the flush runs: far more often than Prometheus does)
+        and once without; the order alternates per repetition."""
+        n = 1000 if self.args.quick else 4000
+        bodies = [make_message(2048, i, "web") for i in range(n)]
+        for rep in range(self.args.reps):
+            order = (False, True) if rep % 2 == 0 else (True, False)
+            for on in order:
+                log(f"web: [web] {'on' if on else 'off'}, rep {rep + 1}/{self.args.reps}")
+                port = free_port() if on else None
+                prof = Profile(self.bin, self.base, sink.port, upload_interval="24h", web_port=port)
+                prof.start_daemon()
+                self.cleanups.append(prof.stop_daemon)
+                try:
+                    conn = prof.api()
+                    for group in batches(bodies):
+                        api_submit_batch(conn, group)
+                    conn.close()
+                    stop = threading.Event()
+                    scrapes = []
+
+                    def scrape():
+                        while not stop.is_set():
+                            try:
+                                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                                    r.read()
+                                scrapes.append(1)
+                            except OSError as e:
+                                self.notes.append(f"web: /metrics: {e}")
+                                return
+                            stop.wait(0.1)
+
+                    scraper = threading.Thread(target=scrape, daemon=True) if on else None
+                    if scraper:
+                        scraper.start()
+                    base_count = sink.count()
+                    t, rc, _ = prof.run_rusage("flush", "--upload")
+                    stop.set()
+                    if scraper:
+                        scraper.join()
+                    got = sink.count() - base_count
+                    if rc != 0 or got < n:
+                        self.notes.append(f"web: flush exit {rc}, sink got {got}/{n}")
+                    who = "[web] on, /metrics scraped" if on else "[web] off"
+                    self.add("web", "2 KB", who, n / t, n)
+                finally:
+                    prof.stop_daemon()
+                shutil.rmtree(prof.dir, ignore_errors=True)
+
     # -- memory while taking and sending a large message
     def memory(self, sink):
         sizes = [10]
@@ -911,7 +1072,8 @@ class Bench:
 
     def run(self):
         only = set(self.args.only.split(",")) if self.args.only else {"upload", "submit", "latency", "memory",
-                                                                       "download"}
+                                                                       "download", "scale", "web"}
+        self.only = only
         self.started = datetime.datetime.now(datetime.timezone.utc)
         sink = Sink(self.root, self.base)
         self.cleanups.append(sink.stop)
@@ -921,7 +1083,8 @@ class Bench:
                 self.cleanups.append(postfix.stop)
                 self.upload_submit(sink, postfix, "upload" in only, "submit" in only)
                 postfix.stop()
-            for name, fn in (("latency", self.latency), ("memory", self.memory)):
+            for name, fn in (("latency", self.latency), ("memory", self.memory), ("scale", self.scale),
+                             ("web", self.web)):
                 if name in only:
                     log(name)
                     try:
@@ -1014,7 +1177,7 @@ class Bench:
         dirty = subprocess.run(["git", "-C", self.root, "status", "--porcelain", "--untracked-files=no"],
                                stdout=subprocess.PIPE, text=True).stdout.strip()
         others = {f"{s} | {l} | {w}": v for (s, l, w), v in self.samples.items()
-                  if s in ("latency", "idle", "memory")}
+                  if s in ("latency", "idle", "memory", "scale", "transports", "web")}
         data = {"machine": machine, "started": self.started.isoformat(), "finished": self.finished.isoformat(),
                 "command": command, "commit": commit, "worktree_dirty": bool(dirty), "reps": self.args.reps,
                 "quick": self.args.quick, "rows": rows, "single": others, "extra": self.extra,
@@ -1022,32 +1185,65 @@ class Bench:
         if self.args.json:
             with open(self.args.json, "w") as f:
                 json.dump(data, f, indent=1)
-        md = self.markdown(data, rows)
+        preamble, sections = self.markdown(data, rows)
         out = self.args.out or os.path.join(self.root, "BENCHMARKS.md")
-        keep = ""
-        if os.path.exists(out):
-            old = open(out).read()
-            i = old.find("<!-- analysis -->")
-            if i >= 0:
-                keep = "\n" + old[i:]
+        old = open(out).read() if os.path.exists(out) else ""
+        i = old.find("<!-- analysis -->")
+        keep = "\n" + old[i:] if i >= 0 else ""
+        old_generated = old[:i] if i >= 0 else old
+        _, old_sections = compare.sections(old)
+        parts, measured = [], []
+        titles = [t for t, _, _ in sections]
+        for title, text, key_of in sections:
+            if text is None:
+                # Not measured in this run: as the previous file had it (its own run line says when).
+                if title in old_sections:
+                    parts.append(old_sections[title])
+                continue
+            measured.append(text)
+            if key_of and title in old_sections:
+                text = compare.merge_rows(old_sections[title], text, key_of)
+            parts.append(text)
+        for title, text in old_sections.items():
+            if title not in titles and title not in (compare.SECTION, PROBLEMS):
+                parts.append(text)
+        measured_keys = set(compare.ratios("\n".join(measured)))
+        compared = compare.compare(old_generated, "\n".join(parts), only_keys=measured_keys)
+        for key, before, now, fell in compared:
+            if fell:
+                log(f"ratio fell by more than {compare.TOLERANCE:.0%}: {key}: {before:.2f}× → {now:.2f}×")
+        parts.append(compare.markdown(compared, "the previous BENCHMARKS.md"))
+        if data["notes"]:
+            parts.append(f"## {PROBLEMS}\n\n" + "\n".join(f"- {n}" for n in data["notes"]) + "\n")
+        md = preamble.rstrip() + "\n\n" + "\n".join(p.rstrip() + "\n" for p in parts)
         with open(out, "w") as f:
             f.write(md + keep)
         print(md)
 
+    def run_line(self, data):
+        return (f"_Measured by `{data['command']}` (repetitions: {data['reps']}), "
+                f"{data['started'][:16]}Z, commit {data['commit']}._\n")
+
     def markdown(self, data, rows):
+        """(the file's head, [(section title, its text or None when this run did not measure it,
+        the key of a table row for keeping the previous file's other rows, or None)])."""
         m = data["machine"]
         L = []
         L.append("# Benchmarks\n")
-        L.append("Generated by `bench/run` (issue 7). Everything below was measured in **one run** on the machine "
-                 "named here, on loopback; the machine is shared and noisy, so only the ratios (both sides measured "
-                 "in the same run, interleaved per repetition) mean something. Figures are medians over the "
+        L.append("Generated by `bench/run` (issue 7). Each section says which run measured it (a run of some "
+                 "scenarios keeps the other sections as they were); within a run everything was measured on the "
+                 "machine named here, on loopback; the machine is shared and noisy, so only the ratios (both sides "
+                 "measured in the same run, interleaved per repetition) mean something. Figures are medians over the "
                  "repetitions.\n")
+        L.append("Latest run:\n")
         L.append(f"- command: `{data['command']}` (repetitions: {data['reps']})")
         L.append(f"- date: {data['started'][:19]}Z → {data['finished'][:19]}Z")
         L.append(f"- commit: {data['commit']}" + (" (with uncommitted changes of other engineers in the tree)"
                                                     if data["worktree_dirty"] else ""))
         L.append(f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}, {m['os']}")
-        L.append("- fsync: **on** for mapispool (SQLite WAL): a submit returns after its own fsynced commit "
+        L.append("- fsync: **on** for mapispool (SQLite WAL; bodies of 256 KiB or more in files beside it, each "
+                 "fsynced with its directory before the commit that names it): a submit returns after its own "
+                 "fsynced commit "
                  "(`synchronous = FULL`); downloaded messages are fsynced, one barrier per batch, before anything "
                  "is deleted or flagged on the server; leases and delivery outcomes are group-committed "
                  "(`synchronous = NORMAL`, fsynced by the next FULL commit or checkpoint: a power cut can make a "
@@ -1057,53 +1253,151 @@ class Bench:
                  "`postqueue -f`, connection cache on), `smtp-sink` (Postfix's, counting only), `smtp-source -d` "
                  "on 1 and on 4 connections (`-s 4` is mapispool's default `connections = 4`), msmtp " + _msmtp_version() + " (one process per message, "
                  "fewer messages)\n")
-        L.append("## Throughput\n")
-        L.append("| scenario | size | N | mapispool | msg/s | peer | peer N | peer msg/s | ratio | target | met? |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            tgt = f"≥ {r['target']:g}×" if r["target"] else "—"
-            met = "—" if r["met"] is None else ("yes" if r["met"] else f"**no** ({r['ratio'] / r['target']:.0%} of target)")
-            L.append(f"| {r['scenario']} | {r['size']} | {r['n']} | {r['mapispool']} | {r['mapispool_msg_s']:.0f} | {r['peer']} | "
-                     f"{r['peer_n']} | {r['peer_msg_s']:.0f} | {r['ratio']:.2f}× | {tgt} | {met} |")
-        L.append("")
-        L.append("`flush --upload` runs the spooler in the CLI's own process (no daemon: process start and store "
-                 "open are included); `(warm daemon)` is the same command asking a running `mapispool spooler` over "
-                 "its socket. Targets apply to the first. msg/s are per run: N / wall time from the command's start "
-                 "until the sink has counted all N (Postfix: from `postqueue -f` until then). "
-                 f"`submit bulk`: `daemon API (batches of {BATCH})` sends up to {BATCH} messages (at most "
-                 f"{BATCH_BYTES // (1024 * 1024)} MiB) per `POST /v1/submit-batch` on one connection, a larger message "
-                 "alone through `/v1/submit`, and is answered once every one of them is fsynced (the daemon "
-                 "group-commits them: about one fsync per batch), where Postfix smtpd fsyncs each message before its `250`; "
-                 "`daemon API` is one `POST /v1/submit` per message, one commit (fsync) each.\n")
-        L.append("## Latency, memory, idle\n")
-        L.append("| measure | size | median | min | max | samples | target | met? |")
-        L.append("|---|---|---|---|---|---|---|---|")
-        tg = {
-            "flush -> first SMTP command (CLI, warm daemon) ms": ("< 20 ms", lambda v: v < 20),
-            "daemon idle RSS MiB": ("< 20 MiB", lambda v: v < 20),
-            "daemon idle CPU %": ("≈ 0 (no CPU between schedules)", lambda v: v < 0.1),
-        }
-        for (s, l, w), v in sorted(self.samples.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-            if s not in ("latency", "idle", "memory"):
-                continue
-            med = median(v)
-            target, ok = tg.get(w, ("—", None))
-            if s == "memory" and l == "100 MB" and ("sending" in w or "--download" in w):
-                target, ok = "< 64 MiB", (lambda x: x < 64)
-            met = "—" if ok is None else ("yes" if ok(med) else "**no**")
-            L.append(f"| {w} | {l} | {med:.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} | {target} | {met} |")
-        L.append("")
-        for k, v in self.extra.items():
-            L.append(f"- {k}: {', '.join(str(x) for x in v)}")
-        L.append("")
-        L.append("## Download (IMAP/POP3 vs mbsync, fetchmail)\n")
-        L.append(f"{data['download']}.\n")
-        if data["notes"]:
-            L.append("## Problems seen during the run\n")
-            for n in data["notes"]:
-                L.append(f"- {n}")
+        preamble = "\n".join(L)
+        sections = []
+        only = getattr(self, "only", set())
+        run = self.run_line(data)
+
+        # Throughput
+        if rows:
+            L = [f"## Throughput\n", run]
+            L.append("| scenario | size | N | mapispool | msg/s | peer | peer N | peer msg/s | ratio | target | met? |")
+            L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+            for r in rows:
+                tgt = f"≥ {r['target']:g}×" if r["target"] else "—"
+                met = "—" if r["met"] is None else ("yes" if r["met"] else f"**no** ({r['ratio'] / r['target']:.0%} of target)")
+                L.append(f"| {r['scenario']} | {r['size']} | {r['n']} | {r['mapispool']} | {r['mapispool_msg_s']:.0f} | {r['peer']} | "
+                         f"{r['peer_n']} | {r['peer_msg_s']:.0f} | {r['ratio']:.2f}× | {tgt} | {met} |")
             L.append("")
+            L.append("`flush --upload` runs the spooler in the CLI's own process (no daemon: process start and store "
+                     "open are included); `(warm daemon)` is the same command asking a running `mapispool spooler` over "
+                     "its socket. Targets apply to the first. msg/s are per run: N / wall time from the command's start "
+                     "until the sink has counted all N (Postfix: from `postqueue -f` until then). "
+                     f"`submit bulk`: `daemon API (batches of {BATCH})` sends up to {BATCH} messages (at most "
+                     f"{BATCH_BYTES // (1024 * 1024)} MiB) per `POST /v1/submit-batch` on one connection, a larger message "
+                     "alone through `/v1/submit`, and is answered once every one of them is fsynced (the daemon "
+                     "group-commits them: about one fsync per batch), where Postfix smtpd fsyncs each message before its `250`; "
+                     "`daemon API` is one `POST /v1/submit` per message, one commit (fsync) each. Rows of scenarios "
+                     "this run did not measure are those of the previous file (see the run line of that file's "
+                     "history).\n")
+            sections.append(("Throughput", "\n".join(L), lambda c, h: c[0]))
+        else:
+            sections.append(("Throughput", None, None))
+
+        # Latency, memory, idle
+        lat = [(k, v) for k, v in self.samples.items() if k[0] in ("latency", "idle", "memory")]
+        if lat:
+            L = ["## Latency, memory, idle\n", run]
+            L.append("| measure | size | median | min | max | samples | target | met? |")
+            L.append("|---|---|---|---|---|---|---|---|")
+            tg = {
+                "flush -> first SMTP command (CLI, warm daemon) ms": ("< 20 ms", lambda v: v < 20),
+                "daemon idle RSS MiB": ("< 20 MiB", lambda v: v < 20),
+                "daemon idle CPU %": ("≈ 0 (no CPU between schedules)", lambda v: v < 0.1),
+            }
+            for (s, l, w), v in sorted(lat, key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+                med = median(v)
+                target, ok = tg.get(w, ("—", None))
+                if s == "memory" and l == "100 MB" and ("sending" in w or "--download" in w):
+                    target, ok = "< 64 MiB", (lambda x: x < 64)
+                met = "—" if ok is None else ("yes" if ok(med) else "**no**")
+                L.append(f"| {w} | {l} | {med:.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} | {target} | {met} |")
+            L.append("")
+            for k, v in self.extra.items():
+                L.append(f"- {k}: {', '.join(str(x) for x in v)}")
+            L.append("")
+            sections.append(("Latency, memory, idle", "\n".join(L), lambda c, h: (c[0], c[1])))
+        else:
+            sections.append(("Latency, memory, idle", None, None))
+
+        if "download" in only:
+            sections.append(("Download (IMAP/POP3 vs mbsync, fetchmail)",
+                             f"## Download (IMAP/POP3 vs mbsync, fetchmail)\n\n{run}\n{data['download']}.\n", None))
+        else:
+            sections.append(("Download (IMAP/POP3 vs mbsync, fetchmail)", None, None))
+
+        sections.append(("Scale", self.scale_markdown(run) if "scale" in only else None, None))
+        sections.append(("[web] overhead", self.web_markdown(run) if "web" in only else None, None))
+        return preamble, sections
+
+    def scale_markdown(self, run):
+        def med(scen, key, who):
+            v = self.samples.get((scen, key, who))
+            return median(v) if v else None
+
+        def f(x, fmt="{:.1f}"):
+            return "—" if x is None else fmt.format(x)
+
+        counts = [f"{n:,}" for n in self.scale_counts()]
+        base = med("scale", counts[0], "flush msg/s (no daemon)")
+        L = ["## Scale\n", run]
+        L.append("N queued 2 KB messages (put there through the daemon's batch API); `status` and "
+                 "`queue --where 'PR_MSP_ATTEMPTS > 0'` (which matches none, so the time is the query's, "
+                 "not the printing's) with and without a daemon, medians of 5 runs after a warm-up; the store's "
+                 "size (`store.db` with its WAL and body files); then one `flush --upload` (no daemon) sending "
+                 f"all N to smtp-sink, with each lease's time (`lease_due`'s debug event). The ratio is the flush "
+                 f"rate against the one with {counts[0]} queued.\n")
+        L.append("| queued | fill msg/s | store MiB | status ms (no daemon) | status ms (warm daemon) | "
+                 "queue --where ms (no daemon) | queue --where ms (warm daemon) | lease ms (median) | "
+                 "lease ms (slowest) | flush msg/s | ratio | target | met? |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for key in counts:
+            rate = med("scale", key, "flush msg/s (no daemon)")
+            ratio = rate / base if rate and base else None
+            target = "≥ 0.8×" if key != counts[0] else "—"
+            met = "—" if key == counts[0] or ratio is None else ("yes" if ratio >= 0.8 else f"**no** ({ratio / 0.8:.0%} of target)")
+            L.append(
+                f"| {key} | {f(med('scale', key, 'fill msg/s (daemon API, batches of 50)'), '{:.0f}')} | "
+                f"{f(med('scale', key, 'store size MiB'))} | {f(med('scale', key, 'status ms (no daemon)'))} | "
+                f"{f(med('scale', key, 'status ms (warm daemon)'))} | "
+                f"{f(med('scale', key, 'queue --where ms (no daemon)'))} | "
+                f"{f(med('scale', key, 'queue --where ms (warm daemon)'))} | "
+                f"{f(med('scale', key, 'lease ms (median of a flush' + chr(39) + 's leases)'), '{:.2f}')} | "
+                f"{f(med('scale', key, 'lease ms (slowest of a flush)'), '{:.2f}')} | "
+                f"{f(rate, '{:.0f}')} | {f(ratio, '{:.2f}×')} | {target} | {met} |")
+        L.append("")
+        last = counts[-1]
+        for who, limit in (("status ms (no daemon)", 50), ("status ms (warm daemon)", 50),
+                           ("queue --where ms (no daemon)", 200), ("queue --where ms (warm daemon)", 200)):
+            v = med("scale", last, who)
+            if v is not None:
+                L.append(f"- {who.replace(' ms', '')} with {last} queued: {v:.1f} ms (target < {limit} ms: "
+                         f"{'met' if v < limit else '**not met**'})")
+        L.append("")
+        L.append("Transports in one profile (all SMTP to the same sink, nothing queued): the status table, and a "
+                 "whole `flush` that finds nothing to send (its set-up and tear-down), medians of 5 runs.\n")
+        L.append("| transports | status ms (no daemon) | status ms (warm daemon) | flush ms (no daemon) | flush ms (warm daemon) |")
+        L.append("|---|---|---|---|---|")
+        for t in ("1", "10", "100"):
+            L.append(f"| {t} | {f(med('transports', t, 'status ms (no daemon)'))} | "
+                     f"{f(med('transports', t, 'status ms (warm daemon)'))} | "
+                     f"{f(med('transports', t, 'flush, nothing queued, ms (no daemon)'))} | "
+                     f"{f(med('transports', t, 'flush, nothing queued, ms (warm daemon)'))} |")
+        L.append("")
         return "\n".join(L)
+
+    def web_markdown(self, run):
+        on = self.samples.get(("web", "2 KB", "[web] on, /metrics scraped"))
+        off = self.samples.get(("web", "2 KB", "[web] off"))
+        L = ["## [web] overhead\n", run]
+        L.append("Upload through a warm daemon (N 2 KB messages queued through the batch API, then `flush --upload` "
+                 "to smtp-sink) with `[web] listen` set and `/metrics` scraped every 100 ms during the flush, against "
+                 "the same daemon without `[web]`; the two alternate, in both orders (issue 15).\n")
+        L.append("| scenario | size | N | mapispool | msg/s | peer | peer msg/s | ratio | target | met? |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        if on and off:
+            ratio = median(on) / median(off)
+            met = "yes" if ratio >= 0.98 else f"**no** ({ratio / 0.98:.0%} of target)"
+            L.append(f"| upload, warm daemon | 2 KB | {self.ns.get(('web', '2 KB', '[web] off'))} | "
+                     f"[web] on, /metrics scraped | {median(on):.0f} | [web] off | {median(off):.0f} | "
+                     f"{ratio:.2f}× | ≥ 0.98× | {met} |")
+            L.append("")
+            L.append(f"- samples, on: {', '.join(f'{x:.0f}' for x in on)}; off: {', '.join(f'{x:.0f}' for x in off)}")
+        L.append("")
+        return "\n".join(L)
+
+
+PROBLEMS = "Problems seen during the run"
 
 
 def _os_release():
@@ -1138,6 +1432,7 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--only")
     ap.add_argument("--no-100mb", action="store_true")
+    ap.add_argument("--scale-n", help="queue lengths for the scale scenario, e.g. 1000,10000,100000")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--no-build", action="store_true")

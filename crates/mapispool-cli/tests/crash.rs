@@ -157,6 +157,14 @@ impl Client {
             .collect()
     }
 
+    /// (body files beside the store, files left in its `tmp/`), after an open collected them.
+    fn body_files(&self) -> (usize, usize) {
+        let dir = self.dir.path().join("store.db-bodies");
+        let count = |d: &Path| std::fs::read_dir(d).map_or(0, |e| e.flatten().count());
+        let tmp = count(&dir.join("tmp"));
+        (count(&dir) - usize::from(dir.join("tmp").exists()), tmp)
+    }
+
     /// How many messages a folder of the store holds (no bodies read: cheap between kills).
     fn store_count(&self, folder: Folder) -> usize {
         let profile = Profile::load(&self.profile).expect("the profile");
@@ -362,7 +370,9 @@ fn kill_until_done(
     }
 }
 
-fn upload(n: usize, kills: usize) -> Tally {
+/// `pad`: the body's filler, in bytes (plus up to 2,000 more per message): from a body kept in
+/// the database to one kept in a file beside it (`FILE_BODY_AT`, 256 KiB).
+fn upload(n: usize, kills: usize, pad: usize) -> Tally {
     let started = Instant::now();
     let dovecot = Dovecot::start(&[("bob", "pw")], false);
     let postfix = PostfixToMaildir::start(&dovecot.path().join("mail"), "bob");
@@ -376,7 +386,7 @@ fn upload(n: usize, kills: usize) -> Tally {
         let id = format!("<crash.{run}.{i}@example.com>");
         let message = format!(
             "From: Alice <alice@example.com>\r\nTo: bob@localhost\r\nSubject: crash {i}\r\nMessage-ID: {id}\r\n\r\nmessage {i}\r\n{}\r\n",
-            "x".repeat(200 + i % 2000)
+            "x".repeat(pad + i % 2000)
         );
         client.submit(message.as_bytes());
         sent.insert(id);
@@ -422,13 +432,24 @@ fn upload(n: usize, kills: usize) -> Tally {
         "each message once in Sent Items"
     );
     assert_eq!(client.queue_len(), 0);
+    // Every body of a file's size in exactly one file, nothing half-written left over.
+    let files = if pad >= BODY_FILE_SIZE { n } else { 0 };
+    assert_eq!(
+        client.body_files(),
+        (files, 0),
+        "(body files, temporary files)"
+    );
     let tally = Tally {
         kills,
         lost,
         duplicated,
         elapsed: started.elapsed(),
     };
-    report("upload (SMTP → Postfix → Dovecot)", n, &tally);
+    report(
+        &format!("upload (SMTP → Postfix → Dovecot), bodies of {pad}+ bytes"),
+        n,
+        &tally,
+    );
     tally
 }
 
@@ -704,6 +725,10 @@ fn kill_daemon_until_done(
 /// enough for kills to land in it.
 const DAEMON_MESSAGE_SIZE: usize = 128_000;
 
+/// A message size whose body the store keeps in a file of its own (at least `FILE_BODY_AT`,
+/// 256 KiB): downloaded in batches (up to 8 MiB) and, above that, streamed.
+const BODY_FILE_SIZE: usize = 300_000;
+
 /// The download cases of the daemon harness: what is left on the server afterwards.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -820,6 +845,13 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
             held[id].len()
         );
     }
+    // Every body of a file's size in exactly one file, nothing half-written left over.
+    let files = if size >= BODY_FILE_SIZE { m } else { 0 };
+    assert_eq!(
+        client.body_files(),
+        (files, 0),
+        "(body files, temporary files)"
+    );
     let tally = Tally {
         kills,
         lost,
@@ -832,7 +864,7 @@ fn download_through_daemon(mode: Mode, m: usize, size: usize, kills: usize) -> T
         Mode::ImapDelete => "daemon killed, download over IMAP (Dovecot, deleted after storing)",
         Mode::Pop3Keep => "daemon killed, download over POP3 (Dovecot, left on the server)",
     };
-    report(name, m, &tally);
+    report(&format!("{name}, {size}-byte messages"), m, &tally);
     eprintln!("crash: {refills} refill(s) of {refill_size} messages");
     if mode.deletes() {
         eprintln!(
@@ -868,7 +900,20 @@ fn can_run() -> bool {
 #[test]
 fn crash_upload() {
     if can_run() {
-        upload(100, 5);
+        upload(100, 5, 200);
+    }
+}
+
+/// The upload harness with bodies in files beside the store (submitted, then read while
+/// sending, under kills): a tenth of `MAPISPOOL_CRASH_N` messages (30 by default).
+#[test]
+fn crash_upload_body_files() {
+    if can_run() {
+        upload(
+            env_usize("MAPISPOOL_CRASH_N", 300) / 10,
+            env_usize("MAPISPOOL_CRASH_KILLS", 5),
+            BODY_FILE_SIZE,
+        );
     }
 }
 
@@ -901,6 +946,19 @@ fn crash_daemon_download_imap() {
     }
 }
 
+/// The daemon killed during IMAP and POP3 downloads of messages whose bodies go to files
+/// beside the store (batched), and of a few larger than a batch (streamed).
+#[test]
+fn crash_daemon_download_body_files() {
+    if can_run() {
+        let n = env_usize("MAPISPOOL_CRASH_DAEMON_N", 200) / 4;
+        let kills = env_usize("MAPISPOOL_CRASH_KILLS", 30) / 3;
+        download_through_daemon(Mode::ImapKeep, n, BODY_FILE_SIZE, kills);
+        download_through_daemon(Mode::Pop3Delete, n, BODY_FILE_SIZE, kills);
+        download_through_daemon(Mode::Pop3Delete, 6, 9 * 1024 * 1024, 4);
+    }
+}
+
 /// The daemon killed 30 times during POP3 downloads (deleted after storing).
 #[test]
 fn crash_daemon_download_pop3() {
@@ -923,7 +981,8 @@ fn crash_long() {
     }
     let n = env_usize("MAPISPOOL_CRASH_N", 1000);
     let kills = env_usize("MAPISPOOL_CRASH_KILLS", 30);
-    upload(n, kills);
+    upload(n, kills, 200);
+    upload(n / 10, kills, BODY_FILE_SIZE);
     download(Protocol::Imap, n, kills);
     download(Protocol::Pop3, n, kills);
     // The daemon harness in the modes `cargo test` does not run (it runs IMAP keep, POP3

@@ -447,9 +447,10 @@ pub(crate) fn not_in_queue(id: MessageId) -> MapiError {
     ))
 }
 
-/// How many `BODY_CHUNK_SIZE` chunks a body of `len` bytes is stored in.
-pub(crate) fn chunk_count(len: usize) -> i64 {
-    len.div_ceil(super::BODY_CHUNK_SIZE) as i64
+/// How many `BODY_CHUNK_SIZE` chunks a body of `size` bytes is stored (or read) in; capped (a
+/// body of 2^32 chunks, 1 PiB, cannot be read back chunk by chunk anyway).
+pub(crate) fn chunk_count(size: u64) -> u32 {
+    u32::try_from(size.div_ceil(super::BODY_CHUNK_SIZE as u64)).unwrap_or(u32::MAX)
 }
 
 /// The newest schema version `migrator` knows.

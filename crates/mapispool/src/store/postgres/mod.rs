@@ -1037,7 +1037,7 @@ impl Store for PgStore {
                     .push_bind(m.ndr_reason_code.map(i64::from))
                     .push_bind(m.ndr_diag_code.map(i64::from))
                     .push_bind(size_i64(d.body.len() as u64))
-                    .push_bind(chunk_count(d.body.len()));
+                    .push_bind(i64::from(chunk_count(d.body.len() as u64)));
             });
             q.push(" RETURNING id, server_id");
             for row in q.build().fetch_all(&mut *tx).await.map_err(self.db(what))? {

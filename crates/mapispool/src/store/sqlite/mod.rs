@@ -6,6 +6,14 @@
 //! chunks are appended one autocommitted row at a time; a final short transaction makes it
 //! visible (and queues it, or records its inbound identity). A crash in between leaves a staged
 //! row that nobody sees and that a later open deletes.
+//!
+//! Bodies of one chunk or more live in files beside the database ([`bodies`]): written once
+//! instead of twice, and published (renamed into place) inside the transaction that makes the
+//! message visible.
+
+mod bodies;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -29,9 +37,10 @@ use super::shared::{
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter, LeasedMessage,
-    MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport, QueueCounts, QueueEntry,
-    RecipientOutcome, RecipientRecord, Store, StoreError,
+    MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport,
+    QueueCounts, QueueEntry, RecipientOutcome, RecipientRecord, Store, StoreError,
 };
+use bodies::{BodyFiles, FILE_BODY_AT, PendingBody};
 
 /// How long a writer waits for another writer's lock before `MAPI_E_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,8 +127,27 @@ pub struct SqliteStore {
     /// lose one.
     relaxed: SqlitePool,
     path: PathBuf,
+    /// Where large bodies are kept ([`bodies`]).
+    bodies: BodyFiles,
+    /// Bodies of at least this many bytes go to a file: [`FILE_BODY_AT`], other values only in
+    /// the measurement that chose it (`tests::body_threshold`).
+    file_body_at: usize,
     /// Whole-message submits waiting for a shared commit (shared by clones).
     group: Arc<GroupCommit>,
+}
+
+/// A body written for a staged message: inline in `body_chunks` already, or in a file still to
+/// be published by the transaction that makes the message visible.
+struct StagedBody {
+    size: u64,
+    chunks: u32,
+    file: Option<PendingBody>,
+}
+
+impl StagedBody {
+    fn file_name(&self) -> Option<&str> {
+        self.file.as_ref().map(|f| f.name.as_str())
+    }
 }
 
 impl SqliteStore {
@@ -136,6 +164,10 @@ impl SqliteStore {
             .execute(&store.pool)
             .await
             .map_err(store.db("removing messages left half-written by a crash"))?;
+        // Best effort: an orphan costs disk space only, never a wrong answer.
+        if let Err(e) = store.collect_bodies(None).await {
+            tracing::warn!(error = %e, "cannot collect unused body files; trying again at the next open");
+        }
         Ok(store)
     }
 
@@ -210,9 +242,19 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             relaxed,
+            bodies: BodyFiles::beside(&path),
+            file_body_at: FILE_BODY_AT,
             path,
             group: Arc::default(),
         })
+    }
+
+    /// The store with bodies of at least `n` bytes in files (`usize::MAX`: none), for the
+    /// measurement that chose [`FILE_BODY_AT`].
+    #[cfg(test)]
+    fn with_file_body_at(mut self, n: usize) -> SqliteStore {
+        self.file_body_at = n;
+        self
     }
 
     /// The store file.
@@ -391,20 +433,120 @@ impl SqliteStore {
         }
     }
 
+    /// Steps 1 and 2: the staged row, then the body: in the database if it is shorter than
+    /// [`FILE_BODY_AT`], else in a file (fsynced, not yet published).
     async fn stage_with_body(
         &self,
         props: StagedProps<'_>,
         recipients: &[NewRecipient],
-        body: impl AsyncRead + Unpin,
-    ) -> MapiResult<(i64, u64, u32)> {
+        mut body: impl AsyncRead + Unpin,
+    ) -> MapiResult<(i64, StagedBody)> {
+        let mut first = Vec::new();
+        (&mut body)
+            .take(self.file_body_at.min(BODY_CHUNK_SIZE) as u64)
+            .read_to_end(&mut first)
+            .await
+            .map_err(|e| {
+                MapiError::call_failed(format!(
+                    "reading the message to store (after {} bytes): {e}",
+                    first.len()
+                ))
+            })?;
+        if first.len() >= self.file_body_at {
+            // The file first: its slow part (the sender, the disk) holds no row and no lock.
+            let file = self.bodies.write(&first, body).await?;
+            drop(first);
+            let id = self.stage(props, recipients).await?;
+            let (size, chunks) = (file.size, chunk_count(file.size));
+            return Ok((
+                id,
+                StagedBody {
+                    size,
+                    chunks,
+                    file: Some(file),
+                },
+            ));
+        }
         let id = self.stage(props, recipients).await?;
-        match self.write_body(id, body).await {
-            Ok((size, chunks)) => Ok((id, size, chunks)),
+        // The rest too: empty unless files are off (`file_body_at` past one chunk).
+        match self.write_body(id, (&first[..]).chain(body)).await {
+            Ok((size, chunks)) => Ok((
+                id,
+                StagedBody {
+                    size,
+                    chunks,
+                    file: None,
+                },
+            )),
             Err(e) => {
                 self.discard_staged(id).await;
                 Err(e)
             }
         }
+    }
+
+    /// Publishes the files of a transaction's messages (see [`bodies`]): call it inside the
+    /// write transaction that names them, before its commit.
+    async fn publish_files<'p>(
+        &self,
+        files: impl IntoIterator<Item = &'p mut PendingBody>,
+    ) -> MapiResult<()> {
+        let mut any = false;
+        for file in files {
+            self.bodies.publish(file).await?;
+            any = true;
+        }
+        if any {
+            self.bodies.sync_dir().await?;
+        }
+        Ok(())
+    }
+
+    /// After a transaction that published `files` failed: removes those no row names.
+    async fn forget_files<'p>(&self, files: impl IntoIterator<Item = &'p PendingBody>) {
+        let names: Vec<String> = files
+            .into_iter()
+            .filter(|f| f.is_published())
+            .map(|f| f.name.clone())
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        if let Err(e) = self.collect_bodies(Some(names)).await {
+            tracing::warn!(error = %e, "cannot remove body files of a failed write; the next open will");
+        }
+    }
+
+    /// Removes the body files no message names: `names`, or every file present when `None`
+    /// (and stale temporary ones). Under the write lock, so that no write is between
+    /// publishing a file and committing its row (see [`bodies`]). Returns how many went.
+    pub(crate) async fn collect_bodies(&self, names: Option<Vec<String>>) -> MapiResult<usize> {
+        let names = match names {
+            Some(names) => names,
+            None => self.bodies.scan(STALE_STAGING).await?,
+        };
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let what = "collecting unused body files";
+        let list = serde_json::to_string(&names)
+            .map_err(|e| MapiError::call_failed(format!("{what}: {e}")))?;
+        let mut tx = self.relaxed_tx(what).await?;
+        let orphans: Vec<String> = sqlx::query_scalar(
+            "SELECT j.value FROM json_each(?) AS j \
+             WHERE NOT EXISTS (SELECT 1 FROM messages WHERE body_file = j.value)",
+        )
+        .bind(list)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        for name in &orphans {
+            if let Err(e) = self.bodies.remove(name).await {
+                tracing::warn!(error = %e, dir = %self.bodies.dir().display(), name, "cannot remove an unused body file");
+            }
+        }
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(orphans.len())
     }
 
     async fn add_inbound(
@@ -434,10 +576,10 @@ impl SqliteStore {
             dsn_notify: None,
             dsn_ret: None,
         };
-        let (id, size, chunks) = self
+        let (id, mut staged) = self
             .stage_with_body(props, &message.recipients, body)
             .await?;
-        let result = self.finish_inbound(id, folder, inbound, size, chunks).await;
+        let result = self.finish_inbound(id, folder, inbound, &mut staged).await;
         match result {
             Ok(true) => self.message(MessageId(id)).await.map(Some),
             Ok(false) => {
@@ -446,6 +588,7 @@ impl SqliteStore {
             }
             Err(e) => {
                 self.discard_staged(id).await;
+                self.forget_files(staged.file.as_ref()).await;
                 Err(e)
             }
         }
@@ -457,8 +600,7 @@ impl SqliteStore {
         id: i64,
         folder: Folder,
         inbound: Option<(&str, &str)>,
-        size: u64,
-        chunks: u32,
+        staged: &mut StagedBody,
     ) -> MapiResult<bool> {
         let what = "storing a received message";
         // Not fsynced here: the transport calls `sync` before it deletes or flags anything on
@@ -482,17 +624,19 @@ impl SqliteStore {
             }
         }
         sqlx::query(
-            "UPDATE messages SET folder = ?, server_id = ?, message_size = ?, body_chunks = ? \
-             WHERE id = ?",
+            "UPDATE messages SET folder = ?, server_id = ?, message_size = ?, body_chunks = ?, \
+             body_file = ? WHERE id = ?",
         )
         .bind(folder as i64)
         .bind(inbound.map(|(_, s)| s))
-        .bind(size_i64(size))
-        .bind(i64::from(chunks))
+        .bind(size_i64(staged.size))
+        .bind(i64::from(staged.chunks))
+        .bind(staged.file_name())
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(self.db(what))?;
+        self.publish_files(staged.file.as_mut()).await?;
         tx.commit().await.map_err(self.db(what))?;
         Ok(true)
     }
@@ -895,7 +1039,7 @@ impl Store for SqliteStore {
                     first.len()
                 ))
             })?;
-        if first.len() < BODY_CHUNK_SIZE {
+        if first.len() < BODY_CHUNK_SIZE.min(self.file_body_at) {
             return self.submit_whole(message, first).await;
         }
         let props = StagedProps {
@@ -919,24 +1063,28 @@ impl Store for SqliteStore {
         };
         // A larger body streams in as it comes, staged (not holding the write lock while a slow
         // sender trickles), then one FULL commit publishes it.
-        let (id, size, chunks) = self
+        let (id, mut staged) = self
             .stage_with_body(props, &message.recipients, (&first[..]).chain(body))
             .await?;
+        drop(first);
         let what = "queueing a submitted message";
         let queued = async {
             let mut tx = self.write_tx(what).await?;
             sqlx::query(
                 "UPDATE messages SET folder = ?, message_size = ?, body_chunks = ?, \
-                 client_submit_time = ?, in_queue = 1 WHERE id = ?",
+                 body_file = ?, client_submit_time = ?, in_queue = 1 WHERE id = ?",
             )
             .bind(Folder::Outbox as i64)
-            .bind(size_i64(size))
-            .bind(i64::from(chunks))
+            .bind(size_i64(staged.size))
+            .bind(i64::from(staged.chunks))
+            .bind(staged.file_name())
             .bind(ft(FileTime::now()))
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(self.db(what))?;
+            // The file under its name (and the directory fsynced) before the commit names it.
+            self.publish_files(staged.file.as_mut()).await?;
             // The fsync of this submission: the commit (synchronous = FULL) syncs the WAL, and
             // with it the staging row and body chunks committed before it (relaxed commits
             // reach the WAL in order, the sync covers every frame before its own). After it
@@ -946,6 +1094,7 @@ impl Store for SqliteStore {
         .await;
         if let Err(e) = queued {
             self.discard_staged(id).await;
+            self.forget_files(staged.file.as_ref()).await;
             return Err(e);
         }
         self.message(MessageId(id)).await
@@ -1067,6 +1216,7 @@ impl Store for SqliteStore {
         filter: LeaseFilter,
     ) -> MapiResult<Vec<LeasedMessage>> {
         let what = "leasing due messages";
+        let started = std::time::Instant::now();
         let until = FileTime(
             now.0
                 .saturating_add(u64::try_from(lease_for.as_nanos() / 100).unwrap_or(u64::MAX)),
@@ -1140,6 +1290,12 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(self.db(what))?;
         // RETURNING gives no order; the spooler sends in queue order.
         leased.sort_by_key(|m| (m.message.client_submit_time, m.message.id));
+        // bench/run's scale scenario reads this (how a lease's cost grows with the queue).
+        tracing::debug!(
+            leased = leased.len(),
+            took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "lease_due"
+        );
         Ok(leased)
     }
 
@@ -1188,33 +1344,52 @@ impl Store for SqliteStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))"
+            ", body_file FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))"
         ))
         .bind(&list)
         .fetch_all(&mut *tx)
         .await
         .map_err(self.db(what))?;
         let mut messages = HashMap::with_capacity(rows.len());
+        let mut files: HashMap<i64, String> = HashMap::new();
         for r in &rows {
             let message = message_from_row(r).map_err(self.db(what))?;
             let q = queue_fields(r).map_err(self.db(what))?;
+            if let Some(file) = r.try_get("body_file").map_err(self.db(what))? {
+                files.insert(message.id.0, file);
+            }
             messages.insert(message.id.0, (message, q));
         }
         let mut recipients = recipients_of(&mut tx, &list).await.map_err(self.db(what))?;
         let mut writes = OutcomeWrites::default();
         let mut answers = Vec::with_capacity(batch.len());
+        let mut deleted_files = Vec::new();
         for (id, outcomes) in batch {
             let found = messages.remove(&id.0);
             let before = recipients.remove(&id.0).unwrap_or_default();
-            answers.push(
-                plan_outcome(id, owner, found, before, outcomes).map(|plan| {
-                    push_outcome_writes(&mut writes, id, &plan, now);
-                    plan.report
-                }),
-            );
+            let answer = plan_outcome(id, owner, found, before, outcomes).map(|plan| {
+                push_outcome_writes(&mut writes, id, &plan, now);
+                plan.report
+            });
+            if let Ok(OutcomeReport {
+                disposition: MessageDisposition::Deleted,
+                ..
+            }) = &answer
+                && let Some(file) = files.remove(&id.0)
+            {
+                deleted_files.push(file);
+            }
+            answers.push(answer);
         }
         writes.run(&mut tx).await.map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
+        // The files of deleted messages, unless another message has the same body. Best
+        // effort: the next open collects what is left.
+        if !deleted_files.is_empty()
+            && let Err(e) = self.collect_bodies(Some(deleted_files)).await
+        {
+            tracing::warn!(error = %e, "cannot remove the body files of deleted messages; the next open will");
+        }
         Ok(answers)
     }
 
@@ -1288,6 +1463,19 @@ impl Store for SqliteStore {
         for d in &batch {
             validate_recipients(&d.message.recipients)?;
         }
+        // Large bodies to their files first, written and fsynced before the write lock is taken;
+        // published under it, below.
+        let mut batch = batch;
+        let sizes: Vec<u64> = batch.iter().map(|d| d.body.len() as u64).collect();
+        let mut files: Vec<Option<PendingBody>> = Vec::with_capacity(batch.len());
+        for d in &mut batch {
+            if d.body.len() >= FILE_BODY_AT {
+                files.push(Some(self.bodies.write(&d.body, tokio::io::empty()).await?));
+                d.body = Vec::new();
+            } else {
+                files.push(None);
+            }
+        }
         // No staging here (unlike `add_inbound`): the bodies are already in memory, so the write
         // lock is held only for these few statements, never while a sender is slow. Not fsynced
         // either: the transport calls `sync` before it acts on the server.
@@ -1316,7 +1504,7 @@ impl Store for SqliteStore {
                 "INSERT INTO messages (folder, staged_at, message_class, subject, sender_name, \
                  sender_address, envelope_from, internet_message_id, message_flags, \
                  client_submit_time, delivery_time, priority, transport, server_id, \
-                 ndr_reason_code, ndr_diag_code, message_size, body_chunks) ",
+                 ndr_reason_code, ndr_diag_code, message_size, body_chunks, body_file) ",
             );
             q.push_values(rows, |mut b, &i| {
                 let d = &batch[i];
@@ -1337,8 +1525,9 @@ impl Store for SqliteStore {
                     .push_bind(d.server_id.clone())
                     .push_bind(m.ndr_reason_code.map(i64::from))
                     .push_bind(m.ndr_diag_code.map(i64::from))
-                    .push_bind(size_i64(d.body.len() as u64))
-                    .push_bind(chunk_count(d.body.len()));
+                    .push_bind(size_i64(sizes[i]))
+                    .push_bind(i64::from(chunk_count(sizes[i])))
+                    .push_bind(files[i].as_ref().map(|f| f.name.clone()));
             });
             // RETURNING gives no order: match the ids back by server id (unique in `new`).
             q.push(" RETURNING id, server_id");
@@ -1430,7 +1619,28 @@ impl Store for SqliteStore {
                 .await
                 .map_err(self.db(what))?;
         }
-        tx.commit().await.map_err(self.db(what))?;
+        let mut is_new = vec![false; files.len()];
+        for &i in &new {
+            is_new[i] = true;
+        }
+        let mut to_publish: Vec<&mut PendingBody> = Vec::new();
+        for (file, new) in files.iter_mut().zip(is_new) {
+            if let Some(file) = file.as_mut().filter(|_| new) {
+                to_publish.push(file);
+            }
+        }
+        let published = self.publish_files(to_publish).await;
+        let committed = match published {
+            Ok(()) => tx.commit().await.map_err(self.db(what)),
+            Err(e) => {
+                drop(tx);
+                Err(e)
+            }
+        };
+        if let Err(e) = committed {
+            self.forget_files(files.iter().flatten()).await;
+            return Err(e);
+        }
         for i in new {
             stored[i] = true;
         }
@@ -1506,12 +1716,51 @@ impl Store for SqliteStore {
     }
 
     async fn body_chunk(&self, id: MessageId, seq: u32) -> MapiResult<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT data FROM body_chunks WHERE message_id = ? AND seq = ?")
-            .bind(id.0)
-            .bind(i64::from(seq))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db("reading a message body"))
+        let what = "reading a message body";
+        // One query for both homes of a body: the file's name, or the chunk's bytes.
+        let row: Option<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT messages.body_file, body_chunks.data FROM messages \
+             LEFT JOIN body_chunks ON body_chunks.message_id = messages.id \
+               AND body_chunks.seq = ?2 \
+             WHERE messages.id = ?1",
+        )
+        .bind(id.0)
+        .bind(i64::from(seq))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.db(what))?;
+        match row {
+            None | Some((None, None)) => Ok(None),
+            Some((None, Some(data))) => Ok(Some(data)),
+            Some((Some(name), _)) => match self.bodies.read_chunk(&name, seq).await {
+                Ok(chunk) => Ok(chunk),
+                // Deleted (and collected) since the query: the message is gone, as a deleted
+                // message's chunk is.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let still: Option<i64> =
+                        sqlx::query_scalar("SELECT 1 FROM messages WHERE id = ? AND body_file = ?")
+                            .bind(id.0)
+                            .bind(&name)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(self.db(what))?;
+                    if still.is_some() {
+                        Err(MapiError::corrupt_store(format!(
+                            "message {id}'s body file {} is missing",
+                            self.bodies.dir().join(&name).display()
+                        )))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                Err(source) => Err(StoreError::Io {
+                    what: format!("reading the body file {name} of message {id}"),
+                    path: self.bodies.dir().to_path_buf(),
+                    source,
+                }
+                .into()),
+            },
+        }
     }
 
     async fn body_chunk_count(&self, id: MessageId) -> MapiResult<u32> {
