@@ -208,3 +208,107 @@ fn the_password_may_sit_in_the_url_and_never_shows() {
     );
     assert!(!said.contains("not-the-password"), "{said}");
 }
+
+#[test]
+fn submit_while_the_database_is_down_fails_cleanly_and_sendmail_says_try_later() {
+    let pg = Postgres::start();
+    let sandbox = Sandbox::new();
+    let profile = write_pg_profile(&sandbox, "me", &pg.url(), 9);
+    // The schema is made while the server is up; then the server goes away.
+    run_ok(&sandbox, &profile, &["queue"]);
+    pg.stop();
+
+    let out = submit(&sandbox, &profile, &message("while down"));
+    let said = all_output(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "submit: the store is unavailable:\n{said}"
+    );
+    assert!(
+        said.contains(&format!("postgres://mapispool@127.0.0.1:{}/mail", pg.port)),
+        "names the database:\n{said}"
+    );
+    assert!(
+        said.contains("PostgreSQL running"),
+        "says what to check:\n{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+
+    std::os::unix::fs::symlink(common::sandbox::BIN, sandbox.path("sendmail")).expect("symlink");
+    let mut sendmail = sandbox.command(sandbox.path("sendmail"));
+    sendmail
+        .env("MAPISPOOL_PROFILE", &profile)
+        .env(PASSWORD_ENV, PASSWORD)
+        .arg("bob@example.net");
+    let out = run_with_stdin(&mut sendmail, message("sendmail while down").as_bytes());
+    let said = all_output(&out);
+    assert_eq!(out.status.code(), Some(75), "EX_TEMPFAIL:\n{said}");
+    assert!(
+        said.contains(&format!("postgres://mapispool@127.0.0.1:{}/mail", pg.port)),
+        "names the database:\n{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+
+    pg.restart();
+    assert_eq!(pg.count("mail", "messages"), 0, "nothing half-written");
+    assert_eq!(pg.count("mail", "recipients"), 0, "nothing half-written");
+    assert_eq!(queue_len(&sandbox, &profile), 0);
+    // And the store works again as soon as the server is back.
+    let out = submit(&sandbox, &profile, &message("after"));
+    assert!(out.status.success(), "submit: {}", all_output(&out));
+    assert_eq!(queue_len(&sandbox, &profile), 1);
+}
+
+#[test]
+fn a_submit_cut_off_by_the_database_going_away_leaves_no_message() {
+    use std::io::Write;
+    let pg = Postgres::start();
+    let sandbox = Sandbox::new();
+    let profile = write_pg_profile(&sandbox, "me", &pg.url(), 9);
+    let mut child = cli(&sandbox, &profile)
+        .arg("submit")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("submit starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let line = [b'x'; 998];
+    let head = message("cut off");
+    stdin.write_all(head.as_bytes()).expect("write");
+    // Enough for some chunks to be written as the staging row's.
+    let mut lines = 0;
+    common::daemon::wait_until("the body to start arriving in the database", || {
+        for _ in 0..1024 {
+            stdin.write_all(&line).expect("write");
+            stdin.write_all(b"\r\n").expect("write");
+        }
+        lines += 1024;
+        pg.count("mail", "body_chunks") > 0
+    });
+    pg.stop();
+    // The rest: the submit finds the server gone, whenever it next writes.
+    for _ in 0..4096 {
+        if stdin
+            .write_all(&line)
+            .and_then(|()| stdin.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("submit ends");
+    let said = all_output(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
+    pg.restart();
+    assert_eq!(
+        pg.count("mail", "messages WHERE folder <> 0"),
+        0,
+        "no message became visible"
+    );
+    assert_eq!(queue_len(&sandbox, &profile), 0);
+    assert!(lines > 0);
+}
