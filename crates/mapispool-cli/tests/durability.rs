@@ -218,12 +218,25 @@ fn a_submit_killed_before_its_input_ends_queues_nothing() {
     }
     stdin.flush().expect("flush");
     // ...and the rest never comes: stdin stays open until the process is killed. Killed only
-    // once body chunks are in the store's write-ahead log (the staged part, committed chunk by
-    // chunk as it streams in): the kill lands half-way through the body, not before it.
+    // once a chunk's worth of body is in the store: in its write-ahead log (the staged part,
+    // committed chunk by chunk), or in the body file being written (`<store>-bodies/tmp/`,
+    // where a body of 256 KiB or more goes): the kill lands half-way through the body, not
+    // before it.
     let wal = setup.dir.path().join("alice.db-wal");
+    let tmp = setup.dir.path().join("alice.db-bodies").join("tmp");
+    let stored = || {
+        let in_wal = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let in_file = std::fs::read_dir(&tmp).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        });
+        in_wal.max(in_file)
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < mapispool::store::BODY_CHUNK_SIZE as u64
-    {
+    while stored() < mapispool::store::BODY_CHUNK_SIZE as u64 {
         assert!(
             Instant::now() < deadline,
             "the body never reached the store's log"
