@@ -28,7 +28,8 @@ pub async fn run(cli: &Cli) -> Result<Exit> {
     run_daemon(&path, rx, |socket| {
         if !quiet {
             eprintln!(
-                "mapispool spooler: listening on {}; sending {up}, receiving {down}; stop with Ctrl-C or SIGTERM, reload with SIGHUP",
+                "{}mapispool spooler: listening on {}; sending {up}, receiving {down}; stop with Ctrl-C or SIGTERM, reload with SIGHUP",
+                crate::term::journal_prefix(6),
                 socket.display()
             );
         }

@@ -68,6 +68,9 @@ struct Attempted {
     index: usize,
     message: LeasedMessage,
     results: Result<Vec<(u32, RecipientResult)>, TransportError>,
+    /// The server's reply to the message's data (`250 2.0.0 Ok: queued as …`), for the mail
+    /// log's `sent` lines; empty when there is none.
+    reply: String,
 }
 
 #[derive(Default)]
@@ -1022,10 +1025,15 @@ impl<S: Store + 'static> Spooler<S> {
             }
             // The recorder outlives every worker, so the send cannot fail; if it ever did, the
             // message would stay leased until its lease expires and be tried again.
+            let reply = match (&results, &outbound) {
+                (Ok(_), Some(o)) => o.last_reply().unwrap_or_default(),
+                _ => String::new(),
+            };
             let _ = sent.send(Attempted {
                 index,
                 message,
                 results,
+                reply,
             });
         }
         if worker == 0 {
@@ -1231,7 +1239,7 @@ impl<S: Store + 'static> Spooler<S> {
                 .await;
             if let Err(e) = &a.results {
                 let report = untried_report(&a.message, e);
-                self.log_outcomes(&a.message, &report);
+                self.log_outcomes(&a.message, &report, "");
                 reports.push((position, report));
             }
         }
@@ -1274,7 +1282,7 @@ impl<S: Store + 'static> Spooler<S> {
         let mut reports = Vec::with_capacity(batch.len());
         for ((a, outcomes), recorded) in batch.iter().zip(&outcomes).zip(recorded) {
             let report = self.report_of(&a.message, outcomes, recorded).await;
-            self.log_outcomes(&a.message, &report);
+            self.log_outcomes(&a.message, &report, &a.reply);
             reports.push(report);
         }
         reports
@@ -1283,8 +1291,9 @@ impl<S: Store + 'static> Spooler<S> {
     /// The mail log, as Postfix's: one INFO line per recipient outcome (target
     /// `mapispool::mail`), with the queue id (the entry ID), the envelope sender, the
     /// recipient, the transport, the relay, the delay since submission in seconds, the DSN
-    /// code, `status=sent|deferred|bounced`, and the server's reply. No credential is in any.
-    fn log_outcomes(&self, message: &LeasedMessage, report: &MessageReport) {
+    /// code, `status=sent|deferred|bounced`, and the server's reply (for `sent`, `accepted`:
+    /// its answer to the message's data). No credential is in any.
+    fn log_outcomes(&self, message: &LeasedMessage, report: &MessageReport, accepted: &str) {
         let m = &message.message;
         let transport = m.transport.as_deref().unwrap_or_default();
         let relay = self
@@ -1301,7 +1310,7 @@ impl<S: Store + 'static> Spooler<S> {
             .unwrap_or_default();
         for r in &report.recipients {
             let (to, status, reply) = match r {
-                RecipientReport::Delivered { address } => (address, "sent", ""),
+                RecipientReport::Delivered { address } => (address, "sent", accepted),
                 RecipientReport::Deferred { address, error } => {
                     (address, "deferred", error.as_str())
                 }

@@ -437,6 +437,15 @@ impl Outbound {
             Outbound::Smtp(t) => t.close().await,
         }
     }
+
+    /// What the receiving side said of the last message it took, in its own words, for the
+    /// mail log: an SMTP server's reply to the final `.`; the post office's delivery.
+    pub fn last_reply(&self) -> Option<String> {
+        match self {
+            Outbound::Dir(_) => Some("delivered to the post office".to_string()),
+            Outbound::Smtp(t) => t.last_reply().map(str::to_string),
+        }
+    }
 }
 
 /// A transport's inbound side, whichever kind the profile names.
