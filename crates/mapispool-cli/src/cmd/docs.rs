@@ -230,7 +230,7 @@ pub(crate) const KEYS: &[Key] = &[
     key(
         "transport.connect_command",
         "command",
-        "A shell command run before each flush connects (e.g. \"vpn up\").",
+        "A shell command run once per flush, before it first connects (e.g. \"vpn up\").",
     ),
     key(
         "transport.connect_command",
