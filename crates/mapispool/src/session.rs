@@ -438,16 +438,20 @@ impl Session {
     pub async fn folder_table(&self, folder: Folder) -> MapiResult<Table> {
         match &self.backend {
             Backend::Local(s) => table_of(
-                s.store()
-                    .messages(folder)
+                crate::store::folder_rows(s.store(), folder)
                     .await?
-                    .iter()
-                    .map(MessageRecord::to_row),
+                    .into_iter(),
             ),
             Backend::Remote { client, .. } => {
                 table_of(client.folder_rows(folder_name(folder)).await?.into_iter())
             }
         }
+    }
+
+    /// A folder's contents table rows, with the recipients' names
+    /// ([`crate::store::folder_rows`]; in-process spooler only).
+    pub async fn folder_rows(&self, folder: Folder) -> MapiResult<Vec<Row>> {
+        crate::store::folder_rows(self.local("a folder's rows")?.store(), folder).await
     }
 
     /// A folder's messages as records (in-process spooler only).

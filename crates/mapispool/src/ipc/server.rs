@@ -464,10 +464,10 @@ async fn folder(
         .ok_or_else(|| MapiError::not_found(format!("there is no folder \"{name}\"")))?;
     let session = current(&state).await;
     let rows = session
-        .messages(folder)
+        .folder_rows(folder)
         .await?
         .iter()
-        .map(|m| row_to_wire(&m.to_row()))
+        .map(row_to_wire)
         .collect();
     Ok(Json(Rows { rows }))
 }
