@@ -6,6 +6,7 @@ mod out;
 mod cli;
 mod cmd;
 mod exit;
+mod ids;
 mod render;
 mod term;
 mod when;
