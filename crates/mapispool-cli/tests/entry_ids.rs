@@ -110,3 +110,45 @@ fn sent_items_show_display_to_and_scheduled_messages_their_next_attempt() {
         .unwrap_or_else(|| panic!("no next attempt: {row}"));
     assert!(next.starts_with("2099-01-01T08:00:00"), "{row}");
 }
+
+/// An aborted message can be resubmitted (and then goes) or deleted (to Deleted Items), by the
+/// CLI in-process and through the daemon (issue 19.8).
+#[test]
+fn an_aborted_message_can_be_resubmitted_or_deleted() {
+    let env = Env::new();
+    env.open_peer_mailbox();
+    for through_daemon in [false, true] {
+        let daemon = through_daemon.then(|| env.sandbox.start_daemon(&env.me()));
+        let kept = env.submit(&letter("kept"), &[]);
+        let dropped = env.submit(&letter("dropped"), &[]);
+        for id in [&kept, &dropped] {
+            env.me_cmd(&["abort", "--quiet", id]).assert().success();
+        }
+        // Queued messages cannot be deleted, nor aborted ones resubmitted twice.
+        let (out, _) = run(env.me_cmd(&["resubmit", &kept]), 0);
+        assert!(out.contains("queued again"), "{out}");
+        let (_, err) = run(env.me_cmd(&["resubmit", &kept]), 2);
+        assert!(err.contains("still in the outgoing queue"), "{err}");
+        let (_, err) = run(env.me_cmd(&["delete", &kept]), 2);
+        assert!(err.contains("abort"), "{err}");
+
+        let deleted = json(env.me_cmd(&["delete", "--json", &dropped]), 0);
+        assert_eq!(deleted["deleted"], true);
+        let trash = json(
+            env.me_cmd(&["messages", "--folder", "deleted", "--json"]),
+            0,
+        );
+        assert!(column(&trash, "PR_ENTRYID").contains(&dropped), "{trash}");
+        let queue = json(env.me_cmd(&["queue", "--json"]), 0);
+        assert_eq!(column(&queue, "PR_ENTRYID"), std::slice::from_ref(&kept));
+
+        let before = env.sandbox.delivered("peer@home.test");
+        env.me_cmd(&["flush", "--quiet", "--upload"])
+            .assert()
+            .code(predicates::ord::lt(2));
+        assert_eq!(env.sandbox.delivered("peer@home.test"), before + 1);
+        if let Some(daemon) = daemon {
+            daemon.stop();
+        }
+    }
+}

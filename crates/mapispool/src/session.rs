@@ -434,6 +434,33 @@ impl Session {
         }
     }
 
+    /// Queues again a message taken out of the queue by [`Session::abort_submit`]
+    /// ([`crate::store::Store::resubmit`]): it goes at the next flush or schedule; recipients
+    /// already delivered are not sent it again.
+    pub async fn resubmit(&self, id: &EntryId) -> MapiResult<()> {
+        match &self.backend {
+            Backend::Local(s) => {
+                s.store().resubmit(MessageId::from_entry_id(id)?).await?;
+                s.refresh_queue_counts().await;
+                Ok(())
+            }
+            Backend::Remote { client, .. } => client.resubmit(id).await,
+        }
+    }
+
+    /// Moves a message that is not queued (received, sent, or taken out of the queue) to
+    /// Deleted Items ([`crate::store::Store::delete_message`]).
+    pub async fn delete_message(&self, id: &EntryId) -> MapiResult<()> {
+        match &self.backend {
+            Backend::Local(s) => {
+                s.store()
+                    .delete_message(MessageId::from_entry_id(id)?)
+                    .await
+            }
+            Backend::Remote { client, .. } => client.delete_message(id).await,
+        }
+    }
+
     /// A folder's messages as a table.
     pub async fn folder_table(&self, folder: Folder) -> MapiResult<Table> {
         match &self.backend {

@@ -72,6 +72,33 @@ pub async fn abort(session: &Session, args: &AbortArgs, quiet: bool) -> Result<E
     Ok(Exit::Done)
 }
 
+/// Queues again a message `abort` took out of the queue.
+pub async fn resubmit(session: &Session, args: &AbortArgs, quiet: bool) -> Result<Exit> {
+    let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;
+    session.resubmit(&id).await?;
+    if args.json {
+        outln!(
+            "{}",
+            json!({ "entry_id": id.to_string(), "resubmitted": true })
+        );
+    } else if !quiet {
+        outln!("{id}: queued again (it goes at the next flush or schedule)");
+    }
+    Ok(Exit::Done)
+}
+
+/// Moves a message that is not queued to Deleted Items.
+pub async fn delete(session: &Session, args: &AbortArgs, quiet: bool) -> Result<Exit> {
+    let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;
+    session.delete_message(&id).await?;
+    if args.json {
+        outln!("{}", json!({ "entry_id": id.to_string(), "deleted": true }));
+    } else if !quiet {
+        outln!("{id}: moved to Deleted Items");
+    }
+    Ok(Exit::Done)
+}
+
 /// Prints a message's raw text.
 pub async fn show(session: &Session, args: &ShowArgs) -> Result<Exit> {
     let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;

@@ -416,6 +416,26 @@ impl Client {
         Ok(rows_from(&rows))
     }
 
+    pub async fn resubmit(&self, id: &EntryId) -> MapiResult<()> {
+        let request = AbortRequest {
+            entry_id: id.to_string(),
+        };
+        let _: Value = self
+            .call(Method::POST, "/v1/resubmit", Some(&request))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_message(&self, id: &EntryId) -> MapiResult<()> {
+        let request = AbortRequest {
+            entry_id: id.to_string(),
+        };
+        let _: Value = self
+            .call(Method::POST, "/v1/delete", Some(&request))
+            .await?;
+        Ok(())
+    }
+
     pub async fn abort(&self, id: &EntryId) -> MapiResult<()> {
         let request = AbortRequest {
             entry_id: id.to_string(),

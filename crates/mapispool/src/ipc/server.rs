@@ -22,7 +22,8 @@
 //!   `{"results": [...]}`, one `/v1/submit` answer or `{"error": ...}` per message in order,
 //!   once every accepted one is durable (they share commits, so a batch costs about one fsync)
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
-//!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
+//!   `GET /v1/folders/{name}` — rows; `POST /v1/abort`, `/v1/resubmit`, `/v1/delete`
+//!   `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
 //! - `GET  /metrics` — the spooler's metrics in the Prometheus text format
 //!
@@ -179,6 +180,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/queue", get(queue))
         .route("/v1/queue/recipients", get(queue_recipients))
         .route("/v1/abort", post(abort))
+        .route("/v1/resubmit", post(resubmit))
+        .route("/v1/delete", post(delete))
         .route("/v1/folders/{name}", get(folder))
         .route("/v1/messages/{entry_id}", get(message))
         .route("/metrics", get(metrics))
@@ -442,9 +445,28 @@ async fn queue_recipients(State(state): State<Shared>) -> ApiResult<Json<Rows>> 
     Ok(Json(Rows { rows }))
 }
 
+/// The body of `POST /v1/abort`, `/v1/resubmit` and `/v1/delete`: one message.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct AbortRequest {
     pub entry_id: String,
+}
+
+async fn resubmit(
+    State(state): State<Shared>,
+    Json(req): Json<AbortRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = current(&state).await;
+    session.resubmit(&entry_id(&req.entry_id)?).await?;
+    Ok(Json(json!({ "resubmitted": true })))
+}
+
+async fn delete(
+    State(state): State<Shared>,
+    Json(req): Json<AbortRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = current(&state).await;
+    session.delete_message(&entry_id(&req.entry_id)?).await?;
+    Ok(Json(json!({ "deleted": true })))
 }
 
 async fn abort(

@@ -877,6 +877,18 @@ pub trait Store: Send + Sync {
     /// queued, e.g. already sent), `MAPI_E_UNABLE_TO_ABORT` (a spooler holds a live lease on it).
     fn abort_submit(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
 
+    /// Queues again a message taken out of the queue ([`Store::abort_submit`]): it is back in
+    /// the queue, due now, with `MSGFLAG_SUBMIT` and `PR_CLIENT_SUBMIT_TIME` now; recipients
+    /// already delivered or failed stay so (nobody gets it twice). Errors:
+    /// `MAPI_E_NOT_FOUND` (no such message), `MAPI_E_INVALID_PARAMETER` (still queued, not in
+    /// the Outbox, or no recipient left to send to).
+    fn resubmit(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Moves a message that is not queued to Deleted Items. Errors: `MAPI_E_NOT_FOUND`;
+    /// `MAPI_E_INVALID_PARAMETER` for a queued message (abort it first) or one already in
+    /// Deleted Items.
+    fn delete_message(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
+
     /// Stores a message a transport received, in the Inbox (durable after [`Store::sync`]). If `(transport,
     /// server_id)` was stored before (even if since deleted) nothing is stored and `None` is
     /// returned, so the transport can go on to delete or flag it on the server.
