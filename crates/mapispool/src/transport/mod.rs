@@ -145,6 +145,17 @@ pub enum RecipientResult {
     },
 }
 
+/// The refusal to log in over a connection without TLS when the transport does not say
+/// `allow_plaintext_auth = true`: the password (or token) would cross the network in clear.
+pub(crate) fn plaintext_auth_refused(transport: &str, server: &str) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Auth,
+        format!(
+            "transport \"{transport}\": refusing to send its password to {server} over a connection without TLS; set security = \"starttls\" or \"tls\", or allow_plaintext_auth = true for a trusted loopback relay"
+        ),
+    )
+}
+
 /// Why a transport could not do its work at all (as opposed to one recipient failing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportErrorKind {

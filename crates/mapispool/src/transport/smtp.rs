@@ -609,6 +609,13 @@ impl SmtpOutbound {
         }
 
         if let Some(user) = self.config.username.clone() {
+            // The profile refuses this combination when it loads; a configuration built in
+            // code (or a future path past that check) is refused here too, before a password
+            // or token crosses an unencrypted connection.
+            let encrypted = matches!(session.io.get_ref().get_ref(), MailStream::Tls(_));
+            if !encrypted && !self.config.allow_plaintext_auth {
+                return Err(super::plaintext_auth_refused(&self.transport, &server));
+            }
             let secret = self.secret.clone().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Auth, "no password resolved")
             })?;
