@@ -14,6 +14,8 @@
 //! - [`store`]: the durable message store (SQLite): folders, messages, queue, leases.
 //! - [`transport`]: one file per transport kind, each with the same shape
 //!   (connect, send, download, close); per-recipient results.
+//! - `transport_error`: `TransportError`, a whole transport's failure (re-exported by
+//!   [`transport`]); below `transport`, `tls` and `credential`, which all name it.
 //! - [`web`]: the daemon's web listener (`[web]`): the API, a live status page, `/metrics`.
 //! - [`tls`]: rustls (ring) client configs — webpki roots, `ca_file`, insecure_skip_verify.
 //! - [`private`]: mail files 0600 and directories 0700 whatever the umask; looser ones named.
@@ -37,6 +39,7 @@ pub mod status;
 pub mod store;
 pub mod tls;
 pub mod transport;
+mod transport_error;
 pub mod web;
 
 pub use flush::{FlushFlags, FlushReport};
