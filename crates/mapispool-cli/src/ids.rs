@@ -1,15 +1,14 @@
 //! Entry IDs as people type them: the whole hex form, or (as git takes a hash) a unique
-//! prefix of it, case-insensitive. Too short, no match or several matches is bad input (exit
-//! 2) with a message that says which, listing the candidates of an ambiguous prefix.
+//! prefix of it, case-insensitive. Too short, no match or several matches is
+//! `MAPI_E_INVALID_ENTRYID` (exit 2) with a message that says which, listing the candidates of
+//! an ambiguous prefix.
 
 use anyhow::Result;
 use mapi::table::hr_query_all_rows;
 use mapi::tag::PR_ENTRYID;
-use mapi::{EntryId, PropValue};
+use mapi::{EntryId, MapiError, PropValue};
 use mapispool::Session;
 use mapispool::store::Folder;
-
-use crate::exit::BadInput;
 
 /// The fewest hex digits a prefix may have (git's minimum too).
 pub const MIN_PREFIX: usize = 4;
@@ -65,9 +64,9 @@ pub fn resolve(text: &str, known: &[EntryId], what: &str) -> Result<EntryId> {
     let text = text.trim();
     if !is_hex(text) {
         // Not hex: the parser's own words say what an entry ID looks like.
-        return Ok(text
+        return text
             .parse::<EntryId>()
-            .map_err(|e| BadInput(format!("{what}: {}", e.cause)))?);
+            .map_err(|e| MapiError::invalid_entry_id(format!("{what}: {}", e.cause)).into());
     }
     let wanted = text.to_ascii_uppercase();
     let mut matches: Vec<&EntryId> = Vec::new();
@@ -81,7 +80,7 @@ pub fn resolve(text: &str, known: &[EntryId], what: &str) -> Result<EntryId> {
         }
     }
     if text.len() < MIN_PREFIX {
-        return Err(BadInput(format!(
+        return Err(MapiError::invalid_entry_id(format!(
             "{what}: \"{text}\" is too short to stand for an entry ID; give at least {MIN_PREFIX} hex digits of it (more where entry IDs share their start)"
         ))
         .into());
@@ -91,7 +90,7 @@ pub fn resolve(text: &str, known: &[EntryId], what: &str) -> Result<EntryId> {
         [] => match text.parse::<EntryId>() {
             // A whole entry ID nobody here has: the command's own call says what that means.
             Ok(id) => Ok(id),
-            Err(_) => Err(BadInput(format!(
+            Err(_) => Err(MapiError::invalid_entry_id(format!(
                 "{what}: no entry ID starts with {text}; the PR_ENTRYID columns of `mapispool queue`, `mapispool messages` and `mapispool status` list them"
             ))
             .into()),
@@ -105,7 +104,7 @@ pub fn resolve(text: &str, known: &[EntryId], what: &str) -> Result<EntryId> {
             if many.len() > LISTED {
                 list.push(format!("  … and {} more", many.len() - LISTED));
             }
-            Err(BadInput(format!(
+            Err(MapiError::invalid_entry_id(format!(
                 "{what}: {text} is ambiguous: {} entry IDs start with it; give more digits:\n{}",
                 many.len(),
                 list.join("\n")
@@ -139,7 +138,10 @@ mod tests {
         let ambiguous = resolve("00000000", &known, "--message")
             .unwrap_err()
             .to_string();
-        assert!(ambiguous.starts_with("--message: 00000000 is ambiguous: 3 entry IDs"));
+        assert!(
+            ambiguous.contains("--message: 00000000 is ambiguous: 3 entry IDs"),
+            "{ambiguous}"
+        );
         assert!(ambiguous.contains(&format!("  {b}")), "{ambiguous}");
         let short = resolve("000", &known, "x").unwrap_err().to_string();
         assert!(short.contains("too short"), "{short}");
