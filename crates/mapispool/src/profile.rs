@@ -782,3 +782,14 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 fn home_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf())
 }
+
+/// The SQLite file of `profile`'s store. Errors: `MAPI_E_NO_SUPPORT` for a store URL, which
+/// this build cannot open.
+pub(crate) fn sqlite_path(profile: &Profile) -> MapiResult<std::path::PathBuf> {
+    match &profile.store {
+        StoreConfig::Path(p) => Ok(p.clone()),
+        StoreConfig::Url(url) => Err(MapiError::no_support(format!(
+            "store url {url:?}: this build stores in SQLite only; set [store] path instead"
+        ))),
+    }
+}

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use mapispool::Profile;
-use mapispool::ipc::server::{Control, run_daemon};
+use mapispool::daemon::{Control, run_daemon};
 use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 

@@ -1,4 +1,7 @@
-//! The daemon: one spooler for a profile, its schedules, and the local API clients use.
+//! The daemon: one spooler for a profile, its schedules, and the local API clients use. It
+//! serves an in-process [`Session`] over the socket [`crate::ipc`] names, speaking the messages
+//! of `ipc::api`; `limits.rs` bounds what one client may cost it (a connection cap, an idle
+//! limit). Above `session` and `ipc`, which never import it.
 //!
 //! Routes (all JSON unless said; errors are `{"code", "name", "cause"}` with an HTTP status):
 //! - `GET  /v1/hello` — API version, profile, pid
@@ -7,7 +10,7 @@
 //!   [`HEARTBEAT`] when nothing changes. A subscriber that falls [`EVENT_BUFFER`] changes
 //!   behind (it stopped reading) is dropped as `tokio::sync::broadcast` drops a lagging
 //!   receiver: its stream gets `{"lagged":true}` and ends, and the client subscribes again and
-//!   reads the table afresh ([`super::client`] does). The daemon never holds more than that
+//!   reads the table afresh ([`crate::ipc::client`] does). The daemon never holds more than that
 //!   per subscriber.
 //! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`; the
 //!   flush runs as its own task (`Spooler::start_flush`), so a client that hangs up mid-flush
@@ -18,7 +21,7 @@
 //! - `POST /v1/submit` — the raw message as the body, the envelope as a JSON header
 //!   `x-mapispool-submission`; answers when the message is durable
 //! - `POST /v1/submit-batch` — several messages in one body, each framed by
-//!   [`encode_batch_frame`](super::wire::encode_batch_frame) with its own envelope; answers
+//!   [`encode_batch_frame`](crate::ipc::wire::encode_batch_frame) with its own envelope; answers
 //!   `{"results": [...]}`, one `/v1/submit` answer or `{"error": ...}` per message in order,
 //!   once every accepted one is durable (they share commits, so a batch costs about one fsync)
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
@@ -29,6 +32,9 @@
 //!
 //! Connections: at most [`limits::MAX_CONNECTIONS`] at once (more wait to be accepted), and one
 //! with no request in progress and no traffic for [`limits::IDLE_TIMEOUT`] is closed.
+
+mod limits;
+pub mod web;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -46,20 +52,25 @@ use axum::routing::{get, post};
 use axum::serve::IncomingStream;
 use futures_util::TryStreamExt;
 use mapi::{EntryId, MapiCode, MapiError, MapiResult};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::{RwLock, mpsc, watch};
 
-use super::limits::{self, ConnState, LimitedListener};
-use super::wire::{WireError, WireRow, decode_batch, row_from_wire, row_to_wire};
-use super::{
+use crate::ipc::api::{
+    AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
+    SUBMISSION_HEADER, ValidateRequest,
+};
+use crate::ipc::wire::{WireError, decode_batch, row_to_wire};
+use crate::ipc::{
     API_VERSION, DaemonLock, canonical_store, create_private_dir, current_uid, socket_path,
 };
+use limits::{ConnState, LimitedListener};
+
 use crate::flush::{FlushFlags, FlushReport};
 use crate::profile::Profile;
-use crate::session::{Session, Submission};
+use crate::session::Session;
 use crate::store::Folder;
+use crate::submission::Submission;
 
 /// What the process running the daemon tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,23 +210,11 @@ async fn hello(State(state): State<Shared>) -> Json<Value> {
     }))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Rows {
-    pub rows: Vec<WireRow>,
-}
-
 async fn status(State(state): State<Shared>) -> Json<Rows> {
     let session = current(&state).await;
     Json(Rows {
         rows: session.board().rows().iter().map(row_to_wire).collect(),
     })
-}
-
-/// One status-row change on the events stream.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Event {
-    pub event: u32,
-    pub row: WireRow,
 }
 
 async fn events(State(state): State<Shared>) -> Response {
@@ -272,13 +271,6 @@ async fn events(State(state): State<Shared>) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FlushRequest {
-    pub on: String,
-    pub target: Option<String>,
-    pub flags: u32,
-}
-
 fn entry_id(text: &str) -> MapiResult<EntryId> {
     text.parse::<EntryId>()
 }
@@ -297,12 +289,6 @@ async fn flush(
     ))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FlushMessageRequest {
-    pub entry_id: String,
-    pub flags: u32,
-}
-
 async fn flush_message(
     State(state): State<Shared>,
     Json(req): Json<FlushMessageRequest>,
@@ -313,12 +299,6 @@ async fn flush_message(
             .flush_message(&entry_id(&req.entry_id)?, FlushFlags(req.flags))
             .await?,
     ))
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FlushGroupRequest {
-    pub group: String,
-    pub flags: u32,
 }
 
 async fn flush_group(
@@ -333,12 +313,6 @@ async fn flush_group(
     ))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct ValidateRequest {
-    pub on: String,
-    pub flags: u32,
-}
-
 async fn validate(
     State(state): State<Shared>,
     Json(req): Json<ValidateRequest>,
@@ -350,9 +324,6 @@ async fn validate(
         .await?;
     Ok(Json(json!({ "ok": true, "checks": checks })))
 }
-
-/// The header that carries a submission's envelope.
-pub(crate) const SUBMISSION_HEADER: &str = "x-mapispool-submission";
 
 async fn submit(
     State(state): State<Shared>,
@@ -413,7 +384,7 @@ async fn submit_batch(State(state): State<Shared>, body: Body) -> ApiResult<Json
     Ok(Json(json!({ "results": results })))
 }
 
-fn submitted_json(record: &crate::session::Submitted) -> Value {
+fn submitted_json(record: &crate::submission::Submitted) -> Value {
     json!({
         "entry_id": record.entry_id().to_string(),
         "subject": record.subject,
@@ -443,12 +414,6 @@ async fn queue_recipients(State(state): State<Shared>) -> ApiResult<Json<Rows>> 
         .map(|r| row_to_wire(&r))
         .collect();
     Ok(Json(Rows { rows }))
-}
-
-/// The body of `POST /v1/abort`, `/v1/resubmit` and `/v1/delete`: one message.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct AbortRequest {
-    pub entry_id: String,
 }
 
 async fn resubmit(
@@ -536,7 +501,7 @@ pub async fn run_daemon(
     let profile_path =
         std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
     let profile = load(&profile_path).await?;
-    let store = crate::session::sqlite_path(&profile)?;
+    let store = crate::profile::sqlite_path(&profile)?;
     let socket = socket_path(&store);
     if let Some(dir) = socket.parent() {
         create_private_dir(dir)?;
@@ -544,7 +509,7 @@ pub async fn run_daemon(
     let _lock = DaemonLock::acquire(&store, &socket).await?;
     // Bound before the spooler starts: a web listener that cannot start stops the daemon.
     let web = match &profile.web {
-        Some(config) => Some(crate::web::Listener::bind(config).await?),
+        Some(config) => Some(web::Listener::bind(config).await?),
         None => None,
     };
     let session = Session::logon_local(profile).await?;
@@ -630,7 +595,7 @@ pub async fn run_daemon(
 }
 
 fn same_store(profile: &Profile, store: &Path) -> bool {
-    crate::session::sqlite_path(profile)
+    crate::profile::sqlite_path(profile)
         .is_ok_and(|new| canonical_store(&new) == canonical_store(store))
 }
 
@@ -642,8 +607,4 @@ async fn load(path: &Path) -> MapiResult<Profile> {
         .await
         .map_err(|e| MapiError::call_failed(format!("reading the profile stopped: {e}")))?
         .map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
-}
-
-pub(crate) fn rows_from(rows: &Rows) -> Vec<mapi::Row> {
-    rows.rows.iter().map(row_from_wire).collect()
 }

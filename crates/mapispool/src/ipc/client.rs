@@ -19,15 +19,15 @@ use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::net::UnixStream;
 
-use super::server::{
+use super::api::{
     AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
     SUBMISSION_HEADER, ValidateRequest, rows_from,
 };
 use super::wire::{WireError, encode_batch_frame, row_from_wire};
 use super::{API_VERSION, DaemonState, current_uid, daemon_state};
 use crate::flush::{FlushFlags, FlushReport};
-use crate::session::Submission;
 use crate::status::StatusBoard;
+use crate::submission::Submission;
 
 type ReqBody = BoxBody<Bytes, std::io::Error>;
 
