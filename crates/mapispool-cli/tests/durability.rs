@@ -218,15 +218,26 @@ fn a_submit_killed_before_its_input_ends_queues_nothing() {
     }
     stdin.flush().expect("flush");
     // ...and the rest never comes: stdin stays open until the process is killed. Killed only
-    // once body chunks are in the store's write-ahead log (the staged part, committed chunk by
-    // chunk as it streams in): the kill lands half-way through the body, not before it.
+    // once a body chunk's worth is staged (in the store's write-ahead log, committed chunk by
+    // chunk as it streams in, or, for a body this large, in the body file being written under
+    // `<store>-bodies/tmp/`): the kill lands half-way through the body, not before it.
     let wal = setup.dir.path().join("alice.db-wal");
+    let tmp = setup.dir.path().join("alice.db-bodies").join("tmp");
+    let staged = || {
+        let in_files: u64 = std::fs::read_dir(&tmp)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        std::fs::metadata(&wal).map_or(0, |m| m.len()).max(in_files)
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < mapispool::store::BODY_CHUNK_SIZE as u64
-    {
+    while staged() < mapispool::store::BODY_CHUNK_SIZE as u64 {
         assert!(
             Instant::now() < deadline,
-            "the body never reached the store's log"
+            "the body never reached the store (its log or a body file)"
         );
         assert!(
             submit.try_wait().expect("wait").is_none(),
