@@ -9,7 +9,8 @@
 //! - [`session`]: logon, the status table, status objects, submit, the outgoing queue.
 //! - [`submission`]: what a submission is (the envelope given, what `submit` answers), shared
 //!   by the session and both ends of the local API.
-//! - [`status`]: status rows and entry IDs, the live status table, `IMAPIStatus` objects.
+//! - [`status`]: status rows and entry IDs, the live status table (its `IMAPIStatus`
+//!   objects belong to the session).
 //! - [`ipc`]: the local API (Unix socket): where the daemon listens, its lock beside the store,
 //!   the messages both ends speak, and the client a session uses when a daemon runs.
 //! - [`daemon`]: the spooler daemon: serves the local API (and `[web]`) from an in-process
@@ -52,5 +53,5 @@ mod transport_error;
 pub use daemon::web;
 pub use flush::{FlushFlags, FlushReport};
 pub use profile::Profile;
+pub use session::Status;
 pub use session::{Session, Submission, SubmitSession, Submitted};
-pub use status::Status;

@@ -6,6 +6,10 @@
 //! as MAPI starts the spooler on the first logon. The same calls give the same results and the
 //! same MAPI errors either way.
 
+mod status;
+
+pub use status::Status;
+
 use std::sync::Arc;
 
 use mapi::table::{Table, TableData};
@@ -20,7 +24,7 @@ use crate::message::{
 use crate::outgoing::{self, Author, check_field};
 use crate::profile::Profile;
 use crate::spooler::Spooler;
-use crate::status::{Status, StatusBoard, StatusKind};
+use crate::status::{StatusBoard, StatusKind};
 use crate::store::{Folder, MessageId, MessageRecord, NewMessage, QueueEntry, SqliteStore, Store};
 pub use crate::submission::{Submission, Submitted, dsn_request};
 
