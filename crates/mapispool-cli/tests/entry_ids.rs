@@ -109,6 +109,21 @@ fn sent_items_show_display_to_and_scheduled_messages_their_next_attempt() {
         .as_str()
         .unwrap_or_else(|| panic!("no next attempt: {row}"));
     assert!(next.starts_with("2099-01-01T08:00:00"), "{row}");
+    // Per recipient too.
+    let recipients = json(env.me_cmd(&["queue", "--recipients", "--json"]), 0);
+    let row = recipients["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["PR_SUBJECT"] == "later")
+        .unwrap_or_else(|| panic!("{recipients}"));
+    assert_eq!(row["PR_MSP_QUEUE_STATE"], "scheduled", "{row}");
+    assert!(
+        row["PR_MSP_NEXT_ATTEMPT_TIME"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2099-01-01T08:00:00")),
+        "{row}"
+    );
 }
 
 /// An aborted message can be resubmitted (and then goes) or deleted (to Deleted Items), by the

@@ -605,6 +605,13 @@ impl QueueEntry {
                     RecipientState::Pending => self.state.as_str(),
                 };
                 row.set(PR_MSP_QUEUE_STATE, text(state));
+                // A recipient still to be sent to goes no earlier than its message.
+                if r.state.is_open()
+                    && let Some(next) = self.next_attempt()
+                    && r.retry_at.is_none_or(|at| at < next)
+                {
+                    row.set(PR_MSP_NEXT_ATTEMPT_TIME, PropValue::SysTime(next));
+                }
                 row
             })
             .collect()
