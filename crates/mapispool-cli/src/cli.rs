@@ -59,6 +59,11 @@ pub enum Command {
     Queue(QueueArgs),
     /// Take a message out of the outgoing queue (IMsgStore::AbortSubmit).
     Abort(AbortArgs),
+    /// Queue again a message taken out of the queue by `abort`; recipients already delivered
+    /// are not sent it again.
+    Resubmit(AbortArgs),
+    /// Move a message that is not queued (aborted, sent, received) to Deleted Items.
+    Delete(AbortArgs),
     /// List the messages in a folder.
     Messages(MessagesArgs),
     /// Print one message's raw RFC 5322 text.
@@ -260,7 +265,8 @@ pub struct SubmitArgs {
 
 #[derive(Debug, Args)]
 pub struct AbortArgs {
-    /// The message's entry ID (PR_ENTRYID in `mapispool queue`).
+    /// The message's entry ID (PR_ENTRYID in `mapispool queue` or `messages`), or a unique
+    /// prefix of it.
     pub entry_id: String,
     #[arg(long)]
     pub json: bool,

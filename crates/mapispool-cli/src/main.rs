@@ -6,6 +6,7 @@ mod out;
 mod cli;
 mod cmd;
 mod exit;
+mod ids;
 mod render;
 mod term;
 mod when;
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
-            eprintln!("mapispool: {e:#}");
+            eprintln!("{}mapispool: {e:#}", term::journal_prefix(3));
             ExitCode::from(exit_for(&e) as u8)
         }
     }
@@ -79,7 +80,8 @@ fn runtime(one_shot: bool) -> Option<tokio::runtime::Runtime> {
 /// `-vv` everything, and `RUST_LOG` overrides both. The daemon also logs its mail log
 /// (`mapispool::mail`, one line per recipient outcome and per received message) by default,
 /// as Postfix does. Under systemd (`JOURNAL_STREAM` set) lines carry no timestamp of their
-/// own: the journal adds one.
+/// own (the journal adds one) and start with sd-daemon's `<N>` priority prefix, which journald
+/// reads as the line's priority (sd-daemon(3)): `journalctl -p warning` then works.
 fn init_logging(verbose: u8, daemon: bool, format: cli::LogFormat) {
     let default = match (verbose, daemon) {
         (0, true) => "warn,mapispool::mail=info",
@@ -89,18 +91,47 @@ fn init_logging(verbose: u8, daemon: bool, format: cli::LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let journal = term::journal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match (format, journal) {
         (cli::LogFormat::Json, _) => builder.json().init(),
-        (cli::LogFormat::Text, true) => builder.without_time().with_ansi(false).init(),
-        (cli::LogFormat::Text, false) => builder
-            .with_ansi(
-                std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    && std::env::var_os("NO_COLOR").is_none(),
-            )
+        (cli::LogFormat::Text, true) => builder
+            .with_ansi(false)
+            .event_format(Journald(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_ansi(false),
+            ))
             .init(),
+        (cli::LogFormat::Text, false) => builder.with_ansi(term::stderr_paint().enabled()).init(),
+    }
+}
+
+/// An event format that puts sd-daemon's priority prefix (`<3>` error, `<4>` warning, `<6>`
+/// info, `<7>` debug) before the line the inner format writes.
+struct Journald<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Journald<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
     }
 }

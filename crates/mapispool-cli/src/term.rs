@@ -19,6 +19,22 @@ pub fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
+/// Whether stderr goes to systemd's journal (`JOURNAL_STREAM`, set by systemd for a service's
+/// stdout and stderr): lines then start with sd-daemon(3)'s `<N>` priority prefix.
+pub fn journal() -> bool {
+    std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// sd-daemon(3)'s prefix for a line of priority `level` (3 error, 4 warning, 6 info) when stderr
+/// goes to the journal, else nothing.
+pub fn journal_prefix(level: u8) -> String {
+    if journal() {
+        format!("<{level}>")
+    } else {
+        String::new()
+    }
+}
+
 /// Colour for text written to stdout.
 pub fn stdout_paint() -> Paint {
     Paint(stdout_is_terminal() && !no_color())

@@ -1,9 +1,13 @@
 //! `mapispool spooler`: schedules move mail without anyone flushing, and SIGTERM stops it
 //! cleanly (exit 0).
 
+#[path = "../../mapispool/tests/peers/fake_smtp.rs"]
+mod fake_smtp;
+
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use common::daemon::{DAEMON_DEADLINE, wait_exit, wait_until};
 use common::profile::dir_transport;
@@ -209,4 +213,64 @@ fn the_daemon_logs_each_recipient_outcome_and_each_received_message() {
             assert!(with("received", "alice@localhost").is_some(), "{log}");
         }
     }
+}
+
+/// Under systemd (`JOURNAL_STREAM` set, issue 19.5) every log line starts with sd-daemon's
+/// `<N>` priority prefix and has no timestamp of its own (the journal adds both), and the mail
+/// log's `sent` line carries the server's own reply to the message's data. A scripted SMTP
+/// server, so the reply is known word for word.
+#[test]
+fn under_systemd_lines_carry_a_priority_prefix_no_timestamp_and_the_server_reply() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let server = rt.block_on(fake_smtp::FakeSmtp::start(fake_smtp::Knobs {
+        final_reply: Arc::new(|n| format!("250 2.0.0 Ok: queued as FAKE{n}")),
+        ..fake_smtp::Knobs::default()
+    }));
+    let env = Sandbox::new();
+    let profile = env.write_profile(
+        "journal",
+        &format!(
+            "[spooler]\nupload_interval = \"1h\"\ndownload_interval = \"1h\"\n\n[[transport]]\nname = \"out\"\naddress = \"me@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            server.port
+        ),
+    );
+    let daemon = env.start_daemon_with(&profile, |cmd| {
+        cmd.env("JOURNAL_STREAM", "8:12345");
+    });
+    env.submit(
+        &profile,
+        &[],
+        "From: me@example.com\r\nTo: you@example.org\r\nSubject: journal\r\n\r\nhi\r\n",
+    );
+    let _ = env.run(&profile, &["flush"]);
+    wait_until("the sent line", || daemon.log().contains("status=sent"));
+    let log = daemon.log();
+    daemon.stop();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let rest = ["<3>", "<4>", "<6>", "<7>"]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))
+            .unwrap_or_else(|| panic!("no priority prefix: {line:?}\n{log}"));
+        // The formatter's own timestamp would come first: `2026-12-07T12:00:00.000000Z`.
+        assert!(
+            !rest.trim_start().starts_with(|c: char| c.is_ascii_digit()),
+            "a timestamp of its own: {line:?}"
+        );
+        assert!(
+            !line.contains('\x1b'),
+            "no colour codes for the journal: {line:?}"
+        );
+    }
+    let sent = lines
+        .iter()
+        .find(|l| l.contains("status=sent"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(sent.starts_with("<6>"), "INFO is priority 6: {sent}");
+    assert!(
+        sent.contains("reply=250 2.0.0 Ok: queued as FAKE0") && sent.contains("dsn=2.0.0"),
+        "{sent}"
+    );
+    assert!(sent.contains("relay=127.0.0.1:"), "{sent}");
 }

@@ -249,3 +249,112 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
         assert!(roff.contains(needle), "{needle}");
     }
 }
+
+/// Whether util-linux `script` (a terminal for a command) is here; under CI its absence fails.
+fn have_script() -> bool {
+    if StdCommand::new("script").arg("--version").output().is_ok() {
+        return true;
+    }
+    common::ci::cannot_run("util-linux `script` (a terminal for the command) is not installed");
+    false
+}
+
+/// Removes ANSI escape sequences (CSI `ESC [ ... final`), leaving the text.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `watch` on a terminal 60 columns wide (a pty from `script`, sized with `stty`), until it
+/// has seen `count` changes of flushes run beside it; its whole output, escapes included.
+fn watch_on_a_terminal(env: &Env, no_color: Option<&str>) -> String {
+    let command = format!("stty cols 60 rows 30; exec '{BIN}' watch --count 3");
+    let mut cmd = env.with_profile("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(value) = no_color {
+        cmd.env("NO_COLOR", value);
+    }
+    let mut child = cmd.spawn().expect("script starts");
+    let out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(out), &mut text);
+        text
+    });
+    env.submit("me@home.test", "watched on a terminal");
+    // The watcher's event stream may connect a moment after it starts: flush until it has
+    // seen its changes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        env.cmd(&["flush", "--quiet"])
+            .assert()
+            .code(predicates::ord::lt(2));
+        assert!(Instant::now() < deadline, "watch never saw three changes");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(child.wait().expect("watch").success());
+    reader.join().expect("reader")
+}
+
+/// On a terminal `watch` draws on the alternate screen and gives the screen back on exit (no
+/// screenful per change in the scrollback), fits its lines to the window's width, and colours
+/// unless `NO_COLOR` is set to something (an empty `NO_COLOR` is no request, as no-color.org
+/// says) — as the README says (issue 19.8).
+#[test]
+fn watch_on_a_terminal_uses_the_alternate_screen_fits_the_width_and_honours_no_color() {
+    if !have_script() {
+        return;
+    }
+    let env = Env::new();
+    let daemon = env.start_daemon();
+    for no_color in [None, Some(""), Some("1")] {
+        let raw = watch_on_a_terminal(&env, no_color);
+        let enter = raw.find("\x1b[?1049h").unwrap_or_else(|| panic!("{raw:?}"));
+        let leave = raw
+            .rfind("\x1b[?1049l")
+            .unwrap_or_else(|| panic!("{raw:?}"));
+        assert!(enter < leave, "{raw:?}");
+        assert!(
+            raw[leave..]
+                .trim_start_matches("\x1b[?1049l")
+                .trim()
+                .is_empty(),
+            "nothing after leaving the alternate screen: {raw:?}"
+        );
+        let screen = &raw[enter..leave];
+        let text = strip_ansi(screen);
+        assert!(text.contains("DISPLAY_NAME"), "{text}");
+        assert!(text.contains("home"), "{text}");
+        for line in text.lines() {
+            let line = line.trim_end_matches('\r');
+            assert!(
+                line.chars().count() <= 60,
+                "{} columns on a 60-column terminal: {line:?}",
+                line.chars().count()
+            );
+        }
+        // SGR sequences (`ESC [ ... m`): colour and dim; the cursor and screen ones are others.
+        let coloured = screen.contains("\x1b[2m") || screen.contains("\x1b[1m");
+        match no_color {
+            Some("1") => assert!(!coloured, "colour with NO_COLOR=1: {screen:?}"),
+            _ => assert!(coloured, "no colour with NO_COLOR={no_color:?}: {screen:?}"),
+        }
+    }
+    daemon.stop();
+}

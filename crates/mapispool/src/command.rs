@@ -10,7 +10,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use crate::transport::{TransportError, TransportErrorKind};
+use crate::transport_error::{TransportError, TransportErrorKind};
 
 /// A command of the profile, named for errors and logs.
 pub(crate) struct ProfileCommand<'a> {
@@ -126,7 +126,7 @@ impl Drop for GroupKill {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Whether any process of group `pgid` is left (zombies are gone for good, so they do not
@@ -148,7 +148,7 @@ mod tests {
     }
 
     /// Waits (on the condition, with a generous deadline) until group `pgid` is gone.
-    async fn group_gone(pgid: u32) -> bool {
+    pub(crate) async fn group_gone(pgid: u32) -> bool {
         for _ in 0..200 {
             if !group_alive(pgid) {
                 return true;
@@ -159,7 +159,7 @@ mod tests {
     }
 
     /// The pid the command wrote to `file` (its shell's, which leads its group).
-    async fn leader(file: &std::path::Path) -> u32 {
+    pub(crate) async fn leader(file: &std::path::Path) -> u32 {
         for _ in 0..400 {
             if let Ok(text) = std::fs::read_to_string(file)
                 && let Ok(pid) = text.trim().parse()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::command::ProfileCommand;
 use crate::profile::Credential;
-use crate::transport::{TransportError, TransportErrorKind};
+use crate::transport_error::{TransportError, TransportErrorKind};
 
 /// A password or token. `Debug` and `Display` print `***`, so it cannot leak through `{:?}`.
 #[derive(Clone, PartialEq, Eq)]
@@ -196,6 +196,46 @@ mod tests {
         .expect("resolves");
         assert_eq!(s.expose(), "hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");
+    }
+
+    /// A hung `password_command` whose child started a grandchild that holds the output pipe
+    /// open: waiting for the pipe's end would never return, so the time limit kills the whole
+    /// group, and the error names the setting and the program, not its arguments.
+    #[tokio::test]
+    async fn a_hung_password_command_is_killed_with_its_grandchild_and_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let line = format!(
+            "echo $$ > {}; sh -c 'sleep 1000 & sleep 1000' --token=hunter2",
+            pidfile.display()
+        );
+        let started = std::time::Instant::now();
+        let err = resolve_within(
+            &Credential::Command(line),
+            "work",
+            false,
+            Duration::from_millis(300),
+        )
+        .await
+        .expect_err("it hangs");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the held pipe kept it waiting"
+        );
+        assert_eq!(err.kind, TransportErrorKind::Auth);
+        assert!(
+            err.message.starts_with(
+                "password_command of transport \"work\" (`echo …`) did not finish within 300ms"
+            ),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        let pgid = crate::command::tests::leader(&pidfile).await;
+        assert!(
+            crate::command::tests::group_gone(pgid).await,
+            "the child and grandchild of group {pgid} still run"
+        );
     }
 
     #[tokio::test]

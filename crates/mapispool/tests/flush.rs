@@ -596,3 +596,40 @@ async fn force_tries_every_deferred_message_however_long_the_queue() {
     assert_eq!(world.delivered("bob@localhost"), N);
     assert!(alice.outgoing_queue().await.expect("queue").is_empty());
 }
+
+/// An interactive `connect_command` (a VPN that asks for a one-time code) runs once per flush,
+/// not once for sending and again for receiving (issue 19.8): the person is asked once. A
+/// second flush runs it again.
+#[tokio::test]
+async fn an_interactive_connect_command_runs_once_per_flush_not_per_direction() {
+    let world = World::new();
+    let runs = world.path("connect-command-runs");
+    let vpn = with_connect_command(
+        world.transport("vpn", "alice@localhost"),
+        &format!("echo run >> '{}'", runs.display()),
+        true,
+    );
+    let alice = logon(world.profile("alice", vec![vpn])).await;
+    world.create_mailbox("alice@localhost");
+    // Mail both ways: one to send, and (once sent to herself) one to receive.
+    submit(&alice, "alice@localhost", "both ways").await;
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let report = alice
+        .spooler_status()
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD)
+        .await
+        .expect("flush");
+    assert_eq!(report.transports[0].sent(), 1, "{report:?}");
+    assert_eq!(report.transports[0].received, 1, "{report:?}");
+    assert_eq!(count(), 1, "one flush, both directions, one run");
+    alice
+        .spooler_status()
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::DOWNLOAD)
+        .await
+        .expect("flush");
+    assert_eq!(count(), 2, "the next flush runs it again");
+}

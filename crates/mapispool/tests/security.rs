@@ -294,7 +294,7 @@ password_command = "printf pw"
 }
 
 #[tokio::test]
-async fn no_auth_over_an_unencrypted_connection_unless_security_is_none() {
+async fn no_auth_over_an_unencrypted_connection_unless_plaintext_auth_is_allowed() {
     let knobs = Knobs {
         auth: Some(("alice".into(), "pw".into())),
         ..Knobs::default()
@@ -334,12 +334,148 @@ async fn no_auth_over_an_unencrypted_connection_unless_security_is_none() {
         "{commands:?}"
     );
 
-    // security = "none" is the explicit opt-in: then, and only then, AUTH goes in clear.
+    // security = "none" alone is not enough (issue 19.9, defence in depth: the profile refuses
+    // it at load, and the transport refuses it too for a configuration built in code): the
+    // server offers AUTH without TLS, and no AUTH goes out.
+    let server = FakeSmtp::start(knobs.clone()).await;
+    let e = outbound(&with_login(smtp_config(server.port, Security::None)))
+        .connect()
+        .await
+        .expect_err("no password in clear");
+    assert_eq!(e.kind, TransportErrorKind::Auth, "{}", e.message);
+    assert!(
+        e.message.contains("without TLS") && e.message.contains("allow_plaintext_auth"),
+        "{}",
+        e.message
+    );
+    let commands = server.commands();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("AUTH")),
+        "{commands:?}"
+    );
+
+    // With allow_plaintext_auth = true as well, the explicit opt-in: then, and only then, AUTH
+    // goes in clear.
     let server = FakeSmtp::start(knobs).await;
-    let mut t = outbound(&with_login(smtp_config(server.port, Security::None)));
+    let mut config = with_login(smtp_config(server.port, Security::None));
+    config.allow_plaintext_auth = true;
+    let mut t = outbound(&config);
     t.connect().await.expect("AUTH in clear, as asked");
     t.close().await;
     assert!(server.commands().iter().any(|c| c.starts_with("AUTH")));
+}
+
+/// A line server for one connection: `greeting` first, then for each line it reads (recorded)
+/// the answer `reply` gives (`{tag}` replaced by the line's first word, for IMAP).
+async fn line_server(
+    greeting: &'static str,
+    reply: fn(&str) -> String,
+) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        if write.write_all(greeting.as_bytes()).await.is_err() {
+            return;
+        }
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().expect("log").push(line.clone());
+            let tag = line.split(' ').next().unwrap_or_default().to_string();
+            let answer = reply(&line).replace("{tag}", &tag);
+            if write.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    (port, seen)
+}
+
+/// IMAP and POP3 servers that offer a login without TLS get none from a transport with
+/// `security = "none"` that does not also say `allow_plaintext_auth = true` (issue 19.9).
+#[tokio::test]
+async fn imap_and_pop3_send_no_password_without_tls_unless_allowed() {
+    use mapispool::profile::{AfterDownload, ImapConfig, Pop3Config};
+    use mapispool::transport::imap::ImapInbound;
+    use mapispool::transport::pop3::Pop3Inbound;
+
+    let (port, seen) = line_server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n", |line| {
+        if line.to_ascii_uppercase().contains("CAPABILITY") {
+            "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n".into()
+        } else {
+            "{tag} OK done\r\n".into()
+        }
+    })
+    .await;
+    let imap = ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some("alice".into()),
+        credential: Some(Credential::Command("printf pw".into())),
+        auth: None,
+        folder: "INBOX".into(),
+        after_download: AfterDownload::Seen,
+        idle: false,
+        ca_file: None,
+        insecure_skip_verify: false,
+        allow_plaintext_auth: false,
+    };
+    let e = ImapInbound::new(&imap, "mail", "alice@test", false)
+        .connect()
+        .await
+        .expect_err("no password in clear");
+    assert_eq!(e.kind, TransportErrorKind::Auth, "{}", e.message);
+    assert!(e.message.contains("without TLS"), "{}", e.message);
+    let lines = seen.lock().expect("log").clone();
+    assert!(
+        !lines.iter().any(|l| {
+            let l = l.to_ascii_uppercase();
+            l.contains("LOGIN") || l.contains("AUTHENTICATE") || l.contains("CFC=")
+        }),
+        "{lines:?}"
+    );
+
+    let (port, seen) = line_server("+OK ready\r\n", |line| {
+        if line.eq_ignore_ascii_case("CAPA") {
+            "+OK\r\nUSER\r\nUIDL\r\n.\r\n".into()
+        } else {
+            "+OK\r\n".into()
+        }
+    })
+    .await;
+    let pop3 = Pop3Config {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: Some("alice".into()),
+        credential: Some(Credential::Command("printf pw".into())),
+        apop: false,
+        leave_on_server: false,
+        leave_days: None,
+        ca_file: None,
+        insecure_skip_verify: false,
+        allow_plaintext_auth: false,
+    };
+    let e = Pop3Inbound::new(&pop3, "mail", "alice@test", false)
+        .connect()
+        .await
+        .expect_err("no password in clear");
+    assert_eq!(e.kind, TransportErrorKind::Auth, "{}", e.message);
+    assert!(e.message.contains("without TLS"), "{}", e.message);
+    let lines = seen.lock().expect("log").clone();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_ascii_uppercase().starts_with("USER") || l.starts_with("PASS")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == "CAPA"), "it did talk: {lines:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -100,8 +100,11 @@ The socket directory's parent when neither \fBXDG_RUNTIME_DIR\fR nor \fI/run/use
 .B HOME
 Expands \fI~\fR in profile paths, and locates the XDG defaults.
 .TP
+.B COLUMNS
+The width \fBwatch\fR fits its table to when the terminal does not say.
+.TP
 .B NO_COLOR
-When set, no colour in any output.
+When set and not empty, no colour in any output (progress bars and \fBwatch\fR's table stay).
 .TP
 .B RUST_LOG
 A tracing filter (e.g. \fBmapispool=debug\fR) that overrides \fB\-v\fR.
@@ -255,7 +258,7 @@ pub(crate) const KEYS: &[Key] = &[
     key(
         "transport.connect_command",
         "command",
-        "A shell command run before each flush connects (e.g. \"vpn up\").",
+        "A shell command run once per flush, before it first connects (e.g. \"vpn up\").",
     ),
     key(
         "transport.connect_command",

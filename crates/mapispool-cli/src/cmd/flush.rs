@@ -7,7 +7,7 @@ use mapispool::{FlushFlags, FlushReport, Session};
 
 use crate::cli::FlushArgs;
 use crate::cmd::progress::Bars;
-use crate::exit::{BadInput, Exit};
+use crate::exit::Exit;
 use crate::term::{self, Paint};
 
 /// Flushes every transport through the spooler, or one transport: on its own status object
@@ -35,7 +35,11 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
     }
     let target = match &args.transport {
         None => None,
-        Some(which) => Some(session.transport_status(which)?),
+        Some(which) => Some(session.transport_status(&crate::ids::transport(
+            session,
+            which,
+            "--transport",
+        )?)?),
     };
     // Bars only for a person watching: stderr a terminal, not --quiet or --json, and not when
     // --async hands the work to the daemon and returns at once.
@@ -51,12 +55,7 @@ pub async fn run(session: &Session, args: &FlushArgs, quiet: bool) -> Result<Exi
         None
     };
     let message = match &args.message {
-        Some(text) => Some(text.parse::<mapi::EntryId>().map_err(|e| {
-            BadInput(format!(
-                "--message {text}: {}; take the PR_ENTRYID column of `mapispool queue`",
-                e.cause
-            ))
-        })?),
+        Some(text) => Some(crate::ids::message(session, text, "--message").await?),
         None => None,
     };
     let report = match (&message, &target) {

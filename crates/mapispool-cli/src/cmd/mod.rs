@@ -31,6 +31,8 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Flush(args) => flush::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Submit(args) => submit::run(logon_to_submit(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Resubmit(args) => submit::resubmit(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Delete(args) => submit::delete(&logon(&cli).await?, args, cli.quiet).await,
         Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Offline(args) => {
             validate::switch(&logon(&cli).await?, args, true, cli.quiet).await

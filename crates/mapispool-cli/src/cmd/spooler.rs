@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use mapispool::Profile;
-use mapispool::ipc::server::{Control, run_daemon};
+use mapispool::daemon::{Control, run_daemon};
 use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 
@@ -28,7 +28,8 @@ pub async fn run(cli: &Cli) -> Result<Exit> {
     run_daemon(&path, rx, |socket| {
         if !quiet {
             eprintln!(
-                "mapispool spooler: listening on {}; sending {up}, receiving {down}; stop with Ctrl-C or SIGTERM, reload with SIGHUP",
+                "{}mapispool spooler: listening on {}; sending {up}, receiving {down}; stop with Ctrl-C or SIGTERM, reload with SIGHUP",
+                crate::term::journal_prefix(6),
                 socket.display()
             );
         }

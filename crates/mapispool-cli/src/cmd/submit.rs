@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use mapi::{EntryId, FileTime};
+use mapi::FileTime;
 use mapispool::{Session, Submission, SubmitSession};
 use serde_json::json;
 
@@ -62,7 +62,7 @@ pub async fn run(session: SubmitSession, args: &SubmitArgs, quiet: bool) -> Resu
 
 /// Takes a message out of the queue (`AbortSubmit`).
 pub async fn abort(session: &Session, args: &AbortArgs, quiet: bool) -> Result<Exit> {
-    let id = parse_entry_id(&args.entry_id)?;
+    let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;
     session.abort_submit(&id).await?;
     if args.json {
         outln!("{}", json!({ "entry_id": id.to_string(), "aborted": true }));
@@ -72,16 +72,39 @@ pub async fn abort(session: &Session, args: &AbortArgs, quiet: bool) -> Result<E
     Ok(Exit::Done)
 }
 
+/// Queues again a message `abort` took out of the queue.
+pub async fn resubmit(session: &Session, args: &AbortArgs, quiet: bool) -> Result<Exit> {
+    let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;
+    session.resubmit(&id).await?;
+    if args.json {
+        outln!(
+            "{}",
+            json!({ "entry_id": id.to_string(), "resubmitted": true })
+        );
+    } else if !quiet {
+        outln!("{id}: queued again (it goes at the next flush or schedule)");
+    }
+    Ok(Exit::Done)
+}
+
+/// Moves a message that is not queued to Deleted Items.
+pub async fn delete(session: &Session, args: &AbortArgs, quiet: bool) -> Result<Exit> {
+    let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;
+    session.delete_message(&id).await?;
+    if args.json {
+        outln!("{}", json!({ "entry_id": id.to_string(), "deleted": true }));
+    } else if !quiet {
+        outln!("{id}: moved to Deleted Items");
+    }
+    Ok(Exit::Done)
+}
+
 /// Prints a message's raw text.
 pub async fn show(session: &Session, args: &ShowArgs) -> Result<Exit> {
-    let id = parse_entry_id(&args.entry_id)?;
+    let id = crate::ids::message(session, &args.entry_id, "ENTRYID").await?;
     let body = session.message_body(&id).await?;
     std::io::stdout()
         .write_all(&body)
         .context("cannot write to stdout")?;
     Ok(Exit::Done)
-}
-
-fn parse_entry_id(text: &str) -> Result<EntryId> {
-    Ok(text.parse::<EntryId>()?)
 }

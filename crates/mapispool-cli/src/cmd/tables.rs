@@ -74,11 +74,13 @@ pub async fn messages(session: &Session, args: &MessagesArgs) -> Result<Exit> {
         ))
     })?;
     let mut table = session.folder_table(folder).await?;
-    // What was sent is known by when it was submitted; what came in, by when and from whom.
+    // What was sent is known by when it was submitted and to whom; what came in, by when and
+    // from whom.
     let columns: &[PropTag] = match folder {
         Folder::Outbox | Folder::SentItems => &[
             PR_ENTRYID,
             PR_CLIENT_SUBMIT_TIME,
+            PR_DISPLAY_TO,
             PR_SUBJECT,
             PR_MESSAGE_SIZE,
         ],

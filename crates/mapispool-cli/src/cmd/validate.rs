@@ -23,7 +23,9 @@ use crate::render::{rows_json, rows_text};
 /// a status row reports a failure.
 pub async fn run(session: &Session, args: &ValidateArgs, quiet: bool) -> Result<Exit> {
     let status = match &args.transport {
-        Some(which) => session.transport_status(which)?,
+        Some(which) => {
+            session.transport_status(&crate::ids::transport(session, which, "--transport")?)?
+        }
         None => session.spooler_status(),
     };
     // A password prompt may ask only a person at a terminal.
@@ -113,7 +115,9 @@ pub async fn switch(
     quiet: bool,
 ) -> Result<Exit> {
     let status = match &args.transport {
-        Some(which) => session.transport_status(which)?,
+        Some(which) => {
+            session.transport_status(&crate::ids::transport(session, which, "--transport")?)?
+        }
         None => session.spooler_status(),
     };
     let names: Vec<String> = match status.kind() {

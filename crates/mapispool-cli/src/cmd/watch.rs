@@ -1,8 +1,10 @@
 //! `mapispool watch`: the status table as it moves — what an advise sink on
 //! `IMAPISession::GetStatusTable` hears, for people and for scripts.
 //!
-//! - stdout a terminal: the table, cleared and redrawn in place on each change (plain ANSI
-//!   "home + clear", no terminal library);
+//! - stdout a terminal: the table on the terminal's alternate screen (as `top` and `less` use
+//!   it: no screenful per change left in the scrollback, and the screen as it was comes back on
+//!   exit, Ctrl-C included), redrawn in place on each change and on a resize, fitted to the
+//!   window's width (plain ANSI, no terminal library);
 //! - otherwise: one line per change, `<time> <name>: <status string> [bits]`;
 //! - `--json`: one JSON object per change, the row in `status --json`'s row form.
 //!
@@ -86,9 +88,22 @@ pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exi
     // Locked for one write at a time, never across an await: another task of this process
     // (a log line, a progress message) must not wait on stdout while we wait for a change.
     let stdout = std::io::stdout();
+    // Dropped on every way out of this function (the end, Ctrl-C, an error, a panic): the
+    // terminal gets its own screen and cursor back.
+    let _screen = match mode {
+        Mode::Redraw => Some(AlternateScreen::enter()?),
+        _ => None,
+    };
     if let Mode::Redraw = mode {
         redraw(&mut stdout.lock(), session, paint, None)?;
     }
+    let mut resized = match mode {
+        Mode::Redraw => {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok()
+        }
+        _ => None,
+    };
+    let mut last_change: Option<Row> = None;
     if args.until_idle && is_idle(session) {
         return Ok(Exit::Done);
     }
@@ -105,6 +120,16 @@ pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exi
                 None => break,
             },
             _ = &mut ctrl_c => break,
+            Some(()) = async {
+                match resized.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // The window changed size: the same table, fitted again.
+                redraw(&mut stdout.lock(), session, paint, last_change.as_ref())?;
+                continue;
+            }
         };
         if notification.event == TableEvent::RowModified
             && last.get(&notification.instance_key) == Some(&notification.row)
@@ -125,7 +150,10 @@ pub async fn run(session: &Session, args: &WatchArgs, quiet: bool) -> Result<Exi
                 })
             ),
             Mode::Lines => writeln!(out, "{}", line(&row, paint)),
-            Mode::Redraw => redraw(&mut out, session, paint, Some(&row)),
+            Mode::Redraw => {
+                last_change = Some(row.clone());
+                redraw(&mut out, session, paint, Some(&row))
+            }
         };
         // A closed pipe (`mapispool watch | head`) is the reader being done.
         match written.and_then(|()| out.flush()) {
@@ -167,8 +195,59 @@ fn line(row: &Row, paint: Paint) -> String {
     )
 }
 
+/// The terminal's alternate screen, entered with the cursor hidden, for as long as this lives
+/// (xterm's private modes 1049 and 25, which every terminal emulator in use knows).
+struct AlternateScreen;
+
+impl AlternateScreen {
+    fn enter() -> std::io::Result<AlternateScreen> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(b"\x1b[?1049h\x1b[?25l")?;
+        out.flush()?;
+        Ok(AlternateScreen)
+    }
+}
+
+impl Drop for AlternateScreen {
+    fn drop(&mut self) {
+        // Nothing to do about a failure here: the terminal has gone.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b"\x1b[?25h\x1b[?1049l");
+        let _ = out.flush();
+    }
+}
+
+/// The window's width in columns (`TIOCGWINSZ` on stdout), else `$COLUMNS`; `None` when
+/// neither says.
+fn window_width() -> Option<usize> {
+    // SAFETY: an all-zero winsize is a valid value; TIOCGWINSZ only writes into it.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ on stdout's descriptor writes one winsize into `size`, which lives
+    // across the call; on a descriptor that is not a terminal it fails and writes nothing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        return Some(usize::from(size.ws_col));
+    }
+    std::env::var("COLUMNS")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|w| *w > 0)
+}
+
+/// `line` cut to `width` characters, the last one `…` when something was cut.
+fn fit(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// Home, clear, and the whole table again: simple and always right, and a status table has a
-/// handful of rows.
+/// handful of rows. Fitted to the window's width: columns wrap to fit, and any line still too
+/// long (a window narrower than the table's borders) is cut.
 fn redraw(
     out: &mut impl Write,
     session: &Session,
@@ -181,9 +260,15 @@ fn redraw(
         .iter()
         .map(|r| r.project(&COLUMNS))
         .collect();
+    let width = window_width();
     let mut screen = String::from("\x1b[H\x1b[2J");
-    screen.push_str(&table_text(&rows));
-    screen.push('\n');
+    for line in table_text(&rows, width).lines() {
+        match width {
+            Some(w) => screen.push_str(&fit(line, w)),
+            None => screen.push_str(line),
+        }
+        screen.push('\n');
+    }
     let footer = match changed {
         Some(row) => format!(
             "{} last change: {}  (Ctrl-C to stop)",
@@ -192,31 +277,61 @@ fn redraw(
         ),
         None => format!("{} watching  (Ctrl-C to stop)", now()),
     };
+    let footer = match width {
+        Some(w) => fit(&footer, w),
+        None => footer,
+    };
     screen.push_str(&paint.dim(&footer));
     screen.push('\n');
     out.write_all(screen.as_bytes())
 }
 
-/// The table, one line per row whatever the terminal's width (a wrapped row would make the
-/// redraw jump); the terminal cuts or wraps what does not fit.
-fn table_text(rows: &[Row]) -> String {
+/// The table: one line per row when it fits in `width` (or no width is known). When it does
+/// not, the PHASE and PROGRESS columns go (the status string says as much), the names keep
+/// their width, and the status bits and string wrap (the bits at their `|`).
+fn table_text(rows: &[Row], width: Option<usize>) -> String {
+    let whole = table(rows, &COLUMNS, false).to_string();
+    match width {
+        Some(w) if whole.lines().any(|l| l.chars().count() > w) => {
+            let mut narrow = table(rows, &NARROW, true);
+            narrow
+                .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+                .set_width(u16::try_from(w).unwrap_or(u16::MAX));
+            if let Some(name) = narrow.column_mut(0) {
+                name.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+            }
+            narrow.to_string()
+        }
+        _ => whole,
+    }
+}
+
+/// The columns of a window too narrow for all of [`COLUMNS`].
+const NARROW: [PropTag; 3] = [PR_DISPLAY_NAME, PR_STATUS_CODE, PR_STATUS_STRING];
+
+/// The status table's `columns` as a comfy table; `breakable`: the status bits with a space
+/// after each `|`, so that they can wrap there.
+fn table(rows: &[Row], columns: &[PropTag], breakable: bool) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();
     table
         .load_style(comfy_table::presets::UTF8_BORDERS_ONLY)
         .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
-        .set_header([
-            "DISPLAY_NAME",
-            "STATUS_CODE",
-            "PHASE",
-            "PROGRESS",
-            "STATUS_STRING",
-        ]);
+        .set_header(columns.iter().map(|c| match *c {
+            PR_DISPLAY_NAME => "DISPLAY_NAME",
+            PR_STATUS_CODE => "STATUS_CODE",
+            PR_MSP_PHASE => "PHASE",
+            PR_REMOTE_PROGRESS => "PROGRESS",
+            _ => "STATUS_STRING",
+        }));
     for row in rows {
-        table.add_row(COLUMNS.iter().map(|c| match row.get_by_id(*c) {
+        table.add_row(columns.iter().map(|c| match row.get_by_id(*c) {
             Some(p) if *c == PR_REMOTE_PROGRESS => match p.value {
                 PropValue::Long(v) if v >= 0 => format!("{v}%"),
                 _ => String::new(),
             },
+            Some(p) if *c == PR_STATUS_CODE && breakable => {
+                value_text(*c, &p.value).replace('|', "| ")
+            }
             Some(p) => match p.value {
                 PropValue::Error(_) => String::new(),
                 _ => value_text(*c, &p.value),
@@ -224,7 +339,7 @@ fn table_text(rows: &[Row]) -> String {
             None => String::new(),
         }));
     }
-    table.to_string()
+    table
 }
 
 fn is_idle(session: &Session) -> bool {

@@ -19,15 +19,15 @@ use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::net::UnixStream;
 
-use super::server::{
+use super::api::{
     AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
     SUBMISSION_HEADER, ValidateRequest, rows_from,
 };
 use super::wire::{WireError, encode_batch_frame, row_from_wire};
 use super::{API_VERSION, DaemonState, current_uid, daemon_state};
 use crate::flush::{FlushFlags, FlushReport};
-use crate::session::Submission;
 use crate::status::StatusBoard;
+use crate::submission::Submission;
 
 type ReqBody = BoxBody<Bytes, std::io::Error>;
 
@@ -414,6 +414,26 @@ impl Client {
             .call(Method::GET, &format!("/v1/folders/{folder}"), None::<&()>)
             .await?;
         Ok(rows_from(&rows))
+    }
+
+    pub async fn resubmit(&self, id: &EntryId) -> MapiResult<()> {
+        let request = AbortRequest {
+            entry_id: id.to_string(),
+        };
+        let _: Value = self
+            .call(Method::POST, "/v1/resubmit", Some(&request))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_message(&self, id: &EntryId) -> MapiResult<()> {
+        let request = AbortRequest {
+            entry_id: id.to_string(),
+        };
+        let _: Value = self
+            .call(Method::POST, "/v1/delete", Some(&request))
+            .await?;
+        Ok(())
     }
 
     pub async fn abort(&self, id: &EntryId) -> MapiResult<()> {

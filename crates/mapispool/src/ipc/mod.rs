@@ -4,8 +4,7 @@
 //! - this file: where the socket lives, and the lock beside the store that keeps a second
 //!   daemon away and tells clients where the running one listens;
 //! - `wire.rs`: MAPI rows and errors as JSON that loses nothing;
-//! - `server.rs`: the versioned HTTP API (axum) the daemon serves;
-//! - `limits.rs`: what one client may cost it (a connection cap, an idle limit);
+//! - `api.rs`: the request and answer bodies both ends speak;
 //! - `client.rs`: what a `Session` uses when a daemon runs.
 //!
 //! One daemon per store: the daemon holds an exclusive `flock` on `<store>.lock` and writes its
@@ -23,9 +22,8 @@
 //! each caller's uid (`SO_PEERCRED`) against its own, so no other user reaches the queue even
 //! where file modes are relaxed.
 
+pub(crate) mod api;
 pub mod client;
-mod limits;
-pub mod server;
 pub mod wire;
 
 use std::fs::{File, OpenOptions};

@@ -68,6 +68,9 @@ struct Attempted {
     index: usize,
     message: LeasedMessage,
     results: Result<Vec<(u32, RecipientResult)>, TransportError>,
+    /// The server's reply to the message's data (`250 2.0.0 Ok: queued as …`), for the mail
+    /// log's `sent` lines; empty when there is none.
+    reply: String,
 }
 
 #[derive(Default)]
@@ -101,7 +104,14 @@ struct UploadRun<'a, S: Store + 'static> {
     /// The transport's password, resolved by the first connection and given to the others;
     /// dropped with the flush.
     secret: tokio::sync::OnceCell<crate::credential::Secret>,
+    /// The flush's `connect_command`, run at most once for both directions.
+    tunnel: &'a Tunnel,
 }
+
+/// The outcome of a flush's `connect_command`: run by whichever direction connects first, and
+/// only once per flush of a transport (an interactive one asks its person once, not once for
+/// sending and again for receiving).
+type Tunnel = tokio::sync::OnceCell<Result<(), TransportError>>;
 
 /// An upload that ends before its normal end (its task panicked, or the runtime is shutting
 /// down) gives back the leases it still holds: those not yet handed to a worker and those held
@@ -720,13 +730,14 @@ impl<S: Store + 'static> Spooler<S> {
         }
         board.change_bits(&slot.kind, 0, STATUS_FAILURE, Vec::new());
         let mut link = Link::Untried;
+        let tunnel = Tunnel::new();
         if flags.contains(FlushFlags::UPLOAD) && slot.config.outbound.is_some() {
             report.upload = true;
-            link = link.and(self.upload(slot, flags, scope, &mut report).await);
+            link = link.and(self.upload(slot, flags, scope, &tunnel, &mut report).await);
         }
         if flags.contains(FlushFlags::DOWNLOAD) && slot.config.inbound.is_some() {
             report.download = true;
-            link = link.and(self.download(slot, flags, &mut report).await);
+            link = link.and(self.download(slot, flags, &tunnel, &mut report).await);
         }
         match link {
             Link::Failed(reason) => {
@@ -797,6 +808,7 @@ impl<S: Store + 'static> Spooler<S> {
         slot: &Slot,
         flags: FlushFlags,
         scope: Scope,
+        tunnel: &Tunnel,
         report: &mut TransportReport,
     ) -> Link {
         let board = &self.inner.board;
@@ -837,6 +849,7 @@ impl<S: Store + 'static> Spooler<S> {
             queue: AsyncMutex::new(UploadQueue::default()),
             gate: tokio::sync::watch::channel(Gate::Waiting).0,
             secret: tokio::sync::OnceCell::new(),
+            tunnel,
         };
         // Workers hand each attempt to one recorder, which writes whatever has piled up since
         // its last commit in one transaction (group commit) while the workers go on sending.
@@ -920,6 +933,7 @@ impl<S: Store + 'static> Spooler<S> {
             ref queue,
             ref gate,
             secret: _,
+            tunnel: _,
         } = *run;
         let board = &self.inner.board;
         let store = &self.inner.store;
@@ -1022,10 +1036,15 @@ impl<S: Store + 'static> Spooler<S> {
             }
             // The recorder outlives every worker, so the send cannot fail; if it ever did, the
             // message would stay leased until its lease expires and be tried again.
+            let reply = match (&results, &outbound) {
+                (Ok(_), Some(o)) => o.last_reply().unwrap_or_default(),
+                _ => String::new(),
+            };
             let _ = sent.send(Attempted {
                 index,
                 message,
                 results,
+                reply,
             });
         }
         if worker == 0 {
@@ -1094,7 +1113,7 @@ impl<S: Store + 'static> Spooler<S> {
             // below are only a backstop.
             o.set_timeout(self.inner.profile.spooler.timeout);
             if run_connect_command {
-                self.run_connect_command(&slot.config).await?;
+                self.connect_command_once(&slot.config, run.tunnel).await?;
             }
             if let OutboundConfig::Smtp(smtp) = config
                 && smtp.username.is_some()
@@ -1231,7 +1250,7 @@ impl<S: Store + 'static> Spooler<S> {
                 .await;
             if let Err(e) = &a.results {
                 let report = untried_report(&a.message, e);
-                self.log_outcomes(&a.message, &report);
+                self.log_outcomes(&a.message, &report, "");
                 reports.push((position, report));
             }
         }
@@ -1274,7 +1293,7 @@ impl<S: Store + 'static> Spooler<S> {
         let mut reports = Vec::with_capacity(batch.len());
         for ((a, outcomes), recorded) in batch.iter().zip(&outcomes).zip(recorded) {
             let report = self.report_of(&a.message, outcomes, recorded).await;
-            self.log_outcomes(&a.message, &report);
+            self.log_outcomes(&a.message, &report, &a.reply);
             reports.push(report);
         }
         reports
@@ -1283,8 +1302,9 @@ impl<S: Store + 'static> Spooler<S> {
     /// The mail log, as Postfix's: one INFO line per recipient outcome (target
     /// `mapispool::mail`), with the queue id (the entry ID), the envelope sender, the
     /// recipient, the transport, the relay, the delay since submission in seconds, the DSN
-    /// code, `status=sent|deferred|bounced`, and the server's reply. No credential is in any.
-    fn log_outcomes(&self, message: &LeasedMessage, report: &MessageReport) {
+    /// code, `status=sent|deferred|bounced`, and the server's reply (for `sent`, `accepted`:
+    /// its answer to the message's data). No credential is in any.
+    fn log_outcomes(&self, message: &LeasedMessage, report: &MessageReport, accepted: &str) {
         let m = &message.message;
         let transport = m.transport.as_deref().unwrap_or_default();
         let relay = self
@@ -1301,7 +1321,7 @@ impl<S: Store + 'static> Spooler<S> {
             .unwrap_or_default();
         for r in &report.recipients {
             let (to, status, reply) = match r {
-                RecipientReport::Delivered { address } => (address, "sent", ""),
+                RecipientReport::Delivered { address } => (address, "sent", accepted),
                 RecipientReport::Deferred { address, error } => {
                     (address, "deferred", error.as_str())
                 }
@@ -1535,7 +1555,13 @@ impl<S: Store + 'static> Spooler<S> {
         }
     }
 
-    async fn download(&self, slot: &Slot, flags: FlushFlags, report: &mut TransportReport) -> Link {
+    async fn download(
+        &self,
+        slot: &Slot,
+        flags: FlushFlags,
+        tunnel: &Tunnel,
+        report: &mut TransportReport,
+    ) -> Link {
         let board = &self.inner.board;
         board.change_bits(
             &slot.kind,
@@ -1570,7 +1596,7 @@ impl<S: Store + 'static> Spooler<S> {
             )?;
             inbound.set_timeout(self.inner.profile.spooler.timeout);
             inbound.set_max_message_size(self.inner.profile.spooler.max_message_size);
-            self.run_connect_command(&slot.config).await?;
+            self.connect_command_once(&slot.config, tunnel).await?;
             inbound.connect().await?;
             // No limit around the whole download: `timeout` bounds each read and write (the
             // transport's inactivity limit), so a large message that streams steadily for
@@ -1634,6 +1660,19 @@ impl<S: Store + 'static> Spooler<S> {
             ],
         );
         link
+    }
+
+    /// [`Spooler::run_connect_command`] once per flush of a transport: the first direction to
+    /// connect runs it, the other has its outcome.
+    async fn connect_command_once(
+        &self,
+        config: &TransportConfig,
+        tunnel: &Tunnel,
+    ) -> Result<(), TransportError> {
+        tunnel
+            .get_or_init(|| self.run_connect_command(config))
+            .await
+            .clone()
     }
 
     /// Runs the transport's `connect_command` (a VPN or tunnel) before it connects. An

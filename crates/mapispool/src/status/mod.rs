@@ -1,14 +1,13 @@
 //! The status table: one row for the subsystem, the spooler, the store, and each transport
-//! (mapi-reference.md §6), and the status objects a client opens from those rows.
+//! (mapi-reference.md §6). The status objects a client opens from those rows belong to the
+//! session (`session/status.rs`).
 //!
 //! - this file: which object a row stands for, its entry ID, and its initial columns;
 //! - `board.rs`: the live table the spooler writes (`ModifyStatusRow`) and clients read.
 
 pub mod board;
-pub mod object;
 
 pub use board::StatusBoard;
-pub use object::Status;
 
 use mapi::constants::*;
 use mapi::tag::*;

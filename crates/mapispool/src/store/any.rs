@@ -206,6 +206,14 @@ impl Store for AnyStore {
         dispatch!(self, s => s.abort_submit(id).await)
     }
 
+    async fn resubmit(&self, id: MessageId) -> MapiResult<()> {
+        dispatch!(self, s => s.resubmit(id).await)
+    }
+
+    async fn delete_message(&self, id: MessageId) -> MapiResult<()> {
+        dispatch!(self, s => s.delete_message(id).await)
+    }
+
     async fn deliver_inbound(
         &self,
         transport: &str,

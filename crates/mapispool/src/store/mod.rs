@@ -543,7 +543,8 @@ impl QueueEntry {
     /// `PR_CLIENT_SUBMIT_TIME`, `PR_DISPLAY_TO/CC/BCC`, `PR_MESSAGE_FLAGS`, `PR_MESSAGE_SIZE`,
     /// `PR_PRIORITY`, `PR_SENDER_NAME`, `PR_SUBJECT`, `PR_SUBMIT_FLAGS`,
     /// `PR_DEFERRED_DELIVERY_TIME` if set) and ours (`PR_MSP_QUEUE_STATE`, `PR_MSP_ATTEMPTS`,
-    /// `PR_MSP_LAST_ERROR`, `PR_MSP_NEXT_ATTEMPT_TIME`, `PR_MSP_TRANSPORT`,
+    /// `PR_MSP_LAST_ERROR`, `PR_MSP_NEXT_ATTEMPT_TIME` ([`QueueEntry::next_attempt`]),
+    /// `PR_MSP_TRANSPORT`,
     /// `PR_MSP_ENVELOPE_FROM`, the last four when set).
     pub fn to_row(&self) -> Row {
         let m = &self.message;
@@ -569,7 +570,7 @@ impl QueueEntry {
         row.set(PR_MSP_QUEUE_STATE, text(self.state.as_str()));
         row.set(PR_MSP_ATTEMPTS, PropValue::Long(count_long(self.attempts)));
         set_opt_text(&mut row, PR_MSP_LAST_ERROR, &self.last_error);
-        set_opt_time(&mut row, PR_MSP_NEXT_ATTEMPT_TIME, self.next_attempt_at);
+        set_opt_time(&mut row, PR_MSP_NEXT_ATTEMPT_TIME, self.next_attempt());
         set_opt_text(&mut row, PR_MSP_TRANSPORT, &m.transport);
         set_opt_text(&mut row, PR_MSP_ENVELOPE_FROM, &m.envelope_from);
         row
@@ -609,6 +610,13 @@ impl QueueEntry {
                     RecipientState::Pending => self.state.as_str(),
                 };
                 row.set(PR_MSP_QUEUE_STATE, text(state));
+                // A recipient still to be sent to goes no earlier than its message.
+                if r.state.is_open()
+                    && let Some(next) = self.next_attempt()
+                    && r.retry_at.is_none_or(|at| at < next)
+                {
+                    row.set(PR_MSP_NEXT_ATTEMPT_TIME, PropValue::SysTime(next));
+                }
                 row
             })
             .collect()
@@ -616,12 +624,20 @@ impl QueueEntry {
 
     /// The `;`-joined names of the recipients of one type, as `PR_DISPLAY_TO` and friends show.
     pub fn display(&self, recipient_type: i32) -> String {
-        self.recipients
-            .iter()
-            .filter(|r| r.recipient_type == recipient_type)
-            .map(RecipientRecord::display)
-            .collect::<Vec<_>>()
-            .join("; ")
+        display_names(&self.recipients, recipient_type)
+    }
+
+    /// When the spooler will next try it: its retry time, and for a scheduled message
+    /// (`PR_DEFERRED_DELIVERY_TIME` ahead) not before that time.
+    pub fn next_attempt(&self) -> Option<FileTime> {
+        let scheduled = match self.state {
+            QueueState::Scheduled => self.message.deferred_delivery_time,
+            _ => None,
+        };
+        match (self.next_attempt_at, scheduled) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -726,6 +742,39 @@ impl QueueCounts {
     pub fn total(&self) -> u32 {
         self.queued + self.sending + self.deferred + self.scheduled
     }
+}
+
+/// A folder's contents table rows ([`MessageRecord::to_row`]) with `PR_DISPLAY_TO`,
+/// `PR_DISPLAY_CC` and `PR_DISPLAY_BCC` from each message's recipients (MAPI's `;`-joined
+/// display names), so Sent Items shows whom each message went to. One recipient read per
+/// message: a listing for people, not a path the spooler takes.
+pub async fn folder_rows<S: Store>(store: &S, folder: Folder) -> MapiResult<Vec<Row>> {
+    let messages = store.messages(folder).await?;
+    let mut rows = Vec::with_capacity(messages.len());
+    for m in &messages {
+        let mut row = m.to_row();
+        // Gone between the listing and this read (deleted, moved): listed without names.
+        let recipients = store.recipients(m.id).await.unwrap_or_default();
+        for (tag, kind) in [
+            (PR_DISPLAY_TO, MAPI_TO),
+            (PR_DISPLAY_CC, MAPI_CC),
+            (PR_DISPLAY_BCC, MAPI_BCC),
+        ] {
+            row.set(tag, text(&display_names(&recipients, kind)));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The `;`-joined names of the recipients of one type, as `PR_DISPLAY_TO` and friends show.
+fn display_names(recipients: &[RecipientRecord], recipient_type: i32) -> String {
+    recipients
+        .iter()
+        .filter(|r| r.recipient_type == recipient_type)
+        .map(RecipientRecord::display)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The message store. Every method is one transaction (or, for bodies, a staged write whose
@@ -839,6 +888,18 @@ pub trait Store: Send + Sync {
     /// unsent, with `MSGFLAG_SUBMIT` cleared. Errors: `MAPI_E_NOT_IN_QUEUE` (unknown, or no longer
     /// queued, e.g. already sent), `MAPI_E_UNABLE_TO_ABORT` (a spooler holds a live lease on it).
     fn abort_submit(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Queues again a message taken out of the queue ([`Store::abort_submit`]): it is back in
+    /// the queue, due now, with `MSGFLAG_SUBMIT` and `PR_CLIENT_SUBMIT_TIME` now; recipients
+    /// already delivered or failed stay so (nobody gets it twice). Errors:
+    /// `MAPI_E_NOT_FOUND` (no such message), `MAPI_E_INVALID_PARAMETER` (still queued, not in
+    /// the Outbox, or no recipient left to send to).
+    fn resubmit(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Moves a message that is not queued to Deleted Items. Errors: `MAPI_E_NOT_FOUND`;
+    /// `MAPI_E_INVALID_PARAMETER` for a queued message (abort it first) or one already in
+    /// Deleted Items.
+    fn delete_message(&self, id: MessageId) -> impl Future<Output = MapiResult<()>> + Send;
 
     /// Stores a message a transport received, in the Inbox (durable after [`Store::sync`]). If `(transport,
     /// server_id)` was stored before (even if since deleted) nothing is stored and `None` is

@@ -457,3 +457,49 @@ pub(crate) fn chunk_count(size: u64) -> u32 {
 pub(crate) fn known_version(migrator: &sqlx::migrate::Migrator) -> i64 {
     migrator.iter().map(|m| m.version).max().unwrap_or(0)
 }
+
+/// Why a message cannot be resubmitted ([`super::Store::resubmit`]), if it cannot.
+pub(crate) fn resubmit_refusal(
+    id: MessageId,
+    message: &super::MessageRecord,
+    in_queue: bool,
+    open_recipients: i64,
+) -> Option<MapiError> {
+    if in_queue {
+        return Some(MapiError::invalid_parameter(format!(
+            "message {id} is still in the outgoing queue; there is nothing to resubmit"
+        )));
+    }
+    if message.folder != super::Folder::Outbox {
+        return Some(MapiError::invalid_parameter(format!(
+            "message {id} is in {}, not the Outbox: only a message taken out of the queue (`mapispool abort`) can be resubmitted",
+            message.folder.display_name()
+        )));
+    }
+    if open_recipients == 0 {
+        return Some(MapiError::invalid_parameter(format!(
+            "message {id} has no recipient left to send to (each was delivered or failed for good)"
+        )));
+    }
+    None
+}
+
+/// Why a message cannot be moved to Deleted Items ([`super::Store::delete_message`]), if it
+/// cannot.
+pub(crate) fn delete_refusal(
+    id: MessageId,
+    message: &super::MessageRecord,
+    in_queue: bool,
+) -> Option<MapiError> {
+    if in_queue {
+        return Some(MapiError::invalid_parameter(format!(
+            "message {id} is in the outgoing queue; take it out first (`mapispool abort`)"
+        )));
+    }
+    if message.folder == super::Folder::DeletedItems {
+        return Some(MapiError::invalid_parameter(format!(
+            "message {id} is already in Deleted Items"
+        )));
+    }
+    None
+}

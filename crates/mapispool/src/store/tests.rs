@@ -114,6 +114,7 @@ on_both_backends!(
     outcome_needs_the_lease_and_known_rows,
     no_recipients_is_mapi_e_no_recipients,
     abort_submit,
+    an_aborted_message_can_be_resubmitted_or_deleted,
     expired_lease_is_taken_again,
     deferred_delivery_time_is_honoured_even_when_forced,
     lease_filter_by_transport_and_id,
@@ -482,6 +483,75 @@ async fn abort_submit<S: TestStore>(store: S) {
         .expect("outcome");
     let e = store.abort_submit(sent.id).await.expect_err("sent");
     assert_eq!(e.code, MapiCode::NotInQueue);
+}
+
+async fn an_aborted_message_can_be_resubmitted_or_deleted<S: TestStore>(store: S) {
+    let e = store.resubmit(MessageId(42)).await.expect_err("unknown");
+    assert_eq!(e.code, MapiCode::NotFound);
+    let rec = submit(&store, "again", &["a@example.org", "b@example.org"]).await;
+    let e = store.resubmit(rec.id).await.expect_err("still queued");
+    assert_eq!(e.code, MapiCode::InvalidParameter);
+    let e = store.delete_message(rec.id).await.expect_err("queued");
+    assert_eq!(e.code, MapiCode::InvalidParameter);
+    assert!(e.cause.contains("abort"), "{}", e.cause);
+
+    // One recipient delivered, one deferred; then taken out of the queue and put back.
+    store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    store
+        .record_outcome(
+            rec.id,
+            "sp",
+            vec![
+                RecipientOutcome {
+                    row_id: 0,
+                    result: DeliveryResult::Delivered,
+                },
+                RecipientOutcome {
+                    row_id: 1,
+                    result: DeliveryResult::Deferred {
+                        error: "451 later".into(),
+                        retry_at: later(3600),
+                    },
+                },
+            ],
+            FileTime::now(),
+        )
+        .await
+        .expect("outcome");
+    store.abort_submit(rec.id).await.expect("abort");
+    store.resubmit(rec.id).await.expect("resubmit");
+    let m = store.message(rec.id).await.expect("there");
+    assert_eq!(m.message_flags & MSGFLAG_SUBMIT, MSGFLAG_SUBMIT);
+    let queue = store.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].state, QueueState::Queued, "due now");
+    // Only the recipient still open is leased to be sent to.
+    let leased = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    let open: Vec<&str> = leased[0]
+        .open_recipients()
+        .map(|r| r.address.as_str())
+        .collect();
+    assert_eq!(open, ["b@example.org"]);
+    store.release_lease(rec.id, "sp").await.expect("release");
+
+    // Aborted again, it can go to Deleted Items, once; there it cannot be resubmitted.
+    store.abort_submit(rec.id).await.expect("abort");
+    store.delete_message(rec.id).await.expect("delete");
+    assert_eq!(
+        store.message(rec.id).await.expect("there").folder,
+        Folder::DeletedItems
+    );
+    assert!(store.outgoing_queue().await.expect("queue").is_empty());
+    let e = store.delete_message(rec.id).await.expect_err("already");
+    assert_eq!(e.code, MapiCode::InvalidParameter);
+    let e = store.resubmit(rec.id).await.expect_err("not in the Outbox");
+    assert!(e.cause.contains("Deleted Items"), "{}", e.cause);
 }
 
 async fn expired_lease_is_taken_again<S: TestStore>(store: S) {

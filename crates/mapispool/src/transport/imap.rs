@@ -172,6 +172,7 @@ impl ImapInbound {
             }
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
+        let mut encrypted = matches!(stream, MailStream::Tls(_));
         let mut client = async_imap::Client::new(self.link(stream));
         at("the greeting");
         let greeting = client
@@ -207,6 +208,7 @@ impl ImapInbound {
             };
             at("the TLS handshake after STARTTLS");
             let tls = start_tls(tcp, &c.host, c.ca_file.as_deref(), c.insecure_skip_verify).await?;
+            encrypted = matches!(tls, MailStream::Tls(_));
             client = async_imap::Client::new(self.link(tls));
         }
         at("the answer to CAPABILITY");
@@ -214,6 +216,11 @@ impl ImapInbound {
             .await
             .map_err(|e| connection_failed(&peer, &e))?;
         let mech = self.mechanism(&caps)?;
+        // The profile refuses this when it loads; a configuration built in code is refused
+        // here too, before the password is resolved or sent.
+        if !encrypted && !c.allow_plaintext_auth {
+            return Err(super::plaintext_auth_refused(&self.transport, &peer));
+        }
         at("the password");
         let secret = password(
             c.credential.as_ref(),

@@ -273,6 +273,7 @@ impl Pop3Inbound {
             .map_err(|_| stalled(&peer, "the TLS handshake", limit))??,
             Security::Starttls | Security::None => MailStream::Plain(tcp),
         };
+        let mut encrypted = matches!(stream, MailStream::Tls(_));
         let mut conn = Connection {
             reader: BufReader::with_capacity(64 * 1024, Inactivity::new(stream, self.idle_limit)),
             peer,
@@ -335,6 +336,7 @@ impl Pop3Inbound {
             )
             .await
             .map_err(|_| stalled(&conn.peer, "the TLS handshake", limit))??;
+            encrypted = matches!(tls, MailStream::Tls(_));
             conn = Connection {
                 reader: BufReader::with_capacity(64 * 1024, Inactivity::new(tls, self.idle_limit)),
                 peer: conn.peer,
@@ -353,6 +355,11 @@ impl Pop3Inbound {
         conn.pipelining = caps
             .iter()
             .any(|cap| cap.eq_ignore_ascii_case("PIPELINING"));
+        // The profile refuses this when it loads; a configuration built in code is refused
+        // here too, before USER/PASS (or APOP) goes out.
+        if !encrypted && !c.allow_plaintext_auth {
+            return Err(super::plaintext_auth_refused(&self.transport, &conn.peer));
+        }
         self.login(&mut conn, &greeting).await?;
         Ok(conn)
     }

@@ -195,6 +195,8 @@ pub struct SmtpOutbound {
     tls: Option<Arc<ClientConfig>>,
     secret: Option<Secret>,
     session: Option<Session>,
+    /// The server's reply to the final `.` of the last message it accepted, for the mail log.
+    last_reply: Option<String>,
 }
 
 impl std::fmt::Debug for SmtpOutbound {
@@ -269,7 +271,14 @@ impl SmtpOutbound {
             tls: None,
             secret: None,
             session: None,
+            last_reply: None,
         }
+    }
+
+    /// The server's reply to the final `.` of the last message it accepted (`250 2.0.0 Ok:
+    /// queued as …`), for the mail log.
+    pub fn last_reply(&self) -> Option<&str> {
+        self.last_reply.as_deref()
     }
 
     /// Logs in with `secret` instead of resolving the credential itself: the spooler resolves
@@ -600,6 +609,13 @@ impl SmtpOutbound {
         }
 
         if let Some(user) = self.config.username.clone() {
+            // The profile refuses this combination when it loads; a configuration built in
+            // code (or a future path past that check) is refused here too, before a password
+            // or token crosses an unencrypted connection.
+            let encrypted = matches!(session.io.get_ref().get_ref(), MailStream::Tls(_));
+            if !encrypted && !self.config.allow_plaintext_auth {
+                return Err(super::plaintext_auth_refused(&self.transport, &server));
+            }
             let secret = self.secret.clone().ok_or_else(|| {
                 TransportError::new(TransportErrorKind::Auth, "no password resolved")
             })?;
@@ -1070,7 +1086,9 @@ impl SmtpOutbound {
         };
         session.messages += 1;
         session.dirty = false;
-        if !final_reply.is_positive() {
+        if final_reply.is_positive() {
+            self.last_reply = Some(final_reply.to_string());
+        } else {
             set_all(results, &accepted, &mail_result(&server, &final_reply));
         }
         if final_reply.code == 421 || closing {

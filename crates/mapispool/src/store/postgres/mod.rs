@@ -927,6 +927,55 @@ impl Store for PgStore {
         tx.commit().await.map_err(self.db(what))
     }
 
+    async fn resubmit(&self, id: MessageId) -> MapiResult<()> {
+        let what = "resubmitting a message";
+        let mut tx = self.tx(&self.pool, what).await?;
+        let (m, q) = load_message(&mut tx, id.0, true)
+            .await
+            .map_err(self.db(what))?
+            .ok_or_else(|| not_found(id))?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state IN ('pending', 'deferred')",
+        )
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        if let Some(e) = super::shared::resubmit_refusal(id, &m, q.in_queue, open) {
+            return Err(e);
+        }
+        sqlx::query(
+            "UPDATE messages SET in_queue = TRUE, message_flags = message_flags | $1::bigint, \
+             client_submit_time = $2, next_attempt_at = NULL, last_error = NULL WHERE id = $3",
+        )
+        .bind(i64::from(MSGFLAG_SUBMIT))
+        .bind(ft(FileTime::now()))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
+    async fn delete_message(&self, id: MessageId) -> MapiResult<()> {
+        let what = "moving a message to Deleted Items";
+        let mut tx = self.tx(&self.pool, what).await?;
+        let (m, q) = load_message(&mut tx, id.0, true)
+            .await
+            .map_err(self.db(what))?
+            .ok_or_else(|| not_found(id))?;
+        if let Some(e) = super::shared::delete_refusal(id, &m, q.in_queue) {
+            return Err(e);
+        }
+        sqlx::query("UPDATE messages SET folder = $1 WHERE id = $2")
+            .bind(Folder::DeletedItems as i64)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
     async fn deliver_inbound(
         &self,
         transport: &str,

@@ -1428,6 +1428,55 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(self.db(what))
     }
 
+    async fn resubmit(&self, id: MessageId) -> MapiResult<()> {
+        let what = "resubmitting a message";
+        let mut tx = self.write_tx(what).await?;
+        let (m, q) = load_message(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?
+            .ok_or_else(|| not_found(id))?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recipients WHERE message_id = ? AND state IN ('pending', 'deferred')",
+        )
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        if let Some(e) = super::shared::resubmit_refusal(id, &m, q.in_queue, open) {
+            return Err(e);
+        }
+        sqlx::query(
+            "UPDATE messages SET in_queue = 1, message_flags = message_flags | ?, \
+             client_submit_time = ?, next_attempt_at = NULL, last_error = NULL WHERE id = ?",
+        )
+        .bind(i64::from(MSGFLAG_SUBMIT))
+        .bind(ft(FileTime::now()))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
+    async fn delete_message(&self, id: MessageId) -> MapiResult<()> {
+        let what = "moving a message to Deleted Items";
+        let mut tx = self.write_tx(what).await?;
+        let (m, q) = load_message(&mut tx, id.0)
+            .await
+            .map_err(self.db(what))?
+            .ok_or_else(|| not_found(id))?;
+        if let Some(e) = super::shared::delete_refusal(id, &m, q.in_queue) {
+            return Err(e);
+        }
+        sqlx::query("UPDATE messages SET folder = ? WHERE id = ?")
+            .bind(Folder::DeletedItems as i64)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))
+    }
+
     async fn deliver_inbound(
         &self,
         transport: &str,

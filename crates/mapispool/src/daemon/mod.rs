@@ -1,4 +1,7 @@
-//! The daemon: one spooler for a profile, its schedules, and the local API clients use.
+//! The daemon: one spooler for a profile, its schedules, and the local API clients use. It
+//! serves an in-process [`Session`] over the socket [`crate::ipc`] names, speaking the messages
+//! of `ipc::api`; `limits.rs` bounds what one client may cost it (a connection cap, an idle
+//! limit). Above `session` and `ipc`, which never import it.
 //!
 //! Routes (all JSON unless said; errors are `{"code", "name", "cause"}` with an HTTP status):
 //! - `GET  /v1/hello` — API version, profile, pid
@@ -7,7 +10,7 @@
 //!   [`HEARTBEAT`] when nothing changes. A subscriber that falls [`EVENT_BUFFER`] changes
 //!   behind (it stopped reading) is dropped as `tokio::sync::broadcast` drops a lagging
 //!   receiver: its stream gets `{"lagged":true}` and ends, and the client subscribes again and
-//!   reads the table afresh ([`super::client`] does). The daemon never holds more than that
+//!   reads the table afresh ([`crate::ipc::client`] does). The daemon never holds more than that
 //!   per subscriber.
 //! - `POST /v1/flush` `{on, target, flags}` — `FlushQueues` on the status object `on`; the
 //!   flush runs as its own task (`Spooler::start_flush`), so a client that hangs up mid-flush
@@ -18,16 +21,20 @@
 //! - `POST /v1/submit` — the raw message as the body, the envelope as a JSON header
 //!   `x-mapispool-submission`; answers when the message is durable
 //! - `POST /v1/submit-batch` — several messages in one body, each framed by
-//!   [`encode_batch_frame`](super::wire::encode_batch_frame) with its own envelope; answers
+//!   [`encode_batch_frame`](crate::ipc::wire::encode_batch_frame) with its own envelope; answers
 //!   `{"results": [...]}`, one `/v1/submit` answer or `{"error": ...}` per message in order,
 //!   once every accepted one is durable (they share commits, so a batch costs about one fsync)
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
-//!   `GET /v1/folders/{name}` — rows; `POST /v1/abort` `{entry_id}`
+//!   `GET /v1/folders/{name}` — rows; `POST /v1/abort`, `/v1/resubmit`, `/v1/delete`
+//!   `{entry_id}`
 //! - `GET  /v1/messages/{entry_id}` — the raw message
 //! - `GET  /metrics` — the spooler's metrics in the Prometheus text format
 //!
 //! Connections: at most [`limits::MAX_CONNECTIONS`] at once (more wait to be accepted), and one
 //! with no request in progress and no traffic for [`limits::IDLE_TIMEOUT`] is closed.
+
+mod limits;
+pub mod web;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -45,20 +52,25 @@ use axum::routing::{get, post};
 use axum::serve::IncomingStream;
 use futures_util::TryStreamExt;
 use mapi::{EntryId, MapiCode, MapiError, MapiResult};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::{RwLock, mpsc, watch};
 
-use super::limits::{self, ConnState, LimitedListener};
-use super::wire::{WireError, WireRow, decode_batch, row_from_wire, row_to_wire};
-use super::{
+use crate::ipc::api::{
+    AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
+    SUBMISSION_HEADER, ValidateRequest,
+};
+use crate::ipc::wire::{WireError, decode_batch, row_to_wire};
+use crate::ipc::{
     API_VERSION, DaemonLock, canonical_store, create_private_dir, current_uid, socket_path,
 };
+use limits::{ConnState, LimitedListener};
+
 use crate::flush::{FlushFlags, FlushReport};
 use crate::profile::Profile;
-use crate::session::{Session, Submission};
+use crate::session::Session;
 use crate::store::Folder;
+use crate::submission::Submission;
 
 /// What the process running the daemon tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +191,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/queue", get(queue))
         .route("/v1/queue/recipients", get(queue_recipients))
         .route("/v1/abort", post(abort))
+        .route("/v1/resubmit", post(resubmit))
+        .route("/v1/delete", post(delete))
         .route("/v1/folders/{name}", get(folder))
         .route("/v1/messages/{entry_id}", get(message))
         .route("/metrics", get(metrics))
@@ -196,23 +210,11 @@ async fn hello(State(state): State<Shared>) -> Json<Value> {
     }))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Rows {
-    pub rows: Vec<WireRow>,
-}
-
 async fn status(State(state): State<Shared>) -> Json<Rows> {
     let session = current(&state).await;
     Json(Rows {
         rows: session.board().rows().iter().map(row_to_wire).collect(),
     })
-}
-
-/// One status-row change on the events stream.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Event {
-    pub event: u32,
-    pub row: WireRow,
 }
 
 async fn events(State(state): State<Shared>) -> Response {
@@ -269,13 +271,6 @@ async fn events(State(state): State<Shared>) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FlushRequest {
-    pub on: String,
-    pub target: Option<String>,
-    pub flags: u32,
-}
-
 fn entry_id(text: &str) -> MapiResult<EntryId> {
     text.parse::<EntryId>()
 }
@@ -294,12 +289,6 @@ async fn flush(
     ))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FlushMessageRequest {
-    pub entry_id: String,
-    pub flags: u32,
-}
-
 async fn flush_message(
     State(state): State<Shared>,
     Json(req): Json<FlushMessageRequest>,
@@ -310,12 +299,6 @@ async fn flush_message(
             .flush_message(&entry_id(&req.entry_id)?, FlushFlags(req.flags))
             .await?,
     ))
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct FlushGroupRequest {
-    pub group: String,
-    pub flags: u32,
 }
 
 async fn flush_group(
@@ -330,12 +313,6 @@ async fn flush_group(
     ))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct ValidateRequest {
-    pub on: String,
-    pub flags: u32,
-}
-
 async fn validate(
     State(state): State<Shared>,
     Json(req): Json<ValidateRequest>,
@@ -347,9 +324,6 @@ async fn validate(
         .await?;
     Ok(Json(json!({ "ok": true, "checks": checks })))
 }
-
-/// The header that carries a submission's envelope.
-pub(crate) const SUBMISSION_HEADER: &str = "x-mapispool-submission";
 
 async fn submit(
     State(state): State<Shared>,
@@ -410,7 +384,7 @@ async fn submit_batch(State(state): State<Shared>, body: Body) -> ApiResult<Json
     Ok(Json(json!({ "results": results })))
 }
 
-fn submitted_json(record: &crate::session::Submitted) -> Value {
+fn submitted_json(record: &crate::submission::Submitted) -> Value {
     json!({
         "entry_id": record.entry_id().to_string(),
         "subject": record.subject,
@@ -442,9 +416,22 @@ async fn queue_recipients(State(state): State<Shared>) -> ApiResult<Json<Rows>> 
     Ok(Json(Rows { rows }))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct AbortRequest {
-    pub entry_id: String,
+async fn resubmit(
+    State(state): State<Shared>,
+    Json(req): Json<AbortRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = current(&state).await;
+    session.resubmit(&entry_id(&req.entry_id)?).await?;
+    Ok(Json(json!({ "resubmitted": true })))
+}
+
+async fn delete(
+    State(state): State<Shared>,
+    Json(req): Json<AbortRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = current(&state).await;
+    session.delete_message(&entry_id(&req.entry_id)?).await?;
+    Ok(Json(json!({ "deleted": true })))
 }
 
 async fn abort(
@@ -464,10 +451,10 @@ async fn folder(
         .ok_or_else(|| MapiError::not_found(format!("there is no folder \"{name}\"")))?;
     let session = current(&state).await;
     let rows = session
-        .messages(folder)
+        .folder_rows(folder)
         .await?
         .iter()
-        .map(|m| row_to_wire(&m.to_row()))
+        .map(row_to_wire)
         .collect();
     Ok(Json(Rows { rows }))
 }
@@ -523,7 +510,7 @@ pub async fn run_daemon(
     let _lock = DaemonLock::acquire_named(&store, &socket, &label).await?;
     // Bound before the spooler starts: a web listener that cannot start stops the daemon.
     let web = match &profile.web {
-        Some(config) => Some(crate::web::Listener::bind(config).await?),
+        Some(config) => Some(web::Listener::bind(config).await?),
         None => None,
     };
     let session = Session::logon_local(profile).await?;
@@ -620,8 +607,4 @@ async fn load(path: &Path) -> MapiResult<Profile> {
         .await
         .map_err(|e| MapiError::call_failed(format!("reading the profile stopped: {e}")))?
         .map_err(|e| MapiError::new(MapiCode::Unconfigured, e.to_string()))
-}
-
-pub(crate) fn rows_from(rows: &Rows) -> Vec<mapi::Row> {
-    rows.rows.iter().map(row_from_wire).collect()
 }

@@ -1,4 +1,5 @@
-//! Status objects (`IMAPIStatus`): what `OpenEntry` on a status row's `PR_ENTRYID` gives.
+//! Status objects (`IMAPIStatus`): what `OpenEntry` on a status row's `PR_ENTRYID` gives. A
+//! part of the session, as MAPI's status objects belong to an `IMAPISession`.
 //! Every method checks `PR_RESOURCE_METHODS` first: a method whose bit is absent is
 //! `MAPI_E_NO_SUPPORT`, as MAPI requires.
 
@@ -8,9 +9,9 @@ use mapi::constants::{
 use mapi::tag::PR_RESOURCE_METHODS;
 use mapi::{EntryId, MapiError, MapiResult, Row};
 
-use super::StatusKind;
+use super::{Backend, Session};
 use crate::flush::{FlushFlags, FlushReport};
-use crate::session::{Backend, Session};
+use crate::status::StatusKind;
 use crate::transport::probe::TransportCheck;
 
 /// An open status object. Its properties come from the session's status table (a live mirror

@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::ipc::server::{ApiResult, EVENT_BUFFER, Shared, current, routes};
+use super::{ApiResult, EVENT_BUFFER, Shared, current, routes};
 use crate::profile::WebConfig;
 use crate::store::Folder;
 
