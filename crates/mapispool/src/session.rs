@@ -482,6 +482,7 @@ impl Session {
     pub async fn logoff(self) {
         if let Backend::Local(s) = &self.backend {
             s.wait_idle().await;
+            s.stop_node().await;
             s.store().close().await;
         }
     }

@@ -13,6 +13,7 @@
 
 mod idle;
 pub mod ndr;
+mod node;
 mod recover;
 mod schedule;
 mod sink;
@@ -231,6 +232,23 @@ struct Inner<S> {
     /// writer that finds the lock taken sleeps in the busy handler (milliseconds).
     store_writes: AsyncMutex<()>,
     metrics: crate::metrics::Metrics,
+    /// This spooler as a node of the queue (its `instance` is `owner`).
+    node: crate::store::NodeInfo,
+    /// The heartbeat task (`node.rs`), aborted when the spooler goes.
+    heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    health: std::sync::Mutex<node::NodeHealth>,
+    /// Something other than the clock says the queue has due messages (a dead node's
+    /// messages, the store back after an outage, another node's submit): the schedule loop
+    /// flushes the upload side at once.
+    wake: tokio::sync::Notify,
+}
+
+impl<S> Drop for Inner<S> {
+    fn drop(&mut self) {
+        if let Some(task) = self.heartbeat.get_mut().ok().and_then(|t| t.take()) {
+            task.abort();
+        }
+    }
 }
 
 /// What a flush covers beyond its flags.
@@ -275,7 +293,16 @@ impl<S: Store + 'static> Spooler<S> {
         let store_display = store.display_name();
         let board = StatusBoard::new(initial_rows(&profile.transports, &store_display, offline));
         let host = hostname();
-        let nanos = FileTime::now().0;
+        let started = FileTime::now();
+        let nanos = started.0;
+        let owner = format!("{host}:{}:{nanos}", std::process::id());
+        let node = crate::store::NodeInfo {
+            instance: owner.clone(),
+            name: profile.spooler.node.clone().unwrap_or_else(|| host.clone()),
+            host: host.clone(),
+            pid: std::process::id(),
+            started,
+        };
         let slots = profile
             .transports
             .iter()
@@ -289,7 +316,7 @@ impl<S: Store + 'static> Spooler<S> {
             .collect();
         let spooler = Spooler {
             inner: Arc::new(Inner {
-                owner: format!("{host}:{}:{nanos}", std::process::id()),
+                owner,
                 host,
                 profile,
                 store,
@@ -299,6 +326,10 @@ impl<S: Store + 'static> Spooler<S> {
                 flushing: std::sync::Mutex::new((0, 0)),
                 store_writes: AsyncMutex::new(()),
                 metrics: crate::metrics::Metrics::new(),
+                node,
+                heartbeat: std::sync::Mutex::new(None),
+                health: std::sync::Mutex::new(node::NodeHealth::default()),
+                wake: tokio::sync::Notify::new(),
             }),
         };
         spooler.restore_offline().await;
@@ -313,6 +344,7 @@ impl<S: Store + 'static> Spooler<S> {
         {
             tracing::warn!(error = %e, "cannot take back a dead spooler's messages; their leases will expire");
         }
+        spooler.join_queue().await;
         Ok(spooler)
     }
 
@@ -1472,8 +1504,8 @@ impl<S: Store + 'static> Spooler<S> {
     }
 
     /// Files one delay notice (RFC 3464, `Action: delayed`) in the Inbox once a message has
-    /// waited `delay_warning_after` undelivered: once per message, remembered in the store so
-    /// a restart or another process does not send a second.
+    /// waited `delay_warning_after` undelivered: once per message, claimed in the store so a
+    /// restart, another process or another node does not send a second.
     async fn warn_delay(&self, message: &LeasedMessage, delayed: &[(String, String)]) {
         let original = &message.message;
         let config = &self.inner.profile.spooler;
@@ -1484,21 +1516,17 @@ impl<S: Store + 'static> Spooler<S> {
         }
         let store = &self.inner.store;
         let key = format!("delay-notice:{}", original.id);
-        match store.get_sync_state(SPOOLER_STATE, &key).await {
-            Ok(None) => {}
-            Ok(Some(_)) => return,
+        // Claimed before it is filed, in one step that only one caller wins: two nodes that
+        // both see the delay send one notice between them, and a crash after the claim loses
+        // the notice rather than repeating it. Not knowing whether one went out (the store
+        // failed), send none: a missing notice is better than a second one on every retry.
+        match store.claim_sync_state(SPOOLER_STATE, &key, "sent").await {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(e) => {
-                // Not knowing whether one went out, send none: a missing notice is better
-                // than a second one on every retry.
-                tracing::warn!(error = %e, id = %original.id, "cannot tell whether a delay notice went out");
+                tracing::warn!(error = %e, id = %original.id, "cannot claim the delay notice; not sending it");
                 return;
             }
-        }
-        // Marked before it is filed: a crash in between loses the notice rather than
-        // repeating it.
-        if let Err(e) = store.set_sync_state(SPOOLER_STATE, &key, "sent").await {
-            tracing::warn!(error = %e, id = %original.id, "cannot record the delay notice; not sending it");
-            return;
         }
         let head = match store.body_chunk(original.id, 0).await {
             Ok(Some(chunk)) => header_block(&chunk).unwrap_or(&chunk).to_vec(),
@@ -1945,15 +1973,10 @@ impl<S: Store + 'static> Spooler<S> {
         s.retry_initial.saturating_mul(factor).min(s.retry_max)
     }
 
-    /// How long a lease lasts: long enough for a batch at the configured timeout per message,
-    /// short enough that a crashed spooler's messages come back soon.
+    /// How long a lease lasts ([`crate::profile::SpoolerConfig::lease_time`]); the heartbeat
+    /// extends the leases of messages still being sent.
     fn lease_time(&self) -> Duration {
-        self.inner
-            .profile
-            .spooler
-            .timeout
-            .saturating_mul(2)
-            .max(Duration::from_secs(60))
+        self.inner.profile.spooler.lease_time()
     }
 }
 

@@ -22,6 +22,7 @@
 //! `MAPI_E_BUSY`, `MAPI_E_DISK_ERROR`) with the operation, the path and the cause in words.
 
 mod error;
+mod node;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
@@ -38,6 +39,7 @@ use mapi::{EntryId, FileTime, MapiCode, MapiError, MapiResult, MapiUid, PropValu
 use tokio::io::AsyncRead;
 
 pub use error::StoreError;
+pub use node::{Heartbeat, NodeInfo, NodeRecord, NodeState};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -945,6 +947,49 @@ pub trait Store: Send + Sync {
             Ok(out)
         }
     }
+
+    /// Registers a spooler node (see `node.rs` for the cluster's leases): its row, as a first
+    /// [`Store::heartbeat`], after forgetting the rows of earlier instances of the same name on
+    /// the same host that stopped or died, and of any node gone for a week.
+    fn register_node(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> impl Future<Output = MapiResult<Heartbeat>> + Send;
+
+    /// One heartbeat of `node`, in one transaction: its row says it is alive until
+    /// `now + lease_for` with `status`, and every lease it holds is extended to that time (a
+    /// lease being recorded right now is passed over, not waited for: recording ends it). Also
+    /// counts the due queued messages whose lease expired without being given back
+    /// ([`Heartbeat::orphaned`]), which the caller flushes to take over.
+    fn heartbeat(
+        &self,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> impl Future<Output = MapiResult<Heartbeat>> + Send;
+
+    /// Marks the node stopped (a clean shutdown; it has given its leases back).
+    fn node_stopped(
+        &self,
+        instance: &str,
+        now: FileTime,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Every registered node, alive or not, by name then start time.
+    fn nodes(&self) -> impl Future<Output = MapiResult<Vec<NodeRecord>>> + Send;
+
+    /// Sets one sync state value unless it is set already, durably; true if this call set it.
+    /// Two nodes that both decide to do something once (a delay notice) both ask, and exactly
+    /// one is told yes.
+    fn claim_sync_state(
+        &self,
+        transport: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = MapiResult<bool>> + Send;
 
     /// Inbound sync state (IMAP UIDVALIDITY and last UID, ...) for a transport, by key.
     fn get_sync_state(

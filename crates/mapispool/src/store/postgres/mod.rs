@@ -35,14 +35,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
     Fate, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, StoreRow, chunk_count, ft,
-    get_u32, message_columns, message_from_row, not_found, not_in_queue, plan_outcome, queue_entry,
-    queue_fields, recipient_columns, recipient_from_row, require_recipients, size_i64,
-    validate_recipients,
+    get_u32, message_columns, message_from_row, node_columns, node_from_row, not_found,
+    not_in_queue, plan_outcome, queue_entry, queue_fields, recipient_columns, recipient_from_row,
+    require_recipients, size_i64, validate_recipients,
 };
 use super::{
-    BODY_CHUNK_SIZE, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter, LeasedMessage,
-    MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport, PREFETCH_BATCH,
-    PREFETCH_BODY, QueueCounts, QueueEntry, RecipientOutcome, RecipientRecord, Store, StoreError,
+    BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
+    LeasedMessage, MessageId, MessageRecord, NewMessage, NewRecipient, NodeInfo, NodeRecord,
+    OutcomeReport, PREFETCH_BATCH, PREFETCH_BODY, QueueCounts, QueueEntry, RecipientOutcome,
+    RecipientRecord, Store, StoreError,
 };
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1234,6 +1235,68 @@ impl Store for PgStore {
         })
     }
 
+    async fn register_node(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        self.register(node, now, lease_for).await
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        let what = "renewing this node's heartbeat and leases";
+        let mut conn = self.relaxed.acquire().await.map_err(self.db(what))?;
+        self.beat(&mut conn, node, status, now, lease_for)
+            .await
+            .map_err(self.db(what))
+    }
+
+    async fn node_stopped(&self, instance: &str, now: FileTime) -> MapiResult<()> {
+        sqlx::query("UPDATE nodes SET stopped = $2 WHERE instance = $1")
+            .bind(instance)
+            .bind(ft(now))
+            .execute(&self.pool)
+            .await
+            .map_err(self.db("recording that this node stopped"))?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> MapiResult<Vec<NodeRecord>> {
+        let what = "listing the spooler nodes";
+        sqlx::query(concat!(
+            "SELECT ",
+            node_columns!(),
+            " FROM nodes ORDER BY name, started, instance"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db(what))?
+        .iter()
+        .map(|r| node_from_row(r).map_err(self.db(what)))
+        .collect()
+    }
+
+    async fn claim_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO sync_state (transport, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (transport, key) DO NOTHING",
+        )
+        .bind(transport)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db("claiming a once-only action"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn get_sync_state(&self, transport: &str, key: &str) -> MapiResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM sync_state WHERE transport = $1 AND key = $2")
             .bind(transport)
@@ -1256,6 +1319,80 @@ impl Store for PgStore {
     ) -> MapiResult<()> {
         self.write_sync_state(&self.relaxed, transport, key, value)
             .await
+    }
+}
+
+/// The node-table half of a heartbeat, shared by both calls that beat.
+impl PgStore {
+    async fn beat(
+        &self,
+        conn: &mut PgConnection,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> Result<Heartbeat, sqlx::Error> {
+        let until = super::shared::lease_end(now, lease_for);
+        // One statement: the row, the extended leases (SKIP LOCKED: a lease being recorded
+        // now is ending anyway, and waiting on it could deadlock with that recording), and the
+        // others' expired leases (the snapshot before the extension, hence `<> $1`).
+        let (extended, orphaned): (i64, i64) = sqlx::query_as(
+            "WITH n AS (INSERT INTO nodes (instance, name, host, pid, started, heartbeat, \
+                 alive_until, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+               ON CONFLICT (instance) DO UPDATE SET heartbeat = excluded.heartbeat, \
+                 alive_until = excluded.alive_until, status = excluded.status, stopped = NULL), \
+             e AS (UPDATE messages SET lease_until = $7 WHERE id IN (SELECT id FROM messages \
+                 WHERE lease_owner = $1 AND in_queue AND lease_until < $7 \
+                 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM e), (SELECT COUNT(*) FROM messages WHERE in_queue \
+               AND lease_owner IS NOT NULL AND lease_owner <> $1 AND lease_until <= $6 \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= $6) \
+               AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= $6))",
+        )
+        .bind(&node.instance)
+        .bind(&node.name)
+        .bind(&node.host)
+        .bind(i64::from(node.pid))
+        .bind(ft(node.started))
+        .bind(ft(now))
+        .bind(ft(until))
+        .bind(status)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(Heartbeat {
+            extended: u32::try_from(extended).unwrap_or(u32::MAX),
+            orphaned: u32::try_from(orphaned).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn register(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        let what = "registering this spooler node";
+        let mut tx = self.tx(&self.pool, what).await?;
+        let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
+        sqlx::query(
+            "DELETE FROM nodes WHERE instance <> $1 AND ((name = $2 AND host = $3 \
+               AND (stopped IS NOT NULL OR alive_until <= $4)) \
+               OR COALESCE(stopped, alive_until) < $5)",
+        )
+        .bind(&node.instance)
+        .bind(&node.name)
+        .bind(&node.host)
+        .bind(ft(now))
+        .bind(ft(forget))
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let beat = self
+            .beat(&mut tx, node, "starting", now, lease_for)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(beat)
     }
 }
 
