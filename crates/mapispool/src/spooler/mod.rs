@@ -240,7 +240,7 @@ struct Inner<S> {
     /// Something other than the clock says the queue has due messages (a dead node's
     /// messages, the store back after an outage, another node's submit): the schedule loop
     /// flushes the upload side at once.
-    wake: tokio::sync::Notify,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl<S> Drop for Inner<S> {
@@ -329,7 +329,7 @@ impl<S: Store + 'static> Spooler<S> {
                 node,
                 heartbeat: std::sync::Mutex::new(None),
                 health: std::sync::Mutex::new(node::NodeHealth::default()),
-                wake: tokio::sync::Notify::new(),
+                wake: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         spooler.restore_offline().await;
@@ -397,6 +397,11 @@ impl<S: Store + 'static> Spooler<S> {
     /// `target` names. Synchronous unless `FLUSH_ASYNC_OK`, which starts the work and returns at
     /// once with `asynchronous` set (progress then shows in the status table).
     ///
+    /// On a queue several nodes share (PostgreSQL), the flush runs here, over the whole shared
+    /// queue (every due message no other node holds a lease on), and an upload of every
+    /// transport also signals the other nodes ([`Store::signal_flush`]), which join in with an
+    /// ordinary upload of their own. The report is this node's part.
+    ///
     /// Errors: `MAPI_E_UNKNOWN_FLAGS`, `MAPI_E_INVALID_PARAMETER` (no direction, or a target
     /// that is not a transport), `MAPI_E_INVALID_ENTRYID` / `MAPI_E_UNKNOWN_ENTRYID` for a bad
     /// target. A transport that fails does not fail the call: its part of the report says why.
@@ -411,6 +416,15 @@ impl<S: Store + 'static> Spooler<S> {
             skip_offline: target.is_none(),
             ..Scope::default()
         };
+        // A shared queue (PostgreSQL): this node flushes it all, and the other nodes are asked
+        // to join in (their own flags: a forced flush forces only here). Best effort: without
+        // them this flush still moves every due message no other node is sending.
+        if target.is_none()
+            && flags.contains(FlushFlags::UPLOAD)
+            && let Err(e) = self.inner.store.signal_flush(&self.inner.owner).await
+        {
+            tracing::warn!(error = %e, "cannot ask the other nodes to flush; flushing here alone");
+        }
         self.start_flush(names, flags, scope).await
     }
 

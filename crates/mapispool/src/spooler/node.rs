@@ -298,4 +298,162 @@ mod tests {
                 .any(|n| n.info.name == "node-b" && n.state(FileTime::now()) == NodeState::Stopped)
         );
     }
+
+    /// A loopback SMTP server that takes every message, for the wake-up tests: it notes when
+    /// each `MAIL FROM` (the first command of a transaction) arrives.
+    async fn smtp_sink() -> (
+        u16,
+        tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>,
+    ) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 sink ready\r\n").await;
+                    let mut in_data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply: &[u8] = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            b"250 2.0.0 queued\r\n"
+                        } else {
+                            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                            match verb.as_str() {
+                                "EHLO" => b"250-sink\r\n250 PIPELINING\r\n",
+                                "MAIL" => {
+                                    let _ = tx.send(std::time::Instant::now());
+                                    b"250 2.1.0 ok\r\n"
+                                }
+                                "DATA" => {
+                                    in_data = true;
+                                    b"354 go on\r\n"
+                                }
+                                "QUIT" => {
+                                    let _ = write.write_all(b"221 bye\r\n").await;
+                                    return;
+                                }
+                                _ => b"250 ok\r\n",
+                            }
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    fn smtp_profile(dir: &std::path::Path, node: &str, port: u16) -> Profile {
+        let text = format!(
+            "[store]\npath = \"{store}\"\n\n[spooler]\nnode = \"{node}\"\n\
+             upload_interval = \"24h\"\nheartbeat = \"1h\"\nlease = \"3h\"\n\n\
+             [[transport]]\nname = \"relay\"\naddress = \"me@example.com\"\n\
+             [transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             security = \"none\"\n",
+            store = dir.join("unused.db").display(),
+        );
+        Profile::from_str_at(&text, &dir.join(format!("{node}.toml"))).expect("profile")
+    }
+
+    /// Issue 14: two idle nodes whose schedule is a day and whose heartbeat is an hour, so
+    /// that only PostgreSQL's `NOTIFY` can make them send: each message submitted into the
+    /// shared store (as `sendmail` on node A does) reaches the SMTP sink at once, from one of
+    /// them. Prints the latency from the submit to the `MAIL FROM` (run with --nocapture; the
+    /// figure is in RELIABILITY.md): asserting on it would make this a timed test.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_submit_wakes_idle_nodes_through_notify() {
+        let url = crate::store::postgres::testing::fresh_database().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, mut mail_from) = smtp_sink().await;
+        let mut nodes = Vec::new();
+        for name in ["node-a", "node-b"] {
+            let store = PgStore::open(&url, None).await.expect("open");
+            let spooler = Spooler::start(smtp_profile(dir.path(), name, port), store)
+                .await
+                .expect("start");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let running = {
+                let spooler = spooler.clone();
+                tokio::spawn(async move {
+                    spooler
+                        .run_schedules(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                })
+            };
+            nodes.push((spooler, stop, running));
+        }
+        let submitter = PgStore::open(&url, None).await.expect("open");
+        // Idle: both listen, and both have run the flush a schedule starts with.
+        let ready = wait_for(Duration::from_secs(30), async || {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
+            )
+            .fetch_one(submitter.pool())
+            .await
+            .unwrap_or(0);
+            listening == 2
+                && nodes.iter().all(|(s, _, _)| {
+                    s.board()
+                        .row(&StatusKind::Spooler)
+                        .is_some_and(|r| r.get(mapi::tag::PR_MSP_LAST_FLUSH_TIME).is_some())
+                })
+        })
+        .await;
+        assert!(ready, "the nodes did not settle");
+        let mut latencies = Vec::new();
+        for i in 0..20 {
+            let message = NewMessage {
+                subject: format!("wake {i}"),
+                sender_address: Some("me@example.com".into()),
+                transport: Some("relay".into()),
+                recipients: vec![NewRecipient::to("you@example.org")],
+                ..NewMessage::default()
+            };
+            let body = format!("Subject: wake {i}\r\n\r\nhello\r\n");
+            let start = std::time::Instant::now();
+            submitter
+                .submit(message, body.as_bytes())
+                .await
+                .expect("submit");
+            let arrived = tokio::time::timeout(Duration::from_secs(20), mail_from.recv())
+                .await
+                .ok()
+                .flatten()
+                .expect("no node sent the message: the notification did not wake them");
+            latencies.push(arrived.saturating_duration_since(start));
+            let sent = wait_for(Duration::from_secs(20), async || {
+                submitter
+                    .messages(Folder::SentItems)
+                    .await
+                    .is_ok_and(|m| m.len() == i + 1)
+            })
+            .await;
+            assert!(sent, "message {i} was not recorded as sent");
+        }
+        latencies.sort();
+        println!(
+            "submit -> MAIL FROM at the sink, 2 idle PostgreSQL nodes, 20 messages: median {:?}, max {:?}",
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1]
+        );
+        for (spooler, stop, running) in nodes {
+            let _ = stop.send(());
+            running.await.expect("schedules");
+            spooler.stop_node().await;
+        }
+    }
 }

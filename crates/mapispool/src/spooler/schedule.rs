@@ -3,6 +3,7 @@
 //! transports between the flushes clients ask for.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
@@ -47,6 +48,11 @@ impl<S: Store + 'static> Spooler<S> {
         let start = Instant::now();
         let (stop_idle, idle_stopped) = tokio::sync::watch::channel(false);
         let watchers = self.start_idle_watchers(&idle_stopped);
+        // The store's notifications (PostgreSQL: a submit on any node) wake this loop.
+        let listening = self
+            .inner
+            .store
+            .watch_queue(Arc::clone(&self.inner.wake), &self.inner.owner);
         let mut clocks: Vec<Clock> = Vec::new();
         for group in self.inner.profile.groups() {
             for (interval, direction) in [
@@ -86,6 +92,9 @@ impl<S: Store + 'static> Spooler<S> {
                 }
                 _ = self.inner.wake.notified() => self.woken().await,
             }
+        }
+        if let Some(task) = listening {
+            task.abort();
         }
         let _ = stop_idle.send(true);
         for w in watchers {

@@ -43,6 +43,11 @@ pub use node::{Heartbeat, NodeInfo, NodeRecord, NodeState};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// The PostgreSQL notification channel of the outgoing queue ([`Store::watch_queue`]):
+/// payload `submit` for a newly queued message, `flush:INSTANCE` for a flush that node asks of
+/// the others.
+pub const QUEUE_CHANNEL: &str = "mapispool_queue";
+
 /// The store provider's `MAPIUID`: the 16 bytes after the flags in every entry ID we hand out.
 pub const STORE_UID: MapiUid = *b"mapispool-store1";
 
@@ -990,6 +995,29 @@ pub trait Store: Send + Sync {
         key: &str,
         value: &str,
     ) -> impl Future<Output = MapiResult<bool>> + Send;
+
+    /// Starts forwarding the store's queue notifications to `wake`: on PostgreSQL a task that
+    /// `LISTEN`s on [`QUEUE_CHANNEL`], where every submit on any node and every flush asked of
+    /// another node (`signal_flush`) notifies; it reconnects after losing the server and then
+    /// wakes once for what it may have missed. `me` is the caller's node instance: its own
+    /// flush signals are not echoed back. `None` where the backend has no notifications
+    /// (SQLite: one machine, whose daemon hears submits through its socket or its schedule).
+    fn watch_queue(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        me: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = (wake, me);
+        None
+    }
+
+    /// Tells the other nodes watching the queue ([`Store::watch_queue`]) to flush its upload
+    /// side now: `FlushQueues` on one node moves the whole shared queue with every node's help.
+    /// A no-op where the backend has no notifications.
+    fn signal_flush(&self, me: &str) -> impl Future<Output = MapiResult<()>> + Send {
+        let _ = me;
+        async { Ok(()) }
+    }
 
     /// Inbound sync state (IMAP UIDVALIDITY and last UID, ...) for a transport, by key.
     fn get_sync_state(

@@ -435,10 +435,11 @@ impl PgStore {
                FROM m, UNNEST($18::bigint[], $19::text[], $20::text[], $21::bigint[]) \
                  AS u(row_id, name, address, kind)), \
              b AS (INSERT INTO body_chunks (message_id, seq, data) \
-               SELECT m.id, 0, $22 FROM m WHERE $17 > 0) \
+               SELECT m.id, 0, $22 FROM m WHERE $17 > 0), \
+             n AS (SELECT pg_notify('mapispool_queue', 'submit') AS notified) \
              SELECT ",
             message_columns!(),
-            " FROM m"
+            " FROM m CROSS JOIN n"
         ))
         .bind(Folder::Outbox as i64)
         .bind(now)
@@ -611,10 +612,13 @@ impl Store for PgStore {
         drop(first);
         // The synchronous commit that publishes the message also makes the staging row and
         // chunks durable: WAL is flushed in order, up to this commit's record.
+        // The notification goes out with the commit (NOTIFY is transactional).
         let queued = sqlx::query(concat!(
-            "UPDATE messages SET folder = $1, message_size = $2, body_chunks = $3, \
-             client_submit_time = $4, in_queue = TRUE WHERE id = $5 AND folder = 0 RETURNING ",
-            message_columns!()
+            "WITH m AS (UPDATE messages SET folder = $1, message_size = $2, body_chunks = $3, \
+             client_submit_time = $4, in_queue = TRUE WHERE id = $5 AND folder = 0 RETURNING *), \
+             n AS (SELECT pg_notify('mapispool_queue', 'submit') AS notified) SELECT ",
+            message_columns!(),
+            " FROM m CROSS JOIN n"
         ))
         .bind(Folder::Outbox as i64)
         .bind(size_i64(size))
@@ -1235,6 +1239,29 @@ impl Store for PgStore {
         })
     }
 
+    fn watch_queue(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        me: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = self.pool.clone();
+        let server = self.server.clone();
+        let own_flush = format!("flush:{me}");
+        Some(tokio::spawn(async move {
+            listen_for_queue(pool, server, wake, own_flush).await
+        }))
+    }
+
+    async fn signal_flush(&self, me: &str) -> MapiResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::QUEUE_CHANNEL)
+            .bind(format!("flush:{me}"))
+            .execute(&self.relaxed)
+            .await
+            .map_err(self.db("asking the other nodes to flush"))?;
+        Ok(())
+    }
+
     async fn register_node(
         &self,
         node: &NodeInfo,
@@ -1523,6 +1550,58 @@ impl OutcomeWrites {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The task behind [`PgStore::watch_queue`]: a dedicated connection that `LISTEN`s on the
+/// queue's channel and wakes the spooler on each notification but its own flush signals
+/// (`own_flush`). While the server is away it tries again every second, quietly after the
+/// first warning (the heartbeat shows the outage in the status table); back, it wakes once for
+/// the notifications it may have missed.
+async fn listen_for_queue(
+    pool: PgPool,
+    server: String,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    own_flush: String,
+) {
+    let mut first = true;
+    let mut warned = false;
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(super::QUEUE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
+            Ok(listener) => listener,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, store = %server, "cannot listen for queue notifications; retrying every second");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if !first {
+            tracing::info!(store = %server, "listening for queue notifications again");
+            wake.notify_one();
+        }
+        first = false;
+        warned = false;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.payload() == own_flush => {}
+                Ok(Some(_)) => wake.notify_one(),
+                // The connection was lost; the next call reconnects (and LISTENs again), and
+                // what was notified meanwhile is gone: look at the queue.
+                Ok(None) => wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, store = %server, "lost the queue notifications; reconnecting");
+                    break;
+                }
+            }
+        }
     }
 }
 
