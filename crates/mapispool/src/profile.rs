@@ -139,8 +139,14 @@ pub enum StoreConfig {
     /// A SQLite database file (`path`, absolute). The default is
     /// `$XDG_DATA_HOME/mapispool/store.db`.
     Path(PathBuf),
-    /// A database URL (`url`), e.g. `postgres://...`; kept as written.
-    Url(String),
+    /// A PostgreSQL database (`url = "postgres://USER@HOST:PORT/DATABASE"`), kept as written,
+    /// and where its password comes from (`password_command`, `password_file`, `password_env`
+    /// or `password_keyring` in `[store]`, as for transports); without one, a password in the
+    /// URL or `PGPASSWORD` is used.
+    Url {
+        url: String,
+        credential: Option<Credential>,
+    },
 }
 
 impl StoreConfig {
@@ -148,7 +154,15 @@ impl StoreConfig {
     pub fn path(&self) -> Option<&Path> {
         match self {
             StoreConfig::Path(path) => Some(path),
-            StoreConfig::Url(_) => None,
+            StoreConfig::Url { .. } => None,
+        }
+    }
+
+    /// The store URL, if the store is a database server.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            StoreConfig::Path(_) => None,
+            StoreConfig::Url { url, .. } => Some(url),
         }
     }
 

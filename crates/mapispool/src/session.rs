@@ -19,10 +19,10 @@ use crate::message::{
     HeaderSummary, MAX_HEADER_BYTES, check_address, check_header_line_ends, header_block,
 };
 use crate::outgoing::{self, Author, check_field};
-use crate::profile::{Profile, StoreConfig};
+use crate::profile::Profile;
 use crate::spooler::Spooler;
 use crate::status::{Status, StatusBoard, StatusKind};
-use crate::store::{Folder, MessageId, MessageRecord, NewMessage, QueueEntry, SqliteStore, Store};
+use crate::store::{AnyStore, Folder, MessageId, MessageRecord, NewMessage, QueueEntry, Store};
 
 /// How a message is submitted: what the envelope is, beyond what its headers say.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -143,15 +143,10 @@ impl Drop for MirrorTask {
     }
 }
 
-/// The SQLite file of `profile`'s store. Errors: `MAPI_E_NO_SUPPORT` for a store URL, which
-/// this build cannot open.
-pub(crate) fn sqlite_path(profile: &Profile) -> MapiResult<std::path::PathBuf> {
-    match &profile.store {
-        StoreConfig::Path(p) => Ok(p.clone()),
-        StoreConfig::Url(url) => Err(MapiError::no_support(format!(
-            "store url {url:?}: this build stores in SQLite only; set [store] path instead"
-        ))),
-    }
+/// The daemon serving `profile`'s store, if one runs (found through its lock, see
+/// [`crate::ipc::daemon_anchor`]).
+async fn daemon_for(profile: &Profile) -> MapiResult<Option<Client>> {
+    Client::for_store(&crate::ipc::daemon_anchor(profile)).await
 }
 
 /// A logged-on session.
@@ -165,13 +160,12 @@ impl Session {
     /// Logs on to `profile`: through its spooler daemon if one runs (found by the lock beside
     /// its store), else with a spooler in this process on the profile's store.
     ///
-    /// Errors: `MAPI_E_NO_SUPPORT` for a store URL this build cannot open; store errors
-    /// (`MAPI_E_DISK_ERROR`, `MAPI_E_CORRUPT_STORE`, ...) with the path; `MAPI_E_VERSION` or
-    /// `MAPI_E_NO_ACCESS` from a daemon that will not serve us.
+    /// Errors: store errors (`MAPI_E_DISK_ERROR`, `MAPI_E_CORRUPT_STORE`, ...) with the path,
+    /// or `MAPI_E_NETWORK_ERROR` / `MAPI_E_LOGON_FAILED` with the URL (never its password) of
+    /// a database that cannot be reached or refuses us; `MAPI_E_VERSION` or `MAPI_E_NO_ACCESS`
+    /// from a daemon that will not serve us.
     pub async fn logon(profile: Profile) -> MapiResult<Session> {
-        if let Ok(store) = sqlite_path(&profile)
-            && let Some(client) = Client::for_store(&store).await?
-        {
+        if let Some(client) = daemon_for(&profile).await? {
             // Subscribe first, then read the table: a change in between arrives as an event.
             let events = client.subscribe().await?;
             let board = StatusBoard::new(client.status_rows().await?);
@@ -191,8 +185,7 @@ impl Session {
     /// Logs on with a spooler in this process, whether or not a daemon runs (the daemon itself
     /// does this).
     pub async fn logon_local(profile: Profile) -> MapiResult<Session> {
-        let path = sqlite_path(&profile)?;
-        let store = SqliteStore::open(&path).await?;
+        let store = AnyStore::open(&profile.store).await?;
         let spooler = Spooler::start(profile.clone(), store).await?;
         Ok(Session {
             backend: Backend::Local(spooler),
@@ -499,7 +492,7 @@ fn folder_name(folder: Folder) -> &'static str {
 
 /// A logon that can only submit (`MAPILogonEx` for a process that queues one message and exits:
 /// `mapispool submit`, `sendmail`). Through the profile's daemon when one runs, else straight
-/// into the store, which it opens for just this ([`SqliteStore::open_for_submit`]): no spooler
+/// into the store, which it opens for just this ([`AnyStore::open_for_submit`]): no spooler
 /// starts, no transport logs on. The message then waits for the next flush, as it would behind
 /// a [`Session`]'s in-process spooler, which sends only when asked.
 pub struct SubmitSession {
@@ -509,7 +502,7 @@ pub struct SubmitSession {
 
 enum SubmitBackend {
     Daemon(Client),
-    Store(SqliteStore),
+    Store(AnyStore),
 }
 
 impl SubmitSession {
@@ -517,16 +510,13 @@ impl SubmitSession {
     ///
     /// Errors: as [`Session::logon`].
     pub async fn logon(profile: Profile) -> MapiResult<SubmitSession> {
-        if let Ok(store) = sqlite_path(&profile)
-            && let Some(client) = Client::for_store(&store).await?
-        {
+        if let Some(client) = daemon_for(&profile).await? {
             return Ok(SubmitSession {
                 profile,
                 backend: SubmitBackend::Daemon(client),
             });
         }
-        let path = sqlite_path(&profile)?;
-        let store = SqliteStore::open_for_submit(&path).await?;
+        let store = AnyStore::open_for_submit(&profile.store).await?;
         Ok(SubmitSession {
             profile,
             backend: SubmitBackend::Store(store),
@@ -551,7 +541,7 @@ impl SubmitSession {
         }
     }
 
-    /// Closes the store (when it was opened here), see [`SqliteStore::close_after_submit`].
+    /// Closes the store (when it was opened here), see [`AnyStore::close_after_submit`].
     pub async fn logoff(self) {
         if let SubmitBackend::Store(store) = &self.backend {
             store.close_after_submit().await;
@@ -563,7 +553,7 @@ impl SubmitSession {
 /// the message's properties, routes it by `profile`, and streams it into the store, which
 /// returns once it is durable.
 async fn submit_to_store(
-    store: &SqliteStore,
+    store: &AnyStore,
     profile: &Profile,
     submission: Submission,
     body: impl AsyncRead + Unpin + Send,

@@ -72,6 +72,11 @@ in the profile), with its \fI\-wal\fR and \fI\-shm\fR files; all mode 0600.
 .I <store>.lock
 Held by the one spooler daemon serving the store; it also tells clients the daemon's socket.
 .TP
+.I $XDG_RUNTIME_DIR/mapispool/db\-<hash>.lock
+The same for a PostgreSQL store (\fB[store] url\fR): one daemon per profile and database, the
+hash over the profile's path and the URL without its password, so several profiles or
+machines each run one daemon on the same database.
+.TP
 .I $XDG_RUNTIME_DIR/mapispool/spooler\-<hash>.sock
 The daemon's socket. Without \fBXDG_RUNTIME_DIR\fR: \fI/run/user/<uid>/mapispool\fR when that
 directory is ours and 0700, else \fI$TMPDIR/mapispool\-<uid>\fR; the directory is 0700.
@@ -155,7 +160,27 @@ pub(crate) const KEYS: &[Key] = &[
     key(
         "store",
         "url",
-        "The store as an SQLite URL instead of a path; at most one of path and url.",
+        "A PostgreSQL store (postgres://USER@HOST:PORT/DATABASE) instead of a SQLite path; at most one of path and url.",
+    ),
+    key(
+        "store",
+        "password_command",
+        "With url: a command whose first output line is the database password.",
+    ),
+    key(
+        "store",
+        "password_file",
+        "With url: a file (mode 0600) whose first line is the database password.",
+    ),
+    key(
+        "store",
+        "password_env",
+        "With url: an environment variable holding the database password.",
+    ),
+    key(
+        "store",
+        "password_keyring",
+        "With url: the system keyring service holding the password (user \"store\").",
     ),
     key(
         "spooler",

@@ -13,6 +13,12 @@
 //! daemon the same way whatever its environment (`XDG_RUNTIME_DIR` set or not, the profile
 //! reached through a symlink or not).
 //!
+//! A PostgreSQL store has no file to lock beside, and is meant to be shared by several
+//! daemons (nodes, on one machine or many): there the lock is one per profile and database,
+//! `<runtime dir>/db-<hash>.lock`, the hash over the profile's canonical path and the URL
+//! without its password ([`daemon_anchor`]). Clients then find the daemon only with the same
+//! runtime directory (`XDG_RUNTIME_DIR`) as the daemon's.
+//!
 //! Security: the socket's directory is 0700 and the socket 0600, and the server also checks
 //! each caller's uid (`SO_PEERCRED`) against its own, so no other user reaches the queue even
 //! where file modes are relaxed.
@@ -28,6 +34,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mapi::{MapiError, MapiResult};
+
+use crate::profile::{Profile, StoreConfig};
 
 /// The API version in every path (`/v1/...`): a client refuses a daemon that does not speak it.
 pub const API_VERSION: u32 = 1;
@@ -89,6 +97,38 @@ pub fn lock_path(store: &Path) -> PathBuf {
     let mut name = canonical_store(store).into_os_string();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// The path that stands for `profile`'s store in the daemon's lock and socket names: the
+/// SQLite file itself; for a PostgreSQL store `<runtime dir>/db-<hash>`, FNV-1a over the
+/// profile's canonical path and the URL without its password, so that each profile runs one
+/// daemon on a database and several profiles (or machines) can each run theirs on the same one.
+pub fn daemon_anchor(profile: &Profile) -> PathBuf {
+    daemon_anchor_in(profile, &runtime_dir())
+}
+
+/// [`daemon_anchor`] with `runtime` as the runtime directory (what [`runtime_dir`] gives).
+pub fn daemon_anchor_in(profile: &Profile, runtime: &Path) -> PathBuf {
+    match &profile.store {
+        StoreConfig::Path(path) => path.clone(),
+        StoreConfig::Url { url, .. } => {
+            let mut h = fnv::FnvHasher::default();
+            if let Some(source) = &profile.source {
+                h.write(canonical_store(source).as_os_str().as_bytes());
+            }
+            h.write(b"\n");
+            h.write(crate::store::postgres::redact(url).as_bytes());
+            runtime.join(format!("db-{:016x}", h.finish()))
+        }
+    }
+}
+
+/// How messages name `profile`'s store: its canonical path, or its URL without a password.
+pub fn store_label(profile: &Profile) -> String {
+    match &profile.store {
+        StoreConfig::Path(path) => canonical_store(path).display().to_string(),
+        StoreConfig::Url { url, .. } => crate::store::postgres::redact(url),
+    }
 }
 
 /// This process's effective uid.
@@ -167,6 +207,13 @@ impl DaemonLock {
     /// Errors: `MAPI_E_BUSY` when another spooler holds it; `MAPI_E_NO_ACCESS` when it cannot
     /// be created or locked.
     pub async fn acquire(store: &Path, socket: &Path) -> MapiResult<DaemonLock> {
+        let label = canonical_store(store).display().to_string();
+        Self::acquire_named(store, socket, &label).await
+    }
+
+    /// [`DaemonLock::acquire`] for the anchor of a store (see [`daemon_anchor`]) that messages
+    /// call `label`.
+    pub async fn acquire_named(store: &Path, socket: &Path, label: &str) -> MapiResult<DaemonLock> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let path = lock_path(store);
         if let Some(dir) = path.parent() {
@@ -207,8 +254,7 @@ impl DaemonLock {
                     |s| format!("listening on {}", s.display()),
                 );
                 return Err(MapiError::busy(format!(
-                    "a spooler daemon already serves the store {} ({pid}, {socket}; lock {}); stop it first, or use it: clients connect to it by themselves",
-                    canonical_store(store).display(),
+                    "a spooler daemon already serves the store {label} for this profile ({pid}, {socket}; lock {}); stop it first, or use it: clients connect to it by themselves",
                     path.display()
                 )));
             }

@@ -514,12 +514,13 @@ pub async fn run_daemon(
     let profile_path =
         std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
     let profile = load(&profile_path).await?;
-    let store = crate::session::sqlite_path(&profile)?;
+    let store = crate::ipc::daemon_anchor(&profile);
     let socket = socket_path(&store);
     if let Some(dir) = socket.parent() {
         create_private_dir(dir)?;
     }
-    let _lock = DaemonLock::acquire(&store, &socket).await?;
+    let _lock =
+        DaemonLock::acquire_named(&store, &socket, &crate::ipc::store_label(&profile)).await?;
     // Bound before the spooler starts: a web listener that cannot start stops the daemon.
     let web = match &profile.web {
         Some(config) => Some(crate::web::Listener::bind(config).await?),
@@ -608,8 +609,7 @@ pub async fn run_daemon(
 }
 
 fn same_store(profile: &Profile, store: &Path) -> bool {
-    crate::session::sqlite_path(profile)
-        .is_ok_and(|new| canonical_store(&new) == canonical_store(store))
+    canonical_store(&crate::ipc::daemon_anchor(profile)) == canonical_store(store)
 }
 
 /// Reads and checks the profile on a blocking thread: a SIGHUP reload must not stall the

@@ -65,6 +65,14 @@ struct RawStore {
     path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_keyring: Option<String>,
 }
 
 /// Durations are optional here even where the model has a default, so that the default lives
@@ -402,12 +410,24 @@ impl RawProfile {
         let store = match &profile.store {
             StoreConfig::Path(path) => RawStore {
                 path: Some(path_text(path)?),
-                url: None,
+                ..RawStore::default()
             },
-            StoreConfig::Url(url) => RawStore {
-                path: None,
-                url: Some(url.clone()),
-            },
+            StoreConfig::Url { url, credential } => {
+                let [
+                    password_command,
+                    password_file,
+                    password_env,
+                    password_keyring,
+                ] = unconvert_credential(credential.as_ref())?;
+                RawStore {
+                    path: None,
+                    url: Some(url.clone()),
+                    password_command,
+                    password_file,
+                    password_env,
+                    password_keyring,
+                }
+            }
         };
         let spooler = &profile.spooler;
         let spooler = RawSpooler {
@@ -476,6 +496,44 @@ fn top_key(table: &'static str, key: &'static str) -> At {
 }
 
 fn convert_store(raw: RawStore, cx: &Context) -> Result<StoreConfig, Issue> {
+    let given: Vec<&'static str> = [
+        raw.password_command.is_some(),
+        raw.password_file.is_some(),
+        raw.password_env.is_some(),
+        raw.password_keyring.is_some(),
+    ]
+    .into_iter()
+    .zip(STORE_CREDENTIAL_KEYS)
+    .filter_map(|(given, key)| given.then_some(key))
+    .collect();
+    if let [first, second, ..] = given[..] {
+        return Err(Issue::new(
+            top_key("store", second),
+            format!(
+                "[store] has both {first} and {second}: keep one of {}",
+                STORE_CREDENTIAL_KEYS.join(", ")
+            ),
+        ));
+    }
+    if raw.url.is_none()
+        && let Some(key) = given.first()
+    {
+        return Err(Issue::new(
+            top_key("store", key),
+            format!("[store] {key} is for a database server's password: it needs url"),
+        ));
+    }
+    let credential = if let Some(command) = raw.password_command {
+        Some(Credential::Command(command))
+    } else if let Some(file) = raw.password_file {
+        Some(Credential::File(
+            cx.path(&file, top_key("store", "password_file"))?,
+        ))
+    } else if let Some(var) = raw.password_env {
+        Some(Credential::Env(var))
+    } else {
+        raw.password_keyring.map(Credential::Keyring)
+    };
     match (raw.path, raw.url) {
         (Some(_), Some(_)) => Err(Issue::new(
             top_key("store", "url"),
@@ -485,7 +543,15 @@ fn convert_store(raw: RawStore, cx: &Context) -> Result<StoreConfig, Issue> {
         (None, Some(url)) if url.is_empty() => {
             Err(Issue::new(top_key("store", "url"), "[store] url is empty"))
         }
-        (None, Some(url)) => Ok(StoreConfig::Url(url)),
+        (None, Some(url))
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+        {
+            Err(Issue::new(
+                top_key("store", "url"),
+                "[store] url must be a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE); for SQLite set path instead",
+            ))
+        }
+        (None, Some(url)) => Ok(StoreConfig::Url { url, credential }),
         (None, None) => cx
             .default_store
             .clone()
@@ -498,6 +564,15 @@ fn convert_store(raw: RawStore, cx: &Context) -> Result<StoreConfig, Issue> {
             }),
     }
 }
+
+/// The credential keys `[store]` takes: no `password_prompt`, since the daemon that opens the
+/// store has no terminal.
+const STORE_CREDENTIAL_KEYS: [&str; 4] = [
+    "password_command",
+    "password_file",
+    "password_env",
+    "password_keyring",
+];
 
 /// `[web]`: an address to listen on; one that others can reach needs a token to let them in.
 fn convert_web(raw: RawWeb, cx: &Context) -> Result<WebConfig, Issue> {

@@ -309,9 +309,43 @@ fn store_url_is_kept() {
     .expect("valid");
     assert_eq!(
         profile.store,
-        StoreConfig::Url("postgres://db/mail".to_owned())
+        StoreConfig::Url {
+            url: "postgres://db/mail".to_owned(),
+            credential: None
+        }
     );
     assert_eq!(profile.store.path(), None);
+}
+
+#[test]
+fn store_password_sources_need_a_url_and_at_most_one() {
+    let profile = parse(&with_dir_transport(
+        "[store]\nurl = \"postgres://db/mail\"\npassword_env = \"DBPW\"\n",
+    ))
+    .expect("valid");
+    assert_eq!(
+        profile.store,
+        StoreConfig::Url {
+            url: "postgres://db/mail".to_owned(),
+            credential: Some(Credential::Env("DBPW".to_owned()))
+        }
+    );
+    let both = parse(&with_dir_transport(
+        "[store]\nurl = \"postgres://db/mail\"\npassword_env = \"A\"\npassword_command = \"b\"\n",
+    ))
+    .expect_err("two sources");
+    assert!(both.to_string().contains("keep one of"), "{both}");
+    let no_url = parse(&with_dir_transport(
+        "[store]\npath = \"/s.db\"\npassword_env = \"A\"\n",
+    ))
+    .expect_err("a password without a url");
+    assert!(no_url.to_string().contains("needs url"), "{no_url}");
+    let sqlite_url = parse(&with_dir_transport("[store]\nurl = \"sqlite:///s.db\"\n"))
+        .expect_err("not PostgreSQL");
+    assert!(
+        sqlite_url.to_string().contains("set path instead"),
+        "{sqlite_url}"
+    );
 }
 
 #[test]
@@ -748,6 +782,7 @@ fn round_trip_through_toml() {
     let text = r#"
 [store]
 url = "postgres://db/mail"
+password_command = "pass show db"
 
 [spooler]
 upload_interval = "90s"

@@ -34,8 +34,8 @@ use crate::message::header_block;
 use crate::profile::{OutboundConfig, Profile, TransportConfig};
 use crate::status::{StatusBoard, StatusKind, initial_rows, transport_idle_code};
 use crate::store::{
-    DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
-    RecipientOutcome, SqliteStore, Store,
+    AnyStore, DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
+    RecipientOutcome, Store,
 };
 use crate::transport::probe::{self, TransportCheck};
 use crate::transport::{
@@ -202,7 +202,7 @@ enum Gate {
 
 /// The spooler of one profile, over any [`Store`] (statically dispatched: the store's calls
 /// are on every message's path). Cheap to clone; clones share everything.
-pub struct Spooler<S: Store = SqliteStore> {
+pub struct Spooler<S: Store = AnyStore> {
     inner: Arc<Inner<S>>,
 }
 

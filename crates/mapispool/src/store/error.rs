@@ -164,7 +164,10 @@ fn server_reason(e: &sqlx::Error) -> String {
         sqlx::Error::PoolTimedOut => "no connection to the database server within the time \
              limit: is PostgreSQL running and reachable from here? (mapispool tries again later)"
             .into(),
-        sqlx::Error::Io(io) => format!("cannot talk to the database server: {io}"),
+        sqlx::Error::Io(io) => format!(
+            "cannot talk to the database server: {io}: is PostgreSQL running and reachable from \
+             here? (what failed changed nothing in the store: try again once it is)"
+        ),
         e => e.to_string(),
     }
 }

@@ -5,6 +5,8 @@
 //! # Layout
 //! - this file: the [`Store`] trait and the record types the spooler and the CLI work with.
 //! - [`sqlite`]: [`SqliteStore`], the SQLite backend (WAL, `synchronous = FULL`).
+//! - [`postgres`]: [`PgStore`], the PostgreSQL backend, shared by several spooler nodes.
+//! - `any.rs`: [`AnyStore`], whichever of the two the profile names, for everything above.
 //! - `error.rs`: [`StoreError`], a failed database or I/O operation, and its MAPI code.
 //!
 //! # The queue, and why leases
@@ -21,6 +23,7 @@
 //! failures the code [`StoreError::code`] gives (`MAPI_E_NOT_ENOUGH_DISK`, `MAPI_E_CORRUPT_STORE`,
 //! `MAPI_E_BUSY`, `MAPI_E_DISK_ERROR`) with the operation, the path and the cause in words.
 
+mod any;
 mod error;
 mod node;
 pub mod postgres;
@@ -38,6 +41,7 @@ use mapi::tag::*;
 use mapi::{EntryId, FileTime, MapiCode, MapiError, MapiResult, MapiUid, PropValue, Row};
 use tokio::io::AsyncRead;
 
+pub use any::{AnyStore, redacted_url};
 pub use error::StoreError;
 pub use node::{Heartbeat, NodeInfo, NodeRecord, NodeState};
 pub use postgres::PgStore;

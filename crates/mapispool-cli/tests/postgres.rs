@@ -1,0 +1,314 @@
+//! A profile whose `[store] url` names a real PostgreSQL 15 (started per test by
+//! scripts/peers/postgres.sh): every command works on it as on SQLite — `submit`, `queue`,
+//! `status`, `flush` into Postfix's smtp-sink, the daemon — the password comes from the
+//! profile's credential and never shows, one daemon runs per profile while several profiles
+//! each run theirs on the one database, and a submit while the database is away fails
+//! cleanly (`sendmail` exits EX_TEMPFAIL) and leaves nothing behind.
+
+mod common;
+#[path = "../../mapispool/tests/peers/postfix.rs"]
+mod postfix;
+#[path = "../../mapispool/tests/peers/postgres.rs"]
+mod postgres;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::sandbox::{Sandbox, all_output, run_with_stdin, stderr_of, stdout_of};
+use postfix::SmtpSink;
+use postgres::{PASSWORD, Postgres};
+
+/// The environment variable the test profiles read the database password from.
+const PASSWORD_ENV: &str = "MAPISPOOL_TEST_DB_PASSWORD";
+
+/// A profile `name.toml` on `url` (password from [`PASSWORD_ENV`]) with one SMTP transport
+/// `smtp` (`alice@example.com`) to 127.0.0.1:`smtp_port`.
+fn write_pg_profile(sandbox: &Sandbox, name: &str, url: &str, smtp_port: u16) -> PathBuf {
+    let path = sandbox.path(&format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{url}\"\npassword_env = \"{PASSWORD_ENV}\"\n\n[spooler]\ntimeout = \"10s\"\n\n[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\n"
+        ),
+    )
+    .expect("write the profile");
+    path
+}
+
+/// `mapispool --profile PROFILE ARGS` with the database password in its environment.
+fn cli(sandbox: &Sandbox, profile: &Path) -> Command {
+    let mut cmd = sandbox.cli(profile);
+    cmd.env(PASSWORD_ENV, PASSWORD);
+    cmd
+}
+
+fn run(sandbox: &Sandbox, profile: &Path, args: &[&str]) -> std::process::Output {
+    cli(sandbox, profile)
+        .args(args)
+        .output()
+        .expect("mapispool runs")
+}
+
+fn run_ok(sandbox: &Sandbox, profile: &Path, args: &[&str]) -> String {
+    let out = run(sandbox, profile, args);
+    assert!(
+        out.status.success(),
+        "mapispool {args:?}: {:?}\n{}",
+        out.status,
+        all_output(&out)
+    );
+    stdout_of(&out)
+}
+
+fn submit(sandbox: &Sandbox, profile: &Path, message: &str) -> std::process::Output {
+    let mut cmd = cli(sandbox, profile);
+    cmd.arg("submit");
+    run_with_stdin(&mut cmd, message.as_bytes())
+}
+
+fn message(subject: &str) -> String {
+    format!("From: alice@example.com\r\nTo: bob@example.net\r\nSubject: {subject}\r\n\r\nbody\r\n")
+}
+
+/// `status` showing what names the store (`PR_PROVIDER_DISPLAY`).
+const STORE_ROW: [&str; 3] = ["status", "--columns", "PR_DISPLAY_NAME,PR_PROVIDER_DISPLAY"];
+
+fn queue_len(sandbox: &Sandbox, profile: &Path) -> usize {
+    let out = run_ok(sandbox, profile, &["queue", "--json"]);
+    let queue: serde_json::Value = serde_json::from_str(&out).expect("queue --json");
+    queue["rows"].as_array().map(Vec::len).expect("queue rows")
+}
+
+/// Where the daemon of the URL profile at `profile` listens in `sandbox` (the library's rule,
+/// with the sandbox's runtime directory).
+fn socket(sandbox: &Sandbox, profile: &Path) -> PathBuf {
+    let loaded = mapispool::profile::Profile::load(profile).expect("the profile loads");
+    let runtime = sandbox.runtime().join("mapispool");
+    let anchor = mapispool::ipc::daemon_anchor_in(&loaded, &runtime);
+    runtime.join(mapispool::ipc::socket_name(&anchor))
+}
+
+fn start_daemon(sandbox: &Sandbox, profile: &Path) -> common::daemon::Daemon {
+    let mut cmd = cli(sandbox, profile);
+    cmd.arg("spooler");
+    let stem = profile.file_stem().expect("a name").to_string_lossy();
+    common::daemon::Daemon::start(
+        cmd,
+        socket(sandbox, profile),
+        sandbox.path(&format!("{stem}.spooler.log")),
+    )
+}
+
+#[test]
+fn submit_queue_status_and_flush_through_a_postgres_store() {
+    let pg = Postgres::start();
+    let sink = SmtpSink::start("");
+    let sandbox = Sandbox::new();
+    let profile = write_pg_profile(&sandbox, "me", &pg.url(), sink.port);
+
+    let out = submit(&sandbox, &profile, &message("first"));
+    assert!(out.status.success(), "submit: {}", all_output(&out));
+    assert_eq!(queue_len(&sandbox, &profile), 1);
+    assert_eq!(pg.count("mail", "messages WHERE in_queue"), 1);
+
+    let status = run_ok(&sandbox, &profile, &STORE_ROW);
+    assert!(
+        status.contains(&format!(
+            "PostgreSQL store postgres://mapispool@127.0.0.1:{}/mail",
+            pg.port
+        )),
+        "the store row names the database:\n{status}"
+    );
+    assert!(!status.contains(PASSWORD), "no password in:\n{status}");
+
+    run_ok(&sandbox, &profile, &["flush", "--upload"]);
+    common::daemon::wait_until("the sink to take the message", || sink.messages() == 1);
+    assert_eq!(queue_len(&sandbox, &profile), 0);
+    let sent = run_ok(
+        &sandbox,
+        &profile,
+        &["messages", "--folder", "sent", "--json"],
+    );
+    assert!(sent.contains("first"), "Sent Items holds it:\n{sent}");
+}
+
+#[test]
+fn a_daemon_serves_a_postgres_store_and_one_runs_per_profile() {
+    let pg = Postgres::start();
+    let sink = SmtpSink::start("");
+    let sandbox = Sandbox::new();
+    let me = write_pg_profile(&sandbox, "me", &pg.url(), sink.port);
+    let daemon = start_daemon(&sandbox, &me);
+
+    // Clients find the daemon: submit, queue and flush go through it.
+    let out = submit(&sandbox, &me, &message("via the daemon"));
+    assert!(out.status.success(), "submit: {}", all_output(&out));
+    let status = run_ok(&sandbox, &me, &STORE_ROW);
+    assert!(status.contains("PostgreSQL store"), "{status}");
+    assert!(!status.contains(PASSWORD), "no password in:\n{status}");
+    run_ok(&sandbox, &me, &["flush", "--upload"]);
+    common::daemon::wait_until("the sink to take the message", || sink.messages() == 1);
+
+    // A second daemon on the same profile is refused, naming the database without a password.
+    let second = run(&sandbox, &me, &["spooler"]);
+    assert!(!second.status.success(), "a second daemon must not start");
+    let said = stderr_of(&second);
+    assert!(said.contains("already serves"), "{said}");
+    assert!(
+        said.contains(&format!("127.0.0.1:{}/mail", pg.port)),
+        "{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+
+    // Another profile (another node) runs its own daemon on the same database and sees the
+    // same queue.
+    let node2 = write_pg_profile(&sandbox, "node2", &pg.url(), sink.port);
+    let other = start_daemon(&sandbox, &node2);
+    let out = submit(&sandbox, &node2, &message("from node 2"));
+    assert!(out.status.success(), "submit: {}", all_output(&out));
+    assert_eq!(queue_len(&sandbox, &me), 1, "one queue, seen by both");
+    run_ok(&sandbox, &me, &["flush", "--upload"]);
+    common::daemon::wait_until("the sink to take the second", || sink.messages() == 2);
+    other.stop();
+    daemon.stop();
+}
+
+#[test]
+fn the_password_may_sit_in_the_url_and_never_shows() {
+    let pg = Postgres::start();
+    let sandbox = Sandbox::new();
+    let path = sandbox.path("me.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{}\"\n\n[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\nsecurity = \"none\"\n",
+            pg.url_with_password("mail")
+        ),
+    )
+    .expect("write");
+    let status = sandbox.run_ok(&path, &STORE_ROW);
+    assert!(status.contains("PostgreSQL store"), "{status}");
+    assert!(
+        !status.contains(&format!(":{PASSWORD}@")),
+        "no password in:\n{status}"
+    );
+    // A wrong password from the credential: refused, naming the database, not the password.
+    let wrong = write_pg_profile(&sandbox, "wrong", &pg.url(), 9);
+    let out = sandbox
+        .cli(&wrong)
+        .env(PASSWORD_ENV, "not-the-password")
+        .arg("status")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let said = all_output(&out);
+    assert!(
+        said.contains(&format!("127.0.0.1:{}/mail", pg.port)),
+        "{said}"
+    );
+    assert!(!said.contains("not-the-password"), "{said}");
+}
+
+#[test]
+fn submit_while_the_database_is_down_fails_cleanly_and_sendmail_says_try_later() {
+    let pg = Postgres::start();
+    let sandbox = Sandbox::new();
+    let profile = write_pg_profile(&sandbox, "me", &pg.url(), 9);
+    // The schema is made while the server is up; then the server goes away.
+    run_ok(&sandbox, &profile, &["queue"]);
+    pg.stop();
+
+    let out = submit(&sandbox, &profile, &message("while down"));
+    let said = all_output(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "submit: the store is unavailable:\n{said}"
+    );
+    assert!(
+        said.contains(&format!("postgres://mapispool@127.0.0.1:{}/mail", pg.port)),
+        "names the database:\n{said}"
+    );
+    assert!(
+        said.contains("PostgreSQL running"),
+        "says what to check:\n{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+
+    std::os::unix::fs::symlink(common::sandbox::BIN, sandbox.path("sendmail")).expect("symlink");
+    let mut sendmail = sandbox.command(sandbox.path("sendmail"));
+    sendmail
+        .env("MAPISPOOL_PROFILE", &profile)
+        .env(PASSWORD_ENV, PASSWORD)
+        .arg("bob@example.net");
+    let out = run_with_stdin(&mut sendmail, message("sendmail while down").as_bytes());
+    let said = all_output(&out);
+    assert_eq!(out.status.code(), Some(75), "EX_TEMPFAIL:\n{said}");
+    assert!(
+        said.contains(&format!("postgres://mapispool@127.0.0.1:{}/mail", pg.port)),
+        "names the database:\n{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+
+    pg.restart();
+    assert_eq!(pg.count("mail", "messages"), 0, "nothing half-written");
+    assert_eq!(pg.count("mail", "recipients"), 0, "nothing half-written");
+    assert_eq!(queue_len(&sandbox, &profile), 0);
+    // And the store works again as soon as the server is back.
+    let out = submit(&sandbox, &profile, &message("after"));
+    assert!(out.status.success(), "submit: {}", all_output(&out));
+    assert_eq!(queue_len(&sandbox, &profile), 1);
+}
+
+#[test]
+fn a_submit_cut_off_by_the_database_going_away_leaves_no_message() {
+    use std::io::Write;
+    let pg = Postgres::start();
+    let sandbox = Sandbox::new();
+    let profile = write_pg_profile(&sandbox, "me", &pg.url(), 9);
+    let mut child = cli(&sandbox, &profile)
+        .arg("submit")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("submit starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let line = [b'x'; 998];
+    let head = message("cut off");
+    stdin.write_all(head.as_bytes()).expect("write");
+    // Enough for some chunks to be written as the staging row's.
+    let mut lines = 0;
+    common::daemon::wait_until("the body to start arriving in the database", || {
+        for _ in 0..1024 {
+            stdin.write_all(&line).expect("write");
+            stdin.write_all(b"\r\n").expect("write");
+        }
+        lines += 1024;
+        pg.count("mail", "body_chunks") > 0
+    });
+    pg.stop();
+    // The rest: the submit finds the server gone, whenever it next writes.
+    for _ in 0..4096 {
+        if stdin
+            .write_all(&line)
+            .and_then(|()| stdin.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("submit ends");
+    let said = all_output(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
+    pg.restart();
+    assert_eq!(
+        pg.count("mail", "messages WHERE folder <> 0"),
+        0,
+        "no message became visible"
+    );
+    assert_eq!(queue_len(&sandbox, &profile), 0);
+    assert!(lines > 0);
+}
