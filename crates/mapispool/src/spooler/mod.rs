@@ -120,6 +120,7 @@ impl<S: Store + 'static> Drop for UploadRun<'_, S> {
         if ids.is_empty() {
             return;
         }
+        self.spooler.let_go(&ids);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -234,6 +235,10 @@ struct Inner<S> {
     metrics: crate::metrics::Metrics,
     /// This spooler as a node of the queue (its `instance` is `owner`).
     node: crate::store::NodeInfo,
+    /// The messages this spooler holds leases on and is working on: the heartbeat extends
+    /// these, and only these. A lease this process still owns in the store but has given up
+    /// on (its outcome could not be recorded) is left to expire, so the message is tried again.
+    held: std::sync::Mutex<std::collections::HashSet<MessageId>>,
     /// The heartbeat task (`node.rs`), aborted when the spooler goes.
     heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     health: std::sync::Mutex<node::NodeHealth>,
@@ -327,6 +332,7 @@ impl<S: Store + 'static> Spooler<S> {
                 store_writes: AsyncMutex::new(()),
                 metrics: crate::metrics::Metrics::new(),
                 node,
+                held: std::sync::Mutex::new(std::collections::HashSet::new()),
                 heartbeat: std::sync::Mutex::new(None),
                 health: std::sync::Mutex::new(node::NodeHealth::default()),
                 wake: Arc::new(tokio::sync::Notify::new()),
@@ -897,6 +903,7 @@ impl<S: Store + 'static> Spooler<S> {
         );
         let q = std::mem::take(run.queue.get_mut());
         drop(run);
+        self.let_go(&q.held);
         for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
         }
@@ -1004,6 +1011,9 @@ impl<S: Store + 'static> Spooler<S> {
                     match leased {
                         Ok(leased) if leased.is_empty() => q.exhausted = true,
                         Ok(leased) => {
+                            if let Ok(mut held) = self.inner.held.lock() {
+                                held.extend(leased.iter().map(|m| m.message.id));
+                            }
                             // FLUSH_FORCE makes deferred messages due again at once; each is
                             // tried once a flush. One already tried stays leased until the
                             // flush ends, so that the next lease reaches past it instead of
@@ -1270,6 +1280,7 @@ impl<S: Store + 'static> Spooler<S> {
             .partition(|(_, a)| matches!(&a.results, Err(e) if is_link_failure(e)));
         let mut reports: Vec<(usize, MessageReport)> = Vec::with_capacity(untried.len());
         for (position, a) in untried {
+            self.let_go(&[a.message.message.id]);
             let _ = self
                 .inner
                 .store
@@ -1313,6 +1324,9 @@ impl<S: Store + 'static> Spooler<S> {
                 )
                 .await
         };
+        // Recorded, refused or unknown: either way this spooler is done with them.
+        let ids: Vec<MessageId> = batch.iter().map(|a| a.message.message.id).collect();
+        self.let_go(&ids);
         let recorded: Vec<MapiResult<crate::store::OutcomeReport>> = match recorded {
             Ok(list) => list,
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),

@@ -58,6 +58,16 @@ impl<S: Store + 'static> Spooler<S> {
         }
     }
 
+    /// Forgets leases this spooler is done with (recorded, released or given up on): the
+    /// heartbeat no longer extends them.
+    pub(super) fn let_go(&self, ids: &[crate::store::MessageId]) {
+        if let Ok(mut held) = self.inner.held.lock() {
+            for id in ids {
+                held.remove(id);
+            }
+        }
+    }
+
     /// One heartbeat: renews the node and its leases; wakes the schedule loop when a dead
     /// node's messages are due; shows an unreachable store in the status table.
     pub(super) async fn beat(&self) {
@@ -72,10 +82,16 @@ impl<S: Store + 'static> Spooler<S> {
             .unwrap_or_default();
         let config = &self.inner.profile.spooler;
         let now = FileTime::now();
+        let held: Vec<crate::store::MessageId> = self
+            .inner
+            .held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
         match self
             .inner
             .store
-            .heartbeat(&self.inner.node, &status, now, config.lease_time())
+            .heartbeat(&self.inner.node, &status, now, config.lease_time(), &held)
             .await
         {
             Ok(beat) => {

@@ -43,7 +43,7 @@ use tokio::io::AsyncRead;
 
 pub use any::{AnyStore, redacted_url};
 pub use error::StoreError;
-pub use node::{Heartbeat, NodeInfo, NodeRecord, NodeState};
+pub use node::{Heartbeat, NodeInfo, NodeRecord, NodeState, cluster_rows};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -959,7 +959,8 @@ pub trait Store: Send + Sync {
 
     /// Registers a spooler node (see `node.rs` for the cluster's leases): its row, as a first
     /// [`Store::heartbeat`], after forgetting the rows of earlier instances of the same name on
-    /// the same host that stopped or died, and of any node gone for a week.
+    /// the same host that stopped cleanly, and of any node gone for a week. A node that died
+    /// stays listed (dead) until then: a crash should be seen.
     fn register_node(
         &self,
         node: &NodeInfo,
@@ -968,8 +969,10 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = MapiResult<Heartbeat>> + Send;
 
     /// One heartbeat of `node`, in one transaction: its row says it is alive until
-    /// `now + lease_for` with `status`, and every lease it holds is extended to that time (a
-    /// lease being recorded right now is passed over, not waited for: recording ends it). Also
+    /// `now + lease_for` with `status`, and its leases on the messages `held` (those it is
+    /// still working on) are extended to that time (a lease being recorded right now is passed
+    /// over, not waited for: recording ends it). A lease it owns on a message not in `held`
+    /// is left to expire. Also
     /// counts the due queued messages whose lease expired without being given back
     /// ([`Heartbeat::orphaned`]), which the caller flushes to take over.
     fn heartbeat(
@@ -978,6 +981,7 @@ pub trait Store: Send + Sync {
         status: &str,
         now: FileTime,
         lease_for: Duration,
+        held: &[MessageId],
     ) -> impl Future<Output = MapiResult<Heartbeat>> + Send;
 
     /// Marks the node stopped (a clean shutdown; it has given its leases back).

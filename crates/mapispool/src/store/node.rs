@@ -16,7 +16,10 @@
 //! is checked inside the recording transaction ([`super::Store::record_outcomes`],
 //! `MAPI_E_NO_ACCESS`), so attempts, backoff and non-delivery reports happen once cluster-wide.
 
-use mapi::FileTime;
+use mapi::tag::*;
+use mapi::{FileTime, PropValue, Row};
+
+use super::QueueCounts;
 
 /// What a node says about itself when it registers and on every heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,4 +91,60 @@ pub struct Heartbeat {
     /// Queued messages whose lease has expired without being given back: a dead node's (or a
     /// node that lost the database). Due now: the caller should flush to take them over.
     pub orphaned: u32,
+}
+
+impl NodeRecord {
+    /// The node's row in the cluster view: `PR_DISPLAY_NAME` (its name), `PR_INSTANCE_KEY`
+    /// and `PR_MSP_NODE_INSTANCE` (its instance), `PR_MSP_NODE_STATE` (`alive`, `dead`,
+    /// `stopped` against `now`), `PR_MSP_NODE_HOST`, `PR_MSP_NODE_PID`,
+    /// `PR_MSP_NODE_STARTED`, `PR_MSP_NODE_HEARTBEAT` (its last) and `PR_STATUS_STRING` (its
+    /// spooler's status then).
+    pub fn to_row(&self, now: FileTime) -> Row {
+        let mut row = Row::new(vec![]);
+        row.set(
+            PR_INSTANCE_KEY,
+            PropValue::Binary(self.info.instance.as_bytes().to_vec()),
+        );
+        row.set(PR_DISPLAY_NAME, PropValue::Unicode(self.info.name.clone()));
+        row.set(
+            PR_MSP_NODE_STATE,
+            PropValue::Unicode(self.state(now).as_str().into()),
+        );
+        row.set(PR_MSP_NODE_HOST, PropValue::Unicode(self.info.host.clone()));
+        row.set(
+            PR_MSP_NODE_PID,
+            PropValue::Long(i32::try_from(self.info.pid).unwrap_or(i32::MAX)),
+        );
+        row.set(PR_MSP_NODE_STARTED, PropValue::SysTime(self.info.started));
+        row.set(PR_MSP_NODE_HEARTBEAT, PropValue::SysTime(self.heartbeat));
+        row.set(
+            PR_MSP_NODE_INSTANCE,
+            PropValue::Unicode(self.info.instance.clone()),
+        );
+        row.set(PR_STATUS_STRING, PropValue::Unicode(self.status.clone()));
+        row
+    }
+}
+
+/// The cluster view's rows: every node ([`NodeRecord::to_row`]), then one row for the shared
+/// queue (`PR_DISPLAY_NAME` "shared queue", `PR_MSP_NODE_STATE` "queue") with its counts by
+/// state summed over every route: `PR_MSP_QUEUED_COUNT` (due), `PR_MSP_SENDING_COUNT`
+/// (leased by a live lease), `PR_MSP_DEFERRED_COUNT` (waiting for a retry),
+/// `PR_MSP_SCHEDULED_COUNT` (deferred delivery).
+pub fn cluster_rows(nodes: &[NodeRecord], counts: &[QueueCounts], now: FileTime) -> Vec<Row> {
+    let mut rows: Vec<Row> = nodes.iter().map(|n| n.to_row(now)).collect();
+    let sum = |f: fn(&QueueCounts) -> u32| {
+        let total: u64 = counts.iter().map(|c| u64::from(f(c))).sum();
+        PropValue::Long(i32::try_from(total).unwrap_or(i32::MAX))
+    };
+    let mut queue = Row::new(vec![]);
+    queue.set(PR_INSTANCE_KEY, PropValue::Binary(b"queue".to_vec()));
+    queue.set(PR_DISPLAY_NAME, PropValue::Unicode("shared queue".into()));
+    queue.set(PR_MSP_NODE_STATE, PropValue::Unicode("queue".into()));
+    queue.set(PR_MSP_QUEUED_COUNT, sum(|c| c.queued));
+    queue.set(PR_MSP_SENDING_COUNT, sum(|c| c.sending));
+    queue.set(PR_MSP_DEFERRED_COUNT, sum(|c| c.deferred));
+    queue.set(PR_MSP_SCHEDULED_COUNT, sum(|c| c.scheduled));
+    rows.push(queue);
+    rows
 }

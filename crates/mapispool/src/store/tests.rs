@@ -130,6 +130,7 @@ on_both_backends!(
     two_nodes_that_see_the_same_failure_report_it_once,
     a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over,
     nodes_register_list_stop_and_forget_their_old_instances,
+    a_heartbeat_extends_only_the_leases_the_node_still_works_on,
     a_once_only_claim_is_granted_once,
 );
 
@@ -1457,7 +1458,7 @@ async fn a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over
     assert_eq!(leased.len(), 3);
     // A sends slowly but beats every 20 s: at 40 s and 70 s its leases still hold.
     let beat = store
-        .heartbeat(&a, "sending", at(t0, 20), lease)
+        .heartbeat(&a, "sending", at(t0, 20), lease, &ids)
         .await
         .expect("beat a");
     assert_eq!(
@@ -1468,7 +1469,7 @@ async fn a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over
         }
     );
     let beat = store
-        .heartbeat(&b, "idle", at(t0, 40), lease)
+        .heartbeat(&b, "idle", at(t0, 40), lease, &[])
         .await
         .expect("beat b");
     assert_eq!(beat.orphaned, 0, "a live node's leases are not orphans");
@@ -1491,7 +1492,7 @@ async fn a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over
         .await
         .expect("record a");
     let beat = store
-        .heartbeat(&a, "sending", at(t0, 45), lease)
+        .heartbeat(&a, "sending", at(t0, 45), lease, &ids)
         .await
         .expect("beat a");
     assert_eq!(beat.extended, 2, "only leases still held are extended");
@@ -1504,12 +1505,12 @@ async fn a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over
     );
     // Within the bound (lease + heartbeat interval) B's heartbeat sees them.
     let beat = store
-        .heartbeat(&b, "idle", at(t0, 74), lease)
+        .heartbeat(&b, "idle", at(t0, 74), lease, &[])
         .await
         .expect("beat b");
     assert_eq!(beat.orphaned, 0, "at 74 s A's leases (to 75 s) still hold");
     let beat = store
-        .heartbeat(&b, "idle", at(t0, 76), lease)
+        .heartbeat(&b, "idle", at(t0, 76), lease, &[])
         .await
         .expect("beat b");
     assert_eq!(beat.orphaned, 2);
@@ -1537,7 +1538,7 @@ async fn a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over
         .expect_err("taken over");
     assert_eq!(e.code, MapiCode::NoAccess);
     let beat = store
-        .heartbeat(&a, "sending", at(t0, 78), lease)
+        .heartbeat(&a, "sending", at(t0, 78), lease, &ids)
         .await
         .expect("beat a");
     assert_eq!(
@@ -1618,4 +1619,50 @@ async fn a_once_only_claim_is_granted_once<S: TestStore>(store: S) {
             .expect("read"),
         Some("sent".into())
     );
+}
+
+/// A lease the node still owns but no longer works on (its outcome could not be recorded: the
+/// store was away) is not extended by its heartbeat: it expires, counts as orphaned, and the
+/// message is tried again instead of staying leased for the life of the node.
+async fn a_heartbeat_extends_only_the_leases_the_node_still_works_on<S: TestStore>(store: S) {
+    let lease = Duration::from_secs(30);
+    let t0 = FileTime::now();
+    let a = node("a:1:1", "a");
+    store.register_node(&a, t0, lease).await.expect("register");
+    let first = submit(&store, "kept", &["x@example.org"]).await.id;
+    let second = submit(&store, "given up", &["x@example.org"]).await.id;
+    let leased = store
+        .lease_due(&a.instance, t0, lease, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 2);
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 20), lease, &[first])
+        .await
+        .expect("beat");
+    assert_eq!(
+        beat,
+        Heartbeat {
+            extended: 1,
+            orphaned: 0
+        }
+    );
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 40), lease, &[first])
+        .await
+        .expect("beat");
+    assert_eq!(
+        beat,
+        Heartbeat {
+            extended: 1,
+            orphaned: 1
+        },
+        "the given-up lease expired"
+    );
+    let again = store
+        .lease_due(&a.instance, at(t0, 40), lease, 10, LeaseFilter::default())
+        .await
+        .expect("lease again");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message.id, second);
 }

@@ -1277,10 +1277,11 @@ impl Store for PgStore {
         status: &str,
         now: FileTime,
         lease_for: Duration,
+        held: &[MessageId],
     ) -> MapiResult<Heartbeat> {
         let what = "renewing this node's heartbeat and leases";
         let mut conn = self.relaxed.acquire().await.map_err(self.db(what))?;
-        self.beat(&mut conn, node, status, now, lease_for)
+        self.beat(&mut conn, node, status, now, lease_for, held)
             .await
             .map_err(self.db(what))
     }
@@ -1358,11 +1359,12 @@ impl PgStore {
         status: &str,
         now: FileTime,
         lease_for: Duration,
+        held: &[MessageId],
     ) -> Result<Heartbeat, sqlx::Error> {
         let until = super::shared::lease_end(now, lease_for);
         // One statement: the row, the extended leases (SKIP LOCKED: a lease being recorded
         // now is ending anyway, and waiting on it could deadlock with that recording), and the
-        // others' expired leases (the snapshot before the extension, hence `<> $1`).
+        // expired leases but those just extended (the count reads the snapshot before them).
         let (extended, orphaned): (i64, i64) = sqlx::query_as(
             "WITH n AS (INSERT INTO nodes (instance, name, host, pid, started, heartbeat, \
                  alive_until, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -1370,9 +1372,11 @@ impl PgStore {
                  alive_until = excluded.alive_until, status = excluded.status, stopped = NULL), \
              e AS (UPDATE messages SET lease_until = $7 WHERE id IN (SELECT id FROM messages \
                  WHERE lease_owner = $1 AND in_queue AND lease_until < $7 \
+                   AND id = ANY($9::bigint[]) \
                  FOR UPDATE SKIP LOCKED) RETURNING 1) \
              SELECT (SELECT COUNT(*) FROM e), (SELECT COUNT(*) FROM messages WHERE in_queue \
-               AND lease_owner IS NOT NULL AND lease_owner <> $1 AND lease_until <= $6 \
+               AND lease_owner IS NOT NULL AND lease_until <= $6 \
+               AND NOT (lease_owner = $1 AND id = ANY($9::bigint[])) \
                AND (next_attempt_at IS NULL OR next_attempt_at <= $6) \
                AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= $6))",
         )
@@ -1384,6 +1388,7 @@ impl PgStore {
         .bind(ft(now))
         .bind(ft(until))
         .bind(status)
+        .bind(held.iter().map(|id| id.0).collect::<Vec<i64>>())
         .fetch_one(&mut *conn)
         .await?;
         Ok(Heartbeat {
@@ -1403,7 +1408,7 @@ impl PgStore {
         let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
         sqlx::query(
             "DELETE FROM nodes WHERE instance <> $1 AND ((name = $2 AND host = $3 \
-               AND (stopped IS NOT NULL OR alive_until <= $4)) \
+               AND stopped IS NOT NULL AND stopped <= $4) \
                OR COALESCE(stopped, alive_until) < $5)",
         )
         .bind(&node.instance)
@@ -1415,7 +1420,7 @@ impl PgStore {
         .await
         .map_err(self.db(what))?;
         let beat = self
-            .beat(&mut tx, node, "starting", now, lease_for)
+            .beat(&mut tx, node, "starting", now, lease_for, &[])
             .await
             .map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;

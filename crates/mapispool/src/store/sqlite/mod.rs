@@ -1789,7 +1789,7 @@ impl Store for SqliteStore {
         let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
         sqlx::query(
             "DELETE FROM nodes WHERE instance <> ?1 AND ((name = ?2 AND host = ?3 \
-               AND (stopped IS NOT NULL OR alive_until <= ?4)) \
+               AND stopped IS NOT NULL AND stopped <= ?4) \
                OR COALESCE(stopped, alive_until) < ?5)",
         )
         .bind(&node.instance)
@@ -1801,7 +1801,7 @@ impl Store for SqliteStore {
         .await
         .map_err(self.db(what))?;
         let beat = self
-            .beat(&mut tx, node, "starting", now, lease_for)
+            .beat(&mut tx, node, "starting", now, lease_for, &[])
             .await
             .map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
@@ -1814,11 +1814,12 @@ impl Store for SqliteStore {
         status: &str,
         now: FileTime,
         lease_for: Duration,
+        held: &[MessageId],
     ) -> MapiResult<Heartbeat> {
         let what = "renewing this node's heartbeat and leases";
         let mut tx = self.relaxed_tx(what).await?;
         let beat = self
-            .beat(&mut tx, node, status, now, lease_for)
+            .beat(&mut tx, node, status, now, lease_for, held)
             .await
             .map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
@@ -1912,6 +1913,7 @@ impl SqliteStore {
         status: &str,
         now: FileTime,
         lease_for: Duration,
+        held: &[MessageId],
     ) -> Result<Heartbeat, sqlx::Error> {
         let until = ft(super::shared::lease_end(now, lease_for));
         sqlx::query(
@@ -1930,25 +1932,31 @@ impl SqliteStore {
         .bind(status)
         .execute(&mut *conn)
         .await?;
-        let extended = sqlx::query(
-            "UPDATE messages SET lease_until = ?2 \
-             WHERE lease_owner = ?1 AND in_queue = 1 AND lease_until < ?2",
-        )
-        .bind(&node.instance)
-        .bind(until)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        let held = serde_json::to_string(&held.iter().map(|id| id.0).collect::<Vec<i64>>())
+            .map_err(|e| decode_error(format!("the held leases as JSON: {e}")))?;
+        // Counted before the extension, as on PostgreSQL: expired, and not one being extended.
         let orphaned: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE in_queue = 1 AND lease_owner IS NOT NULL \
-             AND lease_owner <> ?1 AND lease_until <= ?2 \
+             AND lease_until <= ?2 \
+             AND NOT (lease_owner = ?1 AND id IN (SELECT value FROM json_each(?3))) \
              AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) \
              AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= ?2)",
         )
         .bind(&node.instance)
         .bind(ft(now))
+        .bind(&held)
         .fetch_one(&mut *conn)
         .await?;
+        let extended = sqlx::query(
+            "UPDATE messages SET lease_until = ?2 WHERE lease_owner = ?1 AND in_queue = 1 \
+             AND lease_until < ?2 AND id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(&node.instance)
+        .bind(until)
+        .bind(&held)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
         Ok(Heartbeat {
             extended: u32::try_from(extended).unwrap_or(u32::MAX),
             orphaned: u32::try_from(orphaned).unwrap_or(u32::MAX),
