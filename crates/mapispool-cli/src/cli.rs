@@ -82,12 +82,37 @@ pub enum Command {
     /// -oi, -f ADDR, -F NAME, -bm, recipients as arguments, the message on stdin. Exits 0, 64
     /// (usage), 65 (data) or 75 (try again later), like sendmail.
     Sendmail(SendmailArgs),
+    /// Work on the message store itself: `store copy --to URL` copies this profile's SQLite
+    /// store into a PostgreSQL database.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print a shell completion script, e.g. `mapispool completions bash >
     /// ~/.local/share/bash-completion/completions/mapispool`.
     Completions(CompletionsArgs),
     /// Print a man page (roff) to stdout: mapispool(1), or with `profile` mapispool-profile(5),
     /// e.g. `mapispool man profile | man -l -`.
     Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every message of the profile's SQLite store (queue state, retries, recipients'
+    /// states, Inbox, Sent Items, ...) and its inbound state into the PostgreSQL database
+    /// at --to, keeping ids. Refused while a spooler serves the store, and into a database
+    /// that holds other messages; run it again after a failure to copy only what is missing.
+    /// The source is left as it was: point the profile at the URL afterwards.
+    Copy(StoreCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The target: postgres://USER@HOST:PORT/DATABASE (the password in the URL or in
+    /// PGPASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Print what was copied as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

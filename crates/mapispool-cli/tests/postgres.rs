@@ -312,3 +312,133 @@ fn a_submit_cut_off_by_the_database_going_away_leaves_no_message() {
     assert_eq!(queue_len(&sandbox, &profile), 0);
     assert!(lines > 0);
 }
+
+/// A SQLite profile `name.toml` (store `name.db`) with one SMTP transport to `smtp_port`.
+fn write_sqlite_profile(sandbox: &Sandbox, name: &str, smtp_port: u16) -> PathBuf {
+    let path = sandbox.path(&format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\npath = \"{}\"\n\n[spooler]\ntimeout = \"10s\"\n\n[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\n",
+            sandbox.path(&format!("{name}.db")).display()
+        ),
+    )
+    .expect("write the profile");
+    path
+}
+
+/// `store copy --to URL --json` for `profile`, with the password in PGPASSWORD.
+fn store_copy(sandbox: &Sandbox, profile: &Path, url: &str) -> std::process::Output {
+    sandbox
+        .cli(profile)
+        .args(["store", "copy", "--to", url, "--json"])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .expect("mapispool runs")
+}
+
+fn copied(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "store copy: {}", all_output(out));
+    serde_json::from_str(&stdout_of(out)).expect("store copy --json")
+}
+
+#[test]
+fn store_copy_moves_a_sqlite_queue_into_postgres_once_and_resumes() {
+    let pg = Postgres::start();
+    let sink = SmtpSink::start("");
+    let deferring = SmtpSink::start("-r RCPT");
+    let sandbox = Sandbox::new();
+
+    // One message sent (Sent Items), two deferred by a 4xx (attempts, retry time, last error).
+    let old = write_sqlite_profile(&sandbox, "old", sink.port);
+    let out = submit(&sandbox, &old, &message("sent before"));
+    assert!(out.status.success(), "{}", all_output(&out));
+    sandbox.run_ok(&old, &["flush", "--upload"]);
+    assert_eq!(sink.messages(), 1);
+    write_sqlite_profile(&sandbox, "old", deferring.port);
+    for subject in ["deferred one", "deferred two"] {
+        let out = submit(&sandbox, &old, &message(subject));
+        assert!(out.status.success(), "{}", all_output(&out));
+    }
+    let _ = sandbox.run(&old, &["flush", "--upload"]);
+    let queue_before = sandbox.run_ok(&old, &["queue", "--recipients", "--json"]);
+    assert!(queue_before.contains("deferred one"), "{queue_before}");
+    let sent_before = sandbox.run_ok(&old, &["messages", "--folder", "sent", "--json"]);
+
+    // A daemon on the source: refused.
+    let daemon = sandbox.start_daemon(&old);
+    let out = store_copy(&sandbox, &old, &pg.url());
+    assert_eq!(out.status.code(), Some(4), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("while a spooler serves it"),
+        "{}",
+        all_output(&out)
+    );
+    daemon.stop();
+
+    let report = copied(&store_copy(&sandbox, &old, &pg.url()));
+    assert_eq!(report["copied"], 3, "{report}");
+    assert_eq!(report["queued"], 2, "{report}");
+    assert_eq!(report["already_copied"], 0, "{report}");
+
+    // The same queue, with the same entry IDs, recipients' states and retry times.
+    let new = write_pg_profile(&sandbox, "new", &pg.url(), sink.port);
+    assert_eq!(
+        run_ok(&sandbox, &new, &["queue", "--recipients", "--json"]),
+        queue_before
+    );
+    assert_eq!(
+        run_ok(&sandbox, &new, &["messages", "--folder", "sent", "--json"]),
+        sent_before
+    );
+    assert_eq!(pg.count("mail", "recipients WHERE state = 'deferred'"), 2);
+
+    // A rerun copies nothing again.
+    let report = copied(&store_copy(&sandbox, &old, &pg.url()));
+    assert_eq!(report["copied"], 0, "{report}");
+    assert_eq!(report["already_copied"], 3, "{report}");
+
+    // A run cut off mid-message: one message not recorded as copied, its staging row and a
+    // chunk left. The rerun copies that one only, and once.
+    let last: i64 = pg
+        .psql("mail", "SELECT max(id) FROM messages")
+        .parse()
+        .expect("an id");
+    pg.psql(
+        "mail",
+        &format!(
+            "DELETE FROM store_copied WHERE message_id = {last}; \
+             UPDATE messages SET folder = 0 WHERE id = {last}; \
+             DELETE FROM recipients WHERE message_id = {last}"
+        ),
+    );
+    let report = copied(&store_copy(&sandbox, &old, &pg.url()));
+    assert_eq!(report["copied"], 1, "{report}");
+    assert_eq!(report["already_copied"], 2, "{report}");
+    assert_eq!(pg.count("mail", "messages"), 3);
+    assert_eq!(
+        run_ok(&sandbox, &new, &["queue", "--recipients", "--json"]),
+        queue_before
+    );
+
+    // Another store into the same database: refused, the target is not empty.
+    let other = write_sqlite_profile(&sandbox, "other", sink.port);
+    let out = submit(&sandbox, &other, &message("elsewhere"));
+    assert!(out.status.success(), "{}", all_output(&out));
+    let out = store_copy(&sandbox, &other, &pg.url());
+    assert_eq!(out.status.code(), Some(4), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("not empty"),
+        "{}",
+        all_output(&out)
+    );
+
+    // The copied queue is sent from the database, each message once.
+    run_ok(&sandbox, &new, &["flush", "--upload", "--force"]);
+    common::daemon::wait_until("the copied queue to be sent", || sink.messages() == 3);
+    assert_eq!(queue_len(&sandbox, &new), 0);
+    // New messages take ids past the copied ones.
+    let out = submit(&sandbox, &new, &message("after the copy"));
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_eq!(pg.count("mail", "messages"), 4);
+}

@@ -7,6 +7,7 @@ mod init;
 mod progress;
 pub mod sendmail;
 mod spooler;
+mod store;
 mod submit;
 mod tables;
 mod validate;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             let args: Vec<String> = verbose.into_iter().chain(args).collect();
             Ok(sendmail::run(cli.profile.clone(), &args).await)
         }
+        Command::Store(command) => store::run(&cli, command, cli.quiet).await,
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man(args) => docs::man(args.page),
     }

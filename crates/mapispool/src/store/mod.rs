@@ -24,6 +24,7 @@
 //! `MAPI_E_BUSY`, `MAPI_E_DISK_ERROR`) with the operation, the path and the cause in words.
 
 mod any;
+pub mod copy;
 mod error;
 mod node;
 pub mod postgres;

@@ -258,6 +258,11 @@ impl SqliteStore {
         self
     }
 
+    /// The pool whose commits are durable, for `store copy`.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
