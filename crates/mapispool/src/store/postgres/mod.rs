@@ -1404,7 +1404,9 @@ impl PgStore {
         lease_for: Duration,
     ) -> MapiResult<Heartbeat> {
         let what = "registering this spooler node";
-        let mut tx = self.tx(&self.pool, what).await?;
+        // Not synchronous: a node row lost to a server crash is written again by the next
+        // heartbeat.
+        let mut tx = self.tx(&self.relaxed, what).await?;
         let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
         sqlx::query(
             "DELETE FROM nodes WHERE instance <> $1 AND ((name = $2 AND host = $3 \

@@ -1790,7 +1790,9 @@ impl Store for SqliteStore {
         lease_for: Duration,
     ) -> MapiResult<Heartbeat> {
         let what = "registering this spooler node";
-        let mut tx = self.write_tx(what).await?;
+        // Not fsynced by itself: a node row lost to a power cut is written again by the next
+        // heartbeat, and every local logon registers (no fsync on a `mapispool status`).
+        let mut tx = self.relaxed_tx(what).await?;
         let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
         sqlx::query(
             "DELETE FROM nodes WHERE instance <> ?1 AND ((name = ?2 AND host = ?3 \
