@@ -314,9 +314,10 @@ fn roll(below: usize) -> usize {
 }
 
 /// Issue 14's figure: three nodes work `n` messages into the sink while a node is killed with
-/// SIGKILL three times at random points of the flush — each time one that holds leases then,
-/// so mid-flush — and restarted, the others flushing on; nothing is lost, and the duplicates
-/// are at most what the killed nodes held leased when they died.
+/// SIGKILL three times at random points of the flush (one in each of the first three quarters
+/// of the queue) — each time one that holds leases then, so mid-flush — and restarted in the
+/// background, the others flushing on; nothing is lost, and the duplicates are at most what
+/// the killed nodes held leased when they died.
 fn three_nodes_one_killed_three_times(n: usize, sink_opts: &str) {
     let pg = Postgres::start();
     let sink = SmtpSink::start(sink_opts);
@@ -348,14 +349,19 @@ fn three_nodes_one_killed_three_times(n: usize, sink_opts: &str) {
         // kill is chosen among the nodes that run.
         let mut restarting = Vec::new();
         for kill in 0..3 {
-            // A random moment (the fault schedule, not a wait for a condition), then a node
-            // that holds leases then (one mid-flush): a node leases a batch at a time, so
-            // which one varies.
-            std::thread::sleep(Duration::from_millis(100 + roll(500) as u64));
+            // A random point of the flush (somewhere in the next quarter of the queue, plus
+            // up to half a second: the fault schedule, not a wait for a condition), then a
+            // node that holds leases there (one mid-flush): a node leases a batch at a time,
+            // so which one varies.
+            let at = kill * n / 4 + roll(n / 8);
+            std::thread::sleep(Duration::from_millis(roll(500) as u64));
             let mut victim = None;
-            wait_long("a node holding leases", || {
+            wait_long("the kill point, and a node holding leases", || {
                 if queued(&pg) == 0 {
                     return true;
+                }
+                if (sent(&pg) as usize) < at {
+                    return false;
                 }
                 victim = nodes
                     .iter()
