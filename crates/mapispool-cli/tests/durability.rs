@@ -218,15 +218,23 @@ fn a_submit_killed_before_its_input_ends_queues_nothing() {
     }
     stdin.flush().expect("flush");
     // ...and the rest never comes: stdin stays open until the process is killed. Killed only
-    // once body chunks are in the store's write-ahead log (the staged part, committed chunk by
-    // chunk as it streams in): the kill lands half-way through the body, not before it.
-    let wal = setup.dir.path().join("alice.db-wal");
+    // once more than a chunk of the body is written: a body this large goes to a file of its
+    // own in `<store>-bodies/tmp/` as it streams in, so the kill lands half-way through it.
+    let tmp = setup.dir.path().join("alice.db-bodies").join("tmp");
+    let written = || -> u64 {
+        std::fs::read_dir(&tmp).map_or(0, |entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < mapispool::store::BODY_CHUNK_SIZE as u64
-    {
+    while written() < mapispool::store::BODY_CHUNK_SIZE as u64 {
         assert!(
             Instant::now() < deadline,
-            "the body never reached the store's log"
+            "the body never reached a file in {}",
+            tmp.display()
         );
         assert!(
             submit.try_wait().expect("wait").is_none(),
@@ -250,6 +258,13 @@ fn a_submit_killed_before_its_input_ends_queues_nothing() {
     let out = setup.run(&["flush", "--upload"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(setup.delivered_to_bob(), 0);
+    // The killed writer's half-written file went with the next opener (its pid is gone).
+    assert_eq!(
+        written(),
+        0,
+        "a half-written body file is left in {}",
+        tmp.display()
+    );
 
     // The same message, with its end, is queued and sent: the kill was what stopped it.
     let out = setup.submit(LETTER);

@@ -442,3 +442,43 @@ fn store_copy_moves_a_sqlite_queue_into_postgres_once_and_resumes() {
     assert!(out.status.success(), "{}", all_output(&out));
     assert_eq!(pg.count("mail", "messages"), 4);
 }
+
+#[test]
+fn the_web_listener_of_a_daemon_on_postgres_counts_the_shared_queue() {
+    use std::io::{Read, Write};
+    let pg = Postgres::start();
+    let sandbox = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let profile = write_pg_profile(&sandbox, "me", &pg.url(), 9);
+    let mut text = std::fs::read_to_string(&profile).expect("read");
+    text.push_str(&format!("\n[web]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&profile, text).expect("write");
+    let daemon = start_daemon(&sandbox, &profile);
+    let out = submit(&sandbox, &profile, &message("counted"));
+    assert!(out.status.success(), "submit: {}", all_output(&out));
+
+    let get = |path: &str| {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            tcp,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).expect("answer");
+        answer
+    };
+    let metrics = get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("mapispool_queue_messages{transport=\"smtp\",state=\"queued\"} 1"),
+        "{metrics}"
+    );
+    let page = get("/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(!page.contains(PASSWORD) && !metrics.contains(PASSWORD));
+    daemon.stop();
+}

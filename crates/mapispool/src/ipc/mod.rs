@@ -379,6 +379,43 @@ mod tests {
     }
 
     #[test]
+    fn a_url_store_locks_per_profile_and_database_whatever_the_password() {
+        let profile = |source: &str, url: &str| {
+            Profile {
+            source: Some(PathBuf::from(source)),
+            store: StoreConfig::Url {
+                url: url.to_owned(),
+                credential: None,
+            },
+            ..Profile::from_str_at(
+                "[[transport]]\nname = \"t\"\naddress = \"t@x\"\n[transport.outbound]\nkind = \"dir\"\npath = \"/po\"\n",
+                Path::new("/p/x.toml"),
+            )
+            .expect("a profile")
+        }
+        };
+        let rt = Path::new("/nonexistent-rt");
+        let a = daemon_anchor_in(&profile("/p/a.toml", "postgres://u@h:5432/mail"), rt);
+        assert_eq!(
+            a,
+            daemon_anchor_in(&profile("/p/a.toml", "postgres://u:secret@h:5432/mail"), rt),
+            "the password does not name another daemon"
+        );
+        assert!(!a.display().to_string().contains("secret"));
+        assert_ne!(
+            a,
+            daemon_anchor_in(&profile("/p/b.toml", "postgres://u@h:5432/mail"), rt),
+            "another profile runs its own daemon"
+        );
+        assert_ne!(
+            a,
+            daemon_anchor_in(&profile("/p/a.toml", "postgres://u@h:5432/other"), rt),
+            "another database is another store"
+        );
+        assert!(a.starts_with(rt));
+    }
+
+    #[test]
     fn sockets_are_per_store_and_short() {
         let a = socket_name(Path::new("/nonexistent-x/a.db"));
         let b = socket_name(Path::new("/nonexistent-x/b.db"));

@@ -533,8 +533,8 @@ pub async fn run_daemon(
     if let Some(dir) = socket.parent() {
         create_private_dir(dir)?;
     }
-    let _lock =
-        DaemonLock::acquire_named(&store, &socket, &crate::ipc::store_label(&profile)).await?;
+    let label = crate::ipc::store_label(&profile);
+    let _lock = DaemonLock::acquire_named(&store, &socket, &label).await?;
     // Bound before the spooler starts: a web listener that cannot start stops the daemon.
     let web = match &profile.web {
         Some(config) => Some(crate::web::Listener::bind(config).await?),
@@ -591,7 +591,7 @@ pub async fn run_daemon(
             Some(Control::Reload) => match load(&profile_path).await {
                 // The lock and the socket belong to the store: another store is another daemon.
                 Ok(profile) if !same_store(&profile, &store) => tracing::error!(
-                    store = %store.display(),
+                    store = %label,
                     "the reloaded profile names another store; keeping the old profile (restart the daemon to switch stores)"
                 ),
                 Ok(profile) => match Session::logon_local(profile).await {
