@@ -8,14 +8,17 @@
 //! - [`postgres`]: [`PgStore`], the PostgreSQL backend, shared by several spooler nodes.
 //! - `any.rs`: [`AnyStore`], whichever of the two the profile names, for everything above.
 //! - `error.rs`: [`StoreError`], a failed database or I/O operation, and its MAPI code.
+//! - `node.rs`: spooler nodes ([`NodeInfo`], [`NodeRecord`], [`Heartbeat`]) and the cluster
+//!   view's rows ([`cluster_rows`]).
 //!
 //! # The queue, and why leases
 //! A submitted message sits in the Outbox with `in_queue` set. A spooler takes due messages with
 //! [`Store::lease_due`], which stamps an owner and an expiry on them in one transaction; it reports
 //! back with [`Store::record_outcome`]. The lease in the database is the only lock: nothing is
 //! held in process memory, so a crashed spooler's messages are taken again once its lease
-//! expires, and a later PostgreSQL backend can let several spooler processes share one queue
-//! (`FOR UPDATE SKIP LOCKED`) behind the same trait.
+//! expires, and the PostgreSQL backend lets several spooler nodes share one queue
+//! (`FOR UPDATE SKIP LOCKED`) behind the same trait; `node.rs` has the heartbeat that keeps a
+//! live node's leases and the bound within which a dead node's are taken over.
 //!
 //! # Errors
 //! Every operation returns [`MapiResult`]: MAPI's codes for what MAPI names (`MAPI_E_NOT_IN_QUEUE`,
