@@ -262,6 +262,17 @@ tags! {
     PR_MSP_LAST_FLUSH_TIME = 0x6612_0040,
     PR_MSP_PHASE = 0x6613_001F,
     PR_MSP_IDLE = 0x6614_000B,
+    // The cluster view (`mapispool status --cluster`): one row per spooler node of a shared
+    // queue, and one for the queue's counts by state.
+    PR_MSP_NODE_STATE = 0x6620_001F,
+    PR_MSP_NODE_HOST = 0x6621_001F,
+    PR_MSP_NODE_PID = 0x6622_0003,
+    PR_MSP_NODE_STARTED = 0x6623_0040,
+    PR_MSP_NODE_HEARTBEAT = 0x6624_0040,
+    PR_MSP_NODE_INSTANCE = 0x6625_001F,
+    PR_MSP_SENDING_COUNT = 0x6626_0003,
+    PR_MSP_DEFERRED_COUNT = 0x6627_0003,
+    PR_MSP_SCHEDULED_COUNT = 0x6628_0003,
 }
 
 string8_tags! {

@@ -48,7 +48,8 @@ pub enum Command {
     /// answer from flags; `--dir` writes the local post-office default (no server).
     Init(InitArgs),
     /// Show the status table: the subsystem, the spooler, the store and every transport.
-    Status(TableArgs),
+    /// With --cluster, every spooler node of the store's queue and the queue's counts.
+    Status(StatusArgs),
     /// Send and/or receive now (IMAPIStatus::FlushQueues). With neither --upload nor
     /// --download, does both.
     Flush(FlushArgs),
@@ -168,6 +169,17 @@ pub struct TableArgs {
     /// Print JSON (tag names and numbers) for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatusArgs {
+    /// The cluster view: every spooler node working this store's queue, alive, dead (no
+    /// heartbeat for longer than its lease) or stopped, with its last heartbeat and status,
+    /// then the shared queue's counts by state.
+    #[arg(long)]
+    pub cluster: bool,
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]

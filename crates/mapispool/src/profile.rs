@@ -198,9 +198,37 @@ pub struct SpoolerConfig {
     /// The largest message an IMAP or POP3 download takes, in bytes; a larger one is left on
     /// the server, named in the flush report, and the download goes on past it.
     pub max_message_size: u64,
+    /// The name this spooler node shows in the cluster view (`mapispool status --cluster`);
+    /// `None`: the host name.
+    pub node: Option<String>,
+    /// How often the spooler renews its node's heartbeat and extends the leases of the
+    /// messages it is sending.
+    pub heartbeat: Duration,
+    /// How long a lease on a queued message lasts without a heartbeat: the time after which
+    /// other nodes take over a dead node's messages is at most `lease + heartbeat`. `None`:
+    /// [`SpoolerConfig::lease_time`]'s default.
+    pub lease: Option<Duration>,
 }
 
 impl SpoolerConfig {
+    /// The default heartbeat: every 10 seconds.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+    /// How long a lease lasts: `lease` when set, else twice `timeout` and at least a minute
+    /// (long enough for a batch at the configured timeout per message even if heartbeats
+    /// stall).
+    pub fn lease_time(&self) -> Duration {
+        self.lease
+            .unwrap_or_else(|| self.timeout.saturating_mul(2).max(Duration::from_secs(60)))
+    }
+
+    /// The longest a dead node's messages wait before another node takes them over: its
+    /// leases run out at most `lease` after its last heartbeat, and the others notice within
+    /// one `heartbeat`.
+    pub fn takeover_bound(&self) -> Duration {
+        self.lease_time().saturating_add(self.heartbeat)
+    }
+
     /// The default first retry delay: 5 minutes.
     pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_mins(5);
     /// The default longest retry delay: 1 hour.
@@ -232,6 +260,9 @@ impl Default for SpoolerConfig {
             offline: false,
             send_on_reconnect: false,
             max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
+            node: None,
+            heartbeat: Self::DEFAULT_HEARTBEAT,
+            lease: None,
         }
     }
 }

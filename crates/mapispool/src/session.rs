@@ -273,6 +273,30 @@ impl Session {
         }
     }
 
+    /// The cluster view: every spooler node that works this store's queue, alive or not
+    /// (its last heartbeat and status), and the shared queue's counts by state
+    /// ([`crate::store::cluster_rows`]). On SQLite the nodes are this machine's spooler
+    /// processes. Works through the daemon too (`GET /v1/cluster`).
+    pub async fn cluster_table(&self) -> MapiResult<Table> {
+        table_of(self.cluster_rows().await?.into_iter())
+    }
+
+    /// The rows of [`Session::cluster_table`].
+    pub async fn cluster_rows(&self) -> MapiResult<Vec<Row>> {
+        match &self.backend {
+            Backend::Local(s) => {
+                let nodes = s.store().nodes().await?;
+                let counts = s.store().queue_counts().await?;
+                Ok(crate::store::cluster_rows(
+                    &nodes,
+                    &counts,
+                    mapi::FileTime::now(),
+                ))
+            }
+            Backend::Remote { client, .. } => client.cluster_rows().await,
+        }
+    }
+
     /// The outgoing queue with one row per recipient (see
     /// [`QueueEntry::recipient_rows`]): each recipient's state, attempts, the server's last
     /// words and next attempt, with its message's entry ID and subject; in submit order.
@@ -414,6 +438,7 @@ impl Session {
     pub async fn logoff(self) {
         if let Backend::Local(s) = &self.backend {
             s.wait_idle().await;
+            s.stop_node().await;
             s.store().close().await;
         }
     }

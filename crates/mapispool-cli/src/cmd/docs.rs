@@ -236,6 +236,21 @@ pub(crate) const KEYS: &[Key] = &[
         "Bytes (default 64 MiB, at most 4 GiB): a larger incoming message stays on the server, reported.",
     ),
     key(
+        "spooler",
+        "node",
+        "This spooler's name in `mapispool status --cluster` (default: the host name).",
+    ),
+    key(
+        "spooler",
+        "heartbeat",
+        "How often the node renews its liveness and the leases of what it is sending (default \"10s\").",
+    ),
+    key(
+        "spooler",
+        "lease",
+        "How long a lease holds without a heartbeat (default twice timeout, at least \"60s\"; at least twice heartbeat): a dead node's messages move within lease + heartbeat.",
+    ),
+    key(
         "transport",
         "name",
         "The transport's name, unique in the profile: what --transport and [[group]] use.",

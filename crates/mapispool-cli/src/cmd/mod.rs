@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Demo(args) => demo::run(args, cli.quiet).await,
         Command::Init(args) => init::run(cli.profile.as_deref(), args, cli.quiet),
-        Command::Status(args) => tables::status(&logon(&cli).await?, args),
+        Command::Status(args) => tables::status(&logon(&cli).await?, args).await,
         Command::Queue(args) => tables::queue(&logon(&cli).await?, args).await,
         Command::Messages(args) => tables::messages(&logon(&cli).await?, args).await,
         Command::Show(args) => submit::show(&logon(&cli).await?, args).await,

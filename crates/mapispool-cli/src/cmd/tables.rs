@@ -8,16 +8,34 @@ use mapi::{PropTag, RowSet};
 use mapispool::Session;
 use mapispool::store::Folder;
 
-use crate::cli::{MessagesArgs, QueueArgs, TableArgs};
+use crate::cli::{MessagesArgs, QueueArgs, StatusArgs, TableArgs};
 use crate::exit::{BadInput, Exit};
 use crate::render::{rows_json, rows_text};
 
-/// `mapispool status`: the status table.
-pub fn status(session: &Session, args: &TableArgs) -> Result<Exit> {
+/// `mapispool status`: the status table; `--cluster`: the cluster view.
+pub async fn status(session: &Session, args: &StatusArgs) -> Result<Exit> {
+    if args.cluster {
+        let mut table = session.cluster_table().await?;
+        return print_table(
+            &mut table,
+            &args.table,
+            &[
+                PR_DISPLAY_NAME,
+                PR_MSP_NODE_STATE,
+                PR_MSP_NODE_HOST,
+                PR_MSP_NODE_HEARTBEAT,
+                PR_STATUS_STRING,
+                PR_MSP_QUEUED_COUNT,
+                PR_MSP_SENDING_COUNT,
+                PR_MSP_DEFERRED_COUNT,
+                PR_MSP_SCHEDULED_COUNT,
+            ],
+        );
+    }
     let mut table = session.status_table();
     print_table(
         &mut table,
-        args,
+        &args.table,
         &[
             PR_DISPLAY_NAME,
             PR_RESOURCE_TYPE,

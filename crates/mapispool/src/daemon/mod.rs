@@ -27,6 +27,8 @@
 //! - `GET  /v1/queue`, `GET /v1/queue/recipients` (one row per recipient),
 //!   `GET /v1/folders/{name}` — rows; `POST /v1/abort`, `/v1/resubmit`, `/v1/delete`
 //!   `{entry_id}`
+//! - `GET  /v1/cluster` — the cluster view's rows: every spooler node of the store's queue,
+//!   alive or not, and the shared queue's counts (`Session::cluster_table`)
 //! - `GET  /v1/messages/{entry_id}` — the raw message
 //! - `GET  /metrics` — the spooler's metrics in the Prometheus text format
 //!
@@ -189,6 +191,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/submit", post(submit))
         .route("/v1/submit-batch", post(submit_batch))
         .route("/v1/queue", get(queue))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/queue/recipients", get(queue_recipients))
         .route("/v1/abort", post(abort))
         .route("/v1/resubmit", post(resubmit))
@@ -391,6 +394,17 @@ fn submitted_json(record: &crate::submission::Submitted) -> Value {
         "transport": record.transport,
         "size": record.size,
     })
+}
+
+async fn cluster(State(state): State<Shared>) -> ApiResult<Json<Rows>> {
+    let session = current(&state).await;
+    let rows = session
+        .cluster_rows()
+        .await?
+        .iter()
+        .map(row_to_wire)
+        .collect();
+    Ok(Json(Rows { rows }))
 }
 
 async fn queue(State(state): State<Shared>) -> ApiResult<Json<Rows>> {

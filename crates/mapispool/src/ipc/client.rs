@@ -397,6 +397,11 @@ impl Client {
         }
     }
 
+    pub async fn cluster_rows(&self) -> MapiResult<Vec<Row>> {
+        let rows: Rows = self.call(Method::GET, "/v1/cluster", None::<&()>).await?;
+        Ok(rows_from(&rows))
+    }
+
     pub async fn queue_rows(&self) -> MapiResult<Vec<Row>> {
         let rows: Rows = self.call(Method::GET, "/v1/queue", None::<&()>).await?;
         Ok(rows_from(&rows))

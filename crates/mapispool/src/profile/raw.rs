@@ -100,6 +100,12 @@ struct RawSpooler {
     send_on_reconnect: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_message_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
+    heartbeat: Option<Duration>,
+    #[serde(default, with = "duration", skip_serializing_if = "Option::is_none")]
+    lease: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -435,6 +441,9 @@ impl RawProfile {
             offline: Some(spooler.offline),
             send_on_reconnect: Some(spooler.send_on_reconnect),
             max_message_size: Some(spooler.max_message_size),
+            node: spooler.node.clone(),
+            heartbeat: Some(spooler.heartbeat),
+            lease: spooler.lease,
         };
         let transports = profile
             .transports
@@ -606,6 +615,9 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
         offline: raw.offline.unwrap_or(defaults.offline),
         send_on_reconnect: raw.send_on_reconnect.unwrap_or(defaults.send_on_reconnect),
         max_message_size: raw.max_message_size.unwrap_or(defaults.max_message_size),
+        node: raw.node,
+        heartbeat: raw.heartbeat.unwrap_or(defaults.heartbeat),
+        lease: raw.lease,
     };
     if !(1..=SpoolerConfig::MAX_MAX_MESSAGE_SIZE).contains(&spooler.max_message_size) {
         return Err(Issue::new(
@@ -633,6 +645,7 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
         ("retry_initial", Some(spooler.retry_initial)),
         ("retry_max", Some(spooler.retry_max)),
         ("timeout", Some(spooler.timeout)),
+        ("heartbeat", Some(spooler.heartbeat)),
     ];
     for (key, value) in positive {
         if value == Some(Duration::ZERO) {
@@ -641,6 +654,26 @@ fn convert_spooler(raw: RawSpooler) -> Result<SpoolerConfig, Issue> {
                 format!("{key} in [spooler] must be longer than 0s"),
             ));
         }
+    }
+    if let Some(node) = &spooler.node
+        && (node.trim().is_empty() || node.chars().any(char::is_control))
+    {
+        return Err(Issue::new(
+            top_key("spooler", "node"),
+            format!(
+                "node in [spooler] is {node:?}: give the node a name to show, or leave it out for the host name"
+            ),
+        ));
+    }
+    if spooler.lease_time() < spooler.heartbeat.saturating_mul(2) {
+        return Err(Issue::new(
+            top_key("spooler", "lease"),
+            format!(
+                "lease ({}) in [spooler] is shorter than twice heartbeat ({}): one late heartbeat would let other nodes take over messages this node is still sending",
+                humantime::format_duration(spooler.lease_time()),
+                humantime::format_duration(spooler.heartbeat)
+            ),
+        ));
     }
     if spooler.retry_initial > spooler.retry_max {
         return Err(Issue::new(

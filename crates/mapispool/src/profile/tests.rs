@@ -408,7 +408,8 @@ fn unknown_top_level_key() {
         error(&with_dir_transport("[spooler]\nretry = \"5m\"\n")),
         "/p/profile.toml:2:1: unknown key \"retry\" in [spooler], expected one of: \
          upload_interval, download_interval, retry_initial, retry_max, expire_after, \
-         delay_warning_after, timeout, offline, send_on_reconnect, max_message_size\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
+         delay_warning_after, timeout, offline, send_on_reconnect, max_message_size, node, \
+         heartbeat, lease\n  |\n2 | retry = \"5m\"\n  | ^^^^^"
     );
 }
 

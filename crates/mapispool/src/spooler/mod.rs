@@ -13,6 +13,7 @@
 
 mod idle;
 pub mod ndr;
+mod node;
 mod recover;
 mod schedule;
 mod sink;
@@ -129,6 +130,7 @@ impl<S: Store + 'static> Drop for UploadRun<'_, S> {
         if ids.is_empty() {
             return;
         }
+        self.spooler.let_go(&ids);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -241,6 +243,27 @@ struct Inner<S> {
     /// writer that finds the lock taken sleeps in the busy handler (milliseconds).
     store_writes: AsyncMutex<()>,
     metrics: crate::metrics::Metrics,
+    /// This spooler as a node of the queue (its `instance` is `owner`).
+    node: crate::store::NodeInfo,
+    /// The messages this spooler holds leases on and is working on: the heartbeat extends
+    /// these, and only these. A lease this process still owns in the store but has given up
+    /// on (its outcome could not be recorded) is left to expire, so the message is tried again.
+    held: std::sync::Mutex<std::collections::HashSet<MessageId>>,
+    /// The heartbeat task (`node.rs`), aborted when the spooler goes.
+    heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    health: std::sync::Mutex<node::NodeHealth>,
+    /// Something other than the clock says the queue has due messages (a dead node's
+    /// messages, the store back after an outage, another node's submit): the schedule loop
+    /// flushes the upload side at once.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl<S> Drop for Inner<S> {
+    fn drop(&mut self) {
+        if let Some(task) = self.heartbeat.get_mut().ok().and_then(|t| t.take()) {
+            task.abort();
+        }
+    }
 }
 
 /// What a flush covers beyond its flags.
@@ -285,7 +308,16 @@ impl<S: Store + 'static> Spooler<S> {
         let store_display = store.display_name();
         let board = StatusBoard::new(initial_rows(&profile.transports, &store_display, offline));
         let host = hostname();
-        let nanos = FileTime::now().0;
+        let started = FileTime::now();
+        let nanos = started.0;
+        let owner = format!("{host}:{}:{nanos}", std::process::id());
+        let node = crate::store::NodeInfo {
+            instance: owner.clone(),
+            name: profile.spooler.node.clone().unwrap_or_else(|| host.clone()),
+            host: host.clone(),
+            pid: std::process::id(),
+            started,
+        };
         let slots = profile
             .transports
             .iter()
@@ -299,7 +331,7 @@ impl<S: Store + 'static> Spooler<S> {
             .collect();
         let spooler = Spooler {
             inner: Arc::new(Inner {
-                owner: format!("{host}:{}:{nanos}", std::process::id()),
+                owner,
                 host,
                 profile,
                 store,
@@ -309,6 +341,11 @@ impl<S: Store + 'static> Spooler<S> {
                 flushing: std::sync::Mutex::new((0, 0)),
                 store_writes: AsyncMutex::new(()),
                 metrics: crate::metrics::Metrics::new(),
+                node,
+                held: std::sync::Mutex::new(std::collections::HashSet::new()),
+                heartbeat: std::sync::Mutex::new(None),
+                health: std::sync::Mutex::new(node::NodeHealth::default()),
+                wake: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         spooler.restore_offline().await;
@@ -323,6 +360,7 @@ impl<S: Store + 'static> Spooler<S> {
         {
             tracing::warn!(error = %e, "cannot take back a dead spooler's messages; their leases will expire");
         }
+        spooler.join_queue().await;
         Ok(spooler)
     }
 
@@ -375,6 +413,11 @@ impl<S: Store + 'static> Spooler<S> {
     /// `target` names. Synchronous unless `FLUSH_ASYNC_OK`, which starts the work and returns at
     /// once with `asynchronous` set (progress then shows in the status table).
     ///
+    /// On a queue several nodes share (PostgreSQL), the flush runs here, over the whole shared
+    /// queue (every due message no other node holds a lease on), and an upload of every
+    /// transport also signals the other nodes ([`Store::signal_flush`]), which join in with an
+    /// ordinary upload of their own. The report is this node's part.
+    ///
     /// Errors: `MAPI_E_UNKNOWN_FLAGS`, `MAPI_E_INVALID_PARAMETER` (no direction, or a target
     /// that is not a transport), `MAPI_E_INVALID_ENTRYID` / `MAPI_E_UNKNOWN_ENTRYID` for a bad
     /// target. A transport that fails does not fail the call: its part of the report says why.
@@ -389,6 +432,15 @@ impl<S: Store + 'static> Spooler<S> {
             skip_offline: target.is_none(),
             ..Scope::default()
         };
+        // A shared queue (PostgreSQL): this node flushes it all, and the other nodes are asked
+        // to join in (their own flags: a forced flush forces only here). Best effort: without
+        // them this flush still moves every due message no other node is sending.
+        if target.is_none()
+            && flags.contains(FlushFlags::UPLOAD)
+            && let Err(e) = self.inner.store.signal_flush(&self.inner.owner).await
+        {
+            tracing::warn!(error = %e, "cannot ask the other nodes to flush; flushing here alone");
+        }
         self.start_flush(names, flags, scope).await
     }
 
@@ -864,6 +916,7 @@ impl<S: Store + 'static> Spooler<S> {
         );
         let q = std::mem::take(run.queue.get_mut());
         drop(run);
+        self.let_go(&q.held);
         for id in q.held {
             let _ = store.release_lease(id, &self.inner.owner).await;
         }
@@ -972,6 +1025,9 @@ impl<S: Store + 'static> Spooler<S> {
                     match leased {
                         Ok(leased) if leased.is_empty() => q.exhausted = true,
                         Ok(leased) => {
+                            if let Ok(mut held) = self.inner.held.lock() {
+                                held.extend(leased.iter().map(|m| m.message.id));
+                            }
                             // FLUSH_FORCE makes deferred messages due again at once; each is
                             // tried once a flush. One already tried stays leased until the
                             // flush ends, so that the next lease reaches past it instead of
@@ -1243,6 +1299,7 @@ impl<S: Store + 'static> Spooler<S> {
             .partition(|(_, a)| matches!(&a.results, Err(e) if is_link_failure(e)));
         let mut reports: Vec<(usize, MessageReport)> = Vec::with_capacity(untried.len());
         for (position, a) in untried {
+            self.let_go(&[a.message.message.id]);
             let _ = self
                 .inner
                 .store
@@ -1286,6 +1343,9 @@ impl<S: Store + 'static> Spooler<S> {
                 )
                 .await
         };
+        // Recorded, refused or unknown: either way this spooler is done with them.
+        let ids: Vec<MessageId> = batch.iter().map(|a| a.message.message.id).collect();
+        self.let_go(&ids);
         let recorded: Vec<MapiResult<crate::store::OutcomeReport>> = match recorded {
             Ok(list) => list,
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
@@ -1492,8 +1552,8 @@ impl<S: Store + 'static> Spooler<S> {
     }
 
     /// Files one delay notice (RFC 3464, `Action: delayed`) in the Inbox once a message has
-    /// waited `delay_warning_after` undelivered: once per message, remembered in the store so
-    /// a restart or another process does not send a second.
+    /// waited `delay_warning_after` undelivered: once per message, claimed in the store so a
+    /// restart, another process or another node does not send a second.
     async fn warn_delay(&self, message: &LeasedMessage, delayed: &[(String, String)]) {
         let original = &message.message;
         let config = &self.inner.profile.spooler;
@@ -1504,21 +1564,17 @@ impl<S: Store + 'static> Spooler<S> {
         }
         let store = &self.inner.store;
         let key = format!("delay-notice:{}", original.id);
-        match store.get_sync_state(SPOOLER_STATE, &key).await {
-            Ok(None) => {}
-            Ok(Some(_)) => return,
+        // Claimed before it is filed, in one step that only one caller wins: two nodes that
+        // both see the delay send one notice between them, and a crash after the claim loses
+        // the notice rather than repeating it. Not knowing whether one went out (the store
+        // failed), send none: a missing notice is better than a second one on every retry.
+        match store.claim_sync_state(SPOOLER_STATE, &key, "sent").await {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(e) => {
-                // Not knowing whether one went out, send none: a missing notice is better
-                // than a second one on every retry.
-                tracing::warn!(error = %e, id = %original.id, "cannot tell whether a delay notice went out");
+                tracing::warn!(error = %e, id = %original.id, "cannot claim the delay notice; not sending it");
                 return;
             }
-        }
-        // Marked before it is filed: a crash in between loses the notice rather than
-        // repeating it.
-        if let Err(e) = store.set_sync_state(SPOOLER_STATE, &key, "sent").await {
-            tracing::warn!(error = %e, id = %original.id, "cannot record the delay notice; not sending it");
-            return;
         }
         let head = match store.body_chunk(original.id, 0).await {
             Ok(Some(chunk)) => header_block(&chunk).unwrap_or(&chunk).to_vec(),
@@ -1984,15 +2040,10 @@ impl<S: Store + 'static> Spooler<S> {
         s.retry_initial.saturating_mul(factor).min(s.retry_max)
     }
 
-    /// How long a lease lasts: long enough for a batch at the configured timeout per message,
-    /// short enough that a crashed spooler's messages come back soon.
+    /// How long a lease lasts ([`crate::profile::SpoolerConfig::lease_time`]); the heartbeat
+    /// extends the leases of messages still being sent.
     fn lease_time(&self) -> Duration {
-        self.inner
-            .profile
-            .spooler
-            .timeout
-            .saturating_mul(2)
-            .max(Duration::from_secs(60))
+        self.inner.profile.spooler.lease_time()
     }
 }
 

@@ -3,6 +3,7 @@
 //! transports between the flushes clients ask for.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
@@ -10,6 +11,11 @@ use tokio::time::{Instant, sleep_until};
 use super::Spooler;
 use crate::flush::FlushFlags;
 use crate::store::Store;
+
+/// A time that never comes, for a `select!` branch that is disabled.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
 
 /// One group's clock for one direction.
 struct Clock {
@@ -31,12 +37,22 @@ impl<S: Store + 'static> Spooler<S> {
     /// finished, not abandoned, so nothing is left half-sent. Returns at once (after
     /// `shutdown`) when no group has a schedule.
     ///
+    /// Wake-ups flush the upload side at once, between the clocks: a heartbeat that found a
+    /// dead node's messages due, the store answering again after an outage, a submit on
+    /// another node (the store's notifications). With no schedule at all, only they and
+    /// shutdown end the wait.
+    ///
     /// Transports with `idle = true` keep an IMAP IDLE connection meanwhile (`idle.rs`): new
     /// mail pushed by the server is downloaded at once. They stop with the clocks.
     pub async fn run_schedules(&self, shutdown: impl Future<Output = ()>) {
         let start = Instant::now();
         let (stop_idle, idle_stopped) = tokio::sync::watch::channel(false);
         let watchers = self.start_idle_watchers(&idle_stopped);
+        // The store's notifications (PostgreSQL: a submit on any node) wake this loop.
+        let listening = self
+            .inner
+            .store
+            .watch_queue(Arc::clone(&self.inner.wake), &self.inner.owner);
         let mut clocks: Vec<Clock> = Vec::new();
         for group in self.inner.profile.groups() {
             for (interval, direction) in [
@@ -62,24 +78,53 @@ impl<S: Store + 'static> Spooler<S> {
         }
         tokio::pin!(shutdown);
         loop {
-            let Some(due) = clocks.iter_mut().min_by_key(|c| c.next) else {
-                (&mut shutdown).await;
-                break;
-            };
+            let due = clocks.iter_mut().min_by_key(|c| c.next);
+            let next = due.as_ref().map(|c| c.next);
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                _ = sleep_until(due.next) => {
-                    self.scheduled(&due.group, due.direction).await;
-                    due.next = Instant::now() + due.every;
+                // Without a schedule only wake-ups move mail.
+                _ = sleep_until(next.unwrap_or_else(far_future)), if next.is_some() => {
+                    if let Some(due) = due {
+                        self.scheduled(&due.group, due.direction).await;
+                        due.next = Instant::now() + due.every;
+                    }
                 }
+                _ = self.inner.wake.notified() => self.woken().await,
             }
+        }
+        if let Some(task) = listening {
+            task.abort();
         }
         let _ = stop_idle.send(true);
         for w in watchers {
             let _ = w.await;
         }
         self.wait_idle().await;
+    }
+
+    /// A wake-up (`Spooler::inner.wake`): the upload side of every transport, as a scheduled
+    /// flush (no prompts; transports backing off are left alone). Wake-ups that come while it
+    /// runs are one more flush after it, not one each.
+    async fn woken(&self) {
+        let names = self
+            .inner
+            .slots
+            .iter()
+            .map(|s| s.config.name.clone())
+            .collect();
+        let scope = super::Scope {
+            scheduled: true,
+            skip_offline: true,
+            ..super::Scope::default()
+        };
+        match self
+            .start_flush(names, FlushFlags::UPLOAD | FlushFlags::NO_UI, scope)
+            .await
+        {
+            Ok(report) => tracing::debug!(complete = report.is_complete(), "wake-up flush done"),
+            Err(e) => tracing::warn!(error = %e, "wake-up flush refused"),
+        }
     }
 
     async fn scheduled(&self, group: &str, direction: FlushFlags) {

@@ -16,8 +16,9 @@ use tokio::io::AsyncRead;
 use super::postgres::{self, PgStore};
 use super::sqlite::SqliteStore;
 use super::{
-    Folder, InboundDelivery, InboundMessage, LeaseFilter, LeasedMessage, MessageId, MessageRecord,
-    NewMessage, OutcomeReport, QueueCounts, QueueEntry, RecipientOutcome, RecipientRecord, Store,
+    Folder, Heartbeat, InboundDelivery, InboundMessage, LeaseFilter, LeasedMessage, MessageId,
+    MessageRecord, NewMessage, NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry,
+    RecipientOutcome, RecipientRecord, Store,
 };
 use crate::credential::Secret;
 use crate::profile::{Credential, StoreConfig};
@@ -292,5 +293,49 @@ impl Store for AnyStore {
         value: &str,
     ) -> MapiResult<()> {
         dispatch!(self, s => s.set_sync_state_relaxed(transport, key, value).await)
+    }
+
+    async fn register_node(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        dispatch!(self, s => s.register_node(node, now, lease_for).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+        held: &[MessageId],
+    ) -> MapiResult<Heartbeat> {
+        dispatch!(self, s => s.heartbeat(node, status, now, lease_for, held).await)
+    }
+
+    async fn node_stopped(&self, instance: &str, now: FileTime) -> MapiResult<()> {
+        dispatch!(self, s => s.node_stopped(instance, now).await)
+    }
+
+    async fn nodes(&self) -> MapiResult<Vec<NodeRecord>> {
+        dispatch!(self, s => s.nodes().await)
+    }
+
+    async fn claim_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<bool> {
+        dispatch!(self, s => s.claim_sync_state(transport, key, value).await)
+    }
+
+    fn watch_queue(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        me: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        dispatch!(self, s => s.watch_queue(wake, me))
+    }
+
+    async fn signal_flush(&self, me: &str) -> MapiResult<()> {
+        dispatch!(self, s => s.signal_flush(me).await)
     }
 }

@@ -8,14 +8,17 @@
 //! - [`postgres`]: [`PgStore`], the PostgreSQL backend, shared by several spooler nodes.
 //! - `any.rs`: [`AnyStore`], whichever of the two the profile names, for everything above.
 //! - `error.rs`: [`StoreError`], a failed database or I/O operation, and its MAPI code.
+//! - `node.rs`: spooler nodes ([`NodeInfo`], [`NodeRecord`], [`Heartbeat`]) and the cluster
+//!   view's rows ([`cluster_rows`]).
 //!
 //! # The queue, and why leases
 //! A submitted message sits in the Outbox with `in_queue` set. A spooler takes due messages with
 //! [`Store::lease_due`], which stamps an owner and an expiry on them in one transaction; it reports
 //! back with [`Store::record_outcome`]. The lease in the database is the only lock: nothing is
 //! held in process memory, so a crashed spooler's messages are taken again once its lease
-//! expires, and a later PostgreSQL backend can let several spooler processes share one queue
-//! (`FOR UPDATE SKIP LOCKED`) behind the same trait.
+//! expires, and the PostgreSQL backend lets several spooler nodes share one queue
+//! (`FOR UPDATE SKIP LOCKED`) behind the same trait; `node.rs` has the heartbeat that keeps a
+//! live node's leases and the bound within which a dead node's are taken over.
 //!
 //! # Errors
 //! Every operation returns [`MapiResult`]: MAPI's codes for what MAPI names (`MAPI_E_NOT_IN_QUEUE`,
@@ -26,6 +29,7 @@
 mod any;
 pub mod copy;
 mod error;
+mod node;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
@@ -43,8 +47,14 @@ use tokio::io::AsyncRead;
 
 pub use any::{AnyStore, redacted_url};
 pub use error::StoreError;
+pub use node::{Heartbeat, NodeInfo, NodeRecord, NodeState, cluster_rows};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// The PostgreSQL notification channel of the outgoing queue ([`Store::watch_queue`]):
+/// payload `submit` for a newly queued message, `flush:INSTANCE` for a flush that node asks of
+/// the others.
+pub const QUEUE_CHANNEL: &str = "mapispool_queue";
 
 /// The store provider's `MAPIUID`: the 16 bytes after the flags in every entry ID we hand out.
 pub const STORE_UID: MapiUid = *b"mapispool-store1";
@@ -1010,6 +1020,76 @@ pub trait Store: Send + Sync {
             }
             Ok(out)
         }
+    }
+
+    /// Registers a spooler node (see `node.rs` for the cluster's leases): its row, as a first
+    /// [`Store::heartbeat`], after forgetting the rows of earlier instances of the same name on
+    /// the same host that stopped cleanly, and of any node gone for a week. A node that died
+    /// stays listed (dead) until then: a crash should be seen.
+    fn register_node(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> impl Future<Output = MapiResult<Heartbeat>> + Send;
+
+    /// One heartbeat of `node`, in one transaction: its row says it is alive until
+    /// `now + lease_for` with `status`, and its leases on the messages `held` (those it is
+    /// still working on) are extended to that time (a lease being recorded right now is passed
+    /// over, not waited for: recording ends it). A lease it owns on a message not in `held`
+    /// is left to expire. Also
+    /// counts the due queued messages whose lease expired without being given back
+    /// ([`Heartbeat::orphaned`]), which the caller flushes to take over.
+    fn heartbeat(
+        &self,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+        held: &[MessageId],
+    ) -> impl Future<Output = MapiResult<Heartbeat>> + Send;
+
+    /// Marks the node stopped (a clean shutdown; it has given its leases back).
+    fn node_stopped(
+        &self,
+        instance: &str,
+        now: FileTime,
+    ) -> impl Future<Output = MapiResult<()>> + Send;
+
+    /// Every registered node, alive or not, by name then start time.
+    fn nodes(&self) -> impl Future<Output = MapiResult<Vec<NodeRecord>>> + Send;
+
+    /// Sets one sync state value unless it is set already, durably; true if this call set it.
+    /// Two nodes that both decide to do something once (a delay notice) both ask, and exactly
+    /// one is told yes.
+    fn claim_sync_state(
+        &self,
+        transport: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = MapiResult<bool>> + Send;
+
+    /// Starts forwarding the store's queue notifications to `wake`: on PostgreSQL a task that
+    /// `LISTEN`s on [`QUEUE_CHANNEL`], where every submit on any node and every flush asked of
+    /// another node (`signal_flush`) notifies; it reconnects after losing the server and then
+    /// wakes once for what it may have missed. `me` is the caller's node instance: its own
+    /// flush signals are not echoed back. `None` where the backend has no notifications
+    /// (SQLite: one machine, whose daemon hears submits through its socket or its schedule).
+    fn watch_queue(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        me: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = (wake, me);
+        None
+    }
+
+    /// Tells the other nodes watching the queue ([`Store::watch_queue`]) to flush its upload
+    /// side now: `FlushQueues` on one node moves the whole shared queue with every node's help.
+    /// A no-op where the backend has no notifications.
+    fn signal_flush(&self, me: &str) -> impl Future<Output = MapiResult<()>> + Send {
+        let _ = me;
+        async { Ok(()) }
     }
 
     /// Inbound sync state (IMAP UIDVALIDITY and last UID, ...) for a transport, by key.

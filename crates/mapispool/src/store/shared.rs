@@ -7,6 +7,7 @@ use mapi::constants::{MAPI_BCC, MAPI_CC, MAPI_TO};
 use mapi::{FileTime, MapiError, MapiResult};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::node::{NodeInfo, NodeRecord};
 use super::{
     DeliveryResult, Folder, Lease, MessageDisposition, MessageId, MessageRecord, NewRecipient,
     OutcomeReport, QueueState, RecipientOutcome, RecipientRecord, RecipientState,
@@ -243,6 +244,37 @@ pub(crate) fn recipient_from_row(r: &impl StoreRow) -> Result<RecipientRecord, s
         ndr_diag_code: get_opt_i32(r, "ndr_diag_code")?,
     })
 }
+
+/// The `nodes` columns a [`NodeRecord`] is read from.
+macro_rules! node_columns {
+    () => {
+        "instance, name, host, pid, started, heartbeat, alive_until, stopped, status"
+    };
+}
+pub(crate) use node_columns;
+
+pub(crate) fn node_from_row(r: &impl StoreRow) -> Result<NodeRecord, sqlx::Error> {
+    let time =
+        |col: &str| get_time(r, col)?.ok_or_else(|| decode_error(format!("nodes.{col} is empty")));
+    Ok(NodeRecord {
+        info: NodeInfo {
+            instance: r.text("instance")?,
+            name: r.text("name")?,
+            host: r.text("host")?,
+            pid: get_u32(r, "pid")?,
+            started: time("started")?,
+        },
+        heartbeat: time("heartbeat")?,
+        alive_until: time("alive_until")?,
+        stopped: get_time(r, "stopped")?,
+        status: r.text("status")?,
+    })
+}
+
+/// How long the row of a node that stopped or died stays listed when no node of its name
+/// comes back: a week, long enough to notice a node that is gone.
+pub(crate) const FORGET_NODES_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(7 * 86400);
 
 /// The queue columns of a message row, decoded.
 pub(crate) struct QueueFields {

@@ -128,6 +128,11 @@ on_both_backends!(
     record_outcomes_records_a_batch_and_isolates_bad_entries,
     small_bodies_come_with_the_lease,
     concurrent_submits_are_group_committed_each_whole_and_queued,
+    two_nodes_that_see_the_same_failure_report_it_once,
+    a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over,
+    nodes_register_list_stop_and_forget_their_old_instances,
+    a_heartbeat_extends_only_the_leases_the_node_still_works_on,
+    a_once_only_claim_is_granted_once,
 );
 
 async fn submit_queues_in_order_and_all_delivered_moves_to_sent_items<S: TestStore>(store: S) {
@@ -1393,4 +1398,341 @@ async fn postgres_nodes_leasing_at_once_never_take_the_same_message() {
     assert_eq!(before, leased.len(), "a message was leased twice");
     all.sort();
     assert_eq!(leased, all);
+}
+
+fn node(instance: &str, name: &str) -> NodeInfo {
+    NodeInfo {
+        instance: instance.into(),
+        name: name.into(),
+        host: "host-a".into(),
+        pid: 4242,
+        started: FileTime::now(),
+    }
+}
+
+fn at(base: FileTime, secs: u64) -> FileTime {
+    FileTime::from(base.to_system_time() + Duration::from_secs(secs))
+}
+
+fn failure() -> Vec<RecipientOutcome> {
+    vec![RecipientOutcome {
+        row_id: 0,
+        result: DeliveryResult::Failed {
+            error: "550 5.1.1 no such user".into(),
+            reason_code: MAPI_REASON_TRANSFER_FAILED,
+            diag_code: MAPI_DIAG_MAIL_RECIPIENT_UNKNOWN,
+        },
+    }]
+}
+
+/// Issue 14: node A leases a batch, stalls past its lease, node B takes the batch over; both
+/// then see the same permanent failure and record it at the same moment. For every message
+/// exactly one of them is told the recipient failed (and so writes the one non-delivery
+/// report); the other is refused (`MAPI_E_NO_ACCESS`, or `MAPI_E_NOT_IN_QUEUE` when B's commit
+/// came first); the attempt is counted once.
+async fn two_nodes_that_see_the_same_failure_report_it_once<S: TestStore>(store: S) {
+    const N: usize = 20;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(
+            submit(&store, &format!("bounce {i}"), &["nobody@example.org"])
+                .await
+                .id,
+        );
+    }
+    let t0 = FileTime::now();
+    let lease = Duration::from_secs(30);
+    let a = store
+        .lease_due("node-a", t0, lease, 100, LeaseFilter::default())
+        .await
+        .expect("lease a");
+    assert_eq!(a.len(), N);
+    // B comes while A's leases hold: nothing for it.
+    let b = store
+        .lease_due("node-b", at(t0, 10), lease, 100, LeaseFilter::default())
+        .await
+        .expect("lease b");
+    assert!(b.is_empty(), "a live lease was taken");
+    // A missed its heartbeats: past its leases, B takes them all over.
+    let b = store
+        .lease_due("node-b", at(t0, 31), lease, 100, LeaseFilter::default())
+        .await
+        .expect("lease b");
+    assert_eq!(b.len(), N);
+    let batch = || ids.iter().map(|id| (*id, failure())).collect::<Vec<_>>();
+    let (from_a, from_b) = tokio::join!(
+        {
+            let store = store.clone();
+            let batch = batch();
+            async move { store.record_outcomes("node-a", batch, at(t0, 32)).await }
+        },
+        {
+            let store = store.clone();
+            let batch = batch();
+            async move { store.record_outcomes("node-b", batch, at(t0, 32)).await }
+        },
+    );
+    let (from_a, from_b) = (from_a.expect("store a"), from_b.expect("store b"));
+    let mut reports = 0;
+    for (i, id) in ids.iter().enumerate() {
+        match (&from_a[i], &from_b[i]) {
+            (Err(e), Ok(report)) => {
+                // Refused for the lease (B has it), or, when B's commit came first, because
+                // the message has left the queue.
+                assert!(
+                    matches!(e.code, MapiCode::NoAccess | MapiCode::NotInQueue),
+                    "{id}: {e}"
+                );
+                assert_eq!(report.failed.len(), 1, "{id}");
+                reports += 1;
+            }
+            other => panic!("message {id}: expected A refused and B recorded, got {other:?}"),
+        }
+        let m = store.message(*id).await.expect("message");
+        assert_eq!(m.folder, Folder::SentItems, "{id}");
+        let r = store.recipients(*id).await.expect("recipients");
+        assert_eq!(r[0].attempts, 1, "{id}: the attempt counted once");
+    }
+    assert_eq!(reports, N, "one report per message, cluster-wide");
+}
+
+/// A node that heartbeats keeps its leases however long it sends; one that stops heartbeating
+/// loses them once they expire, the others' heartbeats say so (`orphaned`), and their next
+/// lease takes the messages; the dead node can then record nothing.
+async fn a_live_nodes_heartbeat_keeps_its_leases_and_a_dead_nodes_are_taken_over<S: TestStore>(
+    store: S,
+) {
+    let lease = Duration::from_secs(30);
+    let t0 = FileTime::now();
+    let (a, b) = (node("a:1:1", "a"), node("b:1:1", "b"));
+    store
+        .register_node(&a, t0, lease)
+        .await
+        .expect("register a");
+    store
+        .register_node(&b, t0, lease)
+        .await
+        .expect("register b");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            submit(&store, &format!("m{i}"), &["x@example.org"])
+                .await
+                .id,
+        );
+    }
+    let leased = store
+        .lease_due(&a.instance, t0, lease, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 3);
+    // A sends slowly but beats every 20 s: at 40 s and 70 s its leases still hold.
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 20), lease, &ids)
+        .await
+        .expect("beat a");
+    assert_eq!(
+        beat,
+        Heartbeat {
+            extended: 3,
+            orphaned: 0
+        }
+    );
+    let beat = store
+        .heartbeat(&b, "idle", at(t0, 40), lease, &[])
+        .await
+        .expect("beat b");
+    assert_eq!(beat.orphaned, 0, "a live node's leases are not orphans");
+    let none = store
+        .lease_due(&b.instance, at(t0, 40), lease, 10, LeaseFilter::default())
+        .await
+        .expect("lease b");
+    assert!(none.is_empty(), "a heartbeating node's lease was taken");
+    // A finishes one message, then dies after its beat at 45 s.
+    store
+        .record_outcome(
+            ids[0],
+            &a.instance,
+            vec![RecipientOutcome {
+                row_id: 0,
+                result: DeliveryResult::Delivered,
+            }],
+            at(t0, 44),
+        )
+        .await
+        .expect("record a");
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 45), lease, &ids)
+        .await
+        .expect("beat a");
+    assert_eq!(beat.extended, 2, "only leases still held are extended");
+    let nodes = store.nodes().await.expect("nodes");
+    assert_eq!(nodes.len(), 2);
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.state(at(t0, 60)) == NodeState::Alive)
+    );
+    // Within the bound (lease + heartbeat interval) B's heartbeat sees them.
+    let beat = store
+        .heartbeat(&b, "idle", at(t0, 74), lease, &[])
+        .await
+        .expect("beat b");
+    assert_eq!(beat.orphaned, 0, "at 74 s A's leases (to 75 s) still hold");
+    let beat = store
+        .heartbeat(&b, "idle", at(t0, 76), lease, &[])
+        .await
+        .expect("beat b");
+    assert_eq!(beat.orphaned, 2);
+    let dead = store
+        .nodes()
+        .await
+        .expect("nodes")
+        .into_iter()
+        .find(|n| n.info.instance == a.instance)
+        .expect("a listed");
+    assert_eq!(dead.state(at(t0, 76)), NodeState::Dead);
+    assert_eq!(dead.status, "sending");
+    let taken = store
+        .lease_due(&b.instance, at(t0, 76), lease, 10, LeaseFilter::default())
+        .await
+        .expect("take over");
+    let mut taken: Vec<MessageId> = taken.iter().map(|m| m.message.id).collect();
+    taken.sort();
+    assert_eq!(taken, ids[1..].to_vec());
+    // A comes back to life (a long pause, not a death): it can record nothing, and its
+    // heartbeat extends nothing of B's.
+    let e = store
+        .record_outcome(ids[1], &a.instance, vec![], at(t0, 77))
+        .await
+        .expect_err("taken over");
+    assert_eq!(e.code, MapiCode::NoAccess);
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 78), lease, &ids)
+        .await
+        .expect("beat a");
+    assert_eq!(
+        beat,
+        Heartbeat {
+            extended: 0,
+            orphaned: 0
+        }
+    );
+}
+
+async fn nodes_register_list_stop_and_forget_their_old_instances<S: TestStore>(store: S) {
+    let lease = Duration::from_secs(30);
+    let now = FileTime::now();
+    let first = node("host-a:10:1", "relay-1");
+    let other = node("host-b:10:1", "relay-2");
+    store
+        .register_node(&first, now, lease)
+        .await
+        .expect("register");
+    store
+        .register_node(&other, now, lease)
+        .await
+        .expect("register");
+    store
+        .node_stopped(&first.instance, at(now, 5))
+        .await
+        .expect("stop");
+    let listed = store.nodes().await.expect("nodes");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].info, first);
+    assert_eq!(listed[0].state(at(now, 6)), NodeState::Stopped);
+    assert_eq!(listed[1].state(at(now, 6)), NodeState::Alive);
+    assert_eq!(listed[1].status, "starting");
+    // relay-1 restarts: its stopped instance is forgotten; relay-2, gone silent, is listed dead.
+    let second = node("host-a:11:2", "relay-1");
+    store
+        .register_node(&second, at(now, 60), lease)
+        .await
+        .expect("register again");
+    let listed = store.nodes().await.expect("nodes");
+    let names: Vec<(&str, NodeState)> = listed
+        .iter()
+        .map(|n| (n.info.instance.as_str(), n.state(at(now, 61))))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("host-a:11:2", NodeState::Alive),
+            ("host-b:10:1", NodeState::Dead)
+        ]
+    );
+    // A week later relay-2 is forgotten too.
+    store
+        .register_node(&second, at(now, 8 * 86400), lease)
+        .await
+        .expect("register after a week");
+    let listed = store.nodes().await.expect("nodes");
+    assert_eq!(listed.len(), 1);
+}
+
+async fn a_once_only_claim_is_granted_once<S: TestStore>(store: S) {
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_sync_state("", "delay-notice:1", "sent").await })
+    });
+    let mut granted = 0;
+    for c in claims {
+        if c.await.expect("join").expect("claim") {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1);
+    assert_eq!(
+        store
+            .get_sync_state("", "delay-notice:1")
+            .await
+            .expect("read"),
+        Some("sent".into())
+    );
+}
+
+/// A lease the node still owns but no longer works on (its outcome could not be recorded: the
+/// store was away) is not extended by its heartbeat: it expires, counts as orphaned, and the
+/// message is tried again instead of staying leased for the life of the node.
+async fn a_heartbeat_extends_only_the_leases_the_node_still_works_on<S: TestStore>(store: S) {
+    let lease = Duration::from_secs(30);
+    let t0 = FileTime::now();
+    let a = node("a:1:1", "a");
+    store.register_node(&a, t0, lease).await.expect("register");
+    let first = submit(&store, "kept", &["x@example.org"]).await.id;
+    let second = submit(&store, "given up", &["x@example.org"]).await.id;
+    let leased = store
+        .lease_due(&a.instance, t0, lease, 10, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 2);
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 20), lease, &[first])
+        .await
+        .expect("beat");
+    assert_eq!(
+        beat,
+        Heartbeat {
+            extended: 1,
+            orphaned: 0
+        }
+    );
+    let beat = store
+        .heartbeat(&a, "sending", at(t0, 40), lease, &[first])
+        .await
+        .expect("beat");
+    assert_eq!(
+        beat,
+        Heartbeat {
+            extended: 1,
+            orphaned: 1
+        },
+        "the given-up lease expired"
+    );
+    let again = store
+        .lease_due(&a.instance, at(t0, 40), lease, 10, LeaseFilter::default())
+        .await
+        .expect("lease again");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message.id, second);
 }

@@ -35,14 +35,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
     Fate, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, StoreRow, chunk_count, ft,
-    get_u32, message_columns, message_from_row, not_found, not_in_queue, plan_outcome, queue_entry,
-    queue_fields, recipient_columns, recipient_from_row, require_recipients, size_i64,
-    validate_recipients,
+    get_u32, message_columns, message_from_row, node_columns, node_from_row, not_found,
+    not_in_queue, plan_outcome, queue_entry, queue_fields, recipient_columns, recipient_from_row,
+    require_recipients, size_i64, validate_recipients,
 };
 use super::{
-    BODY_CHUNK_SIZE, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter, LeasedMessage,
-    MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport, PREFETCH_BATCH,
-    PREFETCH_BODY, QueueCounts, QueueEntry, RecipientOutcome, RecipientRecord, Store, StoreError,
+    BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
+    LeasedMessage, MessageId, MessageRecord, NewMessage, NewRecipient, NodeInfo, NodeRecord,
+    OutcomeReport, PREFETCH_BATCH, PREFETCH_BODY, QueueCounts, QueueEntry, RecipientOutcome,
+    RecipientRecord, Store, StoreError,
 };
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -434,10 +435,11 @@ impl PgStore {
                FROM m, UNNEST($18::bigint[], $19::text[], $20::text[], $21::bigint[]) \
                  AS u(row_id, name, address, kind)), \
              b AS (INSERT INTO body_chunks (message_id, seq, data) \
-               SELECT m.id, 0, $22 FROM m WHERE $17 > 0) \
+               SELECT m.id, 0, $22 FROM m WHERE $17 > 0), \
+             n AS (SELECT pg_notify('mapispool_queue', 'submit') AS notified) \
              SELECT ",
             message_columns!(),
-            " FROM m"
+            " FROM m CROSS JOIN n"
         ))
         .bind(Folder::Outbox as i64)
         .bind(now)
@@ -610,10 +612,13 @@ impl Store for PgStore {
         drop(first);
         // The synchronous commit that publishes the message also makes the staging row and
         // chunks durable: WAL is flushed in order, up to this commit's record.
+        // The notification goes out with the commit (NOTIFY is transactional).
         let queued = sqlx::query(concat!(
-            "UPDATE messages SET folder = $1, message_size = $2, body_chunks = $3, \
-             client_submit_time = $4, in_queue = TRUE WHERE id = $5 AND folder = 0 RETURNING ",
-            message_columns!()
+            "WITH m AS (UPDATE messages SET folder = $1, message_size = $2, body_chunks = $3, \
+             client_submit_time = $4, in_queue = TRUE WHERE id = $5 AND folder = 0 RETURNING *), \
+             n AS (SELECT pg_notify('mapispool_queue', 'submit') AS notified) SELECT ",
+            message_columns!(),
+            " FROM m CROSS JOIN n"
         ))
         .bind(Folder::Outbox as i64)
         .bind(size_i64(size))
@@ -1283,6 +1288,92 @@ impl Store for PgStore {
         })
     }
 
+    fn watch_queue(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        me: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = self.pool.clone();
+        let server = self.server.clone();
+        let own_flush = format!("flush:{me}");
+        Some(tokio::spawn(async move {
+            listen_for_queue(pool, server, wake, own_flush).await
+        }))
+    }
+
+    async fn signal_flush(&self, me: &str) -> MapiResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::QUEUE_CHANNEL)
+            .bind(format!("flush:{me}"))
+            .execute(&self.relaxed)
+            .await
+            .map_err(self.db("asking the other nodes to flush"))?;
+        Ok(())
+    }
+
+    async fn register_node(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        self.register(node, now, lease_for).await
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+        held: &[MessageId],
+    ) -> MapiResult<Heartbeat> {
+        let what = "renewing this node's heartbeat and leases";
+        let mut conn = self.relaxed.acquire().await.map_err(self.db(what))?;
+        self.beat(&mut conn, node, status, now, lease_for, held)
+            .await
+            .map_err(self.db(what))
+    }
+
+    async fn node_stopped(&self, instance: &str, now: FileTime) -> MapiResult<()> {
+        sqlx::query("UPDATE nodes SET stopped = $2 WHERE instance = $1")
+            .bind(instance)
+            .bind(ft(now))
+            .execute(&self.pool)
+            .await
+            .map_err(self.db("recording that this node stopped"))?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> MapiResult<Vec<NodeRecord>> {
+        let what = "listing the spooler nodes";
+        sqlx::query(concat!(
+            "SELECT ",
+            node_columns!(),
+            " FROM nodes ORDER BY name, started, instance"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db(what))?
+        .iter()
+        .map(|r| node_from_row(r).map_err(self.db(what)))
+        .collect()
+    }
+
+    async fn claim_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO sync_state (transport, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (transport, key) DO NOTHING",
+        )
+        .bind(transport)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db("claiming a once-only action"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn get_sync_state(&self, transport: &str, key: &str) -> MapiResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM sync_state WHERE transport = $1 AND key = $2")
             .bind(transport)
@@ -1305,6 +1396,86 @@ impl Store for PgStore {
     ) -> MapiResult<()> {
         self.write_sync_state(&self.relaxed, transport, key, value)
             .await
+    }
+}
+
+/// The node-table half of a heartbeat, shared by both calls that beat.
+impl PgStore {
+    async fn beat(
+        &self,
+        conn: &mut PgConnection,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+        held: &[MessageId],
+    ) -> Result<Heartbeat, sqlx::Error> {
+        let until = super::shared::lease_end(now, lease_for);
+        // One statement: the row, the extended leases (SKIP LOCKED: a lease being recorded
+        // now is ending anyway, and waiting on it could deadlock with that recording), and the
+        // expired leases but those just extended (the count reads the snapshot before them).
+        let (extended, orphaned): (i64, i64) = sqlx::query_as(
+            "WITH n AS (INSERT INTO nodes (instance, name, host, pid, started, heartbeat, \
+                 alive_until, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+               ON CONFLICT (instance) DO UPDATE SET heartbeat = excluded.heartbeat, \
+                 alive_until = excluded.alive_until, status = excluded.status, stopped = NULL), \
+             e AS (UPDATE messages SET lease_until = $7 WHERE id IN (SELECT id FROM messages \
+                 WHERE lease_owner = $1 AND in_queue AND lease_until < $7 \
+                   AND id = ANY($9::bigint[]) \
+                 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM e), (SELECT COUNT(*) FROM messages WHERE in_queue \
+               AND lease_owner IS NOT NULL AND lease_until <= $6 \
+               AND NOT (lease_owner = $1 AND id = ANY($9::bigint[])) \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= $6) \
+               AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= $6))",
+        )
+        .bind(&node.instance)
+        .bind(&node.name)
+        .bind(&node.host)
+        .bind(i64::from(node.pid))
+        .bind(ft(node.started))
+        .bind(ft(now))
+        .bind(ft(until))
+        .bind(status)
+        .bind(held.iter().map(|id| id.0).collect::<Vec<i64>>())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(Heartbeat {
+            extended: u32::try_from(extended).unwrap_or(u32::MAX),
+            orphaned: u32::try_from(orphaned).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn register(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        let what = "registering this spooler node";
+        // Not synchronous: a node row lost to a server crash is written again by the next
+        // heartbeat.
+        let mut tx = self.tx(&self.relaxed, what).await?;
+        let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
+        sqlx::query(
+            "DELETE FROM nodes WHERE instance <> $1 AND ((name = $2 AND host = $3 \
+               AND stopped IS NOT NULL AND stopped <= $4) \
+               OR COALESCE(stopped, alive_until) < $5)",
+        )
+        .bind(&node.instance)
+        .bind(&node.name)
+        .bind(&node.host)
+        .bind(ft(now))
+        .bind(ft(forget))
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let beat = self
+            .beat(&mut tx, node, "starting", now, lease_for, &[])
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(beat)
     }
 }
 
@@ -1435,6 +1606,58 @@ impl OutcomeWrites {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The task behind [`PgStore::watch_queue`]: a dedicated connection that `LISTEN`s on the
+/// queue's channel and wakes the spooler on each notification but its own flush signals
+/// (`own_flush`). While the server is away it tries again every second, quietly after the
+/// first warning (the heartbeat shows the outage in the status table); back, it wakes once for
+/// the notifications it may have missed.
+async fn listen_for_queue(
+    pool: PgPool,
+    server: String,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    own_flush: String,
+) {
+    let mut first = true;
+    let mut warned = false;
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(super::QUEUE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
+            Ok(listener) => listener,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, store = %server, "cannot listen for queue notifications; retrying every second");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if !first {
+            tracing::info!(store = %server, "listening for queue notifications again");
+            wake.notify_one();
+        }
+        first = false;
+        warned = false;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.payload() == own_flush => {}
+                Ok(Some(_)) => wake.notify_one(),
+                // The connection was lost; the next call reconnects (and LISTENs again), and
+                // what was notified meanwhile is gone: look at the queue.
+                Ok(None) => wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, store = %server, "lost the queue notifications; reconnecting");
+                    break;
+                }
+            }
+        }
     }
 }
 

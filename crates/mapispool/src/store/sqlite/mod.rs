@@ -31,14 +31,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
     Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, chunk_count,
-    decode_error, ft, get_u32, message_columns, message_from_row, not_found, not_in_queue,
-    plan_outcome, queue_fields, queue_state, recipient_columns, recipient_from_row, size_i64,
-    validate_recipients,
+    decode_error, ft, get_u32, message_columns, message_from_row, node_columns, node_from_row,
+    not_found, not_in_queue, plan_outcome, queue_fields, queue_state, recipient_columns,
+    recipient_from_row, size_i64, validate_recipients,
 };
 use super::{
-    BODY_CHUNK_SIZE, Folder, InboundDelivery, InboundMessage, Lease, LeaseFilter, LeasedMessage,
-    MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient, OutcomeReport,
-    QueueCounts, QueueEntry, RecipientOutcome, RecipientRecord, Store, StoreError,
+    BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
+    LeasedMessage, MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient,
+    NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry, RecipientOutcome,
+    RecipientRecord, Store, StoreError,
 };
 use bodies::{BodyFiles, FILE_BODY_AT, PendingBody};
 
@@ -1831,6 +1832,95 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn register_node(
+        &self,
+        node: &NodeInfo,
+        now: FileTime,
+        lease_for: Duration,
+    ) -> MapiResult<Heartbeat> {
+        let what = "registering this spooler node";
+        // Not fsynced by itself: a node row lost to a power cut is written again by the next
+        // heartbeat, and every local logon registers (no fsync on a `mapispool status`).
+        let mut tx = self.relaxed_tx(what).await?;
+        let forget = FileTime::from(now.to_system_time() - super::shared::FORGET_NODES_AFTER);
+        sqlx::query(
+            "DELETE FROM nodes WHERE instance <> ?1 AND ((name = ?2 AND host = ?3 \
+               AND stopped IS NOT NULL AND stopped <= ?4) \
+               OR COALESCE(stopped, alive_until) < ?5)",
+        )
+        .bind(&node.instance)
+        .bind(&node.name)
+        .bind(&node.host)
+        .bind(ft(now))
+        .bind(ft(forget))
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let beat = self
+            .beat(&mut tx, node, "starting", now, lease_for, &[])
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(beat)
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+        held: &[MessageId],
+    ) -> MapiResult<Heartbeat> {
+        let what = "renewing this node's heartbeat and leases";
+        let mut tx = self.relaxed_tx(what).await?;
+        let beat = self
+            .beat(&mut tx, node, status, now, lease_for, held)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(beat)
+    }
+
+    async fn node_stopped(&self, instance: &str, now: FileTime) -> MapiResult<()> {
+        sqlx::query("UPDATE nodes SET stopped = ?2 WHERE instance = ?1")
+            .bind(instance)
+            .bind(ft(now))
+            .execute(&self.relaxed)
+            .await
+            .map_err(self.db("recording that this node stopped"))?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> MapiResult<Vec<NodeRecord>> {
+        let what = "listing the spooler nodes";
+        sqlx::query(concat!(
+            "SELECT ",
+            node_columns!(),
+            " FROM nodes ORDER BY name, started, instance"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db(what))?
+        .iter()
+        .map(|r| node_from_row(r).map_err(self.db(what)))
+        .collect()
+    }
+
+    async fn claim_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO sync_state (transport, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (transport, key) DO NOTHING",
+        )
+        .bind(transport)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db("claiming a once-only action"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn get_sync_state(&self, transport: &str, key: &str) -> MapiResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM sync_state WHERE transport = ? AND key = ?")
             .bind(transport)
@@ -1867,6 +1957,66 @@ impl Store for SqliteStore {
     async fn set_sync_state(&self, transport: &str, key: &str, value: &str) -> MapiResult<()> {
         self.write_sync_state(&self.pool, transport, key, value)
             .await
+    }
+}
+
+/// Spooler nodes on SQLite: the processes of this machine (see `store/node.rs`).
+impl SqliteStore {
+    async fn beat(
+        &self,
+        conn: &mut SqliteConnection,
+        node: &NodeInfo,
+        status: &str,
+        now: FileTime,
+        lease_for: Duration,
+        held: &[MessageId],
+    ) -> Result<Heartbeat, sqlx::Error> {
+        let until = ft(super::shared::lease_end(now, lease_for));
+        sqlx::query(
+            "INSERT INTO nodes (instance, name, host, pid, started, heartbeat, alive_until, \
+               status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (instance) DO UPDATE SET heartbeat = excluded.heartbeat, \
+               alive_until = excluded.alive_until, status = excluded.status, stopped = NULL",
+        )
+        .bind(&node.instance)
+        .bind(&node.name)
+        .bind(&node.host)
+        .bind(i64::from(node.pid))
+        .bind(ft(node.started))
+        .bind(ft(now))
+        .bind(until)
+        .bind(status)
+        .execute(&mut *conn)
+        .await?;
+        let held = serde_json::to_string(&held.iter().map(|id| id.0).collect::<Vec<i64>>())
+            .map_err(|e| decode_error(format!("the held leases as JSON: {e}")))?;
+        // Counted before the extension, as on PostgreSQL: expired, and not one being extended.
+        let orphaned: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE in_queue = 1 AND lease_owner IS NOT NULL \
+             AND lease_until <= ?2 \
+             AND NOT (lease_owner = ?1 AND id IN (SELECT value FROM json_each(?3))) \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) \
+             AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= ?2)",
+        )
+        .bind(&node.instance)
+        .bind(ft(now))
+        .bind(&held)
+        .fetch_one(&mut *conn)
+        .await?;
+        let extended = sqlx::query(
+            "UPDATE messages SET lease_until = ?2 WHERE lease_owner = ?1 AND in_queue = 1 \
+             AND lease_until < ?2 AND id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(&node.instance)
+        .bind(until)
+        .bind(&held)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(Heartbeat {
+            extended: u32::try_from(extended).unwrap_or(u32::MAX),
+            orphaned: u32::try_from(orphaned).unwrap_or(u32::MAX),
+        })
     }
 }
 
