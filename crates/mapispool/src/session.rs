@@ -22,7 +22,9 @@ use crate::outgoing::{self, Author, check_field};
 use crate::profile::{Profile, StoreConfig};
 use crate::spooler::Spooler;
 use crate::status::{Status, StatusBoard, StatusKind};
-use crate::store::{Folder, MessageId, MessageRecord, NewMessage, QueueEntry, SqliteStore, Store};
+use crate::store::{
+    Folder, MessageId, MessageRecord, NewMessage, QueueEntry, QueueFilter, SqliteStore, Store,
+};
 
 /// How a message is submitted: what the envelope is, beyond what its headers say.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -358,6 +360,18 @@ impl Session {
             .await
     }
 
+    /// [`Session::outgoing_queue`], only the messages that pass `filter` (in-process spooler
+    /// only).
+    pub async fn outgoing_queue_matching(
+        &self,
+        filter: &QueueFilter,
+    ) -> MapiResult<Vec<QueueEntry>> {
+        self.local("the queue as records")?
+            .store()
+            .outgoing_queue_matching(filter)
+            .await
+    }
+
     /// `IMsgStore::GetOutgoingQueue` as a table (submit-time order), for `--where` and columns.
     pub async fn outgoing_queue_table(&self) -> MapiResult<Table> {
         match &self.backend {
@@ -369,6 +383,31 @@ impl Session {
                     .map(QueueEntry::to_row),
             ),
             Backend::Remote { client, .. } => table_of(client.queue_rows().await?.into_iter()),
+        }
+    }
+
+    /// [`Session::outgoing_queue_table`], only the rows that `restriction` (a `--where`) may
+    /// match: the store picks them through its indexes where it can ([`QueueFilter`]), and the
+    /// daemon sends only the matching rows, so a question about a few messages does not read a
+    /// long queue whole. The caller still restricts the table (the rows are a superset).
+    pub async fn outgoing_queue_table_where(
+        &self,
+        restriction: &mapi::restriction::Restriction,
+    ) -> MapiResult<Table> {
+        match &self.backend {
+            Backend::Local(s) => table_of(
+                s.store()
+                    .outgoing_queue_matching(&QueueFilter::from_restriction(restriction))
+                    .await?
+                    .iter()
+                    .map(QueueEntry::to_row),
+            ),
+            Backend::Remote { client, .. } => table_of(
+                client
+                    .queue_rows_where(&restriction.to_string())
+                    .await?
+                    .into_iter(),
+            ),
         }
     }
 
