@@ -1162,6 +1162,7 @@ class Bench:
         ("upload", "2 KB", "Postfix postqueue -f"): 3.0,
         ("upload", "2 KB", "smtp-source -s 4"): 0.8,
         ("upload", "100 KB", "Postfix postqueue -f"): 2.0,
+        ("upload", "10 MB", "Postfix postqueue -f"): 1.5,
         ("submit per process", "*", "Postfix sendmail"): 2.0,
         ("submit bulk", "*", "Postfix smtpd (1 SMTP conn)"): 3.0,
         ("download IMAP", "*", "mbsync FSync no"): 1.0,
