@@ -241,7 +241,8 @@ class Profile:
         with open(self.path, "w") as f:
             f.write(
                 f'[store]\npath = "{self.dir}/store.db"\n\n[spooler]\n{sched}timeout = "60s"\n'
-                f'retry_initial = "1h"\n\n'
+                # The 100 MB download is above the default limit (64 MiB): it measures memory.
+                f'retry_initial = "1h"\nmax_message_size = {200 * 1024 * 1024}\n\n'
             )
             if web_port:
                 f.write(f'[web]\nlisten = "127.0.0.1:{web_port}"\n\n')
@@ -1098,12 +1099,14 @@ class Bench:
                 _, rc, rss = prof.run_rusage("flush", "--download")
                 got = prof.count_inbox()
                 if rc != 0 or got < 1:
+                    # The report says why (stdout); the profile stays for a look with --keep.
+                    report = prof.run("flush", "--download", "--json", check=False)
                     self.notes.append(f"download 100 MB {kind}: flush exit {rc}, inbox has {got}/1: "
-                                      f"{prof.last_stderr[-300:]}")
+                                      f"{prof.last_stderr[-300:]} {report.stdout.decode(errors='replace')[-600:]}")
                 else:
                     self.add("memory", "100 MB", f"`mapispool flush --download` ({kind.upper()}) peak RSS MiB",
                              rss / 1024)
-                shutil.rmtree(prof.dir, ignore_errors=True)
+                    shutil.rmtree(prof.dir, ignore_errors=True)
             os.unlink(path)
 
     def download_ready(self):
