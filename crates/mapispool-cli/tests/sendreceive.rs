@@ -108,6 +108,41 @@ fn flush_message_and_flush_group_go_through_the_daemon() {
     assert_eq!(rows[0]["PR_EMAIL_ADDRESS"], "bob@localhost");
     assert_eq!(rows[0]["PR_MSP_ATTEMPTS"], 0);
 
+    // The message queue through the daemon with a --where it answers from the store's indexes
+    // (`?where=`: only matching rows cross the socket), with the rest of the expression
+    // (here the subject, and an OR) still applied.
+    for (expr, want) in [
+        (
+            "PR_MSP_ATTEMPTS == 0 && PR_SUBJECT == \"second\"",
+            vec!["second"],
+        ),
+        ("PR_MSP_ATTEMPTS > 0", vec![]),
+        (
+            "PR_MSP_ATTEMPTS > 0 || PR_MESSAGE_SIZE > 10",
+            vec!["second"],
+        ),
+        ("PR_MSP_ATTEMPTS == 0 && PR_SUBJECT == \"first\"", vec![]),
+    ] {
+        let rows = json(&env.run_ok(
+            &alice,
+            &[
+                "queue",
+                "--json",
+                "--where",
+                expr,
+                "--columns",
+                "PR_SUBJECT",
+            ],
+        ));
+        let got: Vec<&str> = rows["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["PR_SUBJECT"].as_str().expect("subject"))
+            .collect();
+        assert_eq!(got, want, "{expr}");
+    }
+
     // flush --group: the group's transport only, upload only (direction = "send").
     let report = json(&env.run_ok(&alice, &["flush", "--group", "outgoing", "--json"]));
     let transports = report["transports"].as_array().expect("transports");

@@ -25,7 +25,9 @@ use crate::outgoing::{self, Author, check_field};
 use crate::profile::Profile;
 use crate::spooler::Spooler;
 use crate::status::{StatusBoard, StatusKind};
-use crate::store::{AnyStore, Folder, MessageId, MessageRecord, NewMessage, QueueEntry, Store};
+use crate::store::{
+    AnyStore, Folder, MessageId, MessageRecord, NewMessage, QueueEntry, QueueFilter, Store,
+};
 pub use crate::submission::{Submission, Submitted, dsn_request};
 
 /// Where a session's work happens.
@@ -259,6 +261,18 @@ impl Session {
             .await
     }
 
+    /// [`Session::outgoing_queue`], only the messages that pass `filter` (in-process spooler
+    /// only).
+    pub async fn outgoing_queue_matching(
+        &self,
+        filter: &QueueFilter,
+    ) -> MapiResult<Vec<QueueEntry>> {
+        self.local("the queue as records")?
+            .store()
+            .outgoing_queue_matching(filter)
+            .await
+    }
+
     /// `IMsgStore::GetOutgoingQueue` as a table (submit-time order), for `--where` and columns.
     pub async fn outgoing_queue_table(&self) -> MapiResult<Table> {
         match &self.backend {
@@ -294,6 +308,31 @@ impl Session {
                 ))
             }
             Backend::Remote { client, .. } => client.cluster_rows().await,
+        }
+    }
+
+    /// [`Session::outgoing_queue_table`], only the rows that `restriction` (a `--where`) may
+    /// match: the store picks them through its indexes where it can ([`QueueFilter`]), and the
+    /// daemon sends only the matching rows, so a question about a few messages does not read a
+    /// long queue whole. The caller still restricts the table (the rows are a superset).
+    pub async fn outgoing_queue_table_where(
+        &self,
+        restriction: &mapi::restriction::Restriction,
+    ) -> MapiResult<Table> {
+        match &self.backend {
+            Backend::Local(s) => table_of(
+                s.store()
+                    .outgoing_queue_matching(&QueueFilter::from_restriction(restriction))
+                    .await?
+                    .iter()
+                    .map(QueueEntry::to_row),
+            ),
+            Backend::Remote { client, .. } => table_of(
+                client
+                    .queue_rows_where(&restriction.to_string())
+                    .await?
+                    .into_iter(),
+            ),
         }
     }
 

@@ -66,7 +66,16 @@ pub async fn queue(session: &Session, args: &QueueArgs) -> Result<Exit> {
             ],
         );
     }
-    let mut table = session.outgoing_queue_table().await?;
+    // A `--where` the store can partly answer (attempts, size, priority) picks its rows
+    // through an index instead of reading a long queue whole; print_table still applies all of it.
+    let restriction = match &args.table.where_ {
+        Some(text) => Restriction::parse(text).ok(),
+        None => None,
+    };
+    let mut table = match &restriction {
+        Some(r) => session.outgoing_queue_table_where(r).await?,
+        None => session.outgoing_queue_table().await?,
+    };
     print_table(
         &mut table,
         &args.table,

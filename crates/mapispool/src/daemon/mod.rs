@@ -46,14 +46,16 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
 use futures_util::TryStreamExt;
+use mapi::restriction::Restriction;
 use mapi::{EntryId, MapiCode, MapiError, MapiResult};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::{RwLock, mpsc, watch};
@@ -71,7 +73,7 @@ use limits::{ConnState, LimitedListener};
 use crate::flush::{FlushFlags, FlushReport};
 use crate::profile::Profile;
 use crate::session::Session;
-use crate::store::Folder;
+use crate::store::{Folder, QueueFilter};
 use crate::submission::Submission;
 
 /// What the process running the daemon tells it.
@@ -407,14 +409,43 @@ async fn cluster(State(state): State<Shared>) -> ApiResult<Json<Rows>> {
     Ok(Json(Rows { rows }))
 }
 
-async fn queue(State(state): State<Shared>) -> ApiResult<Json<Rows>> {
+#[derive(Deserialize)]
+struct QueueQuery {
+    /// A restriction in the `--where` text form: only the rows it matches are sent.
+    #[serde(rename = "where")]
+    where_: Option<String>,
+}
+
+async fn queue(
+    State(state): State<Shared>,
+    Query(query): Query<QueueQuery>,
+) -> ApiResult<Json<Rows>> {
     let session = current(&state).await;
-    let rows = session
-        .outgoing_queue()
+    let Some(text) = query.where_ else {
+        let rows = session
+            .outgoing_queue()
+            .await?
+            .iter()
+            .map(|q| row_to_wire(&q.to_row()))
+            .collect();
+        return Ok(Json(Rows { rows }));
+    };
+    let restriction = Restriction::parse(&text).map_err(|e| {
+        MapiError::new(
+            MapiCode::InvalidParameter,
+            format!("where is not a restriction: {e}"),
+        )
+    })?;
+    let mut rows = Vec::new();
+    for entry in session
+        .outgoing_queue_matching(&QueueFilter::from_restriction(&restriction))
         .await?
-        .iter()
-        .map(|q| row_to_wire(&q.to_row()))
-        .collect();
+    {
+        let row = entry.to_row();
+        if restriction.evaluate(&row)? {
+            rows.push(row_to_wire(&row));
+        }
+    }
     Ok(Json(Rows { rows }))
 }
 

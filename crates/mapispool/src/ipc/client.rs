@@ -407,6 +407,14 @@ impl Client {
         Ok(rows_from(&rows))
     }
 
+    /// The queue's rows that `restriction` (in the `--where` text form) matches, chosen by
+    /// the daemon.
+    pub async fn queue_rows_where(&self, restriction: &str) -> MapiResult<Vec<Row>> {
+        let path = format!("/v1/queue?where={}", percent_encode(restriction));
+        let rows: Rows = self.call(Method::GET, &path, None::<&()>).await?;
+        Ok(rows_from(&rows))
+    }
+
     pub async fn queue_recipient_rows(&self) -> MapiResult<Vec<Row>> {
         let rows: Rows = self
             .call(Method::GET, "/v1/queue/recipients", None::<&()>)
@@ -462,4 +470,17 @@ impl Client {
             .await?;
         Ok(self.answer(response).await?.to_vec())
     }
+}
+
+/// `text` for a URL's query: everything but RFC 3986's unreserved characters as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

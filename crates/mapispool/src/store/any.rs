@@ -18,7 +18,7 @@ use super::sqlite::SqliteStore;
 use super::{
     Folder, Heartbeat, InboundDelivery, InboundMessage, LeaseFilter, LeasedMessage, MessageId,
     MessageRecord, NewMessage, NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry,
-    RecipientOutcome, RecipientRecord, Store,
+    QueueFilter, RecipientOutcome, RecipientRecord, Store,
 };
 use crate::credential::Secret;
 use crate::profile::{Credential, StoreConfig};
@@ -49,6 +49,19 @@ enum Purpose {
 }
 
 impl AnyStore {
+    /// [`Store::outgoing_queue`], only the messages that pass `filter` (a superset of those a
+    /// `--where` restriction matches). SQLite answers through its indexes; PostgreSQL reads the
+    /// whole queue (still a superset: the caller applies the restriction itself).
+    pub async fn outgoing_queue_matching(
+        &self,
+        filter: &QueueFilter,
+    ) -> MapiResult<Vec<QueueEntry>> {
+        match self {
+            AnyStore::Sqlite(s) => s.outgoing_queue_matching(filter).await,
+            AnyStore::Postgres(s) => s.outgoing_queue().await,
+        }
+    }
+
     /// Opens the store `config` names: see [`SqliteStore::open`] and [`PgStore::open`]. A
     /// database's password is read from the profile's credential first (`password_command`,
     /// `password_file`, `password_env`, `password_keyring`), never logged.

@@ -737,6 +737,63 @@ pub struct OutcomeReport {
     pub failed: Vec<RecipientRecord>,
 }
 
+/// The part of a `--where` restriction on the queue table that the store can answer from its
+/// own columns (and indexes) instead of reading the whole queue: comparisons of
+/// `PR_MSP_ATTEMPTS`, `PR_MESSAGE_SIZE` and `PR_PRIORITY` with a number, at the top or under
+/// an AND. The rest is left out, so the messages that match the filter are a superset of those
+/// that match the restriction: the caller still restricts the table with the whole of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    pub(crate) terms: Vec<(QueueColumn, mapi::restriction::RelOp, i32)>,
+}
+
+/// A queue table column that is a message column too (see [`QueueFilter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueColumn {
+    Attempts,
+    MessageSize,
+    Priority,
+}
+
+impl QueueFilter {
+    /// What of `restriction` the store can answer (see [`QueueFilter`]); empty when nothing.
+    pub fn from_restriction(restriction: &mapi::restriction::Restriction) -> QueueFilter {
+        let mut filter = QueueFilter::default();
+        filter.add(restriction);
+        filter
+    }
+
+    fn add(&mut self, restriction: &mapi::restriction::Restriction) {
+        use mapi::restriction::{RelOp, Restriction};
+        match restriction {
+            Restriction::And(all) => all.iter().for_each(|r| self.add(r)),
+            Restriction::Comment {
+                restriction: Some(r),
+                ..
+            } => self.add(r),
+            Restriction::Property {
+                relop,
+                tag,
+                value: PropValue::Long(v),
+            } if *relop != RelOp::Re => {
+                let column = match *tag {
+                    PR_MSP_ATTEMPTS => QueueColumn::Attempts,
+                    PR_MESSAGE_SIZE => QueueColumn::MessageSize,
+                    PR_PRIORITY => QueueColumn::Priority,
+                    _ => return,
+                };
+                self.terms.push((column, *relop, *v));
+            }
+            // OR, NOT and the other kinds would need the whole expression: left to the table.
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
 /// Queue counts for one route, cheap enough for every status row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueCounts {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mapi::constants::{MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED};
+use mapi::restriction::RelOp;
 use mapi::{FileTime, MapiError, MapiResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -38,8 +39,8 @@ use super::shared::{
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
     LeasedMessage, MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient,
-    NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry, RecipientOutcome,
-    RecipientRecord, Store, StoreError,
+    NodeInfo, NodeRecord, OutcomeReport, QueueColumn, QueueCounts, QueueEntry, QueueFilter,
+    RecipientOutcome, RecipientRecord, Store, StoreError,
 };
 use bodies::{BodyFiles, FILE_BODY_AT, PendingBody};
 
@@ -1107,50 +1108,7 @@ impl Store for SqliteStore {
     }
 
     async fn outgoing_queue(&self) -> MapiResult<Vec<QueueEntry>> {
-        let what = "reading the outgoing queue";
-        let now = FileTime::now();
-        let mut conn = self.conn().await?;
-        // One read transaction, so messages and recipients come from the same snapshot.
-        let mut tx = conn.begin().await.map_err(self.db(what))?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE in_queue = 1 ORDER BY client_submit_time, id"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(self.db(what))?;
-        let recipient_rows = sqlx::query(concat!(
-            "SELECT ",
-            recipient_columns!(),
-            " FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE in_queue = 1) \
-             ORDER BY message_id, row_id"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(self.db(what))?;
-        tx.commit().await.map_err(self.db(what))?;
-        let mut recipients: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
-        for r in &recipient_rows {
-            let message_id: i64 = r.try_get("message_id").map_err(self.db(what))?;
-            let rec = recipient_from_row(r).map_err(self.db(what))?;
-            recipients.entry(message_id).or_default().push(rec);
-        }
-        rows.iter()
-            .map(|r| {
-                let message = message_from_row(r).map_err(self.db(what))?;
-                let q = queue_fields(r).map_err(self.db(what))?;
-                Ok(QueueEntry {
-                    state: queue_state(message.deferred_delivery_time, &q, now),
-                    attempts: q.attempts,
-                    last_error: q.last_error,
-                    next_attempt_at: q.next_attempt_at,
-                    lease: q.lease,
-                    recipients: recipients.remove(&message.id.0).unwrap_or_default(),
-                    message,
-                })
-            })
-            .collect()
+        self.queue_where(&QueueFilter::default()).await
     }
 
     async fn queue_entry(&self, id: MessageId) -> MapiResult<Option<QueueEntry>> {
@@ -1182,35 +1140,61 @@ impl Store for SqliteStore {
     async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
         let what = "counting the outgoing queue";
         // Counted by SQLite, one row per route: every status refresh and every flush asks, and
-        // a long queue must not be read whole for four numbers. The states are those of
-        // `queue_state`, in the same order of precedence.
+        // a long queue must not be read whole for four numbers. Two parts, so that neither
+        // reads the messages themselves: the total per route from a covering index, and the
+        // messages that are not simply due (leased, deferred, backing off: few) found through
+        // their own partial indexes (0005_queue_indexes.sql); due = total - the rest. The states
+        // are those of `queue_state`, in the same order of precedence.
         let rows = sqlx::query(
-            "SELECT transport, SUM(s = 0) AS queued, SUM(s = 1) AS sending, \
-               SUM(s = 2) AS scheduled, SUM(s = 3) AS deferred \
-             FROM (SELECT transport, CASE \
+            "SELECT transport, COUNT(*) AS n, -1 AS s FROM messages WHERE in_queue = 1 \
+               GROUP BY transport \
+             UNION ALL \
+             SELECT transport, COUNT(*), CASE \
                  WHEN lease_owner IS NOT NULL AND lease_until > ?1 THEN 1 \
                  WHEN deferred_delivery_time > ?1 THEN 2 \
                  WHEN next_attempt_at > ?1 THEN 3 \
                  ELSE 0 END AS s \
-               FROM messages WHERE in_queue = 1) \
-             GROUP BY transport ORDER BY transport",
+               FROM messages WHERE id IN ( \
+                 SELECT id FROM messages WHERE in_queue = 1 AND lease_until > ?1 \
+                 UNION SELECT id FROM messages WHERE in_queue = 1 AND deferred_delivery_time > ?1 \
+                 UNION SELECT id FROM messages WHERE in_queue = 1 AND next_attempt_at > ?1) \
+               GROUP BY transport, s",
         )
         .bind(ft(FileTime::now()))
         .fetch_all(&self.pool)
         .await
         .map_err(self.db(what))?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueCounts {
-                    transport: r.try_get("transport")?,
-                    queued: get_u32(r, "queued")?,
-                    sending: get_u32(r, "sending")?,
-                    scheduled: get_u32(r, "scheduled")?,
-                    deferred: get_u32(r, "deferred")?,
-                })
+        let mut by_route: std::collections::BTreeMap<Option<String>, QueueCounts> =
+            std::collections::BTreeMap::new();
+        for r in &rows {
+            let transport: Option<String> = r.try_get("transport").map_err(self.db(what))?;
+            let n = get_u32(r, "n").map_err(self.db(what))?;
+            let s: i64 = r.try_get("s").map_err(self.db(what))?;
+            let c = by_route
+                .entry(transport.clone())
+                .or_insert_with(|| QueueCounts {
+                    transport,
+                    ..QueueCounts::default()
+                });
+            match s {
+                // The total; the due ones are what is left of it.
+                -1 => c.queued = c.queued.saturating_add(n),
+                1 => c.sending = n,
+                2 => c.scheduled = n,
+                3 => c.deferred = n,
+                _ => {}
+            }
+        }
+        // Rows come in no promised order: the totals are all known before this subtraction.
+        Ok(by_route
+            .into_values()
+            .map(|mut c| {
+                c.queued = c
+                    .queued
+                    .saturating_sub(c.sending + c.scheduled + c.deferred);
+                c
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(self.db(what))
+            .collect())
     }
 
     async fn lease_due(
@@ -2021,6 +2005,92 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// [`Store::outgoing_queue`], only the messages that pass `filter` (a superset of those a
+    /// `--where` restriction matches: see [`QueueFilter`]), found through the queue's indexes
+    /// instead of by reading the whole queue.
+    pub async fn outgoing_queue_matching(
+        &self,
+        filter: &QueueFilter,
+    ) -> MapiResult<Vec<QueueEntry>> {
+        self.queue_where(filter).await
+    }
+
+    async fn queue_where(&self, filter: &QueueFilter) -> MapiResult<Vec<QueueEntry>> {
+        let what = "reading the outgoing queue";
+        let now = FileTime::now();
+        // The filter's columns come from a closed list and its numbers are bound: no text of
+        // the user's reaches the SQL.
+        let mut chosen = String::from("SELECT id FROM messages WHERE in_queue = 1");
+        for (column, op, _) in &filter.terms {
+            chosen.push_str(match column {
+                QueueColumn::Attempts => " AND attempts ",
+                // The table shows sizes past 2 GiB as the largest LONG (`size_long`).
+                QueueColumn::MessageSize => " AND MIN(message_size, 2147483647) ",
+                QueueColumn::Priority => " AND priority ",
+            });
+            chosen.push_str(match op {
+                RelOp::Lt => "< ?",
+                RelOp::Le => "<= ?",
+                RelOp::Gt => "> ?",
+                RelOp::Ge => ">= ?",
+                RelOp::Eq => "= ?",
+                RelOp::Ne | RelOp::Re => "<> ?",
+            });
+        }
+        // Unfiltered, the queue index gives the order without a sort; filtered, the ids come
+        // from the filter's index (an `attempts` search, not a scan) and the few are sorted.
+        let messages_sql = if filter.is_empty() {
+            format!(
+                "SELECT {} FROM messages WHERE in_queue = 1 ORDER BY client_submit_time, id",
+                message_columns!()
+            )
+        } else {
+            format!(
+                "SELECT {} FROM messages WHERE id IN ({chosen}) ORDER BY client_submit_time, id",
+                message_columns!()
+            )
+        };
+        let recipients_sql = format!(
+            "SELECT {} FROM recipients WHERE message_id IN ({chosen}) ORDER BY message_id, row_id",
+            recipient_columns!()
+        );
+        let mut conn = self.conn().await?;
+        // One read transaction, so messages and recipients come from the same snapshot.
+        let mut tx = conn.begin().await.map_err(self.db(what))?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(messages_sql));
+        for (_, _, v) in &filter.terms {
+            q = q.bind(*v);
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(self.db(what))?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(recipients_sql));
+        for (_, _, v) in &filter.terms {
+            q = q.bind(*v);
+        }
+        let recipient_rows = q.fetch_all(&mut *tx).await.map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        let mut recipients: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
+        for r in &recipient_rows {
+            let message_id: i64 = r.try_get("message_id").map_err(self.db(what))?;
+            let rec = recipient_from_row(r).map_err(self.db(what))?;
+            recipients.entry(message_id).or_default().push(rec);
+        }
+        rows.iter()
+            .map(|r| {
+                let message = message_from_row(r).map_err(self.db(what))?;
+                let q = queue_fields(r).map_err(self.db(what))?;
+                Ok(QueueEntry {
+                    state: queue_state(message.deferred_delivery_time, &q, now),
+                    attempts: q.attempts,
+                    last_error: q.last_error,
+                    next_attempt_at: q.next_attempt_at,
+                    lease: q.lease,
+                    recipients: recipients.remove(&message.id.0).unwrap_or_default(),
+                    message,
+                })
+            })
+            .collect()
+    }
+
     /// The upsert behind both `set_sync_state`s; `pool` decides whether its commit is fsynced.
     async fn write_sync_state(
         &self,
