@@ -9,23 +9,22 @@
 //! 300 ms: a dead node's messages move within 1.8 s).
 
 mod common;
+#[path = "common/pg_cli.rs"]
+mod pg_cli;
 #[path = "../../mapispool/tests/peers/postfix.rs"]
 mod postfix;
 #[path = "../../mapispool/tests/peers/postgres.rs"]
 mod postgres;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use common::sandbox::{Sandbox, all_output, stdout_of};
+use common::sandbox::Sandbox;
 use mapispool::store::{NewMessage, NewRecipient, PgStore, Store};
+use pg_cli::{PASSWORD_ENV, run_ok, start_daemon as start_node};
 use postfix::SmtpSink;
-use postgres::{PASSWORD, Postgres};
-
-/// The environment variable the node profiles read the database password from.
-const PASSWORD_ENV: &str = "MAPISPOOL_TEST_DB_PASSWORD";
+use postgres::Postgres;
 
 /// How long a test waits for the cluster to finish: generous, the machine is small and
 /// shared.
@@ -48,45 +47,6 @@ fn node_profile(sandbox: &Sandbox, name: &str, url: &str, smtp_port: u16) -> Pat
     )
     .expect("write the profile");
     path
-}
-
-fn cli(sandbox: &Sandbox, profile: &Path) -> Command {
-    let mut cmd = sandbox.cli(profile);
-    cmd.env(PASSWORD_ENV, PASSWORD);
-    cmd
-}
-
-fn run_ok(sandbox: &Sandbox, profile: &Path, args: &[&str]) -> String {
-    let out = cli(sandbox, profile)
-        .args(args)
-        .output()
-        .expect("mapispool runs");
-    assert!(
-        out.status.success(),
-        "mapispool {args:?}: {:?}\n{}",
-        out.status,
-        all_output(&out)
-    );
-    stdout_of(&out)
-}
-
-/// Where the daemon of `profile` listens (the library's rule, in the sandbox's runtime dir).
-fn socket(sandbox: &Sandbox, profile: &Path) -> PathBuf {
-    let loaded = mapispool::profile::Profile::load(profile).expect("the profile loads");
-    let runtime = sandbox.runtime().join("mapispool");
-    let anchor = mapispool::ipc::daemon_anchor_in(&loaded, &runtime);
-    runtime.join(mapispool::ipc::socket_name(&anchor))
-}
-
-fn start_node(sandbox: &Sandbox, profile: &Path) -> Daemon {
-    let mut cmd = cli(sandbox, profile);
-    cmd.arg("spooler");
-    let stem = profile.file_stem().expect("a name").to_string_lossy();
-    Daemon::start(
-        cmd,
-        socket(sandbox, profile),
-        sandbox.path(&format!("{stem}.spooler.log")),
-    )
 }
 
 /// Queues `count` messages straight into the shared store, as `sendmail` on any node does

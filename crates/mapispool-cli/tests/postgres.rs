@@ -6,20 +6,19 @@
 //! cleanly (`sendmail` exits EX_TEMPFAIL) and leaves nothing behind.
 
 mod common;
+#[path = "common/pg_cli.rs"]
+mod pg_cli;
 #[path = "../../mapispool/tests/peers/postfix.rs"]
 mod postfix;
 #[path = "../../mapispool/tests/peers/postgres.rs"]
 mod postgres;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::sandbox::{Sandbox, all_output, run_with_stdin, stderr_of, stdout_of};
+use pg_cli::{PASSWORD_ENV, cli, run, run_ok, start_daemon};
 use postfix::SmtpSink;
 use postgres::{PASSWORD, Postgres};
-
-/// The environment variable the test profiles read the database password from.
-const PASSWORD_ENV: &str = "MAPISPOOL_TEST_DB_PASSWORD";
 
 /// A profile `name.toml` on `url` (password from [`PASSWORD_ENV`]) with one SMTP transport
 /// `smtp` (`alice@example.com`) to 127.0.0.1:`smtp_port`.
@@ -33,31 +32,6 @@ fn write_pg_profile(sandbox: &Sandbox, name: &str, url: &str, smtp_port: u16) ->
     )
     .expect("write the profile");
     path
-}
-
-/// `mapispool --profile PROFILE ARGS` with the database password in its environment.
-fn cli(sandbox: &Sandbox, profile: &Path) -> Command {
-    let mut cmd = sandbox.cli(profile);
-    cmd.env(PASSWORD_ENV, PASSWORD);
-    cmd
-}
-
-fn run(sandbox: &Sandbox, profile: &Path, args: &[&str]) -> std::process::Output {
-    cli(sandbox, profile)
-        .args(args)
-        .output()
-        .expect("mapispool runs")
-}
-
-fn run_ok(sandbox: &Sandbox, profile: &Path, args: &[&str]) -> String {
-    let out = run(sandbox, profile, args);
-    assert!(
-        out.status.success(),
-        "mapispool {args:?}: {:?}\n{}",
-        out.status,
-        all_output(&out)
-    );
-    stdout_of(&out)
 }
 
 fn submit(sandbox: &Sandbox, profile: &Path, message: &str) -> std::process::Output {
@@ -77,26 +51,6 @@ fn queue_len(sandbox: &Sandbox, profile: &Path) -> usize {
     let out = run_ok(sandbox, profile, &["queue", "--json"]);
     let queue: serde_json::Value = serde_json::from_str(&out).expect("queue --json");
     queue["rows"].as_array().map(Vec::len).expect("queue rows")
-}
-
-/// Where the daemon of the URL profile at `profile` listens in `sandbox` (the library's rule,
-/// with the sandbox's runtime directory).
-fn socket(sandbox: &Sandbox, profile: &Path) -> PathBuf {
-    let loaded = mapispool::profile::Profile::load(profile).expect("the profile loads");
-    let runtime = sandbox.runtime().join("mapispool");
-    let anchor = mapispool::ipc::daemon_anchor_in(&loaded, &runtime);
-    runtime.join(mapispool::ipc::socket_name(&anchor))
-}
-
-fn start_daemon(sandbox: &Sandbox, profile: &Path) -> common::daemon::Daemon {
-    let mut cmd = cli(sandbox, profile);
-    cmd.arg("spooler");
-    let stem = profile.file_stem().expect("a name").to_string_lossy();
-    common::daemon::Daemon::start(
-        cmd,
-        socket(sandbox, profile),
-        sandbox.path(&format!("{stem}.spooler.log")),
-    )
 }
 
 #[test]
