@@ -207,6 +207,29 @@ mod tests {
         Profile::from_str_at(&text, &dir.join("profile.toml")).expect("profile")
     }
 
+    /// Submits a one-line message `subject` from `from` to `to`, leaving by `transport`.
+    async fn submit_one(
+        store: &PgStore,
+        subject: &str,
+        transport: &str,
+        from: &str,
+        to: &str,
+    ) -> crate::store::MessageId {
+        let message = NewMessage {
+            subject: subject.to_owned(),
+            sender_address: Some(from.into()),
+            transport: Some(transport.into()),
+            recipients: vec![NewRecipient::to(to)],
+            ..NewMessage::default()
+        };
+        let body = format!("Subject: {subject}\r\n\r\nhello\r\n");
+        store
+            .submit(message, body.as_bytes())
+            .await
+            .expect("submit")
+            .id
+    }
+
     async fn wait_for(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
         let start = std::time::Instant::now();
         while start.elapsed() < limit {
@@ -229,21 +252,8 @@ mod tests {
         let shared = PgStore::open(&url, None).await.expect("open");
         let mut ids = Vec::new();
         for i in 0..3 {
-            let message = NewMessage {
-                subject: format!("orphan {i}"),
-                sender_address: Some("me@localhost".into()),
-                transport: Some("local".into()),
-                recipients: vec![NewRecipient::to("you@localhost")],
-                ..NewMessage::default()
-            };
-            let body = format!("Subject: orphan {i}\r\n\r\nhello\r\n");
-            ids.push(
-                shared
-                    .submit(message, body.as_bytes())
-                    .await
-                    .expect("submit")
-                    .id,
-            );
+            let subject = format!("orphan {i}");
+            ids.push(submit_one(&shared, &subject, "local", "me@localhost", "you@localhost").await);
         }
         let dead = NodeInfo {
             instance: "elsewhere:99:1".into(),
@@ -432,19 +442,16 @@ mod tests {
         assert!(ready, "the nodes did not settle");
         let mut latencies = Vec::new();
         for i in 0..20 {
-            let message = NewMessage {
-                subject: format!("wake {i}"),
-                sender_address: Some("me@example.com".into()),
-                transport: Some("relay".into()),
-                recipients: vec![NewRecipient::to("you@example.org")],
-                ..NewMessage::default()
-            };
-            let body = format!("Subject: wake {i}\r\n\r\nhello\r\n");
             let start = std::time::Instant::now();
-            submitter
-                .submit(message, body.as_bytes())
-                .await
-                .expect("submit");
+            let subject = format!("wake {i}");
+            submit_one(
+                &submitter,
+                &subject,
+                "relay",
+                "me@example.com",
+                "you@example.org",
+            )
+            .await;
             let arrived = tokio::time::timeout(Duration::from_secs(20), mail_from.recv())
                 .await
                 .ok()
