@@ -8,7 +8,7 @@ use mapi::table::hr_query_all_rows;
 use mapi::tag::PR_ENTRYID;
 use mapi::{EntryId, MapiError, PropValue};
 use mapispool::Session;
-use mapispool::store::Folder;
+use mapispool::store::{Folder, MessageId};
 
 /// The fewest hex digits a prefix may have (git's minimum too).
 pub const MIN_PREFIX: usize = 4;
@@ -19,6 +19,13 @@ const LISTED: usize = 10;
 /// A message's entry ID from `text` (`what` names the argument in errors): any message of the
 /// store, in any folder (queued ones are in the Outbox).
 pub async fn message(session: &Session, text: &str, what: &str) -> Result<EntryId> {
+    // A whole message entry ID of this store is no prefix of another (they all have one
+    // length): it is taken as it is, without listing every folder (a long queue costs that).
+    if let Ok(id) = text.trim().parse::<EntryId>()
+        && MessageId::from_entry_id(&id).is_ok()
+    {
+        return Ok(id);
+    }
     let mut known = Vec::new();
     for folder in Folder::ALL {
         let mut table = session.folder_table(folder).await?;
