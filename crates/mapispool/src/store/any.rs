@@ -7,7 +7,7 @@
 //! parameter for a choice made once, at logon). The dispatch is one `match` per call, next to
 //! a database round trip.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use mapi::{FileTime, MapiError, MapiResult};
@@ -50,16 +50,12 @@ enum Purpose {
 
 impl AnyStore {
     /// [`Store::outgoing_queue`], only the messages that pass `filter` (a superset of those a
-    /// `--where` restriction matches). SQLite answers through its indexes; PostgreSQL reads the
-    /// whole queue (still a superset: the caller applies the restriction itself).
+    /// `--where` restriction matches), found through the queue's indexes on either backend.
     pub async fn outgoing_queue_matching(
         &self,
         filter: &QueueFilter,
     ) -> MapiResult<Vec<QueueEntry>> {
-        match self {
-            AnyStore::Sqlite(s) => s.outgoing_queue_matching(filter).await,
-            AnyStore::Postgres(s) => s.outgoing_queue().await,
-        }
+        dispatch!(self, s => s.outgoing_queue_matching(filter).await)
     }
 
     /// Opens the store `config` names: see [`SqliteStore::open`] and [`PgStore::open`]. A
@@ -277,6 +273,13 @@ impl Store for AnyStore {
 
     async fn message(&self, id: MessageId) -> MapiResult<MessageRecord> {
         dispatch!(self, s => s.message(id).await)
+    }
+
+    async fn recipients_by_message(
+        &self,
+        ids: &[MessageId],
+    ) -> MapiResult<HashMap<MessageId, Vec<RecipientRecord>>> {
+        dispatch!(self, s => s.recipients_by_message(ids).await)
     }
 
     async fn recipients(&self, id: MessageId) -> MapiResult<Vec<RecipientRecord>> {

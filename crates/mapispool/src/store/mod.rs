@@ -36,7 +36,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -813,15 +813,17 @@ impl QueueCounts {
 
 /// A folder's contents table rows ([`MessageRecord::to_row`]) with `PR_DISPLAY_TO`,
 /// `PR_DISPLAY_CC` and `PR_DISPLAY_BCC` from each message's recipients (MAPI's `;`-joined
-/// display names), so Sent Items shows whom each message went to. One recipient read per
-/// message: a listing for people, not a path the spooler takes.
+/// display names), so Sent Items shows whom each message went to. Two reads whatever the
+/// folder holds: its messages, then the recipients of all of them.
 pub async fn folder_rows<S: Store>(store: &S, folder: Folder) -> MapiResult<Vec<Row>> {
     let messages = store.messages(folder).await?;
+    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    // A message gone between the listing and this read (deleted, moved) is listed without names.
+    let mut recipients = store.recipients_by_message(&ids).await?;
     let mut rows = Vec::with_capacity(messages.len());
     for m in &messages {
         let mut row = m.to_row();
-        // Gone between the listing and this read (deleted, moved): listed without names.
-        let recipients = store.recipients(m.id).await.unwrap_or_default();
+        let recipients = recipients.remove(&m.id).unwrap_or_default();
         for (tag, kind) in [
             (PR_DISPLAY_TO, MAPI_TO),
             (PR_DISPLAY_CC, MAPI_CC),
@@ -1032,6 +1034,13 @@ pub trait Store: Send + Sync {
         &self,
         id: MessageId,
     ) -> impl Future<Output = MapiResult<Vec<RecipientRecord>>> + Send;
+
+    /// The recipients of each of `ids`, by row id, in one read (a listing's page, not one
+    /// query a message). A message that does not exist (any more) is absent from the map.
+    fn recipients_by_message(
+        &self,
+        ids: &[MessageId],
+    ) -> impl Future<Output = MapiResult<HashMap<MessageId, Vec<RecipientRecord>>>> + Send;
 
     /// The body's chunk `seq` (from 0), or `None` past the end. Use [`Store::open_body`].
     fn body_chunk(

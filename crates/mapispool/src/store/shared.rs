@@ -3,14 +3,18 @@
 //! record, checks on what a client hands in, reading a body into chunks, and the decision of what
 //! a delivery attempt does to a message ([`plan_outcome`]). Each backend only writes its SQL.
 
+use std::collections::HashMap;
+
 use mapi::constants::{MAPI_BCC, MAPI_CC, MAPI_TO};
+use mapi::restriction::RelOp;
 use mapi::{FileTime, MapiError, MapiResult};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::node::{NodeInfo, NodeRecord};
 use super::{
     DeliveryResult, Folder, Lease, MessageDisposition, MessageId, MessageRecord, NewRecipient,
-    OutcomeReport, QueueState, RecipientOutcome, RecipientRecord, RecipientState,
+    OutcomeReport, QueueColumn, QueueFilter, QueueState, RecipientOutcome, RecipientRecord,
+    RecipientState,
 };
 
 /// The `messages` columns a [`MessageRecord`] and its [`QueueFields`] are read from.
@@ -534,4 +538,126 @@ pub(crate) fn delete_refusal(
         )));
     }
     None
+}
+
+/// The SQL dialect of a statement built at run time: the two backends differ in placeholders
+/// (`?` against `$n`), booleans (`in_queue = 1` against `in_queue`) and a few function names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The statements that read the queued messages passing `filter` (see [`QueueFilter`]): the
+/// messages in submit-time order, then their recipients by message; both bind
+/// the filter's numbers in order ([`read_queue`]). The filter's columns come from a closed list and its
+/// numbers are bound: no text of the user's reaches the SQL.
+///
+/// Unfiltered, the queue index gives the order without a sort; filtered, the ids come from the
+/// filter's index (an `attempts` search, not a scan) and the few are sorted.
+pub(crate) fn queue_read_sql(filter: &QueueFilter, dialect: Dialect) -> (String, String) {
+    let queued = match dialect {
+        Dialect::Sqlite => "in_queue = 1",
+        Dialect::Postgres => "in_queue",
+    };
+    let mut chosen = format!("SELECT id FROM messages WHERE {queued}");
+    for (n, (column, op, _)) in filter.terms.iter().enumerate() {
+        chosen.push_str(match (column, dialect) {
+            (QueueColumn::Attempts, _) => " AND attempts ",
+            // The table shows sizes past 2 GiB as the largest LONG (`size_long`).
+            (QueueColumn::MessageSize, Dialect::Sqlite) => " AND MIN(message_size, 2147483647) ",
+            (QueueColumn::MessageSize, Dialect::Postgres) => {
+                " AND LEAST(message_size, 2147483647) "
+            }
+            (QueueColumn::Priority, _) => " AND priority ",
+        });
+        chosen.push_str(match op {
+            RelOp::Lt => "< ",
+            RelOp::Le => "<= ",
+            RelOp::Gt => "> ",
+            RelOp::Ge => ">= ",
+            RelOp::Eq => "= ",
+            RelOp::Ne | RelOp::Re => "<> ",
+        });
+        match dialect {
+            Dialect::Sqlite => chosen.push('?'),
+            Dialect::Postgres => chosen.push_str(&format!("${}", n + 1)),
+        }
+    }
+    let messages = if filter.is_empty() {
+        format!(
+            "SELECT {} FROM messages WHERE {queued} ORDER BY client_submit_time, id",
+            message_columns!()
+        )
+    } else {
+        format!(
+            "SELECT {} FROM messages WHERE id IN ({chosen}) ORDER BY client_submit_time, id",
+            message_columns!()
+        )
+    };
+    let recipients = format!(
+        "SELECT {} FROM recipients WHERE message_id IN ({chosen}) ORDER BY message_id, row_id",
+        recipient_columns!()
+    );
+    (messages, recipients)
+}
+
+/// The queued messages passing `filter`, with their recipients, read on `conn` (a read
+/// transaction, so both statements of [`queue_read_sql`] see the same snapshot).
+pub(crate) async fn read_queue<DB>(
+    conn: &mut DB::Connection,
+    filter: &QueueFilter,
+    dialect: Dialect,
+) -> Result<Vec<super::QueueEntry>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    DB::Row: StoreRow,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let (messages_sql, recipients_sql) = queue_read_sql(filter, dialect);
+    let bound = |sql: String| {
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for (_, _, v) in &filter.terms {
+            // 64-bit: the columns are.
+            q = q.bind(i64::from(*v));
+        }
+        q
+    };
+    let rows: Vec<DB::Row> = bound(messages_sql).fetch_all(&mut *conn).await?;
+    let recipient_rows: Vec<DB::Row> = bound(recipients_sql).fetch_all(&mut *conn).await?;
+    queue_entries(&rows, &recipient_rows, FileTime::now())
+}
+
+/// The queue entries of `rows` (messages, [`message_columns`]) with their recipients from
+/// `recipient_rows` ([`recipient_columns`]), in the order of `rows`.
+pub(crate) fn queue_entries<R: StoreRow>(
+    rows: &[R],
+    recipient_rows: &[R],
+    now: FileTime,
+) -> Result<Vec<super::QueueEntry>, sqlx::Error> {
+    let mut recipients = group_recipients(recipient_rows)?;
+    rows.iter()
+        .map(|r| {
+            let message = message_from_row(r)?;
+            let q = queue_fields(r)?;
+            let rcpts = recipients.remove(&message.id).unwrap_or_default();
+            Ok(queue_entry(message, q, rcpts, now))
+        })
+        .collect()
+}
+
+/// Recipient rows ([`recipient_columns`]) by message id, each message's in the rows' order.
+pub(crate) fn group_recipients<R: StoreRow>(
+    rows: &[R],
+) -> Result<HashMap<MessageId, Vec<RecipientRecord>>, sqlx::Error> {
+    let mut by_message: HashMap<MessageId, Vec<RecipientRecord>> = HashMap::new();
+    for r in rows {
+        by_message
+            .entry(MessageId(r.i64("message_id")?))
+            .or_default()
+            .push(recipient_from_row(r)?);
+    }
+    Ok(by_message)
 }

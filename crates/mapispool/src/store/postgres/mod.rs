@@ -29,21 +29,21 @@ use std::time::Duration;
 
 use mapi::constants::{MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED};
 use mapi::{FileTime, MapiError, MapiResult};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, QueryBuilder, Row as _};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
-    Fate, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, StoreRow, chunk_count, ft,
-    get_u32, message_columns, message_from_row, node_columns, node_from_row, not_found,
-    not_in_queue, plan_outcome, queue_entry, queue_fields, recipient_columns, recipient_from_row,
-    require_recipients, size_i64, validate_recipients,
+    Dialect, Fate, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, StoreRow, chunk_count,
+    ft, get_u32, group_recipients, message_columns, message_from_row, node_columns, node_from_row,
+    not_found, not_in_queue, plan_outcome, queue_entry, queue_fields, read_queue,
+    recipient_columns, require_recipients, size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
     LeasedMessage, MessageId, MessageRecord, NewMessage, NewRecipient, NodeInfo, NodeRecord,
-    OutcomeReport, PREFETCH_BATCH, PREFETCH_BODY, QueueCounts, QueueEntry, RecipientOutcome,
-    RecipientRecord, Store, StoreError,
+    OutcomeReport, PREFETCH_BATCH, PREFETCH_BODY, QueueCounts, QueueEntry, QueueFilter,
+    RecipientOutcome, RecipientRecord, Store, StoreError,
 };
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -538,7 +538,7 @@ async fn load_message(
 async fn recipients_of(
     conn: &mut PgConnection,
     ids: &[i64],
-) -> Result<HashMap<i64, Vec<RecipientRecord>>, sqlx::Error> {
+) -> Result<HashMap<MessageId, Vec<RecipientRecord>>, sqlx::Error> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         recipient_columns!(),
@@ -550,15 +550,31 @@ async fn recipients_of(
     group_recipients(&rows)
 }
 
-fn group_recipients(rows: &[PgRow]) -> Result<HashMap<i64, Vec<RecipientRecord>>, sqlx::Error> {
-    let mut by_message: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
-    for r in rows {
-        by_message
-            .entry(r.i64("message_id")?)
-            .or_default()
-            .push(recipient_from_row(r)?);
+impl PgStore {
+    /// A read-only transaction on one snapshot, for reads of several statements that must agree.
+    async fn snapshot(&self, what: &str) -> MapiResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(self.db(what))
     }
-    Ok(by_message)
+
+    /// [`Store::outgoing_queue`], only the messages that pass `filter` (a superset of those a
+    /// `--where` restriction matches: see [`QueueFilter`]), found through the queue's indexes
+    /// instead of by reading the whole queue.
+    pub async fn outgoing_queue_matching(
+        &self,
+        filter: &QueueFilter,
+    ) -> MapiResult<Vec<QueueEntry>> {
+        let what = "reading the outgoing queue";
+        // One snapshot for messages and recipients.
+        let mut tx = self.snapshot(what).await?;
+        let entries = read_queue::<sqlx::Postgres>(&mut tx, filter, Dialect::Postgres)
+            .await
+            .map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        Ok(entries)
+    }
 }
 
 impl Store for PgStore {
@@ -638,51 +654,13 @@ impl Store for PgStore {
     }
 
     async fn outgoing_queue(&self) -> MapiResult<Vec<QueueEntry>> {
-        let what = "reading the outgoing queue";
-        let now = FileTime::now();
-        let mut conn = self.pool.acquire().await.map_err(self.db(what))?;
-        // One snapshot for messages and recipients.
-        let mut tx = conn
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(self.db(what))?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE in_queue ORDER BY client_submit_time, id"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(self.db(what))?;
-        let recipient_rows = sqlx::query(concat!(
-            "SELECT ",
-            recipient_columns!(),
-            " FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE in_queue) \
-             ORDER BY message_id, row_id"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(self.db(what))?;
-        tx.commit().await.map_err(self.db(what))?;
-        let mut recipients = group_recipients(&recipient_rows).map_err(self.db(what))?;
-        rows.iter()
-            .map(|r| {
-                let message = message_from_row(r).map_err(self.db(what))?;
-                let q = queue_fields(r).map_err(self.db(what))?;
-                let rcpts = recipients.remove(&message.id.0).unwrap_or_default();
-                Ok(queue_entry(message, q, rcpts, now))
-            })
-            .collect()
+        self.outgoing_queue_matching(&QueueFilter::default()).await
     }
 
     async fn queue_entry(&self, id: MessageId) -> MapiResult<Option<QueueEntry>> {
         let what = "reading a queued message";
         let now = FileTime::now();
-        let mut conn = self.pool.acquire().await.map_err(self.db(what))?;
-        let mut tx = conn
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(self.db(what))?;
+        let mut tx = self.snapshot(what).await?;
         let Some((message, q)) = load_message(&mut tx, id.0, false)
             .await
             .map_err(self.db(what))?
@@ -695,7 +673,7 @@ impl Store for PgStore {
         let recipients = recipients_of(&mut tx, &[id.0])
             .await
             .map_err(self.db(what))?
-            .remove(&id.0)
+            .remove(&id)
             .unwrap_or_default();
         tx.commit().await.map_err(self.db(what))?;
         Ok(Some(queue_entry(message, q, recipients, now)))
@@ -823,7 +801,7 @@ impl Store for PgStore {
             .collect()
         };
         for m in &mut leased {
-            m.recipients = recipients.remove(&m.message.id.0).unwrap_or_default();
+            m.recipients = recipients.remove(&m.message.id).unwrap_or_default();
             m.prefetched_body = bodies.remove(&m.message.id.0);
         }
         Ok(leased)
@@ -889,7 +867,7 @@ impl Store for PgStore {
         let mut answers = Vec::with_capacity(batch.len());
         for (id, outcomes) in batch {
             let found = messages.remove(&id.0);
-            let before = recipients.remove(&id.0).unwrap_or_default();
+            let before = recipients.remove(&id).unwrap_or_default();
             answers.push(
                 plan_outcome(id, owner, found, before, outcomes).map(|plan| {
                     writes.add(id, &plan);
@@ -1245,11 +1223,7 @@ impl Store for PgStore {
 
     async fn recipients(&self, id: MessageId) -> MapiResult<Vec<RecipientRecord>> {
         let what = "reading recipients";
-        let mut conn = self.pool.acquire().await.map_err(self.db(what))?;
-        let mut tx = conn
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(self.db(what))?;
+        let mut tx = self.snapshot(what).await?;
         if load_message(&mut tx, id.0, false)
             .await
             .map_err(self.db(what))?
@@ -1260,10 +1234,20 @@ impl Store for PgStore {
         let recipients = recipients_of(&mut tx, &[id.0])
             .await
             .map_err(self.db(what))?
-            .remove(&id.0)
+            .remove(&id)
             .unwrap_or_default();
         tx.commit().await.map_err(self.db(what))?;
         Ok(recipients)
+    }
+
+    async fn recipients_by_message(
+        &self,
+        ids: &[MessageId],
+    ) -> MapiResult<HashMap<MessageId, Vec<RecipientRecord>>> {
+        let what = "reading recipients";
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let mut conn = self.pool.acquire().await.map_err(self.db(what))?;
+        recipients_of(&mut conn, &ids).await.map_err(self.db(what))
     }
 
     async fn body_chunk(&self, id: MessageId, seq: u32) -> MapiResult<Option<Vec<u8>>> {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mapi::constants::{MSGFLAG_FROMME, MSGFLAG_SUBMIT, MSGFLAG_UNSENT, SUBMITFLAG_LOCKED};
-use mapi::restriction::RelOp;
 use mapi::{FileTime, MapiError, MapiResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -31,16 +30,16 @@ use sqlx::{Connection, QueryBuilder, Row as _};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
-    Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, chunk_count,
-    decode_error, ft, get_u32, message_columns, message_from_row, node_columns, node_from_row,
-    not_found, not_in_queue, plan_outcome, queue_fields, queue_state, recipient_columns,
-    recipient_from_row, size_i64, validate_recipients,
+    Dialect, Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps,
+    chunk_count, decode_error, ft, get_u32, group_recipients, message_columns, message_from_row,
+    node_columns, node_from_row, not_found, not_in_queue, plan_outcome, queue_fields, queue_state,
+    read_queue, recipient_columns, recipient_from_row, size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
     LeasedMessage, MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient,
-    NodeInfo, NodeRecord, OutcomeReport, QueueColumn, QueueCounts, QueueEntry, QueueFilter,
-    RecipientOutcome, RecipientRecord, Store, StoreError,
+    NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry, QueueFilter, RecipientOutcome,
+    RecipientRecord, Store, StoreError,
 };
 use bodies::{BodyFiles, FILE_BODY_AT, PendingBody};
 
@@ -883,7 +882,7 @@ async fn load_recipients(
 async fn recipients_of(
     conn: &mut SqliteConnection,
     list: &str,
-) -> Result<HashMap<i64, Vec<RecipientRecord>>, sqlx::Error> {
+) -> Result<HashMap<MessageId, Vec<RecipientRecord>>, sqlx::Error> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         recipient_columns!(),
@@ -893,15 +892,7 @@ async fn recipients_of(
     .bind(list)
     .fetch_all(conn)
     .await?;
-    let mut by_message: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
-    for r in &rows {
-        let message_id: i64 = r.try_get("message_id")?;
-        by_message
-            .entry(message_id)
-            .or_default()
-            .push(recipient_from_row(r)?);
-    }
-    Ok(by_message)
+    group_recipients(&rows)
 }
 
 /// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one statement (prepared
@@ -1108,7 +1099,7 @@ impl Store for SqliteStore {
     }
 
     async fn outgoing_queue(&self) -> MapiResult<Vec<QueueEntry>> {
-        self.queue_where(&QueueFilter::default()).await
+        self.outgoing_queue_matching(&QueueFilter::default()).await
     }
 
     async fn queue_entry(&self, id: MessageId) -> MapiResult<Option<QueueEntry>> {
@@ -1266,7 +1257,7 @@ impl Store for SqliteStore {
             let message = message_from_row(r).map_err(self.db(what))?;
             let q = queue_fields(r).map_err(self.db(what))?;
             leased.push(LeasedMessage {
-                recipients: recipients.remove(&message.id.0).unwrap_or_default(),
+                recipients: recipients.remove(&message.id).unwrap_or_default(),
                 lease: Lease {
                     owner: owner.to_owned(),
                     until,
@@ -1356,7 +1347,7 @@ impl Store for SqliteStore {
         let mut deleted_files = Vec::new();
         for (id, outcomes) in batch {
             let found = messages.remove(&id.0);
-            let before = recipients.remove(&id.0).unwrap_or_default();
+            let before = recipients.remove(&id).unwrap_or_default();
             let answer = plan_outcome(id, owner, found, before, outcomes).map(|plan| {
                 push_outcome_writes(&mut writes, id, &plan, now);
                 plan.report
@@ -1754,6 +1745,17 @@ impl Store for SqliteStore {
         Ok(recipients)
     }
 
+    async fn recipients_by_message(
+        &self,
+        ids: &[MessageId],
+    ) -> MapiResult<HashMap<MessageId, Vec<RecipientRecord>>> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let mut conn = self.conn().await?;
+        recipients_of(&mut conn, &json_ids(&ids))
+            .await
+            .map_err(self.db("reading recipients"))
+    }
+
     async fn body_chunk(&self, id: MessageId, seq: u32) -> MapiResult<Option<Vec<u8>>> {
         let what = "reading a message body";
         // One query for both homes of a body: the file's name, or the chunk's bytes.
@@ -2012,83 +2014,15 @@ impl SqliteStore {
         &self,
         filter: &QueueFilter,
     ) -> MapiResult<Vec<QueueEntry>> {
-        self.queue_where(filter).await
-    }
-
-    async fn queue_where(&self, filter: &QueueFilter) -> MapiResult<Vec<QueueEntry>> {
         let what = "reading the outgoing queue";
-        let now = FileTime::now();
-        // The filter's columns come from a closed list and its numbers are bound: no text of
-        // the user's reaches the SQL.
-        let mut chosen = String::from("SELECT id FROM messages WHERE in_queue = 1");
-        for (column, op, _) in &filter.terms {
-            chosen.push_str(match column {
-                QueueColumn::Attempts => " AND attempts ",
-                // The table shows sizes past 2 GiB as the largest LONG (`size_long`).
-                QueueColumn::MessageSize => " AND MIN(message_size, 2147483647) ",
-                QueueColumn::Priority => " AND priority ",
-            });
-            chosen.push_str(match op {
-                RelOp::Lt => "< ?",
-                RelOp::Le => "<= ?",
-                RelOp::Gt => "> ?",
-                RelOp::Ge => ">= ?",
-                RelOp::Eq => "= ?",
-                RelOp::Ne | RelOp::Re => "<> ?",
-            });
-        }
-        // Unfiltered, the queue index gives the order without a sort; filtered, the ids come
-        // from the filter's index (an `attempts` search, not a scan) and the few are sorted.
-        let messages_sql = if filter.is_empty() {
-            format!(
-                "SELECT {} FROM messages WHERE in_queue = 1 ORDER BY client_submit_time, id",
-                message_columns!()
-            )
-        } else {
-            format!(
-                "SELECT {} FROM messages WHERE id IN ({chosen}) ORDER BY client_submit_time, id",
-                message_columns!()
-            )
-        };
-        let recipients_sql = format!(
-            "SELECT {} FROM recipients WHERE message_id IN ({chosen}) ORDER BY message_id, row_id",
-            recipient_columns!()
-        );
         let mut conn = self.conn().await?;
         // One read transaction, so messages and recipients come from the same snapshot.
         let mut tx = conn.begin().await.map_err(self.db(what))?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(messages_sql));
-        for (_, _, v) in &filter.terms {
-            q = q.bind(*v);
-        }
-        let rows = q.fetch_all(&mut *tx).await.map_err(self.db(what))?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(recipients_sql));
-        for (_, _, v) in &filter.terms {
-            q = q.bind(*v);
-        }
-        let recipient_rows = q.fetch_all(&mut *tx).await.map_err(self.db(what))?;
+        let entries = read_queue::<sqlx::Sqlite>(&mut tx, filter, Dialect::Sqlite)
+            .await
+            .map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
-        let mut recipients: HashMap<i64, Vec<RecipientRecord>> = HashMap::new();
-        for r in &recipient_rows {
-            let message_id: i64 = r.try_get("message_id").map_err(self.db(what))?;
-            let rec = recipient_from_row(r).map_err(self.db(what))?;
-            recipients.entry(message_id).or_default().push(rec);
-        }
-        rows.iter()
-            .map(|r| {
-                let message = message_from_row(r).map_err(self.db(what))?;
-                let q = queue_fields(r).map_err(self.db(what))?;
-                Ok(QueueEntry {
-                    state: queue_state(message.deferred_delivery_time, &q, now),
-                    attempts: q.attempts,
-                    last_error: q.last_error,
-                    next_attempt_at: q.next_attempt_at,
-                    lease: q.lease,
-                    recipients: recipients.remove(&message.id.0).unwrap_or_default(),
-                    message,
-                })
-            })
-            .collect()
+        Ok(entries)
     }
 
     /// The upsert behind both `set_sync_state`s; `pool` decides whether its commit is fsynced.
