@@ -8,7 +8,7 @@ use mapi::table::hr_query_all_rows;
 use mapi::tag::PR_ENTRYID;
 use mapi::{EntryId, MapiError, PropValue};
 use mapispool::Session;
-use mapispool::store::{Folder, MessageId};
+use mapispool::store::MessageId;
 
 /// The fewest hex digits a prefix may have (git's minimum too).
 pub const MIN_PREFIX: usize = 4;
@@ -20,18 +20,29 @@ const LISTED: usize = 10;
 /// store, in any folder (queued ones are in the Outbox).
 pub async fn message(session: &Session, text: &str, what: &str) -> Result<EntryId> {
     // A whole message entry ID of this store is no prefix of another (they all have one
-    // length): it is taken as it is, without listing every folder (a long queue costs that).
+    // length): it is taken as it is.
     if let Ok(id) = text.trim().parse::<EntryId>()
         && MessageId::from_entry_id(&id).is_ok()
     {
         return Ok(id);
     }
-    let mut known = Vec::new();
-    for folder in Folder::ALL {
-        let mut table = session.folder_table(folder).await?;
-        known.extend(ids_in(&mut table)?);
+    // A prefix: an entry ID is a fixed header and then the message's id, so the messages it
+    // names are a range of ids, which the store reads from its primary key (the first few, and
+    // how many) instead of listing every folder.
+    let trimmed = text.trim();
+    if !is_hex(trimmed) || trimmed.len() < MIN_PREFIX {
+        return resolve(text, &[], what);
     }
-    resolve(text, &known, what)
+    let (found, total) = session
+        .message_entry_ids(trimmed, (LISTED + 1) as u32)
+        .await?;
+    let found: Vec<&EntryId> = found.iter().collect();
+    verdict(
+        trimmed,
+        &found,
+        usize::try_from(total).unwrap_or(usize::MAX),
+        what,
+    )
 }
 
 /// A transport named by `text`: its name, its entry ID, or a unique prefix of its entry ID
@@ -86,14 +97,20 @@ pub fn resolve(text: &str, known: &[EntryId], what: &str) -> Result<EntryId> {
             matches.push(id);
         }
     }
+    verdict(text, &matches, matches.len(), what)
+}
+
+/// What the `matches` of the hex prefix `text` make of it, `total` being how many entry IDs
+/// start with it (of which `matches` may hold only the first few).
+fn verdict(text: &str, matches: &[&EntryId], total: usize, what: &str) -> Result<EntryId> {
     if text.len() < MIN_PREFIX {
         return Err(MapiError::invalid_entry_id(format!(
             "{what}: \"{text}\" is too short to stand for an entry ID; give at least {MIN_PREFIX} hex digits of it (more where entry IDs share their start)"
         ))
         .into());
     }
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
+    match matches {
+        [one] if total == 1 => Ok((*one).clone()),
         [] => match text.parse::<EntryId>() {
             // A whole entry ID nobody here has: the command's own call says what that means.
             Ok(id) => Ok(id),
@@ -108,12 +125,11 @@ pub fn resolve(text: &str, known: &[EntryId], what: &str) -> Result<EntryId> {
                 .take(LISTED)
                 .map(|id| format!("  {id}"))
                 .collect();
-            if many.len() > LISTED {
-                list.push(format!("  … and {} more", many.len() - LISTED));
+            if total > LISTED {
+                list.push(format!("  … and {} more", total - LISTED));
             }
             Err(MapiError::invalid_entry_id(format!(
-                "{what}: {text} is ambiguous: {} entry IDs start with it; give more digits:\n{}",
-                many.len(),
+                "{what}: {text} is ambiguous: {total} entry IDs start with it; give more digits:\n{}",
                 list.join("\n")
             ))
             .into())

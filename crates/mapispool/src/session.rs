@@ -439,6 +439,27 @@ impl Session {
         }
     }
 
+    /// The messages (of any folder) whose entry IDs start with the hex digits `prefix` (any
+    /// case): the first `limit` of them by id, and how many there are in all. One read of the
+    /// store's primary key ([`MessageId::prefix_range`]), not a listing of every folder; no
+    /// message when the prefix cannot start a message entry ID of this store.
+    pub async fn message_entry_ids(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> MapiResult<(Vec<EntryId>, u64)> {
+        match &self.backend {
+            Backend::Local(s) => {
+                let Some((first, last)) = MessageId::prefix_range(prefix) else {
+                    return Ok((Vec::new(), 0));
+                };
+                let (ids, total) = s.store().message_ids_between(first, last, limit).await?;
+                Ok((ids.into_iter().map(MessageId::entry_id).collect(), total))
+            }
+            Backend::Remote { client, .. } => client.message_entry_ids(prefix, limit).await,
+        }
+    }
+
     /// A folder's contents table rows, with the recipients' names
     /// ([`crate::store::folder_rows`]; in-process spooler only).
     pub async fn folder_rows(&self, folder: Folder) -> MapiResult<Vec<Row>> {

@@ -61,7 +61,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{RwLock, mpsc, watch};
 
 use crate::ipc::api::{
-    AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
+    AbortRequest, EntryIds, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
     SUBMISSION_HEADER, ValidateRequest,
 };
 use crate::ipc::wire::{WireError, decode_batch, row_to_wire};
@@ -199,6 +199,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/resubmit", post(resubmit))
         .route("/v1/delete", post(delete))
         .route("/v1/folders/{name}", get(folder))
+        .route("/v1/entry-ids/{prefix}", get(entry_ids))
         .route("/v1/messages/{entry_id}", get(message))
         .route("/metrics", get(metrics))
 }
@@ -502,6 +503,27 @@ async fn folder(
         .map(row_to_wire)
         .collect();
     Ok(Json(Rows { rows }))
+}
+
+#[derive(Deserialize)]
+struct EntryIdsQuery {
+    /// The most entry IDs to send (the total is counted all the same).
+    limit: Option<u32>,
+}
+
+async fn entry_ids(
+    State(state): State<Shared>,
+    UrlPath(prefix): UrlPath<String>,
+    Query(query): Query<EntryIdsQuery>,
+) -> ApiResult<Json<EntryIds>> {
+    let session = current(&state).await;
+    let (ids, total) = session
+        .message_entry_ids(&prefix, query.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(EntryIds {
+        entry_ids: ids.iter().map(EntryId::to_string).collect(),
+        total,
+    }))
 }
 
 async fn message(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -> ApiResult<Vec<u8>> {

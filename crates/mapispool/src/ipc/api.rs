@@ -51,6 +51,14 @@ pub(crate) struct AbortRequest {
     pub entry_id: String,
 }
 
+/// The answer of `GET /v1/entry-ids/{prefix}?limit=N`: the first entry IDs of messages that
+/// start with the prefix (at most N), and how many there are in all.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EntryIds {
+    pub entry_ids: Vec<String>,
+    pub total: u64,
+}
+
 pub(crate) fn rows_from(rows: &Rows) -> Vec<mapi::Row> {
     rows.rows.iter().map(row_from_wire).collect()
 }

@@ -20,7 +20,7 @@ use tokio::io::AsyncRead;
 use tokio::net::UnixStream;
 
 use super::api::{
-    AbortRequest, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
+    AbortRequest, EntryIds, Event, FlushGroupRequest, FlushMessageRequest, FlushRequest, Rows,
     SUBMISSION_HEADER, ValidateRequest, rows_from,
 };
 use super::wire::{WireError, encode_batch_frame, row_from_wire};
@@ -420,6 +420,26 @@ impl Client {
             .call(Method::GET, "/v1/queue/recipients", None::<&()>)
             .await?;
         Ok(rows_from(&rows))
+    }
+
+    /// [`crate::Session::message_entry_ids`], answered by the daemon.
+    pub async fn message_entry_ids(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> MapiResult<(Vec<EntryId>, u64)> {
+        let path = format!("/v1/entry-ids/{}?limit={limit}", percent_encode(prefix));
+        let answer: EntryIds = self.call(Method::GET, &path, None::<&()>).await?;
+        let ids = answer
+            .entry_ids
+            .iter()
+            .map(|id| {
+                id.parse::<EntryId>().map_err(|e| {
+                    MapiError::call_failed(format!("the daemon sent a bad entry ID: {}", e.cause))
+                })
+            })
+            .collect::<MapiResult<Vec<_>>>()?;
+        Ok((ids, answer.total))
     }
 
     pub async fn folder_rows(&self, folder: &str) -> MapiResult<Vec<Row>> {

@@ -275,6 +275,15 @@ impl Store for AnyStore {
         dispatch!(self, s => s.message(id).await)
     }
 
+    async fn message_ids_between(
+        &self,
+        first: MessageId,
+        last: MessageId,
+        limit: u32,
+    ) -> MapiResult<(Vec<MessageId>, u64)> {
+        dispatch!(self, s => s.message_ids_between(first, last, limit).await)
+    }
+
     async fn recipients_by_message(
         &self,
         ids: &[MessageId],

@@ -164,6 +164,43 @@ impl MessageId {
     }
 }
 
+impl MessageId {
+    /// The ids whose entry IDs ([`MessageId::entry_id`]) start with the hex digits `prefix`
+    /// (any case), as the smallest and largest of them; `None` when no message entry ID of this
+    /// store can start with it (not hex, another provider's, longer than an entry ID). The entry
+    /// ID is a fixed header and then the id in big-endian: a prefix that covers the header names
+    /// the ids that start with its remaining digits, one range, so the store answers it from its
+    /// primary key instead of from a listing.
+    pub fn prefix_range(prefix: &str) -> Option<(MessageId, MessageId)> {
+        let prefix = prefix.trim().to_ascii_uppercase();
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let header = EntryId::new(&STORE_UID, b"M")
+            .to_string()
+            .to_ascii_uppercase();
+        let shared = prefix.len().min(header.len());
+        if prefix[..shared] != header[..shared] {
+            return None;
+        }
+        let digits = &prefix[shared..];
+        if digits.len() > 16 {
+            return None;
+        }
+        let bound = |fill: char| {
+            let hex: String = digits
+                .chars()
+                .chain(std::iter::repeat_n(fill, 16 - digits.len()))
+                .collect();
+            u64::from_str_radix(&hex, 16).ok()
+        };
+        // Ids are positive i64s: the range's part past i64::MAX holds none.
+        let first = i64::try_from(bound('0')?).ok()?;
+        let last = i64::try_from(bound('F')?).unwrap_or(i64::MAX);
+        Some((MessageId(first), MessageId(last)))
+    }
+}
+
 impl std::fmt::Display for MessageId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
@@ -1041,6 +1078,16 @@ pub trait Store: Send + Sync {
         &self,
         ids: &[MessageId],
     ) -> impl Future<Output = MapiResult<HashMap<MessageId, Vec<RecipientRecord>>>> + Send;
+
+    /// The messages (of any folder) with ids from `first` to `last`: at most `limit` of them,
+    /// smallest first, and how many there are in all. One read of the primary key's range, for
+    /// an entry-ID prefix ([`MessageId::prefix_range`]).
+    fn message_ids_between(
+        &self,
+        first: MessageId,
+        last: MessageId,
+        limit: u32,
+    ) -> impl Future<Output = MapiResult<(Vec<MessageId>, u64)>> + Send;
 
     /// The body's chunk `seq` (from 0), or `None` past the end. Use [`Store::open_body`].
     fn body_chunk(

@@ -661,3 +661,42 @@ pub(crate) fn group_recipients<R: StoreRow>(
     }
     Ok(by_message)
 }
+
+/// [`super::Store::message_ids_between`] in `dialect` on `executor`: the primary key's range,
+/// counted as it is read (the count is over the range only, so it grows with the matches, not
+/// with the store).
+pub(crate) async fn message_ids_between<'e, DB, E>(
+    executor: E,
+    dialect: Dialect,
+    first: MessageId,
+    last: MessageId,
+    limit: u32,
+) -> Result<(Vec<MessageId>, u64), sqlx::Error>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'e, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64, i64): sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let sql = match dialect {
+        Dialect::Sqlite => {
+            "SELECT id, COUNT(*) OVER () FROM messages \
+             WHERE id BETWEEN ?1 AND ?2 AND folder <> 0 ORDER BY id LIMIT ?3"
+        }
+        Dialect::Postgres => {
+            "SELECT id, COUNT(*) OVER () FROM messages \
+             WHERE id BETWEEN $1 AND $2 AND folder <> 0 ORDER BY id LIMIT $3"
+        }
+    };
+    let rows: Vec<(i64, i64)> = sqlx::query_as::<DB, (i64, i64)>(sql)
+        .bind(first.0)
+        .bind(last.0)
+        .bind(i64::from(limit))
+        .fetch_all(executor)
+        .await?;
+    let total = rows
+        .first()
+        .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+    Ok((rows.iter().map(|(id, _)| MessageId(*id)).collect(), total))
+}

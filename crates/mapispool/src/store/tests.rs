@@ -134,6 +134,7 @@ on_both_backends!(
     a_heartbeat_extends_only_the_leases_the_node_still_works_on,
     a_once_only_claim_is_granted_once,
     a_folder_listing_names_every_messages_recipients,
+    an_entry_id_prefix_is_a_range_of_ids,
 );
 
 async fn submit_queues_in_order_and_all_delivered_moves_to_sent_items<S: TestStore>(store: S) {
@@ -1915,4 +1916,48 @@ async fn a_folder_listing_names_every_messages_recipients<S: TestStore>(store: S
         by_message[&expected[4].0],
         store.recipients(expected[4].0).await.expect("recipients")
     );
+}
+
+/// Every prefix of every message's entry ID names, through [`MessageId::prefix_range`] and
+/// [`Store::message_ids_between`], exactly the messages whose entry IDs start with it (as a
+/// listing would find them), the first `limit` of them and how many in all; a prefix no message
+/// entry ID can have names none.
+async fn an_entry_id_prefix_is_a_range_of_ids<S: TestStore>(store: S) {
+    let mut all = Vec::new();
+    for i in 0..18 {
+        all.push(
+            submit(&store, &format!("m{i}"), &["a@example.org"])
+                .await
+                .id,
+        );
+    }
+    let hex: Vec<String> = all.iter().map(|id| id.entry_id().to_string()).collect();
+    for (i, whole) in hex.iter().enumerate() {
+        for len in 1..=whole.len() {
+            let prefix = &whole[..len];
+            let expected: Vec<MessageId> = all
+                .iter()
+                .zip(&hex)
+                .filter(|(_, h)| h.starts_with(prefix))
+                .map(|(id, _)| *id)
+                .collect();
+            let (first, last) = MessageId::prefix_range(&prefix.to_ascii_lowercase())
+                .expect("a message entry ID's prefix");
+            let (ids, total) = store
+                .message_ids_between(first, last, 3)
+                .await
+                .expect("ids");
+            assert_eq!(total, expected.len() as u64, "{prefix}");
+            assert_eq!(ids, expected[..expected.len().min(3)], "{prefix}");
+            assert!(ids.contains(&all[i]) || ids.len() == 3, "{prefix}");
+        }
+    }
+    for other in [
+        "ABCDEF".to_string(),
+        Folder::Inbox.entry_id().to_string(),
+        format!("{}0", hex[0]),
+        "xyz".to_string(),
+    ] {
+        assert_eq!(MessageId::prefix_range(&other), None, "{other}");
+    }
 }

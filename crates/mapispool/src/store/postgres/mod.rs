@@ -1240,6 +1240,17 @@ impl Store for PgStore {
         Ok(recipients)
     }
 
+    async fn message_ids_between(
+        &self,
+        first: MessageId,
+        last: MessageId,
+        limit: u32,
+    ) -> MapiResult<(Vec<MessageId>, u64)> {
+        super::shared::message_ids_between(&self.pool, Dialect::Postgres, first, last, limit)
+            .await
+            .map_err(self.db("finding messages by entry ID"))
+    }
+
     async fn recipients_by_message(
         &self,
         ids: &[MessageId],
