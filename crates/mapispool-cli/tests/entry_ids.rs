@@ -167,3 +167,49 @@ fn an_aborted_message_can_be_resubmitted_or_deleted() {
         }
     }
 }
+
+/// A prefix is answered by the store (one read of its ids, not a listing of every folder): a
+/// message in Deleted Items is found by its unique prefix, a prefix of many lists the first
+/// ten and counts the rest, alike in-process and through the daemon.
+#[test]
+fn a_prefix_finds_a_message_in_any_folder_and_counts_the_ambiguous() {
+    let env = Env::new();
+    env.open_peer_mailbox();
+    let ids: Vec<String> = (0..12)
+        .map(|i| env.submit(&letter(&format!("m{i}")), &[]))
+        .collect();
+    let gone = &ids[3];
+    env.me_cmd(&["abort", "--quiet", gone]).assert().success();
+    env.me_cmd(&["delete", "--quiet", gone]).assert().success();
+    let gone_prefix = shortest_unique_prefix(gone, &ids);
+    // All twelve share every digit but the id's last two.
+    let shared = &ids[0][..ids[0].len() - 2];
+    assert!(ids.iter().all(|id| id.starts_with(shared)));
+    let mut answers = Vec::new();
+    for through_daemon in [false, true] {
+        let daemon = through_daemon.then(|| env.sandbox.start_daemon(&env.me()));
+        let shown = stdout(env.me_cmd(&["show", &gone_prefix]), 0);
+        assert!(shown.contains("Subject: m3"), "{shown}");
+        let (_, err) = run(env.me_cmd(&["show", shared]), 2);
+        assert!(
+            err.contains(&format!(
+                "{shared} is ambiguous: 12 entry IDs start with it"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("… and 2 more"), "{err}");
+        assert_eq!(
+            ids[..10]
+                .iter()
+                .filter(|id| err.contains(id.as_str()))
+                .count(),
+            10,
+            "{err}"
+        );
+        answers.push(err);
+        if let Some(daemon) = daemon {
+            daemon.stop();
+        }
+    }
+    assert_eq!(answers[0], answers[1]);
+}

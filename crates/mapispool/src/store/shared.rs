@@ -548,21 +548,26 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
-/// The statements that read the queued messages passing `filter` (see [`QueueFilter`]): the
-/// messages in submit-time order, then their recipients by message; both bind
-/// the filter's numbers in order ([`read_queue`]). The filter's columns come from a closed list and its
-/// numbers are bound: no text of the user's reaches the SQL.
+/// The statement that reads the queued messages passing `filter` (see [`QueueFilter`]) in
+/// submit-time order; it binds the filter's numbers in order ([`read_queued`]). The filter's
+/// columns come from a closed list and its numbers are bound: no text of the user's reaches
+/// the SQL. Their recipients are read after, by the ids found (each backend's
+/// `recipients_of`, the primary key of `recipients`).
 ///
-/// Unfiltered, the queue index gives the order without a sort; filtered, the ids come from the
-/// filter's index (an `attempts` search, not a scan) and the few are sorted.
-pub(crate) fn queue_read_sql(filter: &QueueFilter, dialect: Dialect) -> (String, String) {
+/// Unfiltered, the queue index gives the order without a sort. Filtered, SQLite takes the ids
+/// from the filter's index (an `attempts` search, not a scan) and sorts the few; PostgreSQL
+/// gets the condition itself: it estimates `attempts > 0` from the whole column (Sent Items
+/// has been tried too), and given an `id IN (...)` of that many it hashes the whole table
+/// (EXPLAIN at 10,000 messages, bench/notes/pgscan.md), where the plain condition stays on the
+/// queue's partial indexes.
+pub(crate) fn queue_messages_sql(filter: &QueueFilter, dialect: Dialect) -> String {
     let queued = match dialect {
         Dialect::Sqlite => "in_queue = 1",
         Dialect::Postgres => "in_queue",
     };
-    let mut chosen = format!("SELECT id FROM messages WHERE {queued}");
+    let mut condition = queued.to_owned();
     for (n, (column, op, _)) in filter.terms.iter().enumerate() {
-        chosen.push_str(match (column, dialect) {
+        condition.push_str(match (column, dialect) {
             (QueueColumn::Attempts, _) => " AND attempts ",
             // The table shows sizes past 2 GiB as the largest LONG (`size_long`).
             (QueueColumn::MessageSize, Dialect::Sqlite) => " AND MIN(message_size, 2147483647) ",
@@ -571,7 +576,7 @@ pub(crate) fn queue_read_sql(filter: &QueueFilter, dialect: Dialect) -> (String,
             }
             (QueueColumn::Priority, _) => " AND priority ",
         });
-        chosen.push_str(match op {
+        condition.push_str(match op {
             RelOp::Lt => "< ",
             RelOp::Le => "<= ",
             RelOp::Gt => "> ",
@@ -580,64 +585,54 @@ pub(crate) fn queue_read_sql(filter: &QueueFilter, dialect: Dialect) -> (String,
             RelOp::Ne | RelOp::Re => "<> ",
         });
         match dialect {
-            Dialect::Sqlite => chosen.push('?'),
-            Dialect::Postgres => chosen.push_str(&format!("${}", n + 1)),
+            Dialect::Sqlite => condition.push('?'),
+            Dialect::Postgres => condition.push_str(&format!("${}", n + 1)),
         }
     }
-    let messages = if filter.is_empty() {
-        format!(
-            "SELECT {} FROM messages WHERE {queued} ORDER BY client_submit_time, id",
-            message_columns!()
-        )
-    } else {
-        format!(
-            "SELECT {} FROM messages WHERE id IN ({chosen}) ORDER BY client_submit_time, id",
-            message_columns!()
-        )
+    let condition = match dialect {
+        Dialect::Sqlite if !filter.is_empty() => {
+            format!("id IN (SELECT id FROM messages WHERE {condition})")
+        }
+        _ => condition,
     };
-    let recipients = format!(
-        "SELECT {} FROM recipients WHERE message_id IN ({chosen}) ORDER BY message_id, row_id",
-        recipient_columns!()
-    );
-    (messages, recipients)
+    format!(
+        "SELECT {} FROM messages WHERE {condition} ORDER BY client_submit_time, id",
+        message_columns!()
+    )
 }
 
-/// The queued messages passing `filter`, with their recipients, read on `conn` (a read
-/// transaction, so both statements of [`queue_read_sql`] see the same snapshot).
-pub(crate) async fn read_queue<DB>(
+/// The queued messages passing `filter` ([`queue_messages_sql`]), read on `conn`.
+pub(crate) async fn read_queued<DB>(
     conn: &mut DB::Connection,
     filter: &QueueFilter,
     dialect: Dialect,
-) -> Result<Vec<super::QueueEntry>, sqlx::Error>
+) -> Result<Vec<DB::Row>, sqlx::Error>
 where
     DB: sqlx::Database,
-    DB::Row: StoreRow,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
-    let (messages_sql, recipients_sql) = queue_read_sql(filter, dialect);
-    let bound = |sql: String| {
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-        for (_, _, v) in &filter.terms {
-            // 64-bit: the columns are.
-            q = q.bind(i64::from(*v));
-        }
-        q
-    };
-    let rows: Vec<DB::Row> = bound(messages_sql).fetch_all(&mut *conn).await?;
-    let recipient_rows: Vec<DB::Row> = bound(recipients_sql).fetch_all(&mut *conn).await?;
-    queue_entries(&rows, &recipient_rows, FileTime::now())
+    let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(queue_messages_sql(filter, dialect)));
+    for (_, _, v) in &filter.terms {
+        // 64-bit: the columns are.
+        q = q.bind(i64::from(*v));
+    }
+    q.fetch_all(&mut *conn).await
 }
 
-/// The queue entries of `rows` (messages, [`message_columns`]) with their recipients from
-/// `recipient_rows` ([`recipient_columns`]), in the order of `rows`.
+/// The ids of message rows ([`message_columns`]), in their order.
+pub(crate) fn row_ids<R: StoreRow>(rows: &[R]) -> Result<Vec<i64>, sqlx::Error> {
+    rows.iter().map(|r| r.i64("id")).collect()
+}
+
+/// The queue entries of `rows` (messages, [`message_columns`]) with their `recipients`, in the
+/// order of `rows`.
 pub(crate) fn queue_entries<R: StoreRow>(
     rows: &[R],
-    recipient_rows: &[R],
+    mut recipients: HashMap<MessageId, Vec<RecipientRecord>>,
     now: FileTime,
 ) -> Result<Vec<super::QueueEntry>, sqlx::Error> {
-    let mut recipients = group_recipients(recipient_rows)?;
     rows.iter()
         .map(|r| {
             let message = message_from_row(r)?;
@@ -662,6 +657,20 @@ pub(crate) fn group_recipients<R: StoreRow>(
     Ok(by_message)
 }
 
+/// The statement of [`message_ids_between`]: binds the first id, the last and the limit.
+pub(crate) fn message_ids_between_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT id, COUNT(*) OVER () FROM messages \
+             WHERE id BETWEEN ?1 AND ?2 AND folder <> 0 ORDER BY id LIMIT ?3"
+        }
+        Dialect::Postgres => {
+            "SELECT id, COUNT(*) OVER () FROM messages \
+             WHERE id BETWEEN $1 AND $2 AND folder <> 0 ORDER BY id LIMIT $3"
+        }
+    }
+}
+
 /// [`super::Store::message_ids_between`] in `dialect` on `executor`: the primary key's range,
 /// counted as it is read (the count is over the range only, so it grows with the matches, not
 /// with the store).
@@ -679,17 +688,7 @@ where
     for<'r> (i64, i64): sqlx::FromRow<'r, DB::Row>,
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
-    let sql = match dialect {
-        Dialect::Sqlite => {
-            "SELECT id, COUNT(*) OVER () FROM messages \
-             WHERE id BETWEEN ?1 AND ?2 AND folder <> 0 ORDER BY id LIMIT ?3"
-        }
-        Dialect::Postgres => {
-            "SELECT id, COUNT(*) OVER () FROM messages \
-             WHERE id BETWEEN $1 AND $2 AND folder <> 0 ORDER BY id LIMIT $3"
-        }
-    };
-    let rows: Vec<(i64, i64)> = sqlx::query_as::<DB, (i64, i64)>(sql)
+    let rows: Vec<(i64, i64)> = sqlx::query_as::<DB, (i64, i64)>(message_ids_between_sql(dialect))
         .bind(first.0)
         .bind(last.0)
         .bind(i64::from(limit))

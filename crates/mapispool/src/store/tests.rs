@@ -1961,3 +1961,143 @@ async fn an_entry_id_prefix_is_a_range_of_ids<S: TestStore>(store: S) {
         assert_eq!(MessageId::prefix_range(&other), None, "{other}");
     }
 }
+
+/// The plan PostgreSQL picks for `sql` (EXPLAIN; `binds` replace `$1`, `$2`, ... in order,
+/// as literals, since a generic plan needs PostgreSQL 16), one step a line.
+async fn pg_plan(store: &PgStore, sql: &str, binds: &[&str]) -> String {
+    let mut sql = sql.to_owned();
+    // From the highest number down, so `$1` does not eat the start of `$10`.
+    for (n, value) in binds.iter().enumerate().rev() {
+        sql = sql.replace(&format!("${}", n + 1), value);
+    }
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+        .fetch_all(store.pool())
+        .await
+        .expect("explain");
+    rows.into_iter()
+        .map(|(l,)| l)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The PostgreSQL store's questions that must not grow with the store read indexes at 10,000
+/// messages (Sent Items) beside a queue of 200: the queue counts, `queue --where` on attempts
+/// (messages and their recipients), leasing, an entry-ID prefix, a folder listing and its
+/// recipients. `MAPISPOOL_PLANS=1` prints the plans (bench/notes/pgscan.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queue_questions_use_indexes_at_ten_thousand_messages() {
+    let (_keep, store) = open_postgres().await;
+    sqlx::raw_sql(
+        "INSERT INTO messages (folder, staged_at, in_queue, attempts, client_submit_time, \
+           message_size, transport) \
+         SELECT 3, 0, FALSE, 1, g, 2000, 'home' FROM generate_series(1, 10000) AS g; \
+         INSERT INTO messages (folder, staged_at, in_queue, attempts, client_submit_time, \
+           message_size, transport) \
+         SELECT 2, 0, TRUE, (g % 40 = 0)::int, 20000 + g, 2000, 'home' \
+         FROM generate_series(1, 200) AS g; \
+         INSERT INTO recipients (message_id, row_id, address, recipient_type) \
+         SELECT id, r, 'r' || r || '@example.org', 1 FROM messages, generate_series(0, 1) AS r; \
+         ANALYZE messages; ANALYZE recipients;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("10,000 messages");
+    let show = std::env::var_os("MAPISPOOL_PLANS").is_some();
+    let failed = std::sync::Mutex::new(Vec::new());
+    let no_seq_scan = |name: &str, plan: &str, index: &str| {
+        if show {
+            eprintln!("== {name}\n{plan}\n");
+        }
+        if plan.contains("Seq Scan on messages")
+            || plan.contains("Seq Scan on recipients")
+            || !plan.contains(index)
+        {
+            failed
+                .lock()
+                .expect("failures")
+                .push(format!("{name} (should use {index}):\n{plan}"));
+        }
+    };
+    let now = i64::MAX / 2;
+    no_seq_scan(
+        "queue counts",
+        &pg_plan(&store, super::postgres::QUEUE_COUNTS, &[&now.to_string()]).await,
+        "messages_queue",
+    );
+    let restriction =
+        mapi::restriction::Restriction::parse("PR_MSP_ATTEMPTS > 0").expect("restriction");
+    let messages = super::shared::queue_messages_sql(
+        &QueueFilter::from_restriction(&restriction),
+        super::shared::Dialect::Postgres,
+    );
+    no_seq_scan(
+        "queue --where",
+        &pg_plan(&store, &messages, &["0"]).await,
+        "messages_queue_attempts",
+    );
+    no_seq_scan(
+        "the whole queue",
+        &pg_plan(
+            &store,
+            &super::shared::queue_messages_sql(
+                &QueueFilter::default(),
+                super::shared::Dialect::Postgres,
+            ),
+            &[],
+        )
+        .await,
+        "messages_queue",
+    );
+    no_seq_scan(
+        "lease",
+        &pg_plan(
+            &store,
+            super::postgres::LEASE_DUE,
+            &[
+                "'n'",
+                "0",
+                "0",
+                &now.to_string(),
+                "FALSE",
+                "NULL",
+                "NULL",
+                "50",
+            ],
+        )
+        .await,
+        "messages_queue",
+    );
+    no_seq_scan(
+        "entry-ID prefix",
+        &pg_plan(
+            &store,
+            super::shared::message_ids_between_sql(super::shared::Dialect::Postgres),
+            &["4096", "4111", "11"],
+        )
+        .await,
+        "messages_pkey",
+    );
+    no_seq_scan(
+        "folder listing",
+        &pg_plan(
+            &store,
+            "SELECT id FROM messages WHERE folder = $1 ORDER BY id",
+            &["2"],
+        )
+        .await,
+        "messages_by_folder",
+    );
+    no_seq_scan(
+        "the recipients of a page, or of the queue's messages",
+        &pg_plan(
+            &store,
+            "SELECT message_id FROM recipients WHERE message_id = ANY($1) \
+             ORDER BY message_id, row_id",
+            &["ARRAY[10001, 10002, 10003]::bigint[]"],
+        )
+        .await,
+        "recipients_pkey",
+    );
+    let failed = failed.into_inner().expect("failures");
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}

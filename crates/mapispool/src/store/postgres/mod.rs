@@ -36,8 +36,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::shared::{
     Dialect, Fate, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, StoreRow, chunk_count,
     ft, get_u32, group_recipients, message_columns, message_from_row, node_columns, node_from_row,
-    not_found, not_in_queue, plan_outcome, queue_entry, queue_fields, read_queue,
-    recipient_columns, require_recipients, size_i64, validate_recipients,
+    not_found, not_in_queue, plan_outcome, queue_entries, queue_entry, queue_fields, read_queued,
+    recipient_columns, require_recipients, row_ids, size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
@@ -45,6 +45,36 @@ use super::{
     OutcomeReport, PREFETCH_BATCH, PREFETCH_BODY, QueueCounts, QueueEntry, QueueFilter,
     RecipientOutcome, RecipientRecord, Store, StoreError,
 };
+
+/// [`Store::queue_counts`]: the states and their precedence are those of `queue_state`. It
+/// reads the queue through the partial index `messages_queue` (what is queued, not the store).
+pub(crate) const QUEUE_COUNTS: &str = "SELECT transport, COUNT(*) FILTER (WHERE s = 0) AS queued, \
+       COUNT(*) FILTER (WHERE s = 1) AS sending, \
+       COUNT(*) FILTER (WHERE s = 2) AS scheduled, \
+       COUNT(*) FILTER (WHERE s = 3) AS deferred \
+     FROM (SELECT transport, CASE \
+         WHEN lease_owner IS NOT NULL AND lease_until > $1 THEN 1 \
+         WHEN deferred_delivery_time > $1 THEN 2 \
+         WHEN next_attempt_at > $1 THEN 3 \
+         ELSE 0 END AS s \
+       FROM messages WHERE in_queue) AS q \
+     GROUP BY transport ORDER BY transport NULLS FIRST";
+
+/// [`Store::lease_due`]: binds owner, lease end, SUBMITFLAG_LOCKED, now, include backoff,
+/// transport, only id, limit.
+pub(crate) const LEASE_DUE: &str = concat!(
+    "UPDATE messages SET lease_owner = $1, lease_until = $2, \
+       submit_flags = submit_flags | $3 \
+     WHERE id IN (SELECT id FROM messages WHERE in_queue \
+       AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= $4) \
+       AND ($5::boolean OR next_attempt_at IS NULL OR next_attempt_at <= $4) \
+       AND (lease_until IS NULL OR lease_until <= $4) \
+       AND ($6::text IS NULL OR transport = $6) \
+       AND ($7::bigint IS NULL OR id = $7) \
+       ORDER BY client_submit_time, id LIMIT $8 FOR UPDATE SKIP LOCKED) \
+     RETURNING body_chunks, ",
+    message_columns!()
+);
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -569,11 +599,13 @@ impl PgStore {
         let what = "reading the outgoing queue";
         // One snapshot for messages and recipients.
         let mut tx = self.snapshot(what).await?;
-        let entries = read_queue::<sqlx::Postgres>(&mut tx, filter, Dialect::Postgres)
+        let rows = read_queued::<sqlx::Postgres>(&mut tx, filter, Dialect::Postgres)
             .await
             .map_err(self.db(what))?;
+        let ids = row_ids(&rows).map_err(self.db(what))?;
+        let recipients = recipients_of(&mut tx, &ids).await.map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
-        Ok(entries)
+        queue_entries(&rows, recipients, FileTime::now()).map_err(self.db(what))
     }
 }
 
@@ -681,24 +713,11 @@ impl Store for PgStore {
 
     async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
         let what = "counting the outgoing queue";
-        // The states and their precedence are those of `queue_state`.
-        let rows = sqlx::query(
-            "SELECT transport, COUNT(*) FILTER (WHERE s = 0) AS queued, \
-               COUNT(*) FILTER (WHERE s = 1) AS sending, \
-               COUNT(*) FILTER (WHERE s = 2) AS scheduled, \
-               COUNT(*) FILTER (WHERE s = 3) AS deferred \
-             FROM (SELECT transport, CASE \
-                 WHEN lease_owner IS NOT NULL AND lease_until > $1 THEN 1 \
-                 WHEN deferred_delivery_time > $1 THEN 2 \
-                 WHEN next_attempt_at > $1 THEN 3 \
-                 ELSE 0 END AS s \
-               FROM messages WHERE in_queue) AS q \
-             GROUP BY transport ORDER BY transport NULLS FIRST",
-        )
-        .bind(ft(FileTime::now()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.db(what))?;
+        let rows = sqlx::query(QUEUE_COUNTS)
+            .bind(ft(FileTime::now()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db(what))?;
         rows.iter()
             .map(|r| {
                 Ok(QueueCounts {
@@ -725,30 +744,18 @@ impl Store for PgStore {
         let until = super::shared::lease_end(now, lease_for);
         // SKIP LOCKED: rows another node is leasing right now are passed over, not waited for;
         // the outer UPDATE re-checks nothing it need not, as the inner SELECT locked its rows.
-        let rows = sqlx::query(concat!(
-            "UPDATE messages SET lease_owner = $1, lease_until = $2, \
-               submit_flags = submit_flags | $3 \
-             WHERE id IN (SELECT id FROM messages WHERE in_queue \
-               AND (deferred_delivery_time IS NULL OR deferred_delivery_time <= $4) \
-               AND ($5::boolean OR next_attempt_at IS NULL OR next_attempt_at <= $4) \
-               AND (lease_until IS NULL OR lease_until <= $4) \
-               AND ($6::text IS NULL OR transport = $6) \
-               AND ($7::bigint IS NULL OR id = $7) \
-               ORDER BY client_submit_time, id LIMIT $8 FOR UPDATE SKIP LOCKED) \
-             RETURNING body_chunks, ",
-            message_columns!()
-        ))
-        .bind(owner)
-        .bind(ft(until))
-        .bind(i64::from(SUBMITFLAG_LOCKED))
-        .bind(ft(now))
-        .bind(filter.include_backoff)
-        .bind(filter.transport.as_deref())
-        .bind(filter.only.map(|m| m.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.relaxed)
-        .await
-        .map_err(self.db(what))?;
+        let rows = sqlx::query(LEASE_DUE)
+            .bind(owner)
+            .bind(ft(until))
+            .bind(i64::from(SUBMITFLAG_LOCKED))
+            .bind(ft(now))
+            .bind(filter.include_backoff)
+            .bind(filter.transport.as_deref())
+            .bind(filter.only.map(|m| m.0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.relaxed)
+            .await
+            .map_err(self.db(what))?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }

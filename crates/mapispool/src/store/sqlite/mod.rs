@@ -32,8 +32,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::shared::{
     Dialect, Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps,
     chunk_count, decode_error, ft, get_u32, group_recipients, message_columns, message_from_row,
-    node_columns, node_from_row, not_found, not_in_queue, plan_outcome, queue_fields, queue_state,
-    read_queue, recipient_columns, recipient_from_row, size_i64, validate_recipients,
+    node_columns, node_from_row, not_found, not_in_queue, plan_outcome, queue_entries,
+    queue_fields, queue_state, read_queued, recipient_columns, recipient_from_row, row_ids,
+    size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
@@ -2029,11 +2030,15 @@ impl SqliteStore {
         let mut conn = self.conn().await?;
         // One read transaction, so messages and recipients come from the same snapshot.
         let mut tx = conn.begin().await.map_err(self.db(what))?;
-        let entries = read_queue::<sqlx::Sqlite>(&mut tx, filter, Dialect::Sqlite)
+        let rows = read_queued::<sqlx::Sqlite>(&mut tx, filter, Dialect::Sqlite)
+            .await
+            .map_err(self.db(what))?;
+        let ids = row_ids(&rows).map_err(self.db(what))?;
+        let recipients = recipients_of(&mut tx, &json_ids(&ids))
             .await
             .map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
-        Ok(entries)
+        queue_entries(&rows, recipients, FileTime::now()).map_err(self.db(what))
     }
 
     /// The upsert behind both `set_sync_state`s; `pool` decides whether its commit is fsynced.
