@@ -47,7 +47,8 @@ use super::{
 };
 
 /// [`Store::queue_counts`]: the states and their precedence are those of `queue_state`. It
-/// reads the queue through the partial index `messages_queue` (what is queued, not the store).
+/// reads the queued rows through one of the queue's partial indexes (`WHERE in_queue`), so it
+/// grows with the queue, not the store (bench/notes/pgscan.md).
 pub(crate) const QUEUE_COUNTS: &str = "SELECT transport, COUNT(*) FILTER (WHERE s = 0) AS queued, \
        COUNT(*) FILTER (WHERE s = 1) AS sending, \
        COUNT(*) FILTER (WHERE s = 2) AS scheduled, \
@@ -61,7 +62,9 @@ pub(crate) const QUEUE_COUNTS: &str = "SELECT transport, COUNT(*) FILTER (WHERE 
      GROUP BY transport ORDER BY transport NULLS FIRST";
 
 /// [`Store::lease_due`]: binds owner, lease end, SUBMITFLAG_LOCKED, now, include backoff,
-/// transport, only id, limit.
+/// transport, only id, limit. SKIP LOCKED: rows another node is leasing right now are passed
+/// over, not waited for; the outer UPDATE re-checks nothing it need not, as the inner SELECT
+/// locked its rows.
 pub(crate) const LEASE_DUE: &str = concat!(
     "UPDATE messages SET lease_owner = $1, lease_until = $2, \
        submit_flags = submit_flags | $3 \
@@ -742,8 +745,6 @@ impl Store for PgStore {
     ) -> MapiResult<Vec<LeasedMessage>> {
         let what = "leasing due messages";
         let until = super::shared::lease_end(now, lease_for);
-        // SKIP LOCKED: rows another node is leasing right now are passed over, not waited for;
-        // the outer UPDATE re-checks nothing it need not, as the inner SELECT locked its rows.
         let rows = sqlx::query(LEASE_DUE)
             .bind(owner)
             .bind(ft(until))
