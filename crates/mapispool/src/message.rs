@@ -59,14 +59,22 @@ pub struct HeaderSummary {
 pub fn header_block(bytes: &[u8]) -> Option<&[u8]> {
     let limit = bytes.len().min(MAX_HEADER_BYTES);
     let window = &bytes[..limit];
-    let find = |needle: &[u8]| window.windows(needle.len()).position(|w| w == needle);
-    match (find(b"\r\n\r\n"), find(b"\n\n")) {
-        (Some(a), Some(b)) if b + 2 < a + 4 => Some(&bytes[..b + 2]),
-        (Some(a), _) => Some(&bytes[..a + 4]),
-        (None, Some(b)) => Some(&bytes[..b + 2]),
-        (None, None) if bytes.len() < MAX_HEADER_BYTES => Some(bytes),
-        (None, None) => None,
+    // One pass over the line ends (memchr), stopping at the first that ends the block: `\n\n`
+    // or `\r\n\r\n`, whichever ends first. Searching for each pattern over the whole window
+    // read up to 1 MiB of every CRLF message looking for a `\n\n` it never has (14 % of a
+    // download's CPU).
+    for nl in memchr::memchr_iter(b'\n', window) {
+        match window.get(nl + 1) {
+            Some(b'\n') => return Some(&bytes[..nl + 2]),
+            Some(b'\r')
+                if nl > 0 && window[nl - 1] == b'\r' && window.get(nl + 2) == Some(&b'\n') =>
+            {
+                return Some(&bytes[..nl + 3]);
+            }
+            _ => {}
+        }
     }
+    (bytes.len() < MAX_HEADER_BYTES).then_some(bytes)
 }
 
 impl HeaderSummary {
@@ -276,6 +284,35 @@ mod tests {
             Some(&b"A: b\r\n\r\n"[..])
         );
         assert_eq!(header_block(b"A: b\r\n"), Some(&b"A: b\r\n"[..]));
+    }
+
+    #[test]
+    fn header_block_ends_where_the_first_empty_line_ends() {
+        // The first of `\n\n` and `\r\n\r\n` to end wins; `\n\r\n` alone is no empty line.
+        let cases: [(&[u8], Option<&[u8]>); 8] = [
+            (b"A\n\r\n\r\nB", Some(b"A\n\r\n\r\n")),
+            (b"A\r\n\nB", Some(b"A\r\n\n")),
+            (b"A\n\r\nB", Some(b"A\n\r\nB")),
+            (b"\n\nB", Some(b"\n\n")),
+            (b"\r\n\r\n", Some(b"\r\n\r\n")),
+            (b"A\r\nB\r\n\r\n\n\n", Some(b"A\r\nB\r\n\r\n")),
+            (b"A\r\r\n\r\n", Some(b"A\r\r\n\r\n")),
+            (b"", Some(b"")),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(
+                header_block(bytes),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let mut long = vec![b'x'; MAX_HEADER_BYTES];
+        long.extend_from_slice(b"\n\nbody");
+        assert_eq!(header_block(&long), None);
+        long[MAX_HEADER_BYTES - 2] = b'\n';
+        long[MAX_HEADER_BYTES - 1] = b'\n';
+        assert_eq!(header_block(&long).map(<[u8]>::len), Some(MAX_HEADER_BYTES));
     }
 
     #[test]

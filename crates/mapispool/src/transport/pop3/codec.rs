@@ -264,16 +264,19 @@ impl<R: AsyncBufRead + Unpin> AsyncRead for DotReader<R> {
                     }
                 }
                 DotState::MidLine => {
+                    // Every line up to the next one that starts with a dot passes in one copy
+                    // (a SIMD search for `\n.`), not a line at a time: only a dot at a line's
+                    // start needs a look.
                     let n = buf.len().min(out.remaining());
-                    let (take, line_end) = match buf[..n].iter().position(|&b| b == b'\n') {
-                        Some(i) => (i + 1, true),
-                        None => (n, false),
+                    let take = match memchr::memmem::find(&buf[..n], b"\n.") {
+                        Some(i) => i + 1,
+                        None => n,
                     };
                     out.put_slice(&buf[..take]);
-                    Pin::new(&mut this.inner).consume(take);
-                    if line_end {
+                    if buf[take - 1] == b'\n' {
                         this.state = DotState::LineStart;
                     }
+                    Pin::new(&mut this.inner).consume(take);
                 }
                 DotState::Done => {}
             }
