@@ -334,3 +334,59 @@ fn show_of_a_message_the_store_does_not_have_is_bad_input() {
     assert_eq!(out, "");
     assert!(err.contains("MAPI_E_NOT_FOUND"), "{err}");
 }
+
+/// A submit into a store in use costs one fsync, its commit's (counted with strace, not
+/// timed): SQLite's directory sync for a WAL it might have created is not repeated in every
+/// process (the store's VFS opens an existing WAL as it is), and no blocking-pool thread or
+/// second connection is started for it.
+#[test]
+fn a_submit_into_a_store_in_use_is_one_fsync() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        common::ci::cannot_run("strace is not installed (apt-get install strace)");
+        return;
+    }
+    let env = Env::new();
+    // The store, its WAL and its schema exist (the first open creates and syncs them).
+    env.submit(&letter("first"), &[]);
+    env.submit(&letter("second"), &[]);
+    let trace = env.path("submit.strace");
+    let mut cmd = env.sandbox.command("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-e",
+        "trace=fsync,fdatasync,clone,clone3",
+        "-o",
+    ])
+    .arg(&trace)
+    .arg(common::sandbox::BIN)
+    .arg("--profile")
+    .arg(env.me())
+    .arg("submit");
+    let out = assert_cmd::Command::from_std(cmd)
+        .write_stdin(letter("traced"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(is_entry_id(String::from_utf8_lossy(&out).trim()));
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let syncs = text
+        .lines()
+        .filter(|l| l.contains("fsync(") || l.contains("fdatasync("))
+        .count();
+    assert_eq!(syncs, 1, "fsyncs of one submit:\n{text}");
+    // The one other thread is the SQLite connection's (sqlx runs each on its own).
+    let threads = text
+        .lines()
+        .filter(|l| l.contains("clone(") || l.contains("clone3("))
+        .count();
+    assert_eq!(threads, 1, "threads started by one submit:\n{text}");
+    let table = queue(&env, &[]);
+    assert_eq!(column(&table, "PR_SUBJECT"), ["first", "second", "traced"]);
+}

@@ -234,7 +234,11 @@ async fn queue(profile: Option<PathBuf>, args: &[String]) -> Result<(), (Exit, S
     // The message streams from stdin into the queue as `submit`'s does: `submit` reads the
     // header (for -t's recipients and the fields it adds) and streams the rest, so memory
     // stays flat whatever the size. Without -i, a "." line ends it on the way.
-    let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+    // Read in place: this runtime has one thread and nothing else to do (see `ReadInPlace`).
+    let stdin = tokio::io::BufReader::with_capacity(
+        64 * 1024,
+        super::submit::ReadInPlace(std::io::stdin()),
+    );
     let submitted = if opts.ignore_dots {
         session.submit(submission, stdin).await
     } else {

@@ -375,3 +375,76 @@ async fn queue_filters_and_counts_use_indexes() {
     .await;
     assert!(p.contains("messages_queue_transport"), "{p}");
 }
+
+/// Processes that each open the store, submit one message and exit (`mapispool submit`) write
+/// that message and nothing else (no node row: no spooler starts), and leave the next one a
+/// WAL of at most [`WAL_TRUNCATE_AT`] and one message's pages to rebuild its index from, not
+/// one that grows with every message.
+#[tokio::test]
+async fn submit_processes_write_only_their_message_and_keep_the_wal_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    SqliteStore::open(&path)
+        .await
+        .expect("create")
+        .close()
+        .await;
+    let wal = dir.path().join("store.db-wal");
+    let mut largest = 0;
+    let mut truncated = false;
+    for i in 0..60 {
+        let store = SqliteStore::open_for_submit(&path).await.expect("open");
+        store
+            .submit(message("a@example.org"), &body(2048, i)[..])
+            .await
+            .expect("submit");
+        store.close_after_submit().await;
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        truncated |= size < largest;
+        largest = largest.max(size);
+    }
+    assert!(truncated, "60 submits never checkpointed the WAL");
+    assert!(
+        largest <= WAL_TRUNCATE_AT + 128 * 1024,
+        "the WAL grew to {largest} bytes"
+    );
+    let store = SqliteStore::open_for_submit(&path).await.expect("open");
+    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes")
+        .fetch_one(store.pool())
+        .await
+        .expect("count nodes");
+    assert_eq!(nodes, 0, "a submit registered a node");
+    assert_eq!(store.outgoing_queue().await.expect("queue").len(), 60);
+    store.close_after_submit().await;
+}
+
+/// The store's VFS (`vfs.rs`) opens a WAL that exists without creating it, and still creates
+/// one that is missing: a submit after a clean close (which deletes the WAL) and one after a
+/// submit (which leaves it) are both read back.
+#[tokio::test]
+async fn the_wal_is_reopened_when_it_exists_and_created_when_it_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let wal = dir.path().join("store.db-wal");
+    SqliteStore::open(&path)
+        .await
+        .expect("create")
+        .close()
+        .await;
+    assert!(!wal.exists(), "a clean close leaves no WAL");
+    for round in 0..2 {
+        let store = SqliteStore::open_for_submit(&path).await.expect("open");
+        store
+            .submit(message("a@example.org"), &body(100, round)[..])
+            .await
+            .expect("submit");
+        store.close_after_submit().await;
+        assert!(
+            wal.exists(),
+            "round {round}: the submit's commit is in the WAL"
+        );
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(store.outgoing_queue().await.expect("queue").len(), 2);
+    store.close().await;
+}
