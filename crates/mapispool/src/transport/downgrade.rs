@@ -104,6 +104,10 @@ impl Downgrade {
                 out.extend_from_slice(input);
                 return;
             }
+            if let Some(taken) = self.hold_whole_lines(input) {
+                input = &input[taken..];
+                continue;
+            }
             match memchr::memchr(b'\n', input) {
                 Some(k) => {
                     let (line, rest) = input.split_at(k + 1);
@@ -133,6 +137,35 @@ impl Downgrade {
                 }
             }
         }
+    }
+
+    /// A leaf body being held, outside any multipart: the whole lines at the start of `input`
+    /// at once when none of them decides anything (no NUL, none too long, no 8-bit unless
+    /// allowed, the lookahead not exceeded): what [`Downgrade::on_line`] would do with each,
+    /// without its per-line work. How many bytes it took, `None` when it took none.
+    fn hold_whole_lines(&mut self, input: &[u8]) -> Option<usize> {
+        if !self.line.is_empty() || self.line_len != 0 || !self.boundaries.is_empty() {
+            return None;
+        }
+        let State::Hold { body, .. } = &mut self.state else {
+            return None;
+        };
+        let lines = &input[..=memchr::memrchr(b'\n', input)?];
+        if body.len() + lines.len() > LOOKAHEAD
+            || memchr::memchr(0, lines).is_some()
+            || (!self.eight_bit_ok && !lines.is_ascii())
+        {
+            return None;
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', lines) {
+            if strip_eol(&lines[start..=end]).len() > MAX_LINE {
+                return None;
+            }
+            start = end + 1;
+        }
+        body.extend_from_slice(lines);
+        Some(lines.len())
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) {
@@ -379,6 +412,38 @@ fn part_info(header: &[u8]) -> PartInfo {
     info
 }
 
+/// Whether [`Downgrade`] would give `message` (its pieces, in order) back unchanged, known
+/// without running it: no NUL, no line over [`MAX_LINE`] octets, no 8-bit unless
+/// `eight_bit_ok`, and no more than [`LOOKAHEAD`] bytes in all. Such a message has nothing
+/// to convert in any part (only those three convert one), so the caller can skip the
+/// converter and its copies of the message.
+pub fn passes_unchanged(message: &[&[u8]], eight_bit_ok: bool) -> bool {
+    if message.iter().map(|p| p.len()).sum::<usize>() > LOOKAHEAD {
+        return false;
+    }
+    // How long the line running from one piece into the next is so far.
+    let mut carried = 0usize;
+    for piece in message {
+        if memchr::memchr(0, piece).is_some() || (!eight_bit_ok && !piece.is_ascii()) {
+            return false;
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', piece) {
+            if carried + strip_eol(&piece[start..=end]).len() > MAX_LINE {
+                return false;
+            }
+            carried = 0;
+            start = end + 1;
+        }
+        // A CR at the end of a piece may be half of a CRLF: counting it errs on the safe side.
+        carried += piece.len() - start;
+        if carried > MAX_LINE {
+            return false;
+        }
+    }
+    true
+}
+
 fn strip_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
@@ -517,6 +582,36 @@ mod tests {
         }
         d.finish(&mut out);
         out
+    }
+
+    proptest::proptest! {
+        /// What `passes_unchanged` says of a message (in any pieces), the converter does.
+        #[test]
+        fn passes_unchanged_is_what_the_converter_does(
+            head in proptest::sample::select(vec![
+                "Subject: s\r\n\r\n",
+                "Content-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\n",
+                "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n",
+                "",
+            ]),
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![b'.', b'\r', b'\n', b'a', 0xC3, 0, b'-']), 0..300),
+            long in 0usize..3,
+            eight_bit_ok in proptest::bool::ANY,
+            cut in 0usize..400,
+        ) {
+            let mut message = head.as_bytes().to_vec();
+            message.extend_from_slice(&body);
+            // Sometimes a line near the limit, or over it.
+            message.extend(std::iter::repeat_n(b'y', [10, MAX_LINE - 1, MAX_LINE + 1][long]));
+            message.extend_from_slice(b"\r\n--b--\r\n");
+            let cut = cut.min(message.len());
+            let pieces = [&message[..cut], &message[cut..]];
+            if passes_unchanged(&pieces, eight_bit_ok) {
+                proptest::prop_assert_eq!(convert(&message, eight_bit_ok, 7), message.clone());
+                proptest::prop_assert_eq!(convert(&message, eight_bit_ok, 100_000), message);
+            }
+        }
     }
 
     #[test]

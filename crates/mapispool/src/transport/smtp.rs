@@ -1211,14 +1211,39 @@ async fn send_body(
     message: &mut Outgoing<impl ChunkSource>,
     t: SmtpTimeouts,
 ) -> Result<Reply, BodyError> {
-    let mut wire = BodyEncoder::new(plan.eight_bit_ok);
-    let mut out = Vec::with_capacity(plan.header.len() + message.body_start.len() + 1024);
+    // A whole message the converter would give back unchanged skips it (and its copies).
+    let convert = !(message.is_whole()
+        && super::downgrade::passes_unchanged(
+            &[&plan.header, message.body_start()],
+            plan.eight_bit_ok,
+        ));
+    let mut wire = BodyEncoder::new(plan.eight_bit_ok, convert);
+    let start = message.body_start().len();
+    // Room for the dot-stuffing and CRLFs the encoder adds (it reserves as much per piece).
+    let room = |n: usize| n + n / 32 + 8;
+    let mut out = Vec::with_capacity(room(plan.header.len()) + room(start) + 8);
     wire.feed(&plan.header, &mut out);
+    // The body start from where it was read, not as a copy; the chunks after it below.
+    wire.feed(message.take_body_start(), &mut out);
+    if message.is_whole() {
+        // Nothing more to read: the end of the data goes out in the same write as the body
+        // (a body over the BufWriter's 64 KiB bypasses it, and `.` was a write of its own).
+        wire.finish(&mut out);
+        session
+            .write(&out, t.data_block)
+            .await
+            .map_err(BodyError::Wire)?;
+        session.flush(t.data_block).await.map_err(BodyError::Wire)?;
+        return session
+            .reply("the end of the message (.)", t.data_end)
+            .await
+            .map_err(BodyError::Wire);
+    }
     loop {
         // The next chunk comes from the store while this one goes out: a large body waits for
         // neither the disk nor the network alone.
         let (written, chunk) =
-            tokio::join!(session.write(&out, t.data_block), message.next_body_chunk());
+            tokio::join!(session.write(&out, t.data_block), message.next_chunk());
         written.map_err(BodyError::Wire)?;
         let chunk = chunk.map_err(BodyError::Store)?;
         out.clear();
@@ -1250,9 +1275,11 @@ struct BodyEncoder {
 
 impl BodyEncoder {
     /// `eight_bit_ok`: the server takes 8-bit (only NUL and over-long lines are converted).
-    fn new(eight_bit_ok: bool) -> BodyEncoder {
+    /// `convert`: false for a message known to have nothing to convert
+    /// ([`super::downgrade::passes_unchanged`]).
+    fn new(eight_bit_ok: bool, convert: bool) -> BodyEncoder {
         BodyEncoder {
-            downgrade: Some(super::downgrade::Downgrade::new(eight_bit_ok)),
+            downgrade: convert.then(|| super::downgrade::Downgrade::new(eight_bit_ok)),
             encoder: DataEncoder::default(),
             scratch: Vec::new(),
         }

@@ -23,8 +23,10 @@ pub const MAX_HEADER: usize = 1024 * 1024;
 pub struct Outgoing<S> {
     /// The header section as it goes out, up to and including the empty line that ends it.
     pub header: Vec<u8>,
-    /// The body bytes read along with the header section.
-    pub body_start: Vec<u8>,
+    /// The body bytes read along with the header section: `held[body_at..]` (the buffer
+    /// they were read into, not a copy of its tail).
+    held: Vec<u8>,
+    body_at: usize,
     rest: S,
     /// How many bytes of `rest` the two fields above came from (to skip them on a rewind).
     held_raw: usize,
@@ -47,20 +49,22 @@ impl<S: ChunkSource> Outgoing<S> {
 
     /// Reads the header section of `body` and takes out what must not leave the machine.
     pub async fn read(mut body: S) -> MapiResult<Outgoing<S>> {
-        let (header, mut body_start, mut held_raw) = read_header_section(&mut body).await?;
+        let (mut held, body_at) = read_header_section(&mut body).await?;
+        let mut held_raw = held.len();
         // One chunk more: a small message is then known whole (`whole`), and whether its
         // body has 8-bit is known before MAIL FROM.
         let whole = match body.next_chunk().await? {
             Some(more) => {
                 held_raw += more.len();
-                body_start.extend_from_slice(&more);
+                held.extend_from_slice(&more);
                 false
             }
             None => true,
         };
         Ok(Outgoing {
-            header: strip_bcc(&header),
-            body_start,
+            header: strip_bcc(&held[..body_at]),
+            held,
+            body_at,
             rest: body,
             held_raw,
             whole,
@@ -73,19 +77,23 @@ impl<S: ChunkSource> Outgoing<S> {
         self.whole
     }
 
-    /// The next chunk of the body, skipping the header section (a caller that sends a
-    /// header of its own making).
-    pub async fn next_body_chunk(&mut self) -> MapiResult<Option<Vec<u8>>> {
-        if self.at == 0 {
-            self.at = 1;
-        }
-        self.next_chunk().await
+    /// The body bytes read along with the header section.
+    pub fn body_start(&self) -> &[u8] {
+        &self.held[self.body_at..]
+    }
+
+    /// [`Outgoing::body_start`] for a caller that sends a header of its own making and takes
+    /// the body start from here rather than as a copy: the next chunk is then the one after
+    /// it.
+    pub fn take_body_start(&mut self) -> &[u8] {
+        self.at = 2;
+        &self.held[self.body_at..]
     }
 
     /// Whether the part read so far has bytes over 0x7F, in the header (`.0`) and in the body
     /// start (`.1`).
     pub fn eight_bit(&self) -> (bool, bool) {
-        (!self.header.is_ascii(), !self.body_start.is_ascii())
+        (!self.header.is_ascii(), !self.body_start().is_ascii())
     }
 }
 
@@ -101,8 +109,8 @@ impl<S: ChunkSource> ChunkSource for Outgoing<S> {
                 }
                 1 => {
                     self.at = 2;
-                    if !self.body_start.is_empty() {
-                        return Ok(Some(self.body_start.clone()));
+                    if self.held.len() > self.body_at {
+                        return Ok(Some(self.body_start().to_vec()));
                     }
                 }
                 _ => return self.rest.next_chunk().await,
@@ -129,33 +137,36 @@ impl<S: ChunkSource> ChunkSource for Outgoing<S> {
             }
         }
         self.held_raw += tail.len();
-        self.body_start.extend_from_slice(&tail);
+        self.held.extend_from_slice(&tail);
         self.at = 0;
         Ok(true)
     }
 }
 
-/// Reads chunks until the empty line that ends the header section: (header section with its
-/// ending empty line, the body bytes read with it, how many bytes were consumed in all).
-async fn read_header_section(body: &mut impl ChunkSource) -> MapiResult<(Vec<u8>, Vec<u8>, usize)> {
+/// Reads chunks until the empty line that ends the header section: (the bytes read, where
+/// the body starts in them: after the header section's ending empty line).
+async fn read_header_section(body: &mut impl ChunkSource) -> MapiResult<(Vec<u8>, usize)> {
     let mut held = Vec::new();
     let mut searched: usize = 0;
     while let Some(chunk) = body.next_chunk().await? {
-        held.extend_from_slice(&chunk);
+        if held.is_empty() {
+            // The first chunk (most often the whole message) is kept as it is, not copied.
+            held = chunk;
+        } else {
+            held.extend_from_slice(&chunk);
+        }
         // Resume the search a little before the old end: the ending may straddle chunks.
         let from = searched.saturating_sub(3);
         if let Some(end) = header_end(&held, from) {
-            let consumed = held.len();
-            let rest = held.split_off(end);
-            return Ok((held, rest, consumed));
+            return Ok((held, end));
         }
         searched = held.len();
         if held.len() >= MAX_HEADER {
             break;
         }
     }
-    let consumed = held.len();
-    Ok((held, Vec::new(), consumed))
+    let end = held.len();
+    Ok((held, end))
 }
 
 /// Where the header section ends in `buf` (the index after its empty line), searching from

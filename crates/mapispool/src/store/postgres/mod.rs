@@ -874,7 +874,9 @@ impl Store for PgStore {
         let mut writes = OutcomeWrites::default();
         let mut answers = Vec::with_capacity(batch.len());
         for (id, outcomes) in batch {
-            let found = messages.remove(&id.0);
+            let found = messages
+                .remove(&id.0)
+                .map(|(m, q): (MessageRecord, QueueFields)| (m.delete_after_submit, q));
             let before = recipients.remove(&id).unwrap_or_default();
             answers.push(
                 plan_outcome(id, owner, found, before, outcomes).map(|plan| {

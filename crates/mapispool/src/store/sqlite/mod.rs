@@ -922,98 +922,101 @@ fn json_ids(ids: &[i64]) -> String {
     list
 }
 
-/// A value for a statement built at run time ([`OutcomeWrites`]).
-enum Bind {
-    Int(Option<i64>),
-    Text(Option<String>),
-}
-
-/// The writes of a batch of recorded outcomes as one multi-statement query: SQLite runs them
-/// all in one call on its worker thread instead of one round trip per statement.
+/// The writes of a batch of recorded outcomes: one JSON array per kind of write, run by one
+/// constant multi-statement query. The text never changes, so SQLite prepares it once per
+/// connection (sqlx's statement cache) and the batch is one round trip to its worker thread;
+/// a statement per message was parsed and planned anew for every message.
 #[derive(Default)]
 struct OutcomeWrites {
-    sql: String,
-    binds: Vec<Bind>,
+    /// `[message id, row id, state, responsibility, attempts, last_error, retry_at,
+    /// ndr_reason_code, ndr_diag_code]` per changed recipient.
+    recipients: Vec<RecipientWrite>,
+    /// Messages moved to Sent Items.
+    sent: Vec<i64>,
+    /// `[message id, next_attempt_at, last_error]` per message still queued.
+    queued: Vec<(i64, Option<i64>, Option<String>)>,
+    /// Messages deleted (`PR_DELETE_AFTER_SUBMIT`).
+    deleted: Vec<i64>,
 }
 
-impl OutcomeWrites {
-    fn push(&mut self, statement: &str, binds: impl IntoIterator<Item = Bind>) {
-        self.sql.push_str(statement);
-        self.sql.push_str(";\n");
-        self.binds.extend(binds);
-    }
+type RecipientWrite = (
+    i64,
+    i64,
+    &'static str,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
-    async fn run(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        if self.sql.is_empty() {
-            return Ok(());
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql));
-        for b in self.binds {
-            query = match b {
-                Bind::Int(v) => query.bind(v),
-                Bind::Text(v) => query.bind(v),
-            };
-        }
-        query.execute(conn).await?;
+/// The statements of [`OutcomeWrites::run`], in the order the per-message writes had: the
+/// recipients first, then each message's fate. `->>` reads one element of a row's JSON array
+/// as an SQL value (a JSON `null` as NULL).
+const OUTCOME_WRITES: &str = "\
+    UPDATE recipients SET state = u.value ->> 2, responsibility = u.value ->> 3, \
+      attempts = u.value ->> 4, last_error = u.value ->> 5, retry_at = u.value ->> 6, \
+      ndr_reason_code = u.value ->> 7, ndr_diag_code = u.value ->> 8 \
+      FROM json_each(?) AS u \
+      WHERE recipients.message_id = u.value ->> 0 AND recipients.row_id = u.value ->> 1;
+    UPDATE messages SET folder = ?, in_queue = 0, message_flags = message_flags & ~?, \
+      submit_flags = 0, provider_submit_time = ?, attempts = attempts + 1, \
+      next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL \
+      WHERE id IN (SELECT value FROM json_each(?));
+    UPDATE messages SET attempts = attempts + 1, next_attempt_at = u.value ->> 1, \
+      last_error = COALESCE(u.value ->> 2, last_error), lease_owner = NULL, lease_until = NULL, \
+      submit_flags = submit_flags & ~? \
+      FROM json_each(?) AS u WHERE messages.id = u.value ->> 0;
+    DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?));";
+
+impl OutcomeWrites {
+    async fn run(self, conn: &mut SqliteConnection, now: FileTime) -> Result<(), sqlx::Error> {
+        let json =
+            |v: Result<String, serde_json::Error>| v.map_err(|e| sqlx::Error::Encode(Box::new(e)));
+        let recipients = json(serde_json::to_string(&self.recipients))?;
+        let sent = json_ids(&self.sent);
+        let queued = json(serde_json::to_string(&self.queued))?;
+        let deleted = json_ids(&self.deleted);
+        sqlx::query(OUTCOME_WRITES)
+            .bind(recipients)
+            .bind(Folder::SentItems as i64)
+            .bind(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))
+            .bind(ft(now))
+            .bind(sent)
+            .bind(i64::from(SUBMITFLAG_LOCKED))
+            .bind(queued)
+            .bind(deleted)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }
 
-/// Adds the statements that write `plan` for message `id` to `writes`.
-fn push_outcome_writes(
-    writes: &mut OutcomeWrites,
-    id: MessageId,
-    plan: &OutcomePlan,
-    now: FileTime,
-) {
+/// Adds the writes of `plan` for message `id` to `writes`.
+fn push_outcome_writes(writes: &mut OutcomeWrites, id: MessageId, plan: &OutcomePlan) {
     for r in &plan.recipients {
-        writes.push(
-            "UPDATE recipients SET state = ?, responsibility = ?, attempts = ?, last_error = ?, \
-             retry_at = ?, ndr_reason_code = ?, ndr_diag_code = ? \
-             WHERE message_id = ? AND row_id = ?",
-            [
-                Bind::Text(Some(r.state.as_str().to_owned())),
-                Bind::Int(Some(i64::from(r.responsibility))),
-                Bind::Int(Some(i64::from(r.attempts))),
-                Bind::Text(r.last_error.clone()),
-                Bind::Int(r.retry_at.map(ft)),
-                Bind::Int(r.ndr_reason_code.map(i64::from)),
-                Bind::Int(r.ndr_diag_code.map(i64::from)),
-                Bind::Int(Some(id.0)),
-                Bind::Int(Some(i64::from(r.row_id))),
-            ],
-        );
+        writes.recipients.push((
+            id.0,
+            i64::from(r.row_id),
+            r.state.as_str(),
+            i64::from(r.responsibility),
+            i64::from(r.attempts),
+            r.last_error.clone(),
+            r.retry_at.map(ft),
+            r.ndr_reason_code.map(i64::from),
+            r.ndr_diag_code.map(i64::from),
+        ));
     }
     match &plan.fate {
-        Fate::Delete => {
-            writes.push("DELETE FROM messages WHERE id = ?", [Bind::Int(Some(id.0))]);
-        }
-        Fate::MoveToSentItems => writes.push(
-            "UPDATE messages SET folder = ?, in_queue = 0, \
-             message_flags = message_flags & ~?, submit_flags = 0, \
-             provider_submit_time = ?, attempts = attempts + 1, next_attempt_at = NULL, \
-             lease_owner = NULL, lease_until = NULL WHERE id = ?",
-            [
-                Bind::Int(Some(Folder::SentItems as i64)),
-                Bind::Int(Some(i64::from(MSGFLAG_SUBMIT | MSGFLAG_UNSENT))),
-                Bind::Int(Some(ft(now))),
-                Bind::Int(Some(id.0)),
-            ],
-        ),
+        Fate::Delete => writes.deleted.push(id.0),
+        Fate::MoveToSentItems => writes.sent.push(id.0),
         Fate::StillQueued {
             next_attempt_at,
             last_error,
-        } => writes.push(
-            "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?, \
-             last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL, \
-             submit_flags = submit_flags & ~? WHERE id = ?",
-            [
-                Bind::Int(next_attempt_at.map(ft)),
-                Bind::Text(last_error.clone()),
-                Bind::Int(Some(i64::from(SUBMITFLAG_LOCKED))),
-                Bind::Int(Some(id.0)),
-            ],
-        ),
+        } => writes
+            .queued
+            .push((id.0, next_attempt_at.map(ft), last_error.clone())),
     }
 }
 
@@ -1334,11 +1337,13 @@ impl Store for SqliteStore {
         // query, commit: four round trips to SQLite's thread for the batch, whatever its size.
         let ids: Vec<i64> = batch.iter().map(|(id, _)| id.0).collect();
         let list = json_ids(&ids);
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            ", body_file FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))"
-        ))
+        // Only what `plan_outcome` reads: every column of a row is copied out of SQLite, and
+        // the whole message was most of this transaction's reading.
+        let rows = sqlx::query(
+            "SELECT id, delete_after_submit, in_queue, attempts, last_error, next_attempt_at, \
+             lease_owner, lease_until, body_file \
+             FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))",
+        )
         .bind(&list)
         .fetch_all(&mut *tx)
         .await
@@ -1346,12 +1351,14 @@ impl Store for SqliteStore {
         let mut messages = HashMap::with_capacity(rows.len());
         let mut files: HashMap<i64, String> = HashMap::new();
         for r in &rows {
-            let message = message_from_row(r).map_err(self.db(what))?;
+            let id: i64 = r.try_get("id").map_err(self.db(what))?;
+            let delete_after_submit: bool =
+                r.try_get("delete_after_submit").map_err(self.db(what))?;
             let q = queue_fields(r).map_err(self.db(what))?;
             if let Some(file) = r.try_get("body_file").map_err(self.db(what))? {
-                files.insert(message.id.0, file);
+                files.insert(id, file);
             }
-            messages.insert(message.id.0, (message, q));
+            messages.insert(id, (delete_after_submit, q));
         }
         let mut recipients = recipients_of(&mut tx, &list).await.map_err(self.db(what))?;
         let mut writes = OutcomeWrites::default();
@@ -1361,7 +1368,7 @@ impl Store for SqliteStore {
             let found = messages.remove(&id.0);
             let before = recipients.remove(&id).unwrap_or_default();
             let answer = plan_outcome(id, owner, found, before, outcomes).map(|plan| {
-                push_outcome_writes(&mut writes, id, &plan, now);
+                push_outcome_writes(&mut writes, id, &plan);
                 plan.report
             });
             if let Ok(OutcomeReport {
@@ -1374,7 +1381,7 @@ impl Store for SqliteStore {
             }
             answers.push(answer);
         }
-        writes.run(&mut tx).await.map_err(self.db(what))?;
+        writes.run(&mut tx, now).await.map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
         // The files of deleted messages, unless another message has the same body. Best
         // effort: the next open collects what is left.
