@@ -37,6 +37,7 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 # promtool checks the daemon's /metrics (crates/mapispool-cli/tests/web.rs).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # PostgreSQL 15 for the store's second backend (scripts/peers/postgres.sh runs private clusters;
