@@ -1225,44 +1225,34 @@ async fn send_body(
     wire.feed(&plan.header, &mut out);
     // The body start from where it was read, not as a copy; the chunks after it below.
     wire.feed(message.take_body_start(), &mut out);
-    if message.is_whole() {
-        // Nothing more to read: the end of the data goes out in the same write as the body
-        // (a body over the BufWriter's 64 KiB bypasses it, and `.` was a write of its own).
-        wire.finish(&mut out);
-        session
-            .write(&out, t.data_block)
-            .await
-            .map_err(BodyError::Wire)?;
-        session.flush(t.data_block).await.map_err(BodyError::Wire)?;
-        return session
-            .reply("the end of the message (.)", t.data_end)
-            .await
-            .map_err(BodyError::Wire);
-    }
-    loop {
-        // The next chunk comes from the store while this one goes out: a large body waits for
-        // neither the disk nor the network alone.
-        let (written, chunk) =
-            tokio::join!(session.write(&out, t.data_block), message.next_chunk());
-        written.map_err(BodyError::Wire)?;
-        let chunk = chunk.map_err(BodyError::Store)?;
-        out.clear();
-        match chunk {
-            Some(chunk) => wire.feed(&chunk, &mut out),
-            None => {
-                wire.finish(&mut out);
-                session
-                    .write(&out, t.data_block)
-                    .await
-                    .map_err(BodyError::Wire)?;
-                session.flush(t.data_block).await.map_err(BodyError::Wire)?;
-                return session
-                    .reply("the end of the message (.)", t.data_end)
-                    .await
-                    .map_err(BodyError::Wire);
+    // A whole message has nothing more to read; a longer one is read chunk by chunk.
+    if !message.is_whole() {
+        loop {
+            // The next chunk comes from the store while this one goes out: a large body waits
+            // for neither the disk nor the network alone.
+            let (written, chunk) =
+                tokio::join!(session.write(&out, t.data_block), message.next_chunk());
+            written.map_err(BodyError::Wire)?;
+            let chunk = chunk.map_err(BodyError::Store)?;
+            out.clear();
+            match chunk {
+                Some(chunk) => wire.feed(&chunk, &mut out),
+                None => break,
             }
         }
     }
+    // The end of the data goes out in the same write as the last of the body (a whole body
+    // over the BufWriter's 64 KiB bypasses it, and `.` would be a write of its own).
+    wire.finish(&mut out);
+    session
+        .write(&out, t.data_block)
+        .await
+        .map_err(BodyError::Wire)?;
+    session.flush(t.data_block).await.map_err(BodyError::Wire)?;
+    session
+        .reply("the end of the message (.)", t.data_end)
+        .await
+        .map_err(BodyError::Wire)
 }
 
 /// The message as DATA carries it: 8-bit parts converted (when planned), then dot-stuffed
