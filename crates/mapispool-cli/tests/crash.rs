@@ -26,6 +26,8 @@
 mod ci;
 #[path = "../../mapispool/tests/peers/dovecot.rs"]
 mod dovecot;
+#[path = "../../mapispool/tests/peers/mailserver.rs"]
+mod mailserver;
 #[path = "../../mapispool/tests/peers/postfix_maildir.rs"]
 mod postfix_maildir;
 

@@ -10,6 +10,8 @@
 mod dovecot;
 #[path = "../../mapispool/tests/peers/fake_smtp.rs"]
 mod fake_smtp;
+#[path = "../../mapispool/tests/peers/mailserver.rs"]
+mod mailserver;
 #[path = "../../mapispool/tests/peers/postfix_maildir.rs"]
 mod postfix_maildir;
 

@@ -7,6 +7,8 @@
 mod cyrus;
 #[path = "peers/dovecot.rs"]
 mod dovecot;
+#[path = "peers/mailserver.rs"]
+mod mailserver;
 #[path = "peers/server.rs"]
 #[macro_use]
 mod server;

@@ -4,6 +4,8 @@
 
 #[path = "peers/dovecot.rs"]
 mod dovecot;
+#[path = "peers/mailserver.rs"]
+mod mailserver;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,9 +10,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 pub struct Cyrus {
@@ -27,14 +25,7 @@ pub struct Cyrus {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers/cyrus.sh")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    crate::mailserver::script("cyrus.sh")
 }
 
 /// cyrus-common's master, and imapd/pop3d from their packages or where scripts/peers/install.sh
@@ -57,56 +48,18 @@ impl Cyrus {
             installed(),
             "Cyrus IMAP is not installed: run scripts/peers/install.sh (or apt-get install cyrus-imapd cyrus-pop3d sasl2-bin)"
         );
-        let list: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
-        let mut last_error = String::new();
-        // A port picked free can be taken by a parallel test before Cyrus binds it: retry.
-        for _ in 0..4 {
-            // Short (unix socket paths) and searchable by the cyrus user.
-            let dir = tempfile::Builder::new()
-                .prefix("cy")
-                .tempdir_in("/tmp")
-                .expect("a temporary directory");
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod 755");
-            let (imap, pop3) = (free_port(), free_port());
-            let (imaps, pop3s) = if tls {
-                (free_port(), free_port())
-            } else {
-                (0, 0)
-            };
-            let mut cmd = Command::new("bash");
-            cmd.arg(script())
-                .arg("start")
-                .arg(dir.path())
-                .arg(imap.to_string())
-                .arg(pop3.to_string());
-            if tls {
-                cmd.arg(imaps.to_string()).arg(pop3s.to_string());
-            }
-            cmd.env("CYRUS_USERS", list.join(" "));
-            let out = cmd.output().expect("run scripts/peers/cyrus.sh");
-            if out.status.success() {
-                return Cyrus {
-                    dir,
-                    imap,
-                    pop3,
-                    imaps,
-                    pop3s,
-                    users: users
-                        .iter()
-                        .map(|(u, p)| (u.to_string(), p.to_string()))
-                        .collect(),
-                };
-            }
-            last_error = String::from_utf8_lossy(&out.stderr).into_owned();
-            // A failed start may have left a master behind (it binds ports one by one).
-            let _ = Command::new("bash")
-                .arg(script())
-                .arg("stop")
-                .arg(dir.path())
-                .status();
+        let started = crate::mailserver::start(&script(), "cy", "CYRUS_USERS", users, tls);
+        Cyrus {
+            dir: started.dir,
+            imap: started.imap,
+            pop3: started.pop3,
+            imaps: started.imaps,
+            pop3s: started.pop3s,
+            users: users
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
         }
-        panic!("cyrus did not start: {last_error}");
     }
 
     pub fn path(&self) -> &Path {
@@ -203,11 +156,7 @@ impl Cyrus {
 
 impl Drop for Cyrus {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
+        crate::mailserver::stop(&script(), self.dir.path());
     }
 }
 

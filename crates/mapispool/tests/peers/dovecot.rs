@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,14 +16,7 @@ pub struct Dovecot {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers/dovecot.sh")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    crate::mailserver::script("dovecot.sh")
 }
 
 fn installed() -> bool {
@@ -45,46 +36,14 @@ impl Dovecot {
             installed(),
             "dovecot is not installed: run scripts/peers/install.sh (or apt-get install dovecot-imapd dovecot-pop3d)"
         );
-        let users: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
-        let mut last_error = String::new();
-        // A port picked free can be taken by a parallel test before Dovecot binds it: retry.
-        for _ in 0..4 {
-            // Short and searchable by Dovecot's unprivileged users (peers.md).
-            let dir = tempfile::Builder::new()
-                .prefix("dv")
-                .tempdir_in("/tmp")
-                .expect("a temporary directory");
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod 755");
-            let (imap, pop3) = (free_port(), free_port());
-            let (imaps, pop3s) = if tls {
-                (free_port(), free_port())
-            } else {
-                (0, 0)
-            };
-            let mut cmd = Command::new("bash");
-            cmd.arg(script())
-                .arg("start")
-                .arg(dir.path())
-                .arg(imap.to_string())
-                .arg(pop3.to_string());
-            if tls {
-                cmd.arg(imaps.to_string()).arg(pop3s.to_string());
-            }
-            cmd.env("DOVECOT_USERS", users.join(" "));
-            let out = cmd.output().expect("run scripts/peers/dovecot.sh");
-            if out.status.success() {
-                return Dovecot {
-                    dir,
-                    imap,
-                    pop3,
-                    imaps,
-                    pop3s,
-                };
-            }
-            last_error = String::from_utf8_lossy(&out.stderr).into_owned();
+        let started = crate::mailserver::start(&script(), "dv", "DOVECOT_USERS", users, tls);
+        Dovecot {
+            dir: started.dir,
+            imap: started.imap,
+            pop3: started.pop3,
+            imaps: started.imaps,
+            pop3s: started.pop3s,
         }
-        panic!("dovecot did not start: {last_error}");
     }
 
     pub fn path(&self) -> &Path {
@@ -180,11 +139,7 @@ pub fn message(user: &str, i: usize, size: usize) -> Vec<u8> {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
+        crate::mailserver::stop(&script(), self.dir.path());
     }
 }
 
