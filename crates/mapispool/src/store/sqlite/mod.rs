@@ -137,6 +137,11 @@ async fn schema_is_current(pool: &SqlitePool) -> bool {
 /// schema (or to none), which the next open migrates again; no message can depend on a schema
 /// that was not durable, since its own commit is what syncs it.
 async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    // A migration that must run outside a transaction (`-- no-transaction`: VACUUM, ...) cannot
+    // share one: then the migrator runs them as it always did, one commit each.
+    if MIGRATOR.iter().any(|m| m.no_tx) {
+        return MIGRATOR.run(pool).await;
+    }
     let mut conn = pool.acquire().await?;
     sqlx::query("PRAGMA synchronous = NORMAL")
         .execute(&mut *conn)
