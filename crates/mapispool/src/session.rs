@@ -76,20 +76,42 @@ impl Session {
     /// from a daemon that will not serve us.
     pub async fn logon(profile: Profile) -> MapiResult<Session> {
         if let Some(client) = daemon_for(&profile).await? {
-            // Subscribe first, then read the table: a change in between arrives as an event.
-            let events = client.subscribe().await?;
-            let board = StatusBoard::new(client.status_rows().await?);
-            let mirror = MirrorTask(tokio::spawn(client.clone().mirror(board.clone(), events)));
-            return Ok(Session {
-                backend: Backend::Remote {
-                    client,
-                    board,
-                    _mirror: Arc::new(mirror),
-                },
-                profile: Arc::new(profile),
-            });
+            return Session::logon_remote(profile, client).await;
         }
         Session::logon_local(profile).await
+    }
+
+    /// [`Session::logon`] for a process that only reads the store and exits (`mapispool
+    /// status`, `queue`, `messages`, `show`): through the daemon if one runs, else with a
+    /// spooler in this process that does not work the queue ([`Spooler::start_to_read`]) on a
+    /// store opened without its cleanup ([`AnyStore::open_to_read`]): no node row, no
+    /// collection of unused body files, no commit at all when the schema is current. Such a
+    /// session must not flush, submit or change messages (use [`Session::logon`]).
+    pub async fn logon_to_read(profile: Profile) -> MapiResult<Session> {
+        if let Some(client) = daemon_for(&profile).await? {
+            return Session::logon_remote(profile, client).await;
+        }
+        let store = AnyStore::open_to_read(&profile.store).await?;
+        let spooler = Spooler::start_to_read(profile.clone(), store).await?;
+        Ok(Session {
+            backend: Backend::Local(spooler),
+            profile: Arc::new(profile),
+        })
+    }
+
+    async fn logon_remote(profile: Profile, client: Client) -> MapiResult<Session> {
+        // Subscribe first, then read the table: a change in between arrives as an event.
+        let events = client.subscribe().await?;
+        let board = StatusBoard::new(client.status_rows().await?);
+        let mirror = MirrorTask(tokio::spawn(client.clone().mirror(board.clone(), events)));
+        Ok(Session {
+            backend: Backend::Remote {
+                client,
+                board,
+                _mirror: Arc::new(mirror),
+            },
+            profile: Arc::new(profile),
+        })
     }
 
     /// Logs on with a spooler in this process, whether or not a daemon runs (the daemon itself

@@ -24,10 +24,10 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Demo(args) => demo::run(args, cli.quiet).await,
         Command::Init(args) => init::run(cli.profile.as_deref(), args, cli.quiet),
-        Command::Status(args) => tables::status(&logon(&cli).await?, args).await,
-        Command::Queue(args) => tables::queue(&logon(&cli).await?, args).await,
-        Command::Messages(args) => tables::messages(&logon(&cli).await?, args).await,
-        Command::Show(args) => submit::show(&logon(&cli).await?, args).await,
+        Command::Status(args) => tables::status(&logon_to_read(&cli).await?, args).await,
+        Command::Queue(args) => tables::queue(&logon_to_read(&cli).await?, args).await,
+        Command::Messages(args) => tables::messages(&logon_to_read(&cli).await?, args).await,
+        Command::Show(args) => submit::show(&logon_to_read(&cli).await?, args).await,
         Command::Flush(args) => flush::run(&logon(&cli).await?, args, cli.quiet).await,
         Command::Submit(args) => submit::run(logon_to_submit(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
@@ -61,6 +61,17 @@ async fn logon(cli: &Cli) -> Result<Session> {
     let path = Profile::locate(cli.profile.as_deref())?;
     let profile = Profile::load(&path)?;
     Session::logon(profile)
+        .await
+        .with_context(|| format!("cannot log on to the profile {}", path.display()))
+}
+
+/// [`logon`] for the commands that only read (`status`, `queue`, `messages`, `show`): without
+/// a daemon, this process neither registers as a spooler node nor cleans the store up (see
+/// [`Session::logon_to_read`]); that is for the processes that write it.
+async fn logon_to_read(cli: &Cli) -> Result<Session> {
+    let path = Profile::locate(cli.profile.as_deref())?;
+    let profile = Profile::load(&path)?;
+    Session::logon_to_read(profile)
         .await
         .with_context(|| format!("cannot log on to the profile {}", path.display()))
 }

@@ -310,6 +310,19 @@ impl<S: Store + 'static> Spooler<S> {
     /// (an inbound post office gets its mailboxes). A transport that fails to log on is marked
     /// `STATUS_FAILURE` with the reason; the others go on.
     pub async fn start(profile: Profile, store: S) -> MapiResult<Spooler<S>> {
+        Self::start_with(profile, store, true).await
+    }
+
+    /// [`Spooler::start`] for a process that only looks at the store and exits (`mapispool
+    /// status`, `queue`, ...): the same status table, but the spooler does not join the queue:
+    /// no node row is written (nor its heartbeat, nor its stop), and a dead spooler's leases
+    /// are left for a working spooler to take back. Such a spooler must not flush: its leases
+    /// would name a node the store does not list.
+    pub async fn start_to_read(profile: Profile, store: S) -> MapiResult<Spooler<S>> {
+        Self::start_with(profile, store, false).await
+    }
+
+    async fn start_with(profile: Profile, store: S, join: bool) -> MapiResult<Spooler<S>> {
         let offline = profile.spooler.offline;
         let store_display = store.display_name();
         let board = StatusBoard::new(initial_rows(&profile.transports, &store_display, offline));
@@ -361,6 +374,9 @@ impl<S: Store + 'static> Spooler<S> {
         // One count serves the status rows and tells whether anything is leased at all (taking
         // leases back moves no message between routes, so the rows stay right).
         let counts = spooler.refresh_queue_counts().await;
+        if !join {
+            return Ok(spooler);
+        }
         if counts.iter().any(|c| c.sending > 0)
             && let Err(e) = spooler.reclaim_dead_leases().await
         {

@@ -111,9 +111,12 @@ impl<S: Store + 'static> Spooler<S> {
     /// Stops the heartbeat and marks the node stopped (a clean shutdown, after the last flush
     /// has given its leases back).
     pub async fn stop_node(&self) {
-        if let Some(task) = self.inner.heartbeat.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
-        }
+        // No heartbeat: the node never joined the queue ([`Spooler::start_to_read`]) or has
+        // stopped already, and there is no row of its own to mark.
+        let Some(task) = self.inner.heartbeat.lock().ok().and_then(|mut t| t.take()) else {
+            return;
+        };
+        task.abort();
         if let Err(e) = self
             .inner
             .store

@@ -46,6 +46,7 @@ macro_rules! dispatch {
 enum Purpose {
     Spooler,
     Submit,
+    Read,
 }
 
 impl AnyStore {
@@ -75,18 +76,27 @@ impl AnyStore {
         Self::open_for(config, Purpose::Submit).await
     }
 
+    /// Opens the store for a process that only reads it: see [`SqliteStore::open_to_read`]
+    /// (PostgreSQL: [`PgStore::open_for_submit`], which skips the cleanup too).
+    pub async fn open_to_read(config: &StoreConfig) -> MapiResult<AnyStore> {
+        Self::open_for(config, Purpose::Read).await
+    }
+
     async fn open_for(config: &StoreConfig, purpose: Purpose) -> MapiResult<AnyStore> {
         match config {
             StoreConfig::Path(path) => Ok(AnyStore::Sqlite(match purpose {
                 Purpose::Spooler => SqliteStore::open(path).await?,
                 Purpose::Submit => SqliteStore::open_for_submit(path).await?,
+                Purpose::Read => SqliteStore::open_to_read(path).await?,
             })),
             StoreConfig::Url { url, credential } => {
                 let password = store_password(url, credential.as_ref()).await?;
                 let password = password.as_ref().map(Secret::expose);
                 Ok(AnyStore::Postgres(match purpose {
                     Purpose::Spooler => PgStore::open(url, password).await?,
-                    Purpose::Submit => PgStore::open_for_submit(url, password).await?,
+                    Purpose::Submit | Purpose::Read => {
+                        PgStore::open_for_submit(url, password).await?
+                    }
                 }))
             }
         }

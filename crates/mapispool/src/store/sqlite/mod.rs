@@ -119,6 +119,53 @@ async fn schema_is_current(pool: &SqlitePool) -> bool {
     }) && ours.next().is_none()
 }
 
+/// Applies the migrations this store lacks, all in one write transaction: sqlx's migrator
+/// commits each migration (and then its `execution_time`) on its own, and with `synchronous =
+/// FULL` each commit is an fsync: a new store's schema cost a dozen of them (17 of the 19
+/// fsyncs of a first one-message download). Inside this transaction the migrator's own
+/// transactions become savepoints, so its bookkeeping (`_sqlx_migrations`: versions,
+/// checksums, success) is written exactly as before, in the same commit as the schema it
+/// describes: a crash leaves the store wholly before or wholly after, and the next open
+/// migrates again. IMMEDIATE takes the write lock first, so two processes opening a new store
+/// at once do not both apply the migrations: the second waits (busy timeout), then finds them
+/// applied and does nothing.
+///
+/// The commit is `synchronous = NORMAL`, not fsynced itself (a new WAL's header and directory
+/// syncs included): WAL mode keeps such a commit consistent, and the WAL's next fsync (the
+/// first FULL commit of anything that matters, a submitted message, or a checkpoint) makes it
+/// durable with everything before it. A power cut before that takes the store back to its old
+/// schema (or to none), which the next open migrates again; no message can depend on a schema
+/// that was not durable, since its own commit is what syncs it.
+async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    // A migration that must run outside a transaction (`-- no-transaction`: VACUUM, ...) cannot
+    // share one: then the migrator runs them as it always did, one commit each.
+    if MIGRATOR.iter().any(|m| m.no_tx) {
+        return MIGRATOR.run(pool).await;
+    }
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA synchronous = NORMAL")
+        .execute(&mut *conn)
+        .await?;
+    let migrated = async {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        MIGRATOR.run(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::migrate::MigrateError>(())
+    }
+    .await;
+    // The connection goes back to the pool, whose commits must be FULL: closed, not reused,
+    // if that cannot be restored.
+    let restored = sqlx::query("PRAGMA synchronous = FULL")
+        .execute(&mut *conn)
+        .await;
+    if restored.is_err() {
+        conn.close_on_drop();
+    }
+    migrated?;
+    restored?;
+    Ok(())
+}
+
 /// The SQLite message store. Cheap to clone: clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -175,6 +222,21 @@ impl SqliteStore {
             tracing::warn!(error = %e, "cannot collect unused body files; trying again at the next open");
         }
         Ok(store)
+    }
+
+    /// Opens the store for a process that only reads it and exits (`mapispool status`,
+    /// `queue`, `messages`, `show` without a daemon): [`SqliteStore::open`] without its
+    /// cleanup. What a crash left half-written (staging rows, unused body files) is invisible
+    /// to readers, and removing it is a write, with a directory scan and a commit, that belongs
+    /// to the processes that write the store: the daemon's and a flush's full open collect it.
+    /// Same errors as [`SqliteStore::open`]; a new or old store is still migrated.
+    /// Its connections do not checkpoint the WAL as they close (as [`open_for_submit`]'s):
+    /// that would cost a reader two fsyncs (the WAL, then the database file) and a write; the
+    /// writers fold the WAL in.
+    ///
+    /// [`open_for_submit`]: SqliteStore::open_for_submit
+    pub async fn open_to_read(path: impl AsRef<Path>) -> MapiResult<SqliteStore> {
+        Self::open_with(path.as_ref(), 4, false).await
     }
 
     /// Opens the store for a process that makes one submission and exits (`mapispool submit`,
@@ -240,7 +302,7 @@ impl SqliteStore {
                 source,
             })?;
         if !schema_is_current(&pool).await {
-            MIGRATOR.run(&pool).await.map_err(|source| {
+            migrate(&pool).await.map_err(|source| {
                 StoreError::migrate(
                     path.display().to_string(),
                     source,

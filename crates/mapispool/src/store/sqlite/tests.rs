@@ -448,3 +448,76 @@ async fn the_wal_is_reopened_when_it_exists_and_created_when_it_does_not() {
     assert_eq!(store.outgoing_queue().await.expect("queue").len(), 2);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_store_opened_to_read_leaves_orphans_for_the_next_full_open() {
+    let (dir, store) = open().await;
+    let files = store.bodies.dir().to_path_buf();
+    store.close().await;
+    std::fs::create_dir_all(&files).expect("the bodies' directory");
+    let orphan = name_of(b"never committed");
+    std::fs::write(files.join(&orphan), b"never committed").expect("orphan");
+
+    // A reader (`status`, `queue`, ...) neither scans nor writes.
+    let reader = SqliteStore::open_to_read(dir.path().join("store.db"))
+        .await
+        .expect("open to read");
+    assert!(reader.outgoing_queue().await.expect("queue").is_empty());
+    reader.close().await;
+    assert!(files.join(&orphan).exists(), "a reader leaves the orphan");
+
+    // The daemon's or a flush's open collects it.
+    let writer = SqliteStore::open(dir.path().join("store.db"))
+        .await
+        .expect("reopen");
+    assert!(!files.join(&orphan).exists(), "the full open collects it");
+    writer.close().await;
+}
+
+/// The migrations of a new store are applied in one transaction, with sqlx's bookkeeping as
+/// its own migrator writes it (every version, its checksum, success), and a store left at an
+/// older version by an older build is brought up to date, its data kept.
+#[tokio::test]
+async fn migrations_are_one_transaction_with_the_migrators_bookkeeping() {
+    let applied = |pool: SqlitePool| async move {
+        sqlx::query_as::<_, (i64, Vec<u8>, bool)>(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("bookkeeping")
+    };
+    let ours: Vec<(i64, Vec<u8>, bool)> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| (m.version, m.checksum.to_vec(), true))
+        .collect();
+    assert!(ours.len() > 2);
+
+    let (dir, store) = open().await;
+    assert_eq!(applied(store.pool.clone()).await, ours);
+    assert!(schema_is_current(&store.pool).await);
+    store.close().await;
+
+    // An older build's store: its first two migrations, by sqlx's own migrator, and a message.
+    let old = dir.path().join("old.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&old)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePool::connect_with(options).await.expect("old store");
+    MIGRATOR.run_to(2, &pool).await.expect("old migrations");
+    sqlx::query("INSERT INTO messages (folder, staged_at, subject) VALUES (1, 0, 'kept')")
+        .execute(&pool)
+        .await
+        .expect("an old message");
+    pool.close().await;
+    let store = SqliteStore::open(&old).await.expect("upgrade");
+    assert_eq!(applied(store.pool.clone()).await, ours);
+    let subject: String = sqlx::query_scalar("SELECT subject FROM messages")
+        .fetch_one(&store.pool)
+        .await
+        .expect("the old message");
+    assert_eq!(subject, "kept");
+    store.close().await;
+}
