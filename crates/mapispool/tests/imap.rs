@@ -860,6 +860,59 @@ async fn a_drop_while_the_next_large_message_is_asked_for_flags_nothing_unsynced
     }
 }
 
+#[tokio::test]
+async fn a_refused_seen_store_answered_during_the_next_batch_holds_the_last_uid() {
+    // Two batches (200 + 50): the `\\Seen` STORE of the first is not waited for, the second
+    // batch's FETCH goes out at once. The server refuses that STORE: the download fails, the
+    // last UID stays before the first batch, and the next download (everything already stored)
+    // flags both batches without fetching anything again.
+    let (state, bodies, _dir, s) = scripted(250, AfterDownload::Seen, None).await;
+    state.lock().expect("lock").refuse_store = 1;
+    let report = download(&s).await;
+    let said = report.transports[0].error.clone().unwrap_or_default();
+    assert!(said.contains("flags refused"), "{said}");
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(bodies.clone()),
+        "all stored"
+    );
+    let commands = |state: &Arc<Mutex<scripted_imap::Imap>>| -> Vec<String> {
+        let seen = std::mem::take(&mut state.lock().expect("lock").seen);
+        seen.iter()
+            .filter_map(|c| c.split_once(' ').map(|(_, c)| c.to_string()))
+            .filter(|c| c.starts_with("UID "))
+            .collect()
+    };
+    assert_eq!(
+        commands(&state),
+        vec![
+            "UID FETCH 1:* (UID RFC822.SIZE)",
+            "UID FETCH 1:200 (UID BODY.PEEK[])",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
+            "UID FETCH 201:250 (UID BODY.PEEK[])",
+        ]
+    );
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 0);
+    assert_eq!(
+        commands(&state),
+        vec![
+            "UID FETCH 1:* (UID RFC822.SIZE)",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
+            "UID STORE 201:250 +FLAGS.SILENT (\\Seen)",
+        ]
+    );
+    // Now the last UID is past them all.
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(
+        commands(&state),
+        vec!["UID FETCH 251:* (UID RFC822.SIZE)".to_string()]
+    );
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+}
+
 // ---- The model: random server behaviour, several downloads ----
 
 /// One step: mail arriving, and how the server misbehaves in the download that follows.

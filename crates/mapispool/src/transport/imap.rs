@@ -446,6 +446,9 @@ impl ImapInbound {
             .collect();
         groups.extend(troubled.into_iter().map(|m| vec![m]));
 
+        // Lives across the batches: it also holds the `\Seen` STORE of the batch before, whose
+        // answer is read while the next batch comes.
+        let mut ranges = Ranges::default();
         for group in groups {
             let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
             let mut finished: Vec<u32> = Vec::with_capacity(group.len());
@@ -457,7 +460,6 @@ impl ImapInbound {
             let ranged = |m: &Listed| {
                 !known.contains(&server_id(validity, m.uid)) && (m.size > u64::from(RANGE) || alone)
             };
-            let mut ranges = Ranges::default();
             for (i, m) in group.iter().enumerate() {
                 if known.contains(&server_id(validity, m.uid)) {
                     summary.skipped += 1;
@@ -516,6 +518,7 @@ impl ImapInbound {
                 attempted.extend(small.iter().map(|m| m.uid));
                 match fetch_and_store(
                     session,
+                    &mut ranges.seen,
                     &peer,
                     sink,
                     validity,
@@ -576,9 +579,33 @@ impl ImapInbound {
             // Make everything in `finished` durable in the store (one fsync for the batch), then
             // act on the server, then move the last UID on, never past a UID not stored.
             sink.sync().await.map_err(store_failure)?;
+            settle_seen(
+                session,
+                &mut ranges.seen,
+                &peer,
+                sink,
+                &last_key,
+                &mut last_uid,
+            )
+            .await?;
             if !finished.is_empty() {
                 finished.sort_unstable();
-                if let Some(note) =
+                if matches!(after, AfterDownload::Seen) {
+                    // Not waited for: its answer is read while the next batch comes (the next
+                    // FETCH goes out at once), and only then does the last UID move past it.
+                    let tag = session
+                        .run_command(format!(
+                            "UID STORE {} +FLAGS.SILENT (\\Seen)",
+                            uid_set(finished.iter().copied())
+                        ))
+                        .await
+                        .map_err(fail)?;
+                    ranges.seen = Some(SeenStore {
+                        tag,
+                        verdict: None,
+                        mark: 0,
+                    });
+                } else if let Some(note) =
                     apply_after_download(session, &peer, &after, &finished, uidplus, can_move)
                         .await?
                 {
@@ -592,7 +619,9 @@ impl ImapInbound {
                 .last()
                 .copied()
                 .unwrap_or(last_uid);
-            if mark > last_uid {
+            if let Some(seen) = ranges.seen.as_mut() {
+                seen.mark = mark;
+            } else if mark > last_uid {
                 last_uid = mark;
                 sink.set_state(&last_key, &last_uid.to_string())
                     .await
@@ -601,6 +630,15 @@ impl ImapInbound {
             done += group.len();
             sink.progress(done, total);
         }
+        settle_seen(
+            session,
+            &mut ranges.seen,
+            &peer,
+            sink,
+            &last_key,
+            &mut last_uid,
+        )
+        .await?;
         // Made durable with the last batch's state (the tries, the last UID).
         sink.sync().await.map_err(store_failure)?;
         for (uid, n) in &tries {
@@ -1039,8 +1077,10 @@ const STORE_PART_COUNT: usize = 64;
 /// a message that vanished is simply not in the result. Parts stored before a failure stay
 /// stored (not yet durable, and nothing is done at the server for them), to be skipped by the
 /// next download.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_and_store(
     session: &mut ImapSession,
+    seen: &mut Option<SeenStore>,
     peer: &str,
     sink: &impl InboundSink,
     validity: u32,
@@ -1114,7 +1154,11 @@ async fn fetch_and_store(
                     }
                     return Ok(());
                 }
-                FetchStep::Other => {}
+                FetchStep::Other => {
+                    if let Some(seen) = seen.as_mut() {
+                        seen.note(response.parsed());
+                    }
+                }
             }
         }
     };
@@ -1262,6 +1306,62 @@ struct Ranges {
     got: std::collections::HashMap<(u32, u64), Vec<u8>>,
     /// The next offset to ask for, per UID.
     next: std::collections::HashMap<u32, u64>,
+    /// The `\Seen` STORE of the batch before, its answer read along with these.
+    seen: Option<SeenStore>,
+}
+
+/// A `\Seen` STORE sent for a batch made durable, not waited for: its answer comes while the
+/// next batch is fetched; only once it is OK does the last UID move on to `mark`.
+struct SeenStore {
+    tag: RequestId,
+    verdict: Option<Result<(), ImapError>>,
+    mark: u32,
+}
+
+impl SeenStore {
+    /// Takes the STORE's completion if `response` is it.
+    fn note(&mut self, response: &Response<'_>) {
+        if let FetchStep::Done(verdict) = fetch_step(response, &self.tag) {
+            self.verdict = Some(verdict);
+        }
+    }
+}
+
+/// Reads the answer to the `\Seen` STORE still open (if it has not come with the FETCH
+/// answers): a `NO` or a broken connection fails the download as a STORE waited for would;
+/// once it is OK the last UID moves on past its batch.
+async fn settle_seen(
+    session: &mut ImapSession,
+    seen: &mut Option<SeenStore>,
+    peer: &str,
+    sink: &impl InboundSink,
+    last_key: &str,
+    last_uid: &mut u32,
+) -> Result<(), TransportError> {
+    let Some(mut store) = seen.take() else {
+        return Ok(());
+    };
+    let fail = |e: ImapError| connection_failed(peer, &e);
+    while store.verdict.is_none() {
+        let Some(response) = session
+            .read_response()
+            .await
+            .map_err(|e| fail(ImapError::Io(e)))?
+        else {
+            return Err(fail(ImapError::ConnectionLost));
+        };
+        store.note(response.parsed());
+    }
+    if let Some(verdict) = store.verdict {
+        verdict.map_err(fail)?;
+    }
+    if store.mark > *last_uid {
+        *last_uid = store.mark;
+        sink.set_state(last_key, &last_uid.to_string())
+            .await
+            .map_err(store_failure)?;
+    }
+    Ok(())
 }
 
 impl Ranges {
@@ -1336,10 +1436,12 @@ impl Ranges {
             match response.parsed() {
                 Response::Done { tag, .. } => {
                     let parsed = response.parsed();
-                    if let Some(entry) = self.asked.iter_mut().find(|a| &a.tag == tag)
-                        && let FetchStep::Done(verdict) = fetch_step(parsed, &entry.tag)
-                    {
-                        entry.verdict = Some(verdict);
+                    if let Some(entry) = self.asked.iter_mut().find(|a| &a.tag == tag) {
+                        if let FetchStep::Done(verdict) = fetch_step(parsed, &entry.tag) {
+                            entry.verdict = Some(verdict);
+                        }
+                    } else if let Some(seen) = self.seen.as_mut() {
+                        seen.note(parsed);
                     }
                 }
                 other => {
