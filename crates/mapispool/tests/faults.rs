@@ -817,9 +817,7 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
             (verb, rest)
         };
         let step = match verb.as_str() {
-            "UID FETCH" if rest.contains("RFC822.SIZE") && !rest.contains("BODY") => {
-                "UID FETCH sizes".to_string()
-            }
+            "UID FETCH" if rest.contains("RFC822.SIZE") => "UID FETCH sizes".to_string(),
             "UID FETCH" if !rest.contains("BODY") => "UID FETCH list".to_string(),
             "UID FETCH" => "UID FETCH bodies".to_string(),
             v => v.to_string(),
@@ -880,7 +878,7 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
                     for uid in uid_set(set, &uids) {
                         let n = uids.iter().position(|u| *u == uid).unwrap_or(0) + 1;
                         let body = &messages[n - 1].1;
-                        if items.contains("RFC822.SIZE") && !items.contains("BODY") {
+                        if items.contains("RFC822.SIZE") {
                             r.extend_from_slice(
                                 format!("* {n} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len())
                                     .as_bytes(),

@@ -282,7 +282,7 @@ async fn imap_under_tls<S: AsyncRead + AsyncWrite + Unpin>(stream: S, s: &Script
             "SELECT" | "EXAMINE" => r.extend_from_slice(
                 b"* 1 EXISTS\r\n* 0 RECENT\r\n* FLAGS (\\Seen \\Deleted)\r\n* OK [UIDVALIDITY 7] UIDs valid\r\n* OK [UIDNEXT 2] next\r\n",
             ),
-            "UID FETCH" if rest.contains("RFC822.SIZE") && !rest.contains("BODY") => r.extend_from_slice(
+            "UID FETCH" if rest.contains("RFC822.SIZE") => r.extend_from_slice(
                 format!("* 1 FETCH (UID 1 RFC822.SIZE {})\r\n", body.len()).as_bytes(),
             ),
             "UID FETCH" => {

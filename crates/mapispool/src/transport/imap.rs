@@ -63,10 +63,9 @@ const LITERAL_CAP: u64 = 2 * RANGE as u64 + 64 * 1024;
 
 /// What the listing of new messages asks for: UIDs only. `RFC822.SIZE` made Dovecot read every
 /// message whole before answering (to count its CRLF size, when its index has no size yet: mail
-/// put straight into a Maildir), and again to send it. The size is asked for with each
-/// message's first range instead, which the server counts for that range anyway: a shorter
-/// range is the whole message; a message over `max_message_size` is refused after its first
-/// range (or, a server giving no size or too small a one, by its ranges), never stored.
+/// put straight into a Maildir), and again to send it; the first range of each message tells
+/// small from large instead, and a message over `max_message_size` is found out by its ranges,
+/// never stored.
 const LISTING: &str = "(UID)";
 
 /// The first batch's count (sizes unknown); later ones follow the bytes seen.
@@ -508,9 +507,9 @@ impl ImapInbound {
                     small.push(*m);
                 }
             }
-            // The first range of each (`BODY.PEEK[]<0.RANGE>`) and its size, in one command: a
-            // shorter answer is the whole message, stored; a full one is a large message,
-            // refused by its size or fetched on in ranges after.
+            // The first range of each (`BODY.PEEK[]<0.RANGE>`), in one command: a shorter
+            // answer is the whole message, stored; a full one is a large message, fetched on
+            // in ranges after.
             // What the batch weighed, a large message at one range (its first, when it came
             // with the batch), for the next batch's count.
             let mut bytes = u64::from(RANGE) * large.len() as u64;
@@ -548,11 +547,11 @@ impl ImapInbound {
                             }
                             finished.push(uid);
                         }
-                        for (uid, size, first) in batch.large {
+                        for (uid, first) in batch.large {
                             if let Some(first) = first {
                                 ranges.keep(uid, first);
                             }
-                            large.push(Listed { uid, size });
+                            large.push(Listed { uid, size: 0 });
                         }
                         large.sort_by_key(|m| m.uid);
                     }
@@ -1152,9 +1151,7 @@ async fn fetch_and_store(
     let fail = |e: ImapError| connection_failed(peer, &e);
     let set = uid_set(small.iter().map(|m| m.uid));
     let id = session
-        .run_command(format!(
-            "UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[]<0.{RANGE}>)"
-        ))
+        .run_command(format!("UID FETCH {set} (UID BODY.PEEK[]<0.{RANGE}>)"))
         .await
         .map_err(fail)?;
     let wanted: std::collections::HashSet<u32> = small
@@ -1168,8 +1165,8 @@ async fn fetch_and_store(
     // Bodies that came larger than max_message_size (the listing said less): not stored.
     let mut too_large: Vec<u32> = Vec::new();
     let too_large_out = &mut too_large;
-    // Full first ranges: large messages, with their sizes, the first few ranges kept.
-    let mut large: Vec<(u32, u64, Option<Vec<u8>>)> = Vec::new();
+    // Full first ranges: large messages, the first few kept.
+    let mut large: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
     let large_out = &mut large;
     let mut seen_bytes = 0u64;
     let bytes_out = &mut seen_bytes;
@@ -1198,18 +1195,11 @@ async fn fetch_and_store(
                         continue;
                     }
                     if body.len() >= RANGE as usize {
-                        // Its size came with it (the server has just counted it to answer the
-                        // range): over the limit, the rest is never asked for.
-                        let size = f.size.map(u64::from).unwrap_or(0);
-                        if size > max_size {
-                            too_large_out.push(uid);
-                            continue;
-                        }
                         // Kept only if it is exactly the range asked for.
-                        let keep = large_out.iter().filter(|l| l.2.is_some()).count() < KEEP_FIRST
+                        let keep = large_out.iter().filter(|l| l.1.is_some()).count() < KEEP_FIRST
                             && body.len() == RANGE as usize
                             && f.origin == Some(0);
-                        large_out.push((uid, size, keep.then_some(body)));
+                        large_out.push((uid, keep.then_some(body)));
                         continue;
                     }
                     let summary = header_block(&body)
@@ -1280,9 +1270,8 @@ struct BatchFetched {
     stored: Vec<(u32, bool)>,
     /// Over `max_message_size` by the first range: not stored.
     too_large: Vec<u32>,
-    /// A full first range: to be fetched on in ranges, with its size (0: none given) and
-    /// that range when it was kept.
-    large: Vec<(u32, u64, Option<Vec<u8>>)>,
+    /// A full first range: to be fetched on in ranges, with that range when it was kept.
+    large: Vec<(u32, Option<Vec<u8>>)>,
     /// The bytes that came.
     bytes: u64,
 }

@@ -169,8 +169,8 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                     for uid in uid_set(set, &uids) {
                         let n = uids.iter().position(|u| *u == uid).unwrap_or(0) + 1;
                         let body = s.messages[n - 1].1.clone();
-                        let size = s.lie_size.get(&uid).copied().unwrap_or(body.len() as u64);
-                        if items.contains("RFC822.SIZE") && !items.contains("BODY") {
+                        if items.contains("RFC822.SIZE") {
+                            let size = s.lie_size.get(&uid).copied().unwrap_or(body.len() as u64);
                             r.extend_from_slice(
                                 format!("* {n} FETCH (UID {uid} RFC822.SIZE {size})\r\n")
                                     .as_bytes(),
@@ -191,11 +191,6 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                             format!("UID {uid}x ")
                         } else {
                             format!("UID {uid} ")
-                        };
-                        let uid_item = if items.contains("RFC822.SIZE") {
-                            format!("{uid_item}RFC822.SIZE {size} ")
-                        } else {
-                            uid_item
                         };
                         if take(&mut s.huge_literal, uid) {
                             r.extend_from_slice(
