@@ -510,9 +510,7 @@ impl ImapInbound {
             // The first range of each (`BODY.PEEK[]<0.RANGE>`), in one command: a shorter
             // answer is the whole message, stored; a full one is a large message, fetched on
             // in ranges after.
-            // What the batch weighed, a large message at one range (its first, when it came
-            // with the batch), for the next batch's count.
-            let mut bytes = u64::from(RANGE) * large.len() as u64;
+            let mut bytes = 0u64;
             if !small.is_empty() {
                 attempted.extend(small.iter().map(|m| m.uid));
                 match fetch_and_store(
@@ -528,7 +526,7 @@ impl ImapInbound {
                 .await
                 {
                     Ok(batch) => {
-                        bytes += batch.bytes;
+                        bytes = batch.bytes;
                         for uid in batch.too_large {
                             summary.refused.push(too_large_note(
                                 &peer,
@@ -565,6 +563,7 @@ impl ImapInbound {
                     break;
                 }
                 attempted.insert(m.uid);
+                bytes += u64::from(RANGE);
                 match fetch_ranged(
                     session,
                     &mut ranges,
