@@ -818,7 +818,6 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
         };
         let step = match verb.as_str() {
             "UID FETCH" if rest.contains("RFC822.SIZE") => "UID FETCH sizes".to_string(),
-            "UID FETCH" if !rest.contains("BODY") => "UID FETCH list".to_string(),
             "UID FETCH" => "UID FETCH bodies".to_string(),
             v => v.to_string(),
         };
@@ -883,8 +882,6 @@ async fn imap_serve(stream: tokio::net::TcpStream, s: Arc<ImapServer>) -> std::i
                                 format!("* {n} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len())
                                     .as_bytes(),
                             );
-                        } else if !items.contains("BODY") {
-                            r.extend_from_slice(format!("* {n} FETCH (UID {uid})\r\n").as_bytes());
                         } else if let Some((origin, len)) = partial(items) {
                             // A range (`BODY.PEEK[]<origin.len>`), answered with its origin
                             // as RFC 3501 says: `BODY[]<origin>`.

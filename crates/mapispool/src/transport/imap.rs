@@ -10,18 +10,15 @@
 //! move), and only after that does the last UID move on. A connection lost in between brings
 //! the same messages again next time: the store skips them and the action is done then.
 //!
-//! The listing asks for UIDs only (`LISTING`: no RFC822.SIZE, which costs a server like
-//! Dovecot a read of every message before it answers). The store is asked once which of the
-//! listed messages it has. The others are fetched in batches of first ranges
-//! (`UID FETCH a,b,c (UID BODY.PEEK[]<0.RANGE>)`, the count following the bytes the batches
-//! before brought): a shorter answer is the whole message, handed to the store in parts while
-//! the rest of the answer arrives; a full one is a large message, fetched on in ranges
-//! (`BODY.PEEK[]<offset.length>`, the next ones asked for while the store writes the current
-//! one) and streamed into the store, since async-imap holds each response whole in memory. The
-//! next large message's first ranges are asked for with the last range of the one before, so
-//! they cross the network while the store finishes that one (its fsyncs). Each batch is made
-//! durable with one fsync before `after_download` acts on it; with `\Seen`, the STORE's answer
-//! is read while the next batch comes.
+//! The store is asked once which of the listed messages it has. Small messages are fetched in
+//! batches (`UID FETCH a,b,c (UID BODY.PEEK[])`), handed to the store in parts while the rest of
+//! the answer arrives, then made durable with one fsync per batch before `after_download` acts
+//! on them; a message larger than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`,
+//! the next ones asked for while the store writes the current one) and streamed into the store,
+//! since async-imap holds each response whole in memory. Large messages share batches too: the
+//! next one's first ranges are asked for as soon as all of the one before are, so they cross
+//! the network while the store finishes that one (its fsyncs), and the batch's one sync comes
+//! before `after_download` acts on any of them.
 //!
 //! The last UID moves on only over UIDs that are stored (or over `max_message_size`, which are
 //! left on the server and reported): a UID the server leaves out of its answer, or answers
@@ -42,10 +39,7 @@ use async_imap::imap_proto::{RequestId, Response, Status};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::net::{CONNECT_TIMEOUT, Inactivity, MailStream, password, start_tls, tcp_connect};
-use super::{
-    BATCH_BYTES, BATCH_COUNT, DownloadSummary, Downloaded, InboundSink, TransportError,
-    TransportErrorKind,
-};
+use super::{DownloadSummary, Downloaded, InboundSink, TransportError, TransportErrorKind};
 use crate::message::{HeaderSummary, header_block};
 use crate::profile::{AfterDownload, ImapAuth, ImapConfig, Security};
 
@@ -60,20 +54,6 @@ type ImapLink = literal::LiteralCap<Inactivity<MailStream>>;
 /// listing understated, with room to spare. A larger announcement fails the connection before
 /// async-imap allocates for it; the message is then fetched in ranges.
 const LITERAL_CAP: u64 = 2 * RANGE as u64 + 64 * 1024;
-
-/// What the listing of new messages asks for: UIDs only. `RFC822.SIZE` made Dovecot read every
-/// message whole before answering (to count its CRLF size, when its index has no size yet: mail
-/// put straight into a Maildir), and again to send it; the first range of each message tells
-/// small from large instead, and a message over `max_message_size` is found out by its ranges,
-/// never stored.
-const LISTING: &str = "(UID)";
-
-/// The first batch's count (sizes unknown); later ones follow the bytes seen.
-const FIRST_BATCH: usize = 16;
-
-/// How many first ranges of large messages a batch keeps in memory until their turn (the rest
-/// are asked for again then).
-const KEEP_FIRST: usize = 8;
 
 /// How many downloads may fail to bring a listed message before the flush report names it.
 const TRIES: u32 = 3;
@@ -415,7 +395,7 @@ impl ImapInbound {
             uid_fetch(
                 session,
                 &format!("{}:*", last_uid.saturating_add(1)),
-                LISTING,
+                "(UID RFC822.SIZE)",
             )
             .await
             .map_err(fail)?,
@@ -460,58 +440,81 @@ impl ImapInbound {
         let (fresh, troubled): (Vec<Listed>, Vec<Listed>) = listed.into_iter().partition(|m| {
             !tries.contains_key(&m.uid) || known.contains(&server_id(validity, m.uid))
         });
-        // The listing gives no sizes (see `LISTING`): batches are cut by count, the count
-        // following the bytes the batches before brought, so a batch holds about BATCH_BYTES.
-        let mut fresh = fresh.into_iter();
-        let mut troubled = troubled.into_iter();
-        let mut per_batch = FIRST_BATCH;
+        let mut groups: Vec<Vec<Listed>> = batches(&fresh)
+            .into_iter()
+            .map(<[Listed]>::to_vec)
+            .collect();
+        groups.extend(troubled.into_iter().map(|m| vec![m]));
 
         // Lives across the batches: it also holds the `\Seen` STORE of the batch before, whose
         // answer is read while the next batch comes.
         let mut ranges = Ranges::default();
-        loop {
-            // Messages the store has count for nothing (they are only flagged).
-            let mut group: Vec<Listed> = Vec::new();
-            let mut unknown = 0usize;
-            while unknown < per_batch {
-                let Some(m) = fresh.next() else { break };
-                if !known.contains(&server_id(validity, m.uid)) {
-                    unknown += 1;
-                }
-                group.push(m);
-            }
-            let group = if group.is_empty() {
-                match troubled.next() {
-                    Some(m) => vec![m],
-                    None => break,
-                }
-            } else {
-                group
-            };
+        for group in groups {
             let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
             let mut finished: Vec<u32> = Vec::with_capacity(group.len());
             let mut small: Vec<Listed> = Vec::new();
-            let mut large: Vec<Listed> = Vec::new();
             let mut failed: Option<TransportError> = None;
             // Those a fetch was asked for: only they count a try if the batch fails (a large
             // message never reached is not held against).
             let mut attempted: BTreeSet<u32> = BTreeSet::new();
-            for m in &group {
+            let ranged = |m: &Listed| {
+                !known.contains(&server_id(validity, m.uid)) && (m.size > u64::from(RANGE) || alone)
+            };
+            for (i, m) in group.iter().enumerate() {
                 if known.contains(&server_id(validity, m.uid)) {
                     summary.skipped += 1;
                     finished.push(m.uid);
-                } else if alone || m.size > u64::from(RANGE) {
-                    // Failed before (or a size the server volunteered): in ranges, streamed.
-                    large.push(*m);
+                } else if ranged(m) {
+                    // Large (or failed before): in ranges, streamed; the batch's next large
+                    // one is asked for while this one's store finishes.
+                    attempted.insert(m.uid);
+                    let next = group[i + 1..].iter().find(|n| ranged(n)).copied();
+                    match fetch_ranged(
+                        session,
+                        &mut ranges,
+                        &peer,
+                        sink,
+                        validity,
+                        *m,
+                        next,
+                        self.max_size,
+                    )
+                    .await
+                    {
+                        Ok(Ranged::Stored(true)) => {
+                            summary.received += 1;
+                            finished.push(m.uid);
+                        }
+                        Ok(Ranged::Stored(false)) => {
+                            summary.skipped += 1;
+                            finished.push(m.uid);
+                        }
+                        Ok(Ranged::TooLarge) => {
+                            summary.refused.push(too_large_note(
+                                &peer,
+                                &folder,
+                                m.uid,
+                                None,
+                                self.max_size,
+                            ));
+                            finished_all.insert(m.uid);
+                        }
+                        Ok(Ranged::Missing) => {}
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
                 } else {
                     small.push(*m);
                 }
             }
-            // The first range of each (`BODY.PEEK[]<0.RANGE>`), in one command: a shorter
-            // answer is the whole message, stored; a full one is a large message, fetched on
-            // in ranges after.
-            let mut bytes = 0u64;
-            if !small.is_empty() {
+            if failed.is_none()
+                && let Err(e) = ranges.finish_all(session).await
+            {
+                failed = Some(fail(e));
+            }
+            if failed.is_none() && !small.is_empty() {
                 attempted.extend(small.iter().map(|m| m.uid));
                 match fetch_and_store(
                     session,
@@ -525,9 +528,8 @@ impl ImapInbound {
                 )
                 .await
                 {
-                    Ok(batch) => {
-                        bytes = batch.bytes;
-                        for uid in batch.too_large {
+                    Ok((stored, too_large)) => {
+                        for uid in too_large {
                             summary.refused.push(too_large_note(
                                 &peer,
                                 &folder,
@@ -537,7 +539,7 @@ impl ImapInbound {
                             ));
                             finished_all.insert(uid);
                         }
-                        for (uid, stored) in batch.stored {
+                        for (uid, stored) in stored {
                             if stored {
                                 summary.received += 1;
                             } else {
@@ -545,70 +547,9 @@ impl ImapInbound {
                             }
                             finished.push(uid);
                         }
-                        for (uid, first) in batch.large {
-                            if let Some(first) = first {
-                                ranges.keep(uid, first);
-                            }
-                            large.push(Listed { uid, size: 0 });
-                        }
-                        large.sort_by_key(|m| m.uid);
                     }
                     Err(e) => failed = Some(e),
                 }
-            }
-            // Large (or failed before): in ranges, streamed; the next one's first ranges are
-            // asked for while the one before is stored.
-            for (i, m) in large.iter().enumerate() {
-                if failed.is_some() {
-                    break;
-                }
-                attempted.insert(m.uid);
-                bytes += u64::from(RANGE);
-                match fetch_ranged(
-                    session,
-                    &mut ranges,
-                    &peer,
-                    sink,
-                    validity,
-                    *m,
-                    large.get(i + 1).copied(),
-                    self.max_size,
-                )
-                .await
-                {
-                    Ok(Ranged::Stored(true)) => {
-                        summary.received += 1;
-                        finished.push(m.uid);
-                    }
-                    Ok(Ranged::Stored(false)) => {
-                        summary.skipped += 1;
-                        finished.push(m.uid);
-                    }
-                    Ok(Ranged::TooLarge) => {
-                        summary.refused.push(too_large_note(
-                            &peer,
-                            &folder,
-                            m.uid,
-                            None,
-                            self.max_size,
-                        ));
-                        finished_all.insert(m.uid);
-                    }
-                    Ok(Ranged::Missing) => {}
-                    Err(e) => failed = Some(e),
-                }
-            }
-            if failed.is_none()
-                && let Err(e) = ranges.finish_all(session).await
-            {
-                failed = Some(fail(e));
-            }
-            // The next batch: about BATCH_BYTES by what this one's messages weighed (a large
-            // one at one range).
-            let fetched = (small.len() + large.len()) as u64;
-            if fetched > 0 {
-                per_batch = (BATCH_BYTES.saturating_mul(fetched) / bytes.max(1))
-                    .clamp(1, BATCH_COUNT as u64) as usize;
             }
             // Whatever of the group did not come is counted against it, durably, so that
             // next time it is fetched on its own and after a few tries named.
@@ -935,10 +876,10 @@ pub fn server_id(validity: u32, uid: u32) -> String {
     format!("{validity}:{uid}")
 }
 
-/// A listing with sizes in batches (see [`super::download_batches`]), a large message counted
-/// at one range (it is streamed to the store, never held whole). The download lists no sizes
-/// (`LISTING`) and cuts its batches by count, by the bytes seen; this is the cut for the
-/// sizes a server gives anyway, checked by the fuzz target `imap_responses`.
+/// The new messages in batches (see [`super::download_batches`]). A large one counts at one
+/// range (it is streamed to the store, never held whole): several share a batch, and with it
+/// one sync and one `\Seen` STORE, and each one's ranges are asked for while the one before is
+/// made durable.
 #[doc(hidden)]
 pub fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
     super::download_batches(listed, |m| super::Cut::Weighs(m.size.min(u64::from(RANGE))))
@@ -1146,11 +1087,11 @@ async fn fetch_and_store(
     small: &[Listed],
     skip: &[u32],
     max_size: u64,
-) -> Result<BatchFetched, TransportError> {
+) -> Result<(Vec<(u32, bool)>, Vec<u32>), TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
     let set = uid_set(small.iter().map(|m| m.uid));
     let id = session
-        .run_command(format!("UID FETCH {set} (UID BODY.PEEK[]<0.{RANGE}>)"))
+        .run_command(format!("UID FETCH {set} (UID BODY.PEEK[])"))
         .await
         .map_err(fail)?;
     let wanted: std::collections::HashSet<u32> = small
@@ -1164,11 +1105,6 @@ async fn fetch_and_store(
     // Bodies that came larger than max_message_size (the listing said less): not stored.
     let mut too_large: Vec<u32> = Vec::new();
     let too_large_out = &mut too_large;
-    // Full first ranges: large messages, the first few kept.
-    let mut large: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
-    let large_out = &mut large;
-    let mut seen_bytes = 0u64;
-    let bytes_out = &mut seen_bytes;
     let reading = async move {
         let mut taken: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let (mut uids, mut part, mut bytes) = (Vec::new(), Vec::new(), 0usize);
@@ -1188,17 +1124,8 @@ async fn fetch_and_store(
                     if !wanted.contains(&uid) || !taken.insert(uid) {
                         continue;
                     }
-                    *bytes_out += body.len() as u64;
                     if body.len() as u64 > max_size {
                         too_large_out.push(uid);
-                        continue;
-                    }
-                    if body.len() >= RANGE as usize {
-                        // Kept only if it is exactly the range asked for.
-                        let keep = large_out.iter().filter(|l| l.1.is_some()).count() < KEEP_FIRST
-                            && body.len() == RANGE as usize
-                            && f.origin == Some(0);
-                        large_out.push((uid, keep.then_some(body)));
                         continue;
                     }
                     let summary = header_block(&body)
@@ -1255,24 +1182,7 @@ async fn fetch_and_store(
     // A store failure first: the reading then stopped because of it.
     let stored = stored?;
     read?;
-    Ok(BatchFetched {
-        stored,
-        too_large,
-        large,
-        bytes: seen_bytes,
-    })
-}
-
-/// What [`fetch_and_store`] made of a batch's first ranges.
-struct BatchFetched {
-    /// Stored (`true`) or already in the store (`false`).
-    stored: Vec<(u32, bool)>,
-    /// Over `max_message_size` by the first range: not stored.
-    too_large: Vec<u32>,
-    /// A full first range: to be fetched on in ranges, with that range when it was kept.
-    large: Vec<(u32, Option<Vec<u8>>)>,
-    /// The bytes that came.
-    bytes: u64,
+    Ok((stored, too_large))
 }
 
 /// `\Seen`, delete, or move, for messages that are durable in the store. A move the server
@@ -1465,18 +1375,6 @@ impl Ranges {
         self.asked.iter().filter(|a| a.uid == uid).count()
     }
 
-    /// A first range that came in a batch's answer, taken as if asked for here.
-    fn keep(&mut self, uid: u32, first: Vec<u8>) {
-        self.asked.push_back(Asked {
-            uid,
-            offset: 0,
-            tag: RequestId(String::new()),
-            verdict: Some(Ok(())),
-        });
-        self.got.insert((uid, 0), first);
-        self.next.insert(uid, u64::from(RANGE));
-    }
-
     /// Asks for the next range of `uid`.
     async fn ask(&mut self, session: &mut ImapSession, uid: u32) -> Result<(), ImapError> {
         let offset = self.next(uid);
@@ -1499,7 +1397,7 @@ impl Ranges {
     /// covered (the first range at least).
     async fn ask_ahead(&mut self, session: &mut ImapSession, m: Listed) -> Result<(), ImapError> {
         while self.in_flight(m.uid) < RANGES_AHEAD
-            && (self.next(m.uid) == 0 || self.next(m.uid) < size_or_more(m))
+            && (self.next(m.uid) == 0 || self.next(m.uid) < m.size)
         {
             self.ask(session, m.uid).await?;
         }
@@ -1538,11 +1436,7 @@ impl Ranges {
             match response.parsed() {
                 Response::Done { tag, .. } => {
                     let parsed = response.parsed();
-                    if let Some(entry) = self
-                        .asked
-                        .iter_mut()
-                        .find(|a| a.verdict.is_none() && &a.tag == tag)
-                    {
+                    if let Some(entry) = self.asked.iter_mut().find(|a| &a.tag == tag) {
                         if let FetchStep::Done(verdict) = fetch_step(parsed, &entry.tag) {
                             entry.verdict = Some(verdict);
                         }
@@ -1553,9 +1447,10 @@ impl Ranges {
                 other => {
                     if let FetchStep::Fetched(f) = fetch_step(other, &RequestId(String::new()))
                         && let (Some(from), Some(origin), Some(body)) = (f.uid, f.origin, f.body)
-                        && self.asked.iter().any(|a| {
-                            a.verdict.is_none() && a.uid == from && a.offset == u64::from(origin)
-                        })
+                        && self
+                            .asked
+                            .iter()
+                            .any(|a| a.uid == from && a.offset == u64::from(origin))
                     {
                         self.got.insert((from, u64::from(origin)), body);
                     }
@@ -1580,12 +1475,6 @@ impl Ranges {
         }
         Ok(())
     }
-}
-
-/// The size to ask ranges ahead by: the listed one, or (none listed: 0) no end until a
-/// short range.
-fn size_or_more(m: Listed) -> u64 {
-    if m.size == 0 { u64::MAX } else { m.size }
 }
 
 /// Fetches one large message in ranges and streams it into the store through a pipe: the
@@ -1644,15 +1533,14 @@ async fn fetch_ranged(
             // store takes this one.
             if len >= RANGE as usize {
                 while ranges.in_flight(m.uid) < RANGES_AHEAD
-                    && (ranges.next(m.uid) < size_or_more(m) || ranges.in_flight(m.uid) == 0)
+                    && (ranges.next(m.uid) < m.size || ranges.in_flight(m.uid) == 0)
                 {
                     ranges.ask(session, m.uid).await.map_err(broke)?;
                 }
             }
-            // All of this one is asked for (by its size, or this is its last range): the next
-            // one's first ranges go out now.
+            // All of this one is asked for: the next one's first ranges go out now.
             if let Some(n) = next
-                && (len < RANGE as usize || ranges.next(m.uid) >= size_or_more(m))
+                && ranges.next(m.uid) >= m.size
             {
                 ranges.ask_ahead(session, n).await.map_err(broke)?;
             }
@@ -1731,7 +1619,7 @@ fn too_large_note(peer: &str, folder: &str, uid: u32, listed: Option<u64>, max: 
             "message UID {uid} in \"{folder}\" on {peer} is {size} bytes, more than max_message_size ({max} bytes); left on the server"
         ),
         None => format!(
-            "message UID {uid} in \"{folder}\" on {peer} is larger than max_message_size ({max} bytes); left on the server"
+            "message UID {uid} in \"{folder}\" on {peer} is larger than max_message_size ({max} bytes), more than its listed size; left on the server"
         ),
     }
 }

@@ -29,7 +29,7 @@ pub struct Imap {
     pub no_uid: BTreeMap<u32, u32>,
     /// UID → how many more body answers carry a UID that does not parse (`UID 7x`).
     pub bad_uid: BTreeMap<u32, u32>,
-    /// UID → how many more body answers announce `{500000000}` and then hang up.
+    /// UID → how many more whole-body answers announce `{500000000}` and then hang up.
     pub huge_literal: BTreeMap<u32, u32>,
     /// UID → the RFC822.SIZE the listing gives instead of the real one.
     pub lie_size: BTreeMap<u32, u64>,
@@ -177,11 +177,6 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                             );
                             continue;
                         }
-                        if !items.contains("BODY") {
-                            // The listing: UIDs only.
-                            r.extend_from_slice(format!("* {n} FETCH (UID {uid})\r\n").as_bytes());
-                            continue;
-                        }
                         if take(&mut s.omit, uid) {
                             continue;
                         }
@@ -192,15 +187,6 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                         } else {
                             format!("UID {uid} ")
                         };
-                        if take(&mut s.huge_literal, uid) {
-                            r.extend_from_slice(
-                                format!("* {n} FETCH ({uid_item}BODY[] {{500000000}}\r\n")
-                                    .as_bytes(),
-                            );
-                            r.extend_from_slice(&body[..body.len().min(100)]);
-                            close = true;
-                            break;
-                        }
                         let (section, part) = match partial(items) {
                             Some((origin, len)) => {
                                 let from = origin.min(body.len());
@@ -209,7 +195,18 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                                     body[from..(from + len).min(body.len())].to_vec(),
                                 )
                             }
-                            None => ("BODY[]".to_string(), body),
+                            None => {
+                                if take(&mut s.huge_literal, uid) {
+                                    r.extend_from_slice(
+                                        format!("* {n} FETCH ({uid_item}BODY[] {{500000000}}\r\n")
+                                            .as_bytes(),
+                                    );
+                                    r.extend_from_slice(&body[..body.len().min(100)]);
+                                    close = true;
+                                    break;
+                                }
+                                ("BODY[]".to_string(), body)
+                            }
                         };
                         r.extend_from_slice(
                             format!("* {n} FETCH ({uid_item}{section} {{{}}}\r\n", part.len())
