@@ -958,6 +958,9 @@ fn crash_daemon_download_body_files() {
         download_through_daemon(Mode::ImapKeep, n, BODY_FILE_SIZE, kills);
         download_through_daemon(Mode::Pop3Delete, n, BODY_FILE_SIZE, kills);
         download_through_daemon(Mode::Pop3Delete, 6, 9 * 1024 * 1024, 4);
+        // Over IMAP's 1 MiB fetch range: several share a batch, the next one's ranges asked
+        // for while the one before is stored.
+        download_through_daemon(Mode::ImapKeep, 6, 3 * 1024 * 1024, 4);
     }
 }
 

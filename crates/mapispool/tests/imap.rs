@@ -734,6 +734,187 @@ async fn a_message_over_max_message_size_is_skipped_with_a_report_and_the_rest_c
     assert_eq!(report.transports[0].error, None, "no longer listed");
 }
 
+/// A message of `len` bytes (more than one 1 MiB fetch range when `len` is larger).
+fn sized_message(i: usize, len: usize) -> Vec<u8> {
+    let head = format!(
+        "From: a@example.com\r\nSubject: large {i}\r\nMessage-ID: <l{i}@imap.test>\r\n\r\n"
+    );
+    let line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    let mut body = head.into_bytes();
+    while body.len() < len {
+        body.extend_from_slice(line);
+    }
+    body
+}
+
+#[tokio::test]
+async fn large_messages_share_a_batch_and_one_over_the_limit_by_its_ranges_is_left() {
+    // Four large messages (over one 1 MiB range each) in one batch: UID 2 is listed at 1.1 MB
+    // but is 3 MB, over max_message_size (1.5 MiB), found out by its second range while UID 3's
+    // first ranges are already asked for. UID 2 is left on the server, never truncated into the
+    // store; the others come whole, with one STORE for the batch, after the store's sync.
+    let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+    let sizes = [1_200_000, 3_000_000, 1_300_000, 1_400_000];
+    let bodies: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, len)| sized_message(i, *len))
+        .collect();
+    for b in &bodies {
+        state.lock().expect("lock").add(b.clone());
+    }
+    state.lock().expect("lock").lie_size.insert(2, 1_100_000);
+    let port = scripted_imap::start(Arc::clone(&state)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut profile = profile(
+        dir.path(),
+        InboundConfig::Imap(scripted_config(port, AfterDownload::Seen)),
+    );
+    profile.spooler.max_message_size = 1_572_864;
+    let s = Session::logon_local(profile).await.expect("logon");
+    let report = download(&s).await;
+    let said = report.transports[0].error.clone().unwrap_or_default();
+    assert!(
+        said.contains("message UID 2 in \"INBOX\"")
+            && said.contains("more than its listed size; left on the server"),
+        "{said}"
+    );
+    assert_eq!(report.transports[0].received, 3);
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(vec![
+            bodies[0].clone(),
+            bodies[2].clone(),
+            bodies[3].clone()
+        ]),
+        "whole, and nothing of UID 2"
+    );
+    // The ranges of each go out once all of the one before are asked for (UID 2's third is
+    // never asked: its second showed it over the limit); one STORE for the batch, at its end.
+    let seen = state.lock().expect("lock").seen.clone();
+    let fetches: Vec<String> = seen
+        .iter()
+        .filter_map(|c| c.split_once(' ').map(|(_, c)| c.to_string()))
+        .filter(|c| c.starts_with("UID FETCH") || c.starts_with("UID STORE"))
+        .collect();
+    let range = |uid: u32, at: u32| format!("UID FETCH {uid} (UID BODY.PEEK[]<{at}.1048576>)");
+    let mut want = vec!["UID FETCH 1:* (UID RFC822.SIZE)".to_string()];
+    for uid in 1..=4 {
+        want.push(range(uid, 0));
+        want.push(range(uid, 1_048_576));
+    }
+    want.push("UID STORE 1,3:4 +FLAGS.SILENT (\\Seen)".to_string());
+    assert_eq!(fetches, want);
+    // Passed over: the next download has nothing to do.
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 0);
+}
+
+#[tokio::test]
+async fn a_drop_while_the_next_large_message_is_asked_for_flags_nothing_unsynced() {
+    // Three large messages; the server hangs up at each command in turn, the pipelined range
+    // requests included. Whatever was stored is whole, nothing is flagged or removed that the
+    // store does not hold, and a last, clean download brings the rest, each once.
+    for drop_at in 4..=14 {
+        let state = Arc::new(Mutex::new(scripted_imap::Imap::default()));
+        let bodies: Vec<Vec<u8>> = (0..3)
+            .map(|i| sized_message(i, 1_100_000 + i * 300_000))
+            .collect();
+        for b in &bodies {
+            state.lock().expect("lock").add(b.clone());
+        }
+        state.lock().expect("lock").drop_at = Some(drop_at);
+        let port = scripted_imap::start(Arc::clone(&state)).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Session::logon_local(profile(
+            dir.path(),
+            InboundConfig::Imap(scripted_config(port, AfterDownload::Delete)),
+        ))
+        .await
+        .expect("logon");
+        let _ = download(&s).await;
+        let stored = inbox(&s).await;
+        for body in &stored {
+            assert!(
+                bodies.contains(body),
+                "drop at {drop_at}: a truncated message stored"
+            );
+        }
+        for body in &state.lock().expect("lock").removed {
+            assert!(
+                stored.contains(body),
+                "drop at {drop_at}: removed, not stored"
+            );
+        }
+        state.lock().expect("lock").drop_at = None;
+        let report = download(&s).await;
+        assert_eq!(report.transports[0].error, None, "drop at {drop_at}");
+        assert_eq!(
+            sorted(inbox(&s).await),
+            sorted(bodies.clone()),
+            "drop at {drop_at}"
+        );
+        assert!(
+            state.lock().expect("lock").messages.is_empty(),
+            "drop at {drop_at}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_seen_store_answered_during_the_next_batch_holds_the_last_uid() {
+    // Two batches (200 + 50): the `\\Seen` STORE of the first is not waited for, the second
+    // batch's FETCH goes out at once. The server refuses that STORE: the download fails, the
+    // last UID stays before the first batch, and the next download (everything already stored)
+    // flags both batches without fetching anything again.
+    let (state, bodies, _dir, s) = scripted(250, AfterDownload::Seen, None).await;
+    state.lock().expect("lock").refuse_store = 1;
+    let report = download(&s).await;
+    let said = report.transports[0].error.clone().unwrap_or_default();
+    assert!(said.contains("flags refused"), "{said}");
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(bodies.clone()),
+        "all stored"
+    );
+    let commands = |state: &Arc<Mutex<scripted_imap::Imap>>| -> Vec<String> {
+        let seen = std::mem::take(&mut state.lock().expect("lock").seen);
+        seen.iter()
+            .filter_map(|c| c.split_once(' ').map(|(_, c)| c.to_string()))
+            .filter(|c| c.starts_with("UID "))
+            .collect()
+    };
+    assert_eq!(
+        commands(&state),
+        vec![
+            "UID FETCH 1:* (UID RFC822.SIZE)",
+            "UID FETCH 1:200 (UID BODY.PEEK[])",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
+            "UID FETCH 201:250 (UID BODY.PEEK[])",
+        ]
+    );
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 0);
+    assert_eq!(
+        commands(&state),
+        vec![
+            "UID FETCH 1:* (UID RFC822.SIZE)",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
+            "UID STORE 201:250 +FLAGS.SILENT (\\Seen)",
+        ]
+    );
+    // Now the last UID is past them all.
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(
+        commands(&state),
+        vec!["UID FETCH 251:* (UID RFC822.SIZE)".to_string()]
+    );
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+}
+
 // ---- The model: random server behaviour, several downloads ----
 
 /// One step: mail arriving, and how the server misbehaves in the download that follows.
@@ -779,7 +960,12 @@ async fn imap_model(steps: Vec<ImapStep>) -> Result<(), String> {
             let mut st = state.lock().expect("lock");
             for _ in 0..step.arrive {
                 serial += 1;
-                let body = scripted_message(serial);
+                // Every third one larger than a fetch range: fetched in ranges, pipelined.
+                let body = if serial.is_multiple_of(3) {
+                    sized_message(serial, 1_048_576 + serial * 7_000)
+                } else {
+                    scripted_message(serial)
+                };
                 ever.push(body.clone());
                 st.add(body);
             }

@@ -15,7 +15,10 @@
 //! the answer arrives, then made durable with one fsync per batch before `after_download` acts
 //! on them; a message larger than [`RANGE`] is fetched in ranges (`BODY.PEEK[]<offset.length>`,
 //! the next ones asked for while the store writes the current one) and streamed into the store,
-//! since async-imap holds each response whole in memory.
+//! since async-imap holds each response whole in memory. Large messages share batches too: the
+//! next one's first ranges are asked for as soon as all of the one before are, so they cross
+//! the network while the store finishes that one (its fsyncs), and the batch's one sync comes
+//! before `after_download` acts on any of them.
 //!
 //! The last UID moves on only over UIDs that are stored (or over `max_message_size`, which are
 //! left on the server and reported): a UID the server leaves out of its answer, or answers
@@ -443,18 +446,41 @@ impl ImapInbound {
             .collect();
         groups.extend(troubled.into_iter().map(|m| vec![m]));
 
+        // Lives across the batches: it also holds the `\Seen` STORE of the batch before, whose
+        // answer is read while the next batch comes.
+        let mut ranges = Ranges::default();
         for group in groups {
             let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
             let mut finished: Vec<u32> = Vec::with_capacity(group.len());
             let mut small: Vec<Listed> = Vec::new();
             let mut failed: Option<TransportError> = None;
-            for m in &group {
+            // Those a fetch was asked for: only they count a try if the batch fails (a large
+            // message never reached is not held against).
+            let mut attempted: BTreeSet<u32> = BTreeSet::new();
+            let ranged = |m: &Listed| {
+                !known.contains(&server_id(validity, m.uid)) && (m.size > u64::from(RANGE) || alone)
+            };
+            for (i, m) in group.iter().enumerate() {
                 if known.contains(&server_id(validity, m.uid)) {
                     summary.skipped += 1;
                     finished.push(m.uid);
-                } else if m.size > u64::from(RANGE) || alone {
-                    // Large (or failed before): alone, in ranges, streamed.
-                    match fetch_ranged(session, &peer, sink, validity, *m, self.max_size).await {
+                } else if ranged(m) {
+                    // Large (or failed before): in ranges, streamed; the batch's next large
+                    // one is asked for while this one's store finishes.
+                    attempted.insert(m.uid);
+                    let next = group[i + 1..].iter().find(|n| ranged(n)).copied();
+                    match fetch_ranged(
+                        session,
+                        &mut ranges,
+                        &peer,
+                        sink,
+                        validity,
+                        *m,
+                        next,
+                        self.max_size,
+                    )
+                    .await
+                    {
                         Ok(Ranged::Stored(true)) => {
                             summary.received += 1;
                             finished.push(m.uid);
@@ -483,9 +509,16 @@ impl ImapInbound {
                     small.push(*m);
                 }
             }
+            if failed.is_none()
+                && let Err(e) = ranges.finish_all(session).await
+            {
+                failed = Some(fail(e));
+            }
             if failed.is_none() && !small.is_empty() {
+                attempted.extend(small.iter().map(|m| m.uid));
                 match fetch_and_store(
                     session,
+                    &mut ranges.seen,
                     &peer,
                     sink,
                     validity,
@@ -523,7 +556,7 @@ impl ImapInbound {
             for m in &group {
                 if finished.contains(&m.uid) || finished_all.contains(&m.uid) {
                     tries.remove(&m.uid);
-                } else {
+                } else if attempted.contains(&m.uid) {
                     *tries.entry(m.uid).or_insert(0) += 1;
                 }
             }
@@ -546,9 +579,33 @@ impl ImapInbound {
             // Make everything in `finished` durable in the store (one fsync for the batch), then
             // act on the server, then move the last UID on, never past a UID not stored.
             sink.sync().await.map_err(store_failure)?;
+            settle_seen(
+                session,
+                &mut ranges.seen,
+                &peer,
+                sink,
+                &last_key,
+                &mut last_uid,
+            )
+            .await?;
             if !finished.is_empty() {
                 finished.sort_unstable();
-                if let Some(note) =
+                if matches!(after, AfterDownload::Seen) {
+                    // Not waited for: its answer is read while the next batch comes (the next
+                    // FETCH goes out at once), and only then does the last UID move past it.
+                    let tag = session
+                        .run_command(format!(
+                            "UID STORE {} +FLAGS.SILENT (\\Seen)",
+                            uid_set(finished.iter().copied())
+                        ))
+                        .await
+                        .map_err(fail)?;
+                    ranges.seen = Some(SeenStore {
+                        tag,
+                        verdict: None,
+                        mark: 0,
+                    });
+                } else if let Some(note) =
                     apply_after_download(session, &peer, &after, &finished, uidplus, can_move)
                         .await?
                 {
@@ -562,7 +619,9 @@ impl ImapInbound {
                 .last()
                 .copied()
                 .unwrap_or(last_uid);
-            if mark > last_uid {
+            if let Some(seen) = ranges.seen.as_mut() {
+                seen.mark = mark;
+            } else if mark > last_uid {
                 last_uid = mark;
                 sink.set_state(&last_key, &last_uid.to_string())
                     .await
@@ -571,6 +630,15 @@ impl ImapInbound {
             done += group.len();
             sink.progress(done, total);
         }
+        settle_seen(
+            session,
+            &mut ranges.seen,
+            &peer,
+            sink,
+            &last_key,
+            &mut last_uid,
+        )
+        .await?;
         // Made durable with the last batch's state (the tries, the last UID).
         sink.sync().await.map_err(store_failure)?;
         for (uid, n) in &tries {
@@ -808,17 +876,13 @@ pub fn server_id(validity: u32, uid: u32) -> String {
     format!("{validity}:{uid}")
 }
 
-/// The new messages in batches (see [`super::download_batches`]); a large one, counted at
-/// one range, ends a batch (it is fetched on its own anyway).
+/// The new messages in batches (see [`super::download_batches`]). A large one counts at one
+/// range (it is streamed to the store, never held whole): several share a batch, and with it
+/// one sync and one `\Seen` STORE, and each one's ranges are asked for while the one before is
+/// made durable.
 #[doc(hidden)]
 pub fn batches(listed: &[Listed]) -> Vec<&[Listed]> {
-    super::download_batches(listed, |m| {
-        if m.size > u64::from(RANGE) {
-            super::Cut::Ends(u64::from(RANGE))
-        } else {
-            super::Cut::Weighs(m.size)
-        }
-    })
+    super::download_batches(listed, |m| super::Cut::Weighs(m.size.min(u64::from(RANGE))))
 }
 
 /// A compact UID set: `1:5,7,9:10` (UIDs sorted ascending).
@@ -1013,8 +1077,10 @@ const STORE_PART_COUNT: usize = 64;
 /// a message that vanished is simply not in the result. Parts stored before a failure stay
 /// stored (not yet durable, and nothing is done at the server for them), to be skipped by the
 /// next download.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_and_store(
     session: &mut ImapSession,
+    seen: &mut Option<SeenStore>,
     peer: &str,
     sink: &impl InboundSink,
     validity: u32,
@@ -1088,7 +1154,11 @@ async fn fetch_and_store(
                     }
                     return Ok(());
                 }
-                FetchStep::Other => {}
+                FetchStep::Other => {
+                    if let Some(seen) = seen.as_mut() {
+                        seen.note(response.parsed());
+                    }
+                }
             }
         }
     };
@@ -1210,66 +1280,153 @@ async fn expunge(session: &mut ImapSession, set: &str, uidplus: bool) -> Result<
     }
 }
 
-/// How many range fetches are in flight at once: the next range crosses the network while the
-/// store writes the one before.
+/// How many range fetches of one message are in flight at once: the next range crosses the
+/// network while the store writes the one before.
 const RANGES_AHEAD: usize = 2;
 
-/// One range asked for: its offset, the command's tag, and the command's completion once it
-/// came.
-type Asked = (u64, RequestId, Option<Result<(), ImapError>>);
-
-/// The ranges of one large message asked for ahead (`BODY.PEEK[]<offset.RANGE>`). A server
-/// may run pipelined FETCHes side by side (Dovecot does), so answers are matched to ranges by
-/// their origin and commands by their tags, in whatever order they come.
-struct Ranges {
+/// One range asked for.
+struct Asked {
     uid: u32,
+    offset: u64,
+    tag: RequestId,
+    /// The command's completion, once it came.
+    verdict: Option<Result<(), ImapError>>,
+}
+
+/// The ranges asked for ahead (`BODY.PEEK[]<offset.RANGE>`): of the large message being
+/// fetched, and of the next large one of its batch, asked for while the store finishes the one
+/// before (its last writes, its fsyncs), so the connection does not stand idle meanwhile. A
+/// server may run pipelined FETCHes side by side (Dovecot does), so answers are matched to
+/// ranges by UID and origin and commands by their tags, in whatever order they come.
+#[derive(Default)]
+struct Ranges {
     /// Asked for, in order.
     asked: std::collections::VecDeque<Asked>,
-    /// Answers come in, by origin.
-    got: std::collections::HashMap<u64, Vec<u8>>,
-    /// The next offset to ask for.
-    next: u64,
+    /// Answers come in, by UID and origin.
+    got: std::collections::HashMap<(u32, u64), Vec<u8>>,
+    /// The next offset to ask for, per UID.
+    next: std::collections::HashMap<u32, u64>,
+    /// The `\Seen` STORE of the batch before, its answer read along with these.
+    seen: Option<SeenStore>,
+}
+
+/// A `\Seen` STORE sent for a batch made durable, not waited for: its answer comes while the
+/// next batch is fetched; only once it is OK does the last UID move on to `mark`.
+struct SeenStore {
+    tag: RequestId,
+    verdict: Option<Result<(), ImapError>>,
+    mark: u32,
+}
+
+impl SeenStore {
+    /// Takes the STORE's completion if `response` is it.
+    fn note(&mut self, response: &Response<'_>) {
+        if let FetchStep::Done(verdict) = fetch_step(response, &self.tag) {
+            self.verdict = Some(verdict);
+        }
+    }
+}
+
+/// Reads the answer to the `\Seen` STORE still open (if it has not come with the FETCH
+/// answers): a `NO` or a broken connection fails the download as a STORE waited for would;
+/// once it is OK the last UID moves on past its batch.
+async fn settle_seen(
+    session: &mut ImapSession,
+    seen: &mut Option<SeenStore>,
+    peer: &str,
+    sink: &impl InboundSink,
+    last_key: &str,
+    last_uid: &mut u32,
+) -> Result<(), TransportError> {
+    let Some(mut store) = seen.take() else {
+        return Ok(());
+    };
+    let fail = |e: ImapError| connection_failed(peer, &e);
+    while store.verdict.is_none() {
+        let Some(response) = session
+            .read_response()
+            .await
+            .map_err(|e| fail(ImapError::Io(e)))?
+        else {
+            return Err(fail(ImapError::ConnectionLost));
+        };
+        store.note(response.parsed());
+    }
+    if let Some(verdict) = store.verdict {
+        verdict.map_err(fail)?;
+    }
+    if store.mark > *last_uid {
+        *last_uid = store.mark;
+        sink.set_state(last_key, &last_uid.to_string())
+            .await
+            .map_err(store_failure)?;
+    }
+    Ok(())
 }
 
 impl Ranges {
-    fn new(uid: u32) -> Ranges {
-        Ranges {
-            uid,
-            asked: Default::default(),
-            got: Default::default(),
-            next: 0,
-        }
+    /// The next offset to ask for of `uid` (0: nothing asked yet).
+    fn next(&self, uid: u32) -> u64 {
+        self.next.get(&uid).copied().unwrap_or(0)
     }
 
-    /// Asks for the next range.
-    async fn ask(&mut self, session: &mut ImapSession) -> Result<(), ImapError> {
-        let id = session
+    /// How many ranges of `uid` are asked for and not yet taken.
+    fn in_flight(&self, uid: u32) -> usize {
+        self.asked.iter().filter(|a| a.uid == uid).count()
+    }
+
+    /// Asks for the next range of `uid`.
+    async fn ask(&mut self, session: &mut ImapSession, uid: u32) -> Result<(), ImapError> {
+        let offset = self.next(uid);
+        let tag = session
             .run_command(format!(
-                "UID FETCH {} (UID BODY.PEEK[]<{}.{RANGE}>)",
-                self.uid, self.next
+                "UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{RANGE}>)"
             ))
             .await?;
-        self.asked.push_back((self.next, id, None));
-        self.next += u64::from(RANGE);
+        self.asked.push_back(Asked {
+            uid,
+            offset,
+            tag,
+            verdict: None,
+        });
+        self.next.insert(uid, offset + u64::from(RANGE));
         Ok(())
     }
 
-    /// The first range asked for and not yet taken, once its command completed: its offset and
-    /// bytes, the bytes `None` when the server sent no such range (the message is gone);
-    /// `None` when nothing is asked for. A `NO` or `BAD` to the command is an error.
+    /// Asks for ranges of `m` until [`RANGES_AHEAD`] are in flight or its listed size is
+    /// covered (the first range at least).
+    async fn ask_ahead(&mut self, session: &mut ImapSession, m: Listed) -> Result<(), ImapError> {
+        while self.in_flight(m.uid) < RANGES_AHEAD
+            && (self.next(m.uid) == 0 || self.next(m.uid) < m.size)
+        {
+            self.ask(session, m.uid).await?;
+        }
+        Ok(())
+    }
+
+    /// The first range of `uid` asked for and not yet taken, once its command completed: its
+    /// offset and bytes, the bytes `None` when the server sent no such range (the message is
+    /// gone); `None` when nothing of `uid` is asked for. A `NO` or `BAD` to the command is an
+    /// error. Answers for other ranges read meanwhile are kept for their turn.
     async fn take(
         &mut self,
         session: &mut ImapSession,
+        uid: u32,
     ) -> Result<Option<(u64, Option<Vec<u8>>)>, ImapError> {
         loop {
-            match self.asked.front() {
+            match self.asked.iter().position(|a| a.uid == uid) {
                 None => return Ok(None),
-                Some((offset, _, Some(_))) => {
-                    let offset = *offset;
-                    if let Some((_, _, Some(verdict))) = self.asked.pop_front() {
-                        verdict?;
-                    }
-                    return Ok(Some((offset, self.got.remove(&offset))));
+                Some(i) if self.asked[i].verdict.is_some() => {
+                    let Some(Asked {
+                        offset,
+                        verdict: Some(verdict),
+                        ..
+                    }) = self.asked.remove(i)
+                    else {
+                        return Ok(None);
+                    };
+                    verdict?;
+                    return Ok(Some((offset, self.got.remove(&(uid, offset)))));
                 }
                 Some(_) => {}
             }
@@ -1279,57 +1436,73 @@ impl Ranges {
             match response.parsed() {
                 Response::Done { tag, .. } => {
                     let parsed = response.parsed();
-                    if let Some(entry) = self.asked.iter_mut().find(|a| &a.1 == tag)
-                        && let FetchStep::Done(verdict) = fetch_step(parsed, &entry.1)
-                    {
-                        entry.2 = Some(verdict);
+                    if let Some(entry) = self.asked.iter_mut().find(|a| &a.tag == tag) {
+                        if let FetchStep::Done(verdict) = fetch_step(parsed, &entry.tag) {
+                            entry.verdict = Some(verdict);
+                        }
+                    } else if let Some(seen) = self.seen.as_mut() {
+                        seen.note(parsed);
                     }
                 }
                 other => {
                     if let FetchStep::Fetched(f) = fetch_step(other, &RequestId(String::new()))
-                        && f.uid == Some(self.uid)
-                        && let (Some(origin), Some(body)) = (f.origin, f.body)
-                        && self.asked.iter().any(|a| a.0 == u64::from(origin))
+                        && let (Some(from), Some(origin), Some(body)) = (f.uid, f.origin, f.body)
+                        && self
+                            .asked
+                            .iter()
+                            .any(|a| a.uid == from && a.offset == u64::from(origin))
                     {
-                        self.got.insert(u64::from(origin), body);
+                        self.got.insert((from, u64::from(origin)), body);
                     }
                 }
             }
         }
     }
 
-    /// Reads the answers to whatever is still asked for, so the connection is ready for the
+    /// Reads the answers to whatever of `uid` is still asked for (ranges past its end), so
+    /// nothing of it is left behind on the connection.
+    async fn finish(&mut self, session: &mut ImapSession, uid: u32) -> Result<(), ImapError> {
+        while self.take(session, uid).await?.is_some() {}
+        self.next.remove(&uid);
+        Ok(())
+    }
+
+    /// Reads the answers to everything still asked for, so the connection is ready for the
     /// next command.
-    async fn finish(&mut self, session: &mut ImapSession) -> Result<(), ImapError> {
-        while self.take(session).await?.is_some() {}
+    async fn finish_all(&mut self, session: &mut ImapSession) -> Result<(), ImapError> {
+        while let Some(uid) = self.asked.front().map(|a| a.uid) {
+            self.finish(session, uid).await?;
+        }
         Ok(())
     }
 }
 
 /// Fetches one large message in ranges and streams it into the store through a pipe: the
 /// fetching and the storing run side by side, and at most a range or two is in memory.
-/// A fetch that breaks off makes the store's read fail, so nothing half is stored.
+/// A fetch that breaks off makes the store's read fail, so nothing half is stored. `next`, the
+/// batch's next large message, has its first ranges asked for once all of this one's (by its
+/// listed size) are: they come while this one's store finishes.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_ranged(
     session: &mut ImapSession,
+    ranges: &mut Ranges,
     peer: &str,
     sink: &impl InboundSink,
     validity: u32,
     m: Listed,
+    next: Option<Listed>,
     max_size: u64,
 ) -> Result<Ranged, TransportError> {
     let fail = |e: ImapError| connection_failed(peer, &e);
     // The listed size tells how many ranges to ask for ahead; a message that turns out longer
-    // is read on until a short range.
-    let mut ranges = Ranges::new(m.uid);
-    while ranges.asked.len() < RANGES_AHEAD && (ranges.next == 0 || ranges.next < m.size) {
-        ranges.ask(session).await.map_err(fail)?;
-    }
-    let first = match ranges.take(session).await.map_err(fail)? {
+    // is read on until a short range. Some may be asked already (as the one before's `next`).
+    ranges.ask_ahead(session, m).await.map_err(fail)?;
+    let first = match ranges.take(session, m.uid).await.map_err(fail)? {
         Some((_, Some(first))) => first,
         _ => {
             // Not handed over (gone meanwhile, or the answer lacked its UID); the other answers
             // are read, so the connection is ready again.
-            ranges.finish(session).await.map_err(fail)?;
+            ranges.finish(session, m.uid).await.map_err(fail)?;
             return Ok(Ranged::Missing);
         }
     };
@@ -1353,17 +1526,23 @@ async fn fetch_ranged(
             if offset > max_size {
                 // Nothing of it is stored (the store sees the pipe end early); the answers
                 // still due are read, so the connection goes on with the next message.
-                ranges.finish(session).await.map_err(broke)?;
+                ranges.finish(session, m.uid).await.map_err(broke)?;
                 return Err(Stop::TooLarge);
             }
             // A full range may have more behind it: keep the next ones asked for before the
             // store takes this one.
             if len >= RANGE as usize {
-                while ranges.asked.len() < RANGES_AHEAD
-                    && (ranges.next < m.size || ranges.asked.is_empty())
+                while ranges.in_flight(m.uid) < RANGES_AHEAD
+                    && (ranges.next(m.uid) < m.size || ranges.in_flight(m.uid) == 0)
                 {
-                    ranges.ask(session).await.map_err(broke)?;
+                    ranges.ask(session, m.uid).await.map_err(broke)?;
                 }
+            }
+            // All of this one is asked for: the next one's first ranges go out now.
+            if let Some(n) = next
+                && ranges.next(m.uid) >= m.size
+            {
+                ranges.ask_ahead(session, n).await.map_err(broke)?;
             }
             writer
                 .write_all(&chunk)
@@ -1372,7 +1551,7 @@ async fn fetch_ranged(
             if len < RANGE as usize {
                 break;
             }
-            chunk = match ranges.take(session).await.map_err(broke)? {
+            chunk = match ranges.take(session, m.uid).await.map_err(broke)? {
                 Some((at, Some(c))) if at == offset => c,
                 // Each range follows the one before: one longer than asked for is out of step.
                 Some((_, Some(_))) | None => {
@@ -1391,7 +1570,7 @@ async fn fetch_ranged(
         }
         // Ranges asked for past the end (the listed size was larger): read and dropped, so the
         // connection is ready for the next command.
-        ranges.finish(session).await.map_err(broke)?;
+        ranges.finish(session, m.uid).await.map_err(broke)?;
         complete.store(true, Ordering::SeqCst);
         let _ = writer.shutdown().await;
         drop(writer);
@@ -1676,12 +1855,13 @@ mod tests {
     }
 
     #[test]
-    fn large_messages_end_batches() {
+    fn large_messages_share_batches_counted_at_one_range() {
         let m = |uid, size| Listed { uid, size };
         let listed = [m(1, 10), m(2, 10), m(3, 5_000_000), m(4, 10)];
-        let b = batches(&listed);
-        assert_eq!(b.len(), 2);
-        assert_eq!(b[0].len(), 3);
-        assert_eq!(b[1][0].uid, 4);
+        assert_eq!(batches(&listed).len(), 1);
+        // Ten of 10 MB: eight ranges' worth (BATCH_BYTES) per batch.
+        let big: Vec<Listed> = (1..=10).map(|uid| m(uid, 10 << 20)).collect();
+        let b = batches(&big);
+        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![8, 2]);
     }
 }

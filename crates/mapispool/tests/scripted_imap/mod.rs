@@ -35,6 +35,8 @@ pub struct Imap {
     pub lie_size: BTreeMap<u32, u64>,
     /// CREATE is refused.
     pub refuse_create: bool,
+    /// How many more UID STOREs are answered `NO`.
+    pub refuse_store: u32,
     /// Each session hangs up without an answer at its command number N (1 is the first).
     pub drop_at: Option<usize>,
     /// Answers to UID FETCH go out this many bytes at a time with this pause between: a slow
@@ -216,6 +218,10 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                     if !close {
                         r.extend_from_slice(ok.as_bytes());
                     }
+                }
+                "UID STORE" if s.refuse_store > 0 => {
+                    s.refuse_store -= 1;
+                    r.extend_from_slice(format!("{tag} NO scripted: flags refused\r\n").as_bytes());
                 }
                 "UID STORE" => {
                     let (set, items) = rest.split_once(' ').unwrap_or((&rest, ""));
