@@ -72,7 +72,7 @@ try:
                 s = open(out).read()
                 if a.strace:
                     tot = [l for l in s.splitlines() if l.strip().endswith("total")]
-                    calls = int(tot[0].split()[2]) if tot else -1
+                    calls = int(tot[0].split()[3]) if tot else -1
                     top = []
                     for l in s.splitlines()[2:]:
                         f = l.split()

@@ -434,6 +434,34 @@ async fn the_next_messages_envelope_goes_in_the_write_of_the_previous_end_of_dat
 }
 
 #[tokio::test]
+async fn a_message_whose_end_leaves_in_its_own_write_is_not_held() {
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    // Over the 64 KiB write buffer: its end goes out in a write of its own, so its reply is
+    // read at once (holding it would save only a read).
+    let line = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+/abcdefghijkl\r\n";
+    let big = format!(
+        "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n{}",
+        line.repeat(100 * 1024 / line.len())
+    );
+    alice
+        .submit(Submission::default(), big.as_bytes())
+        .await
+        .expect("submit");
+    submit(&alice, "bob@example.org", "small").await;
+    let report = flush(&alice).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent; 2]);
+    let dots = after_dots(&server);
+    assert_eq!(dots.len(), 2);
+    assert!(
+        dots[0].is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&dots[0])
+    );
+}
+
+#[tokio::test]
 async fn a_server_without_pipelining_gets_lock_step() {
     let server = FakeSmtp::start(Knobs {
         ehlo: vec!["SIZE 10000000".into(), "8BITMIME".into()],

@@ -1464,6 +1464,11 @@ async fn send_body(
     // The end of the data goes out in the same write as the last of the body (a whole body
     // over the BufWriter's 64 KiB bypasses it, and `.` would be a write of its own).
     wire.finish(&mut out);
+    // Held only when the end of the message stays in the write buffer, where the next
+    // envelope joins it in one write: that write and a read are what holding saves. A larger
+    // end goes past the buffer in a write of its own anyway, and holding its reply only saved a
+    // read while it measured slower in wall time (100 KB: bench/notes/uploadperf2.md).
+    let hold = hold && session.io.get_ref().buffer().len() + out.len() <= WRITE_BUFFER;
     session
         .write(&out, t.data_block)
         .await
