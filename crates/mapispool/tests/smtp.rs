@@ -376,6 +376,279 @@ async fn final_dot_4xx_defers_and_5xx_fails() {
     );
 }
 
+// ------------------------------------------- RFC 2920 across messages: the next envelope
+// goes out with the previous end of data
+
+/// The `ahead` entries of the ends of data (`.`), in order.
+fn after_dots(server: &FakeSmtp) -> Vec<Vec<u8>> {
+    server
+        .ahead()
+        .into_iter()
+        .filter(|(c, _)| c == ".")
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// What a complete envelope group of one recipient looks like when it was sent behind a `.`.
+fn is_envelope_group(bytes: &[u8], rcpt: &str) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.starts_with("MAIL FROM:<alice@example.com>")
+        && text.contains(&format!("\r\nRCPT TO:<{rcpt}>"))
+        && text.ends_with("\r\nDATA\r\n")
+}
+
+#[tokio::test]
+async fn the_next_messages_envelope_goes_in_the_write_of_the_previous_end_of_data() {
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    for i in 0..3 {
+        submit(&alice, &format!("bob{i}@example.org"), &format!("p{i}")).await;
+    }
+    let report = flush(&alice).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent; 3]);
+    assert_eq!(server.received().len(), 3);
+    assert_eq!(server.connections(), 1);
+    // Before any reply to `.` of messages 0 and 1, the next message's MAIL, RCPT and DATA
+    // were already there: one group (RFC 2920 §3.1, DATA last); after the last `.`, nothing.
+    let dots = after_dots(&server);
+    assert_eq!(dots.len(), 3, "{dots:?}");
+    assert!(
+        is_envelope_group(&dots[0], "bob1@example.org"),
+        "{:?}",
+        String::from_utf8_lossy(&dots[0])
+    );
+    assert!(
+        is_envelope_group(&dots[1], "bob2@example.org"),
+        "{:?}",
+        String::from_utf8_lossy(&dots[1])
+    );
+    assert!(
+        dots[2].is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&dots[2])
+    );
+    // Each message was recorded with its own outcome, in Sent Items.
+    assert_eq!(queue_len(&alice).await, 0);
+    assert_eq!(subjects(&alice, Folder::SentItems).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_message_whose_end_leaves_in_its_own_write_is_not_held() {
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    // Over the 64 KiB write buffer: its end goes out in a write of its own, so its reply is
+    // read at once (holding it would save only a read).
+    let line = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+/abcdefghijkl\r\n";
+    let big = format!(
+        "From: <alice@example.com>\r\nTo: <bob@example.org>\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n{}",
+        line.repeat(100 * 1024 / line.len())
+    );
+    alice
+        .submit(Submission::default(), big.as_bytes())
+        .await
+        .expect("submit");
+    submit(&alice, "bob@example.org", "small").await;
+    let report = flush(&alice).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent; 2]);
+    let dots = after_dots(&server);
+    assert_eq!(dots.len(), 2);
+    assert!(
+        dots[0].is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&dots[0])
+    );
+}
+
+#[tokio::test]
+async fn a_server_without_pipelining_gets_lock_step() {
+    let server = FakeSmtp::start(Knobs {
+        ehlo: vec!["SIZE 10000000".into(), "8BITMIME".into()],
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    for i in 0..3 {
+        submit(&alice, "bob@example.org", &format!("l{i}")).await;
+    }
+    let report = flush(&alice).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent; 3]);
+    // Every command and every `.` waited for its reply: nothing was ever sent ahead.
+    let ahead = server.ahead();
+    assert!(ahead.iter().filter(|(c, _)| c == ".").count() == 3);
+    for (cmd, bytes) in &ahead {
+        assert!(
+            bytes.is_empty(),
+            "{cmd} had {:?} behind it",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[tokio::test]
+async fn pipelining_off_in_the_profile_is_lock_step_across_messages() {
+    let server = FakeSmtp::start(Knobs::default()).await;
+    let world = World::new();
+    let mut config = smtp_config(server.port);
+    config.pipelining = false;
+    let alice = alice(&world, config).await;
+    for i in 0..2 {
+        submit(&alice, "bob@example.org", &format!("o{i}")).await;
+    }
+    let report = flush(&alice).await;
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent; 2]);
+    for (cmd, bytes) in &server.ahead() {
+        assert!(
+            bytes.is_empty(),
+            "{cmd} had {:?} behind it",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_and_a_4xx_on_a_pipelined_end_of_data_settle_that_message_alone() {
+    let server = FakeSmtp::start(Knobs {
+        final_reply: Arc::new(|n| match n {
+            0 => "554 5.7.1 Message rejected as spam".into(),
+            2 => "452 4.3.1 Insufficient system storage".into(),
+            _ => "250 2.0.0 Ok".into(),
+        }),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    for (i, s) in ["spam", "ok1", "full", "ok2"].iter().enumerate() {
+        submit(&alice, &format!("bob{i}@example.org"), s).await;
+    }
+    let report = flush(&alice).await;
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            MessageOutcome::Failed,
+            MessageOutcome::Sent,
+            MessageOutcome::Deferred,
+            MessageOutcome::Sent
+        ]
+    );
+    // The message behind each refused one was already on its way, and went on the same
+    // connection with its own outcome.
+    assert_eq!(server.connections(), 1);
+    let dots = after_dots(&server);
+    assert!(is_envelope_group(&dots[0], "bob1@example.org"));
+    assert!(is_envelope_group(&dots[2], "bob3@example.org"));
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].rcpts, vec!["bob1@example.org"]);
+    assert_eq!(got[1].rcpts, vec!["bob3@example.org"]);
+    let failed = &report.transports[0].messages[0].recipients[0];
+    assert!(
+        matches!(failed, RecipientReport::Failed { error, .. } if error.contains("554 5.7.1")),
+        "{failed:?}"
+    );
+    let deferred = &report.transports[0].messages[2].recipients[0];
+    assert!(
+        matches!(deferred, RecipientReport::Deferred { error, .. } if error.contains("452 4.3.1")),
+        "{deferred:?}"
+    );
+    let queue = alice.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.subject, "full");
+}
+
+#[tokio::test]
+async fn a_drop_after_the_end_of_data_defers_that_message_and_the_next_goes_on_a_new_connection() {
+    let server = FakeSmtp::start(Knobs {
+        drop_after_dot: Some(0),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    for s in ["lost", "next", "last"] {
+        submit(&alice, "bob@example.org", s).await;
+    }
+    let report = flush(&alice).await;
+    // The server read all of "lost" and hung up without a reply: it may have it or not, so it
+    // goes again (a possible duplicate, never a loss). "next" was pipelined behind it, but
+    // never got past its envelope: it went whole on a new connection.
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            MessageOutcome::Deferred,
+            MessageOutcome::Sent,
+            MessageOutcome::Sent
+        ]
+    );
+    assert_eq!(server.connections(), 2);
+    let dots = after_dots(&server);
+    assert!(is_envelope_group(&dots[0], "bob@example.org"), "{dots:?}");
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    let subjects_got: Vec<bool> = ["Subject: next", "Subject: last"]
+        .iter()
+        .zip(&got)
+        .map(|(s, r)| String::from_utf8_lossy(&r.data).contains(s))
+        .collect();
+    assert_eq!(subjects_got, vec![true, true]);
+    let queue = alice.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.subject, "lost");
+    let error = queue[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("will try again"), "{error}");
+    // Not sent, not failed: the next flush sends it.
+    let report = alice
+        .spooler_status()
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
+        .await
+        .expect("flush");
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent]);
+    assert_eq!(server.received().len(), 3);
+}
+
+#[tokio::test]
+async fn a_4xx_on_the_pipelined_rcpt_of_the_next_message_defers_it_alone() {
+    let server = FakeSmtp::start(Knobs {
+        rcpt: Arc::new(|a: &str| {
+            if a.starts_with("busy") {
+                "450 4.2.1 <busy@example.org>: mailbox busy, try later".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Knobs::default()
+    })
+    .await;
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    submit(&alice, "bob@example.org", "first").await;
+    submit(&alice, "busy@example.org", "busy").await;
+    submit(&alice, "bob@example.org", "third").await;
+    let report = flush(&alice).await;
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            MessageOutcome::Sent,
+            MessageOutcome::Deferred,
+            MessageOutcome::Sent
+        ]
+    );
+    assert_eq!(server.connections(), 1);
+    let dots = after_dots(&server);
+    assert!(is_envelope_group(&dots[0], "busy@example.org"), "{dots:?}");
+    let busy = &report.transports[0].messages[1].recipients[0];
+    assert!(
+        matches!(busy, RecipientReport::Deferred { error, .. } if error.contains("450 4.2.1")),
+        "{busy:?}"
+    );
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(queue_len(&alice).await, 1);
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_an_auth_error_in_the_servers_words() {
     let server = FakeSmtp::start(Knobs {

@@ -38,6 +38,7 @@ use crate::store::{
     RecipientOutcome, Store,
 };
 use crate::transport::probe::{self, TransportCheck};
+use crate::transport::smtp::Sent;
 use crate::transport::{
     ChunkSource, Envelope, EnvelopeRecipient, Inbound, Outbound, RecipientResult, TransportError,
     TransportErrorKind,
@@ -78,6 +79,23 @@ struct Attempted {
     /// The server's reply to the message's data (`250 2.0.0 Ok: queued as …`), for the mail
     /// log's `sent` lines; empty when there is none.
     reply: String,
+}
+
+/// A message a worker sent up to its end of data, the server's reply to it not read yet
+/// (pipelined with the next message's envelope): recorded once that reply is in.
+struct Held {
+    index: usize,
+    message: LeasedMessage,
+    /// Its open recipients' row ids, in the envelope's order.
+    rows: Vec<u32>,
+}
+
+/// How [`Spooler::send_one`] left a message.
+enum Step {
+    /// Every open recipient's result, by row id.
+    Done(Vec<(u32, RecipientResult)>),
+    /// Sent up to its end of data; the results come with the reply (the row ids, in order).
+    Held(Vec<u32>),
 }
 
 #[derive(Default)]
@@ -1021,9 +1039,19 @@ impl<S: Store + 'static> Spooler<S> {
             }
         }
         let mut outbound: Option<Outbound> = None;
+        // The message sent last on this connection, when its final reply is still unread: the
+        // next message's envelope goes out with its end of data (RFC 2920).
+        let mut held: Option<Held> = None;
         loop {
             let (index, mut message, connect_error) = {
                 let mut q = queue.lock().await;
+                if q.pending.is_empty() && held.is_some() {
+                    // Nothing in hand to send behind it: its reply is read now, not after a
+                    // lease (or never, at the end).
+                    drop(q);
+                    self.confirm_held(&mut outbound, &mut held, &sent).await;
+                    continue;
+                }
                 if q.pending.is_empty() && !q.exhausted {
                     let leased = {
                         let _writing = self.inner.store_writes.lock().await;
@@ -1087,12 +1115,26 @@ impl<S: Store + 'static> Spooler<S> {
                     text(PR_REMOTE_PROGRESS_TEXT, &format!("{index} of {total}")),
                 ],
             );
+            let mut given_up = None;
             let results = if let Some(err) = connect_error {
                 Err(err)
             } else {
-                self.send_one(run, &mut outbound, &mut message, worker == 0)
+                self.send_one(run, &mut outbound, &mut message, worker == 0, &mut given_up)
                     .await
             };
+            // The held message's reply came before this one's envelope replies (or its
+            // connection was given up): it is recorded first.
+            if let Some(h) = held.take() {
+                let confirmed = given_up
+                    .take()
+                    .or_else(|| outbound.as_mut().and_then(Outbound::take_confirmed));
+                match confirmed {
+                    Some(c) => Self::hand_over(&sent, h, Some(c)),
+                    // Not given up and not confirmed: this message never reached the wire.
+                    None if outbound.is_some() => held = Some(h),
+                    None => Self::hand_over(&sent, h, None),
+                }
+            }
             if outbound.is_some() {
                 gate.send_if_modified(|g| {
                     let changed = *g == Gate::Waiting;
@@ -1112,6 +1154,23 @@ impl<S: Store + 'static> Spooler<S> {
                     q.connect_error = Some(e.clone());
                 }
             }
+            let results = match results {
+                Ok(Step::Held(rows)) => {
+                    if let Some(h) = held.take() {
+                        // Cannot happen (a message goes behind another only once that one's
+                        // reply is read); if it did, its outcome is unknown: it goes again.
+                        Self::hand_over(&sent, h, None);
+                    }
+                    held = Some(Held {
+                        index,
+                        message,
+                        rows,
+                    });
+                    continue;
+                }
+                Ok(Step::Done(results)) => Ok(results),
+                Err(e) => Err(e),
+            };
             // The recorder outlives every worker, so the send cannot fail; if it ever did, the
             // message would stay leased until its lease expires and be tried again.
             let reply = match (&results, &outbound) {
@@ -1125,6 +1184,7 @@ impl<S: Store + 'static> Spooler<S> {
                 reply,
             });
         }
+        self.confirm_held(&mut outbound, &mut held, &sent).await;
         if worker == 0 {
             // Workers still waiting to connect have nothing left to do.
             gate.send_if_modified(|g| {
@@ -1140,14 +1200,72 @@ impl<S: Store + 'static> Spooler<S> {
         }
     }
 
-    /// Sends one leased message, connecting first if this flush has not yet.
+    /// Reads the final reply of the worker's held message and hands its outcome to the
+    /// recorder; its recipients wait for a retry when the reply never comes.
+    async fn confirm_held(
+        &self,
+        outbound: &mut Option<Outbound>,
+        held: &mut Option<Held>,
+        sent: &tokio::sync::mpsc::UnboundedSender<Attempted>,
+    ) {
+        let Some(h) = held.take() else {
+            return;
+        };
+        let confirmed = match outbound.as_mut() {
+            Some(o) => {
+                // The transport names a stalled reply within `timeout`; this is the backstop.
+                let backstop = self.inner.profile.spooler.timeout.saturating_mul(2);
+                if tokio::time::timeout(backstop, o.confirm()).await.is_ok() {
+                    o.take_confirmed()
+                } else {
+                    let c = o.give_up();
+                    *outbound = None;
+                    c
+                }
+            }
+            None => None,
+        };
+        Self::hand_over(sent, h, confirmed);
+    }
+
+    /// Hands a held message to the recorder with its results; without any (its reply was
+    /// lost), its recipients wait for a retry: it may reach the server twice, never be lost.
+    fn hand_over(
+        sent: &tokio::sync::mpsc::UnboundedSender<Attempted>,
+        h: Held,
+        confirmed: Option<crate::transport::smtp::Confirmed>,
+    ) {
+        let (results, reply) = match confirmed {
+            Some(c) => (c.results, c.reply.unwrap_or_default()),
+            None => (
+                vec![
+                    RecipientResult::Deferred {
+                        error: "the connection was lost before the server confirmed the message; will try again".into(),
+                    };
+                    h.rows.len()
+                ],
+                String::new(),
+            ),
+        };
+        let _ = sent.send(Attempted {
+            index: h.index,
+            message: h.message,
+            results: Ok(h.rows.into_iter().zip(results).collect()),
+            reply,
+        });
+    }
+
+    /// Sends one leased message, connecting first if this flush has not yet. When the
+    /// connection pipelines, the message may be left [`Step::Held`]. `given_up`: the results
+    /// of the connection's held message when this drops the connection.
     async fn send_one(
         &self,
         run: &UploadRun<'_, S>,
         outbound: &mut Option<Outbound>,
         message: &mut LeasedMessage,
         run_connect_command: bool,
-    ) -> Result<Vec<(u32, RecipientResult)>, TransportError> {
+        given_up: &mut Option<crate::transport::smtp::Confirmed>,
+    ) -> Result<Step, TransportError> {
         let (slot, flags) = (run.slot, run.flags);
         // Taken first: it moves the prefetched body out of the lease (not a copy), and borrows
         // only the store.
@@ -1164,19 +1282,20 @@ impl<S: Store + 'static> Spooler<S> {
                 "gave up after {} without delivery (expire_after in the profile)",
                 humantime::format_duration(expire)
             );
-            return Ok(open
-                .iter()
-                .map(|r| {
-                    (
-                        r.row_id,
-                        RecipientResult::Failed {
-                            error: error.clone(),
-                            reason: MAPI_REASON_TRANSFER_FAILED,
-                            diag: MAPI_DIAG_MAXIMUM_TIME_EXPIRED,
-                        },
-                    )
-                })
-                .collect());
+            return Ok(Step::Done(
+                open.iter()
+                    .map(|r| {
+                        (
+                            r.row_id,
+                            RecipientResult::Failed {
+                                error: error.clone(),
+                                reason: MAPI_REASON_TRANSFER_FAILED,
+                                diag: MAPI_DIAG_MAXIMUM_TIME_EXPIRED,
+                            },
+                        )
+                    })
+                    .collect(),
+            ));
         }
         if outbound.is_none() {
             let config = slot.config.outbound.as_ref().ok_or_else(|| {
@@ -1257,11 +1376,17 @@ impl<S: Store + 'static> Spooler<S> {
         };
         // The transport names a stalled step within `timeout`; this is the backstop.
         let backstop = self.inner.profile.spooler.timeout.saturating_mul(2);
-        let results = match tokio::time::timeout(backstop, o.send(&envelope, StoreBody(body))).await
+        let results = match tokio::time::timeout(
+            backstop,
+            o.send_pipelined(&envelope, StoreBody(body)),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => {
-                // A half-sent message on a connection we abandon: drop the connection.
+                // A half-sent message on a connection we abandon: drop the connection (and
+                // with it the reply of a message held on it).
+                *given_up = o.give_up();
                 *outbound = None;
                 return Err(TransportError::new(
                     TransportErrorKind::Timeout,
@@ -1273,8 +1398,10 @@ impl<S: Store + 'static> Spooler<S> {
             }
         };
         match results {
-            Ok(r) => Ok(open.iter().map(|rc| rc.row_id).zip(r).collect()),
+            Ok(Sent::Done(r)) => Ok(Step::Done(open.iter().map(|rc| rc.row_id).zip(r).collect())),
+            Ok(Sent::Unconfirmed) => Ok(Step::Held(open.iter().map(|rc| rc.row_id).collect())),
             Err(e) => {
+                *given_up = o.give_up();
                 *outbound = None;
                 Err(e)
             }

@@ -365,6 +365,44 @@ impl Outbound {
         }
     }
 
+    /// [`smtp::SmtpOutbound::send_pipelined`]: over SMTP the message may be left unconfirmed,
+    /// its final reply read with the next message's envelope; the post office always answers
+    /// at once.
+    pub async fn send_pipelined(
+        &mut self,
+        envelope: &Envelope,
+        body: impl ChunkSource,
+    ) -> Result<smtp::Sent, TransportError> {
+        match self {
+            Outbound::Dir(t) => t.send(envelope, body).await.map(smtp::Sent::Done),
+            Outbound::Smtp(t) => t.send_pipelined(envelope, body).await,
+        }
+    }
+
+    /// Reads the reply of a message left unconfirmed ([`smtp::SmtpOutbound::confirm`]).
+    pub async fn confirm(&mut self) {
+        if let Outbound::Smtp(t) = self {
+            t.confirm().await;
+        }
+    }
+
+    /// The results of a message left unconfirmed, once its reply was read.
+    pub fn take_confirmed(&mut self) -> Option<smtp::Confirmed> {
+        match self {
+            Outbound::Dir(_) => None,
+            Outbound::Smtp(t) => t.take_confirmed(),
+        }
+    }
+
+    /// Before dropping the transport: the results of a message left unconfirmed
+    /// ([`smtp::SmtpOutbound::give_up`]).
+    pub fn give_up(&mut self) -> Option<smtp::Confirmed> {
+        match self {
+            Outbound::Dir(_) => None,
+            Outbound::Smtp(t) => t.give_up(),
+        }
+    }
+
     pub async fn close(&mut self) {
         match self {
             Outbound::Dir(t) => t.close().await,

@@ -107,6 +107,7 @@ impl SmtpTimeouts {
 type Io = BufReader<BufWriter<MailStream>>;
 
 /// What went wrong on the wire, before it is given a meaning.
+#[derive(Clone)]
 enum WireError {
     /// No reply (or no write) within the phase's limit.
     Timeout(&'static str, Duration),
@@ -142,6 +143,10 @@ struct Session {
     dirty: bool,
     /// The most recipients the server took in one transaction before it said "too many".
     rcpt_limit: Option<usize>,
+    /// Set before an envelope phase that goes behind an unconfirmed message: that message's
+    /// final reply comes before the envelope's replies, and is left in `dot_reply`.
+    dot_pending: bool,
+    dot_reply: Option<Result<Reply, WireError>>,
 }
 
 impl Session {
@@ -197,6 +202,41 @@ pub struct SmtpOutbound {
     session: Option<Session>,
     /// The server's reply to the final `.` of the last message it accepted, for the mail log.
     last_reply: Option<String>,
+    /// A message sent up to its end of data whose final reply is not read yet.
+    unconfirmed: Option<Unconfirmed>,
+    /// The results of the last unconfirmed message once its reply was read (or lost), until
+    /// the caller takes them.
+    confirmed: Option<Confirmed>,
+}
+
+/// A message whose end of data (`.`) is written but whose reply is not read yet: the next
+/// message's MAIL, RCPT and DATA go out in the same write (RFC 2920 §3.1: message content may
+/// be the first "command" of a group), which saves a write, a read and a round trip a message.
+/// The accepted recipients' results wait for that reply.
+struct Unconfirmed {
+    results: Vec<Option<RecipientResult>>,
+    accepted: Vec<usize>,
+}
+
+/// The results of a message sent with [`SmtpOutbound::send_pipelined`] once its final reply is
+/// read, or known lost.
+#[derive(Debug)]
+pub struct Confirmed {
+    /// A result per envelope recipient, in order.
+    pub results: Vec<RecipientResult>,
+    /// The server's reply to `.` when it accepted the message, for the mail log.
+    pub reply: Option<String>,
+}
+
+/// How [`SmtpOutbound::send_pipelined`] left a message.
+#[derive(Debug)]
+pub enum Sent {
+    /// Every recipient has its result.
+    Done(Vec<RecipientResult>),
+    /// Sent up to its end of data, the reply not read yet: the results come from
+    /// [`SmtpOutbound::take_confirmed`] after the next `send_pipelined` or
+    /// [`SmtpOutbound::confirm`].
+    Unconfirmed,
 }
 
 impl std::fmt::Debug for SmtpOutbound {
@@ -221,6 +261,9 @@ enum Attempt {
     /// The reused connection was dead or closing (421) before any body byte was sent: try
     /// again on a new one. The text is why, for the log.
     Retry(String),
+    /// The whole message is written up to its end of data, its reply left unread (the caller
+    /// asked to hold it): `accepted` wait for that reply.
+    Held { accepted: Vec<usize> },
 }
 
 /// How many commands go out in one write when pipelining (RFC 2920): enough to save the round
@@ -272,6 +315,8 @@ impl SmtpOutbound {
             secret: None,
             session: None,
             last_reply: None,
+            unconfirmed: None,
+            confirmed: None,
         }
     }
 
@@ -336,20 +381,139 @@ impl SmtpOutbound {
         envelope: &Envelope,
         body: impl ChunkSource,
     ) -> Result<Vec<RecipientResult>, TransportError> {
+        self.confirm().await;
+        match self.send_inner(envelope, body, false).await? {
+            Sent::Done(results) => Ok(results),
+            // Not asked to hold it, so it is not held; were it ever, its reply is read here.
+            Sent::Unconfirmed => {
+                self.confirm().await;
+                Ok(self.take_confirmed().map(|c| c.results).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Sends one message like [`SmtpOutbound::send`], but when the server offers PIPELINING
+    /// (and the profile does not turn it off) leaves the reply to its final `.` unread, so that
+    /// the next message's MAIL, RCPT and DATA go out in the same write as that `.` (RFC 2920).
+    ///
+    /// A message left [`Sent::Unconfirmed`] gets its results when its reply is read: by the
+    /// next `send_pipelined` (before that message's own envelope replies) or by
+    /// [`SmtpOutbound::confirm`]; take them with [`SmtpOutbound::take_confirmed`] after each
+    /// call, whatever it returned. If the connection breaks before that reply, the message's
+    /// accepted recipients are `Deferred` ("will try again"): the server may have it, so it
+    /// may go twice, never be lost. A caller that drops the transport with a message
+    /// unconfirmed takes its results from [`SmtpOutbound::give_up`] first.
+    pub async fn send_pipelined(
+        &mut self,
+        envelope: &Envelope,
+        body: impl ChunkSource,
+    ) -> Result<Sent, TransportError> {
+        // The next message goes behind an unconfirmed one only on the same clean session;
+        // anything else (a reconnect, RSET, no pipelining) reads its reply first.
+        let behind = self.session.as_ref().is_some_and(|s| {
+            !s.dirty
+                && self.config.pipelining
+                && s.caps.pipelining
+                && self
+                    .config
+                    .max_messages_per_connection
+                    .is_none_or(|max| s.messages < max)
+        });
+        if !behind {
+            self.confirm().await;
+        }
+        self.send_inner(envelope, body, true).await
+    }
+
+    /// Reads the final reply of the unconfirmed message, if there is one, and keeps its results
+    /// for [`SmtpOutbound::take_confirmed`]. A broken connection defers its accepted
+    /// recipients (the outcome is unknown: it goes again).
+    pub async fn confirm(&mut self) {
+        let Some(u) = self.unconfirmed.take() else {
+            return;
+        };
+        let t = self.timeouts;
+        let reply = match self.session.as_mut() {
+            Some(s) => {
+                async {
+                    s.flush(t.data_block).await?;
+                    s.reply("the end of the message (.)", t.data_end).await
+                }
+                .await
+            }
+            None => Err(WireError::Broken("the connection was closed".into())),
+        };
+        if !reply.as_ref().is_ok_and(|r| r.code != 421) {
+            self.session = None;
+        }
+        self.settle_unconfirmed(u, reply);
+    }
+
+    /// The results of the last message left unconfirmed, once its reply was read.
+    pub fn take_confirmed(&mut self) -> Option<Confirmed> {
+        self.confirmed.take()
+    }
+
+    /// Before the transport is dropped without [`SmtpOutbound::confirm`] (a timeout, an
+    /// error): the results of the last unconfirmed message, its accepted recipients deferred
+    /// when its reply was never read.
+    pub fn give_up(&mut self) -> Option<Confirmed> {
+        if let Some(u) = self.unconfirmed.take() {
+            self.session = None;
+            let why = WireError::Broken(
+                "the connection was given up before the server confirmed the message".into(),
+            );
+            self.settle_unconfirmed(u, Err(why));
+        }
+        self.confirmed.take()
+    }
+
+    /// The unconfirmed message's results from its final reply (or the lack of one).
+    fn settle_unconfirmed(&mut self, u: Unconfirmed, reply: Result<Reply, WireError>) {
+        let server = self.server();
+        let mut results = u.results;
+        let accepted_reply = match reply {
+            Ok(r) if r.is_positive() => Some(r.to_string()),
+            Ok(r) => {
+                set_all(&mut results, &u.accepted, &mail_result(&server, &r));
+                None
+            }
+            Err(e) => {
+                let why = format!("{}; will try again", e.describe(&server));
+                defer(&mut results, &u.accepted, &why);
+                None
+            }
+        };
+        if accepted_reply.is_some() {
+            self.last_reply.clone_from(&accepted_reply);
+        }
+        self.confirmed = Some(Confirmed {
+            results: settle(results),
+            reply: accepted_reply,
+        });
+    }
+
+    /// [`SmtpOutbound::send`]; `hold`: the last transaction may leave its final reply unread.
+    async fn send_inner(
+        &mut self,
+        envelope: &Envelope,
+        body: impl ChunkSource,
+        hold: bool,
+    ) -> Result<Sent, TransportError> {
         let server = self.server();
         // The header section and the first body bytes are held from here on: they tell whether
         // the message is 8-bit, and they let a transaction be retried on a new connection.
         let mut message = super::wire::Outgoing::prepare(body).await?;
         let n = envelope.recipients.len();
         if !address_is_safe(&envelope.from) {
-            return Ok(all_failed(
+            return Ok(Sent::Done(all_failed(
                 n,
                 &format!(
                     "the envelope sender {:?} cannot be sent over SMTP",
                     envelope.from
                 ),
                 MAPI_DIAG_OR_NAME_UNRECOGNIZED,
-            ));
+            )));
         }
         // Per recipient: None = not settled yet.
         let mut results: Vec<Option<RecipientResult>> = vec![None; n];
@@ -398,9 +562,13 @@ impl SmtpOutbound {
                 }
             }
             match self
-                .transaction(envelope, &pending, &mut message, reused, &mut results)
+                .transaction(envelope, &pending, &mut message, reused, hold, &mut results)
                 .await
             {
+                Ok(Attempt::Held { accepted }) => {
+                    self.unconfirmed = Some(Unconfirmed { results, accepted });
+                    return Ok(Sent::Unconfirmed);
+                }
                 Ok(Attempt::Done {
                     overflow,
                     body_read: read,
@@ -436,7 +604,7 @@ impl SmtpOutbound {
                 }
             }
         }
-        Ok(settle(results))
+        Ok(Sent::Done(settle(results)))
     }
 
     /// An open session for the next transaction; whether it is a reused one.
@@ -468,6 +636,8 @@ impl SmtpOutbound {
     }
 
     async fn quit(&mut self) {
+        // Never hang up on a message whose reply is due: its outcome would be lost.
+        self.confirm().await;
         if let Some(mut s) = self.session.take() {
             let limit = self.timeouts.command.min(Duration::from_secs(10));
             let _ = s.command("QUIT", "QUIT", limit).await;
@@ -533,6 +703,8 @@ impl SmtpOutbound {
             messages: 0,
             dirty: false,
             rcpt_limit: None,
+            dot_pending: false,
+            dot_reply: None,
         };
         let greeting = session
             .reply("the connection (greeting)", t.greeting)
@@ -604,6 +776,8 @@ impl SmtpOutbound {
                 messages: 0,
                 dirty: false,
                 rcpt_limit: None,
+                dot_pending: false,
+                dot_reply: None,
             };
             session.caps = ehlo(&mut session, &helo_name, t.command, &server).await?;
         }
@@ -879,6 +1053,7 @@ impl SmtpOutbound {
         batch: &[usize],
         message: &mut Outgoing<impl ChunkSource>,
         reused: bool,
+        hold: bool,
         results: &mut [Option<RecipientResult>],
     ) -> Result<Attempt, TransportError> {
         let server = self.server();
@@ -941,14 +1116,30 @@ impl SmtpOutbound {
 
         // The envelope: one path for pipelined (a window of commands per write) and not
         // (a window of one); a wire error before the body is retried on a reused connection.
-        let replies =
-            match envelope_phase(session, &plan.mail, envelope, now, dsn, pipelined, t).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.session = None;
-                    return early(e);
-                }
-            };
+        // Behind an unconfirmed message its final reply comes first: it settles that message
+        // before anything of this one can end the session.
+        session.dot_pending = self.unconfirmed.is_some();
+        let phase = envelope_phase(session, &plan.mail, envelope, now, dsn, pipelined, t).await;
+        session.dot_pending = false;
+        let dot = session.dot_reply.take();
+        if let Some(u) = self.unconfirmed.take() {
+            let dot = dot.unwrap_or_else(|| {
+                Err(WireError::Broken(
+                    "the connection broke before the reply to the end of the message".into(),
+                ))
+            });
+            self.settle_unconfirmed(u, dot);
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Ok(Attempt::Retry("not connected".into()));
+        };
+        let replies = match phase {
+            Ok(r) => r,
+            Err(e) => {
+                self.session = None;
+                return early(e);
+            }
+        };
         if !replies.overflow.is_empty() && !replies.rcpts.is_empty() {
             // It took this many before it said "too many": the size of the next ones.
             let took = replies.rcpts.len();
@@ -1063,9 +1254,17 @@ impl SmtpOutbound {
             return done(overflow, false);
         }
 
-        let sent = send_body(session, &plan, message, t).await;
+        // Held only when this transaction ends the message (nothing left over for another)
+        // and the server stays: the reply to `.` then goes with the next message's envelope.
+        let hold = hold && pipelined && overflow.is_empty() && !closing;
+        let sent = send_body(session, &plan, message, t, hold).await;
         let final_reply = match sent {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                session.messages += 1;
+                session.dirty = false;
+                return Ok(Attempt::Held { accepted });
+            }
             Err(BodyError::Store(e)) => {
                 // Never end a half-written body with ".": drop the connection instead, so the
                 // server discards it.
@@ -1145,8 +1344,28 @@ async fn envelope_phase(
         }
         tracing::trace!(commands = group.len(), "smtp C: envelope");
         let limit = if next == 0 { t.mail } else { t.rcpt };
-        session.write(text.as_bytes(), limit).await?;
-        session.flush(limit).await?;
+        let written = async {
+            session.write(text.as_bytes(), limit).await?;
+            session.flush(limit).await
+        }
+        .await;
+        // Behind an unconfirmed message: its final reply precedes this group's replies.
+        if std::mem::take(&mut session.dot_pending) {
+            let reply = match &written {
+                Ok(()) => {
+                    session
+                        .reply("the end of the message (.)", t.data_end)
+                        .await
+                }
+                Err(e) => Err(e.clone()),
+            };
+            let broken = reply.as_ref().err().cloned();
+            session.dot_reply = Some(reply);
+            if let Some(e) = broken {
+                return Err(e);
+            }
+        }
+        written?;
         next += group.len();
         // RFC 2920: read every reply of the group, in order, whatever each says.
         for cmd in group {
@@ -1210,7 +1429,8 @@ async fn send_body(
     plan: &WirePlan,
     message: &mut Outgoing<impl ChunkSource>,
     t: SmtpTimeouts,
-) -> Result<Reply, BodyError> {
+    hold: bool,
+) -> Result<Option<Reply>, BodyError> {
     // A whole message the converter would give back unchanged skips it (and its copies).
     let convert = !(message.is_whole()
         && super::downgrade::passes_unchanged(
@@ -1244,14 +1464,24 @@ async fn send_body(
     // The end of the data goes out in the same write as the last of the body (a whole body
     // over the BufWriter's 64 KiB bypasses it, and `.` would be a write of its own).
     wire.finish(&mut out);
+    // Held only when the end of the message stays in the write buffer, where the next
+    // envelope joins it in one write: that write and a read are what holding saves. A larger
+    // end goes past the buffer in a write of its own anyway, and holding its reply only saved a
+    // read while it measured slower in wall time (100 KB: bench/notes/uploadperf2.md).
+    let hold = hold && session.io.get_ref().buffer().len() + out.len() <= WRITE_BUFFER;
     session
         .write(&out, t.data_block)
         .await
         .map_err(BodyError::Wire)?;
+    if hold {
+        // Left in the buffer: the next message's envelope joins it (or `confirm` flushes it).
+        return Ok(None);
+    }
     session.flush(t.data_block).await.map_err(BodyError::Wire)?;
     session
         .reply("the end of the message (.)", t.data_end)
         .await
+        .map(Some)
         .map_err(BodyError::Wire)
 }
 

@@ -33,6 +33,9 @@ pub struct Knobs {
     pub reused_421_once: bool,
     /// Drop the connection in the middle of DATA of the n-th message (once).
     pub drop_in_data: Option<usize>,
+    /// Read the whole n-th message, its `.` included, then drop the connection without a
+    /// reply (once): the client cannot know whether it was taken.
+    pub drop_after_dot: Option<usize>,
     /// Reply to MAIL FROM with these raw bytes.
     pub mail_reply: Option<String>,
     /// After STARTTLS's 220, send garbage instead of a TLS handshake.
@@ -57,6 +60,7 @@ impl Default for Knobs {
             final_reply: Arc::new(|_| "250 2.0.0 Ok: queued".into()),
             reused_421_once: false,
             drop_in_data: None,
+            drop_after_dot: None,
             mail_reply: None,
             starttls_garbage: false,
             auth: None,
@@ -72,6 +76,10 @@ pub struct Log {
     pub commands: Vec<String>,
     /// Every byte read from every connection, in order (connections one after another).
     pub wire: Vec<u8>,
+    /// Per command line and per end of data (`.`), in order: the bytes the client had already
+    /// sent behind it when it was read, before any reply to it. A client in lock-step leaves
+    /// none; one that pipelines leaves the rest of its group (RFC 2920).
+    pub ahead: Vec<(String, Vec<u8>)>,
     /// How many RCPT commands were answered `452 4.5.3`.
     pub too_many: usize,
     /// Connections open now, and the most that were open at once.
@@ -80,6 +88,7 @@ pub struct Log {
     messages_started: usize,
     reused_421_done: bool,
     drop_done: bool,
+    drop_after_dot_done: bool,
 }
 
 pub struct FakeSmtp {
@@ -133,6 +142,9 @@ impl FakeSmtp {
     pub fn wire(&self) -> Vec<u8> {
         self.log.lock().expect("log").wire.clone()
     }
+    pub fn ahead(&self) -> Vec<(String, Vec<u8>)> {
+        self.log.lock().expect("log").ahead.clone()
+    }
 }
 
 async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::Result<()> {
@@ -161,11 +173,13 @@ async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::R
         {
             let mut l = log.lock().expect("log");
             l.wire.extend_from_slice(&raw);
-            l.commands.push(if upper.starts_with("AUTH") {
-                "AUTH ***".into()
+            let shown = if upper.starts_with("AUTH") {
+                "AUTH ***".to_string()
             } else {
                 cmd.clone()
-            });
+            };
+            l.ahead.push((shown.clone(), io.buffer().to_vec()));
+            l.commands.push(shown);
         }
         let reply: String = if upper.starts_with("EHLO") {
             let mut lines = vec!["fake.test".to_string()];
@@ -257,6 +271,12 @@ async fn serve(tcp: TcpStream, knobs: Knobs, log: Arc<Mutex<Log>>) -> std::io::R
                     }
                     log.lock().expect("log").wire.extend_from_slice(&dl);
                     if dl == b".\r\n" {
+                        let mut l = log.lock().expect("log");
+                        l.ahead.push((".".into(), io.buffer().to_vec()));
+                        if knobs.drop_after_dot == Some(n) && !l.drop_after_dot_done {
+                            l.drop_after_dot_done = true;
+                            return Ok(());
+                        }
                         break;
                     }
                     data.extend_from_slice(&dl);

@@ -313,6 +313,15 @@ impl SqliteStore {
         }
         // Lazy: it connects on first use. Many processes (a submit of a small message, a
         // status query) never write through it.
+        //
+        // No `PRAGMA mmap_size` (measured for issue 16, bench/notes/uploadperf2.md): it turns the
+        // ~29 preads that read an inline 100 KB body into memory reads of the mapping (10.7 a
+        // message were left: pages still in the WAL, which SQLite never maps), but the flush's
+        // CPU a message did not move beyond the noise. What it would cost: SQLite documents that
+        // an I/O error on a mapped page cannot be returned as SQLITE_IOERR, it is a signal
+        // (SIGBUS) that kills the process (the daemon and every flush in it) instead of failing
+        // one read; a store file truncated by another process under the mapping does the same;
+        // and the mapped pages a flush reads count in the daemon's RSS. Not worth it for nothing.
         let relaxed = pool_options(connections, checkpoint_on_close)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(SqliteStore {
