@@ -72,6 +72,28 @@ fn outcomes(report: &FlushReport) -> Vec<MessageOutcome> {
         .collect()
 }
 
+/// The queue holds only `subject`, deferred ("will try again": the server may have it, so it
+/// is neither sent nor failed), and a forced flush delivers it: the server then has `total`.
+async fn deferred_then_sent_by_force(
+    alice: &Session,
+    server: &FakeSmtp,
+    subject: &str,
+    total: usize,
+) {
+    let queue = alice.outgoing_queue().await.expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].message.subject, subject);
+    let error = queue[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("will try again"), "{error}");
+    let report = alice
+        .spooler_status()
+        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
+        .await
+        .expect("flush");
+    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent]);
+    assert_eq!(server.received().len(), total);
+}
+
 async fn queue_len(session: &Session) -> usize {
     session.outgoing_queue().await.expect("queue").len()
 }
@@ -329,19 +351,7 @@ async fn a_connection_dropped_in_data_defers_the_message_and_the_next_one_goes()
         outcomes(&report),
         vec![MessageOutcome::Deferred, MessageOutcome::Sent]
     );
-    let queue = alice.outgoing_queue().await.expect("queue");
-    assert_eq!(queue.len(), 1);
-    assert_eq!(queue[0].message.subject, "first");
-    let error = queue[0].last_error.clone().unwrap_or_default();
-    assert!(error.contains("will try again"), "{error}");
-    // FLUSH_FORCE retries it at once: delivered.
-    let report = alice
-        .spooler_status()
-        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
-        .await
-        .expect("flush");
-    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent]);
-    assert_eq!(server.received().len(), 2);
+    deferred_then_sent_by_force(&alice, &server, "first", 2).await;
 }
 
 #[tokio::test]
@@ -594,19 +604,7 @@ async fn a_drop_after_the_end_of_data_defers_that_message_and_the_next_goes_on_a
         .map(|(s, r)| String::from_utf8_lossy(&r.data).contains(s))
         .collect();
     assert_eq!(subjects_got, vec![true, true]);
-    let queue = alice.outgoing_queue().await.expect("queue");
-    assert_eq!(queue.len(), 1);
-    assert_eq!(queue[0].message.subject, "lost");
-    let error = queue[0].last_error.clone().unwrap_or_default();
-    assert!(error.contains("will try again"), "{error}");
-    // Not sent, not failed: the next flush sends it.
-    let report = alice
-        .spooler_status()
-        .flush_queues(None, FlushFlags::UPLOAD | FlushFlags::FORCE)
-        .await
-        .expect("flush");
-    assert_eq!(outcomes(&report), vec![MessageOutcome::Sent]);
-    assert_eq!(server.received().len(), 3);
+    deferred_then_sent_by_force(&alice, &server, "lost", 3).await;
 }
 
 #[tokio::test]
