@@ -307,7 +307,7 @@ fn three_nodes_one_killed_three_times(n: usize, sink_opts: &str) {
     std::thread::scope(|scope| {
         // A killed node restarts on its own thread while the others flush on and the next
         // kill is chosen among the nodes that run.
-        let mut restarting = Vec::new();
+        let mut restarting: Vec<(usize, std::thread::ScopedJoinHandle<Daemon>)> = Vec::new();
         for kill in 0..3 {
             // A random point of the flush (somewhere in the next quarter of the queue, plus
             // up to half a second: the fault schedule, not a wait for a condition), then a
@@ -322,6 +322,18 @@ fn three_nodes_one_killed_three_times(n: usize, sink_opts: &str) {
                 }
                 if (sent(&pg) as usize) < at {
                     return false;
+                }
+                // A node restarted after an earlier kill is a candidate again once it is up:
+                // with only the never-killed ones to choose from, the queue could run dry
+                // while none of them happened to hold a lease.
+                let mut i = 0;
+                while i < restarting.len() {
+                    if restarting[i].1.is_finished() {
+                        let (v, restart) = restarting.swap_remove(i);
+                        nodes[v] = Some(restart.join().expect("the node restarts"));
+                    } else {
+                        i += 1;
+                    }
                 }
                 victim = nodes
                     .iter()
