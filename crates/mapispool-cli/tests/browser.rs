@@ -133,12 +133,9 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+#[path = "../../mapispool/tests/peers/port.rs"]
+mod port;
+use port::free_port;
 
 #[test]
 fn the_page_follows_a_submit_and_its_flush_without_reloading() {

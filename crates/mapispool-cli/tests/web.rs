@@ -192,13 +192,9 @@ fn metrics_pass_promtool_and_count_a_flush() {
     daemon.stop();
 }
 
-/// A port free on loopback now (the daemon binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+#[path = "../../mapispool/tests/peers/port.rs"]
+mod port;
+use port::free_port;
 
 fn tcp(port: u16) -> std::net::TcpStream {
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener")

@@ -56,32 +56,34 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     }
 }
 
-/// Finds and loads the profile, and logs on to it.
-async fn logon(cli: &Cli) -> Result<Session> {
+/// Finds and loads the profile, and logs on to it with `open` — one of the ways `mapispool`
+/// opens a session ([`Session::logon`], [`Session::logon_to_read`], [`SubmitSession::logon`]),
+/// so every command names its profile the same way when logon fails.
+async fn logon_with<S, F>(cli: &Cli, open: impl FnOnce(Profile) -> F) -> Result<S>
+where
+    F: std::future::Future<Output = mapi::MapiResult<S>>,
+{
     let path = Profile::locate(cli.profile.as_deref())?;
     let profile = Profile::load(&path)?;
-    Session::logon(profile)
+    open(profile)
         .await
         .with_context(|| format!("cannot log on to the profile {}", path.display()))
+}
+
+/// A full session: for the commands that change the store or flush.
+async fn logon(cli: &Cli) -> Result<Session> {
+    logon_with(cli, Session::logon).await
 }
 
 /// [`logon`] for the commands that only read (`status`, `queue`, `messages`, `show`): without
 /// a daemon, this process neither registers as a spooler node nor cleans the store up (see
 /// [`Session::logon_to_read`]); that is for the processes that write it.
 async fn logon_to_read(cli: &Cli) -> Result<Session> {
-    let path = Profile::locate(cli.profile.as_deref())?;
-    let profile = Profile::load(&path)?;
-    Session::logon_to_read(profile)
-        .await
-        .with_context(|| format!("cannot log on to the profile {}", path.display()))
+    logon_with(cli, Session::logon_to_read).await
 }
 
 /// [`logon`] for `submit`: a session that can only submit, which opens no more than that needs
 /// (see [`SubmitSession`]).
 async fn logon_to_submit(cli: &Cli) -> Result<SubmitSession> {
-    let path = Profile::locate(cli.profile.as_deref())?;
-    let profile = Profile::load(&path)?;
-    SubmitSession::logon(profile)
-        .await
-        .with_context(|| format!("cannot log on to the profile {}", path.display()))
+    logon_with(cli, SubmitSession::logon).await
 }

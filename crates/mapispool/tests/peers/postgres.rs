@@ -21,12 +21,12 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers/postgres.sh")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+// Each peer file stays self-contained (test crates include them by path, several in one
+// crate), so each includes the one port picker itself.
+#[allow(clippy::duplicate_mod)]
+#[path = "port.rs"]
+mod port;
+use port::free_port;
 
 /// A running private PostgreSQL.
 pub struct Postgres {
