@@ -45,6 +45,9 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 # Headless Chromium drives the status page (crates/mapispool-cli/tests/browser.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# libfaketime runs a cluster node with its clock ten minutes off (crates/mapispool-cli/tests/
+# cluster.rs: leases follow the database server's clock).
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || need+=(faketime)
 CYRUS_PRIVATE=/usr/local/lib/mapispool-peers/cyrus
 cyrus_services() {
   [ -x /usr/lib/cyrus/bin/imapd ] && [ -x /usr/lib/cyrus/bin/pop3d ] && [ -x /usr/lib/cyrus/bin/idled ] && return 0

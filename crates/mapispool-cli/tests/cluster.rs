@@ -425,3 +425,100 @@ fn the_cluster_view_works_without_a_daemon_too() {
         "the queue row is shown:\n{out}"
     );
 }
+
+/// The environment that runs a process with its clock `skew` off this machine's (libfaketime;
+/// the monotonic clock left alone, so its timers run as they should). `None` where libfaketime
+/// is not installed.
+fn skewed_clock(skew: &str) -> Option<Vec<(&'static str, String)>> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists())?;
+    Some(vec![
+        ("LD_PRELOAD", lib.display().to_string()),
+        ("FAKETIME", skew.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ])
+}
+
+#[test]
+fn a_node_whose_clock_runs_ten_minutes_fast_takes_no_live_lease() {
+    // One message: whatever node B leases is node A's.
+    const N: i64 = 1;
+    let Some(fast) = skewed_clock("+600s") else {
+        common::ci::cannot_run("no libfaketime (Debian's faketime package)");
+        return;
+    };
+    let fast: Vec<(&str, &str)> = fast.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let pg = Postgres::start();
+    // Each DATA answered after 8 s (within the profile's 10 s timeout): node A holds its
+    // leases, renewed by its heartbeat, for far longer than node B needs to beat five times.
+    let sink = SmtpSink::start("-w 8");
+    let sandbox = Sandbox::new();
+    let a = node_profile(&sandbox, "node-a", &pg.url(), sink.port);
+    let b = node_profile(&sandbox, "node-b", &pg.url(), sink.port);
+    let reader = node_profile(&sandbox, "reader", &pg.url(), sink.port);
+    let node_a = start_node(&sandbox, &a);
+    submit_many(&pg, N as usize);
+    wait_long("node A to lease the message", || {
+        leased_by(&pg, node_a.pid()) == N
+    });
+
+    // A reader whose clock is 10 minutes fast sees node A as it is: alive (by its own clock,
+    // node A's last heartbeat plus its lease is long past).
+    let mut status = pg_cli::cli(&sandbox, &reader);
+    status.envs(fast.iter().copied());
+    let out = status
+        .args(["status", "--cluster", "--json"])
+        .output()
+        .expect("mapispool runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        common::sandbox::all_output(&out)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        states(&view).contains(&("node-a".into(), "alive".into())),
+        "node A alive for a reader with a fast clock: {:?}",
+        states(&view)
+    );
+
+    // Node B, 10 minutes fast, beats five times while node A holds the lease: by its own
+    // clock it expired long ago, by the database's it has not.
+    let node_b = pg_cli::start_daemon_with(&sandbox, &b, &fast);
+    let beat_of_b = || pg.psql("mail", "SELECT heartbeat FROM nodes WHERE name = 'node-b'");
+    let mut beats = Vec::new();
+    wait_long("five heartbeats of node B", || {
+        assert_eq!(
+            leased_by(&pg, node_b.pid()),
+            0,
+            "node B took a lease node A holds"
+        );
+        let beat = beat_of_b();
+        if !beat.is_empty() && beats.last() != Some(&beat) {
+            beats.push(beat);
+        }
+        beats.len() > 5
+    });
+    assert_eq!(leased_by(&pg, node_b.pid()), 0, "node B took a live lease");
+    assert_eq!(
+        leased_by(&pg, node_a.pid()),
+        N,
+        "node A still held the lease while node B beat (else the check proved nothing)"
+    );
+    assert!(
+        node_b
+            .log()
+            .contains("clock is 600.0 s ahead of the database server's"),
+        "node B says its clock is off:\n{}",
+        node_b.log()
+    );
+
+    wait_long("the queue to empty", || queued(&pg) == 0);
+    assert_eq!(sent(&pg), N);
+    assert_eq!(sink.messages() as i64, N, "sent once");
+    node_a.stop();
+    node_b.stop();
+}

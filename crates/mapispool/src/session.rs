@@ -323,11 +323,7 @@ impl Session {
             Backend::Local(s) => {
                 let nodes = s.store().nodes().await?;
                 let counts = s.store().queue_counts().await?;
-                Ok(crate::store::cluster_rows(
-                    &nodes,
-                    &counts,
-                    mapi::FileTime::now(),
-                ))
+                Ok(crate::store::cluster_rows(&nodes, &counts, s.store().now()))
             }
             Backend::Remote { client, .. } => client.cluster_rows().await,
         }

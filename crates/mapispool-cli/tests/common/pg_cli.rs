@@ -53,7 +53,13 @@ pub fn socket(sandbox: &Sandbox, profile: &Path) -> PathBuf {
 
 /// `mapispool spooler` on `profile`, its log beside the profile.
 pub fn start_daemon(sandbox: &Sandbox, profile: &Path) -> Daemon {
+    start_daemon_with(sandbox, profile, &[])
+}
+
+/// [`start_daemon`] with `env` added to its environment.
+pub fn start_daemon_with(sandbox: &Sandbox, profile: &Path, env: &[(&str, &str)]) -> Daemon {
     let mut cmd = cli(sandbox, profile);
+    cmd.envs(env.iter().copied());
     cmd.arg("spooler");
     let stem = profile.file_stem().expect("a name").to_string_lossy();
     Daemon::start(

@@ -1058,7 +1058,7 @@ impl<S: Store + 'static> Spooler<S> {
                         store
                             .lease_due(
                                 &self.inner.owner,
-                                FileTime::now(),
+                                store.now(),
                                 self.lease_time(),
                                 lease_batch(q.attempted.len()),
                                 LeaseFilter {
@@ -1483,7 +1483,7 @@ impl<S: Store + 'static> Spooler<S> {
         if batch.is_empty() {
             return Vec::new();
         }
-        let now = FileTime::now();
+        let now = self.inner.store.now();
         let outcomes: Vec<Vec<RecipientOutcome>> = batch
             .iter()
             .map(|a| self.outcomes_of(&a.message, &a.results, now))

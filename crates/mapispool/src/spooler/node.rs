@@ -34,7 +34,11 @@ impl<S: Store + 'static> Spooler<S> {
         match self
             .inner
             .store
-            .register_node(&self.inner.node, FileTime::now(), config.lease_time())
+            .register_node(
+                &self.inner.node,
+                self.inner.store.now(),
+                config.lease_time(),
+            )
             .await
         {
             Ok(beat) if beat.orphaned > 0 => self.inner.wake.notify_one(),
@@ -81,7 +85,7 @@ impl<S: Store + 'static> Spooler<S> {
             })
             .unwrap_or_default();
         let config = &self.inner.profile.spooler;
-        let now = FileTime::now();
+        let now = self.inner.store.now();
         let held: Vec<crate::store::MessageId> = self
             .inner
             .held
@@ -120,7 +124,7 @@ impl<S: Store + 'static> Spooler<S> {
         if let Err(e) = self
             .inner
             .store
-            .node_stopped(&self.inner.node.instance, FileTime::now())
+            .node_stopped(&self.inner.node.instance, self.inner.store.now())
             .await
         {
             tracing::warn!(error = %e, "cannot record that this node stopped; it will show as dead once its heartbeat is old");

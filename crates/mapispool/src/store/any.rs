@@ -180,6 +180,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.display_name())
     }
 
+    fn now(&self) -> FileTime {
+        dispatch!(self, s => s.now())
+    }
+
     async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
         dispatch!(self, s => s.queue_counts().await)
     }

@@ -915,6 +915,14 @@ pub trait Store: Send + Sync {
     /// How the status table names this store (its `PR_DISPLAY_NAME`), e.g. its path.
     fn display_name(&self) -> String;
 
+    /// Now, on the clock the store's times follow: the time to pass as `now` to leases,
+    /// outcomes and heartbeats, and to judge the times the store holds by. This machine's clock
+    /// where one machine is all that reads the store; a shared store's own clock where several
+    /// nodes do, so that their clocks' skew cannot make one take another's live lease.
+    fn now(&self) -> FileTime {
+        FileTime::now()
+    }
+
     /// Counts of queued messages per route, for status rows.
     fn queue_counts(&self) -> impl Future<Output = MapiResult<Vec<QueueCounts>>> + Send;
 

@@ -20,6 +20,7 @@
 //! stays open while a slow sender trickles: a long transaction would hold back vacuum (the
 //! known hazard of job queues on PostgreSQL) as well as a lock.
 
+mod clock;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -97,6 +98,8 @@ pub struct PgStore {
     relaxed: PgPool,
     /// The URL without its password, for messages.
     server: String,
+    /// The database server's clock, which every node's times follow (see [`clock`]).
+    clock: std::sync::Arc<clock::ServerClock>,
 }
 
 /// Connection options for `url` with `password` (from the profile's credential; a password in
@@ -158,7 +161,7 @@ impl PgStore {
     /// wrote the schema, `MAPI_E_INVALID_PARAMETER` for a bad URL.
     pub async fn open(url: &str, password: Option<&str>) -> MapiResult<PgStore> {
         let store = Self::open_with(url, password, 8).await?;
-        let cutoff = FileTime::from(std::time::SystemTime::now() - STALE_STAGING);
+        let cutoff = FileTime::from(store.now().to_system_time() - STALE_STAGING);
         sqlx::query("DELETE FROM messages WHERE folder = $1 AND staged_at < $2")
             .bind(STAGING_FOLDER)
             .bind(ft(cutoff))
@@ -197,6 +200,15 @@ impl PgStore {
                 )
             })?;
         }
+        let clock = std::sync::Arc::new(clock::ServerClock::default());
+        clock
+            .measure(&mut conn)
+            .await
+            .map_err(|source| StoreError::Server {
+                what: "reading the server's clock".into(),
+                server: server.clone(),
+                source,
+            })?;
         let _ = conn.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(connections)
@@ -210,6 +222,7 @@ impl PgStore {
             pool,
             relaxed,
             server,
+            clock,
         })
     }
 
@@ -268,7 +281,7 @@ impl PgStore {
              SELECT id FROM m",
         )
         .bind(STAGING_FOLDER)
-        .bind(ft(FileTime::now()))
+        .bind(ft(self.now()))
         .bind(props.message_class)
         .bind(props.subject)
         .bind(props.sender_name)
@@ -427,7 +440,7 @@ impl PgStore {
             .bind(transport)
             .bind(server_id)
             .bind(id)
-            .bind(ft(FileTime::now()))
+            .bind(ft(self.now()))
             .execute(&mut *tx)
             .await
             .map_err(self.db(what))?;
@@ -455,7 +468,7 @@ impl PgStore {
     /// statement, so one synchronous commit.
     async fn submit_whole(&self, message: &NewMessage, body: &[u8]) -> MapiResult<MessageRecord> {
         let (rows, names, addresses, types) = recipient_arrays(&message.recipients);
-        let now = ft(FileTime::now());
+        let now = ft(self.now());
         let row = sqlx::query(concat!(
             "WITH m AS (INSERT INTO messages (folder, staged_at, message_class, subject, \
                sender_name, sender_address, envelope_from, internet_message_id, message_flags, \
@@ -608,13 +621,17 @@ impl PgStore {
         let ids = row_ids(&rows).map_err(self.db(what))?;
         let recipients = recipients_of(&mut tx, &ids).await.map_err(self.db(what))?;
         tx.commit().await.map_err(self.db(what))?;
-        queue_entries(&rows, recipients, FileTime::now()).map_err(self.db(what))
+        queue_entries(&rows, recipients, self.now()).map_err(self.db(what))
     }
 }
 
 impl Store for PgStore {
     fn display_name(&self) -> String {
         format!("PostgreSQL store {}", self.server)
+    }
+
+    fn now(&self) -> FileTime {
+        self.clock.now()
     }
 
     async fn submit(
@@ -674,7 +691,7 @@ impl Store for PgStore {
         .bind(Folder::Outbox as i64)
         .bind(size_i64(size))
         .bind(i64::from(chunks))
-        .bind(ft(FileTime::now()))
+        .bind(ft(self.now()))
         .bind(id)
         .fetch_one(&self.pool)
         .await
@@ -694,7 +711,7 @@ impl Store for PgStore {
 
     async fn queue_entry(&self, id: MessageId) -> MapiResult<Option<QueueEntry>> {
         let what = "reading a queued message";
-        let now = FileTime::now();
+        let now = self.now();
         let mut tx = self.snapshot(what).await?;
         let Some((message, q)) = load_message(&mut tx, id.0, false)
             .await
@@ -717,7 +734,7 @@ impl Store for PgStore {
     async fn queue_counts(&self) -> MapiResult<Vec<QueueCounts>> {
         let what = "counting the outgoing queue";
         let rows = sqlx::query(QUEUE_COUNTS)
-            .bind(ft(FileTime::now()))
+            .bind(ft(self.now()))
             .fetch_all(&self.pool)
             .await
             .map_err(self.db(what))?;
@@ -892,7 +909,7 @@ impl Store for PgStore {
 
     async fn abort_submit(&self, id: MessageId) -> MapiResult<()> {
         let what = "aborting a submission";
-        let now = FileTime::now();
+        let now = self.now();
         let mut tx = self.tx(&self.pool, what).await?;
         let (_, q) = load_message(&mut tx, id.0, true)
             .await
@@ -942,7 +959,7 @@ impl Store for PgStore {
              client_submit_time = $2, next_attempt_at = NULL, last_error = NULL WHERE id = $3",
         )
         .bind(i64::from(MSGFLAG_SUBMIT))
-        .bind(ft(FileTime::now()))
+        .bind(ft(self.now()))
         .bind(id.0)
         .execute(&mut *tx)
         .await
@@ -992,7 +1009,7 @@ impl Store for PgStore {
             "INSERT INTO sync_state (transport, key, value) VALUES ('', 'last_sync', $1) \
              ON CONFLICT (transport, key) DO UPDATE SET value = excluded.value",
         )
-        .bind(FileTime::now().0.to_string())
+        .bind(self.now().0.to_string())
         .execute(&self.pool)
         .await
         .map_err(self.db("making received messages durable"))?;
@@ -1048,7 +1065,7 @@ impl Store for PgStore {
         if new.is_empty() {
             return Ok(stored);
         }
-        let now = ft(FileTime::now());
+        let now = ft(self.now());
         // Multi-row inserts, each well under PostgreSQL's 65535 bound parameters.
         const ROWS: usize = 1000;
         let mut id_of: HashMap<String, i64> = HashMap::with_capacity(new.len());
@@ -1335,9 +1352,15 @@ impl Store for PgStore {
     ) -> MapiResult<Heartbeat> {
         let what = "renewing this node's heartbeat and leases";
         let mut conn = self.relaxed.acquire().await.map_err(self.db(what))?;
-        self.beat(&mut conn, node, status, now, lease_for, held)
+        let beat = self
+            .beat(&mut conn, node, status, now, lease_for, held)
             .await
-            .map_err(self.db(what))
+            .map_err(self.db(what))?;
+        // Clocks drift: the next heartbeat's times follow the server's as it is now.
+        if let Err(e) = self.clock.measure(&mut conn).await {
+            tracing::warn!(error = %e, "cannot read the database server's clock; keeping the last offset");
+        }
+        Ok(beat)
     }
 
     async fn node_stopped(&self, instance: &str, now: FileTime) -> MapiResult<()> {
