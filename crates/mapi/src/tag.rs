@@ -273,6 +273,8 @@ tags! {
     PR_MSP_SENDING_COUNT = 0x6626_0003,
     PR_MSP_DEFERRED_COUNT = 0x6627_0003,
     PR_MSP_SCHEDULED_COUNT = 0x6628_0003,
+    // Milliseconds a node's clock is ahead of its shared store's (negative: behind).
+    PR_MSP_NODE_CLOCK_OFFSET = 0x6629_0003,
 }
 
 string8_tags! {

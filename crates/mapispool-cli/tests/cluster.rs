@@ -515,6 +515,20 @@ fn a_node_whose_clock_runs_ten_minutes_fast_takes_no_live_lease() {
         "node B says its clock is off:\n{}",
         node_b.log()
     );
+    // The cluster view shows each node's skew as the node measured it.
+    let view = cluster_view(&sandbox, &a);
+    let offset_of = |name: &str| {
+        view["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["PR_DISPLAY_NAME"] == name))
+            .and_then(|r| r["PR_MSP_NODE_CLOCK_OFFSET"].as_i64())
+    };
+    let (a_ms, b_ms) = (offset_of("node-a"), offset_of("node-b"));
+    assert!(
+        a_ms.is_some_and(|ms| ms.abs() < 1_000)
+            && b_ms.is_some_and(|ms| (599_000..601_000).contains(&ms)),
+        "node A's clock agrees, node B's is 600 s ahead: {a_ms:?} {b_ms:?}\n{view}"
+    );
 
     wait_long("the queue to empty", || queued(&pg) == 0);
     assert_eq!(sent(&pg), N);

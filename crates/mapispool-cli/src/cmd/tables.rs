@@ -24,6 +24,7 @@ pub async fn status(session: &Session, args: &StatusArgs) -> Result<Exit> {
                 PR_MSP_NODE_STATE,
                 PR_MSP_NODE_HOST,
                 PR_MSP_NODE_HEARTBEAT,
+                PR_MSP_NODE_CLOCK_OFFSET,
                 PR_STATUS_STRING,
                 PR_MSP_QUEUED_COUNT,
                 PR_MSP_SENDING_COUNT,

@@ -38,7 +38,7 @@ pub struct NodeInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
     pub info: NodeInfo,
-    /// Its last heartbeat, by its own clock.
+    /// Its last heartbeat, on the store's clock ([`super::Store::now`]).
     pub heartbeat: FileTime,
     /// Its last heartbeat plus its lease time: after this its leases have expired.
     pub alive_until: FileTime,
@@ -46,6 +46,9 @@ pub struct NodeRecord {
     pub stopped: Option<FileTime>,
     /// Its spooler's status string at the last heartbeat.
     pub status: String,
+    /// How far its clock was ahead of the store's at its last heartbeat, in milliseconds
+    /// (negative: behind); `None` where no node measures it (SQLite: one machine, one clock).
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Whether a node runs, as the cluster view says it.
@@ -98,7 +101,8 @@ impl NodeRecord {
     /// and `PR_MSP_NODE_INSTANCE` (its instance), `PR_MSP_NODE_STATE` (`alive`, `dead`,
     /// `stopped` against `now`), `PR_MSP_NODE_HOST`, `PR_MSP_NODE_PID`,
     /// `PR_MSP_NODE_STARTED`, `PR_MSP_NODE_HEARTBEAT` (its last) and `PR_STATUS_STRING` (its
-    /// spooler's status then).
+    /// spooler's status then), and `PR_MSP_NODE_CLOCK_OFFSET` where the node measured its
+    /// clock against the store's.
     pub fn to_row(&self, now: FileTime) -> Row {
         let mut row = Row::new(vec![]);
         row.set(
@@ -122,6 +126,10 @@ impl NodeRecord {
             PropValue::Unicode(self.info.instance.clone()),
         );
         row.set(PR_STATUS_STRING, PropValue::Unicode(self.status.clone()));
+        if let Some(ms) = self.clock_offset_ms {
+            let ms = i32::try_from(ms).unwrap_or(if ms < 0 { i32::MIN } else { i32::MAX });
+            row.set(PR_MSP_NODE_CLOCK_OFFSET, PropValue::Long(ms));
+        }
         row
     }
 }

@@ -252,7 +252,8 @@ pub(crate) fn recipient_from_row(r: &impl StoreRow) -> Result<RecipientRecord, s
 /// The `nodes` columns a [`NodeRecord`] is read from.
 macro_rules! node_columns {
     () => {
-        "instance, name, host, pid, started, heartbeat, alive_until, stopped, status"
+        "instance, name, host, pid, started, heartbeat, alive_until, stopped, status, \
+         clock_offset_ms"
     };
 }
 pub(crate) use node_columns;
@@ -272,6 +273,7 @@ pub(crate) fn node_from_row(r: &impl StoreRow) -> Result<NodeRecord, sqlx::Error
         alive_until: time("alive_until")?,
         stopped: get_time(r, "stopped")?,
         status: r.text("status")?,
+        clock_offset_ms: r.opt_i64("clock_offset_ms")?,
     })
 }
 

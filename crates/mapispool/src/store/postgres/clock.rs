@@ -35,6 +35,12 @@ impl ServerClock {
         shift(FileTime::now(), self.offset_ticks.load(Ordering::Relaxed))
     }
 
+    /// How far this machine's clock is ahead of the server's (negative: behind), in
+    /// milliseconds, at the last measurement: what the cluster view shows for this node.
+    pub(super) fn node_ahead_ms(&self) -> i64 {
+        -self.offset_ticks.load(Ordering::Relaxed) / 10_000
+    }
+
     /// Reads the server's clock on `conn` and keeps the offset to this machine's, taking the
     /// server's answer as of the middle of the round trip.
     pub(super) async fn measure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {

@@ -1444,9 +1444,11 @@ impl PgStore {
         // expired leases but those just extended (the count reads the snapshot before them).
         let (extended, orphaned): (i64, i64) = sqlx::query_as(
             "WITH n AS (INSERT INTO nodes (instance, name, host, pid, started, heartbeat, \
-                 alive_until, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 alive_until, status, clock_offset_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10) \
                ON CONFLICT (instance) DO UPDATE SET heartbeat = excluded.heartbeat, \
-                 alive_until = excluded.alive_until, status = excluded.status, stopped = NULL), \
+                 alive_until = excluded.alive_until, status = excluded.status, stopped = NULL, \
+                 clock_offset_ms = excluded.clock_offset_ms), \
              e AS (UPDATE messages SET lease_until = $7 WHERE id IN (SELECT id FROM messages \
                  WHERE lease_owner = $1 AND in_queue AND lease_until < $7 \
                    AND id = ANY($9::bigint[]) \
@@ -1466,6 +1468,7 @@ impl PgStore {
         .bind(ft(until))
         .bind(status)
         .bind(held.iter().map(|id| id.0).collect::<Vec<i64>>())
+        .bind(self.clock.node_ahead_ms())
         .fetch_one(&mut *conn)
         .await?;
         Ok(Heartbeat {
