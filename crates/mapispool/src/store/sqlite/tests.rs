@@ -594,3 +594,67 @@ async fn a_store_with_another_page_size_opens_migrates_and_keeps_it() {
         store.close().await;
     }
 }
+
+/// Prefetched bodies are read with SQLite's blob API (`read_blobs`), on a multi-thread runtime
+/// inside `block_in_place` (the flush's and the daemon's runtime; the other tests run on a
+/// current-thread one): every body comes whole, whether its pages are still in the WAL or were
+/// checkpointed into the database file, an empty body is none, and a message whose body row is
+/// gone is leased without a body (read when sent) rather than failing the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_bodies_are_read_whole_from_the_wal_and_from_the_database_file() {
+    let (_dir, store) = open().await;
+    let sizes = [100 * 1024, 1, 4093, 60 * 1024];
+    let mut ids = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let seed = u32::try_from(i).expect("small");
+        ids.push(
+            store
+                .submit(message("a@example.org"), &body(size, seed)[..])
+                .await
+                .expect("submit")
+                .id,
+        );
+        if i == 1 {
+            // The first two into the database file, the others stay in the WAL.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&store.pool)
+                .await
+                .expect("checkpoint");
+        }
+    }
+    let empty = store
+        .submit(message("a@example.org"), &b""[..])
+        .await
+        .expect("submit")
+        .id;
+    let gone = store
+        .submit(message("a@example.org"), &body(2048, 9)[..])
+        .await
+        .expect("submit")
+        .id;
+    sqlx::query("DELETE FROM body_chunks WHERE message_id = ?")
+        .bind(gone.0)
+        .execute(&store.pool)
+        .await
+        .expect("delete a body row");
+
+    let leased = store
+        .lease_due("sp", FileTime::now(), LEASE, 100, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), sizes.len() + 2);
+    for (i, (&size, id)) in sizes.iter().zip(&ids).enumerate() {
+        let m = leased.iter().find(|m| m.message.id == *id).expect("leased");
+        let seed = u32::try_from(i).expect("small");
+        assert_eq!(
+            m.prefetched_body.as_deref(),
+            Some(&body(size, seed)[..]),
+            "message {i} ({size} bytes)"
+        );
+    }
+    for id in [empty, gone] {
+        let m = leased.iter().find(|m| m.message.id == id).expect("leased");
+        assert_eq!(m.prefetched_body, None);
+    }
+    store.close().await;
+}
