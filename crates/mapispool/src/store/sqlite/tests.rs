@@ -521,3 +521,140 @@ async fn migrations_are_one_transaction_with_the_migrators_bookkeeping() {
     assert_eq!(subject, "kept");
     store.close().await;
 }
+
+/// A store whose file has another page size than SQLite's default 4,096 (made by hand with the
+/// `sqlite3` shell, or by a future build that picks a larger one for new stores; bench notes
+/// `bodies3.md` measured 8 to 64 KiB and kept the default) is opened, migrated from an older
+/// schema, written by submit processes past the WAL's truncation point, read back, and keeps
+/// its page size: nothing in the store may assume 4 KiB pages.
+#[tokio::test]
+async fn a_store_with_another_page_size_opens_migrates_and_keeps_it() {
+    for page_size in [1024_i64, 16 * 1024, 64 * 1024] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        // The page size is fixed by the first table, as `sqlite3` would do it; then an older
+        // build's first two migrations, and one of its messages.
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .pragma("page_size", page_size.to_string())
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePool::connect_with(options).await.expect("old store");
+        MIGRATOR.run_to(2, &pool).await.expect("old migrations");
+        sqlx::query("INSERT INTO messages (folder, staged_at, subject) VALUES (1, 0, 'kept')")
+            .execute(&pool)
+            .await
+            .expect("an old message");
+        pool.close().await;
+
+        // Submits of 100 KB bodies, inline, enough to pass WAL_TRUNCATE_AT at least once.
+        let size = 100 * 1024;
+        let n = u32::try_from(WAL_TRUNCATE_AT / size as u64 + 3).expect("a few");
+        for i in 0..n {
+            let store = SqliteStore::open_for_submit(&path).await.expect("open");
+            store
+                .submit(message("a@example.org"), &body(size, i)[..])
+                .await
+                .expect("submit");
+            store.close_after_submit().await;
+        }
+
+        let store = SqliteStore::open(&path).await.expect("reopen");
+        let kept: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&store.pool)
+            .await
+            .expect("page size");
+        assert_eq!(kept, page_size, "the page size changed");
+        let subject: String =
+            sqlx::query_scalar("SELECT subject FROM messages WHERE staged_at = 0")
+                .fetch_one(&store.pool)
+                .await
+                .expect("the old message");
+        assert_eq!(subject, "kept");
+        let queue = store.outgoing_queue().await.expect("queue");
+        assert_eq!(queue.len(), n as usize, "page size {page_size}");
+        for (i, entry) in queue.iter().enumerate() {
+            let seed = u32::try_from(i).expect("small");
+            let chunk = store
+                .body_chunk(entry.message.id, 0)
+                .await
+                .expect("read")
+                .expect("a body");
+            assert_eq!(
+                chunk,
+                body(size, seed),
+                "page size {page_size}, message {i}"
+            );
+        }
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&store.pool)
+            .await
+            .expect("integrity check");
+        assert_eq!(check, "ok");
+        store.close().await;
+    }
+}
+
+/// Prefetched bodies are read with SQLite's blob API (`read_blobs`), on a multi-thread runtime
+/// inside `block_in_place` (the flush's and the daemon's runtime; the other tests run on a
+/// current-thread one): every body comes whole, whether its pages are still in the WAL or were
+/// checkpointed into the database file, an empty body is none, and a message whose body row is
+/// gone is leased without a body (read when sent) rather than failing the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_bodies_are_read_whole_from_the_wal_and_from_the_database_file() {
+    let (_dir, store) = open().await;
+    let sizes = [100 * 1024, 1, 4093, 60 * 1024];
+    let mut ids = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let seed = u32::try_from(i).expect("small");
+        ids.push(
+            store
+                .submit(message("a@example.org"), &body(size, seed)[..])
+                .await
+                .expect("submit")
+                .id,
+        );
+        if i == 1 {
+            // The first two into the database file, the others stay in the WAL.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&store.pool)
+                .await
+                .expect("checkpoint");
+        }
+    }
+    let empty = store
+        .submit(message("a@example.org"), &b""[..])
+        .await
+        .expect("submit")
+        .id;
+    let gone = store
+        .submit(message("a@example.org"), &body(2048, 9)[..])
+        .await
+        .expect("submit")
+        .id;
+    sqlx::query("DELETE FROM body_chunks WHERE message_id = ?")
+        .bind(gone.0)
+        .execute(&store.pool)
+        .await
+        .expect("delete a body row");
+
+    let leased = store
+        .lease_due("sp", FileTime::now(), LEASE, 100, LeaseFilter::default())
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), sizes.len() + 2);
+    for (i, (&size, id)) in sizes.iter().zip(&ids).enumerate() {
+        let m = leased.iter().find(|m| m.message.id == *id).expect("leased");
+        let seed = u32::try_from(i).expect("small");
+        assert_eq!(
+            m.prefetched_body.as_deref(),
+            Some(&body(size, seed)[..]),
+            "message {i} ({size} bytes)"
+        );
+    }
+    for id in [empty, gone] {
+        let m = leased.iter().find(|m| m.message.id == id).expect("leased");
+        assert_eq!(m.prefetched_body, None);
+    }
+    store.close().await;
+}
