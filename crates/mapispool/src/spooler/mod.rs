@@ -60,9 +60,16 @@ fn lease_batch(taken: usize) -> u32 {
         .min(LEASE_BATCH_MAX)
 }
 
-/// The messages of one flush's upload, shared by its workers.
 /// At most this many attempts are recorded in one store transaction.
 const RECORD_BATCH_MAX: usize = 64;
+
+/// How many attempts the workers may hand over ahead of the recorder (the capacity of its
+/// channel). Each is a message the server may have accepted that is not yet recorded as sent,
+/// so a crash sends it again: with an unbounded channel the pipelined workers outran the
+/// recorder and a kill re-sent about 25 messages instead of about 6. A worker that finds the
+/// channel full waits for the recorder's next transaction; the recorder still records more
+/// than this per transaction, since the workers refill the channel while it gathers.
+const RECORD_AHEAD: usize = 8;
 
 /// How long the recorder waits for more attempts to record with the first one: short beside
 /// a lease (minutes) and beside what an outcome waits for anyway, long enough for the workers
@@ -98,6 +105,7 @@ enum Step {
     Held(Vec<u32>),
 }
 
+/// The messages of one flush's upload, shared by its workers.
 #[derive(Default)]
 struct UploadQueue {
     /// Leased and not yet handed to a worker, in lease (queue) order, with their 1-based
@@ -944,8 +952,14 @@ impl<S: Store + 'static> Spooler<S> {
             tunnel,
         };
         // Workers hand each attempt to one recorder, which writes whatever has piled up since
-        // its last commit in one transaction (group commit) while the workers go on sending.
-        let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
+        // its last commit in one transaction (group commit) while the workers go on sending,
+        // at most RECORD_AHEAD attempts ahead of it.
+        //
+        // No deadlock on the full channel: a worker hands an attempt over only while it holds
+        // no lock (neither `run.queue` nor `store_writes`), and the recorder takes those locks
+        // one at a time, never while waiting on the channel. So a worker waiting for room
+        // never stands between the recorder and the locks it needs to make that room.
+        let (sent_tx, sent_rx) = tokio::sync::mpsc::channel(RECORD_AHEAD);
         let workers: Vec<_> = (0..connections as usize)
             .map(|worker| self.upload_worker(&run, worker, sent_tx.clone()))
             .collect();
@@ -1015,7 +1029,7 @@ impl<S: Store + 'static> Spooler<S> {
         &self,
         run: &UploadRun<'_, S>,
         worker: usize,
-        sent: tokio::sync::mpsc::UnboundedSender<Attempted>,
+        sent: tokio::sync::mpsc::Sender<Attempted>,
     ) {
         let UploadRun {
             spooler: _,
@@ -1129,10 +1143,10 @@ impl<S: Store + 'static> Spooler<S> {
                     .take()
                     .or_else(|| outbound.as_mut().and_then(Outbound::take_confirmed));
                 match confirmed {
-                    Some(c) => Self::hand_over(&sent, h, Some(c)),
+                    Some(c) => Self::hand_over(&sent, h, Some(c)).await,
                     // Not given up and not confirmed: this message never reached the wire.
                     None if outbound.is_some() => held = Some(h),
-                    None => Self::hand_over(&sent, h, None),
+                    None => Self::hand_over(&sent, h, None).await,
                 }
             }
             if outbound.is_some() {
@@ -1159,7 +1173,7 @@ impl<S: Store + 'static> Spooler<S> {
                     if let Some(h) = held.take() {
                         // Cannot happen (a message goes behind another only once that one's
                         // reply is read); if it did, its outcome is unknown: it goes again.
-                        Self::hand_over(&sent, h, None);
+                        Self::hand_over(&sent, h, None).await;
                     }
                     held = Some(Held {
                         index,
@@ -1177,12 +1191,14 @@ impl<S: Store + 'static> Spooler<S> {
                 (Ok(_), Some(o)) => o.last_reply().unwrap_or_default(),
                 _ => String::new(),
             };
-            let _ = sent.send(Attempted {
-                index,
-                message,
-                results,
-                reply,
-            });
+            let _ = sent
+                .send(Attempted {
+                    index,
+                    message,
+                    results,
+                    reply,
+                })
+                .await;
         }
         self.confirm_held(&mut outbound, &mut held, &sent).await;
         if worker == 0 {
@@ -1206,7 +1222,7 @@ impl<S: Store + 'static> Spooler<S> {
         &self,
         outbound: &mut Option<Outbound>,
         held: &mut Option<Held>,
-        sent: &tokio::sync::mpsc::UnboundedSender<Attempted>,
+        sent: &tokio::sync::mpsc::Sender<Attempted>,
     ) {
         let Some(h) = held.take() else {
             return;
@@ -1225,13 +1241,13 @@ impl<S: Store + 'static> Spooler<S> {
             }
             None => None,
         };
-        Self::hand_over(sent, h, confirmed);
+        Self::hand_over(sent, h, confirmed).await;
     }
 
     /// Hands a held message to the recorder with its results; without any (its reply was
     /// lost), its recipients wait for a retry: it may reach the server twice, never be lost.
-    fn hand_over(
-        sent: &tokio::sync::mpsc::UnboundedSender<Attempted>,
+    async fn hand_over(
+        sent: &tokio::sync::mpsc::Sender<Attempted>,
         h: Held,
         confirmed: Option<crate::transport::smtp::Confirmed>,
     ) {
@@ -1247,12 +1263,14 @@ impl<S: Store + 'static> Spooler<S> {
                 String::new(),
             ),
         };
-        let _ = sent.send(Attempted {
-            index: h.index,
-            message: h.message,
-            results: Ok(h.rows.into_iter().zip(results).collect()),
-            reply,
-        });
+        let _ = sent
+            .send(Attempted {
+                index: h.index,
+                message: h.message,
+                results: Ok(h.rows.into_iter().zip(results).collect()),
+                reply,
+            })
+            .await;
     }
 
     /// Sends one leased message, connecting first if this flush has not yet. When the
@@ -1413,7 +1431,7 @@ impl<S: Store + 'static> Spooler<S> {
     /// [`RECORD_BATCH_MAX`]), until every worker is done.
     async fn record_attempts(
         &self,
-        mut sent: tokio::sync::mpsc::UnboundedReceiver<Attempted>,
+        mut sent: tokio::sync::mpsc::Receiver<Attempted>,
         queue: &AsyncMutex<UploadQueue>,
     ) {
         while let Some(first) = sent.recv().await {

@@ -322,7 +322,17 @@ impl SqliteStore {
         // (SIGBUS) that kills the process (the daemon and every flush in it) instead of failing
         // one read; a store file truncated by another process under the mapping does the same;
         // and the mapped pages a flush reads count in the daemon's RSS. Not worth it for nothing.
-        let relaxed = pool_options(connections, checkpoint_on_close)
+        //
+        // One connection, not `connections`: its work is writes, which SQLite runs one at a time
+        // anyway, and the pool hands out its idle connections in turn, so with several each
+        // transaction (a lease, an outcome batch) began on a connection that another had written
+        // since: in WAL mode SQLite then drops that connection's whole page cache and reads
+        // every page again (a flush of 2 KB messages: 2 preads a message, and the page-cache
+        // allocations, bench/notes/upload3.md). One connection keeps its cache from one
+        // transaction to the next. A writer waits for it in the pool as long as it would wait
+        // for another writer's lock (BUSY_TIMEOUT).
+        let relaxed = pool_options(1, checkpoint_on_close)
+            .acquire_timeout(BUSY_TIMEOUT)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(SqliteStore {
             pool,
