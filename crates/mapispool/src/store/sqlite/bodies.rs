@@ -198,14 +198,7 @@ impl BodyFiles {
             file.write_all(&buf[..n])
                 .await
                 .map_err(self.io("writing a body file"))?;
-            let (mut hash, spare) = match hashing.take() {
-                Some(job) => job
-                    .await
-                    .map_err(|e| MapiError::call_failed(e.to_string()))?,
-                None => idle
-                    .take()
-                    .ok_or_else(|| MapiError::call_failed("the body's hash went missing"))?,
-            };
+            let (mut hash, spare) = hasher_back(&mut hashing, &mut idle).await?;
             let part = std::mem::replace(&mut buf, spare);
             hashing = Some(tokio::task::spawn_blocking(move || {
                 hash.update(&part[..n]);
@@ -224,14 +217,7 @@ impl BodyFiles {
             .sync_all()
             .await
             .map_err(self.io("syncing a body file"))?;
-        let (hash, _) = match hashing.take() {
-            Some(job) => job
-                .await
-                .map_err(|e| MapiError::call_failed(e.to_string()))?,
-            None => idle
-                .take()
-                .ok_or_else(|| MapiError::call_failed("the body's hash went missing"))?,
-        };
+        let (hash, _) = hasher_back(&mut hashing, &mut idle).await?;
         pending.name = hex(&hash.finalize());
         pending.size = size;
         Ok(pending)
@@ -384,6 +370,20 @@ fn hex(bytes: &[u8]) -> String {
         s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
+}
+
+/// The hasher and a free buffer of a body file being written: from the part being hashed on
+/// the blocking pool (once that is done), or the idle pair before the first part.
+async fn hasher_back(
+    hashing: &mut Option<tokio::task::JoinHandle<(Sha256, Vec<u8>)>>,
+    idle: &mut Option<(Sha256, Vec<u8>)>,
+) -> MapiResult<(Sha256, Vec<u8>)> {
+    match hashing.take() {
+        Some(job) => job.await.map_err(|e| MapiError::call_failed(e.to_string())),
+        None => idle
+            .take()
+            .ok_or_else(|| MapiError::call_failed("the body's hash went missing")),
+    }
 }
 
 #[cfg(test)]
