@@ -133,9 +133,9 @@ impl Drop for Browser {
     }
 }
 
-#[path = "../../mapispool/tests/peers/port.rs"]
-mod port;
-use port::free_port;
+#[path = "../../mapispool/tests/peers/local.rs"]
+mod local;
+use local::free_port;
 
 #[test]
 fn the_page_follows_a_submit_and_its_flush_without_reloading() {

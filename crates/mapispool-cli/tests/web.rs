@@ -192,9 +192,9 @@ fn metrics_pass_promtool_and_count_a_flush() {
     daemon.stop();
 }
 
-#[path = "../../mapispool/tests/peers/port.rs"]
-mod port;
-use port::free_port;
+#[path = "../../mapispool/tests/peers/local.rs"]
+mod local;
+use local::free_port;
 
 fn tcp(port: u16) -> std::net::TcpStream {
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener")

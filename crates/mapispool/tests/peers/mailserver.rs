@@ -7,7 +7,6 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,9 +30,10 @@ pub fn script(name: &str) -> PathBuf {
 // Each peer file stays self-contained (test crates include them by path, several in one
 // crate), so each includes the one port picker itself.
 #[allow(clippy::duplicate_mod)]
-#[path = "port.rs"]
-mod port;
-pub use port::free_port;
+#[path = "local.rs"]
+mod local;
+pub use local::free_port;
+use local::short_dir;
 
 /// Runs `script start` for `users` (name, password) passed in `users_var`, in a new short
 /// directory under /tmp named `prefix…`; with `tls`, also implicit-TLS ports.
@@ -48,13 +48,7 @@ pub fn start(
     let mut last_error = String::new();
     // A port picked free can be taken by a parallel test before the server binds it: retry.
     for _ in 0..4 {
-        // Short (unix socket paths) and searchable by the servers' unprivileged users (peers.md).
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/tmp")
-            .expect("a temporary directory");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod 755");
+        let dir = short_dir(prefix);
         let (imap, pop3) = (free_port(), free_port());
         let (imaps, pop3s) = if tls {
             (free_port(), free_port())

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,22 +16,13 @@ fn script(name: &str) -> PathBuf {
 // Each peer file stays self-contained (test crates include them by path, several in one
 // crate), so each includes the one port picker itself.
 #[allow(clippy::duplicate_mod)]
-#[path = "port.rs"]
-mod port;
-pub use port::free_port;
+#[path = "local.rs"]
+mod local;
+pub use local::free_port;
+use local::short_dir;
 
 fn installed(path: &str) -> bool {
     Path::new(path).exists()
-}
-
-fn short_dir(prefix: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .expect("a temporary directory");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod 755");
-    dir
 }
 
 /// Postfix's smtp-sink on 127.0.0.1:`port`.

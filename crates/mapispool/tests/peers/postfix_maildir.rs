@@ -15,9 +15,9 @@ fn script() -> PathBuf {
 // Each peer file stays self-contained (test crates include them by path, several in one
 // crate), so each includes the one port picker itself.
 #[allow(clippy::duplicate_mod)]
-#[path = "port.rs"]
-mod port;
-use port::free_port;
+#[path = "local.rs"]
+mod local;
+use local::free_port;
 
 pub struct PostfixToMaildir {
     pub dir: tempfile::TempDir,

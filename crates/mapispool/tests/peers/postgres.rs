@@ -24,9 +24,9 @@ fn script() -> PathBuf {
 // Each peer file stays self-contained (test crates include them by path, several in one
 // crate), so each includes the one port picker itself.
 #[allow(clippy::duplicate_mod)]
-#[path = "port.rs"]
-mod port;
-use port::free_port;
+#[path = "local.rs"]
+mod local;
+use local::free_port;
 
 /// A running private PostgreSQL.
 pub struct Postgres {

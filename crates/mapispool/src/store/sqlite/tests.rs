@@ -499,19 +499,8 @@ async fn migrations_are_one_transaction_with_the_migrators_bookkeeping() {
     assert!(schema_is_current(&store.pool).await);
     store.close().await;
 
-    // An older build's store: its first two migrations, by sqlx's own migrator, and a message.
     let old = dir.path().join("old.db");
-    let options = SqliteConnectOptions::new()
-        .filename(&old)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal);
-    let pool = SqlitePool::connect_with(options).await.expect("old store");
-    MIGRATOR.run_to(2, &pool).await.expect("old migrations");
-    sqlx::query("INSERT INTO messages (folder, staged_at, subject) VALUES (1, 0, 'kept')")
-        .execute(&pool)
-        .await
-        .expect("an old message");
-    pool.close().await;
+    old_build_store(&old, None).await;
     let store = SqliteStore::open(&old).await.expect("upgrade");
     assert_eq!(applied(store.pool.clone()).await, ours);
     let subject: String = sqlx::query_scalar("SELECT subject FROM messages")
@@ -520,6 +509,26 @@ async fn migrations_are_one_transaction_with_the_migrators_bookkeeping() {
         .expect("the old message");
     assert_eq!(subject, "kept");
     store.close().await;
+}
+
+/// An older build's store at `path`: its first two migrations, by sqlx's own migrator, and one
+/// message with the subject `kept`. With `page_size`, the file's page size is fixed to it by
+/// the first table, as the `sqlite3` shell would do it.
+async fn old_build_store(path: &std::path::Path, page_size: Option<i64>) {
+    let mut options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    if let Some(size) = page_size {
+        options = options.pragma("page_size", size.to_string());
+    }
+    let pool = SqlitePool::connect_with(options).await.expect("old store");
+    MIGRATOR.run_to(2, &pool).await.expect("old migrations");
+    sqlx::query("INSERT INTO messages (folder, staged_at, subject) VALUES (1, 0, 'kept')")
+        .execute(&pool)
+        .await
+        .expect("an old message");
+    pool.close().await;
 }
 
 /// A store whose file has another page size than SQLite's default 4,096 (made by hand with the
@@ -532,20 +541,7 @@ async fn a_store_with_another_page_size_opens_migrates_and_keeps_it() {
     for page_size in [1024_i64, 16 * 1024, 64 * 1024] {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.db");
-        // The page size is fixed by the first table, as `sqlite3` would do it; then an older
-        // build's first two migrations, and one of its messages.
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .pragma("page_size", page_size.to_string())
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePool::connect_with(options).await.expect("old store");
-        MIGRATOR.run_to(2, &pool).await.expect("old migrations");
-        sqlx::query("INSERT INTO messages (folder, staged_at, subject) VALUES (1, 0, 'kept')")
-            .execute(&pool)
-            .await
-            .expect("an old message");
-        pool.close().await;
+        old_build_store(&path, Some(page_size)).await;
 
         // Submits of 100 KB bodies, inline, enough to pass WAL_TRUNCATE_AT at least once.
         let size = 100 * 1024;
