@@ -40,6 +40,14 @@ async fn alice(world: &World, config: SmtpConfig) -> Session {
     logon(world.profile("alice", vec![smtp_transport(config)])).await
 }
 
+/// Alice logged on in a new world with one SMTP transport to the scripted server; the world
+/// (her store's directory) lives as long as the caller keeps it.
+async fn alice_at(server: &FakeSmtp) -> (World, Session) {
+    let world = World::new();
+    let alice = alice(&world, smtp_config(server.port)).await;
+    (world, alice)
+}
+
 /// Submits one message to several recipients.
 async fn submit_to(session: &Session, to: &[&str], subject: &str) {
     let text = format!(
@@ -218,8 +226,7 @@ async fn per_recipient_4xx_and_5xx_in_a_pipelined_group() {
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     submit_to(
         &alice,
         &[
@@ -307,8 +314,7 @@ async fn a_421_on_a_reused_connection_reconnects_and_delivers() {
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     for i in 0..3 {
         submit(&alice, "bob@example.org", &format!("r{i}")).await;
     }
@@ -342,8 +348,7 @@ async fn a_connection_dropped_in_data_defers_the_message_and_the_next_one_goes()
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     submit(&alice, "bob@example.org", "first").await;
     submit(&alice, "bob@example.org", "second").await;
     let report = flush(&alice).await;
@@ -365,8 +370,7 @@ async fn final_dot_4xx_defers_and_5xx_fails() {
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     submit(&alice, "bob@example.org", "temp").await;
     submit(&alice, "bob@example.org", "spam").await;
     submit(&alice, "bob@example.org", "ok").await;
@@ -410,8 +414,7 @@ fn is_envelope_group(bytes: &[u8], rcpt: &str) -> bool {
 #[tokio::test]
 async fn the_next_messages_envelope_goes_in_the_write_of_the_previous_end_of_data() {
     let server = FakeSmtp::start(Knobs::default()).await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     for i in 0..3 {
         submit(&alice, &format!("bob{i}@example.org"), &format!("p{i}")).await;
     }
@@ -446,8 +449,7 @@ async fn the_next_messages_envelope_goes_in_the_write_of_the_previous_end_of_dat
 #[tokio::test]
 async fn a_message_whose_end_leaves_in_its_own_write_is_not_held() {
     let server = FakeSmtp::start(Knobs::default()).await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     // Over the 64 KiB write buffer: its end goes out in a write of its own, so its reply is
     // read at once (holding it would save only a read).
     let line = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+/abcdefghijkl\r\n";
@@ -478,8 +480,7 @@ async fn a_server_without_pipelining_gets_lock_step() {
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     for i in 0..3 {
         submit(&alice, "bob@example.org", &format!("l{i}")).await;
     }
@@ -529,8 +530,7 @@ async fn a_5xx_and_a_4xx_on_a_pipelined_end_of_data_settle_that_message_alone() 
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     for (i, s) in ["spam", "ok1", "full", "ok2"].iter().enumerate() {
         submit(&alice, &format!("bob{i}@example.org"), s).await;
     }
@@ -576,8 +576,7 @@ async fn a_drop_after_the_end_of_data_defers_that_message_and_the_next_goes_on_a
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     for s in ["lost", "next", "last"] {
         submit(&alice, "bob@example.org", s).await;
     }
@@ -620,8 +619,7 @@ async fn a_4xx_on_the_pipelined_rcpt_of_the_next_message_defers_it_alone() {
         ..Knobs::default()
     })
     .await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     submit(&alice, "bob@example.org", "first").await;
     submit(&alice, "busy@example.org", "busy").await;
     submit(&alice, "bob@example.org", "third").await;
@@ -909,8 +907,7 @@ async fn dsn_parameters_go_on_mail_and_rcpt_when_asked_for_and_offered() {
 #[tokio::test]
 async fn no_dsn_parameters_to_a_server_without_dsn_and_bad_requests_are_refused() {
     let server = FakeSmtp::start(Knobs::default()).await;
-    let world = World::new();
-    let alice = alice(&world, smtp_config(server.port)).await;
+    let (_world, alice) = alice_at(&server).await;
     submit_with_dsn(&alice, Some("SUCCESS"), Some("FULL")).await;
     let report = flush(&alice).await;
     assert!(report.is_complete(), "{report:?}");
