@@ -87,8 +87,8 @@ pub enum Command {
     /// -oi, -f ADDR, -F NAME, -bm, recipients as arguments, the message on stdin. Exits 0, 64
     /// (usage), 65 (data) or 75 (try again later), like sendmail.
     Sendmail(SendmailArgs),
-    /// Work on the message store itself: `store copy --to URL` copies this profile's SQLite
-    /// store into a PostgreSQL database.
+    /// Work on the message store itself: `store copy --to URL|PATH` copies this profile's
+    /// store into one of the other backend (SQLite into PostgreSQL, or back).
     #[command(subcommand)]
     Store(StoreCommand),
     /// Print a shell completion script, e.g. `mapispool completions bash >
@@ -101,19 +101,22 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy every message of the profile's SQLite store (queue state, retries, recipients'
-    /// states, Inbox, Sent Items, ...) and its inbound state into the PostgreSQL database
-    /// at --to, keeping ids. Refused while a spooler serves the store, and into a database
-    /// that holds other messages; run it again after a failure to copy only what is missing.
-    /// The source is left as it was: point the profile at the URL afterwards.
+    /// Copy every message of the profile's store (queue state, retries, recipients' states,
+    /// Inbox, Sent Items, ...) and its inbound state into the store at --to, keeping ids: a
+    /// SQLite store into the PostgreSQL database at a URL, a PostgreSQL store into the SQLite
+    /// file at a path. Refused while a spooler serves the store (for PostgreSQL: while any
+    /// node of the cluster is alive), and into a store that holds other messages; run it
+    /// again after a failure to copy only what is missing. The source is left as it was:
+    /// point the profile at the copy afterwards.
     Copy(StoreCopyArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct StoreCopyArgs {
     /// The target: postgres://USER@HOST:PORT/DATABASE (the password in the URL or in
-    /// PGPASSWORD).
-    #[arg(long, value_name = "URL")]
+    /// PGPASSWORD) when the profile's store is SQLite; the path of a SQLite file (created if
+    /// missing) when it is PostgreSQL.
+    #[arg(long, value_name = "URL|PATH")]
     pub to: String,
     /// Print what was copied as JSON.
     #[arg(long)]

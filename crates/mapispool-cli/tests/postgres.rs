@@ -402,6 +402,252 @@ fn store_copy_moves_a_sqlite_queue_into_postgres_once_and_resumes() {
     assert_eq!(pg.count("mail", "messages"), 4);
 }
 
+/// Runs `sql` on the SQLite file `path` (what a crash would have left, for the copy tests).
+fn sqlite_exec(path: &Path, sql: &str) {
+    use sqlx::Connection;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("open the SQLite file");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await
+                .expect("the statements run");
+            conn.close().await.expect("close");
+        });
+}
+
+/// The `rows` of `mapispool ARGS --json` on `profile`.
+fn rows(sandbox: &Sandbox, profile: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run_ok(sandbox, profile, args);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("--json");
+    v["rows"].as_array().expect("rows").clone()
+}
+
+/// `show` of every message of `folder`, in the folder's order.
+fn shown(sandbox: &Sandbox, profile: &Path, folder: &str) -> Vec<String> {
+    rows(
+        sandbox,
+        profile,
+        &["messages", "--folder", folder, "--json"],
+    )
+    .iter()
+    .map(|r| {
+        let id = r["PR_ENTRYID"].as_str().expect("an entry id");
+        run_ok(sandbox, profile, &["show", id])
+    })
+    .collect()
+}
+
+/// The body files beside the SQLite store `db` (`<db>-bodies/<sha256>`).
+fn body_files(db: &Path) -> usize {
+    let mut dir = db.as_os_str().to_owned();
+    dir.push("-bodies");
+    std::fs::read_dir(PathBuf::from(dir)).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_name().len() == 64)
+            .count()
+    })
+}
+
+#[test]
+fn store_copy_moves_a_postgres_queue_into_sqlite_once_and_resumes() {
+    let pg = Postgres::start();
+    let sink = SmtpSink::start("");
+    let deferring = SmtpSink::start("-r RCPT");
+    let sandbox = Sandbox::new();
+    let po = sandbox.post_office();
+    let profile_text = |port: u16| {
+        format!(
+            "[store]\nurl = \"{}\"\npassword_env = \"{PASSWORD_ENV}\"\n\n[spooler]\ntimeout = \"10s\"\n\n[[transport]]\nname = \"smtp\"\naddress = \"alice@example.com\"\n[transport.outbound]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n[transport.inbound]\nkind = \"dir\"\npath = \"{}\"\n",
+            pg.url(),
+            po.display()
+        )
+    };
+    let node = sandbox.path("node.toml");
+    std::fs::write(&node, profile_text(sink.port)).expect("write the profile");
+
+    // One message received (Inbox, inbound state), one sent (Sent Items); then three deferred
+    // by a 4xx (attempts, retry time, last error), one of them larger than a body file's
+    // threshold.
+    let new_dir = po.join("alice@example.com").join("new");
+    std::fs::create_dir_all(&new_dir).expect("the mailbox");
+    std::fs::write(
+        new_dir.join("1.eml"),
+        "From: bob@example.net\r\nTo: alice@example.com\r\nSubject: received\r\n\r\nhi\r\n",
+    )
+    .expect("deliver");
+    run_ok(&sandbox, &node, &["flush", "--download"]);
+    let out = submit(&sandbox, &node, &message("sent before"));
+    assert!(out.status.success(), "{}", all_output(&out));
+    run_ok(&sandbox, &node, &["flush", "--upload"]);
+    assert_eq!(sink.messages(), 1);
+    std::fs::write(&node, profile_text(deferring.port)).expect("write the profile");
+    for subject in ["deferred one", "deferred two"] {
+        let out = submit(&sandbox, &node, &message(subject));
+        assert!(out.status.success(), "{}", all_output(&out));
+    }
+    let mut large =
+        "From: alice@example.com\r\nTo: bob@example.net\r\nSubject: large deferred\r\n\r\n"
+            .to_owned();
+    while large.len() < 600 * 1024 {
+        large.push_str(&format!("line {} of a large body\r\n", large.len()));
+    }
+    let out = submit(&sandbox, &node, &large);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let _ = run(&sandbox, &node, &["flush", "--upload"]);
+    assert_eq!(pg.count("mail", "recipients WHERE state = 'deferred'"), 3);
+    assert_eq!(pg.count("mail", "inbound_seen"), 1);
+
+    let target = sandbox.path("copy.db");
+    let to = target.display().to_string();
+    let store_copy_to = |to: &str| {
+        cli(&sandbox, &node)
+            .args(["store", "copy", "--to", to, "--json"])
+            .output()
+            .expect("mapispool runs")
+    };
+
+    // A live node in the cluster (another profile's daemon on the database): refused.
+    let node2 = write_pg_profile(&sandbox, "node2", &pg.url(), deferring.port);
+    let daemon = start_daemon(&sandbox, &node2);
+    let out = store_copy_to(&to);
+    let said = all_output(&out);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(said.contains("while a spooler serves it"), "{said}");
+    assert!(said.contains("status --cluster"), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
+    daemon.stop();
+    assert_eq!(body_files(&target), 0, "nothing copied");
+
+    // The wrong kind of target for either profile: refused, saying what to give.
+    let out = store_copy_to(&pg.url());
+    assert!(!out.status.success());
+    assert!(
+        all_output(&out).contains("give the path of a SQLite file"),
+        "{}",
+        all_output(&out)
+    );
+    let lone = write_sqlite_profile(&sandbox, "lone", sink.port);
+    let out = store_copy(
+        &sandbox,
+        &lone,
+        sandbox.path("x.db").to_str().expect("utf-8"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        all_output(&out).contains("give a PostgreSQL URL"),
+        "{}",
+        all_output(&out)
+    );
+
+    let queue_before = run_ok(&sandbox, &node, &["queue", "--recipients", "--json"]);
+    assert!(queue_before.contains("large deferred"), "{queue_before}");
+    let before: Vec<(String, Vec<String>)> = ["inbox", "outbox", "sent"]
+        .iter()
+        .map(|f| {
+            (
+                run_ok(&sandbox, &node, &["messages", "--folder", f, "--json"]),
+                shown(&sandbox, &node, f),
+            )
+        })
+        .collect();
+
+    let report = copied(&store_copy_to(&to));
+    assert_eq!(report["copied"], 5, "{report}");
+    assert_eq!(report["queued"], 3, "{report}");
+    assert_eq!(report["already_copied"], 0, "{report}");
+    let inbound_rows = pg.count("mail", "inbound_seen") + pg.count("mail", "sync_state");
+    assert_eq!(report["inbound_rows"], inbound_rows, "{report}");
+    assert_eq!(
+        body_files(&target),
+        1,
+        "the large body is a file beside the store"
+    );
+
+    // The same queue, folders and messages, with the same entry IDs.
+    let copy = write_sqlite_profile(&sandbox, "copy", sink.port);
+    let check = || {
+        assert_eq!(
+            sandbox.run_ok(&copy, &["queue", "--recipients", "--json"]),
+            queue_before
+        );
+        for (folder, (listed, raw)) in ["inbox", "outbox", "sent"].iter().zip(&before) {
+            assert_eq!(
+                &sandbox.run_ok(&copy, &["messages", "--folder", folder, "--json"]),
+                listed,
+                "{folder}"
+            );
+            assert_eq!(&shown(&sandbox, &copy, folder), raw, "{folder}");
+        }
+    };
+    check();
+
+    // A rerun copies nothing again.
+    let report = copied(&store_copy_to(&to));
+    assert_eq!(report["copied"], 0, "{report}");
+    assert_eq!(report["already_copied"], 5, "{report}");
+    assert_eq!(report["inbound_rows"], 0, "{report}");
+
+    // A run cut off before the large message's commit: its row and record absent, its body
+    // file left behind. The rerun copies that one only, and once.
+    let last: i64 = pg
+        .psql("mail", "SELECT max(id) FROM messages")
+        .parse()
+        .expect("an id");
+    sqlite_exec(
+        &target,
+        &format!(
+            "DELETE FROM store_copied WHERE message_id = {last}; \
+             DELETE FROM messages WHERE id = {last};"
+        ),
+    );
+    let report = copied(&store_copy_to(&to));
+    assert_eq!(report["copied"], 1, "{report}");
+    assert_eq!(report["already_copied"], 4, "{report}");
+    assert_eq!(body_files(&target), 1);
+    check();
+
+    // Another PostgreSQL queue into the same file: refused, the target is not empty.
+    let other = sandbox.path("other.toml");
+    std::fs::write(
+        &other,
+        profile_text(sink.port).replace(&pg.url(), &format!("{}2", pg.url())),
+    )
+    .expect("write");
+    pg.psql("postgres", "CREATE DATABASE mail2");
+    let out = cli(&sandbox, &other)
+        .args(["store", "copy", "--to", &to])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(4), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("not empty"),
+        "{}",
+        all_output(&out)
+    );
+
+    // The copied queue is sent from the SQLite copy, each message once.
+    sandbox.run_ok(&copy, &["flush", "--upload", "--force"]);
+    common::daemon::wait_until("the copied queue to be sent", || sink.messages() == 4);
+    assert_eq!(sandbox.queue_len(&copy), 0);
+    // New messages take ids past the copied ones: the entry IDs in Sent Items stay distinct.
+    let out = submit(&sandbox, &copy, &message("after the copy"));
+    assert!(out.status.success(), "{}", all_output(&out));
+    let ids: std::collections::HashSet<String> = ["sent", "outbox", "inbox"]
+        .iter()
+        .flat_map(|f| rows(&sandbox, &copy, &["messages", "--folder", f, "--json"]))
+        .map(|r| r["PR_ENTRYID"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 6, "{ids:?}");
+}
+
 #[test]
 fn the_web_listener_of_a_daemon_on_postgres_counts_the_shared_queue() {
     use std::io::{Read, Write};

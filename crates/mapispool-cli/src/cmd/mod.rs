@@ -28,12 +28,32 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Queue(args) => tables::queue(&logon_to_read(&cli).await?, args).await,
         Command::Messages(args) => tables::messages(&logon_to_read(&cli).await?, args).await,
         Command::Show(args) => submit::show(&logon_to_read(&cli).await?, args).await,
-        Command::Flush(args) => flush::run(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Flush(args) => {
+            let session = logon(&cli).await?;
+            let done = flush::run(&session, args, cli.quiet).await;
+            logged_off(session, done).await
+        }
         Command::Submit(args) => submit::run(logon_to_submit(&cli).await?, args, cli.quiet).await,
-        Command::Abort(args) => submit::abort(&logon(&cli).await?, args, cli.quiet).await,
-        Command::Resubmit(args) => submit::resubmit(&logon(&cli).await?, args, cli.quiet).await,
-        Command::Delete(args) => submit::delete(&logon(&cli).await?, args, cli.quiet).await,
-        Command::Validate(args) => validate::run(&logon(&cli).await?, args, cli.quiet).await,
+        Command::Abort(args) => {
+            let session = logon(&cli).await?;
+            let done = submit::abort(&session, args, cli.quiet).await;
+            logged_off(session, done).await
+        }
+        Command::Resubmit(args) => {
+            let session = logon(&cli).await?;
+            let done = submit::resubmit(&session, args, cli.quiet).await;
+            logged_off(session, done).await
+        }
+        Command::Delete(args) => {
+            let session = logon(&cli).await?;
+            let done = submit::delete(&session, args, cli.quiet).await;
+            logged_off(session, done).await
+        }
+        Command::Validate(args) => {
+            let session = logon(&cli).await?;
+            let done = validate::run(&session, args, cli.quiet).await;
+            logged_off(session, done).await
+        }
         Command::Offline(args) => {
             validate::switch(&logon(&cli).await?, args, true, cli.quiet).await
         }
@@ -73,6 +93,14 @@ where
 /// A full session: for the commands that change the store or flush.
 async fn logon(cli: &Cli) -> Result<Session> {
     logon_with(cli, Session::logon).await
+}
+
+/// Logs `session` off once its command is `done`: without a daemon, the process was a node of
+/// the store's queue, and it marks itself stopped instead of showing as alive in the cluster
+/// view until its lease runs out (which would refuse `store copy` from the database meanwhile).
+async fn logged_off(session: Session, done: Result<Exit>) -> Result<Exit> {
+    session.logoff().await;
+    done
 }
 
 /// [`logon`] for the commands that only read (`status`, `queue`, `messages`, `show`): without

@@ -392,7 +392,7 @@ impl SqliteStore {
         self.close().await;
     }
 
-    fn db(&self, what: &str) -> impl FnOnce(sqlx::Error) -> MapiError + use<> {
+    pub(crate) fn db(&self, what: &str) -> impl FnOnce(sqlx::Error) -> MapiError + use<> {
         let what = what.to_owned();
         let path = self.path.clone();
         move |source| StoreError::Db { what, path, source }.into()
@@ -738,6 +738,84 @@ impl SqliteStore {
         self.publish_files(staged.file.as_mut()).await?;
         tx.commit().await.map_err(self.db(what))?;
         Ok(true)
+    }
+
+    /// `store copy` into this store: message `id`, whose rows `inserts` write (the message row
+    /// first, in its folder, then its recipients and its `store_copied` record), with its body
+    /// read from `body` and kept as this store keeps a submitted one: in `body_chunks` below
+    /// [`FILE_BODY_AT`], else in a file of [`bodies`]. The body is read (and a file written and
+    /// fsynced) before the write lock is taken; then one FULL transaction makes the message
+    /// visible with its record, so a copy cut off at any point leaves the message either whole
+    /// or absent (at most an unused file, collected at the next open).
+    pub(crate) async fn add_copied(
+        &self,
+        id: i64,
+        inserts: Vec<QueryBuilder<sqlx::Sqlite>>,
+        mut body: impl AsyncRead + Unpin,
+    ) -> MapiResult<()> {
+        let mut inline = Vec::new();
+        (&mut body)
+            .take(self.file_body_at.min(BODY_CHUNK_SIZE) as u64)
+            .read_to_end(&mut inline)
+            .await
+            .map_err(|e| {
+                MapiError::call_failed(format!(
+                    "reading the message to copy (after {} bytes): {e}",
+                    inline.len()
+                ))
+            })?;
+        let mut file = None;
+        if inline.len() >= self.file_body_at {
+            file = Some(self.bodies.write(&inline, body).await?);
+            inline = Vec::new();
+        } else {
+            // Nothing left unless files are off (`file_body_at` past one chunk).
+            body.read_to_end(&mut inline).await.map_err(|e| {
+                MapiError::call_failed(format!(
+                    "reading the message to copy (after {} bytes): {e}",
+                    inline.len()
+                ))
+            })?;
+        }
+        let chunks = match &file {
+            Some(file) => chunk_count(file.size),
+            None => u32::try_from(inline.len().div_ceil(BODY_CHUNK_SIZE)).unwrap_or(u32::MAX),
+        };
+        let what = "copying a message into the store";
+        let written = async {
+            let mut tx = self.write_tx(what).await?;
+            for mut insert in inserts {
+                insert
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db(what))?;
+            }
+            let rows: Vec<(i64, i64, Vec<u8>)> = inline
+                .chunks(BODY_CHUNK_SIZE)
+                .zip(0..)
+                .map(|(data, seq)| (id, seq, data.to_vec()))
+                .collect();
+            if !rows.is_empty() {
+                insert_chunks(&mut tx, rows).await.map_err(self.db(what))?;
+            }
+            sqlx::query("UPDATE messages SET body_chunks = ?, body_file = ? WHERE id = ?")
+                .bind(i64::from(chunks))
+                .bind(file.as_ref().map(|f| f.name.as_str()))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db(what))?;
+            // The file under its name (and the directory fsynced) before the commit names it.
+            self.publish_files(file.as_mut()).await?;
+            tx.commit().await.map_err(self.db(what))
+        }
+        .await;
+        if let Err(e) = written {
+            self.forget_files(file.as_ref()).await;
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
