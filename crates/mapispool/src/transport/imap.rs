@@ -449,6 +449,12 @@ impl ImapInbound {
             .collect();
         groups.extend(troubled.into_iter().map(|m| vec![m]));
 
+        let to = Storing {
+            peer: &peer,
+            sink,
+            validity,
+            max_size: self.max_size,
+        };
         // Lives across the batches: it also holds the `\Seen` STORE of the batch before, whose
         // answer is read while the next batch comes.
         let mut ranges = Ranges::default();
@@ -472,31 +478,8 @@ impl ImapInbound {
                     // next large one is asked for while this one's store finishes.
                     attempted.insert(m.uid);
                     let next = group[i + 1..].iter().find(|n| ranged(n)).copied();
-                    let got = if alone {
-                        fetch_ranged(
-                            session,
-                            &mut ranges,
-                            &peer,
-                            sink,
-                            validity,
-                            *m,
-                            next,
-                            self.max_size,
-                        )
-                        .await
-                    } else {
-                        fetch_whole(
-                            session,
-                            &mut ranges,
-                            &peer,
-                            sink,
-                            validity,
-                            *m,
-                            next,
-                            self.max_size,
-                        )
-                        .await
-                    };
+                    let mode = if alone { Large::Ranged } else { Large::Whole };
+                    let got = fetch_large(mode, session, &mut ranges, &to, *m, next).await;
                     match got {
                         Ok(Ranged::Stored(true)) => {
                             summary.received += 1;
@@ -533,18 +516,7 @@ impl ImapInbound {
             }
             if failed.is_none() && !small.is_empty() {
                 attempted.extend(small.iter().map(|m| m.uid));
-                match fetch_and_store(
-                    session,
-                    &mut ranges.seen,
-                    &peer,
-                    sink,
-                    validity,
-                    &small,
-                    &finished,
-                    self.max_size,
-                )
-                .await
-                {
+                match fetch_and_store(session, &mut ranges.seen, &to, &small, &finished).await {
                     Ok((stored, too_large)) => {
                         for uid in too_large {
                             summary.refused.push(too_large_note(
@@ -1094,17 +1066,14 @@ const STORE_PART_COUNT: usize = 64;
 /// a message that vanished is simply not in the result. Parts stored before a failure stay
 /// stored (not yet durable, and nothing is done at the server for them), to be skipped by the
 /// next download.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_and_store(
+async fn fetch_and_store<S: InboundSink>(
     session: &mut ImapSession,
     seen: &mut Option<SeenStore>,
-    peer: &str,
-    sink: &impl InboundSink,
-    validity: u32,
+    to: &Storing<'_, S>,
     small: &[Listed],
     skip: &[u32],
-    max_size: u64,
 ) -> Result<(Vec<(u32, bool)>, Vec<u32>), TransportError> {
+    let (peer, sink, validity, max_size) = (to.peer, to.sink, to.validity, to.max_size);
     let fail = |e: ImapError| connection_failed(peer, &e);
     let set = uid_set(small.iter().map(|m| m.uid));
     let id = session
@@ -1497,22 +1466,53 @@ impl Ranges {
     }
 }
 
+/// Where fetched messages go, and what one may weigh: the same for every fetch of a download.
+struct Storing<'a, S> {
+    peer: &'a str,
+    sink: &'a S,
+    validity: u32,
+    /// `[spooler] max_message_size`: a larger body is read and dropped, never stored.
+    max_size: u64,
+}
+
+/// How a large message is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Large {
+    /// Whole, its body streamed past async-imap ([`fetch_whole`]): the usual way.
+    Whole,
+    /// In ranges ([`fetch_ranged`]): a message that failed before, the most conservative way.
+    Ranged,
+}
+
+/// Fetches the large message `m` as `mode` says and streams it into the store; `next`, the
+/// batch's next large message, is asked for while this one's store finishes.
+async fn fetch_large<S: InboundSink>(
+    mode: Large,
+    session: &mut ImapSession,
+    ranges: &mut Ranges,
+    to: &Storing<'_, S>,
+    m: Listed,
+    next: Option<Listed>,
+) -> Result<Ranged, TransportError> {
+    match mode {
+        Large::Whole => fetch_whole(session, ranges, to, m, next).await,
+        Large::Ranged => fetch_ranged(session, ranges, to, m, next).await,
+    }
+}
+
 /// Fetches one large message in ranges and streams it into the store through a pipe: the
 /// fetching and the storing run side by side, and at most a range or two is in memory.
 /// A fetch that breaks off makes the store's read fail, so nothing half is stored. `next`, the
 /// batch's next large message, has its first ranges asked for once all of this one's (by its
 /// listed size) are: they come while this one's store finishes.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_ranged(
+async fn fetch_ranged<S: InboundSink>(
     session: &mut ImapSession,
     ranges: &mut Ranges,
-    peer: &str,
-    sink: &impl InboundSink,
-    validity: u32,
+    to: &Storing<'_, S>,
     m: Listed,
     next: Option<Listed>,
-    max_size: u64,
 ) -> Result<Ranged, TransportError> {
+    let (peer, sink, validity, max_size) = (to.peer, to.sink, to.validity, to.max_size);
     let fail = |e: ImapError| connection_failed(peer, &e);
     // The listed size tells how many ranges to ask for ahead; a message that turns out longer
     // is read on until a short range. Some may be asked already (as the one before's `next`).
@@ -1626,17 +1626,14 @@ const WHOLE_PIPE: usize = 1024 * 1024;
 /// store's read fail, so nothing half is stored; a body announced over `max_size` is read and
 /// dropped. A server whose answer does not name the UID before `BODY[]` has its literal capped
 /// as any other: the download fails and the message is fetched in ranges next time, alone.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_whole(
+async fn fetch_whole<S: InboundSink>(
     session: &mut ImapSession,
     ranges: &mut Ranges,
-    peer: &str,
-    sink: &impl InboundSink,
-    validity: u32,
+    to: &Storing<'_, S>,
     m: Listed,
     next: Option<Listed>,
-    max_size: u64,
 ) -> Result<Ranged, TransportError> {
+    let (peer, sink, validity, max_size) = (to.peer, to.sink, to.validity, to.max_size);
     let fail = |e: ImapError| connection_failed(peer, &e);
     let complete = Arc::new(AtomicBool::new(false));
     let (writer, reader) = tokio::io::duplex(WHOLE_PIPE);
