@@ -861,10 +861,11 @@ async fn a_drop_while_the_next_large_message_is_asked_for_flags_nothing_unsynced
 
 #[tokio::test]
 async fn a_refused_seen_store_answered_during_the_next_batch_holds_the_last_uid() {
-    // Two batches (200 + 50): the `\\Seen` STORE of the first is not waited for, the second
-    // batch's FETCH goes out at once. The server refuses that STORE: the download fails, the
-    // last UID stays before the first batch, and the next download (everything already stored)
-    // flags both batches without fetching anything again.
+    // Two batches (200 + 50): the second batch's FETCH goes out as soon as the first's answer
+    // is in (before the first's sync), the first's `\\Seen` STORE after that sync, not waited
+    // for. The server refuses that STORE: the download fails, the last UID stays before the
+    // first batch, and the next download (everything already stored) flags both batches
+    // without fetching anything again.
     let (state, bodies, _dir, s) = scripted(250, AfterDownload::Seen, None).await;
     state.lock().expect("lock").refuse_store = 1;
     let report = download(&s).await;
@@ -887,8 +888,8 @@ async fn a_refused_seen_store_answered_during_the_next_batch_holds_the_last_uid(
         vec![
             "UID FETCH 1:* (UID RFC822.SIZE)",
             "UID FETCH 1:200 (UID BODY.PEEK[])",
-            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
             "UID FETCH 201:250 (UID BODY.PEEK[])",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
         ]
     );
     let report = download(&s).await;
@@ -910,6 +911,126 @@ async fn a_refused_seen_store_answered_during_the_next_batch_holds_the_last_uid(
         vec!["UID FETCH 251:* (UID RFC822.SIZE)".to_string()]
     );
     assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+}
+
+/// The UID commands `state`'s server saw since the last call (the tag cut off).
+fn uid_commands(state: &Arc<Mutex<scripted_imap::Imap>>) -> Vec<String> {
+    let seen = std::mem::take(&mut state.lock().expect("lock").seen);
+    seen.iter()
+        .filter_map(|c| c.split_once(' ').map(|(_, c)| c.to_string()))
+        .filter(|c| c.starts_with("UID "))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_store_answered_between_the_next_batchs_fetch_answers_loses_none_of_them() {
+    // Three batches (200 + 200 + 50); the server answers each `\\Seen` STORE in the middle of
+    // the FETCH sent ahead of it (after that FETCH's first message), as a server running the
+    // two side by side does. The STORE's answer is taken from among the FETCH answers and
+    // none of those is lost: every message comes once, nothing is counted a try, and the
+    // last UID ends past all of them.
+    let (state, bodies, _dir, s) = scripted(450, AfterDownload::Seen, None).await;
+    state.lock().expect("lock").store_midway = true;
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 450);
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies.clone()));
+    assert_eq!(
+        uid_commands(&state),
+        vec![
+            "UID FETCH 1:* (UID RFC822.SIZE)",
+            "UID FETCH 1:200 (UID BODY.PEEK[])",
+            "UID FETCH 201:400 (UID BODY.PEEK[])",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
+            "UID FETCH 401:450 (UID BODY.PEEK[])",
+            "UID STORE 201:400 +FLAGS.SILENT (\\Seen)",
+            "UID STORE 401:450 +FLAGS.SILENT (\\Seen)",
+        ]
+    );
+    assert_eq!(
+        sorted(state.lock().expect("lock").flagged.clone()),
+        sorted(bodies.clone()),
+        "each flagged once"
+    );
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(
+        uid_commands(&state),
+        vec!["UID FETCH 451:* (UID RFC822.SIZE)"]
+    );
+
+    // The same, the first STORE refused (its NO amid the second batch's answers): the second
+    // batch is still stored whole, the download fails, and the last UID stays before both.
+    let (state, bodies, _dir, s) = scripted(450, AfterDownload::Seen, None).await;
+    {
+        let mut st = state.lock().expect("lock");
+        st.store_midway = true;
+        st.refuse_store = 1;
+    }
+    let report = download(&s).await;
+    let said = report.transports[0].error.clone().unwrap_or_default();
+    assert!(said.contains("flags refused"), "{said}");
+    assert_eq!(
+        uid_commands(&state),
+        vec![
+            "UID FETCH 1:* (UID RFC822.SIZE)",
+            "UID FETCH 1:200 (UID BODY.PEEK[])",
+            "UID FETCH 201:400 (UID BODY.PEEK[])",
+            "UID STORE 1:200 +FLAGS.SILENT (\\Seen)",
+        ]
+    );
+    assert_eq!(
+        sorted(inbox(&s).await),
+        sorted(bodies[..400].to_vec()),
+        "both batches whole"
+    );
+    let report = download(&s).await;
+    assert_eq!(report.transports[0].error, None);
+    assert_eq!(report.transports[0].received, 50);
+    assert_eq!(sorted(inbox(&s).await), sorted(bodies));
+    assert!(
+        uid_commands(&state).starts_with(&["UID FETCH 1:* (UID RFC822.SIZE)".to_string()]),
+        "listed from the start again"
+    );
+}
+
+#[tokio::test]
+async fn a_drop_at_any_pipelined_command_flags_nothing_unsynced_and_loses_nothing() {
+    // Three batches with `\\Seen`: the server hangs up at each command in turn (the listing,
+    // each FETCH, the ones sent ahead of a batch's sync included, each STORE). Nothing is
+    // flagged that the store lacks; a clean download then brings the rest, each once, and the
+    // last UID ends past them all.
+    for drop_at in 4..=11 {
+        let (state, bodies, _dir, s) = scripted(450, AfterDownload::Seen, None).await;
+        state.lock().expect("lock").drop_at = Some(drop_at);
+        let _ = download(&s).await;
+        let stored = inbox(&s).await;
+        for body in &stored {
+            assert!(bodies.contains(body), "drop at {drop_at}: not a message");
+        }
+        for body in &state.lock().expect("lock").flagged {
+            assert!(
+                stored.contains(body),
+                "drop at {drop_at}: flagged, not stored"
+            );
+        }
+        state.lock().expect("lock").drop_at = None;
+        let report = download(&s).await;
+        assert_eq!(report.transports[0].error, None, "drop at {drop_at}");
+        assert_eq!(
+            sorted(inbox(&s).await),
+            sorted(bodies.clone()),
+            "drop at {drop_at}"
+        );
+        uid_commands(&state);
+        let report = download(&s).await;
+        assert_eq!(report.transports[0].error, None, "drop at {drop_at}");
+        assert_eq!(
+            uid_commands(&state),
+            vec!["UID FETCH 451:* (UID RFC822.SIZE)"],
+            "drop at {drop_at}"
+        );
+    }
 }
 
 // ---- The model: random server behaviour, several downloads ----

@@ -13,7 +13,8 @@
 //! The store is asked once which of the listed messages it has. Small messages are fetched in
 //! batches (`UID FETCH a,b,c (UID BODY.PEEK[])`), handed to the store in parts while the rest of
 //! the answer arrives, then made durable with one fsync per batch before `after_download` acts
-//! on them; a message larger than [`RANGE`] is fetched whole on its own (`UID FETCH n (UID
+//! on them (the next batch's FETCH, a read-only `BODY.PEEK`, goes out before that fsync, so the
+//! server sends it meanwhile; the batch's `\Seen` STORE only after it); a message larger than [`RANGE`] is fetched whole on its own (`UID FETCH n (UID
 //! BODY.PEEK[])`) and its body streamed into the store past async-imap, which would hold it
 //! whole in memory (`literal.rs` diverts that one literal into a pipe the store reads; Dovecot
 //! sends a whole body in about half the time of the same bytes in ranges). Large messages
@@ -449,10 +450,21 @@ impl ImapInbound {
             .collect();
         groups.extend(troubled.into_iter().map(|m| vec![m]));
 
-        // Lives across the batches: it also holds the `\Seen` STORE of the batch before, whose
-        // answer is read while the next batch comes.
+        let to = Storing {
+            peer: &peer,
+            sink,
+            validity,
+            max_size: self.max_size,
+        };
+        // Lives across the batches: it also holds the `\Seen` STOREs of the batches before,
+        // whose answers are read while the next batch comes.
         let mut ranges = Ranges::default();
-        for group in groups {
+        // A batch of small messages only is asked for before the batch before is synced (see
+        // below), unless `after_download` must read answers of its own (delete, move).
+        let pipelined = matches!(after, AfterDownload::Seen | AfterDownload::Keep);
+        // The batch (its index) whose FETCH went out ahead, and that command's tag.
+        let mut ahead: Option<(usize, RequestId)> = None;
+        for (gi, group) in groups.iter().enumerate() {
             let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
             let mut finished: Vec<u32> = Vec::with_capacity(group.len());
             let mut small: Vec<Listed> = Vec::new();
@@ -472,31 +484,8 @@ impl ImapInbound {
                     // next large one is asked for while this one's store finishes.
                     attempted.insert(m.uid);
                     let next = group[i + 1..].iter().find(|n| ranged(n)).copied();
-                    let got = if alone {
-                        fetch_ranged(
-                            session,
-                            &mut ranges,
-                            &peer,
-                            sink,
-                            validity,
-                            *m,
-                            next,
-                            self.max_size,
-                        )
-                        .await
-                    } else {
-                        fetch_whole(
-                            session,
-                            &mut ranges,
-                            &peer,
-                            sink,
-                            validity,
-                            *m,
-                            next,
-                            self.max_size,
-                        )
-                        .await
-                    };
+                    let mode = if alone { Large::Ranged } else { Large::Whole };
+                    let got = fetch_large(mode, session, &mut ranges, &to, *m, next).await;
                     match got {
                         Ok(Ranged::Stored(true)) => {
                             summary.received += 1;
@@ -533,17 +522,8 @@ impl ImapInbound {
             }
             if failed.is_none() && !small.is_empty() {
                 attempted.extend(small.iter().map(|m| m.uid));
-                match fetch_and_store(
-                    session,
-                    &mut ranges.seen,
-                    &peer,
-                    sink,
-                    validity,
-                    &small,
-                    &finished,
-                    self.max_size,
-                )
-                .await
+                let sent = ahead.take().and_then(|(at, tag)| (at == gi).then_some(tag));
+                match fetch_and_store(session, &mut ranges.seen, &to, &small, &finished, sent).await
                 {
                     Ok((stored, too_large)) => {
                         for uid in too_large {
@@ -570,11 +550,30 @@ impl ImapInbound {
             }
             // Whatever of the group did not come is counted against it, durably, so that
             // next time it is fetched on its own and after a few tries named.
-            for m in &group {
+            for m in group {
                 if finished.contains(&m.uid) || finished_all.contains(&m.uid) {
                     tries.remove(&m.uid);
                 } else if attempted.contains(&m.uid) {
                     *tries.entry(m.uid).or_insert(0) += 1;
+                }
+            }
+            // The next batch's FETCH goes out now, before this batch's sync: the server reads
+            // and sends it while the store makes this batch durable (Dovecot starts answering
+            // at once). It is a read-only BODY.PEEK; this batch's STORE still goes out only
+            // after the sync, and the last UID moves past it only once that STORE is OK. At
+            // most two STOREs stay unanswered: past that the one before is waited for first.
+            // A STORE already refused ends the download after this sync: nothing more is
+            // asked for.
+            if failed.is_none()
+                && pipelined
+                && ranges.seen.open() <= 1
+                && !ranges.seen.refused()
+                && let Some(next) = groups.get(gi + 1)
+                && let Some(next_small) = small_only(next, &known, validity, &tries)
+            {
+                match session.run_command(small_fetch(&next_small)).await {
+                    Ok(tag) => ahead = Some((gi + 1, tag)),
+                    Err(e) => failed = Some(fail(e)),
                 }
             }
             let json = serde_json::to_string(&tries).unwrap_or_default();
@@ -596,13 +595,15 @@ impl ImapInbound {
             // Make everything in `finished` durable in the store (one fsync for the batch), then
             // act on the server, then move the last UID on, never past a UID not stored.
             sink.sync().await.map_err(store_failure)?;
+            // With the next FETCH out, nothing is read here: STOREs answered among its answers
+            // are settled after the next batch.
             settle_seen(
                 session,
                 &mut ranges.seen,
                 &peer,
                 sink,
-                &last_key,
-                &mut last_uid,
+                (&last_key, &mut last_uid),
+                ahead.is_none(),
             )
             .await?;
             if !finished.is_empty() {
@@ -617,7 +618,7 @@ impl ImapInbound {
                         ))
                         .await
                         .map_err(fail)?;
-                    ranges.seen = Some(SeenStore {
+                    ranges.seen.0.push_back(SeenStore {
                         tag,
                         verdict: None,
                         mark: 0,
@@ -636,8 +637,10 @@ impl ImapInbound {
                 .last()
                 .copied()
                 .unwrap_or(last_uid);
-            if let Some(seen) = ranges.seen.as_mut() {
-                seen.mark = mark;
+            if let Some(seen) = ranges.seen.0.back_mut() {
+                // Behind the STOREs still open (this batch's, or one before when this batch
+                // has nothing to flag).
+                seen.mark = seen.mark.max(mark);
             } else if mark > last_uid {
                 last_uid = mark;
                 sink.set_state(&last_key, &last_uid.to_string())
@@ -652,8 +655,8 @@ impl ImapInbound {
             &mut ranges.seen,
             &peer,
             sink,
-            &last_key,
-            &mut last_uid,
+            (&last_key, &mut last_uid),
+            true,
         )
         .await?;
         // Made durable with the last batch's state (the tries, the last UID).
@@ -1093,24 +1096,25 @@ const STORE_PART_COUNT: usize = 64;
 /// (`false`). Messages in `skip`, and answers nobody asked for (a flag change), are passed over;
 /// a message that vanished is simply not in the result. Parts stored before a failure stay
 /// stored (not yet durable, and nothing is done at the server for them), to be skipped by the
-/// next download.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_and_store(
+/// next download. `ahead`: the tag of this very command when it was sent ahead ([`small_fetch`],
+/// during the batch before's sync); its answers are all still to be read.
+async fn fetch_and_store<S: InboundSink>(
     session: &mut ImapSession,
-    seen: &mut Option<SeenStore>,
-    peer: &str,
-    sink: &impl InboundSink,
-    validity: u32,
+    seen: &mut SeenStores,
+    to: &Storing<'_, S>,
     small: &[Listed],
     skip: &[u32],
-    max_size: u64,
+    ahead: Option<RequestId>,
 ) -> Result<(Vec<(u32, bool)>, Vec<u32>), TransportError> {
+    let (peer, sink, validity, max_size) = (to.peer, to.sink, to.validity, to.max_size);
     let fail = |e: ImapError| connection_failed(peer, &e);
-    let set = uid_set(small.iter().map(|m| m.uid));
-    let id = session
-        .run_command(format!("UID FETCH {set} (UID BODY.PEEK[])"))
-        .await
-        .map_err(fail)?;
+    let id = match ahead {
+        Some(tag) => tag,
+        None => session
+            .run_command(small_fetch(small))
+            .await
+            .map_err(fail)?,
+    };
     let wanted: std::collections::HashSet<u32> = small
         .iter()
         .map(|m| m.uid)
@@ -1171,11 +1175,7 @@ async fn fetch_and_store(
                     }
                     return Ok(());
                 }
-                FetchStep::Other => {
-                    if let Some(seen) = seen.as_mut() {
-                        seen.note(response.parsed());
-                    }
-                }
+                FetchStep::Other => seen.note(response.parsed()),
             }
         }
     };
@@ -1200,6 +1200,35 @@ async fn fetch_and_store(
     let stored = stored?;
     read?;
     Ok((stored, too_large))
+}
+
+/// The messages of `group` to fetch in one small-message FETCH, when that is all its fetching
+/// (nothing large, nothing fetched alone in ranges) and there is any: what the download's
+/// loop would ask for it, so its FETCH can be sent ahead, during the batch before's sync.
+fn small_only(
+    group: &[Listed],
+    known: &std::collections::HashSet<String>,
+    validity: u32,
+    tries: &BTreeMap<u32, u32>,
+) -> Option<Vec<Listed>> {
+    let alone = group.len() == 1 && tries.contains_key(&group[0].uid);
+    if alone || group.iter().any(|m| m.size > u64::from(RANGE)) {
+        return None;
+    }
+    let small: Vec<Listed> = group
+        .iter()
+        .filter(|m| !known.contains(&server_id(validity, m.uid)))
+        .copied()
+        .collect();
+    (!small.is_empty()).then_some(small)
+}
+
+/// The command that fetches the small messages `small` whole, in one answer.
+fn small_fetch(small: &[Listed]) -> String {
+    format!(
+        "UID FETCH {} (UID BODY.PEEK[])",
+        uid_set(small.iter().map(|m| m.uid))
+    )
 }
 
 /// `\Seen`, delete, or move, for messages that are durable in the store. A move the server
@@ -1323,8 +1352,8 @@ struct Ranges {
     got: std::collections::HashMap<(u32, u64), Vec<u8>>,
     /// The next offset to ask for, per UID.
     next: std::collections::HashMap<u32, u64>,
-    /// The `\Seen` STORE of the batch before, its answer read along with these.
-    seen: Option<SeenStore>,
+    /// The `\Seen` STOREs of the batches before, their answers read along with these.
+    seen: SeenStores,
     /// The whole-body FETCH of the next large message, asked for ahead ([`fetch_whole`]):
     /// its UID and tag. Nothing reads its answer until that message's turn.
     whole: Option<(u32, RequestId)>,
@@ -1338,48 +1367,79 @@ struct SeenStore {
     mark: u32,
 }
 
-impl SeenStore {
-    /// Takes the STORE's completion if `response` is it.
+/// The `\Seen` STOREs not yet settled, oldest first. With the next batch's FETCH sent before a
+/// batch's sync, the STORE of the batch before may still be unanswered when the next one goes
+/// out: each is settled in turn, and the last UID moves past a batch only once its STORE and
+/// every one before it are OK.
+#[derive(Default)]
+struct SeenStores(std::collections::VecDeque<SeenStore>);
+
+impl SeenStores {
+    /// Takes a STORE's completion if `response` is one.
     fn note(&mut self, response: &Response<'_>) {
-        if let FetchStep::Done(verdict) = fetch_step(response, &self.tag) {
-            self.verdict = Some(verdict);
+        if let Response::Done { tag, .. } = response
+            && let Some(store) = self.0.iter_mut().find(|s| &s.tag == tag)
+            && let FetchStep::Done(verdict) = fetch_step(response, &store.tag)
+        {
+            store.verdict = Some(verdict);
         }
+    }
+
+    /// How many are still unanswered.
+    fn open(&self) -> usize {
+        self.0.iter().filter(|s| s.verdict.is_none()).count()
+    }
+
+    /// Whether one was answered with anything but OK.
+    fn refused(&self) -> bool {
+        self.0.iter().any(|s| matches!(s.verdict, Some(Err(_))))
     }
 }
 
-/// Reads the answer to the `\Seen` STORE still open (if it has not come with the FETCH
-/// answers): a `NO` or a broken connection fails the download as a STORE waited for would;
-/// once it is OK the last UID moves on past its batch.
+/// Settles the `\Seen` STOREs answered so far, in order: a `NO` (or a broken connection) fails
+/// the download as a STORE waited for would; past each OK one the last UID moves on. With
+/// `wait`, the answers still due are read first (nothing else may be outstanding then: what is
+/// not a STORE's answer is passed over); without, nothing is read, so a FETCH sent ahead keeps
+/// its answers for the next batch and the STOREs answered among them are settled later.
 async fn settle_seen(
     session: &mut ImapSession,
-    seen: &mut Option<SeenStore>,
+    seen: &mut SeenStores,
     peer: &str,
     sink: &impl InboundSink,
-    last_key: &str,
-    last_uid: &mut u32,
+    (last_key, last_uid): (&str, &mut u32),
+    wait: bool,
 ) -> Result<(), TransportError> {
-    let Some(mut store) = seen.take() else {
-        return Ok(());
-    };
     let fail = |e: ImapError| connection_failed(peer, &e);
-    while store.verdict.is_none() {
-        let Some(response) = session
-            .read_response()
-            .await
-            .map_err(|e| fail(ImapError::Io(e)))?
+    while let Some(front) = seen.0.front() {
+        if front.verdict.is_none() {
+            if !wait {
+                break;
+            }
+            let Some(response) = session
+                .read_response()
+                .await
+                .map_err(|e| fail(ImapError::Io(e)))?
+            else {
+                return Err(fail(ImapError::ConnectionLost));
+            };
+            seen.note(response.parsed());
+            continue;
+        }
+        let Some(SeenStore {
+            verdict: Some(verdict),
+            mark,
+            ..
+        }) = seen.0.pop_front()
         else {
-            return Err(fail(ImapError::ConnectionLost));
+            break;
         };
-        store.note(response.parsed());
-    }
-    if let Some(verdict) = store.verdict {
         verdict.map_err(fail)?;
-    }
-    if store.mark > *last_uid {
-        *last_uid = store.mark;
-        sink.set_state(last_key, &last_uid.to_string())
-            .await
-            .map_err(store_failure)?;
+        if mark > *last_uid {
+            *last_uid = mark;
+            sink.set_state(last_key, &last_uid.to_string())
+                .await
+                .map_err(store_failure)?;
+        }
     }
     Ok(())
 }
@@ -1460,8 +1520,8 @@ impl Ranges {
                         if let FetchStep::Done(verdict) = fetch_step(parsed, &entry.tag) {
                             entry.verdict = Some(verdict);
                         }
-                    } else if let Some(seen) = self.seen.as_mut() {
-                        seen.note(parsed);
+                    } else {
+                        self.seen.note(parsed);
                     }
                 }
                 other => {
@@ -1497,22 +1557,53 @@ impl Ranges {
     }
 }
 
+/// Where fetched messages go, and what one may weigh: the same for every fetch of a download.
+struct Storing<'a, S> {
+    peer: &'a str,
+    sink: &'a S,
+    validity: u32,
+    /// `[spooler] max_message_size`: a larger body is read and dropped, never stored.
+    max_size: u64,
+}
+
+/// How a large message is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Large {
+    /// Whole, its body streamed past async-imap ([`fetch_whole`]): the usual way.
+    Whole,
+    /// In ranges ([`fetch_ranged`]): a message that failed before, the most conservative way.
+    Ranged,
+}
+
+/// Fetches the large message `m` as `mode` says and streams it into the store; `next`, the
+/// batch's next large message, is asked for while this one's store finishes.
+async fn fetch_large<S: InboundSink>(
+    mode: Large,
+    session: &mut ImapSession,
+    ranges: &mut Ranges,
+    to: &Storing<'_, S>,
+    m: Listed,
+    next: Option<Listed>,
+) -> Result<Ranged, TransportError> {
+    match mode {
+        Large::Whole => fetch_whole(session, ranges, to, m, next).await,
+        Large::Ranged => fetch_ranged(session, ranges, to, m, next).await,
+    }
+}
+
 /// Fetches one large message in ranges and streams it into the store through a pipe: the
 /// fetching and the storing run side by side, and at most a range or two is in memory.
 /// A fetch that breaks off makes the store's read fail, so nothing half is stored. `next`, the
 /// batch's next large message, has its first ranges asked for once all of this one's (by its
 /// listed size) are: they come while this one's store finishes.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_ranged(
+async fn fetch_ranged<S: InboundSink>(
     session: &mut ImapSession,
     ranges: &mut Ranges,
-    peer: &str,
-    sink: &impl InboundSink,
-    validity: u32,
+    to: &Storing<'_, S>,
     m: Listed,
     next: Option<Listed>,
-    max_size: u64,
 ) -> Result<Ranged, TransportError> {
+    let (peer, sink, validity, max_size) = (to.peer, to.sink, to.validity, to.max_size);
     let fail = |e: ImapError| connection_failed(peer, &e);
     // The listed size tells how many ranges to ask for ahead; a message that turns out longer
     // is read on until a short range. Some may be asked already (as the one before's `next`).
@@ -1626,17 +1717,14 @@ const WHOLE_PIPE: usize = 1024 * 1024;
 /// store's read fail, so nothing half is stored; a body announced over `max_size` is read and
 /// dropped. A server whose answer does not name the UID before `BODY[]` has its literal capped
 /// as any other: the download fails and the message is fetched in ranges next time, alone.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_whole(
+async fn fetch_whole<S: InboundSink>(
     session: &mut ImapSession,
     ranges: &mut Ranges,
-    peer: &str,
-    sink: &impl InboundSink,
-    validity: u32,
+    to: &Storing<'_, S>,
     m: Listed,
     next: Option<Listed>,
-    max_size: u64,
 ) -> Result<Ranged, TransportError> {
+    let (peer, sink, validity, max_size) = (to.peer, to.sink, to.validity, to.max_size);
     let fail = |e: ImapError| connection_failed(peer, &e);
     let complete = Arc::new(AtomicBool::new(false));
     let (writer, reader) = tokio::io::duplex(WHOLE_PIPE);
@@ -1671,11 +1759,7 @@ async fn fetch_whole(
                         verdict?;
                         break;
                     }
-                    FetchStep::Other => {
-                        if let Some(seen) = ranges.seen.as_mut() {
-                            seen.note(response.parsed());
-                        }
-                    }
+                    FetchStep::Other => ranges.seen.note(response.parsed()),
                 }
             }
             // This answer is in: the next one is asked for now and crosses the network while

@@ -37,6 +37,12 @@ pub struct Imap {
     pub refuse_create: bool,
     /// How many more UID STOREs are answered `NO`.
     pub refuse_store: u32,
+    /// A UID STORE that arrives while a UID FETCH of bodies is being answered is answered in
+    /// the middle of it, after the FETCH's first response (as a server running the two side
+    /// by side would): the STORE's tagged reply comes between FETCH answers.
+    pub store_midway: bool,
+    /// Messages flagged `\Seen` by a STORE answered OK, in order.
+    pub flagged: Vec<Vec<u8>>,
     /// Each session hangs up without an answer at its command number N (1 is the first).
     pub drop_at: Option<usize>,
     /// Answers to UID FETCH go out this many bytes at a time with this pause between: a slow
@@ -122,7 +128,18 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
         .write_all(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE] scripted IMAP ready\r\n")
         .await?;
     let mut commands = 0usize;
-    while let Some(line) = lines.next_line().await? {
+    // `store_midway`: a command read while a FETCH answer was half out, and that answer's rest,
+    // written after the command's own reply.
+    let mut pushed: Option<String> = None;
+    let mut tail: Option<Vec<u8>> = None;
+    loop {
+        let line = match pushed.take() {
+            Some(line) => line,
+            None => match lines.next_line().await? {
+                Some(line) => line,
+                None => break,
+            },
+        };
         commands += 1;
         let mut words = line.splitn(3, ' ');
         let tag = words.next().unwrap_or("*").to_string();
@@ -138,6 +155,8 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
             (verb, rest)
         };
         let mut close = false;
+        // Where the first FETCH response of a body FETCH's answer ends.
+        let mut first_end: Option<usize> = None;
         let reply: Vec<u8> = {
             let mut s = state.lock().expect("lock");
             s.seen.push(line.clone());
@@ -214,6 +233,7 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                         );
                         r.extend_from_slice(&part);
                         r.extend_from_slice(b")\r\n");
+                        first_end.get_or_insert(r.len());
                     }
                     if !close {
                         r.extend_from_slice(ok.as_bytes());
@@ -225,6 +245,14 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                 }
                 "UID STORE" => {
                     let (set, items) = rest.split_once(' ').unwrap_or((&rest, ""));
+                    if items.contains("\\Seen") {
+                        for uid in uid_set(set, &uids) {
+                            if let Some(m) = s.messages.iter().find(|m| m.0 == uid) {
+                                let body = m.1.clone();
+                                s.flagged.push(body);
+                            }
+                        }
+                    }
                     if items.contains("\\Deleted") {
                         for uid in uid_set(set, &uids) {
                             if let Some(m) = s.messages.iter_mut().find(|m| m.0 == uid) {
@@ -289,7 +317,27 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
             }
             r
         };
-        let pace = state.lock().expect("lock").pace;
+        let (pace, midway) = {
+            let s = state.lock().expect("lock");
+            (s.pace, s.store_midway)
+        };
+        if let (true, Some(at), false) = (midway && verb == "UID FETCH", first_end, close) {
+            // The first FETCH response out; a STORE sent behind this FETCH is answered before
+            // the rest of it.
+            write.write_all(&reply[..at]).await?;
+            let next =
+                tokio::time::timeout(std::time::Duration::from_millis(300), lines.next_line());
+            if let Ok(Ok(Some(next))) = next.await {
+                let store = next.to_ascii_uppercase().contains(" UID STORE ");
+                pushed = Some(next);
+                if store {
+                    tail = Some(reply[at..].to_vec());
+                    continue;
+                }
+            }
+            write.write_all(&reply[at..]).await?;
+            continue;
+        }
         match pace {
             Some((bytes, pause)) if verb == "UID FETCH" => {
                 for chunk in reply.chunks(bytes) {
@@ -298,6 +346,9 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<Imap>>) -> std::i
                 }
             }
             _ => write.write_all(&reply).await?,
+        }
+        if let Some(rest) = tail.take() {
+            write.write_all(&rest).await?;
         }
         if close {
             return Ok(());
