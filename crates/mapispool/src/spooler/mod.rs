@@ -2303,7 +2303,7 @@ fn offline_key(transport: &str) -> String {
 }
 
 /// A report (null sender, or a `REPORT.*` class): never answered by another report.
-fn is_report(message: &crate::store::MessageRecord) -> bool {
+fn is_report(message: &crate::store::LeasedRecord) -> bool {
     message.envelope_from.as_deref() == Some("") || message.message_class.starts_with("REPORT.")
 }
 

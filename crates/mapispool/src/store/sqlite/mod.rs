@@ -32,10 +32,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
     Dialect, Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps,
-    chunk_count, decode_error, ft, get_u32, group_recipients, message_columns, message_from_row,
-    node_columns, node_from_row, not_found, not_in_queue, plan_outcome, queue_entries,
-    queue_fields, queue_state, read_queued, recipient_columns, recipient_from_row, row_ids,
-    size_i64, validate_recipients,
+    chunk_count, decode_error, ft, get_u32, group_recipients, leased_columns, leased_from_row,
+    message_columns, message_from_row, node_columns, node_from_row, not_found, not_in_queue,
+    plan_outcome, queue_entries, queue_fields, queue_state, read_queued, recipient_columns,
+    recipient_from_row, row_ids, size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
@@ -1429,7 +1429,7 @@ impl Store for SqliteStore {
         let list = json_ids(&ids);
         let rows = sqlx::query(concat!(
             "SELECT ",
-            message_columns!(),
+            leased_columns!(),
             ", messages.body_chunks AS chunk_count, body_chunks.rowid AS prefetched \
              FROM messages \
              JOIN (SELECT id AS batch_id, \
@@ -1458,15 +1458,14 @@ impl Store for SqliteStore {
             .into_iter();
         let mut leased = Vec::with_capacity(rows.len());
         for r in &rows {
-            let message = message_from_row(r).map_err(self.db(what))?;
-            let q = queue_fields(r).map_err(self.db(what))?;
+            let (message, attempts) = leased_from_row(r).map_err(self.db(what))?;
             leased.push(LeasedMessage {
                 recipients: recipients.remove(&message.id).unwrap_or_default(),
                 lease: Lease {
                     owner: owner.to_owned(),
                     until,
                 },
-                attempts: q.attempts,
+                attempts,
                 body_chunks: get_u32(r, "chunk_count").map_err(self.db(what))?,
                 prefetched_body: bodies.next().flatten(),
                 message,
