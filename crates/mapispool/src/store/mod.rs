@@ -777,6 +777,19 @@ pub struct RecipientOutcome {
     pub result: DeliveryResult,
 }
 
+/// One attempt at a message leased with [`Store::lease_due`], for
+/// [`Store::record_leased_outcomes`]: its outcomes, with the lease and the recipients as the
+/// lease read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedOutcome {
+    pub id: MessageId,
+    pub outcomes: Vec<RecipientOutcome>,
+    /// The lease the attempt was made under ([`LeasedMessage::lease`]).
+    pub lease: Lease,
+    /// The message's recipients as leased ([`LeasedMessage::recipients`]).
+    pub recipients: Vec<RecipientRecord>,
+}
+
 /// What [`Store::record_outcome`] did with the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageDisposition {
@@ -1026,6 +1039,32 @@ pub trait Store: Send + Sync {
         batch: Vec<(MessageId, Vec<RecipientOutcome>)>,
         now: FileTime,
     ) -> impl Future<Output = MapiResult<Vec<MapiResult<OutcomeReport>>>> + Send;
+
+    /// [`Store::record_outcomes`] for attempts at messages leased with [`Store::lease_due`],
+    /// each with the lease and recipients it was leased with. A backend may record a message
+    /// still under that very lease (the same owner and end) from those recipients instead of
+    /// reading them again: nothing but the recording of an attempt writes the recipients of a
+    /// queued message, and a message still under the lease it was sent under has had none
+    /// recorded since (recording ends the lease; any other lease taken since would have
+    /// replaced it). A message whose lease is not that one is read and checked as
+    /// [`Store::record_outcomes`] does, with the same errors.
+    ///
+    /// Provided: [`Store::record_outcomes`] (reads every message's recipients).
+    fn record_leased_outcomes(
+        &self,
+        owner: &str,
+        batch: Vec<LeasedOutcome>,
+        now: FileTime,
+    ) -> impl Future<Output = MapiResult<Vec<MapiResult<OutcomeReport>>>> + Send {
+        async move {
+            self.record_outcomes(
+                owner,
+                batch.into_iter().map(|a| (a.id, a.outcomes)).collect(),
+                now,
+            )
+            .await
+        }
+    }
 
     /// `IMsgStore::AbortSubmit`: takes the message out of the queue; it stays in the Outbox,
     /// unsent, with `MSGFLAG_SUBMIT` cleared. Errors: `MAPI_E_NOT_IN_QUEUE` (unknown, or no longer
