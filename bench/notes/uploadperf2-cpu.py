@@ -3,11 +3,12 @@
 the same queued store copied fresh for every run, binaries alternating (A/B on a loaded machine).
 
   uploadperf2-cpu.py --work DIR --bin A=/path/a --bin B=/path/b [--size 2KB:4000] [--runs 3]
-                     [--strace]
+                     [--strace | --callgrind]
 
 The stores are filled once per size through a daemon's batch API (the bench's message
 generator), then copied for each run. Prints task-clock (perf stat) / N and, with --strace,
-`strace -c -f` system calls / N.
+`strace -c -f` system calls / N, with --callgrind the instructions a message (valgrind's
+callgrind, all threads: a count a loaded machine does not move).
 """
 import argparse, os, re, shutil, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -19,6 +20,7 @@ ap.add_argument("--bin", action="append", required=True)
 ap.add_argument("--size", action="append", default=[])
 ap.add_argument("--runs", type=int, default=3)
 ap.add_argument("--strace", action="store_true")
+ap.add_argument("--callgrind", action="store_true")
 a = ap.parse_args()
 root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 bins = [b.split("=", 1) for b in a.bin]
@@ -61,7 +63,10 @@ try:
                 before = sink.count()
                 cmd = [path, "--profile", prof_path, "flush", "--upload"]
                 out = os.path.join(d, "stat.txt")
-                if a.strace:
+                if a.callgrind:
+                    wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.cg",
+                            f"--log-file={out}"]
+                elif a.strace:
                     wrap = ["strace", "-c", "-f", "-o", out]
                 else:
                     wrap = ["perf", "stat", "-e", "task-clock,context-switches", "-x,", "-o", out]
@@ -70,7 +75,12 @@ try:
                 t = time.monotonic() - t0
                 got = sink.count() - before
                 s = open(out).read()
-                if a.strace:
+                if a.callgrind:
+                    m = re.search(r"Collected : (\d+)", s)
+                    ir = int(m.group(1)) if m else -1
+                    print(f"{label} {name}: rc={r.returncode} sent={got}/{n} {t:.2f}s "
+                          f"instructions/msg={ir / n:.0f}", flush=True)
+                elif a.strace:
                     tot = [l for l in s.splitlines() if l.strip().endswith("total")]
                     calls = int(tot[0].split()[3]) if tot else -1
                     top = []

@@ -34,8 +34,8 @@ use crate::message::header_block;
 use crate::profile::{OutboundConfig, Profile, TransportConfig};
 use crate::status::{StatusBoard, StatusKind, initial_rows, transport_idle_code};
 use crate::store::{
-    AnyStore, DeliveryResult, Folder, LeaseFilter, LeasedMessage, MessageDisposition, MessageId,
-    RecipientOutcome, Store,
+    AnyStore, DeliveryResult, Folder, LeaseFilter, LeasedMessage, LeasedOutcome,
+    MessageDisposition, MessageId, RecipientOutcome, Store,
 };
 use crate::transport::probe::{self, TransportCheck};
 use crate::transport::smtp::Sent;
@@ -1510,12 +1510,18 @@ impl<S: Store + 'static> Spooler<S> {
             let _writing = self.inner.store_writes.lock().await;
             self.inner
                 .store
-                .record_outcomes(
+                .record_leased_outcomes(
                     &self.inner.owner,
                     batch
                         .iter()
                         .zip(&outcomes)
-                        .map(|(a, o)| (a.message.message.id, o.clone()))
+                        .map(|(a, o)| LeasedOutcome {
+                            id: a.message.message.id,
+                            outcomes: o.clone(),
+                            lease: a.message.lease.clone(),
+                            // A copy in memory costs less than the store reading them again.
+                            recipients: a.message.recipients.clone(),
+                        })
                         .collect(),
                     now,
                 )
@@ -2303,7 +2309,7 @@ fn offline_key(transport: &str) -> String {
 }
 
 /// A report (null sender, or a `REPORT.*` class): never answered by another report.
-fn is_report(message: &crate::store::MessageRecord) -> bool {
+fn is_report(message: &crate::store::LeasedRecord) -> bool {
     message.envelope_from.as_deref() == Some("") || message.message_class.starts_with("REPORT.")
 }
 

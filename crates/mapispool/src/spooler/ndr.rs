@@ -11,7 +11,7 @@ use mail_builder::mime::{BodyPart, MimePart};
 use mapi::FileTime;
 
 use crate::message::rfc5322_date;
-use crate::store::{InboundMessage, MessageRecord, NewRecipient, RecipientRecord};
+use crate::store::{InboundMessage, LeasedRecord, NewRecipient, RecipientRecord};
 
 /// The message class MAPI gives non-delivery reports.
 pub const NDR_CLASS: &str = "REPORT.IPM.Note.NDR";
@@ -39,7 +39,7 @@ fn enhanced_status(reply: &str) -> Option<&str> {
 /// RFC 5322 bytes. `original_headers` is the original's header block, quoted as
 /// `text/rfc822-headers` so the sender can tell which message it was.
 pub fn build(
-    original: &MessageRecord,
+    original: &LeasedRecord,
     failed: &[RecipientRecord],
     original_headers: &[u8],
     reporting_host: &str,
@@ -73,7 +73,7 @@ pub fn build(
 /// Builds a delay notice for `delayed` recipients (address, the server's last words) of
 /// `original`, which is still being retried until `expires`.
 pub fn build_delay(
-    original: &MessageRecord,
+    original: &LeasedRecord,
     delayed: &[(String, String)],
     expires: FileTime,
     original_headers: &[u8],
@@ -130,7 +130,7 @@ fn at_most(text: &str, n: usize) -> &str {
 /// subject and any non-ASCII text are RFC 2047/MIME-encoded by the builder.
 fn report(
     kind: Kind,
-    original: &MessageRecord,
+    original: &LeasedRecord,
     lines: &[(String, String)],
     original_headers: &[u8],
     reporting_host: &str,

@@ -16,9 +16,9 @@ use tokio::io::AsyncRead;
 use super::postgres::{self, PgStore};
 use super::sqlite::SqliteStore;
 use super::{
-    Folder, Heartbeat, InboundDelivery, InboundMessage, LeaseFilter, LeasedMessage, MessageId,
-    MessageRecord, NewMessage, NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry,
-    QueueFilter, RecipientOutcome, RecipientRecord, Store,
+    Folder, Heartbeat, InboundDelivery, InboundMessage, LeaseFilter, LeasedMessage, LeasedOutcome,
+    MessageId, MessageRecord, NewMessage, NodeInfo, NodeRecord, OutcomeReport, QueueCounts,
+    QueueEntry, QueueFilter, RecipientOutcome, RecipientRecord, Store,
 };
 use crate::credential::Secret;
 use crate::profile::{Credential, StoreConfig};
@@ -224,6 +224,15 @@ impl Store for AnyStore {
         now: FileTime,
     ) -> MapiResult<Vec<MapiResult<OutcomeReport>>> {
         dispatch!(self, s => s.record_outcomes(owner, batch, now).await)
+    }
+
+    async fn record_leased_outcomes(
+        &self,
+        owner: &str,
+        batch: Vec<LeasedOutcome>,
+        now: FileTime,
+    ) -> MapiResult<Vec<MapiResult<OutcomeReport>>> {
+        dispatch!(self, s => s.record_leased_outcomes(owner, batch, now).await)
     }
 
     async fn abort_submit(&self, id: MessageId) -> MapiResult<()> {

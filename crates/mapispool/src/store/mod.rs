@@ -701,10 +701,39 @@ pub struct LeaseFilter {
     pub only: Option<MessageId>,
 }
 
+/// What sending a leased message reads of its properties: the envelope, the DSN request, and
+/// what the mail log, the flush's report, a delay notice and a non-delivery report say of it.
+/// [`Store::lease_due`] reads only these columns, not a whole [`MessageRecord`]: every value a
+/// lease reads is copied out of the store, for every message sent (bench/notes/upload4.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedRecord {
+    pub id: MessageId,
+    pub message_class: String,
+    pub subject: String,
+    pub sender_address: Option<String>,
+    pub envelope_from: Option<String>,
+    pub internet_message_id: Option<String>,
+    pub client_submit_time: Option<FileTime>,
+    /// The body's size in bytes.
+    pub message_size: u64,
+    /// The transport it leaves by.
+    pub transport: Option<String>,
+    /// The delivery status notifications asked for ([`NewMessage::dsn_notify`]).
+    pub dsn_notify: Option<String>,
+    /// RFC 3461 `RET=` ([`NewMessage::dsn_ret`]).
+    pub dsn_ret: Option<String>,
+}
+
+impl LeasedRecord {
+    pub fn entry_id(&self) -> EntryId {
+        self.id.entry_id()
+    }
+}
+
 /// A message a spooler has leased, with everything it needs to send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedMessage {
-    pub message: MessageRecord,
+    pub message: LeasedRecord,
     /// All recipients with their states; [`LeasedMessage::open_recipients`] are the ones to send to.
     pub recipients: Vec<RecipientRecord>,
     pub lease: Lease,
@@ -746,6 +775,19 @@ pub enum DeliveryResult {
 pub struct RecipientOutcome {
     pub row_id: u32,
     pub result: DeliveryResult,
+}
+
+/// One attempt at a message leased with [`Store::lease_due`], for
+/// [`Store::record_leased_outcomes`]: its outcomes, with the lease and the recipients as the
+/// lease read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedOutcome {
+    pub id: MessageId,
+    pub outcomes: Vec<RecipientOutcome>,
+    /// The lease the attempt was made under ([`LeasedMessage::lease`]).
+    pub lease: Lease,
+    /// The message's recipients as leased ([`LeasedMessage::recipients`]).
+    pub recipients: Vec<RecipientRecord>,
 }
 
 /// What [`Store::record_outcome`] did with the message.
@@ -997,6 +1039,32 @@ pub trait Store: Send + Sync {
         batch: Vec<(MessageId, Vec<RecipientOutcome>)>,
         now: FileTime,
     ) -> impl Future<Output = MapiResult<Vec<MapiResult<OutcomeReport>>>> + Send;
+
+    /// [`Store::record_outcomes`] for attempts at messages leased with [`Store::lease_due`],
+    /// each with the lease and recipients it was leased with. A backend may record a message
+    /// still under that very lease (the same owner and end) from those recipients instead of
+    /// reading them again: nothing but the recording of an attempt writes the recipients of a
+    /// queued message, and a message still under the lease it was sent under has had none
+    /// recorded since (recording ends the lease; any other lease taken since would have
+    /// replaced it). A message whose lease is not that one is read and checked as
+    /// [`Store::record_outcomes`] does, with the same errors.
+    ///
+    /// Provided: [`Store::record_outcomes`] (reads every message's recipients).
+    fn record_leased_outcomes(
+        &self,
+        owner: &str,
+        batch: Vec<LeasedOutcome>,
+        now: FileTime,
+    ) -> impl Future<Output = MapiResult<Vec<MapiResult<OutcomeReport>>>> + Send {
+        async move {
+            self.record_outcomes(
+                owner,
+                batch.into_iter().map(|a| (a.id, a.outcomes)).collect(),
+                now,
+            )
+            .await
+        }
+    }
 
     /// `IMsgStore::AbortSubmit`: takes the message out of the queue; it stays in the Outbox,
     /// unsent, with `MSGFLAG_SUBMIT` cleared. Errors: `MAPI_E_NOT_IN_QUEUE` (unknown, or no longer

@@ -12,9 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::node::{NodeInfo, NodeRecord};
 use super::{
-    DeliveryResult, Folder, Lease, MessageDisposition, MessageId, MessageRecord, NewRecipient,
-    OutcomeReport, QueueColumn, QueueFilter, QueueState, RecipientOutcome, RecipientRecord,
-    RecipientState,
+    DeliveryResult, Folder, Lease, LeasedRecord, MessageDisposition, MessageId, MessageRecord,
+    NewRecipient, OutcomeReport, QueueColumn, QueueFilter, QueueState, RecipientOutcome,
+    RecipientRecord, RecipientState,
 };
 
 /// The `messages` columns a [`MessageRecord`] and its [`QueueFields`] are read from.
@@ -29,6 +29,15 @@ macro_rules! message_columns {
     };
 }
 pub(crate) use message_columns;
+
+/// The `messages` columns a [`LeasedRecord`] and a lease's attempt count are read from.
+macro_rules! leased_columns {
+    () => {
+        "id, message_class, subject, sender_address, envelope_from, internet_message_id, \
+         client_submit_time, message_size, transport, dsn_notify, dsn_ret, attempts"
+    };
+}
+pub(crate) use leased_columns;
 
 /// The `recipients` columns a [`RecipientRecord`] is read from.
 macro_rules! recipient_columns {
@@ -228,6 +237,27 @@ pub(crate) fn message_from_row(r: &impl StoreRow) -> Result<MessageRecord, sqlx:
         dsn_notify: r.opt_text("dsn_notify")?,
         dsn_ret: r.opt_text("dsn_ret")?,
     })
+}
+
+/// A row of [`leased_columns`]: the message as leased and its earlier attempts.
+pub(crate) fn leased_from_row(r: &impl StoreRow) -> Result<(LeasedRecord, u32), sqlx::Error> {
+    let size = r.i64("message_size")?;
+    Ok((
+        LeasedRecord {
+            id: MessageId(r.i64("id")?),
+            message_class: r.text("message_class")?,
+            subject: r.text("subject")?,
+            sender_address: r.opt_text("sender_address")?,
+            envelope_from: r.opt_text("envelope_from")?,
+            internet_message_id: r.opt_text("internet_message_id")?,
+            client_submit_time: get_time(r, "client_submit_time")?,
+            message_size: u64::try_from(size).unwrap_or(0),
+            transport: r.opt_text("transport")?,
+            dsn_notify: r.opt_text("dsn_notify")?,
+            dsn_ret: r.opt_text("dsn_ret")?,
+        },
+        get_u32(r, "attempts")?,
+    ))
 }
 
 pub(crate) fn recipient_from_row(r: &impl StoreRow) -> Result<RecipientRecord, sqlx::Error> {

@@ -126,6 +126,7 @@ on_both_backends!(
     queue_entry_is_the_queue_row_of_one_message,
     queue_counts_agree_with_the_queue_in_every_state,
     record_outcomes_records_a_batch_and_isolates_bad_entries,
+    an_attempt_is_recorded_from_its_lease_only_while_that_lease_holds,
     small_bodies_come_with_the_lease,
     concurrent_submits_are_group_committed_each_whole_and_queued,
     two_nodes_that_see_the_same_failure_report_it_once,
@@ -1111,6 +1112,106 @@ async fn record_outcomes_records_a_batch_and_isolates_bad_entries<S: TestStore>(
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].message.id, c.id);
     assert_eq!(queue[0].attempts, 0, "c untouched");
+}
+
+/// `record_leased_outcomes` records as `record_outcomes` does; the recipients the lease read
+/// stand in for the store's only while the message is under that very lease. Under a lease
+/// taken since (the first ran out and the same spooler leased it again), the store's own are
+/// read: what the stale lease carried is not written back.
+async fn an_attempt_is_recorded_from_its_lease_only_while_that_lease_holds<S: TestStore>(store: S) {
+    let m = submit(&store, "m", &["a@example.org", "b@example.org"]).await;
+    let first = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, LeaseFilter::default())
+        .await
+        .expect("lease")
+        .pop()
+        .expect("leased");
+    let retry_at = later(600);
+    let answers = store
+        .record_leased_outcomes(
+            "sp",
+            vec![LeasedOutcome {
+                id: m.id,
+                outcomes: vec![
+                    RecipientOutcome {
+                        row_id: 0,
+                        result: DeliveryResult::Delivered,
+                    },
+                    RecipientOutcome {
+                        row_id: 1,
+                        result: DeliveryResult::Deferred {
+                            error: "451 4.7.1 later".into(),
+                            retry_at,
+                        },
+                    },
+                ],
+                lease: first.lease.clone(),
+                recipients: first.recipients.clone(),
+            }],
+            FileTime::now(),
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        answers[0].as_ref().expect("recorded").disposition,
+        MessageDisposition::StillQueued {
+            next_attempt_at: Some(retry_at)
+        }
+    );
+    let recips = store.recipients(m.id).await.expect("recipients");
+    assert_eq!(recips[0].state, RecipientState::Delivered);
+    assert_eq!(recips[1].state, RecipientState::Deferred);
+    assert!(recips.iter().all(|r| r.attempts == 1));
+
+    // Leased again (forced), then that lease runs out and the same spooler takes it again.
+    let forced = LeaseFilter {
+        include_backoff: true,
+        ..LeaseFilter::default()
+    };
+    let mut stale = store
+        .lease_due("sp", FileTime::now(), LEASE, 10, forced.clone())
+        .await
+        .expect("lease")
+        .pop()
+        .expect("leased");
+    let current = store
+        .lease_due("sp", later(601), LEASE, 10, forced)
+        .await
+        .expect("lease again")
+        .pop()
+        .expect("leased again");
+    assert_ne!(stale.lease, current.lease);
+    // What the stale lease carries is not what the store has now.
+    for r in &mut stale.recipients {
+        r.attempts = 40;
+        r.state = RecipientState::Pending;
+    }
+    let answers = store
+        .record_leased_outcomes(
+            "sp",
+            vec![LeasedOutcome {
+                id: m.id,
+                outcomes: vec![RecipientOutcome {
+                    row_id: 1,
+                    result: DeliveryResult::Delivered,
+                }],
+                lease: stale.lease,
+                recipients: stale.recipients,
+            }],
+            FileTime::now(),
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        answers[0].as_ref().expect("recorded").disposition,
+        MessageDisposition::MovedToSentItems,
+        "row 0 was delivered before: nothing is left open"
+    );
+    let recips = store.recipients(m.id).await.expect("recipients");
+    assert_eq!(recips[0].state, RecipientState::Delivered);
+    assert_eq!(recips[0].attempts, 1);
+    assert_eq!(recips[1].state, RecipientState::Delivered);
+    assert_eq!(recips[1].attempts, 2);
 }
 
 /// A small body comes with its lease, a large one does not, and both read back whole.

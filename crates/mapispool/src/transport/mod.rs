@@ -113,7 +113,7 @@ pub struct Dsn {
 
 impl Dsn {
     /// The request a stored outgoing message carries; `None` when it asked for nothing.
-    pub fn of(message: &crate::store::MessageRecord) -> Option<Dsn> {
+    pub fn of(message: &crate::store::LeasedRecord) -> Option<Dsn> {
         if message.dsn_notify.is_none() && message.dsn_ret.is_none() {
             return None;
         }

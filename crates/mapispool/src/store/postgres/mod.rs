@@ -36,9 +36,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
     Dialect, Fate, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps, StoreRow, chunk_count,
-    ft, get_u32, group_recipients, message_columns, message_from_row, node_columns, node_from_row,
-    not_found, not_in_queue, plan_outcome, queue_entries, queue_entry, queue_fields, read_queued,
-    recipient_columns, require_recipients, row_ids, size_i64, validate_recipients,
+    ft, get_u32, group_recipients, leased_columns, leased_from_row, message_columns,
+    message_from_row, node_columns, node_from_row, not_found, not_in_queue, plan_outcome,
+    queue_entries, queue_entry, queue_fields, read_queued, recipient_columns, require_recipients,
+    row_ids, size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
@@ -77,7 +78,7 @@ pub(crate) const LEASE_DUE: &str = concat!(
        AND ($7::bigint IS NULL OR id = $7) \
        ORDER BY client_submit_time, id LIMIT $8 FOR UPDATE SKIP LOCKED) \
      RETURNING body_chunks, ",
-    message_columns!()
+    leased_columns!()
 );
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -779,15 +780,14 @@ impl Store for PgStore {
         }
         let mut leased = Vec::with_capacity(rows.len());
         for r in &rows {
-            let message = message_from_row(r).map_err(self.db(what))?;
-            let q = queue_fields(r).map_err(self.db(what))?;
+            let (message, attempts) = leased_from_row(r).map_err(self.db(what))?;
             leased.push(LeasedMessage {
                 recipients: Vec::new(),
                 lease: Lease {
                     owner: owner.to_owned(),
                     until,
                 },
-                attempts: q.attempts,
+                attempts,
                 body_chunks: get_u32(r, "body_chunks").map_err(self.db(what))?,
                 prefetched_body: None,
                 message,

@@ -32,16 +32,16 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::shared::{
     Dialect, Fate, OutcomePlan, QueueFields, STAGING_FOLDER, STALE_STAGING, StagedProps,
-    chunk_count, decode_error, ft, get_u32, group_recipients, message_columns, message_from_row,
-    node_columns, node_from_row, not_found, not_in_queue, plan_outcome, queue_entries,
-    queue_fields, queue_state, read_queued, recipient_columns, recipient_from_row, row_ids,
-    size_i64, validate_recipients,
+    chunk_count, decode_error, ft, get_u32, group_recipients, leased_columns, leased_from_row,
+    message_columns, message_from_row, node_columns, node_from_row, not_found, not_in_queue,
+    plan_outcome, queue_entries, queue_fields, queue_state, read_queued, recipient_columns,
+    recipient_from_row, row_ids, size_i64, validate_recipients,
 };
 use super::{
     BODY_CHUNK_SIZE, Folder, Heartbeat, InboundDelivery, InboundMessage, Lease, LeaseFilter,
-    LeasedMessage, MessageDisposition, MessageId, MessageRecord, NewMessage, NewRecipient,
-    NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry, QueueFilter, RecipientOutcome,
-    RecipientRecord, Store, StoreError,
+    LeasedMessage, LeasedOutcome, MessageDisposition, MessageId, MessageRecord, NewMessage,
+    NewRecipient, NodeInfo, NodeRecord, OutcomeReport, QueueCounts, QueueEntry, QueueFilter,
+    RecipientOutcome, RecipientRecord, Store, StoreError,
 };
 use bodies::{BodyFiles, FILE_BODY_AT, PendingBody};
 
@@ -1278,6 +1278,118 @@ fn push_outcome_writes(writes: &mut OutcomeWrites, id: MessageId, plan: &Outcome
     }
 }
 
+impl SqliteStore {
+    /// [`Store::record_outcomes`] and [`Store::record_leased_outcomes`]: each attempt with the
+    /// lease and recipients it was leased with, when the caller has them.
+    async fn record_attempts(
+        &self,
+        owner: &str,
+        batch: Vec<AttemptRecord>,
+        now: FileTime,
+    ) -> MapiResult<Vec<MapiResult<OutcomeReport>>> {
+        let what = "recording delivery attempts";
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.relaxed_tx(what).await?;
+        // Read the batch (two queries), decide in memory, write it all in one multi-statement
+        // query, commit: four round trips to SQLite's thread for the batch, whatever its size.
+        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| id.0).collect();
+        let list = json_ids(&ids);
+        // Only what `plan_outcome` reads: every column of a row is copied out of SQLite, and
+        // the whole message was most of this transaction's reading.
+        let rows = sqlx::query(
+            "SELECT id, delete_after_submit, in_queue, attempts, last_error, next_attempt_at, \
+             lease_owner, lease_until, body_file \
+             FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&list)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.db(what))?;
+        let mut messages = HashMap::with_capacity(rows.len());
+        let mut files: HashMap<i64, String> = HashMap::new();
+        for r in &rows {
+            let id: i64 = r.try_get("id").map_err(self.db(what))?;
+            let delete_after_submit: bool =
+                r.try_get("delete_after_submit").map_err(self.db(what))?;
+            let q = queue_fields(r).map_err(self.db(what))?;
+            if let Some(file) = r.try_get("body_file").map_err(self.db(what))? {
+                files.insert(id, file);
+            }
+            messages.insert(id, (delete_after_submit, q));
+        }
+        // The recipients as leased, for a message still under that very lease (see
+        // `Store::record_leased_outcomes`); the others' are read, as before.
+        let unread: Vec<i64> = batch
+            .iter()
+            .filter(|(id, _, leased)| !still_leased(messages.get(&id.0), leased))
+            .map(|(id, _, _)| id.0)
+            .collect();
+        let mut recipients = if unread.is_empty() {
+            HashMap::new()
+        } else {
+            recipients_of(&mut tx, &json_ids(&unread))
+                .await
+                .map_err(self.db(what))?
+        };
+        let mut writes = OutcomeWrites::default();
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut deleted_files = Vec::new();
+        for (id, outcomes, leased) in batch {
+            let found = messages.remove(&id.0);
+            let before = if still_leased(found.as_ref(), &leased) {
+                leased.map(|(_, leased)| leased).unwrap_or_default()
+            } else {
+                recipients.remove(&id).unwrap_or_default()
+            };
+            let answer = plan_outcome(id, owner, found, before, outcomes).map(|plan| {
+                push_outcome_writes(&mut writes, id, &plan);
+                plan.report
+            });
+            if let Ok(OutcomeReport {
+                disposition: MessageDisposition::Deleted,
+                ..
+            }) = &answer
+                && let Some(file) = files.remove(&id.0)
+            {
+                deleted_files.push(file);
+            }
+            answers.push(answer);
+        }
+        writes.run(&mut tx, now).await.map_err(self.db(what))?;
+        tx.commit().await.map_err(self.db(what))?;
+        // The files of deleted messages, unless another message has the same body. Best
+        // effort: the next open collects what is left.
+        if !deleted_files.is_empty()
+            && let Err(e) = self.collect_bodies(Some(deleted_files)).await
+        {
+            tracing::warn!(error = %e, "cannot remove the body files of deleted messages; the next open will");
+        }
+        Ok(answers)
+    }
+}
+
+/// Whether a message read for recording (`found`) is still under the lease it was leased
+/// with, so that the recipients that lease read are still its recipients.
+fn still_leased(
+    found: Option<&(bool, QueueFields)>,
+    leased: &Option<(Lease, Vec<RecipientRecord>)>,
+) -> bool {
+    match (found, leased) {
+        (Some((_, q)), Some((lease, _))) => q.lease.as_ref() == Some(lease),
+        _ => false,
+    }
+}
+
+/// One attempt for [`SqliteStore::record_attempts`]: the message, its outcomes, and the lease
+/// and recipients it was leased with (if known).
+type AttemptRecord = (
+    MessageId,
+    Vec<RecipientOutcome>,
+    Option<(Lease, Vec<RecipientRecord>)>,
+);
+
 impl Store for SqliteStore {
     fn display_name(&self) -> String {
         format!("SQLite store {}", self.path.display())
@@ -1507,7 +1619,7 @@ impl Store for SqliteStore {
         let list = json_ids(&ids);
         let rows = sqlx::query(concat!(
             "SELECT ",
-            message_columns!(),
+            leased_columns!(),
             ", messages.body_chunks AS chunk_count, body_chunks.rowid AS prefetched \
              FROM messages \
              JOIN (SELECT id AS batch_id, \
@@ -1536,15 +1648,14 @@ impl Store for SqliteStore {
             .into_iter();
         let mut leased = Vec::with_capacity(rows.len());
         for r in &rows {
-            let message = message_from_row(r).map_err(self.db(what))?;
-            let q = queue_fields(r).map_err(self.db(what))?;
+            let (message, attempts) = leased_from_row(r).map_err(self.db(what))?;
             leased.push(LeasedMessage {
                 recipients: recipients.remove(&message.id).unwrap_or_default(),
                 lease: Lease {
                     owner: owner.to_owned(),
                     until,
                 },
-                attempts: q.attempts,
+                attempts,
                 body_chunks: get_u32(r, "chunk_count").map_err(self.db(what))?,
                 prefetched_body: bodies.next().flatten(),
                 message,
@@ -1595,69 +1706,32 @@ impl Store for SqliteStore {
         batch: Vec<(MessageId, Vec<RecipientOutcome>)>,
         now: FileTime,
     ) -> MapiResult<Vec<MapiResult<OutcomeReport>>> {
-        let what = "recording delivery attempts";
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.relaxed_tx(what).await?;
-        // Read the batch (two queries), decide in memory, write it all in one multi-statement
-        // query, commit: four round trips to SQLite's thread for the batch, whatever its size.
-        let ids: Vec<i64> = batch.iter().map(|(id, _)| id.0).collect();
-        let list = json_ids(&ids);
-        // Only what `plan_outcome` reads: every column of a row is copied out of SQLite, and
-        // the whole message was most of this transaction's reading.
-        let rows = sqlx::query(
-            "SELECT id, delete_after_submit, in_queue, attempts, last_error, next_attempt_at, \
-             lease_owner, lease_until, body_file \
-             FROM messages WHERE folder <> 0 AND id IN (SELECT value FROM json_each(?))",
+        self.record_attempts(
+            owner,
+            batch
+                .into_iter()
+                .map(|(id, outcomes)| (id, outcomes, None))
+                .collect(),
+            now,
         )
-        .bind(&list)
-        .fetch_all(&mut *tx)
         .await
-        .map_err(self.db(what))?;
-        let mut messages = HashMap::with_capacity(rows.len());
-        let mut files: HashMap<i64, String> = HashMap::new();
-        for r in &rows {
-            let id: i64 = r.try_get("id").map_err(self.db(what))?;
-            let delete_after_submit: bool =
-                r.try_get("delete_after_submit").map_err(self.db(what))?;
-            let q = queue_fields(r).map_err(self.db(what))?;
-            if let Some(file) = r.try_get("body_file").map_err(self.db(what))? {
-                files.insert(id, file);
-            }
-            messages.insert(id, (delete_after_submit, q));
-        }
-        let mut recipients = recipients_of(&mut tx, &list).await.map_err(self.db(what))?;
-        let mut writes = OutcomeWrites::default();
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut deleted_files = Vec::new();
-        for (id, outcomes) in batch {
-            let found = messages.remove(&id.0);
-            let before = recipients.remove(&id).unwrap_or_default();
-            let answer = plan_outcome(id, owner, found, before, outcomes).map(|plan| {
-                push_outcome_writes(&mut writes, id, &plan);
-                plan.report
-            });
-            if let Ok(OutcomeReport {
-                disposition: MessageDisposition::Deleted,
-                ..
-            }) = &answer
-                && let Some(file) = files.remove(&id.0)
-            {
-                deleted_files.push(file);
-            }
-            answers.push(answer);
-        }
-        writes.run(&mut tx, now).await.map_err(self.db(what))?;
-        tx.commit().await.map_err(self.db(what))?;
-        // The files of deleted messages, unless another message has the same body. Best
-        // effort: the next open collects what is left.
-        if !deleted_files.is_empty()
-            && let Err(e) = self.collect_bodies(Some(deleted_files)).await
-        {
-            tracing::warn!(error = %e, "cannot remove the body files of deleted messages; the next open will");
-        }
-        Ok(answers)
+    }
+
+    async fn record_leased_outcomes(
+        &self,
+        owner: &str,
+        batch: Vec<LeasedOutcome>,
+        now: FileTime,
+    ) -> MapiResult<Vec<MapiResult<OutcomeReport>>> {
+        self.record_attempts(
+            owner,
+            batch
+                .into_iter()
+                .map(|a| (a.id, a.outcomes, Some((a.lease, a.recipients))))
+                .collect(),
+            now,
+        )
+        .await
     }
 
     async fn abort_submit(&self, id: MessageId) -> MapiResult<()> {
