@@ -475,20 +475,112 @@ const SELECT_INBOUND_SEEN: &str =
     "SELECT transport, server_id, message_id, received_at FROM inbound_seen";
 const SELECT_SYNC_STATE: &str = "SELECT transport, key, value FROM sync_state";
 
-// --- SQLite ---------------------------------------------------------------------------------
-
-impl Source for SqliteStore {
-    async fn ensure_unserved(&self) -> MapiResult<()> {
-        // The caller holds the daemon's lock on this store.
-        Ok(())
-    }
-
-    async fn message_ids(&self) -> MapiResult<Vec<i64>> {
-        sqlx::query_scalar("SELECT id FROM messages WHERE folder <> ? ORDER BY id")
+// The reads both dialects share but for the bind placeholder (`?` in SQLite, `$1` in
+// PostgreSQL), written once for both backends' impls. A macro rather than a function generic
+// over `sqlx::Database`: each backend reads its own pool and maps errors with its own `db`.
+macro_rules! source_reads {
+    ($p:literal) => {
+        async fn message_ids(&self) -> MapiResult<Vec<i64>> {
+            sqlx::query_scalar(concat!(
+                "SELECT id FROM messages WHERE folder <> ",
+                $p,
+                " ORDER BY id"
+            ))
             .bind(STAGING_FOLDER)
             .fetch_all(self.pool())
             .await
             .map_err(self.db("listing messages"))
+        }
+
+        async fn read_message(&self, id: i64) -> MapiResult<Option<Copied>> {
+            let select = format!(
+                "SELECT {} FROM messages WHERE id = {}",
+                column_list(MESSAGE_COLUMNS),
+                $p
+            );
+            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(self.db("reading a message"))?
+            else {
+                return Ok(None);
+            };
+            let select = format!(
+                "SELECT {} FROM recipients WHERE message_id = {} ORDER BY row_id",
+                column_list(RECIPIENT_COLUMNS),
+                $p
+            );
+            let recipients = sqlx::query(sqlx::AssertSqlSafe(select))
+                .bind(id)
+                .fetch_all(self.pool())
+                .await
+                .map_err(self.db("reading recipients"))?;
+            Ok(Some(Copied::new(
+                id,
+                read_row(&row, MESSAGE_COLUMNS)?,
+                read_rows(&recipients, RECIPIENT_COLUMNS)?,
+            )))
+        }
+
+        async fn inbound(&self) -> MapiResult<Inbound> {
+            let seen = sqlx::query(SELECT_INBOUND_SEEN)
+                .fetch_all(self.pool())
+                .await
+                .map_err(self.db("reading inbound state"))?;
+            let state = sqlx::query(SELECT_SYNC_STATE)
+                .fetch_all(self.pool())
+                .await
+                .map_err(self.db("reading inbound sync state"))?;
+            Ok(Inbound {
+                seen: read_rows(&seen, INBOUND_SEEN_COLUMNS)?,
+                state: read_rows(&state, SYNC_STATE_COLUMNS)?,
+            })
+        }
+    };
+}
+
+// `source_reads`' counterpart for a `Target`.
+macro_rules! target_reads {
+    ($p:literal) => {
+        async fn copied_sources(&self) -> MapiResult<(Vec<String>, i64)> {
+            let sources = sqlx::query_scalar("SELECT DISTINCT source FROM store_copied")
+                .fetch_all(self.pool())
+                .await
+                .map_err(self.db("reading what was copied before"))?;
+            let visible = sqlx::query_scalar(concat!(
+                "SELECT count(*) FROM messages WHERE folder <> ",
+                $p
+            ))
+            .bind(STAGING_FOLDER)
+            .fetch_one(self.pool())
+            .await
+            .map_err(self.db("counting messages"))?;
+            Ok((sources, visible))
+        }
+
+        async fn copied_ids(&self, source: &str) -> MapiResult<HashSet<i64>> {
+            let ids: Vec<i64> = sqlx::query_scalar(concat!(
+                "SELECT message_id FROM store_copied WHERE source = ",
+                $p
+            ))
+            .bind(source)
+            .fetch_all(self.pool())
+            .await
+            .map_err(self.db("reading what was copied before"))?;
+            Ok(ids.into_iter().collect())
+        }
+    };
+}
+
+// --- SQLite ---------------------------------------------------------------------------------
+
+impl Source for SqliteStore {
+    source_reads!("?");
+
+    async fn ensure_unserved(&self) -> MapiResult<()> {
+        // The caller holds the daemon's lock on this store.
+        Ok(())
     }
 
     async fn last_id(&self) -> MapiResult<i64> {
@@ -500,78 +592,13 @@ impl Source for SqliteStore {
         .await
         .map_err(self.db("reading the last message id"))
     }
-
-    async fn read_message(&self, id: i64) -> MapiResult<Option<Copied>> {
-        let select = format!(
-            "SELECT {} FROM messages WHERE id = ?",
-            column_list(MESSAGE_COLUMNS)
-        );
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(self.db("reading a message"))?
-        else {
-            return Ok(None);
-        };
-        let select = format!(
-            "SELECT {} FROM recipients WHERE message_id = ? ORDER BY row_id",
-            column_list(RECIPIENT_COLUMNS)
-        );
-        let recipients = sqlx::query(sqlx::AssertSqlSafe(select))
-            .bind(id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading recipients"))?;
-        Ok(Some(Copied::new(
-            id,
-            read_row(&row, MESSAGE_COLUMNS)?,
-            read_rows(&recipients, RECIPIENT_COLUMNS)?,
-        )))
-    }
-
-    async fn inbound(&self) -> MapiResult<Inbound> {
-        let seen = sqlx::query(SELECT_INBOUND_SEEN)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading inbound state"))?;
-        let state = sqlx::query(SELECT_SYNC_STATE)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading inbound sync state"))?;
-        Ok(Inbound {
-            seen: read_rows(&seen, INBOUND_SEEN_COLUMNS)?,
-            state: read_rows(&state, SYNC_STATE_COLUMNS)?,
-        })
-    }
 }
 
 impl Target for SqliteStore {
+    target_reads!("?");
+
     fn location(&self) -> String {
         self.path().display().to_string()
-    }
-
-    async fn copied_sources(&self) -> MapiResult<(Vec<String>, i64)> {
-        let sources = sqlx::query_scalar("SELECT DISTINCT source FROM store_copied")
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading what was copied before"))?;
-        let visible = sqlx::query_scalar("SELECT count(*) FROM messages WHERE folder <> ?")
-            .bind(STAGING_FOLDER)
-            .fetch_one(self.pool())
-            .await
-            .map_err(self.db("counting messages"))?;
-        Ok((sources, visible))
-    }
-
-    async fn copied_ids(&self, source: &str) -> MapiResult<HashSet<i64>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT message_id FROM store_copied WHERE source = ?")
-                .bind(source)
-                .fetch_all(self.pool())
-                .await
-                .map_err(self.db("reading what was copied before"))?;
-        Ok(ids.into_iter().collect())
     }
 
     async fn keep_ids_past(&self, id: i64) -> MapiResult<()> {
@@ -649,6 +676,8 @@ impl Target for SqliteStore {
 // --- PostgreSQL -----------------------------------------------------------------------------
 
 impl Source for PgStore {
+    source_reads!("$1");
+
     async fn ensure_unserved(&self) -> MapiResult<()> {
         // On the server's clock, as the cluster view judges it.
         let now = self.now();
@@ -674,14 +703,6 @@ impl Source for PgStore {
         ))
     }
 
-    async fn message_ids(&self) -> MapiResult<Vec<i64>> {
-        sqlx::query_scalar("SELECT id FROM messages WHERE folder <> $1 ORDER BY id")
-            .bind(STAGING_FOLDER)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("listing messages"))
-    }
-
     async fn last_id(&self) -> MapiResult<i64> {
         sqlx::query_scalar(
             "SELECT GREATEST(COALESCE(pg_sequence_last_value(\
@@ -692,78 +713,13 @@ impl Source for PgStore {
         .await
         .map_err(self.db("reading the last message id"))
     }
-
-    async fn read_message(&self, id: i64) -> MapiResult<Option<Copied>> {
-        let select = format!(
-            "SELECT {} FROM messages WHERE id = $1",
-            column_list(MESSAGE_COLUMNS)
-        );
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(select))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(self.db("reading a message"))?
-        else {
-            return Ok(None);
-        };
-        let select = format!(
-            "SELECT {} FROM recipients WHERE message_id = $1 ORDER BY row_id",
-            column_list(RECIPIENT_COLUMNS)
-        );
-        let recipients = sqlx::query(sqlx::AssertSqlSafe(select))
-            .bind(id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading recipients"))?;
-        Ok(Some(Copied::new(
-            id,
-            read_row(&row, MESSAGE_COLUMNS)?,
-            read_rows(&recipients, RECIPIENT_COLUMNS)?,
-        )))
-    }
-
-    async fn inbound(&self) -> MapiResult<Inbound> {
-        let seen = sqlx::query(SELECT_INBOUND_SEEN)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading inbound state"))?;
-        let state = sqlx::query(SELECT_SYNC_STATE)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading inbound sync state"))?;
-        Ok(Inbound {
-            seen: read_rows(&seen, INBOUND_SEEN_COLUMNS)?,
-            state: read_rows(&state, SYNC_STATE_COLUMNS)?,
-        })
-    }
 }
 
 impl Target for PgStore {
+    target_reads!("$1");
+
     fn location(&self) -> String {
         self.server().to_owned()
-    }
-
-    async fn copied_sources(&self) -> MapiResult<(Vec<String>, i64)> {
-        let sources = sqlx::query_scalar("SELECT DISTINCT source FROM store_copied")
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db("reading what was copied before"))?;
-        let visible = sqlx::query_scalar("SELECT count(*) FROM messages WHERE folder <> $1")
-            .bind(STAGING_FOLDER)
-            .fetch_one(self.pool())
-            .await
-            .map_err(self.db("counting messages"))?;
-        Ok((sources, visible))
-    }
-
-    async fn copied_ids(&self, source: &str) -> MapiResult<HashSet<i64>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT message_id FROM store_copied WHERE source = $1")
-                .bind(source)
-                .fetch_all(self.pool())
-                .await
-                .map_err(self.db("reading what was copied before"))?;
-        Ok(ids.into_iter().collect())
     }
 
     async fn keep_ids_past(&self, id: i64) -> MapiResult<()> {
