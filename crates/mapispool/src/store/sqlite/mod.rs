@@ -540,17 +540,7 @@ impl SqliteStore {
         recipients: &[NewRecipient],
         mut body: impl AsyncRead + Unpin,
     ) -> MapiResult<(i64, StagedBody)> {
-        let mut first = Vec::new();
-        (&mut body)
-            .take(self.file_body_at.min(BODY_CHUNK_SIZE) as u64)
-            .read_to_end(&mut first)
-            .await
-            .map_err(|e| {
-                MapiError::call_failed(format!(
-                    "reading the message to store (after {} bytes): {e}",
-                    first.len()
-                ))
-            })?;
+        let first = self.body_head(&mut body, "store").await?;
         if first.len() >= self.file_body_at {
             // The file first: its slow part (the sender, the disk) holds no row and no lock.
             let file = self.bodies.write(&first, body).await?;
@@ -740,6 +730,27 @@ impl SqliteStore {
         Ok(true)
     }
 
+    /// The start of a body to `what` (store, copy): as much as decides where it goes — a whole
+    /// body shorter than `file_body_at` stays inline, a longer one goes to a file — and no more
+    /// than one chunk.
+    async fn body_head(
+        &self,
+        body: &mut (impl AsyncRead + Unpin),
+        what: &str,
+    ) -> MapiResult<Vec<u8>> {
+        let mut head = Vec::new();
+        body.take(self.file_body_at.min(BODY_CHUNK_SIZE) as u64)
+            .read_to_end(&mut head)
+            .await
+            .map_err(|e| {
+                MapiError::call_failed(format!(
+                    "reading the message to {what} (after {} bytes): {e}",
+                    head.len()
+                ))
+            })?;
+        Ok(head)
+    }
+
     /// `store copy` into this store: message `id`, whose rows `inserts` write (the message row
     /// first, in its folder, then its recipients and its `store_copied` record), with its body
     /// read from `body` and kept as this store keeps a submitted one: in `body_chunks` below
@@ -753,17 +764,7 @@ impl SqliteStore {
         inserts: Vec<QueryBuilder<sqlx::Sqlite>>,
         mut body: impl AsyncRead + Unpin,
     ) -> MapiResult<()> {
-        let mut inline = Vec::new();
-        (&mut body)
-            .take(self.file_body_at.min(BODY_CHUNK_SIZE) as u64)
-            .read_to_end(&mut inline)
-            .await
-            .map_err(|e| {
-                MapiError::call_failed(format!(
-                    "reading the message to copy (after {} bytes): {e}",
-                    inline.len()
-                ))
-            })?;
+        let mut inline = self.body_head(&mut body, "copy").await?;
         let mut file = None;
         if inline.len() >= self.file_body_at {
             file = Some(self.bodies.write(&inline, body).await?);
