@@ -29,30 +29,20 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Messages(args) => tables::messages(&logon_to_read(&cli).await?, args).await,
         Command::Show(args) => submit::show(&logon_to_read(&cli).await?, args).await,
         Command::Flush(args) => {
-            let session = logon(&cli).await?;
-            let done = flush::run(&session, args, cli.quiet).await;
-            logged_off(session, done).await
+            logged_on(&cli, async |s| flush::run(s, args, cli.quiet).await).await
         }
         Command::Submit(args) => submit::run(logon_to_submit(&cli).await?, args, cli.quiet).await,
         Command::Abort(args) => {
-            let session = logon(&cli).await?;
-            let done = submit::abort(&session, args, cli.quiet).await;
-            logged_off(session, done).await
+            logged_on(&cli, async |s| submit::abort(s, args, cli.quiet).await).await
         }
         Command::Resubmit(args) => {
-            let session = logon(&cli).await?;
-            let done = submit::resubmit(&session, args, cli.quiet).await;
-            logged_off(session, done).await
+            logged_on(&cli, async |s| submit::resubmit(s, args, cli.quiet).await).await
         }
         Command::Delete(args) => {
-            let session = logon(&cli).await?;
-            let done = submit::delete(&session, args, cli.quiet).await;
-            logged_off(session, done).await
+            logged_on(&cli, async |s| submit::delete(s, args, cli.quiet).await).await
         }
         Command::Validate(args) => {
-            let session = logon(&cli).await?;
-            let done = validate::run(&session, args, cli.quiet).await;
-            logged_off(session, done).await
+            logged_on(&cli, async |s| validate::run(s, args, cli.quiet).await).await
         }
         Command::Offline(args) => {
             validate::switch(&logon(&cli).await?, args, true, cli.quiet).await
@@ -95,10 +85,13 @@ async fn logon(cli: &Cli) -> Result<Session> {
     logon_with(cli, Session::logon).await
 }
 
-/// Logs `session` off once its command is `done`: without a daemon, the process was a node of
-/// the store's queue, and it marks itself stopped instead of showing as alive in the cluster
-/// view until its lease runs out (which would refuse `store copy` from the database meanwhile).
-async fn logged_off(session: Session, done: Result<Exit>) -> Result<Exit> {
+/// Runs `command` on a session logged on for it, then logs that session off: without a daemon,
+/// the process was a node of the store's queue, and it marks itself stopped instead of showing
+/// as alive in the cluster view until its lease runs out (which would refuse `store copy` from
+/// the database meanwhile).
+async fn logged_on(cli: &Cli, command: impl AsyncFnOnce(&Session) -> Result<Exit>) -> Result<Exit> {
+    let session = logon(cli).await?;
+    let done = command(&session).await;
     session.logoff().await;
     done
 }
